@@ -1,0 +1,96 @@
+//! Deltas: what one push carries for one document.
+//!
+//! A delta's plaintext is a format byte followed by a postcard list of
+//! Automerge change chunks. Each chunk is parsed (and its checksum checked)
+//! before anything is applied, so a damaged delta is rejected whole with a
+//! typed error instead of being half-applied or silently ignored. Its id is
+//! the SHA-256 of the plaintext, so the same delta pushed twice is one delta.
+
+use automerge::{AutoCommit, Change};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use syncline_protocol::DeltaId;
+
+const DELTA_FORMAT: u8 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct Body(Vec<Chunk>);
+
+#[derive(Serialize, Deserialize)]
+struct Chunk(#[serde(with = "bytes")] Vec<u8>);
+
+/// Encodes change chunks as a delta.
+pub fn encode<'a>(changes: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let body = Body(changes.into_iter().map(|c| Chunk(c.to_vec())).collect());
+    let mut out = vec![DELTA_FORMAT];
+    out.extend(postcard::to_allocvec(&body).unwrap_or_default());
+    out
+}
+
+/// Parses a delta into Automerge changes, all or nothing.
+pub fn decode(bytes: &[u8]) -> Result<Vec<Change>, String> {
+    let body = match bytes.split_first() {
+        Some((&DELTA_FORMAT, rest)) => {
+            postcard::from_bytes::<Body>(rest).map_err(|e| format!("not a delta: {e}"))?
+        }
+        Some((other, _)) => return Err(format!("unknown delta format {other}")),
+        None => return Err("empty delta".into()),
+    };
+    body.0
+        .into_iter()
+        .map(|Chunk(c)| Change::from_bytes(c).map_err(|e| format!("bad change: {e}")))
+        .collect()
+}
+
+/// Decodes and applies a delta. Changes already present are ignored and
+/// changes whose dependencies are missing wait inside Automerge.
+pub fn apply(doc: &mut AutoCommit, bytes: &[u8]) -> Result<(), String> {
+    let changes = decode(bytes)?;
+    doc.apply_changes(changes).map_err(|e| e.to_string())
+}
+
+/// A delta's id: the SHA-256 of its plaintext.
+pub fn id(bytes: &[u8]) -> DeltaId {
+    DeltaId(Sha256::digest(bytes).into())
+}
+
+mod bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        <&[u8]>::deserialize(d).map(<[u8]>::to_vec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::transaction::Transactable;
+
+    #[test]
+    fn deltas_round_trip_and_damage_is_rejected() {
+        let mut doc = AutoCommit::new();
+        doc.put(automerge::ROOT, "k", 1).unwrap();
+        doc.commit();
+        let change = doc.get_last_local_change().unwrap();
+        let delta = encode([change.raw_bytes()]);
+        let mut other = AutoCommit::new();
+        apply(&mut other, &delta).unwrap();
+        assert_eq!(other.get_heads(), doc.get_heads());
+
+        assert!(decode(&[]).is_err());
+        assert!(decode(&[1, 2, 3]).is_err());
+        assert!(decode(&[9]).is_err());
+        let mut flipped = delta.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0xff;
+        assert!(
+            decode(&flipped).is_err(),
+            "a flipped byte breaks the checksum"
+        );
+    }
+}

@@ -1,0 +1,45 @@
+//! Syncline's engine, sans-IO.
+//!
+//! The [`Engine`] holds a replica's documents (each an Automerge document),
+//! its outbox of local deltas the relay has not acknowledged, and the state
+//! of the sync session with the relay. It never awaits, sleeps, opens a
+//! socket or touches storage: the host calls it with inputs — a local change,
+//! a connection opened or closed, a frame received — and then drains the
+//! [`Effect`]s it asks for — batches to persist atomically, frames to send,
+//! documents that changed. Time and randomness come in as arguments.
+//!
+//! The same engine runs in the browser (the `syncline-wasm` crate supplies
+//! IndexedDB and a WebSocket) and in tests, where a simulation wires many
+//! engines to a model relay with lossy links.
+//!
+//! ```
+//! use syncline_core::{Engine, Effect, MemoryStore};
+//! use syncline_protocol::DocId;
+//!
+//! let mut engine = Engine::new([1; 16]);
+//! let doc = DocId([7; 16]);
+//! engine.create_doc(doc, &serde_json::json!({"items": []}), 0).unwrap();
+//! let mut store = MemoryStore::default();
+//! for effect in engine.take_effects() {
+//!     if let Effect::Persist(batch) = effect { store.apply(&batch) }
+//! }
+//! // A restarted replica loads the same document from its log.
+//! let (reloaded, problems) = Engine::load([2; 16], store.records());
+//! assert!(problems.is_empty());
+//! assert_eq!(reloaded.value_json(&doc).unwrap(), serde_json::json!({"items": []}));
+//! ```
+
+pub mod delta;
+mod doc_url;
+mod engine;
+mod error;
+pub mod ops;
+pub mod store;
+mod sync;
+
+pub use doc_url::{format_doc_url, parse_doc_url};
+pub use engine::{Effect, Engine, SessionState, Status};
+pub use error::EngineError;
+pub use ops::Op;
+pub use store::{Batch, MemoryStore, Store};
+pub use syncline_protocol::{DeltaId, DocId};

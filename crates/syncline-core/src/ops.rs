@@ -1,0 +1,343 @@
+//! Local edits as data: the batch of [`Op`]s a UI makes in one `change`,
+//! applied to an Automerge document as one change.
+//!
+//! Ops address containers by a [`Path`] of map keys and list indices from the
+//! document root, as the JavaScript draft sees them. They are applied in
+//! order, so an index in a later op already sees the effect of earlier ones.
+
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ObjId, ObjType, ReadDoc, ScalarValue, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+/// One step of a path: a map key or a list index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Key {
+    Index(u64),
+    Name(String),
+}
+
+/// From the document root to a container (map or list).
+pub type Path = Vec<Key>;
+
+/// One edit of a local change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// Sets a map key, or replaces a list element.
+    Put { obj: Path, key: Key, value: Json },
+    /// Deletes a map key, or `count` list elements from index `key`.
+    Delete {
+        obj: Path,
+        key: Key,
+        #[serde(default)]
+        count: Option<u64>,
+    },
+    /// Inserts `values` into a list at `index`.
+    Insert {
+        obj: Path,
+        index: u64,
+        values: Vec<Json>,
+    },
+}
+
+/// Why an op could not be applied. The whole change is rolled back.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum OpError {
+    #[error("path {path:?} does not lead to a map or list in this document")]
+    NoSuchContainer { path: String },
+    #[error("key {key:?} does not fit a {container} (maps take names, lists take indices)")]
+    KeyKind {
+        key: String,
+        container: &'static str,
+    },
+    #[error("index {index} is out of range for a list of length {len}")]
+    OutOfRange { index: u64, len: usize },
+    #[error("the document root is a map: its value must be a JSON object")]
+    RootNotObject,
+    #[error("automerge refused the edit: {0}")]
+    Automerge(String),
+}
+
+impl From<automerge::AutomergeError> for OpError {
+    fn from(e: automerge::AutomergeError) -> Self {
+        OpError::Automerge(e.to_string())
+    }
+}
+
+/// Applies `ops` inside the document's open transaction.
+pub fn apply_ops(doc: &mut AutoCommit, ops: &[Op]) -> Result<(), OpError> {
+    for op in ops {
+        match op {
+            Op::Put { obj, key, value } => {
+                let (id, kind) = resolve(doc, obj)?;
+                match (kind, key) {
+                    (ObjType::Map | ObjType::Table, Key::Name(name)) => {
+                        put_json(doc, &id, PropRef::Key(name), value)?
+                    }
+                    (ObjType::List, Key::Index(i)) => {
+                        let len = doc.length(&id);
+                        let i = index_in(*i, len, false)?;
+                        put_json(doc, &id, PropRef::Index(i), value)?
+                    }
+                    (kind, key) => return Err(key_kind(key, kind)),
+                }
+            }
+            Op::Delete { obj, key, count } => {
+                let (id, kind) = resolve(doc, obj)?;
+                match (kind, key) {
+                    (ObjType::Map | ObjType::Table, Key::Name(name)) => {
+                        doc.delete(&id, name.as_str())?
+                    }
+                    (ObjType::List, Key::Index(i)) => {
+                        let len = doc.length(&id);
+                        let count = count.unwrap_or(1);
+                        let start = index_in(*i, len, true)?;
+                        if start as u64 + count > len as u64 {
+                            return Err(OpError::OutOfRange {
+                                index: start as u64 + count,
+                                len,
+                            });
+                        }
+                        for _ in 0..count {
+                            doc.delete(&id, start)?;
+                        }
+                    }
+                    (kind, key) => return Err(key_kind(key, kind)),
+                }
+            }
+            Op::Insert { obj, index, values } => {
+                let (id, kind) = resolve(doc, obj)?;
+                if kind != ObjType::List {
+                    return Err(key_kind(&Key::Index(*index), kind));
+                }
+                let len = doc.length(&id);
+                let start = index_in(*index, len, true)?;
+                for (offset, value) in values.iter().enumerate() {
+                    insert_json(doc, &id, start + offset, value)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the fields of a JSON object into the document root.
+pub fn put_root_object(doc: &mut AutoCommit, value: &Json) -> Result<(), OpError> {
+    let Json::Object(fields) = value else {
+        return Err(OpError::RootNotObject);
+    };
+    for (key, value) in fields {
+        put_json(doc, &automerge::ROOT, PropRef::Key(key), value)?;
+    }
+    Ok(())
+}
+
+fn key_kind(key: &Key, container: ObjType) -> OpError {
+    OpError::KeyKind {
+        key: match key {
+            Key::Index(i) => i.to_string(),
+            Key::Name(n) => n.clone(),
+        },
+        container: match container {
+            ObjType::List => "list",
+            ObjType::Text => "text",
+            ObjType::Map | ObjType::Table => "map",
+        },
+    }
+}
+
+/// `index` as a list position; `at_end_ok` allows `index == len` (append).
+fn index_in(index: u64, len: usize, at_end_ok: bool) -> Result<usize, OpError> {
+    let fits = if at_end_ok {
+        index <= len as u64
+    } else {
+        index < len as u64
+    };
+    if fits {
+        Ok(index as usize)
+    } else {
+        Err(OpError::OutOfRange { index, len })
+    }
+}
+
+fn resolve(doc: &AutoCommit, path: &[Key]) -> Result<(ObjId, ObjType), OpError> {
+    let mut id = automerge::ROOT;
+    let mut kind = ObjType::Map;
+    let missing = || OpError::NoSuchContainer {
+        path: format!("{path:?}"),
+    };
+    for step in path {
+        let found = match (kind, step) {
+            (ObjType::Map | ObjType::Table, Key::Name(name)) => doc.get(&id, name.as_str()),
+            (ObjType::List, Key::Index(i)) if *i < doc.length(&id) as u64 => {
+                doc.get(&id, *i as usize)
+            }
+            _ => return Err(missing()),
+        }?;
+        match found {
+            Some((Value::Object(child_kind), child)) => {
+                id = child;
+                kind = child_kind;
+            }
+            _ => return Err(missing()),
+        }
+    }
+    Ok((id, kind))
+}
+
+enum PropRef<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn put_json(doc: &mut AutoCommit, obj: &ObjId, prop: PropRef, value: &Json) -> Result<(), OpError> {
+    match container_type(value) {
+        Some(kind) => {
+            let child = match prop {
+                PropRef::Key(k) => doc.put_object(obj, k, kind)?,
+                PropRef::Index(i) => doc.put_object(obj, i, kind)?,
+            };
+            fill(doc, &child, value)
+        }
+        None => {
+            let scalar = scalar(value);
+            match prop {
+                PropRef::Key(k) => doc.put(obj, k, scalar)?,
+                PropRef::Index(i) => doc.put(obj, i, scalar)?,
+            }
+            Ok(())
+        }
+    }
+}
+
+fn insert_json(
+    doc: &mut AutoCommit,
+    list: &ObjId,
+    index: usize,
+    value: &Json,
+) -> Result<(), OpError> {
+    match container_type(value) {
+        Some(kind) => {
+            let child = doc.insert_object(list, index, kind)?;
+            fill(doc, &child, value)
+        }
+        None => Ok(doc.insert(list, index, scalar(value))?),
+    }
+}
+
+fn fill(doc: &mut AutoCommit, obj: &ObjId, value: &Json) -> Result<(), OpError> {
+    match value {
+        Json::Object(fields) => {
+            for (k, v) in fields {
+                put_json(doc, obj, PropRef::Key(k), v)?;
+            }
+        }
+        Json::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                insert_json(doc, obj, i, v)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn container_type(value: &Json) -> Option<ObjType> {
+    match value {
+        Json::Object(_) => Some(ObjType::Map),
+        Json::Array(_) => Some(ObjType::List),
+        _ => None,
+    }
+}
+
+fn scalar(value: &Json) -> ScalarValue {
+    match value {
+        Json::Null => ScalarValue::Null,
+        Json::Bool(b) => ScalarValue::Boolean(*b),
+        Json::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => ScalarValue::Int(i),
+            (None, Some(f)) => ScalarValue::F64(f),
+            (None, None) => ScalarValue::Null,
+        },
+        Json::String(s) => ScalarValue::Str(s.as_str().into()),
+        Json::Array(_) | Json::Object(_) => ScalarValue::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn doc_with(initial: Json) -> AutoCommit {
+        let mut doc = AutoCommit::new();
+        put_root_object(&mut doc, &initial).unwrap();
+        doc.commit();
+        doc
+    }
+
+    fn value(doc: &AutoCommit) -> Json {
+        serde_json::to_value(automerge::AutoSerde::from(doc)).unwrap()
+    }
+
+    fn ops(v: Json) -> Vec<Op> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn ops_from_js_shape_apply_in_order() {
+        let mut doc = doc_with(json!({"items": [], "title": "t"}));
+        let batch = ops(json!([
+            {"op": "insert", "obj": ["items"], "index": 0, "values": ["a", {"done": false}]},
+            {"op": "put", "obj": ["items", 1], "key": "done", "value": true},
+            {"op": "insert", "obj": ["items"], "index": 2, "values": [[1, 2.5, null]]},
+            {"op": "delete", "obj": ["items"], "key": 0},
+            {"op": "delete", "obj": [], "key": "title"},
+            {"op": "put", "obj": [], "key": "n", "value": 3}
+        ]));
+        apply_ops(&mut doc, &batch).unwrap();
+        assert_eq!(
+            value(&doc),
+            json!({"items": [{"done": true}, [1, 2.5, null]], "n": 3})
+        );
+    }
+
+    #[test]
+    fn bad_ops_are_typed_errors() {
+        let mut doc = doc_with(json!({"items": ["a"], "m": {}}));
+        let cases = [
+            (
+                json!([{"op": "put", "obj": ["nope"], "key": "x", "value": 1}]),
+                "NoSuchContainer",
+            ),
+            (
+                json!([{"op": "put", "obj": ["items"], "key": 5, "value": 1}]),
+                "OutOfRange",
+            ),
+            (
+                json!([{"op": "insert", "obj": ["items"], "index": 9, "values": [1]}]),
+                "OutOfRange",
+            ),
+            (
+                json!([{"op": "delete", "obj": ["items"], "key": 0, "count": 2}]),
+                "OutOfRange",
+            ),
+            (
+                json!([{"op": "put", "obj": ["m"], "key": 0, "value": 1}]),
+                "KeyKind",
+            ),
+            (
+                json!([{"op": "insert", "obj": ["m"], "index": 0, "values": [1]}]),
+                "KeyKind",
+            ),
+        ];
+        for (batch, expected) in cases {
+            let err = apply_ops(&mut doc, &ops(batch)).unwrap_err();
+            assert!(format!("{err:?}").starts_with(expected), "{err:?}");
+            doc.rollback();
+        }
+        assert_eq!(value(&doc), json!({"items": ["a"], "m": {}}));
+    }
+}

@@ -1,0 +1,164 @@
+//! The event log as the engine sees it: typed records in a few key-value
+//! stores, written in atomic [`Batch`]es.
+//!
+//! The engine never writes storage itself. It emits a [`Batch`] as an effect;
+//! the host (IndexedDB in the browser, a file in the native client, a
+//! [`MemoryStore`] in tests) applies the whole batch in one transaction and
+//! later hands every record back to [`crate::Engine::load`]. Keys are derived
+//! from content (doc id, delta id), so two tabs writing the same log never
+//! overwrite each other's entries.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use syncline_protocol::{DeltaId, DocId};
+
+/// The stores of a replica's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Store {
+    /// One [`LogEntry`] per delta, keyed `"<doc>/<delta id>"`.
+    Entries,
+    /// One [`DocRecord`] per document, keyed by the doc id.
+    Docs,
+    /// Replica-wide records ([`RelayRecord`] under `"relay"`).
+    Meta,
+}
+
+impl Store {
+    /// Every store, for hosts that create them up front.
+    pub const ALL: [Store; 3] = [Store::Entries, Store::Docs, Store::Meta];
+
+    /// The store's name, as used for IndexedDB object stores and files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Store::Entries => "entries",
+            Store::Docs => "docs",
+            Store::Meta => "meta",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Store> {
+        Store::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// Where a delta came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Origin {
+    /// Made on this replica; in the outbox until the relay acks it.
+    Local,
+    /// Received from the relay.
+    Relay,
+}
+
+/// One delta in the log: Automerge change chunks, concatenated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub doc: DocId,
+    pub id: DeltaId,
+    pub bytes: Vec<u8>,
+    /// Wall time when the entry was made or received, in ms since the epoch.
+    pub time_ms: u64,
+    /// The app's name for the change, e.g. `"todo.added"`.
+    pub message: Option<String>,
+    pub origin: Origin,
+    /// The relay's sequence once the relay holds it durably; `None` for a
+    /// local entry means it is still in the outbox.
+    pub relay_seq: Option<u64>,
+}
+
+/// Per-document state that is not a delta.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocRecord {
+    pub doc: DocId,
+    /// Every relay delta up to this sequence is applied and durable here.
+    pub cursor: u64,
+}
+
+/// What the replica knows about the relay's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayRecord {
+    /// The relay epoch the cursors belong to.
+    pub epoch: [u8; 16],
+}
+
+/// A record as written: postcard, behind a version tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    Entry(LogEntry),
+    Doc(DocRecord),
+    Relay(RelayRecord),
+}
+
+impl Record {
+    /// Store and key this record lives under.
+    pub fn address(&self) -> (Store, String) {
+        match self {
+            Record::Entry(e) => (Store::Entries, entry_key(&e.doc, &e.id)),
+            Record::Doc(d) => (Store::Docs, d.doc.to_string()),
+            Record::Relay(_) => (Store::Meta, "relay".to_string()),
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![RECORD_FORMAT];
+        out.extend(postcard::to_allocvec(self).unwrap_or_default());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Record, String> {
+        match bytes.split_first() {
+            Some((&RECORD_FORMAT, body)) => postcard::from_bytes(body).map_err(|e| e.to_string()),
+            Some((other, _)) => Err(format!("unknown record format {other}")),
+            None => Err("empty record".to_string()),
+        }
+    }
+}
+
+const RECORD_FORMAT: u8 = 1;
+
+pub fn entry_key(doc: &DocId, id: &DeltaId) -> String {
+    format!("{doc}/{id}")
+}
+
+/// Writes the host must apply atomically, all or nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    pub puts: Vec<(Store, String, Vec<u8>)>,
+    pub deletes: Vec<(Store, String)>,
+}
+
+impl Batch {
+    pub fn put(&mut self, record: &Record) {
+        let (store, key) = record.address();
+        self.puts.push((store, key, record.encode()));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.puts.is_empty() && self.deletes.is_empty()
+    }
+}
+
+/// An in-memory store: the reference host for tests and simulations.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    pub data: BTreeMap<(Store, String), Vec<u8>>,
+}
+
+impl MemoryStore {
+    pub fn apply(&mut self, batch: &Batch) {
+        for (store, key, value) in &batch.puts {
+            self.data.insert((*store, key.clone()), value.clone());
+        }
+        for (store, key) in &batch.deletes {
+            self.data.remove(&(*store, key.clone()));
+        }
+    }
+
+    /// Every record, as a host hands them to [`crate::Engine::load`].
+    pub fn records(&self) -> Vec<(Store, String, Vec<u8>)> {
+        self.data
+            .iter()
+            .map(|((s, k), v)| (*s, k.clone(), v.clone()))
+            .collect()
+    }
+}

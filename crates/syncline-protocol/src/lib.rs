@@ -1,0 +1,237 @@
+//! Syncline's wire protocol: the frames a client and a relay exchange.
+//!
+//! Every frame is one binary WebSocket message holding one [`ClientFrame`]
+//! (client → relay) or one [`RelayFrame`] (relay → client), encoded with
+//! [postcard](https://docs.rs/postcard) — a compact, stable serde encoding
+//! (varint integers, length-prefixed bytes, enum variants by index). New
+//! variants are only ever appended, so older decoders reject newer frames
+//! with a clear [`ProtocolError`] instead of misreading them.
+//!
+//! The relay never interprets a delta: to it a delta is opaque bytes with an
+//! id. Ordering, acknowledgement and catch-up are all the relay does:
+//!
+//! ```text
+//! client                                  relay
+//!   Hello{version, replica, token}   ─▶
+//!                                    ◀─  Welcome{version, epoch, limits} | Error{..}
+//!   Subscribe{doc, since}            ─▶
+//!                                    ◀─  Deltas{doc, items: [(seq, bytes)], caught_up}
+//!   Push{doc, deltas: [(id, bytes)]} ─▶
+//!                                    ◀─  Ack{doc, ids, seq}     (only after commit)
+//!                                    ◀─  Deltas{..}             (live, from others)
+//! ```
+//!
+//! Decoding never panics: any byte string gives a frame or a [`ProtocolError`].
+
+mod ids;
+
+pub use ids::{DeltaId, DocId, IdParseError};
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this crate speaks. Sent in `Hello` and `Welcome`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest encoded frame either side accepts, in bytes.
+pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
+/// Most deltas one `Push` or `Deltas` frame may carry.
+pub const MAX_DELTAS_PER_FRAME: usize = 4096;
+
+/// Longest access token, in bytes.
+pub const MAX_TOKEN_BYTES: usize = 4096;
+
+/// A frame sent by a client to the relay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientFrame {
+    /// Opens the session. Must be the first frame.
+    Hello {
+        version: u32,
+        /// The sending replica's id (random, stable per device and name).
+        replica: [u8; 16],
+        token: Option<String>,
+    },
+    /// Asks for every committed delta of `doc` with a sequence above `since`,
+    /// then for live deltas as they are committed.
+    Subscribe { doc: DocId, since: u64 },
+    /// Offers deltas for the relay to commit. Answered by `Ack` once durable.
+    Push { doc: DocId, deltas: Vec<PushDelta> },
+    /// Liveness probe; answered by `Pong` with the same nonce.
+    Ping { nonce: u64 },
+}
+
+/// One delta offered in a `Push`: opaque bytes and their content-derived id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushDelta {
+    pub id: DeltaId,
+    #[serde(with = "serde_bytes_vec")]
+    pub bytes: Vec<u8>,
+}
+
+/// A frame sent by the relay to a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RelayFrame {
+    /// Accepts a `Hello`.
+    Welcome {
+        version: u32,
+        /// Identifies the relay's log. A client whose cursors were issued
+        /// under another epoch must not trust them.
+        epoch: [u8; 16],
+        limits: Limits,
+    },
+    /// Refuses something. With `fatal`, the relay closes the connection next
+    /// and the client should not retry with the same parameters.
+    Error {
+        code: ErrorCode,
+        message: String,
+        fatal: bool,
+    },
+    /// Committed deltas of `doc`, in sequence order. `caught_up` marks the
+    /// last page of a catch-up; live deltas also come with `caught_up: true`.
+    Deltas {
+        doc: DocId,
+        items: Vec<SequencedDelta>,
+        caught_up: bool,
+    },
+    /// The deltas `ids` of `doc` are durable in the relay's log; the highest
+    /// sequence among them is `seq`.
+    Ack {
+        doc: DocId,
+        ids: Vec<DeltaId>,
+        seq: u64,
+    },
+    /// Answers `Ping`.
+    Pong { nonce: u64 },
+}
+
+/// A delta as stored by the relay, with its place in the document's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SequencedDelta {
+    pub seq: u64,
+    pub id: DeltaId,
+    #[serde(with = "serde_bytes_vec")]
+    pub bytes: Vec<u8>,
+}
+
+/// Limits the relay enforces, announced in `Welcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub max_frame_bytes: u32,
+    pub max_deltas_per_frame: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame_bytes: MAX_FRAME_BYTES as u32,
+            max_deltas_per_frame: MAX_DELTAS_PER_FRAME as u32,
+        }
+    }
+}
+
+/// Why the relay refused something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The frame could not be decoded or broke a bound.
+    Malformed,
+    /// The client's protocol version is not supported.
+    UnsupportedVersion,
+    /// A frame arrived that is not valid in the session's state.
+    UnexpectedFrame,
+    /// The token is missing, invalid, expired, or lacks the right.
+    Unauthorized,
+    /// A frame or rate limit was exceeded.
+    LimitExceeded,
+    /// The relay failed to store something; retry later.
+    Internal,
+}
+
+/// Why bytes could not be turned into a frame.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProtocolError {
+    #[error("frame of {size} bytes exceeds the limit of {limit} bytes")]
+    FrameTooLarge { size: usize, limit: usize },
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    #[error("frame breaks a bound: {0}")]
+    OutOfBounds(&'static str),
+}
+
+/// Encodes a client frame into one binary message.
+pub fn encode_client(frame: &ClientFrame) -> Vec<u8> {
+    // Serializing these plain types into a Vec cannot fail.
+    postcard::to_allocvec(frame).unwrap_or_default()
+}
+
+/// Encodes a relay frame into one binary message.
+pub fn encode_relay(frame: &RelayFrame) -> Vec<u8> {
+    postcard::to_allocvec(frame).unwrap_or_default()
+}
+
+/// Decodes one client frame, checking every bound.
+pub fn decode_client(bytes: &[u8]) -> Result<ClientFrame, ProtocolError> {
+    let frame: ClientFrame = decode(bytes)?;
+    match &frame {
+        ClientFrame::Hello { token: Some(t), .. } if t.len() > MAX_TOKEN_BYTES => {
+            Err(ProtocolError::OutOfBounds("token too long"))
+        }
+        ClientFrame::Push { deltas, .. } if deltas.len() > MAX_DELTAS_PER_FRAME => {
+            Err(ProtocolError::OutOfBounds("too many deltas in one push"))
+        }
+        ClientFrame::Push { deltas, .. } if deltas.is_empty() => Err(ProtocolError::OutOfBounds(
+            "a push must carry at least one delta",
+        )),
+        _ => Ok(frame),
+    }
+}
+
+/// Decodes one relay frame, checking every bound.
+pub fn decode_relay(bytes: &[u8]) -> Result<RelayFrame, ProtocolError> {
+    let frame: RelayFrame = decode(bytes)?;
+    match &frame {
+        RelayFrame::Deltas { items, .. } if items.len() > MAX_DELTAS_PER_FRAME => {
+            Err(ProtocolError::OutOfBounds("too many deltas in one frame"))
+        }
+        RelayFrame::Ack { ids, .. } if ids.len() > MAX_DELTAS_PER_FRAME => {
+            Err(ProtocolError::OutOfBounds("too many ids in one ack"))
+        }
+        _ => Ok(frame),
+    }
+}
+
+fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ProtocolError> {
+    if bytes.len() > MAX_FRAME_BYTES {
+        return Err(ProtocolError::FrameTooLarge {
+            size: bytes.len(),
+            limit: MAX_FRAME_BYTES,
+        });
+    }
+    let (frame, rest) =
+        postcard::take_from_bytes(bytes).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(ProtocolError::Malformed(format!(
+            "{} trailing bytes after the frame",
+            rest.len()
+        )));
+    }
+    Ok(frame)
+}
+
+/// Serializes `Vec<u8>` as one length-prefixed byte string (postcard would
+/// otherwise write a sequence of varints, one per byte).
+mod serde_bytes_vec {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        // postcard hands out borrowed slices; copy once into an owned Vec.
+        let bytes: &[u8] = Deserialize::deserialize(d)?;
+        Ok(bytes.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,126 @@
+use super::*;
+use proptest::prelude::*;
+
+fn doc() -> DocId {
+    DocId([3; 16])
+}
+
+#[test]
+fn every_frame_round_trips() {
+    let client = [
+        ClientFrame::Hello {
+            version: PROTOCOL_VERSION,
+            replica: [1; 16],
+            token: Some("t".into()),
+        },
+        ClientFrame::Subscribe {
+            doc: doc(),
+            since: 42,
+        },
+        ClientFrame::Push {
+            doc: doc(),
+            deltas: vec![PushDelta {
+                id: DeltaId([9; 32]),
+                bytes: vec![1, 2, 3],
+            }],
+        },
+        ClientFrame::Ping { nonce: u64::MAX },
+    ];
+    for frame in client {
+        assert_eq!(decode_client(&encode_client(&frame)).unwrap(), frame);
+    }
+    let relay = [
+        RelayFrame::Welcome {
+            version: 1,
+            epoch: [5; 16],
+            limits: Limits::default(),
+        },
+        RelayFrame::Error {
+            code: ErrorCode::Unauthorized,
+            message: "no".into(),
+            fatal: true,
+        },
+        RelayFrame::Deltas {
+            doc: doc(),
+            items: vec![SequencedDelta {
+                seq: 1,
+                id: DeltaId([2; 32]),
+                bytes: vec![0; 100],
+            }],
+            caught_up: true,
+        },
+        RelayFrame::Ack {
+            doc: doc(),
+            ids: vec![DeltaId([2; 32])],
+            seq: 7,
+        },
+        RelayFrame::Pong { nonce: 0 },
+    ];
+    for frame in relay {
+        assert_eq!(decode_relay(&encode_relay(&frame)).unwrap(), frame);
+    }
+}
+
+#[test]
+fn delta_bytes_are_encoded_compactly() {
+    let frame = ClientFrame::Push {
+        doc: doc(),
+        deltas: vec![PushDelta {
+            id: DeltaId([0; 32]),
+            bytes: vec![0xff; 1000],
+        }],
+    };
+    // tag + doc + count + id + length prefix + payload: no per-byte overhead.
+    assert!(encode_client(&frame).len() < 1000 + 16 + 32 + 8);
+}
+
+#[test]
+fn trailing_bytes_and_unknown_variants_are_rejected() {
+    let mut bytes = encode_client(&ClientFrame::Ping { nonce: 1 });
+    bytes.push(0);
+    assert!(matches!(
+        decode_client(&bytes),
+        Err(ProtocolError::Malformed(_))
+    ));
+    assert!(matches!(
+        decode_client(&[200]),
+        Err(ProtocolError::Malformed(_))
+    ));
+    assert!(matches!(
+        decode_relay(&[]),
+        Err(ProtocolError::Malformed(_))
+    ));
+}
+
+#[test]
+fn oversized_frames_and_empty_pushes_are_rejected() {
+    let huge = vec![0u8; MAX_FRAME_BYTES + 1];
+    assert!(matches!(
+        decode_client(&huge),
+        Err(ProtocolError::FrameTooLarge { .. })
+    ));
+    let empty = encode_client(&ClientFrame::Push {
+        doc: doc(),
+        deltas: vec![],
+    });
+    assert!(matches!(
+        decode_client(&empty),
+        Err(ProtocolError::OutOfBounds(_))
+    ));
+}
+
+proptest! {
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = decode_client(&bytes);
+        let _ = decode_relay(&bytes);
+    }
+
+    #[test]
+    fn pushes_round_trip(since in any::<u64>(), payload in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let frame = ClientFrame::Push { doc: doc(), deltas: vec![PushDelta { id: DeltaId([1; 32]), bytes: payload }] };
+        prop_assert_eq!(decode_client(&encode_client(&frame)).unwrap(), frame);
+        let sub = ClientFrame::Subscribe { doc: doc(), since };
+        prop_assert_eq!(decode_client(&encode_client(&sub)).unwrap(), sub);
+    }
+}

@@ -1,0 +1,115 @@
+//! The exported `Core` class: what the `syncline` npm package calls.
+//!
+//! Each method translates JS values, calls the engine, hands the engine's
+//! effects to [`crate::host`], and translates the answer back. Errors are JS
+//! `Error`s with a `code` (see [`crate::errors`]).
+
+use syncline_core::{DocId, Engine, format_doc_url, parse_doc_url};
+use wasm_bindgen::prelude::*;
+
+use crate::convert::{initial_from_js, ops_from_js, to_js};
+use crate::errors::engine_error;
+use crate::host::{self, Host, HostRef, now_ms, random_bytes};
+use crate::storage::Storage;
+
+/// A replica in this page: its documents, its log, its relay connection.
+#[wasm_bindgen]
+pub struct Core {
+    host: HostRef,
+}
+
+#[wasm_bindgen]
+impl Core {
+    /// Opens (creating if needed) the local database for `name`, loads
+    /// every document from it, and connects to `relay` if given.
+    /// `on_event` receives `{type: "changed" | "caughtUp" | "status" | "error", ...}`
+    /// objects, always from a fresh task, never from inside a `Core` call.
+    pub async fn open(
+        name: String,
+        relay: Option<String>,
+        on_event: js_sys::Function,
+    ) -> Result<Core, JsValue> {
+        let storage = Storage::open(&name).await.map_err(|e| e.to_js())?;
+        let records = storage.load_all().await.map_err(|e| e.to_js())?;
+        let (engine, problems) = Engine::load(random_bytes(), records);
+        let host = Host::new(engine, storage, relay, on_event.clone());
+        for problem in problems {
+            // Reported, not fatal: the rest of the log loaded.
+            let event = js_sys::Object::new();
+            js_sys::Reflect::set(&event, &"type".into(), &"error".into())?;
+            js_sys::Reflect::set(&event, &"error".into(), &engine_error(&problem))?;
+            let _ = on_event.call1(&JsValue::NULL, &event);
+        }
+        host::connect(&host);
+        host::drain(&host);
+        Ok(Core { host })
+    }
+
+    /// Creates a document holding `initial` (a plain object; `undefined`
+    /// means `{}`) and returns its URL.
+    pub fn create(&self, initial: JsValue) -> Result<String, JsValue> {
+        let initial = initial_from_js(initial)?;
+        let doc = DocId(random_bytes());
+        let result = self
+            .host
+            .borrow_mut()
+            .engine
+            .create_doc(doc, &initial, now_ms());
+        host::drain(&self.host);
+        result.map_err(|e| engine_error(&e))?;
+        Ok(format_doc_url(&doc))
+    }
+
+    /// Starts tracking the document at `url`. Returns whether this replica
+    /// already has some of its content.
+    #[wasm_bindgen(js_name = openDoc)]
+    pub fn open_doc(&self, url: &str) -> Result<bool, JsValue> {
+        let doc = parse_doc_url(url).map_err(|e| engine_error(&e))?;
+        let known = self.host.borrow_mut().engine.open_doc(doc);
+        host::drain(&self.host);
+        Ok(known)
+    }
+
+    /// The document's current value as plain objects and arrays.
+    pub fn value(&self, url: &str) -> Result<JsValue, JsValue> {
+        let doc = parse_doc_url(url).map_err(|e| engine_error(&e))?;
+        let h = self.host.borrow();
+        to_js(&h.engine.value(&doc).map_err(|e| engine_error(&e))?)
+    }
+
+    /// Applies `ops` (see `syncline_core::Op`) as one change with an
+    /// optional message; returns the new value. On error nothing changes.
+    pub fn change(
+        &self,
+        url: &str,
+        ops: JsValue,
+        message: Option<String>,
+    ) -> Result<JsValue, JsValue> {
+        let doc = parse_doc_url(url).map_err(|e| engine_error(&e))?;
+        let ops = ops_from_js(ops)?;
+        let result = self
+            .host
+            .borrow_mut()
+            .engine
+            .change(doc, &ops, message, now_ms());
+        host::drain(&self.host);
+        result.map_err(|e| engine_error(&e))?;
+        self.value(url)
+    }
+
+    /// Resolves when every change made so far is durable in IndexedDB.
+    pub async fn flush(&self) -> Result<(), JsValue> {
+        host::flush(&self.host).await
+    }
+
+    /// `{ connection, pending, lastSyncedAt }`.
+    pub fn status(&self) -> Result<JsValue, JsValue> {
+        self.host.borrow().status_js()
+    }
+
+    /// Closes the relay connection for good. Writes already made still
+    /// complete; `flush()` first to wait for them.
+    pub fn close(&self) {
+        host::close(&self.host);
+    }
+}

@@ -1,0 +1,64 @@
+//! JS ↔ Rust values: ops and initial values in, document values and status
+//! out. Documents go out as plain objects and arrays (never `Map`s).
+
+use serde::Serialize;
+use serde_json::Value as Json;
+use syncline_core::{Op, SessionState, Status};
+use wasm_bindgen::JsValue;
+
+use crate::errors::js_error;
+
+fn serializer() -> serde_wasm_bindgen::Serializer {
+    serde_wasm_bindgen::Serializer::json_compatible()
+}
+
+/// Any serializable value as a plain JS value.
+pub fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, JsValue> {
+    value
+        .serialize(&serializer())
+        .map_err(|e| js_error("Internal", &format!("could not convert a value to JS: {e}")))
+}
+
+/// An app's initial document value: `undefined` means `{}`.
+pub fn initial_from_js(value: JsValue) -> Result<Json, JsValue> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(Json::Object(Default::default()));
+    }
+    serde_wasm_bindgen::from_value(value).map_err(|e| {
+        js_error(
+            "BadValue",
+            &format!("the initial value is not plain JSON: {e}"),
+        )
+    })
+}
+
+pub fn ops_from_js(value: JsValue) -> Result<Vec<Op>, JsValue> {
+    serde_wasm_bindgen::from_value(value)
+        .map_err(|e| js_error("BadOp", &format!("the change's ops are malformed: {e}")))
+}
+
+/// What the app sees as `repo.status`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JsStatus {
+    pub connection: &'static str,
+    pub pending: usize,
+    pub last_synced_at: Option<f64>,
+}
+
+/// Combines the engine's view with the transport's.
+pub fn status(engine: Status, socket: crate::transport::SocketState) -> JsStatus {
+    use crate::transport::SocketState;
+    let connection = match (socket, engine.session) {
+        (SocketState::NoRelay, _) => "offline",
+        (SocketState::Closed, _) => "closed",
+        (SocketState::Open, SessionState::Ready) => "open",
+        (SocketState::Open | SocketState::Connecting, _) => "connecting",
+        (SocketState::Waiting, _) => "offline",
+    };
+    JsStatus {
+        connection,
+        pending: engine.pending,
+        last_synced_at: engine.last_synced_ms.map(|ms| ms as f64),
+    }
+}
