@@ -1,0 +1,166 @@
+//! `cargo xtask <command>`: the project's only entry points.
+//!
+//! - `demo`: install what is missing, build, and serve the demo app from a
+//!   relay on 127.0.0.1:8787.
+//! - `test`: install what is missing, build, run every test layer, and end
+//!   with one line `N passed, M failed`.
+//! - `build`: leave `target/release/syncline-relay` and the npm package in
+//!   `npm/dist/`.
+//! - `install`: only the idempotent installs.
+//!
+//! Everything is plain `std::process::Command`s, so what each step runs is
+//! printed and can be run by hand.
+
+mod install;
+mod summary;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader};
+
+use anyhow::{Context, Result, bail};
+
+use summary::Tally;
+
+const USAGE: &str = "usage: cargo xtask <demo|test|build|install>";
+
+fn main() -> Result<()> {
+    let command = std::env::args().nth(1).unwrap_or_default();
+    let root = repo_root();
+    match command.as_str() {
+        "install" => install::all(&root),
+        "build" => {
+            install::all(&root)?;
+            build(&root)
+        }
+        "test" => {
+            install::all(&root)?;
+            build(&root)?;
+            test(&root)
+        }
+        "demo" => {
+            install::all(&root)?;
+            build(&root)?;
+            demo(&root)
+        }
+        _ => bail!("{USAGE}"),
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the repository root")
+        .to_path_buf()
+}
+
+/// Prints and runs a command in `dir`, failing if it fails.
+pub fn run(dir: &Path, program: &str, args: &[&str]) -> Result<()> {
+    eprintln!("$ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .with_context(|| format!("could not start `{program}`: is it installed?"))?;
+    if !status.success() {
+        bail!("`{program} {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn build(root: &Path) -> Result<()> {
+    run(root, "cargo", &["build", "--release", "-p", "syncline-relay"])?;
+    // cdylib-only build of the wasm crate, so LTO applies (it is skipped for
+    // cdylib+rlib crates).
+    run(
+        root,
+        "cargo",
+        &[
+            "rustc", "-p", "syncline-wasm", "--lib", "--crate-type", "cdylib",
+            "--target", "wasm32-unknown-unknown", "--profile", "wasm-release",
+        ],
+    )?;
+    let wasm = root.join("target/wasm32-unknown-unknown/wasm-release/syncline_wasm.wasm");
+    run(
+        root,
+        "wasm-bindgen",
+        &[
+            "--target", "web", "--out-dir", "npm/src/wasm",
+            wasm.to_str().context("non-UTF-8 path")?,
+        ],
+    )?;
+    run(&root.join("npm"), "npm", &["run", "build"])?;
+    run(&root.join("demo-app"), "npm", &["run", "build"])?;
+    Ok(())
+}
+
+fn test(root: &Path) -> Result<()> {
+    let relay = root.join("target/release/syncline-relay");
+    let relay = relay.to_str().context("non-UTF-8 path")?;
+    let layers: [(&str, &Path, &str, Vec<&str>); 4] = [
+        ("native (unit, simulation, relay integration)", root, "cargo", vec!["test", "--workspace"]),
+        (
+            "browser (wasm-bindgen-test, headless Chromium)",
+            root,
+            "cargo",
+            vec!["test", "-p", "syncline-wasm", "--target", "wasm32-unknown-unknown"],
+        ),
+        ("npm package (node --test)", &root.join("npm"), "npm", vec!["test"]),
+        ("end to end (Playwright, real relay)", &root.join("tests"), "npm", vec!["test"]),
+    ];
+    let mut total = Tally::default();
+    let mut failed_layers = Vec::new();
+    for (name, dir, program, args) in layers {
+        eprintln!("\n=== {name} ===");
+        let (ok, tally) = run_counting(dir, program, &args, &[("SYNCLINE_RELAY_BIN", relay)])?;
+        if !ok || tally.failed > 0 || tally.passed == 0 {
+            failed_layers.push(name);
+        }
+        total.add(tally);
+    }
+    if !failed_layers.is_empty() {
+        eprintln!("\nfailed layers: {}", failed_layers.join("; "));
+        // A layer that failed without reporting a failed test (a build error,
+        // a crash, no tests at all) still counts as a failure.
+        total.failed = total.failed.max(failed_layers.len());
+    }
+    println!("{}", total.line());
+    if failed_layers.is_empty() { Ok(()) } else { std::process::exit(1) }
+}
+
+/// Runs a test command, echoing its output, and counts what it reports.
+fn run_counting(dir: &Path, program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(bool, Tally)> {
+    eprintln!("$ {program} {}", args.join(" "));
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start `{program}`"))?;
+    let mut tally = Tally::default();
+    let stdout = child.stdout.take().context("no stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap_or_default();
+        println!("{line}");
+        tally.read(&line);
+    }
+    let status = child.wait()?;
+    Ok((status.success(), tally))
+}
+
+fn demo(root: &Path) -> Result<()> {
+    let data = root.join("target/demo-data");
+    std::fs::create_dir_all(&data)?;
+    let relay = root.join("target/release/syncline-relay");
+    println!("\nSyncline demo: open http://127.0.0.1:8787/ in two windows (copy the address, #doc included). Ctrl-C stops it.\n");
+    run(
+        root,
+        relay.to_str().context("non-UTF-8 path")?,
+        &[
+            "--listen", "127.0.0.1:8787",
+            "--data", data.to_str().context("non-UTF-8 path")?,
+            "--serve", "demo-app/dist",
+        ],
+    )
+}
