@@ -1,0 +1,50 @@
+//! Syncline's relay: a small server that stores and forwards sealed deltas.
+//!
+//! The relay never reads a document. To it, a delta is opaque bytes with a
+//! content-derived id; it keeps, per document, an append-only log of them
+//! with a dense sequence number, and does three things over a WebSocket
+//! (frames from [`syncline_protocol`]):
+//!
+//! * **acknowledge** a `Push` only once the deltas are durable on disk;
+//! * **catch up** a `Subscribe{since}` with every stored delta after
+//!   `since`, page by page;
+//! * **fan out** newly stored deltas to the document's other subscribers,
+//!   gap-free and in sequence order.
+//!
+//! How the pieces fit:
+//!
+//! ```text
+//!  server      HTTP routes, WebSocket upgrade, static files, shutdown
+//!    │
+//!  connection  one task per socket: the protocol state machine
+//!    │   ├── outbox   bounded per-connection queue (slow reader → kicked)
+//!    │   └── hub      who subscribes to what; ordering of live delivery
+//!    │
+//!  store       durable per-document logs behind the `Store` trait
+//!    └── sqlite      SQLite (WAL, synchronous=FULL) on a writer thread
+//! ```
+//!
+//! Start one with [`server::run`], or [`Relay::open`] + [`Relay::serve`]:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), syncline_relay::RelayError> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let config = syncline_relay::Config::new("./relay-data");
+//! syncline_relay::run(listener, config, syncline_relay::shutdown_signal()).await
+//! # }
+//! ```
+
+pub mod config;
+mod connection;
+pub mod hub;
+pub mod outbox;
+pub mod server;
+pub mod store;
+
+pub use config::{Cli, Config};
+pub use connection::MAX_DELTA_BYTES;
+pub use server::{Relay, RelayError, run, shutdown_signal};
+
+/// The start of the one line the binary prints on stdout once it listens;
+/// the bound address follows (`syncline-relay listening on 127.0.0.1:8787`).
+pub const LISTENING_PREFIX: &str = "syncline-relay listening on ";

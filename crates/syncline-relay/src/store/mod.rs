@@ -1,0 +1,132 @@
+//! Durable per-document logs: the only state the relay keeps.
+//!
+//! A document's log is an append-only list of opaque deltas, each with a
+//! **dense sequence number** (1, 2, 3, … per document) and a content-derived
+//! **id**. Two rules make the protocol honest:
+//!
+//! * [`Store::append`] returns only once the deltas are *durable*: the relay
+//!   sends `Ack` after it, so an ack is a promise that survives a crash.
+//! * Appending a delta whose id is already in the document's log stores
+//!   nothing new but reports the sequence it already has. A client that lost
+//!   an ack simply pushes again.
+//!
+//! The relay talks to storage only through the [`Store`] trait, so a later
+//! backend (Postgres, for several relays sharing one log) slots in beside
+//! [`sqlite::SqliteStore`] without touching the protocol code. The trait is
+//! object-safe (`Arc<dyn Store>`): its methods return boxed futures, which
+//! costs one allocation per call — noise next to a durable commit.
+
+pub mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use syncline_protocol::{DeltaId, DocId, PushDelta, SequencedDelta};
+
+/// A boxed, sendable future returned by [`Store`] methods.
+pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'static>>;
+
+/// Storage for the relay's per-document logs.
+///
+/// Implementations must keep blocking work off the async reactor (the
+/// SQLite store uses a dedicated writer thread and `spawn_blocking` reads).
+pub trait Store: Send + Sync + 'static {
+    /// The log's epoch: 16 random bytes drawn once, when the log was created,
+    /// and never changed. Clients compare it with the epoch their cursors
+    /// came from, so a relay restored from a backup or replaced is noticed.
+    fn epoch(&self) -> [u8; 16];
+
+    /// Appends `deltas` to `doc`'s log in one durable transaction.
+    ///
+    /// Deltas whose id is already present (in the log or earlier in the same
+    /// batch) are not stored again. Resolves once the commit is durable.
+    fn append(&self, doc: DocId, deltas: Vec<PushDelta>) -> StoreFuture<Appended>;
+
+    /// Reads the deltas of `doc` with a sequence above `after`, in order,
+    /// at most one page of them.
+    fn read_page(&self, doc: DocId, after: u64, limits: PageLimits) -> StoreFuture<Page>;
+}
+
+/// What an [`Store::append`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The sequence of every pushed delta, in push order (new or not).
+    pub seqs: Vec<u64>,
+    /// The deltas this append stored for the first time, in sequence order.
+    /// Only these are fanned out: a re-pushed delta was delivered before.
+    pub stored: Vec<SequencedDelta>,
+}
+
+impl Appended {
+    /// The highest sequence among the pushed deltas: the `seq` of the `Ack`.
+    pub fn highest_seq(&self) -> u64 {
+        self.seqs.iter().copied().max().unwrap_or(0)
+    }
+}
+
+/// How much one page of a catch-up may hold.
+///
+/// A page holds at least one delta when any is left, even if that one delta
+/// alone is larger than `max_bytes` (a push can carry a delta that big, so a
+/// catch-up must be able to return it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimits {
+    /// Most deltas in one page.
+    pub max_items: usize,
+    /// Most delta bytes in one page (payload only, not framing).
+    pub max_bytes: usize,
+}
+
+impl Default for PageLimits {
+    fn default() -> Self {
+        PageLimits {
+            max_items: 1000,
+            max_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// One page of a document's log.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Page {
+    /// Deltas in sequence order.
+    pub items: Vec<SequencedDelta>,
+    /// Whether the log holds more deltas after this page (at read time).
+    pub more: bool,
+}
+
+/// Why storage failed. Every variant is worth logging; none is the client's
+/// fault, so the relay answers `Error{Internal}` and the client retries.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    CreateDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// SQLite refused an operation.
+    #[error("SQLite failed while {action}: {source}")]
+    Sqlite {
+        action: &'static str,
+        source: rusqlite::Error,
+    },
+    /// The operating system could not provide randomness for the epoch.
+    #[error("cannot draw a random epoch: {0}")]
+    Random(String),
+    /// A stored value does not have the shape the relay wrote.
+    #[error("the database is corrupt: {0}")]
+    Corrupt(String),
+    /// The storage worker thread is gone (it panicked or the relay is
+    /// shutting down); nothing more can be stored.
+    #[error("the storage worker has stopped")]
+    WorkerGone,
+}
+
+/// Converts a stored id blob back into a [`DeltaId`].
+pub(crate) fn delta_id_from_blob(blob: Vec<u8>) -> Result<DeltaId, StoreError> {
+    let len = blob.len();
+    blob.try_into()
+        .map(DeltaId)
+        .map_err(|_| StoreError::Corrupt(format!("a delta id of {len} bytes (expected 32)")))
+}

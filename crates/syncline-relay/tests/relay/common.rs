@@ -1,0 +1,285 @@
+//! Test harness: the relay as a child process, and a protocol client.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use syncline_protocol::{
+    ClientFrame, DeltaId, DocId, PROTOCOL_VERSION, PushDelta, RelayFrame, SequencedDelta,
+    decode_relay, encode_client,
+};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::net::TcpStream;
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The bound on every single wait in these tests.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+const LISTENING: &str = "syncline-relay listening on ";
+
+/// A running relay process, killed when dropped.
+pub struct RelayProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    // Kept open so the relay never writes to a closed pipe.
+    _stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl RelayProcess {
+    /// Starts the relay on a free port with its database in `data`.
+    pub async fn start(data: &Path) -> RelayProcess {
+        RelayProcess::start_with(data, &[]).await
+    }
+
+    /// Starts the relay with extra command-line arguments.
+    pub async fn start_with(data: &Path, extra: &[&str]) -> RelayProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_syncline-relay"))
+            .args(["--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .env_remove("SYNCLINE_LISTEN")
+            .env_remove("SYNCLINE_DATA")
+            .env_remove("SYNCLINE_SERVE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the relay binary starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = timeout(TIMEOUT, lines.next_line())
+            .await
+            .expect("the relay announces its address in time")
+            .expect("stdout is readable")
+            .expect("the relay printed a line before exiting");
+        let addr = line
+            .strip_prefix(LISTENING)
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .expect("the line ends with a socket address");
+        RelayProcess {
+            child,
+            addr,
+            _stdout: lines,
+        }
+    }
+
+    /// `ws://` URL of the relay's root.
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub async fn terminate(mut self) -> ExitStatus {
+        let pid = self.child.id().expect("the relay is running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM {pid} failed");
+        timeout(TIMEOUT, self.child.wait())
+            .await
+            .expect("the relay exits in time after SIGTERM")
+            .expect("wait works")
+    }
+
+    /// Sends SIGKILL (`kill -9`) and waits for the process to be gone.
+    pub async fn kill9(mut self) {
+        self.child.start_kill().expect("SIGKILL is sent");
+        timeout(TIMEOUT, self.child.wait())
+            .await
+            .expect("the relay dies in time")
+            .expect("wait works");
+    }
+}
+
+/// A document id for tests.
+pub fn doc(n: u8) -> DocId {
+    DocId([n; 16])
+}
+
+/// A delta whose id is derived from `tag` (like a content hash would be).
+pub fn delta(tag: u32) -> PushDelta {
+    let mut id = [0u8; 32];
+    id[..4].copy_from_slice(&tag.to_be_bytes());
+    id[4] = 0xd1;
+    PushDelta {
+        id: DeltaId(id),
+        bytes: format!("sealed delta #{tag}").into_bytes(),
+    }
+}
+
+/// A protocol client over tokio-tungstenite.
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    /// Opens a WebSocket to `url` without saying anything.
+    pub async fn connect(url: &str) -> Client {
+        let (ws, _) = timeout(TIMEOUT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect in time")
+            .expect("the WebSocket handshake succeeds");
+        Client { ws }
+    }
+
+    /// Connects and completes the handshake; returns the relay's epoch.
+    pub async fn greeted(url: &str) -> (Client, [u8; 16]) {
+        let mut client = Client::connect(url).await;
+        client
+            .send(&ClientFrame::Hello {
+                version: PROTOCOL_VERSION,
+                replica: [7; 16],
+                token: None,
+            })
+            .await;
+        match client.recv().await {
+            RelayFrame::Welcome { version, epoch, .. } => {
+                assert_eq!(version, PROTOCOL_VERSION);
+                (client, epoch)
+            }
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+    }
+
+    pub async fn send(&mut self, frame: &ClientFrame) {
+        self.send_message(Message::Binary(encode_client(frame).into()))
+            .await;
+    }
+
+    pub async fn send_message(&mut self, message: Message) {
+        timeout(TIMEOUT, self.ws.send(message))
+            .await
+            .expect("send in time")
+            .expect("send works");
+    }
+
+    /// The next relay frame (panics on close, timeout or a bad frame).
+    pub async fn recv(&mut self) -> RelayFrame {
+        loop {
+            let message = timeout(TIMEOUT, self.ws.next())
+                .await
+                .expect("a frame arrives in time")
+                .expect("the connection is open")
+                .expect("the connection works");
+            match message {
+                Message::Binary(bytes) => return decode_relay(&bytes).expect("a valid frame"),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("expected a binary frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until the relay closes; returns its close frame, if any.
+    /// Panics if a data frame arrives first.
+    pub async fn recv_close(&mut self) -> Option<CloseFrame> {
+        loop {
+            let next = timeout(TIMEOUT, self.ws.next())
+                .await
+                .expect("the relay closes in time");
+            match next {
+                None | Some(Err(_)) => return None,
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(other)) => panic!("expected a close, got {other:?}"),
+            }
+        }
+    }
+
+    /// Reads (and counts) frames until the connection ends.
+    pub async fn drain_until_closed(&mut self) -> usize {
+        let mut frames = 0;
+        loop {
+            let next = timeout(TIMEOUT, self.ws.next())
+                .await
+                .expect("the relay closes in time");
+            match next {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return frames,
+                Some(Ok(_)) => frames += 1,
+            }
+        }
+    }
+
+    /// Pushes and waits for the `Ack`; returns its `seq`.
+    pub async fn push(&mut self, doc: DocId, deltas: Vec<PushDelta>) -> u64 {
+        let ids: Vec<DeltaId> = deltas.iter().map(|d| d.id).collect();
+        self.send(&ClientFrame::Push { doc, deltas }).await;
+        match self.recv().await {
+            RelayFrame::Ack {
+                doc: acked,
+                ids: acked_ids,
+                seq,
+            } => {
+                assert_eq!(acked, doc);
+                assert_eq!(acked_ids, ids, "the ack names every pushed id, in order");
+                seq
+            }
+            other => panic!("expected Ack, got {other:?}"),
+        }
+    }
+
+    /// Subscribes and collects the whole catch-up; returns the deltas and
+    /// the number of `Deltas` frames it came in.
+    pub async fn subscribe(&mut self, doc: DocId, since: u64) -> (Vec<SequencedDelta>, usize) {
+        self.send(&ClientFrame::Subscribe { doc, since }).await;
+        let mut deltas = Vec::new();
+        let mut pages = 0;
+        loop {
+            match self.recv().await {
+                RelayFrame::Deltas {
+                    doc: got,
+                    items,
+                    caught_up,
+                } => {
+                    assert_eq!(got, doc);
+                    pages += 1;
+                    deltas.extend(items);
+                    if caught_up {
+                        return (deltas, pages);
+                    }
+                }
+                other => panic!("expected Deltas, got {other:?}"),
+            }
+        }
+    }
+
+    /// Expects the next frame to be live `Deltas` of `doc`.
+    pub async fn recv_live(&mut self, doc: DocId) -> Vec<SequencedDelta> {
+        match self.recv().await {
+            RelayFrame::Deltas {
+                doc: got,
+                items,
+                caught_up,
+            } => {
+                assert_eq!(got, doc);
+                assert!(caught_up, "live deltas come with caught_up: true");
+                items
+            }
+            other => panic!("expected live Deltas, got {other:?}"),
+        }
+    }
+
+    /// Round-trips a `Ping`: proves the connection works and that nothing
+    /// else was queued for this client before the `Pong`.
+    pub async fn ping(&mut self, nonce: u64) {
+        self.send(&ClientFrame::Ping { nonce }).await;
+        match self.recv().await {
+            RelayFrame::Pong { nonce: got } => assert_eq!(got, nonce),
+            other => panic!("expected Pong, got {other:?}"),
+        }
+    }
+}
+
+/// The sequence numbers of `deltas`.
+pub fn seqs(deltas: &[SequencedDelta]) -> Vec<u64> {
+    deltas.iter().map(|d| d.seq).collect()
+}
