@@ -80,7 +80,14 @@ impl Engine {
                 caught_up,
             } => self.apply_relay_deltas(doc, items, caught_up, now_ms),
             RelayFrame::Ack { doc, ids, seq } => self.acked(doc, &ids, seq, now_ms),
-            RelayFrame::Pong { .. } => {}
+            RelayFrame::DocError { doc, code, message } => {
+                self.effects.push(Effect::Error(EngineError::RelayRejected {
+                    code,
+                    message: format!("document {doc}: {message}"),
+                    fatal: false,
+                }))
+            }
+            RelayFrame::Pong { .. } | RelayFrame::Presence { .. } => {}
         }
     }
 

@@ -58,6 +58,30 @@ pub enum ClientFrame {
     Push { doc: DocId, deltas: Vec<PushDelta> },
     /// Liveness probe; answered by `Pong` with the same nonce.
     Ping { nonce: u64 },
+    /// Stops live deltas and presence for `doc` on this connection.
+    Unsubscribe { doc: DocId },
+    /// Presents an access token for `doc` (when the relay requires tokens).
+    /// Must come before `Subscribe`/`Push` for that doc; a token in `Hello`
+    /// counts for the document it names.
+    Authorize { doc: DocId, token: String },
+    /// Ephemeral state (cursor, selection, who is here), sealed; fanned out
+    /// to the document's other subscribers, never stored.
+    Presence {
+        doc: DocId,
+        #[serde(with = "serde_bytes_vec")]
+        bytes: Vec<u8>,
+    },
+    /// A client-made compaction: one delta equivalent to every delta of
+    /// `doc` up to and including `covers_seq`. The relay may serve it in
+    /// their place to clients catching up from below `covers_seq`. Acked
+    /// like a push (`Ack{ids: [id], seq: covers_seq}`).
+    Snapshot {
+        doc: DocId,
+        covers_seq: u64,
+        id: DeltaId,
+        #[serde(with = "serde_bytes_vec")]
+        bytes: Vec<u8>,
+    },
 }
 
 /// One delta offered in a `Push`: opaque bytes and their content-derived id.
@@ -102,6 +126,20 @@ pub enum RelayFrame {
     },
     /// Answers `Ping`.
     Pong { nonce: u64 },
+    /// Another subscriber's presence for `doc`; `from` is its replica id.
+    Presence {
+        doc: DocId,
+        from: [u8; 16],
+        #[serde(with = "serde_bytes_vec")]
+        bytes: Vec<u8>,
+    },
+    /// Refuses one request about `doc` (e.g. `Unauthorized` for a push with
+    /// a read-only token) without closing the connection.
+    DocError {
+        doc: DocId,
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 /// A delta as stored by the relay, with its place in the document's log.

@@ -25,6 +25,21 @@ fn every_frame_round_trips() {
             }],
         },
         ClientFrame::Ping { nonce: u64::MAX },
+        ClientFrame::Unsubscribe { doc: doc() },
+        ClientFrame::Authorize {
+            doc: doc(),
+            token: "tok".into(),
+        },
+        ClientFrame::Presence {
+            doc: doc(),
+            bytes: vec![4; 10],
+        },
+        ClientFrame::Snapshot {
+            doc: doc(),
+            covers_seq: 9,
+            id: DeltaId([6; 32]),
+            bytes: vec![5; 20],
+        },
     ];
     for frame in client {
         assert_eq!(decode_client(&encode_client(&frame)).unwrap(), frame);
@@ -55,6 +70,16 @@ fn every_frame_round_trips() {
             seq: 7,
         },
         RelayFrame::Pong { nonce: 0 },
+        RelayFrame::Presence {
+            doc: doc(),
+            from: [8; 16],
+            bytes: vec![1],
+        },
+        RelayFrame::DocError {
+            doc: doc(),
+            code: ErrorCode::Unauthorized,
+            message: "read only".into(),
+        },
     ];
     for frame in relay {
         assert_eq!(decode_relay(&encode_relay(&frame)).unwrap(), frame);

@@ -244,6 +244,13 @@ impl Session {
             ClientFrame::Ping { nonce } => {
                 Ok(self.outbox.send(&RelayFrame::Pong { nonce }).await?)
             }
+            ClientFrame::Unsubscribe { .. }
+            | ClientFrame::Authorize { .. }
+            | ClientFrame::Presence { .. }
+            | ClientFrame::Snapshot { .. } => Err(fatal(
+                ErrorCode::UnexpectedFrame,
+                "this relay does not support this frame yet",
+            )),
         }
     }
 

@@ -81,6 +81,14 @@ impl ModelRelay {
                 }
             }
             ClientFrame::Ping { nonce } => out.push((conn, RelayFrame::Pong { nonce })),
+            ClientFrame::Unsubscribe { doc } => {
+                self.subscribers.entry(doc).or_default().remove(&conn);
+            }
+            ClientFrame::Authorize { .. }
+            | ClientFrame::Presence { .. }
+            | ClientFrame::Snapshot { .. } => {
+                panic!("the engine does not send these yet")
+            }
         }
         out.into_iter()
             .map(|(c, f)| (c, encode_relay(&f)))
