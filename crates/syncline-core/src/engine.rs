@@ -7,13 +7,16 @@ use std::collections::BTreeMap;
 
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{ActorId, AutoCommit, AutoSerde};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
 use serde_json::Value as Json;
 use syncline_protocol::DocId;
 
-use crate::EngineError;
 use crate::delta;
 use crate::ops::{Op, apply_ops, put_root_object};
+use crate::seal::DocKey;
 use crate::store::{Batch, DocRecord, LogEntry, Origin, Record, RelayRecord, Store};
+use crate::{DocUrl, EngineError};
 
 /// Something the host must do on the engine's behalf.
 #[derive(Debug)]
@@ -32,6 +35,9 @@ pub enum Effect {
     /// Something went wrong that the app should hear about; the engine
     /// carried on and nothing durable was lost.
     Error(EngineError),
+    /// Give up on the current connection (it stopped making progress):
+    /// close it, then reconnect as after any drop.
+    Disconnect,
 }
 
 /// Where the session with the relay stands, as the engine sees it.
@@ -58,34 +64,51 @@ pub struct Status {
 
 pub(crate) struct DocState {
     pub(crate) doc: AutoCommit,
+    pub(crate) key: DocKey,
     /// Every relay delta up to this sequence is applied (and, once the
     /// batch emitted with it is written, durable).
     pub(crate) cursor: u64,
     pub(crate) caught_up: bool,
+    /// When the current subscription was (re)sent, while not caught up.
+    pub(crate) subscribed_at: Option<u64>,
+}
+
+/// An outbox entry and when it was last pushed on this connection.
+pub(crate) struct Outgoing {
+    pub(crate) entry: LogEntry,
+    pub(crate) pushed_at: Option<u64>,
 }
 
 /// A replica: many documents, one outbox, one sync session.
 pub struct Engine {
+    pub(crate) rng: ChaCha20Rng,
     pub(crate) actor: ActorId,
     pub(crate) docs: BTreeMap<DocId, DocState>,
     /// Local deltas the relay has not acked, oldest first.
-    pub(crate) outbox: Vec<LogEntry>,
+    pub(crate) outbox: Vec<Outgoing>,
     pub(crate) relay: Option<RelayRecord>,
     pub(crate) session: SessionState,
+    pub(crate) session_since: u64,
     pub(crate) last_synced_ms: Option<u64>,
     pub(crate) effects: Vec<Effect>,
 }
 
 impl Engine {
-    /// A new, empty replica. `actor` must be random and unique to this
-    /// engine instance (two tabs of one replica need different actors).
-    pub fn new(actor: [u8; 16]) -> Engine {
+    /// A new, empty replica. `seed` must be fresh random bytes for every
+    /// engine instance: document ids, keys, nonces and the Automerge actor
+    /// all come from it (two tabs of one replica need different seeds).
+    pub fn new(seed: [u8; 32]) -> Engine {
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let mut actor = [0u8; 16];
+        rng.fill_bytes(&mut actor);
         Engine {
+            rng,
             actor: ActorId::from(actor.as_slice()),
             docs: BTreeMap::new(),
             outbox: Vec::new(),
             relay: None,
             session: SessionState::Offline,
+            session_since: 0,
             last_synced_ms: None,
             effects: Vec::new(),
         }
@@ -94,12 +117,12 @@ impl Engine {
     /// Rebuilds a replica from every record of its log, in any order. An
     /// unreadable record is skipped and reported; the rest still loads.
     pub fn load(
-        actor: [u8; 16],
+        seed: [u8; 32],
         records: impl IntoIterator<Item = (Store, String, Vec<u8>)>,
     ) -> (Engine, Vec<EngineError>) {
-        let mut engine = Engine::new(actor);
+        let mut engine = Engine::new(seed);
         let mut problems = Vec::new();
-        let mut entries: BTreeMap<DocId, Vec<LogEntry>> = BTreeMap::new();
+        let mut entries: BTreeMap<DocId, Vec<(String, LogEntry)>> = BTreeMap::new();
         for (store, key, bytes) in records {
             let corrupt = |reason: String| EngineError::Corrupt {
                 store: store.name(),
@@ -110,27 +133,40 @@ impl Engine {
                 Ok(record) if record.address() != (store, key.clone()) => {
                     problems.push(corrupt("record is stored under the wrong key".into()))
                 }
-                Ok(Record::Entry(entry)) => entries.entry(entry.doc).or_default().push(entry),
-                Ok(Record::Doc(d)) => engine.doc_state(d.doc).cursor = d.cursor,
+                Ok(Record::Entry(entry)) => {
+                    entries.entry(entry.doc).or_default().push((key, entry))
+                }
+                Ok(Record::Doc(d)) => {
+                    let state = engine.insert_doc(d.doc, DocKey(d.key));
+                    state.cursor = d.cursor;
+                }
                 Ok(Record::Relay(r)) => engine.relay = Some(r),
                 Err(reason) => problems.push(corrupt(reason)),
             }
         }
         for (doc, mut list) in entries {
-            list.sort_by(|a, b| (a.time_ms, a.id).cmp(&(b.time_ms, b.id)));
+            let Some(state) = engine.docs.get_mut(&doc) else {
+                problems.push(EngineError::Corrupt {
+                    store: Store::Docs.name(),
+                    key: doc.to_string(),
+                    reason: "log entries exist but the document record is missing".into(),
+                });
+                continue;
+            };
+            list.sort_by(|(_, a), (_, b)| (a.time_ms, a.id).cmp(&(b.time_ms, b.id)));
             let mut changes = Vec::new();
-            for entry in &list {
+            for (key, entry) in &list {
                 match delta::decode(&entry.bytes) {
                     Ok(c) => changes.extend(c),
                     Err(reason) => problems.push(EngineError::Corrupt {
                         store: Store::Entries.name(),
-                        key: crate::store::entry_key(&doc, &entry.id),
+                        key: key.clone(),
                         reason,
                     }),
                 }
             }
             // One call: Automerge orders the changes by their dependencies.
-            if let Err(e) = engine.doc_state(doc).doc.apply_changes(changes) {
+            if let Err(e) = state.doc.apply_changes(changes) {
                 problems.push(EngineError::Corrupt {
                     store: Store::Entries.name(),
                     key: doc.to_string(),
@@ -139,52 +175,46 @@ impl Engine {
             }
             engine.outbox.extend(
                 list.into_iter()
-                    .filter(|e| e.origin == Origin::Local && e.relay_seq.is_none()),
+                    .map(|(_, entry)| entry)
+                    .filter(|e| e.origin == Origin::Local && e.relay_seq.is_none())
+                    .map(|entry| Outgoing {
+                        entry,
+                        pushed_at: None,
+                    }),
             );
         }
-        engine
-            .outbox
-            .sort_by(|a, b| (a.time_ms, a.id).cmp(&(b.time_ms, b.id)));
         (engine, problems)
     }
 
     /// Creates a document whose root holds the fields of `initial` (a JSON
-    /// object). `doc` must be fresh random bits from the host.
-    pub fn create_doc(
-        &mut self,
-        doc: DocId,
-        initial: &Json,
-        now_ms: u64,
-    ) -> Result<(), EngineError> {
-        if self.docs.contains_key(&doc) {
-            return Err(EngineError::DocExists(doc));
-        }
+    /// object), with a fresh id and key. Returns its URL.
+    pub fn create_doc(&mut self, initial: &Json, now_ms: u64) -> Result<DocUrl, EngineError> {
         let mut automerge = AutoCommit::new().with_actor(self.actor.clone());
         put_root_object(&mut automerge, initial)?;
-        self.docs.insert(
-            doc,
-            DocState {
-                doc: automerge,
-                cursor: 0,
-                caught_up: false,
-            },
-        );
-        self.persist_doc_record(doc);
-        self.commit_local(doc, None, now_ms);
-        self.subscribe_if_ready(doc);
-        Ok(())
+        let url = DocUrl {
+            doc: DocId(self.random()),
+            key: DocKey(self.random()),
+        };
+        self.insert_doc(url.doc, url.key).doc = automerge;
+        self.persist_doc_record(url.doc);
+        self.commit_local(url.doc, None, now_ms);
+        self.subscribe_if_ready(url.doc, now_ms);
+        Ok(url)
     }
 
     /// Starts tracking a document known by URL, fetching it from the relay.
     /// Returns whether this replica already has some of its content.
-    pub fn open_doc(&mut self, doc: DocId) -> bool {
-        if let Some(state) = self.docs.get_mut(&doc) {
-            return !state.doc.get_heads().is_empty();
+    pub fn open_doc(&mut self, url: &DocUrl, now_ms: u64) -> Result<bool, EngineError> {
+        if let Some(state) = self.docs.get_mut(&url.doc) {
+            if state.key != url.key {
+                return Err(EngineError::KeyMismatch(url.doc));
+            }
+            return Ok(!state.doc.get_heads().is_empty());
         }
-        self.doc_state(doc);
-        self.persist_doc_record(doc);
-        self.subscribe_if_ready(doc);
-        false
+        self.insert_doc(url.doc, url.key);
+        self.persist_doc_record(url.doc);
+        self.subscribe_if_ready(url.doc, now_ms);
+        Ok(false)
     }
 
     /// Applies a batch of ops as one Automerge change with an optional
@@ -219,6 +249,19 @@ impl Engine {
         Ok(serde_json::to_value(self.value(doc)?).unwrap_or(Json::Null))
     }
 
+    /// The Automerge document, read-only (for tests, tools and exports).
+    pub fn automerge(&self, doc: &DocId) -> Option<&AutoCommit> {
+        self.docs.get(doc).map(|s| &s.doc)
+    }
+
+    /// The URL of a document this replica tracks.
+    pub fn url(&self, doc: &DocId) -> Option<DocUrl> {
+        self.docs.get(doc).map(|s| DocUrl {
+            doc: *doc,
+            key: s.key,
+        })
+    }
+
     /// The documents this replica tracks.
     pub fn doc_ids(&self) -> impl Iterator<Item = &DocId> {
         self.docs.keys()
@@ -237,20 +280,38 @@ impl Engine {
         std::mem::take(&mut self.effects)
     }
 
-    pub(crate) fn doc_state(&mut self, doc: DocId) -> &mut DocState {
+    pub(crate) fn random<const N: usize>(&mut self) -> [u8; N] {
+        let mut bytes = [0u8; N];
+        self.rng.fill_bytes(&mut bytes);
+        bytes
+    }
+
+    fn insert_doc(&mut self, doc: DocId, key: DocKey) -> &mut DocState {
         let actor = self.actor.clone();
         self.docs.entry(doc).or_insert_with(|| DocState {
             doc: AutoCommit::new().with_actor(actor),
+            key,
             cursor: 0,
             caught_up: false,
+            subscribed_at: None,
         })
     }
 
+    pub(crate) fn doc_record(&self, doc: DocId) -> Option<Record> {
+        let state = self.docs.get(&doc)?;
+        Some(Record::Doc(DocRecord {
+            doc,
+            key: state.key.0,
+            cursor: state.cursor,
+        }))
+    }
+
     pub(crate) fn persist_doc_record(&mut self, doc: DocId) {
-        let cursor = self.docs.get(&doc).map_or(0, |s| s.cursor);
-        let mut batch = Batch::default();
-        batch.put(&Record::Doc(DocRecord { doc, cursor }));
-        self.effects.push(Effect::Persist(batch));
+        if let Some(record) = self.doc_record(doc) {
+            let mut batch = Batch::default();
+            batch.put(&record);
+            self.effects.push(Effect::Persist(batch));
+        }
     }
 
     /// Commits the open transaction of `doc` (if it holds any op) as a local
@@ -274,18 +335,30 @@ impl Engine {
         let bytes = delta::encode([change.raw_bytes()]);
         let entry = LogEntry {
             doc,
-            id: delta::id(&bytes),
+            id: state.key.delta_id(&bytes),
             bytes,
             time_ms: now_ms,
             message,
             origin: Origin::Local,
             relay_seq: None,
         };
+        self.enqueue(entry, now_ms);
+    }
+
+    /// Logs a local delta and queues it for the relay.
+    pub(crate) fn enqueue(&mut self, entry: LogEntry, now_ms: u64) {
         let mut batch = Batch::default();
         batch.put(&Record::Entry(entry.clone()));
         self.effects.push(Effect::Persist(batch));
-        self.outbox.push(entry.clone());
-        self.push_if_ready(&[entry]);
+        if self.outbox.iter().any(|o| o.entry.id == entry.id) {
+            return;
+        }
+        self.outbox.push(Outgoing {
+            entry,
+            pushed_at: None,
+        });
+        let last = self.outbox.len() - 1;
+        self.push_if_ready(last..last + 1, now_ms);
         self.effects.push(Effect::StatusChanged);
     }
 }

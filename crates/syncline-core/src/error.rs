@@ -13,8 +13,10 @@ pub enum EngineError {
     DocExists(DocId),
     #[error("the change was rolled back: {0}")]
     BadOp(#[from] OpError),
-    #[error("`{0}` is not a Syncline document URL (expected `syncline:<id>`)")]
-    BadUrl(String),
+    #[error("`{url}` is not a Syncline document URL ({why}); expected `syncline:<id>#<key>`")]
+    BadUrl { url: String, why: String },
+    #[error("document {0} is already open here with a different key: check the URL")]
+    KeyMismatch(DocId),
     #[error("stored record {store}/{key} is unreadable and was skipped: {reason}")]
     Corrupt {
         store: &'static str,
@@ -44,7 +46,8 @@ impl EngineError {
             EngineError::DocNotFound(_) => "DocNotFound",
             EngineError::DocExists(_) => "DocExists",
             EngineError::BadOp(_) => "BadOp",
-            EngineError::BadUrl(_) => "BadUrl",
+            EngineError::BadUrl { .. } => "BadUrl",
+            EngineError::KeyMismatch(_) => "KeyMismatch",
             EngineError::Corrupt { .. } => "Corrupt",
             EngineError::Protocol(_) => "Protocol",
             EngineError::RelayRejected { .. } => "RelayRejected",

@@ -14,19 +14,17 @@
 //!
 //! ```
 //! use syncline_core::{Engine, Effect, MemoryStore};
-//! use syncline_protocol::DocId;
 //!
-//! let mut engine = Engine::new([1; 16]);
-//! let doc = DocId([7; 16]);
-//! engine.create_doc(doc, &serde_json::json!({"items": []}), 0).unwrap();
+//! let mut engine = Engine::new([1; 32]); // seed: fresh random bytes in real use
+//! let url = engine.create_doc(&serde_json::json!({"items": []}), 0).unwrap();
 //! let mut store = MemoryStore::default();
 //! for effect in engine.take_effects() {
 //!     if let Effect::Persist(batch) = effect { store.apply(&batch) }
 //! }
 //! // A restarted replica loads the same document from its log.
-//! let (reloaded, problems) = Engine::load([2; 16], store.records());
+//! let (reloaded, problems) = Engine::load([2; 32], store.records());
 //! assert!(problems.is_empty());
-//! assert_eq!(reloaded.value_json(&doc).unwrap(), serde_json::json!({"items": []}));
+//! assert_eq!(reloaded.value_json(&url.doc).unwrap(), serde_json::json!({"items": []}));
 //! ```
 
 pub mod delta;
@@ -34,12 +32,15 @@ mod doc_url;
 mod engine;
 mod error;
 pub mod ops;
+pub mod seal;
 pub mod store;
 mod sync;
 
-pub use doc_url::{format_doc_url, parse_doc_url};
+pub use doc_url::DocUrl;
 pub use engine::{Effect, Engine, SessionState, Status};
 pub use error::EngineError;
 pub use ops::Op;
+pub use seal::DocKey;
 pub use store::{Batch, MemoryStore, Store};
+pub use sync::{HANDSHAKE_TIMEOUT_MS, RESEND_AFTER_MS};
 pub use syncline_protocol::{DeltaId, DocId};

@@ -70,6 +70,8 @@ pub struct LogEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DocRecord {
     pub doc: DocId,
+    /// The document key (the wasm host encrypts every record at rest).
+    pub key: [u8; 32],
     /// Every relay delta up to this sequence is applied and durable here.
     pub cursor: u64,
 }

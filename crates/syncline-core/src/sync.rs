@@ -7,28 +7,43 @@
 //! own commit). A connection lost at any point loses nothing: the outbox and
 //! cursors are durable, and the next `Welcome` starts over from them.
 //!
+//! The session does not trust the link either. A gap in the sequence (a
+//! lost or reordered frame) stops the cursor and re-subscribes from it; a
+//! push not acked within [`RESEND_AFTER_MS`] is pushed again (the relay
+//! deduplicates by id); a handshake that never completes asks the host to
+//! drop the connection ([`Effect::Disconnect`]). The host drives these
+//! timers by calling [`Engine::tick`].
+//!
 //! If the relay's epoch differs from the one the cursors were issued under
 //! (a relay restored from backup, or replaced), the cursors are reset and
 //! every document's whole state is pushed again: a relay that lost data never
 //! makes a client lose its own.
 
+use std::ops::Range;
+
 use syncline_protocol::{
-    ClientFrame, DocId, MAX_DELTAS_PER_FRAME, PROTOCOL_VERSION, PushDelta, RelayFrame,
+    ClientFrame, DeltaId, DocId, MAX_DELTAS_PER_FRAME, PROTOCOL_VERSION, PushDelta, RelayFrame,
     SequencedDelta, decode_relay, encode_client,
 };
 
 use crate::EngineError;
 use crate::delta;
 use crate::engine::{Effect, Engine, SessionState};
-use crate::store::{Batch, DocRecord, LogEntry, Origin, Record, RelayRecord};
+use crate::store::{Batch, LogEntry, Origin, Record, RelayRecord};
 
+/// A push not acked after this long is pushed again on the same connection.
+pub const RESEND_AFTER_MS: u64 = 10_000;
+/// A `Welcome` not received after this long gives up on the connection; so
+/// does a catch-up that makes no progress for this long.
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 /// Push frames are split so none grows past this many payload bytes.
 const PUSH_FRAME_BYTES: usize = 1 << 20;
 
 impl Engine {
     /// A connection to the relay opened. `replica` identifies this device.
-    pub fn connected(&mut self, replica: [u8; 16], token: Option<String>) {
+    pub fn connected(&mut self, replica: [u8; 16], token: Option<String>, now_ms: u64) {
         self.session = SessionState::Handshaking;
+        self.session_since = now_ms;
         self.send(ClientFrame::Hello {
             version: PROTOCOL_VERSION,
             replica,
@@ -43,8 +58,48 @@ impl Engine {
         self.session = SessionState::Offline;
         for state in self.docs.values_mut() {
             state.caught_up = false;
+            state.subscribed_at = None;
+        }
+        for outgoing in &mut self.outbox {
+            outgoing.pushed_at = None;
         }
         self.effects.push(Effect::StatusChanged);
+    }
+
+    /// Time passed: re-push what was not acked, re-subscribe what did not
+    /// catch up, give up on a handshake that never finished.
+    pub fn tick(&mut self, now_ms: u64) {
+        let overdue = |since: u64, limit: u64| now_ms.saturating_sub(since) >= limit;
+        match self.session {
+            SessionState::Offline => {}
+            SessionState::Handshaking => {
+                if overdue(self.session_since, HANDSHAKE_TIMEOUT_MS) {
+                    self.effects.push(Effect::Disconnect);
+                }
+            }
+            SessionState::Ready => {
+                let stale: Vec<DocId> = self
+                    .docs
+                    .iter()
+                    .filter(|(_, s)| {
+                        s.subscribed_at
+                            .is_some_and(|t| overdue(t, HANDSHAKE_TIMEOUT_MS))
+                    })
+                    .map(|(doc, _)| *doc)
+                    .collect();
+                for doc in stale {
+                    self.subscribe_if_ready(doc, now_ms);
+                }
+                if let Some(first) = self
+                    .outbox
+                    .iter()
+                    .position(|o| o.pushed_at.is_none_or(|t| overdue(t, RESEND_AFTER_MS)))
+                {
+                    // Everything from the first overdue entry on, in order.
+                    self.push_if_ready(first..self.outbox.len(), now_ms);
+                }
+            }
+        }
     }
 
     /// A binary frame arrived from the relay. A malformed frame is reported
@@ -74,12 +129,6 @@ impl Engine {
                     fatal,
                 }));
             }
-            RelayFrame::Deltas {
-                doc,
-                items,
-                caught_up,
-            } => self.apply_relay_deltas(doc, items, caught_up, now_ms),
-            RelayFrame::Ack { doc, ids, seq } => self.acked(doc, &ids, seq, now_ms),
             RelayFrame::DocError { doc, code, message } => {
                 self.effects.push(Effect::Error(EngineError::RelayRejected {
                     code,
@@ -87,11 +136,23 @@ impl Engine {
                     fatal: false,
                 }))
             }
+            _ if self.session != SessionState::Ready => {
+                // Nothing but Welcome or Error is valid before Welcome.
+            }
+            RelayFrame::Deltas {
+                doc,
+                items,
+                caught_up,
+            } => self.apply_relay_deltas(doc, items, caught_up, now_ms),
+            RelayFrame::Ack { doc, ids, seq } => self.acked(doc, &ids, seq, now_ms),
             RelayFrame::Pong { .. } | RelayFrame::Presence { .. } => {}
         }
     }
 
     fn welcomed(&mut self, epoch: [u8; 16], now_ms: u64) {
+        if self.session != SessionState::Handshaking {
+            return; // a duplicate Welcome changes nothing
+        }
         let known = self.relay.as_ref().map(|r| r.epoch);
         if known != Some(epoch) {
             if known.is_some() {
@@ -105,10 +166,9 @@ impl Engine {
         self.session = SessionState::Ready;
         let docs: Vec<DocId> = self.docs.keys().copied().collect();
         for doc in docs {
-            self.subscribe_if_ready(doc);
+            self.subscribe_if_ready(doc, now_ms);
         }
-        let outbox = self.outbox.clone();
-        self.push_if_ready(&outbox);
+        self.push_if_ready(0..self.outbox.len(), now_ms);
         self.effects.push(Effect::StatusChanged);
     }
 
@@ -117,30 +177,27 @@ impl Engine {
     fn resend_everything(&mut self, now_ms: u64) {
         let docs: Vec<DocId> = self.docs.keys().copied().collect();
         for doc in docs {
-            let state = self.doc_state(doc);
+            let Some(state) = self.docs.get_mut(&doc) else {
+                continue;
+            };
             state.cursor = 0;
-            if state.doc.get_heads().is_empty() {
-                self.persist_doc_record(doc);
+            let changes = state.doc.get_changes(&[]);
+            let key = state.key;
+            self.persist_doc_record(doc);
+            if changes.is_empty() {
                 continue;
             }
-            let changes = state.doc.get_changes(&[]);
             let bytes = delta::encode(changes.iter().map(|c| c.raw_bytes()));
             let entry = LogEntry {
                 doc,
-                id: delta::id(&bytes),
+                id: key.delta_id(&bytes),
                 bytes,
                 time_ms: now_ms,
                 message: None,
                 origin: Origin::Local,
                 relay_seq: None,
             };
-            let mut batch = Batch::default();
-            batch.put(&Record::Entry(entry.clone()));
-            batch.put(&Record::Doc(DocRecord { doc, cursor: 0 }));
-            self.effects.push(Effect::Persist(batch));
-            if !self.outbox.iter().any(|e| e.id == entry.id) {
-                self.outbox.push(entry);
-            }
+            self.enqueue(entry, now_ms);
         }
     }
 
@@ -152,41 +209,47 @@ impl Engine {
         now_ms: u64,
     ) {
         let Some(state) = self.docs.get_mut(&doc) else {
-            // Not ours (any more): nothing to apply, nothing to lose.
-            return;
+            return; // not ours (any more): nothing to apply, nothing to lose
         };
         let mut batch = Batch::default();
         let mut problems = Vec::new();
         let mut applied = false;
+        let mut gap = false;
         for item in items {
             if item.seq <= state.cursor {
                 continue; // already have it: a duplicate or a replay
             }
-            state.cursor = item.seq;
-            if delta::id(&item.bytes) != item.id {
-                problems.push(EngineError::BadDelta {
-                    doc,
-                    id: item.id,
-                    reason: "its bytes do not hash to its id".into(),
-                });
-                continue;
+            if item.seq != state.cursor + 1 {
+                gap = true; // a frame was lost or reordered: ask again
+                break;
             }
+            state.cursor = item.seq;
+            let opened = state
+                .key
+                .open(&doc, &item.bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|plain| match state.key.delta_id(&plain) == item.id {
+                    true => Ok(plain),
+                    false => Err("its content does not match its id".to_string()),
+                });
             // Automerge ignores changes it already has and parks those whose
             // dependencies have not arrived yet, so order and duplicates are
             // harmless here.
-            match delta::apply(&mut state.doc, &item.bytes) {
-                Ok(_) => {
+            match opened.and_then(|plain| delta::apply(&mut state.doc, &plain).map(|_| plain)) {
+                Ok(plain) => {
                     applied = true;
                     batch.put(&Record::Entry(LogEntry {
                         doc,
                         id: item.id,
-                        bytes: item.bytes,
+                        bytes: plain,
                         time_ms: now_ms,
                         message: None,
                         origin: Origin::Relay,
                         relay_seq: Some(item.seq),
                     }));
                 }
+                // A delta we can never use is skipped for good: it is not
+                // ours, and our own data is untouched.
                 Err(reason) => problems.push(EngineError::BadDelta {
                     doc,
                     id: item.id,
@@ -194,18 +257,23 @@ impl Engine {
                 }),
             }
         }
+        let newly_caught_up = caught_up && !gap && !state.caught_up;
+        state.caught_up |= newly_caught_up;
+        if newly_caught_up {
+            state.subscribed_at = None;
+        }
         // The cursor travels in the same atomic batch as the deltas it
         // covers: it can never point past a delta that is not durable here.
-        batch.put(&Record::Doc(DocRecord {
-            doc,
-            cursor: state.cursor,
-        }));
-        let newly_caught_up = caught_up && !state.caught_up;
-        state.caught_up |= caught_up;
+        if let Some(record) = self.doc_record(doc) {
+            batch.put(&record);
+        }
         self.effects.push(Effect::Persist(batch));
         self.effects.extend(problems.into_iter().map(Effect::Error));
         if applied {
             self.effects.push(Effect::DocChanged(doc));
+        }
+        if gap {
+            self.subscribe_if_ready(doc, now_ms);
         }
         if newly_caught_up {
             self.last_synced_ms = Some(now_ms);
@@ -214,13 +282,13 @@ impl Engine {
         }
     }
 
-    fn acked(&mut self, doc: DocId, ids: &[syncline_protocol::DeltaId], seq: u64, now_ms: u64) {
+    fn acked(&mut self, doc: DocId, ids: &[DeltaId], seq: u64, now_ms: u64) {
         let mut batch = Batch::default();
-        self.outbox.retain(|entry| {
-            if entry.doc != doc || !ids.contains(&entry.id) {
+        self.outbox.retain(|o| {
+            if o.entry.doc != doc || !ids.contains(&o.entry.id) {
                 return true;
             }
-            let mut done = entry.clone();
+            let mut done = o.entry.clone();
             done.relay_seq = Some(seq);
             batch.put(&Record::Entry(done));
             false
@@ -232,39 +300,54 @@ impl Engine {
         self.effects.push(Effect::StatusChanged);
     }
 
-    pub(crate) fn subscribe_if_ready(&mut self, doc: DocId) {
+    pub(crate) fn subscribe_if_ready(&mut self, doc: DocId, now_ms: u64) {
         if self.session != SessionState::Ready {
             return;
         }
-        let since = self.docs.get(&doc).map_or(0, |s| s.cursor);
+        let Some(state) = self.docs.get_mut(&doc) else {
+            return;
+        };
+        state.caught_up = false;
+        state.subscribed_at = Some(now_ms);
+        let since = state.cursor;
         self.send(ClientFrame::Subscribe { doc, since });
     }
 
-    /// Sends `entries` as `Push` frames, grouped by document in order, each
-    /// frame within the protocol's bounds.
-    pub(crate) fn push_if_ready(&mut self, entries: &[LogEntry]) {
+    /// Seals and sends the outbox entries in `range` as `Push` frames,
+    /// grouped by document in order, each frame within the protocol's bounds.
+    pub(crate) fn push_if_ready(&mut self, range: Range<usize>, now_ms: u64) {
         if self.session != SessionState::Ready {
             return;
         }
         let mut current: Option<(DocId, Vec<PushDelta>, usize)> = None;
-        for entry in entries {
+        let mut frames = Vec::new();
+        for i in range {
+            let nonce = self.random();
+            let outgoing = &mut self.outbox[i];
+            outgoing.pushed_at = Some(now_ms);
+            let entry = &outgoing.entry;
+            let Some(state) = self.docs.get(&entry.doc) else {
+                continue;
+            };
+            let sealed = state.key.seal(&entry.doc, nonce, &entry.bytes);
             let full = |(doc, deltas, bytes): &mut (DocId, Vec<PushDelta>, usize)| {
                 *doc != entry.doc
                     || deltas.len() >= MAX_DELTAS_PER_FRAME
-                    || *bytes + entry.bytes.len() > PUSH_FRAME_BYTES
+                    || *bytes + sealed.len() > PUSH_FRAME_BYTES
             };
             if let Some((doc, deltas, _)) = current.take_if(full) {
-                self.send(ClientFrame::Push { doc, deltas });
+                frames.push(ClientFrame::Push { doc, deltas });
             }
             let (_, deltas, bytes) = current.get_or_insert_with(|| (entry.doc, Vec::new(), 0));
+            *bytes += sealed.len();
             deltas.push(PushDelta {
                 id: entry.id,
-                bytes: entry.bytes.clone(),
+                bytes: sealed,
             });
-            *bytes += entry.bytes.len();
         }
-        if let Some((doc, deltas, _)) = current {
-            self.send(ClientFrame::Push { doc, deltas });
+        frames.extend(current.map(|(doc, deltas, _)| ClientFrame::Push { doc, deltas }));
+        for frame in frames {
+            self.send(frame);
         }
     }
 

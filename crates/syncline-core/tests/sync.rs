@@ -1,231 +1,242 @@
 //! The engine against a model relay: convergence, offline edits, crashes,
 //! acks, a relay that lost its log, and bad input.
 
-#[path = "support/model_relay.rs"]
-mod model_relay;
+#[path = "support/world.rs"]
+mod world;
 
-use model_relay::Net;
-use serde_json::json;
-use syncline_core::{Engine, EngineError, Op, Store};
-use syncline_protocol::{DeltaId, DocId, RelayFrame, SequencedDelta, encode_relay};
-
-const DOC: DocId = DocId([9; 16]);
+use serde_json::{Value, json};
+use syncline_core::{DocUrl, Engine, EngineError, Op, Store};
+use syncline_protocol::{DeltaId, RelayFrame, SequencedDelta, encode_relay};
+use world::World;
 
 fn push(item: &str) -> Vec<Op> {
-    // Append at the end: the index is resolved by the caller's view.
     serde_json::from_value(
         json!([{ "op": "insert", "obj": ["items"], "index": 0, "values": [item] }]),
     )
     .unwrap()
 }
 
-fn items(net: &Net, i: usize) -> Vec<String> {
-    let v = net.replicas[i].engine.value_json(&DOC).unwrap();
+fn items(world: &World, i: usize, url: &DocUrl) -> Vec<String> {
+    let v = world.replicas[i].engine.value_json(&url.doc).unwrap();
     let mut items: Vec<String> = serde_json::from_value(v["items"].clone()).unwrap_or_default();
     items.sort();
     items
 }
 
+/// Replica 0 creates `{items: []}`, replica 1 opens it; both connected.
+fn shared_doc(n: u8) -> (World, DocUrl) {
+    let mut world = World::new(n);
+    for i in 0..n as usize {
+        world.connect(i);
+    }
+    let url = world.replicas[0]
+        .engine
+        .create_doc(&json!({"items": []}), world.now)
+        .unwrap();
+    world.collect(0);
+    for i in 1..n as usize {
+        world.replicas[i].engine.open_doc(&url, world.now).unwrap();
+        world.collect(i);
+    }
+    world.settle();
+    (world, url)
+}
+
 #[test]
 fn two_replicas_converge_and_acks_empty_the_outbox() {
-    let mut net = Net::new(2);
-    net.connect(0);
-    net.connect(1);
-    net.replicas[0]
+    let (mut world, url) = shared_doc(2);
+    world.replicas[1]
         .engine
-        .create_doc(DOC, &json!({"items": []}), 0)
+        .change(url.doc, &push("b"), Some("todo.added".into()), 5)
         .unwrap();
-    net.settle();
-    assert!(!net.replicas[1].engine.open_doc(DOC));
-    net.settle();
-    net.replicas[1]
+    world.collect(1);
+    world.settle();
+    assert_eq!(items(&world, 0, &url), ["b"]);
+    assert_eq!(items(&world, 1, &url), ["b"]);
+    assert_eq!(world.replicas[0].engine.status().pending, 0);
+    assert_eq!(world.replicas[1].engine.status().pending, 0);
+    assert!(world.replicas[0].changed.contains(&url.doc));
+}
+
+#[test]
+fn the_relay_only_ever_sees_ciphertext() {
+    let (mut world, url) = shared_doc(2);
+    let canary = "canary-7f3a9c";
+    world.replicas[0]
         .engine
-        .change(DOC, &push("b"), Some("todo.added".into()), 5)
+        .change(url.doc, &push(canary), None, 5)
         .unwrap();
-    net.settle();
-    assert_eq!(items(&net, 0), ["b"]);
-    assert_eq!(items(&net, 1), ["b"]);
-    assert_eq!(net.replicas[0].engine.status().pending, 0);
-    assert_eq!(net.replicas[1].engine.status().pending, 0);
-    assert!(net.replicas[0].changed.contains(&DOC));
+    world.collect(0);
+    world.settle();
+    assert_eq!(items(&world, 1, &url), [canary]);
+    for item in &world.relay.logs[&url.doc] {
+        assert!(
+            !item
+                .bytes
+                .windows(canary.len())
+                .any(|w| w == canary.as_bytes())
+        );
+    }
 }
 
 #[test]
 fn offline_edits_on_both_sides_converge_after_reconnect() {
-    let mut net = Net::new(2);
-    net.connect(0);
-    net.connect(1);
-    net.replicas[0]
+    let (mut world, url) = shared_doc(2);
+    world.disconnect(0);
+    world.disconnect(1);
+    world.replicas[0]
         .engine
-        .create_doc(DOC, &json!({"items": []}), 0)
+        .change(url.doc, &push("from-a"), None, 1)
         .unwrap();
-    net.settle();
-    net.replicas[1].engine.open_doc(DOC);
-    net.settle();
-    net.disconnect(0);
-    net.disconnect(1);
-    net.replicas[0]
+    world.replicas[1]
         .engine
-        .change(DOC, &push("from-a"), None, 1)
+        .change(url.doc, &push("from-b"), None, 1)
         .unwrap();
-    net.replicas[1]
-        .engine
-        .change(DOC, &push("from-b"), None, 1)
-        .unwrap();
-    net.settle();
-    assert_eq!(net.replicas[0].engine.status().pending, 1);
-    net.connect(0);
-    net.connect(1);
-    net.settle();
-    assert_eq!(items(&net, 0), ["from-a", "from-b"]);
-    assert_eq!(items(&net, 1), ["from-a", "from-b"]);
+    world.collect(0);
+    world.collect(1);
+    world.settle();
+    assert_eq!(world.replicas[0].engine.status().pending, 1);
+    world.heal();
+    assert_eq!(items(&world, 0, &url), ["from-a", "from-b"]);
+    assert_eq!(items(&world, 1, &url), ["from-a", "from-b"]);
 }
 
 #[test]
 fn a_crash_loses_only_what_was_never_written_and_the_outbox_survives() {
-    let mut net = Net::new(2);
-    net.replicas[0]
+    let mut world = World::new(2);
+    let url = world.replicas[0]
         .engine
-        .create_doc(DOC, &json!({"items": []}), 0)
+        .create_doc(&json!({"items": []}), 0)
         .unwrap();
-    net.replicas[0]
+    world.replicas[0]
         .engine
-        .change(DOC, &push("durable"), None, 1)
+        .change(url.doc, &push("durable"), None, 1)
         .unwrap();
-    net.replicas[0].write();
-    net.replicas[0]
+    world.collect(0);
+    world.replicas[0].write();
+    world.replicas[0]
         .engine
-        .change(DOC, &push("lost"), None, 2)
+        .change(url.doc, &push("lost"), None, 2)
         .unwrap();
-    net.replicas[0].crash_and_restart();
-    assert_eq!(items(&net, 0), ["durable"]);
+    world.collect(0);
+    world.crash(0);
+    assert_eq!(items(&world, 0, &url), ["durable"]);
     assert_eq!(
-        net.replicas[0].engine.status().pending,
+        world.replicas[0].engine.status().pending,
         2,
         "creation + durable change"
     );
-    // Back online, the restored outbox reaches the other replica.
-    net.connect(0);
-    net.connect(1);
-    net.replicas[1].engine.open_doc(DOC);
-    net.settle();
-    assert_eq!(items(&net, 1), ["durable"]);
-    assert_eq!(net.replicas[0].engine.status().pending, 0);
+    world.replicas[1].engine.open_doc(&url, 0).unwrap();
+    world.collect(1);
+    world.heal();
+    assert_eq!(items(&world, 1, &url), ["durable"]);
+    assert_eq!(world.replicas[0].engine.status().pending, 0);
     // Acks are durable too: after another restart nothing is pending.
-    net.replicas[0].crash_and_restart();
-    assert_eq!(net.replicas[0].engine.status().pending, 0);
+    world.crash(0);
+    assert_eq!(world.replicas[0].engine.status().pending, 0);
 }
 
 #[test]
 fn cursors_survive_restart_and_catch_up_resumes_from_them() {
-    let mut net = Net::new(2);
-    net.connect(0);
-    net.connect(1);
-    net.replicas[0]
+    let (mut world, url) = shared_doc(2);
+    world.replicas[0]
         .engine
-        .create_doc(DOC, &json!({"items": []}), 0)
+        .change(url.doc, &push("one"), None, 1)
         .unwrap();
-    net.replicas[1].engine.open_doc(DOC);
-    net.settle();
-    net.replicas[0]
+    world.collect(0);
+    world.settle();
+    world.crash(1);
+    assert_eq!(items(&world, 1, &url), ["one"]);
+    world.replicas[0]
         .engine
-        .change(DOC, &push("one"), None, 1)
+        .change(url.doc, &push("two"), None, 2)
         .unwrap();
-    net.settle();
-    net.replicas[1].crash_and_restart();
-    assert_eq!(items(&net, 1), ["one"]);
-    net.relay.disconnect(1);
-    net.replicas[0]
-        .engine
-        .change(DOC, &push("two"), None, 2)
-        .unwrap();
-    net.settle();
-    net.connect(1);
-    net.settle();
-    assert_eq!(items(&net, 1), ["one", "two"]);
+    world.collect(0);
+    world.settle();
+    world.heal();
+    assert_eq!(items(&world, 1, &url), ["one", "two"]);
 }
 
 #[test]
 fn a_relay_that_lost_its_log_gets_everything_back() {
-    let mut net = Net::new(2);
-    net.connect(0);
-    net.replicas[0]
+    let (mut world, url) = shared_doc(2);
+    world.replicas[0]
         .engine
-        .create_doc(DOC, &json!({"items": []}), 0)
+        .change(url.doc, &push("kept"), None, 1)
         .unwrap();
-    net.replicas[0]
-        .engine
-        .change(DOC, &push("kept"), None, 1)
-        .unwrap();
-    net.settle();
-    // The relay is replaced by an empty one with a new epoch.
-    net.disconnect(0);
-    net.relay = model_relay::ModelRelay {
-        epoch: [1; 16],
-        ..Default::default()
-    };
-    net.connect(0);
-    net.settle();
-    net.connect(1);
-    net.replicas[1].engine.open_doc(DOC);
-    net.settle();
-    assert_eq!(items(&net, 1), ["kept"]);
+    world.collect(0);
+    world.settle();
+    world.replace_relay([1; 16]);
+    world.heal();
+    assert_eq!(
+        world.relay_change_hashes(&url),
+        world.replicas[0].change_hashes(&url.doc)
+    );
+    // A newcomer gets everything from the new relay alone.
+    let mut newcomer = World::new(3);
+    std::mem::swap(&mut newcomer.relay, &mut world.relay);
+    newcomer.replicas[2].engine.open_doc(&url, 0).unwrap();
+    newcomer.collect(2);
+    newcomer.connect(2);
+    newcomer.settle();
+    assert_eq!(items(&newcomer, 2, &url), ["kept"]);
 }
 
 #[test]
-fn bad_deltas_from_the_relay_are_reported_and_skipped() {
-    let mut net = Net::new(1);
-    net.connect(0);
-    net.replicas[0]
-        .engine
-        .create_doc(DOC, &json!({"items": ["x"]}), 0)
-        .unwrap();
-    net.settle();
-    let garbage = vec![1, 2, 3];
+fn deltas_that_cannot_be_opened_or_applied_are_reported_and_skipped() {
+    let (mut world, url) = shared_doc(1);
+    let wrong_key = syncline_core::DocKey([0xee; 32]);
+    let plain = syncline_core::delta::encode([&b"not a change"[..]]);
     let frames = [
-        RelayFrame::Deltas {
-            doc: DOC,
-            items: vec![SequencedDelta {
-                seq: 50,
-                id: DeltaId([0; 32]),
-                bytes: garbage.clone(),
-            }],
-            caught_up: true,
-        },
-        RelayFrame::Deltas {
-            doc: DOC,
-            items: vec![SequencedDelta {
-                seq: 51,
-                id: DeltaId(sha256(&garbage)),
-                bytes: garbage,
-            }],
-            caught_up: true,
-        },
+        // Sealed with another key.
+        (
+            wrong_key.seal(&url.doc, [1; 12], &plain),
+            wrong_key.delta_id(&plain),
+        ),
+        // Right key, but the plaintext is no Automerge change.
+        (
+            url.key.seal(&url.doc, [2; 12], &plain),
+            url.key.delta_id(&plain),
+        ),
+        // Right key and content, but the id lies.
+        (url.key.seal(&url.doc, [3; 12], &plain), DeltaId([0; 32])),
     ];
-    let engine = &mut net.replicas[0].engine;
-    for frame in &frames {
-        engine.received(&encode_relay(frame), 0);
+    for (seq, (bytes, id)) in frames.into_iter().enumerate() {
+        let frame = RelayFrame::Deltas {
+            doc: url.doc,
+            items: vec![SequencedDelta {
+                seq: seq as u64 + 1,
+                id,
+                bytes,
+            }],
+            caught_up: true,
+        };
+        world.replicas[0].engine.received(&encode_relay(&frame), 0);
     }
-    engine.received(&[0xff, 0xff], 0);
-    net.replicas[0].collect();
-    assert_eq!(net.replicas[0].errors, ["BadDelta", "BadDelta", "Protocol"]);
+    world.replicas[0].engine.received(&[0xff, 0xff], 0);
+    world.collect(0);
     assert_eq!(
-        net.replicas[0].engine.value_json(&DOC).unwrap(),
-        json!({"items": ["x"]})
+        world.replicas[0].errors,
+        ["BadDelta", "BadDelta", "BadDelta", "Protocol"]
+    );
+    assert_eq!(
+        world.replicas[0].engine.value_json(&url.doc).unwrap(),
+        json!({"items": []})
     );
 }
 
 #[test]
 fn a_corrupt_record_is_reported_and_the_rest_loads() {
-    let mut net = Net::new(1);
-    net.replicas[0]
+    let mut world = World::new(1);
+    let url = world.replicas[0]
         .engine
-        .create_doc(DOC, &json!({"items": ["x"]}), 0)
+        .create_doc(&json!({"items": ["x"]}), 0)
         .unwrap();
-    net.replicas[0].write();
-    let mut records = net.replicas[0].store.records();
+    world.collect(0);
+    world.replicas[0].write();
+    let mut records = world.replicas[0].store.records();
     records.push((Store::Entries, "bogus".into(), vec![1, 0xff]));
-    let (engine, problems) = Engine::load([3; 16], records);
+    let (engine, problems) = Engine::load([3; 32], records);
     assert!(matches!(
         &problems[..],
         [EngineError::Corrupt {
@@ -233,38 +244,51 @@ fn a_corrupt_record_is_reported_and_the_rest_loads() {
             ..
         }]
     ));
-    assert_eq!(engine.value_json(&DOC).unwrap(), json!({"items": ["x"]}));
+    assert_eq!(
+        engine.value_json(&url.doc).unwrap(),
+        json!({"items": ["x"]})
+    );
 }
 
 #[test]
-fn changes_to_unknown_docs_and_bad_ops_are_typed_errors() {
-    let mut engine = Engine::new([1; 16]);
+fn changes_to_unknown_docs_bad_ops_and_wrong_keys_are_typed_errors() {
+    let mut engine = Engine::new([1; 32]);
+    let stranger = DocUrl {
+        doc: syncline_protocol::DocId([5; 16]),
+        key: syncline_core::DocKey([5; 32]),
+    };
     assert_eq!(
-        engine.change(DOC, &push("x"), None, 0).unwrap_err().code(),
+        engine
+            .change(stranger.doc, &push("x"), None, 0)
+            .unwrap_err()
+            .code(),
         "DocNotFound"
     );
-    engine.create_doc(DOC, &json!({"items": []}), 0).unwrap();
+    let url = engine.create_doc(&json!({"items": []}), 0).unwrap();
     let bad: Vec<Op> = serde_json::from_value(json!([
         { "op": "insert", "obj": ["items"], "index": 0, "values": ["ok"] },
         { "op": "put", "obj": ["missing"], "key": "a", "value": 1 }
     ]))
     .unwrap();
     assert_eq!(
-        engine.change(DOC, &bad, None, 0).unwrap_err().code(),
+        engine.change(url.doc, &bad, None, 0).unwrap_err().code(),
         "BadOp"
     );
     assert_eq!(
-        engine.value_json(&DOC).unwrap(),
+        engine.value_json(&url.doc).unwrap(),
         json!({"items": []}),
         "rolled back whole"
     );
+    let wrong = DocUrl {
+        key: syncline_core::DocKey([1; 32]),
+        ..url
+    };
     assert_eq!(
-        engine.create_doc(DOC, &json!({}), 0).unwrap_err().code(),
-        "DocExists"
+        engine.open_doc(&wrong, 0).unwrap_err().code(),
+        "KeyMismatch"
     );
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).into()
+    assert_eq!(
+        engine.value_json(&url.doc).unwrap(),
+        Value::from(json!({"items": []}))
+    );
 }

@@ -4,7 +4,7 @@
 //! effects to [`crate::host`], and translates the answer back. Errors are JS
 //! `Error`s with a `code` (see [`crate::errors`]).
 
-use syncline_core::{DocId, Engine, format_doc_url, parse_doc_url};
+use syncline_core::{DocUrl, Engine};
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{initial_from_js, ops_from_js, to_js};
@@ -40,6 +40,7 @@ impl Core {
             js_sys::Reflect::set(&event, &"error".into(), &engine_error(&problem))?;
             let _ = on_event.call1(&JsValue::NULL, &event);
         }
+        host::start_ticker(&host);
         host::connect(&host);
         host::drain(&host);
         Ok(Core { host })
@@ -49,30 +50,24 @@ impl Core {
     /// means `{}`) and returns its URL.
     pub fn create(&self, initial: JsValue) -> Result<String, JsValue> {
         let initial = initial_from_js(initial)?;
-        let doc = DocId(random_bytes());
-        let result = self
-            .host
-            .borrow_mut()
-            .engine
-            .create_doc(doc, &initial, now_ms());
+        let result = self.host.borrow_mut().engine.create_doc(&initial, now_ms());
         host::drain(&self.host);
-        result.map_err(|e| engine_error(&e))?;
-        Ok(format_doc_url(&doc))
+        Ok(result.map_err(|e| engine_error(&e))?.to_string())
     }
 
     /// Starts tracking the document at `url`. Returns whether this replica
     /// already has some of its content.
     #[wasm_bindgen(js_name = openDoc)]
     pub fn open_doc(&self, url: &str) -> Result<bool, JsValue> {
-        let doc = parse_doc_url(url).map_err(|e| engine_error(&e))?;
-        let known = self.host.borrow_mut().engine.open_doc(doc);
+        let url = parse(url)?;
+        let known = self.host.borrow_mut().engine.open_doc(&url, now_ms());
         host::drain(&self.host);
-        Ok(known)
+        known.map_err(|e| engine_error(&e))
     }
 
     /// The document's current value as plain objects and arrays.
     pub fn value(&self, url: &str) -> Result<JsValue, JsValue> {
-        let doc = parse_doc_url(url).map_err(|e| engine_error(&e))?;
+        let doc = parse(url)?.doc;
         let h = self.host.borrow();
         to_js(&h.engine.value(&doc).map_err(|e| engine_error(&e))?)
     }
@@ -85,7 +80,7 @@ impl Core {
         ops: JsValue,
         message: Option<String>,
     ) -> Result<JsValue, JsValue> {
-        let doc = parse_doc_url(url).map_err(|e| engine_error(&e))?;
+        let doc = parse(url)?.doc;
         let ops = ops_from_js(ops)?;
         let result = self
             .host
@@ -112,4 +107,8 @@ impl Core {
     pub fn close(&self) {
         host::close(&self.host);
     }
+}
+
+fn parse(url: &str) -> Result<DocUrl, JsValue> {
+    url.parse().map_err(|e| engine_error(&e))
 }

@@ -13,8 +13,9 @@ use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
 use futures_channel::oneshot;
+use gloo_timers::callback::Interval;
 use gloo_timers::callback::Timeout;
-use syncline_core::{Batch, DocId, Effect, Engine, format_doc_url};
+use syncline_core::{Batch, DocId, Effect, Engine};
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::spawn_local;
 
@@ -43,6 +44,8 @@ pub struct Host {
     attempt: u32,
     backoff: Backoff,
     retry: Option<Timeout>,
+    /// Drives the engine's timers (re-push, re-subscribe, handshake timeout).
+    ticker: Option<Interval>,
 }
 
 /// An app-facing event, resolved to JS values only at delivery time.
@@ -80,6 +83,7 @@ impl Host {
             attempt: 0,
             backoff: Backoff::default(),
             retry: None,
+            ticker: None,
         }))
     }
 
@@ -91,6 +95,7 @@ impl Host {
 /// Processes every effect the engine has asked for since the last call.
 pub fn drain(host: &HostRef) {
     let mut events = Vec::new();
+    let mut disconnect = false;
     let start_writer;
     {
         let mut h = host.borrow_mut();
@@ -108,6 +113,7 @@ pub fn drain(host: &HostRef) {
                 Effect::DocChanged(doc) => events.push(Event::Changed(doc)),
                 Effect::CaughtUp(doc) => events.push(Event::CaughtUp(doc)),
                 Effect::StatusChanged => events.push(Event::Status),
+                Effect::Disconnect => disconnect = true,
                 Effect::Error(e) => events.push(Event::Error {
                     code: e.code(),
                     message: e.to_string(),
@@ -120,7 +126,21 @@ pub fn drain(host: &HostRef) {
     if start_writer {
         spawn_local(write_loop(host.clone()));
     }
+    if disconnect {
+        drop_connection(host);
+    }
     emit(host, events);
+}
+
+/// The engine gave up on the connection: close it and retry after backoff.
+fn drop_connection(host: &HostRef) {
+    let socket = host.borrow_mut().socket.take();
+    if let Some(socket) = socket {
+        socket.close();
+        host.borrow_mut().engine.disconnected();
+        schedule_reconnect(host);
+        drain(host);
+    }
 }
 
 /// Delivers events from a fresh microtask, never under a borrow.
@@ -151,13 +171,13 @@ fn event_to_js(h: &Host, event: Event) -> Result<JsValue, JsValue> {
             let value = h.engine.value(&doc).map_err(|e| engine_error(&e))?;
             vec![
                 ("type", "changed".into()),
-                ("url", format_doc_url(&doc).into()),
+                ("url", doc_url(h, &doc).into()),
                 ("value", to_js(&value)?),
             ]
         }
         Event::CaughtUp(doc) => vec![
             ("type", "caughtUp".into()),
-            ("url", format_doc_url(&doc).into()),
+            ("url", doc_url(h, &doc).into()),
         ],
         Event::Status => vec![("type", "status".into()), ("status", h.status_js()?)],
         Event::Error { code, message } => vec![
@@ -170,6 +190,10 @@ fn event_to_js(h: &Host, event: Event) -> Result<JsValue, JsValue> {
         js_sys::Reflect::set(&object, &key.into(), &value)?;
     }
     Ok(object.into())
+}
+
+fn doc_url(h: &Host, doc: &DocId) -> String {
+    h.engine.url(doc).map(|u| u.to_string()).unwrap_or_default()
 }
 
 /// Writes batches until none are left; one IndexedDB transaction per round.
@@ -234,6 +258,18 @@ pub async fn flush(host: &HostRef) -> Result<(), JsValue> {
     receiver.await.unwrap_or(Ok(()))
 }
 
+/// Calls the engine's `tick` every second while the repo is open.
+pub fn start_ticker(host: &HostRef) {
+    let weak = Rc::downgrade(host);
+    let ticker = Interval::new(1_000, move || {
+        if let Some(host) = weak.upgrade() {
+            host.borrow_mut().engine.tick(now_ms());
+            drain(&host);
+        }
+    });
+    host.borrow_mut().ticker = Some(ticker);
+}
+
 /// Opens a socket to the relay, if there is one and the repo is not closed.
 pub fn connect(host: &HostRef) {
     let url = {
@@ -252,7 +288,7 @@ pub fn connect(host: &HostRef) {
                 h.socket_state = SocketState::Open;
                 h.attempt = 0;
                 let replica = h.replica;
-                h.engine.connected(replica, None);
+                h.engine.connected(replica, None, now_ms());
             }
             drain(host);
         })),
@@ -334,6 +370,7 @@ pub fn close(host: &HostRef) {
     let mut h = host.borrow_mut();
     h.socket_state = SocketState::Closed;
     h.retry = None;
+    h.ticker = None;
     if let Some(socket) = h.socket.take() {
         socket.close();
     }
