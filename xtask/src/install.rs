@@ -26,12 +26,17 @@ pub fn all(root: &Path) -> Result<()> {
 
 fn output(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn wasm_target(root: &Path) -> Result<()> {
     let installed = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
-    if installed.lines().any(|l| l.trim() == "wasm32-unknown-unknown") {
+    if installed
+        .lines()
+        .any(|l| l.trim() == "wasm32-unknown-unknown")
+    {
         return Ok(());
     }
     run(root, "rustup", &["target", "add", "wasm32-unknown-unknown"])
@@ -43,7 +48,11 @@ fn browser() -> Result<()> {
         return Ok(());
     }
     let root_user = output("id", &["-u"]).is_some_and(|id| id.trim() == "0");
-    let (program, prefix): (&str, &[&str]) = if root_user { ("apt-get", &[]) } else { ("sudo", &["-n", "apt-get"]) };
+    let (program, prefix): (&str, &[&str]) = if root_user {
+        ("apt-get", &[])
+    } else {
+        ("sudo", &["-n", "apt-get"])
+    };
     let apt = |args: &[&str]| -> Result<()> {
         let all: Vec<&str> = prefix.iter().chain(args).copied().collect();
         run(Path::new("/"), program, &all).context(
@@ -75,12 +84,24 @@ fn wasm_bindgen_cli(root: &Path) -> Result<()> {
     if have.split_whitespace().nth(1) == Some(want.as_str()) {
         return Ok(());
     }
-    run(root, "cargo", &["install", "wasm-bindgen-cli", "--version", &want, "--locked"])
+    run(
+        root,
+        "cargo",
+        &[
+            "install",
+            "wasm-bindgen-cli",
+            "--version",
+            &want,
+            "--locked",
+        ],
+    )
 }
 
 fn node_packages(root: &Path) -> Result<()> {
     if output("node", &["--version"]).is_none() || output("npm", &["--version"]).is_none() {
-        bail!("Node.js and npm are needed (Node 20.19 or newer): install them from your OS packages");
+        bail!(
+            "Node.js and npm are needed (Node 20.19 or newer): install them from your OS packages"
+        );
     }
     for dir in ["npm", "demo-app", "tests"] {
         let dir = root.join(dir);

@@ -14,9 +14,9 @@
 mod install;
 mod summary;
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::io::{BufRead, BufReader};
 
 use anyhow::{Context, Result, bail};
 
@@ -69,15 +69,27 @@ pub fn run(dir: &Path, program: &str, args: &[&str]) -> Result<()> {
 }
 
 fn build(root: &Path) -> Result<()> {
-    run(root, "cargo", &["build", "--release", "-p", "syncline-relay"])?;
+    run(
+        root,
+        "cargo",
+        &["build", "--release", "-p", "syncline-relay"],
+    )?;
     // cdylib-only build of the wasm crate, so LTO applies (it is skipped for
     // cdylib+rlib crates).
     run(
         root,
         "cargo",
         &[
-            "rustc", "-p", "syncline-wasm", "--lib", "--crate-type", "cdylib",
-            "--target", "wasm32-unknown-unknown", "--profile", "wasm-release",
+            "rustc",
+            "-p",
+            "syncline-wasm",
+            "--lib",
+            "--crate-type",
+            "cdylib",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--profile",
+            "wasm-release",
         ],
     )?;
     let wasm = root.join("target/wasm32-unknown-unknown/wasm-release/syncline_wasm.wasm");
@@ -85,7 +97,10 @@ fn build(root: &Path) -> Result<()> {
         root,
         "wasm-bindgen",
         &[
-            "--target", "web", "--out-dir", "npm/src/wasm",
+            "--target",
+            "web",
+            "--out-dir",
+            "npm/src/wasm",
             wasm.to_str().context("non-UTF-8 path")?,
         ],
     )?;
@@ -98,15 +113,36 @@ fn test(root: &Path) -> Result<()> {
     let relay = root.join("target/release/syncline-relay");
     let relay = relay.to_str().context("non-UTF-8 path")?;
     let layers: [(&str, &Path, &str, Vec<&str>); 4] = [
-        ("native (unit, simulation, relay integration)", root, "cargo", vec!["test", "--workspace"]),
+        (
+            "native (unit, simulation, relay integration)",
+            root,
+            "cargo",
+            vec!["test", "--workspace"],
+        ),
         (
             "browser (wasm-bindgen-test, headless Chromium)",
             root,
             "cargo",
-            vec!["test", "-p", "syncline-wasm", "--target", "wasm32-unknown-unknown"],
+            vec![
+                "test",
+                "-p",
+                "syncline-wasm",
+                "--target",
+                "wasm32-unknown-unknown",
+            ],
         ),
-        ("npm package (node --test)", &root.join("npm"), "npm", vec!["test"]),
-        ("end to end (Playwright, real relay)", &root.join("tests"), "npm", vec!["test"]),
+        (
+            "npm package (node --test)",
+            &root.join("npm"),
+            "npm",
+            vec!["test"],
+        ),
+        (
+            "end to end (Playwright, real relay)",
+            &root.join("tests"),
+            "npm",
+            vec!["test"],
+        ),
     ];
     let mut total = Tally::default();
     let mut failed_layers = Vec::new();
@@ -125,11 +161,20 @@ fn test(root: &Path) -> Result<()> {
         total.failed = total.failed.max(failed_layers.len());
     }
     println!("{}", total.line());
-    if failed_layers.is_empty() { Ok(()) } else { std::process::exit(1) }
+    if failed_layers.is_empty() {
+        Ok(())
+    } else {
+        std::process::exit(1)
+    }
 }
 
 /// Runs a test command, echoing its output, and counts what it reports.
-fn run_counting(dir: &Path, program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(bool, Tally)> {
+fn run_counting(
+    dir: &Path,
+    program: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<(bool, Tally)> {
     eprintln!("$ {program} {}", args.join(" "));
     let mut child = Command::new(program)
         .args(args)
@@ -153,14 +198,19 @@ fn demo(root: &Path) -> Result<()> {
     let data = root.join("target/demo-data");
     std::fs::create_dir_all(&data)?;
     let relay = root.join("target/release/syncline-relay");
-    println!("\nSyncline demo: open http://127.0.0.1:8787/ in two windows (copy the address, #doc included). Ctrl-C stops it.\n");
+    println!(
+        "\nSyncline demo: open http://127.0.0.1:8787/ in two windows (copy the address, #doc included). Ctrl-C stops it.\n"
+    );
     run(
         root,
         relay.to_str().context("non-UTF-8 path")?,
         &[
-            "--listen", "127.0.0.1:8787",
-            "--data", data.to_str().context("non-UTF-8 path")?,
-            "--serve", "demo-app/dist",
+            "--listen",
+            "127.0.0.1:8787",
+            "--data",
+            data.to_str().context("non-UTF-8 path")?,
+            "--serve",
+            "demo-app/dist",
         ],
     )
 }

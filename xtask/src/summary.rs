@@ -57,7 +57,13 @@ mod tests {
         ] {
             t.read(line);
         }
-        assert_eq!(t, Tally { passed: 22, failed: 3 });
+        assert_eq!(
+            t,
+            Tally {
+                passed: 22,
+                failed: 3
+            }
+        );
         assert_eq!(t.line(), "22 passed, 3 failed");
     }
 }
