@@ -200,7 +200,7 @@ pub struct World {
     pub relay: ModelRelay,
     pub replicas: Vec<Replica>,
     pub to_relay: Vec<VecDeque<Vec<u8>>>,
-    pub to_replica: Vec<VecDeque<RelayFrame>>,
+    pub to_replica: Vec<VecDeque<Vec<u8>>>,
     pub now: u64,
 }
 
@@ -288,7 +288,7 @@ impl World {
         };
         for (to, reply) in self.relay.handle(i, &frame) {
             if self.replicas[to].online {
-                self.to_replica[to].push_back(reply);
+                self.to_replica[to].push_back(encode_relay(&reply));
             }
         }
         true
@@ -299,9 +299,7 @@ impl World {
         let Some(frame) = self.to_replica[i].pop_front() else {
             return false;
         };
-        self.replicas[i]
-            .engine
-            .received(&encode_relay(&frame), self.now);
+        self.replicas[i].engine.received(&frame, self.now);
         self.collect(i);
         true
     }
