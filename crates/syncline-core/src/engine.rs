@@ -12,6 +12,7 @@ use rand_core::{RngCore, SeedableRng};
 use serde_json::Value as Json;
 use syncline_protocol::DocId;
 
+use crate::compaction::{CompactionPolicy, LogIndex};
 use crate::delta;
 use crate::ops::{Op, apply_ops, put_root_object};
 use crate::seal::DocKey;
@@ -21,8 +22,9 @@ use crate::{DocUrl, EngineError};
 /// Something the host must do on the engine's behalf.
 #[derive(Debug)]
 pub enum Effect {
-    /// Write this batch atomically. Hosts may merge consecutive batches into
-    /// one transaction, but never split one.
+    /// Write this batch atomically, after every batch emitted before it, then
+    /// report it with [`Engine::persisted`]. Hosts may merge consecutive
+    /// batches into one transaction, but never split or reorder them.
     Persist(Batch),
     /// Send this frame to the relay on the current connection.
     Send(Vec<u8>),
@@ -71,12 +73,18 @@ pub(crate) struct DocState {
     pub(crate) caught_up: bool,
     /// When the current subscription was (re)sent, while not caught up.
     pub(crate) subscribed_at: Option<u64>,
+    /// The document's log entries, for compaction.
+    pub(crate) log: LogIndex,
 }
 
 /// An outbox entry and when it was last pushed on this connection.
 pub(crate) struct Outgoing {
     pub(crate) entry: LogEntry,
     pub(crate) pushed_at: Option<u64>,
+    /// The batch that makes it durable here. Only durable entries are
+    /// pushed, so the relay never holds a change whose dependencies could
+    /// still vanish in a crash of this replica.
+    pub(crate) batch: u64,
 }
 
 /// A replica: many documents, one outbox, one sync session.
@@ -90,6 +98,10 @@ pub struct Engine {
     pub(crate) session: SessionState,
     pub(crate) session_since: u64,
     pub(crate) last_synced_ms: Option<u64>,
+    pub(crate) compaction: CompactionPolicy,
+    /// The last batch emitted, and the last one the host reported durable.
+    pub(crate) batches_emitted: u64,
+    pub(crate) batches_durable: u64,
     pub(crate) effects: Vec<Effect>,
 }
 
@@ -110,6 +122,9 @@ impl Engine {
             session: SessionState::Offline,
             session_since: 0,
             last_synced_ms: None,
+            compaction: CompactionPolicy::default(),
+            batches_emitted: 0,
+            batches_durable: 0,
             effects: Vec::new(),
         }
     }
@@ -123,6 +138,7 @@ impl Engine {
         let mut engine = Engine::new(seed);
         let mut problems = Vec::new();
         let mut entries: BTreeMap<DocId, Vec<(String, LogEntry)>> = BTreeMap::new();
+        let mut snapshots = BTreeMap::new();
         for (store, key, bytes) in records {
             let corrupt = |reason: String| EngineError::Corrupt {
                 store: store.name(),
@@ -141,7 +157,23 @@ impl Engine {
                     state.cursor = d.cursor;
                 }
                 Ok(Record::Relay(r)) => engine.relay = Some(r),
+                Ok(Record::Snapshot(snapshot)) => {
+                    snapshots.insert(snapshot.doc, (key, snapshot.bytes));
+                }
                 Err(reason) => problems.push(corrupt(reason)),
+            }
+        }
+        for (doc, (key, bytes)) in snapshots {
+            let actor = engine.actor.clone();
+            match (engine.docs.get_mut(&doc), AutoCommit::load(&bytes)) {
+                (Some(state), Ok(loaded)) => state.doc = loaded.with_actor(actor),
+                (_, result) => problems.push(EngineError::Corrupt {
+                    store: Store::Snapshots.name(),
+                    key,
+                    reason: result
+                        .err()
+                        .map_or("no document record".into(), |e| e.to_string()),
+                }),
             }
         }
         for (doc, mut list) in entries {
@@ -156,6 +188,8 @@ impl Engine {
             list.sort_by(|(_, a), (_, b)| (a.time_ms, a.id).cmp(&(b.time_ms, b.id)));
             let mut changes = Vec::new();
             for (key, entry) in &list {
+                let droppable = entry.origin == Origin::Relay || entry.relay_seq.is_some();
+                state.log.note(entry.id, entry.bytes.len(), droppable);
                 match delta::decode(&entry.bytes) {
                     Ok(c) => changes.extend(c),
                     Err(reason) => problems.push(EngineError::Corrupt {
@@ -180,6 +214,7 @@ impl Engine {
                     .map(|entry| Outgoing {
                         entry,
                         pushed_at: None,
+                        batch: 0, // loaded from storage: durable
                     }),
             );
         }
@@ -275,6 +310,28 @@ impl Engine {
         }
     }
 
+    /// The host wrote every batch up to and including `batch_id`. Outbox
+    /// entries that became durable are pushed now.
+    pub fn persisted(&mut self, batch_id: u64, now_ms: u64) {
+        if batch_id <= self.batches_durable {
+            return;
+        }
+        self.batches_durable = batch_id.min(self.batches_emitted);
+        if let Some(first) = self
+            .outbox
+            .iter()
+            .position(|o| o.pushed_at.is_none() && o.batch <= self.batches_durable)
+        {
+            self.push_if_ready(first..self.outbox.len(), now_ms);
+        }
+    }
+
+    pub(crate) fn persist(&mut self, mut batch: Batch) {
+        self.batches_emitted += 1;
+        batch.id = self.batches_emitted;
+        self.effects.push(Effect::Persist(batch));
+    }
+
     /// The effects asked for since the last call, in order.
     pub fn take_effects(&mut self) -> Vec<Effect> {
         std::mem::take(&mut self.effects)
@@ -294,6 +351,7 @@ impl Engine {
             cursor: 0,
             caught_up: false,
             subscribed_at: None,
+            log: LogIndex::default(),
         })
     }
 
@@ -310,7 +368,7 @@ impl Engine {
         if let Some(record) = self.doc_record(doc) {
             let mut batch = Batch::default();
             batch.put(&record);
-            self.effects.push(Effect::Persist(batch));
+            self.persist(batch);
         }
     }
 
@@ -342,23 +400,26 @@ impl Engine {
             origin: Origin::Local,
             relay_seq: None,
         };
-        self.enqueue(entry, now_ms);
+        self.enqueue(entry);
     }
 
     /// Logs a local delta and queues it for the relay.
-    pub(crate) fn enqueue(&mut self, entry: LogEntry, now_ms: u64) {
+    pub(crate) fn enqueue(&mut self, entry: LogEntry) {
+        if let Some(state) = self.docs.get_mut(&entry.doc) {
+            state.log.note(entry.id, entry.bytes.len(), false);
+        }
         let mut batch = Batch::default();
         batch.put(&Record::Entry(entry.clone()));
-        self.effects.push(Effect::Persist(batch));
+        self.persist(batch);
         if self.outbox.iter().any(|o| o.entry.id == entry.id) {
             return;
         }
+        // Pushed once durable: see `persisted`.
         self.outbox.push(Outgoing {
             entry,
             pushed_at: None,
+            batch: self.batches_emitted,
         });
-        let last = self.outbox.len() - 1;
-        self.push_if_ready(last..last + 1, now_ms);
         self.effects.push(Effect::StatusChanged);
     }
 }

@@ -19,7 +19,10 @@
 //! let url = engine.create_doc(&serde_json::json!({"items": []}), 0).unwrap();
 //! let mut store = MemoryStore::default();
 //! for effect in engine.take_effects() {
-//!     if let Effect::Persist(batch) = effect { store.apply(&batch) }
+//!     if let Effect::Persist(batch) = effect {
+//!         store.apply(&batch);
+//!         engine.persisted(batch.id, 0);
+//!     }
 //! }
 //! // A restarted replica loads the same document from its log.
 //! let (reloaded, problems) = Engine::load([2; 32], store.records());
@@ -27,6 +30,7 @@
 //! assert_eq!(reloaded.value_json(&url.doc).unwrap(), serde_json::json!({"items": []}));
 //! ```
 
+mod compaction;
 pub mod delta;
 mod doc_url;
 mod engine;
@@ -36,6 +40,7 @@ pub mod seal;
 pub mod store;
 mod sync;
 
+pub use compaction::CompactionPolicy;
 pub use doc_url::DocUrl;
 pub use engine::{Effect, Engine, SessionState, Status};
 pub use error::EngineError;

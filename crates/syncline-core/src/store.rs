@@ -21,11 +21,13 @@ pub enum Store {
     Docs,
     /// Replica-wide records ([`RelayRecord`] under `"relay"`).
     Meta,
+    /// One [`SnapshotRecord`] per compacted document, keyed by the doc id.
+    Snapshots,
 }
 
 impl Store {
     /// Every store, for hosts that create them up front.
-    pub const ALL: [Store; 3] = [Store::Entries, Store::Docs, Store::Meta];
+    pub const ALL: [Store; 4] = [Store::Entries, Store::Docs, Store::Meta, Store::Snapshots];
 
     /// The store's name, as used for IndexedDB object stores and files.
     pub fn name(self) -> &'static str {
@@ -33,6 +35,7 @@ impl Store {
             Store::Entries => "entries",
             Store::Docs => "docs",
             Store::Meta => "meta",
+            Store::Snapshots => "snapshots",
         }
     }
 
@@ -83,12 +86,21 @@ pub struct RelayRecord {
     pub epoch: [u8; 16],
 }
 
+/// A document's whole state (`Automerge::save`), which replaces the log
+/// entries it covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    pub doc: DocId,
+    pub bytes: Vec<u8>,
+}
+
 /// A record as written: postcard, behind a version tag.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record {
     Entry(LogEntry),
     Doc(DocRecord),
     Relay(RelayRecord),
+    Snapshot(SnapshotRecord),
 }
 
 impl Record {
@@ -98,6 +110,7 @@ impl Record {
             Record::Entry(e) => (Store::Entries, entry_key(&e.doc, &e.id)),
             Record::Doc(d) => (Store::Docs, d.doc.to_string()),
             Record::Relay(_) => (Store::Meta, "relay".to_string()),
+            Record::Snapshot(s) => (Store::Snapshots, s.doc.to_string()),
         }
     }
 
@@ -122,9 +135,12 @@ pub fn entry_key(doc: &DocId, id: &DeltaId) -> String {
     format!("{doc}/{id}")
 }
 
-/// Writes the host must apply atomically, all or nothing.
+/// Writes the host must apply atomically, all or nothing. Batches are
+/// numbered in the order the engine emits them; the host writes them in
+/// that order and reports progress with [`crate::Engine::persisted`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Batch {
+    pub id: u64,
     pub puts: Vec<(Store, String, Vec<u8>)>,
     pub deletes: Vec<(Store, String)>,
 }
@@ -133,6 +149,10 @@ impl Batch {
     pub fn put(&mut self, record: &Record) {
         let (store, key) = record.address();
         self.puts.push((store, key, record.encode()));
+    }
+
+    pub fn delete(&mut self, store: Store, key: String) {
+        self.deletes.push((store, key));
     }
 
     pub fn is_empty(&self) -> bool {

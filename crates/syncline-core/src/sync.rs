@@ -161,7 +161,7 @@ impl Engine {
             self.relay = Some(RelayRecord { epoch });
             let mut batch = Batch::default();
             batch.put(&Record::Relay(RelayRecord { epoch }));
-            self.effects.push(Effect::Persist(batch));
+            self.persist(batch);
         }
         self.session = SessionState::Ready;
         let docs: Vec<DocId> = self.docs.keys().copied().collect();
@@ -197,7 +197,7 @@ impl Engine {
                 origin: Origin::Local,
                 relay_seq: None,
             };
-            self.enqueue(entry, now_ms);
+            self.enqueue(entry);
         }
     }
 
@@ -238,6 +238,7 @@ impl Engine {
             match opened.and_then(|plain| delta::apply(&mut state.doc, &plain).map(|_| plain)) {
                 Ok(plain) => {
                     applied = true;
+                    state.log.note(item.id, plain.len(), true);
                     batch.put(&Record::Entry(LogEntry {
                         doc,
                         id: item.id,
@@ -267,7 +268,7 @@ impl Engine {
         if let Some(record) = self.doc_record(doc) {
             batch.put(&record);
         }
-        self.effects.push(Effect::Persist(batch));
+        self.persist(batch);
         self.effects.extend(problems.into_iter().map(Effect::Error));
         if applied {
             self.effects.push(Effect::DocChanged(doc));
@@ -275,6 +276,7 @@ impl Engine {
         if gap {
             self.subscribe_if_ready(doc, now_ms);
         }
+        self.maybe_compact(doc);
         if newly_caught_up {
             self.last_synced_ms = Some(now_ms);
             self.effects.push(Effect::CaughtUp(doc));
@@ -284,6 +286,7 @@ impl Engine {
 
     fn acked(&mut self, doc: DocId, ids: &[DeltaId], seq: u64, now_ms: u64) {
         let mut batch = Batch::default();
+        let mut retired = Vec::new();
         self.outbox.retain(|o| {
             if o.entry.doc != doc || !ids.contains(&o.entry.id) {
                 return true;
@@ -291,10 +294,17 @@ impl Engine {
             let mut done = o.entry.clone();
             done.relay_seq = Some(seq);
             batch.put(&Record::Entry(done));
+            retired.push((o.entry.id, o.entry.bytes.len()));
             false
         });
-        if !batch.is_empty() {
-            self.effects.push(Effect::Persist(batch));
+        if !retired.is_empty() {
+            if let Some(state) = self.docs.get_mut(&doc) {
+                for (id, len) in retired {
+                    state.log.note(id, len, true);
+                }
+            }
+            self.persist(batch);
+            self.maybe_compact(doc);
         }
         self.last_synced_ms = Some(now_ms);
         self.effects.push(Effect::StatusChanged);
@@ -322,6 +332,9 @@ impl Engine {
         let mut current: Option<(DocId, Vec<PushDelta>, usize)> = None;
         let mut frames = Vec::new();
         for i in range {
+            if self.outbox[i].batch > self.batches_durable {
+                break; // not durable here yet; `persisted` pushes it later
+            }
             let nonce = self.random();
             let outgoing = &mut self.outbox[i];
             outgoing.pushed_at = Some(now_ms);

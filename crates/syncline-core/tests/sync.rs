@@ -113,7 +113,7 @@ fn a_crash_loses_only_what_was_never_written_and_the_outbox_survives() {
         .change(url.doc, &push("durable"), None, 1)
         .unwrap();
     world.collect(0);
-    world.replicas[0].write();
+    world.write(0);
     world.replicas[0]
         .engine
         .change(url.doc, &push("lost"), None, 2)
@@ -233,7 +233,7 @@ fn a_corrupt_record_is_reported_and_the_rest_loads() {
         .create_doc(&json!({"items": ["x"]}), 0)
         .unwrap();
     world.collect(0);
-    world.replicas[0].write();
+    world.write(0);
     let mut records = world.replicas[0].store.records();
     records.push((Store::Entries, "bogus".into(), vec![1, 0xff]));
     let (engine, problems) = Engine::load([3; 32], records);
@@ -291,4 +291,92 @@ fn changes_to_unknown_docs_bad_ops_and_wrong_keys_are_typed_errors() {
         engine.value_json(&url.doc).unwrap(),
         Value::from(json!({"items": []}))
     );
+}
+
+#[test]
+fn compaction_snapshots_and_drops_only_what_the_relay_holds() {
+    use syncline_core::CompactionPolicy;
+    let (mut world, url) = shared_doc(2);
+    world.replicas[0].set_compaction(CompactionPolicy {
+        max_entries: 4,
+        max_bytes: 1 << 20,
+    });
+    for n in 0..3 {
+        world.replicas[0]
+            .engine
+            .change(url.doc, &push(&format!("acked{n}")), None, 1)
+            .unwrap();
+        world.collect(0);
+    }
+    world.settle();
+    // Offline: these stay in the outbox and must survive compaction.
+    world.disconnect(0);
+    for n in 0..2 {
+        world.replicas[0]
+            .engine
+            .change(url.doc, &push(&format!("pending{n}")), None, 2)
+            .unwrap();
+        world.collect(0);
+    }
+    world.write(0);
+    let stores = |w: &World| {
+        let records = w.replicas[0].store.records();
+        let count = |s: Store| records.iter().filter(|(st, _, _)| *st == s).count();
+        (count(Store::Snapshots), count(Store::Entries))
+    };
+    assert_eq!(
+        stores(&world),
+        (1, 2),
+        "one snapshot; only the two unacked entries remain"
+    );
+    world.crash(0);
+    assert_eq!(world.replicas[0].engine.status().pending, 2);
+    assert_eq!(
+        items(&world, 0, &url),
+        ["acked0", "acked1", "acked2", "pending0", "pending1"]
+    );
+    world.heal();
+    assert_eq!(
+        items(&world, 1, &url),
+        ["acked0", "acked1", "acked2", "pending0", "pending1"]
+    );
+}
+
+#[test]
+fn a_crash_before_the_compaction_batch_is_written_keeps_the_old_log() {
+    use syncline_core::CompactionPolicy;
+    let (mut world, url) = shared_doc(2);
+    world.replicas[1].set_compaction(CompactionPolicy {
+        max_entries: 2,
+        max_bytes: 1 << 20,
+    });
+    for n in 0..3 {
+        world.replicas[0]
+            .engine
+            .change(url.doc, &push(&format!("x{n}")), None, 1)
+            .unwrap();
+        world.collect(0);
+        world.write(0);
+        world.deliver_to_relay(0);
+    }
+    // Replica 1 applies the deltas (and plans a compaction) but crashes
+    // before anything it planned is written.
+    while world.deliver_to_replica(1) {}
+    assert!(!world.replicas[1].unwritten.is_empty());
+    world.crash(1);
+    world.heal();
+    assert_eq!(items(&world, 1, &url), ["x0", "x1", "x2"]);
+}
+
+#[test]
+fn nothing_is_pushed_before_it_is_durable_here() {
+    let (mut world, url) = shared_doc(2);
+    world.replicas[0]
+        .engine
+        .change(url.doc, &push("x"), None, 1)
+        .unwrap();
+    world.collect(0);
+    assert!(world.to_relay[0].is_empty(), "pushed before the log write");
+    world.write(0);
+    assert_eq!(world.to_relay[0].len(), 1, "pushed once durable");
 }

@@ -34,7 +34,7 @@ pub struct Host {
     /// Batches not yet handed to IndexedDB.
     unwritten: Vec<Batch>,
     writer_running: bool,
-    /// Batches produced so far, and how many of them are committed.
+    /// The last batch the engine emitted, and the last one committed.
     produced: u64,
     committed: u64,
     flush_waiters: Vec<(u64, oneshot::Sender<Result<(), JsValue>>)>,
@@ -102,8 +102,8 @@ pub fn drain(host: &HostRef) {
         for effect in h.engine.take_effects() {
             match effect {
                 Effect::Persist(batch) => {
+                    h.produced = batch.id;
                     h.unwritten.push(batch);
-                    h.produced += 1;
                 }
                 Effect::Send(frame) => {
                     if let Some(socket) = &h.socket {
@@ -197,48 +197,58 @@ fn doc_url(h: &Host, doc: &DocId) -> String {
 }
 
 /// Writes batches until none are left; one IndexedDB transaction per round.
+/// After each commit the engine hears which batches are durable (and pushes
+/// the outbox entries they hold). A failed transaction puts its batches back
+/// in front, so a later success never vouches for an earlier failure; the
+/// next change retries them.
 async fn write_loop(host: HostRef) {
     loop {
-        let (batches, upto, storage) = {
+        let (batches, storage) = {
             let mut h = host.borrow_mut();
             if h.unwritten.is_empty() {
                 h.writer_running = false;
                 return;
             }
-            (
-                std::mem::take(&mut h.unwritten),
-                h.produced,
-                h.storage.clone(),
-            )
+            (std::mem::take(&mut h.unwritten), h.storage.clone())
         };
+        let last = batches.last().map_or(0, |b| b.id);
         let result = storage.write(&batches).await.map_err(|e| e.to_js());
-        let failure = {
+        let waiters = {
             let mut h = host.borrow_mut();
-            h.committed = upto;
-            let ready: Vec<_> = {
-                let (done, waiting) = std::mem::take(&mut h.flush_waiters)
-                    .into_iter()
-                    .partition(|(target, _)| *target <= upto);
-                h.flush_waiters = waiting;
-                done
-            };
-            for (_, waiter) in ready {
-                let _ = waiter.send(result.clone());
+            if result.is_ok() {
+                h.committed = last;
+                h.engine.persisted(last, now_ms());
+            } else {
+                let newer = std::mem::take(&mut h.unwritten);
+                h.unwritten = batches;
+                h.unwritten.extend(newer);
+                h.writer_running = false;
             }
-            result.err()
+            let (done, waiting) = std::mem::take(&mut h.flush_waiters)
+                .into_iter()
+                .partition(|(target, _)| *target <= last);
+            h.flush_waiters = waiting;
+            done
         };
-        if let Some(error) = failure {
-            let message = js_sys::Error::from(error)
-                .message()
-                .as_string()
-                .unwrap_or_default();
-            emit(
-                &host,
-                vec![Event::Error {
-                    code: "Storage",
-                    message,
-                }],
-            );
+        for (_, waiter) in waiters {
+            let _ = waiter.send(result.clone());
+        }
+        match result {
+            Ok(()) => drain(&host),
+            Err(error) => {
+                let message = js_sys::Error::from(error)
+                    .message()
+                    .as_string()
+                    .unwrap_or_default();
+                emit(
+                    &host,
+                    vec![Event::Error {
+                        code: "Storage",
+                        message,
+                    }],
+                );
+                return;
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ use wasm_bindgen::{JsCast, JsValue};
 
 use crate::errors::StorageError;
 
-const DB_VERSION: u32 = 1;
+const DB_VERSION: u32 = 2; // 2: adds the snapshots store
 
 pub struct Storage {
     db: Rexie,

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use automerge::ChangeHash;
-use syncline_core::{Batch, DocUrl, Effect, Engine, MemoryStore, delta};
+use syncline_core::{Batch, CompactionPolicy, DocUrl, Effect, Engine, MemoryStore, delta};
 use syncline_protocol::{
     ClientFrame, DeltaId, DocId, Limits, PROTOCOL_VERSION, RelayFrame, SequencedDelta,
     decode_client, encode_relay,
@@ -130,6 +130,8 @@ pub struct Replica {
     pub online: bool,
     /// The engine asked to drop its connection.
     pub wants_disconnect: bool,
+    /// Applied to the engine at start and after every restart.
+    pub compaction: CompactionPolicy,
     restarts: u32,
     id: u8,
 }
@@ -144,16 +146,26 @@ impl Replica {
             changed: Vec::new(),
             online: false,
             wants_disconnect: false,
+            compaction: CompactionPolicy::default(),
             restarts: 0,
             id,
         }
     }
 
-    /// The storage transaction commits.
-    pub fn write(&mut self) {
+    pub fn set_compaction(&mut self, policy: CompactionPolicy) {
+        self.compaction = policy;
+        self.engine.set_compaction(policy);
+    }
+
+    /// The storage transaction commits. Returns the last batch written;
+    /// the world reports it to the engine.
+    fn write_batches(&mut self) -> Option<u64> {
+        let mut last = None;
         for batch in self.unwritten.drain(..) {
             self.store.apply(&batch);
+            last = Some(batch.id);
         }
+        last
     }
 
     /// Loses everything not written, and restarts from the store.
@@ -164,6 +176,7 @@ impl Replica {
         let (engine, problems) = Engine::load(seed(self.id, self.restarts), self.store.records());
         assert!(problems.is_empty(), "{problems:?}");
         self.engine = engine;
+        self.engine.set_compaction(self.compaction);
     }
 
     /// Change hashes of a document, as Automerge has them.
@@ -281,6 +294,14 @@ impl World {
         }
     }
 
+    /// Replica `i`'s storage transaction commits.
+    pub fn write(&mut self, i: usize) {
+        if let Some(last) = self.replicas[i].write_batches() {
+            self.replicas[i].engine.persisted(last, self.now);
+            self.collect(i);
+        }
+    }
+
     /// Delivers the next frame replica `i` sent to the relay.
     pub fn deliver_to_relay(&mut self, i: usize) -> bool {
         let Some(frame) = self.to_relay[i].pop_front() else {
@@ -315,7 +336,7 @@ impl World {
         for _ in 0..10_000 {
             let mut moved = false;
             for i in 0..self.replicas.len() {
-                self.replicas[i].write();
+                self.write(i);
                 while self.deliver_to_relay(i) {
                     moved = true;
                 }
@@ -323,10 +344,8 @@ impl World {
                     moved = true;
                 }
             }
-            if !moved {
-                for r in &mut self.replicas {
-                    r.write();
-                }
+            let unwritten = self.replicas.iter().any(|r| !r.unwritten.is_empty());
+            if !moved && !unwritten {
                 return;
             }
         }
