@@ -117,7 +117,7 @@ fn test(root: &Path) -> Result<()> {
             "native (unit, simulation, relay integration)",
             root,
             "cargo",
-            vec!["test", "--workspace"],
+            vec!["test", "--workspace", "--exclude", "syncline-bench"],
         ),
         (
             "browser (wasm-bindgen-test, headless Chromium)",

@@ -165,7 +165,7 @@ impl Engine {
         }
         for (doc, (key, bytes)) in snapshots {
             let actor = engine.actor.clone();
-            match (engine.docs.get_mut(&doc), AutoCommit::load(&bytes)) {
+            match (engine.docs.get_mut(&doc), load_automerge(&bytes)) {
                 (Some(state), Ok(loaded)) => state.doc = loaded.with_actor(actor),
                 (_, result) => problems.push(EngineError::Corrupt {
                     store: Store::Snapshots.name(),
@@ -224,7 +224,7 @@ impl Engine {
     /// Creates a document whose root holds the fields of `initial` (a JSON
     /// object), with a fresh id and key. Returns its URL.
     pub fn create_doc(&mut self, initial: &Json, now_ms: u64) -> Result<DocUrl, EngineError> {
-        let mut automerge = AutoCommit::new().with_actor(self.actor.clone());
+        let mut automerge = new_automerge(self.actor.clone());
         put_root_object(&mut automerge, initial)?;
         let url = DocUrl {
             doc: DocId(self.random()),
@@ -277,6 +277,17 @@ impl Engine {
     pub fn value(&self, doc: &DocId) -> Result<AutoSerde<'_, AutoCommit>, EngineError> {
         let state = self.docs.get(doc).ok_or(EngineError::DocNotFound(*doc))?;
         Ok(AutoSerde::from(&state.doc))
+    }
+
+    /// How the document changed since the previous call (the first call
+    /// describes the whole document): Automerge patches, for a UI that
+    /// updates its view instead of re-reading the whole value.
+    pub fn patches(&mut self, doc: &DocId) -> Result<Vec<automerge::Patch>, EngineError> {
+        let state = self
+            .docs
+            .get_mut(doc)
+            .ok_or(EngineError::DocNotFound(*doc))?;
+        Ok(state.doc.diff_incremental())
     }
 
     /// The document's current value as a `serde_json::Value`.
@@ -346,7 +357,7 @@ impl Engine {
     fn insert_doc(&mut self, doc: DocId, key: DocKey) -> &mut DocState {
         let actor = self.actor.clone();
         self.docs.entry(doc).or_insert_with(|| DocState {
-            doc: AutoCommit::new().with_actor(actor),
+            doc: new_automerge(actor),
             key,
             cursor: 0,
             caught_up: false,
@@ -422,4 +433,18 @@ impl Engine {
         });
         self.effects.push(Effect::StatusChanged);
     }
+}
+
+/// Text indices count UTF-16 code units, as JavaScript strings do.
+const TEXT_ENCODING: automerge::TextEncoding = automerge::TextEncoding::Utf16CodeUnit;
+
+pub(crate) fn new_automerge(actor: ActorId) -> AutoCommit {
+    AutoCommit::new_with_encoding(TEXT_ENCODING).with_actor(actor)
+}
+
+fn load_automerge(bytes: &[u8]) -> Result<AutoCommit, automerge::AutomergeError> {
+    AutoCommit::load_with_options(
+        bytes,
+        automerge::LoadOptions::new().text_encoding(TEXT_ENCODING),
+    )
 }

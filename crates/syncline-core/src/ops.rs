@@ -4,6 +4,12 @@
 //! Ops address containers by a [`Path`] of map keys and list indices from the
 //! document root, as the JavaScript draft sees them. They are applied in
 //! order, so an index in a later op already sees the effect of earlier ones.
+//!
+//! Plain JSON strings are stored as atomic values (last writer wins).
+//! Collaborative text is a separate kind of value, made with
+//! [`Op::PutText`] and edited with [`Op::SpliceText`]; its indices count
+//! UTF-16 code units, as JavaScript strings do. Counters
+//! ([`Op::PutCounter`], [`Op::Increment`]) merge concurrent increments.
 
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ObjId, ObjType, ReadDoc, ScalarValue, Value};
@@ -40,6 +46,22 @@ pub enum Op {
         index: u64,
         values: Vec<Json>,
     },
+    /// Sets a map key or list element to a new collaborative text.
+    PutText { obj: Path, key: Key, value: String },
+    /// Edits the text at `obj`: deletes `delete` units at `index`, then
+    /// inserts `insert` there.
+    SpliceText {
+        obj: Path,
+        index: u64,
+        #[serde(default)]
+        delete: u64,
+        #[serde(default)]
+        insert: String,
+    },
+    /// Sets a map key or list element to a new counter.
+    PutCounter { obj: Path, key: Key, value: i64 },
+    /// Adds `by` (may be negative) to the counter at `obj`/`key`.
+    Increment { obj: Path, key: Key, by: i64 },
 }
 
 /// Why an op could not be applied. The whole change is rolled back.
@@ -56,6 +78,12 @@ pub enum OpError {
     OutOfRange { index: u64, len: usize },
     #[error("the document root is a map: its value must be a JSON object")]
     RootNotObject,
+    #[error("path {path:?} does not lead to a text")]
+    NotText { path: String },
+    #[error("text edit at {index}+{delete} is out of range for a text of length {len}")]
+    TextOutOfRange { index: u64, delete: u64, len: usize },
+    #[error("{what} is not a counter")]
+    NotCounter { what: String },
     #[error("automerge refused the edit: {0}")]
     Automerge(String),
 }
@@ -107,6 +135,63 @@ pub fn apply_ops(doc: &mut AutoCommit, ops: &[Op]) -> Result<(), OpError> {
                     (kind, key) => return Err(key_kind(key, kind)),
                 }
             }
+            Op::PutText { obj, key, value } => {
+                let (id, kind) = resolve(doc, obj)?;
+                let prop = prop_in(doc, &id, kind, key)?;
+                let text = match prop {
+                    PropRef::Key(k) => doc.put_object(&id, k, ObjType::Text)?,
+                    PropRef::Index(i) => doc.put_object(&id, i, ObjType::Text)?,
+                };
+                doc.splice_text(&text, 0, 0, value)?;
+            }
+            Op::SpliceText {
+                obj,
+                index,
+                delete,
+                insert,
+            } => {
+                let (id, kind) = resolve(doc, obj)?;
+                if kind != ObjType::Text {
+                    return Err(OpError::NotText {
+                        path: format!("{obj:?}"),
+                    });
+                }
+                let len = doc.length(&id);
+                if index.saturating_add(*delete) > len as u64 {
+                    return Err(OpError::TextOutOfRange {
+                        index: *index,
+                        delete: *delete,
+                        len,
+                    });
+                }
+                doc.splice_text(&id, *index as usize, *delete as isize, insert)?;
+            }
+            Op::PutCounter { obj, key, value } => {
+                let (id, kind) = resolve(doc, obj)?;
+                let counter = ScalarValue::counter(*value);
+                match prop_in(doc, &id, kind, key)? {
+                    PropRef::Key(k) => doc.put(&id, k, counter)?,
+                    PropRef::Index(i) => doc.put(&id, i, counter)?,
+                }
+            }
+            Op::Increment { obj, key, by } => {
+                let (id, kind) = resolve(doc, obj)?;
+                let prop = prop_in(doc, &id, kind, key)?;
+                let current = match prop {
+                    PropRef::Key(k) => doc.get(&id, k)?,
+                    PropRef::Index(i) => doc.get(&id, i)?,
+                };
+                if !matches!(current, Some((Value::Scalar(ref v), _)) if matches!(v.as_ref(), ScalarValue::Counter(_)))
+                {
+                    return Err(OpError::NotCounter {
+                        what: format!("{obj:?}/{key:?}"),
+                    });
+                }
+                match prop {
+                    PropRef::Key(k) => doc.increment(&id, k, *by)?,
+                    PropRef::Index(i) => doc.increment(&id, i, *by)?,
+                }
+            }
             Op::Insert { obj, index, values } => {
                 let (id, kind) = resolve(doc, obj)?;
                 if kind != ObjType::List {
@@ -132,6 +217,21 @@ pub fn put_root_object(doc: &mut AutoCommit, value: &Json) -> Result<(), OpError
         put_json(doc, &automerge::ROOT, PropRef::Key(key), value)?;
     }
     Ok(())
+}
+
+/// Where `key` points inside the container `id` of kind `kind`: a map key,
+/// or an existing list index.
+fn prop_in<'k>(
+    doc: &AutoCommit,
+    id: &ObjId,
+    kind: ObjType,
+    key: &'k Key,
+) -> Result<PropRef<'k>, OpError> {
+    match (kind, key) {
+        (ObjType::Map | ObjType::Table, Key::Name(name)) => Ok(PropRef::Key(name)),
+        (ObjType::List, Key::Index(i)) => Ok(PropRef::Index(index_in(*i, doc.length(id), false)?)),
+        (kind, key) => Err(key_kind(key, kind)),
+    }
 }
 
 fn key_kind(key: &Key, container: ObjType) -> OpError {
@@ -302,6 +402,36 @@ mod tests {
             value(&doc),
             json!({"items": [{"done": true}, [1, 2.5, null]], "n": 3})
         );
+    }
+
+    #[test]
+    fn text_and_counters() {
+        let mut doc = AutoCommit::new_with_encoding(automerge::TextEncoding::Utf16CodeUnit);
+        put_root_object(&mut doc, &json!({"list": [0]})).unwrap();
+        let batch = ops(json!([
+            {"op": "put_text", "obj": [], "key": "note", "value": "héllo 👋"},
+            {"op": "splice_text", "obj": ["note"], "index": 6, "delete": 2, "insert": "world"},
+            {"op": "splice_text", "obj": ["note"], "index": 0, "delete": 1, "insert": "H"},
+            {"op": "put_counter", "obj": [], "key": "likes", "value": 1},
+            {"op": "increment", "obj": [], "key": "likes", "by": 2},
+            {"op": "put_counter", "obj": ["list"], "key": 0, "value": 10},
+            {"op": "increment", "obj": ["list"], "key": 0, "by": -3}
+        ]));
+        apply_ops(&mut doc, &batch).unwrap();
+        // The emoji is two UTF-16 units: index 6 + 2 replaces exactly it.
+        assert_eq!(
+            value(&doc),
+            json!({"note": "Héllo world", "likes": 3, "list": [7]})
+        );
+        let bad = [
+            json!([{"op": "splice_text", "obj": ["note"], "index": 20, "delete": 0, "insert": "x"}]),
+            json!([{"op": "splice_text", "obj": ["list"], "index": 0, "insert": "x"}]),
+            json!([{"op": "increment", "obj": [], "key": "note", "by": 1}]),
+        ];
+        for batch in bad {
+            assert!(apply_ops(&mut doc, &ops(batch)).is_err());
+            doc.rollback();
+        }
     }
 
     #[test]

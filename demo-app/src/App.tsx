@@ -1,0 +1,106 @@
+import { useEffect, useState, type FormEvent } from "react";
+import type { Repo } from "syncline";
+import { newId, openSession, useDoc, useStatus, type Session } from "./syncline";
+
+export function App() {
+  const [repo, setRepo] = useState<Repo>();
+  const [session, setSession] = useState<Session>();
+  const [error, setError] = useState<string>();
+
+  useEffect(() => {
+    openSession(setRepo).then(setSession, (e: unknown) => setError(String(e)));
+    const reload = () => location.reload();
+    window.addEventListener("hashchange", reload);
+    return () => window.removeEventListener("hashchange", reload);
+  }, []);
+
+  return (
+    <main>
+      <header>
+        <h1>Syncline todos</h1>
+        {repo && <StatusBar repo={repo} />}
+      </header>
+      {error ? (
+        <p className="error" data-testid="error">{error}</p>
+      ) : session ? (
+        <TodoList session={session} />
+      ) : (
+        <p data-testid="loading">Loading…</p>
+      )}
+    </main>
+  );
+}
+
+function StatusBar({ repo }: { repo: Repo }) {
+  const status = useStatus(repo);
+  return (
+    <p className="status">
+      <span className={`dot ${status.connection}`} data-testid="connection">{status.connection}</span>
+      <span data-testid="pending">
+        {status.pending === 0 ? "all changes synced" : `${status.pending} pending`}
+      </span>
+    </p>
+  );
+}
+
+function TodoList({ session: { doc } }: { session: Session }) {
+  const { items } = useDoc(doc);
+  const [title, setTitle] = useState("");
+
+  const add = (event: FormEvent) => {
+    event.preventDefault();
+    const text = title.trim();
+    if (!text) return;
+    doc.change((d) => {
+      d.items.push({ id: newId(), title: text, done: false });
+    }, { message: "todo.added" });
+    setTitle("");
+  };
+  const toggle = (id: string) =>
+    doc.change((d) => {
+      const item = d.items.find((t) => t.id === id);
+      if (item) item.done = !item.done;
+    }, { message: "todo.toggled" });
+  const remove = (id: string) =>
+    doc.change((d) => {
+      const index = d.items.findIndex((t) => t.id === id);
+      if (index >= 0) d.items.splice(index, 1);
+    }, { message: "todo.deleted" });
+
+  return (
+    <section>
+      <form onSubmit={add}>
+        <input
+          data-testid="new-item"
+          value={title}
+          onChange={(e) => setTitle(e.target.value)}
+          placeholder="What needs doing?"
+          aria-label="New item"
+        />
+        <button data-testid="add-item" type="submit">Add</button>
+      </form>
+      <ul data-testid="items">
+        {items.map((item) => (
+          <li key={item.id} data-testid="item" className={item.done ? "done" : ""}>
+            <label>
+              <input
+                type="checkbox"
+                data-testid="toggle-item"
+                checked={item.done}
+                onChange={() => toggle(item.id)}
+              />
+              <span data-testid="item-title">{item.title}</span>
+            </label>
+            <button data-testid="delete-item" onClick={() => remove(item.id)} aria-label={`Delete ${item.title}`}>
+              ✕
+            </button>
+          </li>
+        ))}
+      </ul>
+      {items.length === 0 && <p className="empty">Nothing yet. Open this page in another window to edit together.</p>}
+      <p className="share">
+        Share: <code data-testid="doc-url">{doc.url}</code>
+      </p>
+    </section>
+  );
+}

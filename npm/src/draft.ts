@@ -1,0 +1,379 @@
+/**
+ * The change recorder behind `doc.change(d => ...)`.
+ *
+ * The callback gets a Proxy over a copy-on-access working copy of the current
+ * value. Every write through the draft is recorded as an `Op` (this records
+ * intent, it does not diff), and applied to the working copy so that later
+ * reads in the same callback see it. Containers reachable through the draft
+ * are drafts themselves; their path is computed when an op is recorded (list
+ * indices by identity), so a draft held across an `unshift` still addresses
+ * the right element.
+ */
+import { SynclineError } from "./errors.js";
+import type { JsonObject, JsonValue, Op, Path } from "./types.js";
+
+type Container = JsonValue[] | JsonObject;
+
+interface Node {
+  /** Mutable shallow copy of the container; also the Proxy target. */
+  copy: Container;
+  parent: Node | null;
+  /** Key in the parent when the parent is a map (list indices are looked up). */
+  key: string;
+  proxy: Container;
+  methods: Map<string, (...args: unknown[]) => unknown> | undefined;
+}
+
+const hasOwn = (obj: object, key: PropertyKey): boolean => Object.prototype.hasOwnProperty.call(obj, key);
+
+function isContainer(value: unknown): value is Container {
+  return typeof value === "object" && value !== null;
+}
+
+/** Own data property, safe for keys such as "__proto__". */
+function setOwn(obj: object, key: string, value: unknown): void {
+  Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
+}
+
+function arrayIndex(prop: string): number | undefined {
+  if (!/^(?:0|[1-9][0-9]*)$/.test(prop)) return undefined;
+  const n = Number(prop);
+  return n < 2 ** 32 - 1 ? n : undefined;
+}
+
+function badOp(message: string): SynclineError {
+  return new SynclineError("BadOp", message);
+}
+
+function badValue(message: string): SynclineError {
+  return new SynclineError("BadValue", message);
+}
+
+const MUTATORS = ["push", "pop", "shift", "unshift", "splice", "reverse", "sort", "fill", "copyWithin"];
+
+class Recorder {
+  readonly ops: Op[] = [];
+  private readonly nodeOfCopy = new WeakMap<object, Node>();
+  private readonly nodeOfProxy = new WeakMap<object, Node>();
+  private readonly revokers: (() => void)[] = [];
+  readonly root: Node;
+
+  private readonly handler: ProxyHandler<Container> = {
+    get: (target, prop, receiver) => {
+      if (typeof prop === "symbol") return Reflect.get(target, prop, receiver);
+      const node = this.nodeOf(target);
+      if (Array.isArray(target)) {
+        if (prop === "length") return target.length;
+        if (MUTATORS.includes(prop)) return this.method(node, prop);
+      }
+      if (!hasOwn(target, prop)) return Reflect.get(target, prop, receiver);
+      return this.child(node, prop);
+    },
+    set: (target, prop, value) => {
+      if (typeof prop === "symbol") throw badOp("documents have no symbol keys");
+      const node = this.nodeOf(target);
+      if (Array.isArray(target)) this.setInList(node, target, prop, value);
+      else if (value === undefined) this.deleteKey(node, target, prop);
+      else {
+        const plain = this.toPlain(value);
+        this.record({ op: "put", obj: this.path(node), key: prop, value: plain });
+        setOwn(target, prop, plain);
+      }
+      return true;
+    },
+    deleteProperty: (target, prop) => {
+      if (typeof prop === "symbol") throw badOp("documents have no symbol keys");
+      if (Array.isArray(target)) {
+        throw badOp(`\`delete list[${prop}]\` would leave a hole: use splice(${prop}, 1)`);
+      }
+      this.deleteKey(this.nodeOf(target), target, prop);
+      return true;
+    },
+    defineProperty: () => {
+      throw badOp("defineProperty is not supported on a draft: assign instead");
+    },
+    setPrototypeOf: () => {
+      throw badOp("a draft's prototype cannot be changed");
+    },
+    preventExtensions: () => {
+      throw badOp("a draft cannot be frozen or sealed");
+    },
+  };
+
+  constructor(base: unknown) {
+    if (!isContainer(base) || Array.isArray(base)) {
+      throw badOp("the document root must be an object");
+    }
+    this.root = this.makeNode(base, null, "");
+  }
+
+  revokeAll(): void {
+    for (const revoke of this.revokers) revoke();
+  }
+
+  private record(op: Op): void {
+    this.ops.push(op);
+  }
+
+  private nodeOf(copy: object): Node {
+    const node = this.nodeOfCopy.get(copy);
+    if (!node) throw new SynclineError("Internal", "draft bookkeeping lost a container");
+    return node;
+  }
+
+  private makeNode(source: Container, parent: Node | null, key: string): Node {
+    let copy: Container;
+    if (Array.isArray(source)) copy = source.slice();
+    else {
+      copy = {};
+      for (const k of Object.keys(source)) setOwn(copy, k, source[k]);
+    }
+    const { proxy, revoke } = Proxy.revocable(copy, this.handler);
+    this.revokers.push(revoke);
+    const node: Node = { copy, parent, key, proxy, methods: undefined };
+    this.nodeOfCopy.set(copy, node);
+    this.nodeOfProxy.set(proxy, node);
+    return node;
+  }
+
+  /** The draft of the container at `parent.copy[prop]`, or the scalar there. */
+  private child(parent: Node, prop: string): unknown {
+    const target = parent.copy as Record<string, unknown>;
+    const value = target[prop];
+    if (!isContainer(value)) return value;
+    const existing = this.nodeOfCopy.get(value);
+    if (existing) return existing.proxy;
+    const node = this.makeNode(value, parent, prop);
+    if (Array.isArray(target)) target[Number(prop)] = node.copy;
+    else setOwn(target, prop, node.copy);
+    return node.proxy;
+  }
+
+  /** Path from the root to `node`, as of now. */
+  path(node: Node): Path {
+    const steps: Path = [];
+    for (let n = node; n.parent; n = n.parent) {
+      const parent = n.parent.copy;
+      if (Array.isArray(parent)) {
+        const index = parent.indexOf(n.copy);
+        if (index < 0) throw detached();
+        steps.push(index);
+      } else {
+        if (!hasOwn(parent, n.key) || parent[n.key] !== n.copy) throw detached();
+        steps.push(n.key);
+      }
+    }
+    return steps.reverse();
+  }
+
+  private deleteKey(node: Node, target: JsonObject, prop: string): void {
+    if (!hasOwn(target, prop)) return;
+    this.record({ op: "delete", obj: this.path(node), key: prop });
+    delete target[prop];
+  }
+
+  private deleteRange(node: Node, list: JsonValue[], start: number, count: number): void {
+    if (count <= 0) return;
+    const op: Op = { op: "delete", obj: this.path(node), key: start };
+    if (count !== 1) op.count = count;
+    this.record(op);
+    list.splice(start, count);
+  }
+
+  private insert(node: Node, list: JsonValue[], index: number, items: unknown[]): void {
+    if (items.length === 0) return;
+    const values = items.map((item) => this.toPlain(item, true));
+    this.record({ op: "insert", obj: this.path(node), index, values });
+    list.splice(index, 0, ...values);
+  }
+
+  private setInList(node: Node, list: JsonValue[], prop: string, value: unknown): void {
+    if (prop === "length") {
+      const length = typeof value === "number" ? value : Number(value);
+      if (!Number.isInteger(length) || length < 0) throw badOp(`invalid list length ${String(value)}`);
+      if (length > list.length) {
+        throw badOp(`cannot grow a list by setting length (${list.length} → ${length}): push values instead`);
+      }
+      this.deleteRange(node, list, length, list.length - length);
+      return;
+    }
+    const index = arrayIndex(prop);
+    if (index === undefined) throw badOp(`lists only take numeric indices, not "${prop}"`);
+    if (index > list.length) {
+      throw badOp(`index ${index} is past the end of a list of length ${list.length}: lists have no holes`);
+    }
+    if (index === list.length) {
+      this.insert(node, list, index, [value]);
+      return;
+    }
+    const plain = this.toPlain(value, true);
+    this.record({ op: "put", obj: this.path(node), key: index, value: plain });
+    list[index] = plain;
+  }
+
+  /** The list methods that mutate, recorded as inserts, deletes and puts. */
+  private method(node: Node, name: string): (...args: unknown[]) => unknown {
+    node.methods ??= new Map();
+    let fn = node.methods.get(name);
+    if (fn) return fn;
+    const list = node.copy as JsonValue[];
+    const read = (i: number): unknown => this.child(node, String(i));
+    const plainAt = (i: number): JsonValue => this.toPlain(read(i), true);
+    switch (name) {
+      case "push":
+        fn = (...items) => {
+          this.insert(node, list, list.length, items);
+          return list.length;
+        };
+        break;
+      case "unshift":
+        fn = (...items) => {
+          this.insert(node, list, 0, items);
+          return list.length;
+        };
+        break;
+      case "pop":
+        fn = () => {
+          if (list.length === 0) return undefined;
+          const removed = plainAt(list.length - 1);
+          this.deleteRange(node, list, list.length - 1, 1);
+          return removed;
+        };
+        break;
+      case "shift":
+        fn = () => {
+          if (list.length === 0) return undefined;
+          const removed = plainAt(0);
+          this.deleteRange(node, list, 0, 1);
+          return removed;
+        };
+        break;
+      case "splice":
+        fn = (...args) => {
+          const length = list.length;
+          const start = relativeIndex(args[0], length, 0);
+          let count: number;
+          if (args.length === 0) count = 0;
+          else if (args.length === 1) count = length - start;
+          else count = Math.min(Math.max(toInteger(args[1]), 0), length - start);
+          const removed: JsonValue[] = [];
+          for (let i = start; i < start + count; i++) removed.push(plainAt(i));
+          this.deleteRange(node, list, start, count);
+          this.insert(node, list, start, args.slice(2));
+          return removed;
+        };
+        break;
+      default:
+        // reverse, sort, fill, copyWithin: run the native method on the
+        // elements as the callback sees them, then put what moved.
+        fn = (...args) => {
+          const before = Array.from({ length: list.length }, (_, i) => read(i));
+          const after = before.slice();
+          const native = Array.prototype[name as "reverse"] as (this: unknown[], ...a: unknown[]) => unknown;
+          native.apply(after, args);
+          const changed: [number, JsonValue][] = [];
+          after.forEach((value, i) => {
+            if (value !== before[i]) changed.push([i, this.toPlain(value, true)]);
+          });
+          const obj = this.path(node);
+          for (const [i, value] of changed) {
+            this.record({ op: "put", obj, key: i, value });
+            list[i] = value;
+          }
+          return node.proxy;
+        };
+    }
+    node.methods.set(name, fn);
+    return fn;
+  }
+
+  /**
+   * A fresh plain JSON copy of `value` (drafts unwrapped), validated.
+   * In objects, `undefined` properties are left out, as JSON.stringify does.
+   */
+  toPlain(value: unknown, inList = false, seen: Set<object> = new Set()): JsonValue {
+    switch (typeof value) {
+      case "string":
+      case "boolean":
+        return value;
+      case "number":
+        if (!Number.isFinite(value)) throw badValue(`${value} is not a JSON number`);
+        return value;
+      case "undefined":
+        throw badValue(
+          inList ? "lists cannot hold undefined: use null" : "undefined is not a JSON value: use delete or null",
+        );
+      case "object":
+        break;
+      default:
+        throw badValue(`a ${typeof value} cannot be stored in a document`);
+    }
+    if (value === null) return null;
+    const source: object = this.nodeOfProxy.get(value)?.copy ?? value;
+    if (seen.has(source)) throw badValue("a value cannot contain itself");
+    seen.add(source);
+    let out: JsonValue;
+    if (Array.isArray(source)) {
+      const list: JsonValue[] = [];
+      for (let i = 0; i < source.length; i++) {
+        if (!(i in source)) throw badValue("sparse arrays cannot be stored: lists have no holes");
+        list.push(this.toPlain(source[i], true, seen));
+      }
+      out = list;
+    } else {
+      const proto: unknown = Object.getPrototypeOf(source);
+      if (proto !== Object.prototype && proto !== null) {
+        const name = (source as { constructor?: { name?: string } }).constructor?.name ?? "object";
+        throw badValue(`a ${name} cannot be stored in a document: use plain objects, arrays and scalars`);
+      }
+      const map: JsonObject = {};
+      for (const key of Object.keys(source)) {
+        const v = (source as Record<string, unknown>)[key];
+        if (v !== undefined) setOwn(map, key, this.toPlain(v, false, seen));
+      }
+      out = map;
+    }
+    seen.delete(source);
+    return out;
+  }
+}
+
+function detached(): SynclineError {
+  return badOp(
+    "this draft object was removed or replaced earlier in the same change: read it again from the draft",
+  );
+}
+
+function toInteger(value: unknown): number {
+  const n = Number(value);
+  if (Number.isNaN(n)) return 0;
+  return Math.trunc(n);
+}
+
+function relativeIndex(value: unknown, length: number, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = toInteger(value);
+  return n < 0 ? Math.max(length + n, 0) : Math.min(n, length);
+}
+
+/**
+ * Runs `fn` on a draft of `base` and returns the ops it recorded, in order.
+ * Throws (recording nothing) if `fn` throws; the draft is unusable afterwards.
+ */
+export function recordChange<T>(base: unknown, fn: (draft: T) => void): Op[] {
+  const recorder = new Recorder(base);
+  try {
+    const result: unknown = fn(recorder.root.proxy as T);
+    if (typeof (result as { then?: unknown } | null)?.then === "function") {
+      throw badOp("a change callback must be synchronous: await first, then call change()");
+    }
+  } finally {
+    recorder.revokeAll();
+  }
+  return recorder.ops;
+}
+
+/** A validated, fresh plain-JSON copy of `value` (what `repo.create` stores). */
+export function toJson(value: unknown): JsonValue {
+  return new Recorder({}).toPlain(value);
+}

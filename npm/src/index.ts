@@ -1,0 +1,50 @@
+/**
+ * syncline: local-first documents in the browser.
+ *
+ *   const repo = await createRepo({ relay: "ws://localhost:8787" });
+ *   const doc = await repo.create({ items: [] as string[] });
+ *   doc.change((d) => { d.items.push("milk"); });
+ */
+import init, { Core } from "./wasm/syncline_wasm.js";
+import type { CoreStatic } from "./core.js";
+import { SynclineError } from "./errors.js";
+import { openRepo, type Repo, type RepoOptions } from "./repo.js";
+
+export type { ChangeOptions, DocHandle, Unsubscribe } from "./doc-handle.js";
+export type { Repo, RepoEvents, RepoOptions } from "./repo.js";
+export type {
+  Connection,
+  Immutable,
+  JsonArray,
+  JsonObject,
+  JsonPrimitive,
+  JsonValue,
+  Op,
+  Path,
+  Status,
+} from "./types.js";
+export { SynclineError } from "./errors.js";
+
+let wasmReady: Promise<void> | undefined;
+
+/** Loads the wasm module once, on first use (never at import time, so importing during SSR is safe). */
+function loadWasm(): Promise<void> {
+  wasmReady ??= init().then(
+    () => undefined,
+    (error: unknown) => {
+      wasmReady = undefined;
+      throw new SynclineError(
+        "WasmLoad",
+        `could not load syncline_wasm_bg.wasm (is it served next to the package's wasm/syncline_wasm.js, as application/wasm?): ${String(error)}`,
+        { cause: error },
+      );
+    },
+  );
+  return wasmReady;
+}
+
+/** Opens (creating if needed) the local database `name` and connects to `relay` if given. */
+export async function createRepo(options: RepoOptions = {}): Promise<Repo> {
+  await loadWasm();
+  return openRepo(Core as unknown as CoreStatic, options);
+}

@@ -1,0 +1,325 @@
+import { adaptCore, type CoreApi, type CoreEvent, type CoreStatic } from "./core.js";
+import { Handle, type DocHandle, type DocHost, type Unsubscribe } from "./doc-handle.js";
+import { toJson } from "./draft.js";
+import { SynclineError, toSynclineError } from "./errors.js";
+import type { JsonObject, Op, Status } from "./types.js";
+
+export interface RepoOptions {
+  /** WebSocket URL of the relay (`ws://…` or `wss://…`). Without it the repo works offline, and between tabs. */
+  relay?: string;
+  /** Name of the local database; repos with different names keep separate data. Default "default". */
+  name?: string;
+}
+
+export interface RepoEvents {
+  /** The connection state or the pending count changed. */
+  status: (status: Status) => void;
+  /**
+   * Something failed in the background (a corrupt record skipped at load, the
+   * relay refusing a request...). Without a listener these go to console.warn.
+   */
+  error: (error: SynclineError) => void;
+}
+
+/** A set of documents stored on this device and synced through the relay. */
+export interface Repo {
+  /** Creates a document with the given initial value (default `{}`). */
+  create<T extends object = JsonObject>(initial?: T): Promise<DocHandle<T>>;
+  /**
+   * Opens a document by URL. Resolves once it has local data, or the relay
+   * has sent all it has for it (or another tab sent it). Rejects with code
+   * "BadUrl" for a malformed URL.
+   */
+  open<T extends object = JsonObject>(url: string): Promise<DocHandle<T>>;
+  /** Resolves when every change made so far is durable on this device. */
+  flush(): Promise<void>;
+  /** Connection state, changes not yet acknowledged by the relay, last sync time. */
+  readonly status: Status;
+  /** Listens to an event; returns the unsubscribe function. */
+  on<K extends keyof RepoEvents>(event: K, listener: RepoEvents[K]): Unsubscribe;
+  /** Closes the connection and the database. Handles stop updating; changes throw "Closed". */
+  close(): void;
+}
+
+interface PendingOpen {
+  promise: Promise<Handle<object>>;
+  resolve: (handle: Handle<object>) => void;
+  reject: (error: SynclineError) => void;
+}
+
+interface QueuedEvent {
+  event: CoreEvent;
+  /** For "changed": the doc's local change count when the event arrived. */
+  localChanges: number;
+}
+
+const CLOSED: Status = Object.freeze({ connection: "closed", pending: 0, lastSyncedAt: null });
+
+export class RepoImpl implements Repo, DocHost {
+  #core: CoreApi | null;
+  #lastStatus: Status;
+  readonly #handles = new Map<string, Handle<object>>();
+  readonly #opening = new Map<string, PendingOpen>();
+  readonly #statusListeners = new Set<(status: Status) => void>();
+  readonly #errorListeners = new Set<(error: SynclineError) => void>();
+  #queue: QueuedEvent[] = [];
+  #draining = false;
+
+  constructor(core: CoreApi) {
+    this.#core = core;
+    this.#lastStatus = CLOSED;
+    void this.status;
+  }
+
+  /**
+   * Receives the core's events. They are queued and handled in a microtask,
+   * so no app code (subscribers, listeners) ever runs while the engine is on
+   * the stack, and app code may call back into the engine freely.
+   */
+  receive(event: CoreEvent): void {
+    if (!this.#core) return;
+    const handle = event.type === "changed" ? this.#handles.get(event.url) : undefined;
+    this.#queue.push({ event, localChanges: handle?.localChanges ?? 0 });
+    if (!this.#draining) {
+      this.#draining = true;
+      queueMicrotask(() => this.#drain());
+    }
+  }
+
+  #drain(): void {
+    try {
+      // Events queued while draining are handled in this same loop.
+      for (let item = this.#queue.shift(); item && this.#core; item = this.#queue.shift()) {
+        try {
+          this.#handle(item);
+        } catch (error) {
+          queueMicrotask(() => {
+            throw error;
+          });
+        }
+      }
+    } finally {
+      this.#draining = false;
+      this.#queue = this.#core ? this.#queue : [];
+    }
+  }
+
+  #handle({ event, localChanges }: QueuedEvent): void {
+    switch (event.type) {
+      case "changed": {
+        const handle = this.#handles.get(event.url);
+        if (handle) {
+          // A local change made after this event returned a value that already includes it.
+          if (handle.localChanges === localChanges) handle.update(event.value);
+        } else {
+          this.#settleOpen(event.url, () => event.value);
+        }
+        break;
+      }
+      case "caughtUp":
+        if (!this.#handles.has(event.url)) this.#settleOpen(event.url, () => this.#requireCore().value(event.url));
+        break;
+      case "status":
+        this.#setStatus(event.status);
+        break;
+      case "error":
+        this.#reportError(toSynclineError(event.error));
+        break;
+    }
+  }
+
+  #settleOpen(url: string, value: () => unknown): void {
+    const pending = this.#opening.get(url);
+    if (!pending) return;
+    this.#opening.delete(url);
+    try {
+      pending.resolve(this.#adopt(url, value()));
+    } catch (error) {
+      pending.reject(toSynclineError(error));
+    }
+  }
+
+  #adopt(url: string, value: unknown): Handle<object> {
+    const handle = new Handle<object>(this, url, value);
+    this.#handles.set(url, handle);
+    return handle;
+  }
+
+  #requireCore(): CoreApi {
+    if (!this.#core) throw new SynclineError("Closed", "this repo is closed: create a new one with createRepo()");
+    return this.#core;
+  }
+
+  #setStatus(next: Status): void {
+    const status = this.#remember(next);
+    for (const listener of [...this.#statusListeners]) {
+      try {
+        listener(status);
+      } catch (error) {
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
+    }
+  }
+
+  #reportError(error: SynclineError): void {
+    if (this.#errorListeners.size === 0) {
+      console.warn("syncline:", error);
+      return;
+    }
+    for (const listener of [...this.#errorListeners]) {
+      try {
+        listener(error);
+      } catch (thrown) {
+        queueMicrotask(() => {
+          throw thrown;
+        });
+      }
+    }
+  }
+
+  applyChange(url: string, ops: Op[], message: string | undefined): unknown {
+    const core = this.#requireCore();
+    try {
+      return core.change(url, ops, message);
+    } catch (error) {
+      throw toSynclineError(error);
+    }
+  }
+
+  async create<T extends object = JsonObject>(initial?: T): Promise<DocHandle<T>> {
+    const core = this.#requireCore();
+    const json = initial === undefined ? undefined : toJson(initial);
+    if (json !== undefined && (json === null || typeof json !== "object" || Array.isArray(json))) {
+      throw new SynclineError("BadValue", "a document's initial value must be an object");
+    }
+    try {
+      const url = core.create(json);
+      return this.#adopt(url, core.value(url)) as Handle<object> as unknown as DocHandle<T>;
+    } catch (error) {
+      throw toSynclineError(error);
+    }
+  }
+
+  async open<T extends object = JsonObject>(url: string): Promise<DocHandle<T>> {
+    const core = this.#requireCore();
+    if (typeof url !== "string") throw new SynclineError("BadUrl", "a document URL must be a string");
+    // `syncline:<id>#<key>`: the key travels in the URL's fragment; the engine
+    // rejects a URL without it (code "BadUrl").
+    url = url.trim();
+    const existing = this.#handles.get(url);
+    if (existing) return existing as unknown as DocHandle<T>;
+    const opening = this.#opening.get(url);
+    if (opening) return (await opening.promise) as unknown as DocHandle<T>;
+    let hasData: boolean;
+    try {
+      hasData = core.openDoc(url);
+      if (hasData) return this.#adopt(url, core.value(url)) as unknown as DocHandle<T>;
+    } catch (error) {
+      throw toSynclineError(error);
+    }
+    let resolve!: (handle: Handle<object>) => void;
+    let reject!: (error: SynclineError) => void;
+    const promise = new Promise<Handle<object>>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    this.#opening.set(url, { promise, resolve, reject });
+    return (await promise) as unknown as DocHandle<T>;
+  }
+
+  async flush(): Promise<void> {
+    const core = this.#requireCore();
+    try {
+      await core.flush();
+    } catch (error) {
+      throw toSynclineError(error);
+    }
+  }
+
+  /** A frozen object, the same one for as long as nothing changes (fit for `useSyncExternalStore`). */
+  get status(): Status {
+    if (!this.#core) return this.#remember({ ...this.#lastStatus, connection: "closed" });
+    try {
+      return this.#remember(this.#core.status());
+    } catch {
+      return this.#lastStatus;
+    }
+  }
+
+  #remember(status: Status): Status {
+    const last = this.#lastStatus;
+    if (
+      status.connection === last.connection &&
+      status.pending === last.pending &&
+      status.lastSyncedAt === last.lastSyncedAt
+    ) {
+      return last;
+    }
+    this.#lastStatus = Object.freeze({
+      connection: status.connection,
+      pending: status.pending,
+      lastSyncedAt: status.lastSyncedAt ?? null,
+    });
+    return this.#lastStatus;
+  }
+
+  on<K extends keyof RepoEvents>(event: K, listener: RepoEvents[K]): Unsubscribe {
+    let listeners: Set<(value: never) => void>;
+    if (event === "status") listeners = this.#statusListeners;
+    else if (event === "error") listeners = this.#errorListeners;
+    else throw new SynclineError("BadEvent", `unknown event "${String(event)}": use "status" or "error"`);
+    // A wrapper, so the same function added twice is two subscriptions.
+    const wrapped = (value: never): void => (listener as (value: never) => void)(value);
+    listeners.add(wrapped);
+    return () => {
+      listeners.delete(wrapped);
+    };
+  }
+
+  close(): void {
+    const core = this.#core;
+    if (!core) return;
+    const last = this.status;
+    this.#core = null;
+    this.#queue = [];
+    try {
+      core.close();
+    } finally {
+      const closed = new SynclineError("Closed", "the repo was closed before the document arrived");
+      for (const pending of this.#opening.values()) pending.reject(closed);
+      this.#opening.clear();
+      this.#setStatus({ ...last, connection: "closed" });
+    }
+  }
+}
+
+/**
+ * Opens the engine and wraps it in a Repo. Events the engine sends before the
+ * Repo exists (e.g. errors found while loading) are kept and delivered to it.
+ */
+export async function openRepo(Core: CoreStatic, options: RepoOptions = {}): Promise<Repo> {
+  const name = options.name ?? "default";
+  if (typeof name !== "string" || name === "") throw new SynclineError("BadOption", "`name` must be a non-empty string");
+  if (options.relay !== undefined && !/^wss?:\/\//i.test(options.relay)) {
+    throw new SynclineError("BadOption", `\`relay\` must be a ws:// or wss:// URL, not "${options.relay}"`);
+  }
+  let repo: RepoImpl | undefined;
+  const early: CoreEvent[] = [];
+  let core: CoreApi;
+  try {
+    const raw = await Core.open(name, options.relay, (event) => {
+      if (repo) repo.receive(event);
+      else early.push(event);
+    });
+    core = adaptCore(raw);
+  } catch (error) {
+    throw toSynclineError(error);
+  }
+  const created = new RepoImpl(core);
+  repo = created;
+  // After a macrotask, so listeners attached right after `await createRepo()` hear them.
+  if (early.length > 0) setTimeout(() => early.forEach((event) => created.receive(event)), 0);
+  return created;
+}

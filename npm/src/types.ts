@@ -1,0 +1,39 @@
+/** A JSON value as stored in a document. */
+export type JsonPrimitive = string | number | boolean | null;
+export type JsonArray = JsonValue[];
+export interface JsonObject {
+  [key: string]: JsonValue;
+}
+export type JsonValue = JsonPrimitive | JsonArray | JsonObject;
+
+/** Deeply read-only view of a value: what `doc.value` hands out. */
+export type Immutable<T> = T extends JsonPrimitive
+  ? T
+  : T extends readonly (infer U)[]
+    ? readonly Immutable<U>[]
+    : T extends object
+      ? { readonly [K in keyof T]: Immutable<T[K]> }
+      : T;
+
+/** From the document root to a container (map or list). */
+export type Path = (string | number)[];
+
+/** One edit of a change, as the wasm core applies it. Ops apply in order. */
+export type Op =
+  /** Sets a map key, or replaces a list element. */
+  | { op: "put"; obj: Path; key: string | number; value: JsonValue }
+  /** Deletes a map key, or `count` (default 1) list elements from index `key`. */
+  | { op: "delete"; obj: Path; key: string | number; count?: number }
+  /** Inserts `values` into a list at `index`. */
+  | { op: "insert"; obj: Path; index: number; values: JsonValue[] };
+
+export type Connection = "offline" | "connecting" | "open" | "closed";
+
+/** Where this replica stands with the relay. */
+export interface Status {
+  connection: Connection;
+  /** Local changes saved on this device but not yet acknowledged by the relay. */
+  pending: number;
+  /** When the relay last acknowledged or delivered something (ms since epoch). */
+  lastSyncedAt: number | null;
+}

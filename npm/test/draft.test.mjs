@@ -1,0 +1,256 @@
+// Unit tests of the change recorder: exact op lists, and reads of own writes.
+// Runs on the compiled JS (`npm test` compiles first); needs no wasm.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { recordChange } from "../.test-build/draft.js";
+import { SynclineError } from "../.test-build/errors.js";
+
+const deepFreeze = (v) => {
+  if (v && typeof v === "object") {
+    Object.freeze(v);
+    Object.values(v).forEach(deepFreeze);
+  }
+  return v;
+};
+const record = (base, fn) => recordChange(deepFreeze(structuredClone(base)), fn);
+
+test("map put and delete", () => {
+  const ops = record({ title: "x", gone: 1 }, (d) => {
+    d.title = "y";
+    d.n = 3;
+    delete d.gone;
+    delete d.missing; // nothing to delete: no op
+  });
+  assert.deepEqual(ops, [
+    { op: "put", obj: [], key: "title", value: "y" },
+    { op: "put", obj: [], key: "n", value: 3 },
+    { op: "delete", obj: [], key: "gone" },
+  ]);
+});
+
+test("push inserts at the end, several values in one op", () => {
+  const ops = record({ items: ["a"] }, (d) => {
+    assert.equal(d.items.push("b"), 2);
+    assert.equal(d.items.push("c", "d"), 4);
+  });
+  assert.deepEqual(ops, [
+    { op: "insert", obj: ["items"], index: 1, values: ["b"] },
+    { op: "insert", obj: ["items"], index: 2, values: ["c", "d"] },
+  ]);
+});
+
+test("unshift, pop, shift", () => {
+  const ops = record({ l: [1, 2, 3] }, (d) => {
+    assert.equal(d.l.unshift(0), 4);
+    assert.equal(d.l.pop(), 3);
+    assert.equal(d.l.shift(), 0);
+    assert.deepEqual([...d.l], [1, 2]);
+  });
+  assert.deepEqual(ops, [
+    { op: "insert", obj: ["l"], index: 0, values: [0] },
+    { op: "delete", obj: ["l"], key: 3 },
+    { op: "delete", obj: ["l"], key: 0 },
+  ]);
+});
+
+test("pop and shift on an empty list record nothing", () => {
+  const ops = record({ l: [] }, (d) => {
+    assert.equal(d.l.pop(), undefined);
+    assert.equal(d.l.shift(), undefined);
+  });
+  assert.deepEqual(ops, []);
+});
+
+test("splice: delete then insert, negative start, count clamping, return value", () => {
+  const ops = record({ l: ["a", "b", "c", "d", "e"] }, (d) => {
+    assert.deepEqual(d.l.splice(1, 2, "x", "y", "z"), ["b", "c"]);
+    assert.deepEqual(d.l.splice(-1), ["e"]);
+    assert.deepEqual(d.l.splice(0, 1), ["a"]);
+    assert.deepEqual(d.l.splice(1, 0, "w"), []);
+    assert.deepEqual(d.l.splice(3, 100), ["z", "d"]);
+    assert.deepEqual([...d.l], ["x", "w", "y"]);
+  });
+  assert.deepEqual(ops, [
+    { op: "delete", obj: ["l"], key: 1, count: 2 },
+    { op: "insert", obj: ["l"], index: 1, values: ["x", "y", "z"] },
+    { op: "delete", obj: ["l"], key: 5 },
+    { op: "delete", obj: ["l"], key: 0 },
+    { op: "insert", obj: ["l"], index: 1, values: ["w"] },
+    { op: "delete", obj: ["l"], key: 3, count: 2 },
+  ]);
+});
+
+test("index assignment is a put; assigning at length appends", () => {
+  const ops = record({ l: ["a", "b"] }, (d) => {
+    d.l[0] = "A";
+    d.l[2] = "c";
+  });
+  assert.deepEqual(ops, [
+    { op: "put", obj: ["l"], key: 0, value: "A" },
+    { op: "insert", obj: ["l"], index: 2, values: ["c"] },
+  ]);
+});
+
+test("length truncation deletes the tail", () => {
+  const ops = record({ l: [1, 2, 3, 4] }, (d) => {
+    d.l.length = 1;
+    d.l.length = 1; // no-op
+    d.l.length = 0;
+  });
+  assert.deepEqual(ops, [
+    { op: "delete", obj: ["l"], key: 1, count: 3 },
+    { op: "delete", obj: ["l"], key: 0 },
+  ]);
+});
+
+test("nested drafts carry their paths", () => {
+  const base = { todos: [{ title: "a", done: false, tags: [] }, { title: "b", done: false, tags: ["x"] }], meta: { owner: { name: "n" } } };
+  const ops = record(base, (d) => {
+    d.todos[1].done = true;
+    d.todos[0].tags.push("urgent");
+    d.meta.owner.name = "m";
+    delete d.todos[1].tags;
+    d.todos.push({ title: "c", done: false });
+    d.todos[2].done = true;
+  });
+  assert.deepEqual(ops, [
+    { op: "put", obj: ["todos", 1], key: "done", value: true },
+    { op: "insert", obj: ["todos", 0, "tags"], index: 0, values: ["urgent"] },
+    { op: "put", obj: ["meta", "owner"], key: "name", value: "m" },
+    { op: "delete", obj: ["todos", 1], key: "tags" },
+    { op: "insert", obj: ["todos"], index: 2, values: [{ title: "c", done: false }] },
+    { op: "put", obj: ["todos", 2], key: "done", value: true },
+  ]);
+});
+
+test("a held nested draft follows its element when the list shifts", () => {
+  const ops = record({ todos: [{ t: "a" }, { t: "b" }] }, (d) => {
+    const b = d.todos[1];
+    d.todos.unshift({ t: "z" });
+    b.t = "B";
+    d.todos.splice(0, 2);
+    b.t = "BB";
+  });
+  assert.deepEqual(ops, [
+    { op: "insert", obj: ["todos"], index: 0, values: [{ t: "z" }] },
+    { op: "put", obj: ["todos", 2], key: "t", value: "B" },
+    { op: "delete", obj: ["todos"], key: 0, count: 2 },
+    { op: "put", obj: ["todos", 0], key: "t", value: "BB" },
+  ]);
+});
+
+test("writing through a removed draft throws BadOp", () => {
+  assert.throws(
+    () =>
+      record({ todos: [{ t: "a" }] }, (d) => {
+        const a = d.todos[0];
+        d.todos.pop();
+        a.t = "x";
+      }),
+    (e) => e instanceof SynclineError && e.code === "BadOp",
+  );
+});
+
+test("the draft reads its own writes", () => {
+  record({ items: ["a"], m: { k: 1 } }, (d) => {
+    d.items.push("b");
+    assert.equal(d.items.length, 2);
+    assert.equal(d.items[1], "b");
+    assert.deepEqual(d.items.map((x) => x.toUpperCase()), ["A", "B"]);
+    d.m.k = 2;
+    assert.equal(d.m.k, 2);
+    d.m.nested = { list: [1] };
+    d.m.nested.list.push(2);
+    assert.deepEqual(JSON.parse(JSON.stringify(d.m)), { k: 2, nested: { list: [1, 2] } });
+    delete d.m.k;
+    assert.equal("k" in d.m, false);
+    assert.deepEqual(Object.keys(d.m), ["nested"]);
+    d.items.splice(0, 1);
+    assert.deepEqual([...d.items], ["b"]);
+    assert.equal(Array.isArray(d.items), true);
+  });
+});
+
+test("values written after a nested write are recorded with the nested path", () => {
+  const ops = record({}, (d) => {
+    d.m = { list: [1] };
+    d.m.list.push(2);
+  });
+  assert.deepEqual(ops, [
+    { op: "put", obj: [], key: "m", value: { list: [1] } },
+    { op: "insert", obj: ["m", "list"], index: 1, values: [2] },
+  ]);
+});
+
+test("assigning a draft stores a plain copy of its current value", () => {
+  const ops = record({ a: { x: [1] } }, (d) => {
+    d.a.x.push(2);
+    d.b = d.a;
+    d.b.x.push(3);
+  });
+  assert.deepEqual(ops, [
+    { op: "insert", obj: ["a", "x"], index: 1, values: [2] },
+    { op: "put", obj: [], key: "b", value: { x: [1, 2] } },
+    { op: "insert", obj: ["b", "x"], index: 2, values: [3] },
+  ]);
+  // The op's value is a snapshot: the later push did not change it.
+  assert.deepEqual(ops[1].value, { x: [1, 2] });
+});
+
+test("reverse and sort put the elements that moved", () => {
+  const ops = record({ l: ["c", "a", "b"] }, (d) => {
+    d.l.sort();
+    assert.deepEqual([...d.l], ["a", "b", "c"]);
+    d.l.reverse();
+  });
+  assert.deepEqual(ops, [
+    { op: "put", obj: ["l"], key: 0, value: "a" },
+    { op: "put", obj: ["l"], key: 1, value: "b" },
+    { op: "put", obj: ["l"], key: 2, value: "c" },
+    { op: "put", obj: ["l"], key: 0, value: "c" },
+    { op: "put", obj: ["l"], key: 2, value: "a" },
+  ]);
+});
+
+test("setting a property to undefined deletes it", () => {
+  const ops = record({ a: 1 }, (d) => {
+    d.a = undefined;
+  });
+  assert.deepEqual(ops, [{ op: "delete", obj: [], key: "a" }]);
+});
+
+test("non-JSON values are rejected with BadValue", () => {
+  const isBadValue = (e) => e instanceof SynclineError && e.code === "BadValue";
+  assert.throws(() => record({}, (d) => { d.x = new Date(); }), isBadValue);
+  assert.throws(() => record({}, (d) => { d.x = NaN; }), isBadValue);
+  assert.throws(() => record({}, (d) => { d.x = () => 1; }), isBadValue);
+  assert.throws(() => record({ l: [] }, (d) => { d.l.push(undefined); }), isBadValue);
+  assert.throws(() => record({}, (d) => { const c = {}; c.c = c; d.x = c; }), isBadValue);
+});
+
+test("list misuse is rejected with BadOp", () => {
+  const isBadOp = (e) => e instanceof SynclineError && e.code === "BadOp";
+  assert.throws(() => record({ l: [] }, (d) => { d.l[5] = 1; }), isBadOp);
+  assert.throws(() => record({ l: [1] }, (d) => { delete d.l[0]; }), isBadOp);
+  assert.throws(() => record({ l: [1] }, (d) => { d.l.length = 3; }), isBadOp);
+  assert.throws(() => record({}, async () => {}), isBadOp);
+});
+
+test("the draft is unusable after the change", () => {
+  let kept;
+  record({ l: [] }, (d) => {
+    kept = d;
+  });
+  assert.throws(() => kept.l.push(1), TypeError);
+});
+
+test("the base value is never mutated", () => {
+  const base = deepFreeze({ l: [{ a: 1 }], m: { k: "v" } });
+  recordChange(base, (d) => {
+    d.l[0].a = 2;
+    d.l.push(3);
+    d.m.k = "w";
+    delete d.m.k;
+  });
+  assert.deepEqual(base, { l: [{ a: 1 }], m: { k: "v" } });
+});

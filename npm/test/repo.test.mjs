@@ -1,0 +1,281 @@
+// Repo and DocHandle over an in-memory fake of the wasm Core (same contract).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { openRepo } from "../.test-build/repo.js";
+import { SynclineError } from "../.test-build/errors.js";
+
+/** A fake Core: applies ops to plain JSON; `remote()` simulates the relay. */
+function fakeCoreClass({ openName = "openDoc" } = {}) {
+  const state = { docs: new Map(), calls: [], onEvent: null, status: { connection: "open", pending: 0, lastSyncedAt: null }, next: 1 };
+  const inCore = { depth: 0 };
+  const guard = (fn) => (...args) => {
+    inCore.depth++;
+    try {
+      return fn(...args);
+    } finally {
+      inCore.depth--;
+    }
+  };
+  const fail = (code, message) => Object.assign(new Error(message), { code });
+  const apply = (doc, op) => {
+    let obj = doc;
+    for (const step of op.obj) obj = obj[step];
+    if (op.op === "put") obj[op.key] = structuredClone(op.value);
+    else if (op.op === "delete") Array.isArray(obj) ? obj.splice(op.key, op.count ?? 1) : delete obj[op.key];
+    else if (op.op === "insert") obj.splice(op.index, 0, ...structuredClone(op.values));
+    else throw fail("BadOp", "unknown op");
+  };
+  const core = {
+    create: guard((initial) => {
+      const url = `syncline:doc${state.next++}`;
+      state.docs.set(url, structuredClone(initial ?? {}));
+      return url;
+    }),
+    [openName]: guard((url) => {
+      if (!/^syncline:\w+$/.test(url)) throw fail("BadUrl", "bad url");
+      state.calls.push(["open", url]);
+      return state.docs.has(url);
+    }),
+    value: guard((url) => {
+      if (!state.docs.has(url)) throw fail("DocNotFound", "no doc");
+      return structuredClone(state.docs.get(url));
+    }),
+    change: guard((url, ops, message) => {
+      state.calls.push(["change", url, ops, message]);
+      const doc = state.docs.get(url);
+      if (!doc) throw fail("DocNotFound", "no doc");
+      const copy = structuredClone(doc);
+      ops.forEach((op) => apply(copy, op));
+      state.docs.set(url, copy);
+      return structuredClone(copy);
+    }),
+    flush: async () => {},
+    status: guard(() => ({ ...state.status })),
+    close: guard(() => state.calls.push(["close"])),
+  };
+  const emit = (event) => {
+    assert.equal(inCore.depth, 0, "events are never emitted from inside a Core call");
+    state.onEvent(event);
+  };
+  return {
+    state,
+    emit,
+    /** Another replica changed `url`; the relay delivered it. */
+    remote(url, mutate) {
+      const doc = structuredClone(state.docs.get(url) ?? {});
+      mutate(doc);
+      state.docs.set(url, doc);
+      emit({ type: "changed", url, value: structuredClone(doc) });
+    },
+    Core: {
+      async open(name, relay, onEvent) {
+        state.name = name;
+        state.relay = relay;
+        state.onEvent = (e) => {
+          // Any call back into the core while an event is delivered would be re-entrant.
+          inCore.depth++;
+          try {
+            onEvent(e);
+          } finally {
+            inCore.depth--;
+          }
+        };
+        return core;
+      },
+    },
+    inCore,
+  };
+}
+
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+test("create, change, subscribe: one core call per change, subscribers after it", async () => {
+  const fake = fakeCoreClass();
+  const repo = await openRepo(fake.Core, { relay: "ws://127.0.0.1:1" });
+  assert.equal(fake.state.name, "default");
+  assert.equal(fake.state.relay, "ws://127.0.0.1:1");
+  const doc = await repo.create({ items: [] });
+  assert.match(doc.url, /^syncline:/);
+  assert.deepEqual(doc.value, { items: [] });
+  assert.ok(Object.isFrozen(doc.value) && Object.isFrozen(doc.value.items));
+
+  const seen = [];
+  const stop = doc.subscribe((v) => {
+    assert.equal(fake.inCore.depth, 0, "never notified from inside the core");
+    seen.push(v);
+  });
+  assert.equal(seen.length, 1, "called at once with the current value");
+  doc.change((d) => {
+    d.items.push("x");
+    d.items.push("y");
+  }, { message: "todo.added" });
+  const changes = fake.state.calls.filter((c) => c[0] === "change");
+  assert.equal(changes.length, 1);
+  assert.deepEqual(changes[0][2], [
+    { op: "insert", obj: ["items"], index: 0, values: ["x"] },
+    { op: "insert", obj: ["items"], index: 1, values: ["y"] },
+  ]);
+  assert.equal(changes[0][3], "todo.added");
+  assert.deepEqual(doc.value, { items: ["x", "y"] });
+  assert.equal(seen.length, 2);
+  assert.equal(seen[1], doc.value);
+
+  doc.change(() => {}); // no ops: no core call, no notification
+  assert.equal(fake.state.calls.filter((c) => c[0] === "change").length, 1);
+  assert.equal(seen.length, 2);
+
+  stop();
+  doc.change((d) => {
+    d.items.pop();
+  });
+  assert.equal(seen.length, 2);
+  repo.close();
+});
+
+test("unchanged subtrees keep identity across changes", async () => {
+  const fake = fakeCoreClass();
+  const repo = await openRepo(fake.Core);
+  const doc = await repo.create({ a: { list: [1, 2] }, b: { x: 1 } });
+  const before = doc.value;
+  doc.change((d) => {
+    d.b.x = 2;
+  });
+  assert.notEqual(doc.value, before);
+  assert.equal(doc.value.a, before.a);
+  assert.notEqual(doc.value.b, before.b);
+});
+
+test("remote changes update the value and notify, outside any core call", async () => {
+  const fake = fakeCoreClass();
+  const repo = await openRepo(fake.Core);
+  const doc = await repo.create({ items: [] });
+  const seen = [];
+  doc.subscribe((v) => seen.push(v));
+  fake.remote(doc.url, (d) => d.items.push("r"));
+  await tick();
+  assert.deepEqual(doc.value, { items: ["r"] });
+  assert.equal(seen.length, 2);
+});
+
+test("a remote snapshot superseded by a local change is not applied", async () => {
+  const fake = fakeCoreClass();
+  const repo = await openRepo(fake.Core);
+  const doc = await repo.create({ items: [] });
+  fake.remote(doc.url, (d) => d.items.push("r"));
+  // Before the event is delivered, a local change returns a newer value.
+  doc.change((d) => {
+    d.items.push("l");
+  });
+  await tick();
+  assert.deepEqual(doc.value, { items: ["l", "r"] }, "not reverted to the older remote snapshot");
+});
+
+test("open: local data resolves at once; otherwise on caughtUp or a change", async () => {
+  const fake = fakeCoreClass();
+  const repo = await openRepo(fake.Core);
+  const doc = await repo.create({ n: 1 });
+  assert.equal(await repo.open(doc.url), doc, "the same handle");
+
+  let resolved = false;
+  const opening = repo.open("syncline:far").then((h) => {
+    resolved = true;
+    return h;
+  });
+  const again = repo.open("syncline:far");
+  await tick();
+  assert.equal(resolved, false);
+  fake.state.docs.set("syncline:far", { items: ["from relay"] });
+  fake.emit({ type: "caughtUp", url: "syncline:far" });
+  const handle = await opening;
+  assert.deepEqual(handle.value, { items: ["from relay"] });
+  assert.equal(await again, handle);
+
+  const viaChange = repo.open("syncline:tab");
+  await tick();
+  fake.remote("syncline:tab", (d) => (d.t = 1));
+  assert.deepEqual((await viaChange).value, { t: 1 });
+});
+
+test("errors are SynclineErrors with the core's code", async () => {
+  const fake = fakeCoreClass();
+  const repo = await openRepo(fake.Core);
+  await assert.rejects(repo.open("http://nope"), (e) => e instanceof SynclineError && e.code === "BadUrl");
+  const doc = await repo.create({});
+  fake.state.docs.delete(doc.url);
+  assert.throws(
+    () => doc.change((d) => { d.x = 1; }),
+    (e) => e instanceof SynclineError && e.code === "DocNotFound" && e.cause instanceof Error,
+  );
+  await assert.rejects(openRepo(fake.Core, { relay: "http://x" }), (e) => e.code === "BadOption");
+});
+
+test("status events reach listeners; close rejects pending opens and ends changes", async () => {
+  const fake = fakeCoreClass();
+  const repo = await openRepo(fake.Core);
+  assert.deepEqual(repo.status, { connection: "open", pending: 0, lastSyncedAt: null });
+  const statuses = [];
+  const off = repo.on("status", (s) => statuses.push(s.connection));
+  fake.emit({ type: "status", status: { connection: "offline", pending: 2, lastSyncedAt: 5 } });
+  await tick();
+  assert.deepEqual(statuses, ["offline"]);
+  off();
+  fake.emit({ type: "status", status: { connection: "open", pending: 0, lastSyncedAt: 6 } });
+  await tick();
+  assert.deepEqual(statuses, ["offline"]);
+
+  const doc = await repo.create({});
+  const pending = repo.open("syncline:never");
+  repo.close();
+  await assert.rejects(pending, (e) => e.code === "Closed");
+  assert.equal(repo.status.connection, "closed");
+  assert.throws(() => doc.change((d) => { d.x = 1; }), (e) => e.code === "Closed");
+  await assert.rejects(repo.flush(), (e) => e.code === "Closed");
+});
+
+test("repo.status is the same frozen object until something changes", async () => {
+  const fake = fakeCoreClass();
+  const repo = await openRepo(fake.Core);
+  const first = repo.status;
+  assert.ok(Object.isFrozen(first));
+  assert.equal(repo.status, first);
+  fake.state.status = { connection: "open", pending: 3, lastSyncedAt: null };
+  assert.notEqual(repo.status, first);
+  assert.equal(repo.status.pending, 3);
+  assert.equal(repo.status, repo.status);
+});
+
+test("a core whose doc-opening method is named `open` (the first contract) works too", async () => {
+  const fake = fakeCoreClass({ openName: "open" });
+  const repo = await openRepo(fake.Core);
+  const doc = await repo.create({ n: 1 });
+  const pending = repo.open("syncline:other");
+  fake.remote("syncline:other", (d) => (d.n = 2));
+  assert.deepEqual((await pending).value, { n: 2 });
+  assert.equal(await repo.open(doc.url), doc);
+});
+
+test("background errors reach `error` listeners as SynclineErrors, early ones included", async () => {
+  const fake = fakeCoreClass();
+  const open = fake.Core.open;
+  fake.Core.open = async (name, relay, onEvent) => {
+    const core = await open(name, relay, onEvent);
+    // Emitted while Core.open is still running, before the repo exists.
+    onEvent({ type: "error", error: Object.assign(new Error("skipped a record"), { code: "Corrupt" }) });
+    return core;
+  };
+  const repo = await openRepo(fake.Core);
+  const errors = [];
+  repo.on("error", (e) => errors.push(e));
+  // Ordering, not sleeping: this timer runs after the one the repo queued.
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(errors.length, 1);
+  assert.ok(errors[0] instanceof SynclineError);
+  assert.equal(errors[0].code, "Corrupt");
+});
+
+test("open tolerates surrounding spaces and keys the handle by the canonical URL", async () => {
+  const fake = fakeCoreClass();
+  const repo = await openRepo(fake.Core);
+  const doc = await repo.create({});
+  assert.equal(await repo.open(`  ${doc.url}\n`), doc);
+});

@@ -1,0 +1,178 @@
+// Test harness: the real relay binary as a child process, a static server for
+// the test page and the built npm package, and headless Chromium.
+import { spawn } from "node:child_process";
+import { createReadStream, existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import { dirname, extname, join, normalize, resolve, sep } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const siteDir = join(repoRoot, "tests", "e2e", "site");
+const npmDist = join(repoRoot, "npm", "dist");
+
+/** Bounded waits used by the tests (ms). Generous: CI machines are small. */
+export const TIMEOUT = { start: 30_000, sync: 60_000, offline: 30_000 };
+
+export const relayBin = resolve(repoRoot, process.env.SYNCLINE_RELAY_BIN ?? join("target", "release", "syncline-relay"));
+
+/** Fails with what to do when the built artifacts are missing. */
+export function requireBuilt({ demo = false } = {}) {
+  const missing = [];
+  if (!existsSync(relayBin)) missing.push(relayBin);
+  const wasm = join(npmDist, "wasm", "syncline_wasm_bg.wasm");
+  if (!existsSync(join(npmDist, "index.js")) || !existsSync(wasm)) missing.push(join(npmDist, "index.js"), wasm);
+  if (demo && !existsSync(join(repoRoot, "demo-app", "dist", "index.html"))) {
+    missing.push(join(repoRoot, "demo-app", "dist", "index.html"));
+  }
+  if (missing.length > 0) {
+    throw new Error(
+      `end-to-end tests need built artifacts, missing:\n  ${missing.join("\n  ")}\n` +
+        "Run `cargo xtask build` (relay, wasm, npm package" + (demo ? ", demo" : "") + ") first.",
+    );
+  }
+}
+
+export function freshDir(prefix) {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/**
+ * Starts the relay: `--listen 127.0.0.1:<port|0> --data <dir> [--serve <dir>]`.
+ * Resolves once it printed `syncline-relay listening on 127.0.0.1:PORT`.
+ */
+export function startRelay({ dataDir, port = 0, serve } = {}) {
+  const args = ["--listen", `127.0.0.1:${port}`, "--data", dataDir];
+  if (serve) args.push("--serve", serve);
+  const child = spawn(relayBin, args, { stdio: ["ignore", "pipe", "pipe"], env: { RUST_LOG: "info", ...process.env } });
+  const log = [];
+  const keep = (line) => {
+    log.push(line);
+    if (log.length > 200) log.shift();
+    if (process.env.SYNCLINE_E2E_VERBOSE) console.error(`[relay] ${line}`);
+  };
+  createInterface({ input: child.stderr }).on("line", keep);
+  const exited = new Promise((resolveExit) => child.once("exit", (code, signal) => resolveExit({ code, signal })));
+
+  return new Promise((resolveStart, rejectStart) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      rejectStart(new Error(`relay did not report its port within ${TIMEOUT.start} ms\n${log.join("\n")}`));
+    }, TIMEOUT.start);
+    child.once("error", (error) => {
+      clearTimeout(timer);
+      rejectStart(new Error(`could not start ${relayBin}: ${error.message}`));
+    });
+    exited.then(({ code, signal }) => {
+      clearTimeout(timer);
+      rejectStart(new Error(`relay exited early (code ${code}, signal ${signal}):\n${log.join("\n")}`));
+    });
+    createInterface({ input: child.stdout }).on("line", (line) => {
+      keep(line);
+      const match = /syncline-relay listening on 127\.0\.0\.1:(\d+)/.exec(line);
+      if (!match) return;
+      clearTimeout(timer);
+      const actualPort = Number(match[1]);
+      resolveStart({
+        port: actualPort,
+        dataDir,
+        httpUrl: `http://127.0.0.1:${actualPort}`,
+        wsUrl: `ws://127.0.0.1:${actualPort}`,
+        log,
+        get running() {
+          return child.exitCode === null && child.signalCode === null;
+        },
+        /** SIGKILL: no graceful shutdown, like a crash. Resolves once the process is gone. */
+        async kill() {
+          if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+          await exited;
+        },
+      });
+    });
+  });
+}
+
+const MIME = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".mjs": "text/javascript; charset=utf-8",
+  ".wasm": "application/wasm",
+  ".json": "application/json",
+  ".map": "application/json",
+  ".css": "text/css; charset=utf-8",
+  ".ts": "text/plain; charset=utf-8",
+};
+
+/** Serves tests/e2e/site/ at `/` and npm/dist/ at `/dist/`. */
+export function startStaticServer() {
+  const server = createServer((req, res) => {
+    const path = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname);
+    const [base, rel] = path.startsWith("/dist/") ? [npmDist, path.slice("/dist/".length)] : [siteDir, path.slice(1) || "index.html"];
+    const file = normalize(join(base, rel));
+    if (!file.startsWith(base + sep) || !existsSync(file) || !statSync(file).isFile()) {
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found");
+      return;
+    }
+    res.writeHead(200, {
+      "content-type": MIME[extname(file)] ?? "application/octet-stream",
+      "cache-control": "no-store",
+    });
+    createReadStream(file).pipe(res);
+  });
+  return new Promise((resolveListen, rejectListen) => {
+    server.once("error", rejectListen);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      resolveListen({
+        url: `http://127.0.0.1:${port}`,
+        close: () =>
+          new Promise((done) => {
+            server.closeAllConnections();
+            server.close(() => done());
+          }),
+      });
+    });
+  });
+}
+
+export function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.SYNCLINE_CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    args: [
+      "--headless=new",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-dev-shm-usage",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--disable-quic",
+      "--no-first-run",
+    ],
+  });
+}
+
+/**
+ * A page in a fresh browser context (its own IndexedDB). Page errors and
+ * console errors are echoed, prefixed with `name`.
+ */
+export async function newPage(browser, name) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.on("pageerror", (error) => console.error(`[${name}] page error: ${error.message}`));
+  page.on("console", (message) => {
+    // Failed reconnects while a test holds the relay down are expected noise.
+    const expected = /^WebSocket connection to .* failed/.test(message.text());
+    if ((message.type() === "error" && !expected) || process.env.SYNCLINE_E2E_VERBOSE) {
+      console.error(`[${name}] console.${message.type()}: ${message.text()}`);
+    }
+  });
+  return { context, page };
+}
+
+export function removeDir(dir) {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+}
