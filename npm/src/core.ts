@@ -26,23 +26,19 @@ export interface CoreApi {
   close(): void;
 }
 
-/** The engine as the glue exports it: doc opening is `openDoc` (or `open` in the first contract). */
-export type RawCore = Omit<CoreApi, "openDoc"> & {
-  openDoc?: (url: string) => boolean;
-  open?: (url: string) => boolean;
-};
+/** The engine as the glue exports it. */
+export type RawCore = CoreApi;
 
 export interface CoreStatic {
-  open(name: string, relay: string | undefined, onEvent: (event: CoreEvent) => void): Promise<RawCore>;
+  /** Opens the local database `name`, encrypted with the 32-byte `key`. */
+  open(name: string, relay: string | undefined, onEvent: (event: CoreEvent) => void, key: Uint8Array): Promise<RawCore>;
 }
 
 /** A plain delegate over the glue's object, so the rest of the code sees exactly `CoreApi`. */
 export function adaptCore(raw: RawCore): CoreApi {
-  const openDoc = typeof raw.openDoc === "function" ? raw.openDoc : raw.open;
-  if (typeof openDoc !== "function") throw new TypeError("the wasm Core has no openDoc method");
   return {
     create: (initial) => raw.create(initial),
-    openDoc: (url) => openDoc.call(raw, url),
+    openDoc: (url) => raw.openDoc(url),
     value: (url) => raw.value(url),
     change: (url, ops, message) => (message === undefined ? raw.change(url, ops) : raw.change(url, ops, message)),
     flush: () => raw.flush(),

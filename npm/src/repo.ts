@@ -1,10 +1,11 @@
 import { adaptCore, type CoreApi, type CoreEvent, type CoreStatic } from "./core.js";
+import { type KeyOptions, storageKey } from "./keys.js";
 import { Handle, type DocHandle, type DocHost, type Unsubscribe } from "./doc-handle.js";
 import { toJson } from "./draft.js";
 import { SynclineError, toSynclineError } from "./errors.js";
 import type { JsonObject, Op, Status } from "./types.js";
 
-export interface RepoOptions {
+export interface RepoOptions extends KeyOptions {
   /** WebSocket URL of the relay (`ws://…` or `wss://…`). Without it the repo works offline, and between tabs. */
   relay?: string;
   /** Name of the local database; repos with different names keep separate data. Default "default". */
@@ -309,10 +310,16 @@ export async function openRepo(Core: CoreStatic, options: RepoOptions = {}): Pro
   const early: CoreEvent[] = [];
   let core: CoreApi;
   try {
-    const raw = await Core.open(name, options.relay, (event) => {
-      if (repo) repo.receive(event);
-      else early.push(event);
-    });
+    const key = await storageKey(name, options);
+    const raw = await Core.open(
+      name,
+      options.relay,
+      (event) => {
+        if (repo) repo.receive(event);
+        else early.push(event);
+      },
+      key,
+    );
     core = adaptCore(raw);
   } catch (error) {
     throw toSynclineError(error);

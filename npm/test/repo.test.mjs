@@ -5,6 +5,8 @@ import { openRepo } from "../.test-build/repo.js";
 import { SynclineError } from "../.test-build/errors.js";
 
 /** A fake Core: applies ops to plain JSON; `remote()` simulates the relay. */
+const KEY = new Uint8Array(32).fill(7);
+
 function fakeCoreClass({ openName = "openDoc" } = {}) {
   const state = { docs: new Map(), calls: [], onEvent: null, status: { connection: "open", pending: 0, lastSyncedAt: null }, next: 1 };
   const inCore = { depth: 0 };
@@ -68,9 +70,10 @@ function fakeCoreClass({ openName = "openDoc" } = {}) {
       emit({ type: "changed", url, value: structuredClone(doc) });
     },
     Core: {
-      async open(name, relay, onEvent) {
+      async open(name, relay, onEvent, key) {
         state.name = name;
         state.relay = relay;
+        state.key = key;
         state.onEvent = (e) => {
           // Any call back into the core while an event is delivered would be re-entrant.
           inCore.depth++;
@@ -91,7 +94,7 @@ const tick = () => new Promise((resolve) => setImmediate(resolve));
 
 test("create, change, subscribe: one core call per change, subscribers after it", async () => {
   const fake = fakeCoreClass();
-  const repo = await openRepo(fake.Core, { relay: "ws://127.0.0.1:1" });
+  const repo = await openRepo(fake.Core, { relay: "ws://127.0.0.1:1", key: KEY });
   assert.equal(fake.state.name, "default");
   assert.equal(fake.state.relay, "ws://127.0.0.1:1");
   const doc = await repo.create({ items: [] });
@@ -134,7 +137,7 @@ test("create, change, subscribe: one core call per change, subscribers after it"
 
 test("unchanged subtrees keep identity across changes", async () => {
   const fake = fakeCoreClass();
-  const repo = await openRepo(fake.Core);
+  const repo = await openRepo(fake.Core, { key: KEY });
   const doc = await repo.create({ a: { list: [1, 2] }, b: { x: 1 } });
   const before = doc.value;
   doc.change((d) => {
@@ -147,7 +150,7 @@ test("unchanged subtrees keep identity across changes", async () => {
 
 test("remote changes update the value and notify, outside any core call", async () => {
   const fake = fakeCoreClass();
-  const repo = await openRepo(fake.Core);
+  const repo = await openRepo(fake.Core, { key: KEY });
   const doc = await repo.create({ items: [] });
   const seen = [];
   doc.subscribe((v) => seen.push(v));
@@ -159,7 +162,7 @@ test("remote changes update the value and notify, outside any core call", async 
 
 test("a remote snapshot superseded by a local change is not applied", async () => {
   const fake = fakeCoreClass();
-  const repo = await openRepo(fake.Core);
+  const repo = await openRepo(fake.Core, { key: KEY });
   const doc = await repo.create({ items: [] });
   fake.remote(doc.url, (d) => d.items.push("r"));
   // Before the event is delivered, a local change returns a newer value.
@@ -172,7 +175,7 @@ test("a remote snapshot superseded by a local change is not applied", async () =
 
 test("open: local data resolves at once; otherwise on caughtUp or a change", async () => {
   const fake = fakeCoreClass();
-  const repo = await openRepo(fake.Core);
+  const repo = await openRepo(fake.Core, { key: KEY });
   const doc = await repo.create({ n: 1 });
   assert.equal(await repo.open(doc.url), doc, "the same handle");
 
@@ -198,7 +201,7 @@ test("open: local data resolves at once; otherwise on caughtUp or a change", asy
 
 test("errors are SynclineErrors with the core's code", async () => {
   const fake = fakeCoreClass();
-  const repo = await openRepo(fake.Core);
+  const repo = await openRepo(fake.Core, { key: KEY });
   await assert.rejects(repo.open("http://nope"), (e) => e instanceof SynclineError && e.code === "BadUrl");
   const doc = await repo.create({});
   fake.state.docs.delete(doc.url);
@@ -206,12 +209,12 @@ test("errors are SynclineErrors with the core's code", async () => {
     () => doc.change((d) => { d.x = 1; }),
     (e) => e instanceof SynclineError && e.code === "DocNotFound" && e.cause instanceof Error,
   );
-  await assert.rejects(openRepo(fake.Core, { relay: "http://x" }), (e) => e.code === "BadOption");
+  await assert.rejects(openRepo(fake.Core, { relay: "http://x", key: KEY }), (e) => e.code === "BadOption");
 });
 
 test("status events reach listeners; close rejects pending opens and ends changes", async () => {
   const fake = fakeCoreClass();
-  const repo = await openRepo(fake.Core);
+  const repo = await openRepo(fake.Core, { key: KEY });
   assert.deepEqual(repo.status, { connection: "open", pending: 0, lastSyncedAt: null });
   const statuses = [];
   const off = repo.on("status", (s) => statuses.push(s.connection));
@@ -234,7 +237,7 @@ test("status events reach listeners; close rejects pending opens and ends change
 
 test("repo.status is the same frozen object until something changes", async () => {
   const fake = fakeCoreClass();
-  const repo = await openRepo(fake.Core);
+  const repo = await openRepo(fake.Core, { key: KEY });
   const first = repo.status;
   assert.ok(Object.isFrozen(first));
   assert.equal(repo.status, first);
@@ -244,26 +247,16 @@ test("repo.status is the same frozen object until something changes", async () =
   assert.equal(repo.status, repo.status);
 });
 
-test("a core whose doc-opening method is named `open` (the first contract) works too", async () => {
-  const fake = fakeCoreClass({ openName: "open" });
-  const repo = await openRepo(fake.Core);
-  const doc = await repo.create({ n: 1 });
-  const pending = repo.open("syncline:other");
-  fake.remote("syncline:other", (d) => (d.n = 2));
-  assert.deepEqual((await pending).value, { n: 2 });
-  assert.equal(await repo.open(doc.url), doc);
-});
-
 test("background errors reach `error` listeners as SynclineErrors, early ones included", async () => {
   const fake = fakeCoreClass();
   const open = fake.Core.open;
-  fake.Core.open = async (name, relay, onEvent) => {
-    const core = await open(name, relay, onEvent);
+  fake.Core.open = async (name, relay, onEvent, key) => {
+    const core = await open(name, relay, onEvent, key);
     // Emitted while Core.open is still running, before the repo exists.
     onEvent({ type: "error", error: Object.assign(new Error("skipped a record"), { code: "Corrupt" }) });
     return core;
   };
-  const repo = await openRepo(fake.Core);
+  const repo = await openRepo(fake.Core, { key: KEY });
   const errors = [];
   repo.on("error", (e) => errors.push(e));
   // Ordering, not sleeping: this timer runs after the one the repo queued.
@@ -275,7 +268,16 @@ test("background errors reach `error` listeners as SynclineErrors, early ones in
 
 test("open tolerates surrounding spaces and keys the handle by the canonical URL", async () => {
   const fake = fakeCoreClass();
-  const repo = await openRepo(fake.Core);
+  const repo = await openRepo(fake.Core, { key: KEY });
   const doc = await repo.create({});
   assert.equal(await repo.open(`  ${doc.url}\n`), doc);
+});
+
+test("the storage key option is checked and handed to the engine", async () => {
+  const fake = fakeCoreClass();
+  await openRepo(fake.Core, { key: KEY });
+  assert.equal(fake.state.key, KEY);
+  await assert.rejects(openRepo(fake.Core, { key: new Uint8Array(16) }), (e) => e.code === "BadKey");
+  await assert.rejects(openRepo(fake.Core, { key: KEY, passphrase: "x" }), (e) => e.code === "BadOption");
+  await assert.rejects(openRepo(fake.Core, { passphrase: "" }), (e) => e.code === "BadOption");
 });

@@ -20,7 +20,7 @@ use sha2::Sha256;
 use syncline_protocol::{DeltaId, DocId};
 
 const SEAL_VERSION: u8 = 1;
-const NONCE_BYTES: usize = 12;
+pub const NONCE_BYTES: usize = 12;
 
 /// A document's symmetric key.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -44,47 +44,14 @@ pub enum SealError {
 }
 
 impl DocKey {
-    fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(&Key::<Aes256Gcm>::from(self.0))
-    }
-
     /// Seals `plaintext` for `doc` with the caller's fresh random `nonce`.
     pub fn seal(&self, doc: &DocId, nonce: [u8; NONCE_BYTES], plaintext: &[u8]) -> Vec<u8> {
-        let payload = Payload {
-            msg: plaintext,
-            aad: &doc.0,
-        };
-        // Encryption with a valid key and nonce only fails for messages
-        // beyond GCM's 64 GiB limit, far past any frame bound.
-        let ciphertext = self
-            .cipher()
-            .encrypt(&Nonce::<Aes256Gcm>::from(nonce), payload)
-            .unwrap_or_default();
-        let mut out = Vec::with_capacity(1 + NONCE_BYTES + ciphertext.len());
-        out.push(SEAL_VERSION);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ciphertext);
-        out
+        seal(&self.0, nonce, &doc.0, plaintext)
     }
 
     /// Opens a sealed delta of `doc`.
     pub fn open(&self, doc: &DocId, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
-        let (&version, rest) = sealed.split_first().ok_or(SealError::Truncated)?;
-        if version != SEAL_VERSION {
-            return Err(SealError::UnknownVersion(version));
-        }
-        if rest.len() < NONCE_BYTES + 16 {
-            return Err(SealError::Truncated);
-        }
-        let (nonce, ciphertext) = rest.split_at(NONCE_BYTES);
-        let nonce: [u8; NONCE_BYTES] = nonce.try_into().map_err(|_| SealError::Truncated)?;
-        let payload = Payload {
-            msg: ciphertext,
-            aad: &doc.0,
-        };
-        self.cipher()
-            .decrypt(&Nonce::<Aes256Gcm>::from(nonce), payload)
-            .map_err(|_| SealError::Decrypt)
+        open(&self.0, &doc.0, sealed)
     }
 
     /// The id of a delta with this plaintext.
@@ -94,6 +61,50 @@ impl DocKey {
         mac.update(plaintext);
         DeltaId(mac.finalize().into_bytes().into())
     }
+}
+
+/// Seals `plaintext` under `key` (AES-256-GCM) with the caller's fresh
+/// random `nonce`, binding `aad`: `version ‖ nonce ‖ ciphertext+tag`. Also
+/// used by hosts to encrypt records at rest.
+pub fn seal(key: &[u8; 32], nonce: [u8; NONCE_BYTES], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    let payload = Payload {
+        msg: plaintext,
+        aad,
+    };
+    // Encryption with a valid key and nonce only fails for messages beyond
+    // GCM's 64 GiB limit, far past any frame or record bound.
+    let ciphertext = cipher(key)
+        .encrypt(&Nonce::<Aes256Gcm>::from(nonce), payload)
+        .unwrap_or_default();
+    let mut out = Vec::with_capacity(1 + NONCE_BYTES + ciphertext.len());
+    out.push(SEAL_VERSION);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ciphertext);
+    out
+}
+
+/// Opens what [`seal`] made with the same key and `aad`.
+pub fn open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+    let (&version, rest) = sealed.split_first().ok_or(SealError::Truncated)?;
+    if version != SEAL_VERSION {
+        return Err(SealError::UnknownVersion(version));
+    }
+    if rest.len() < NONCE_BYTES + 16 {
+        return Err(SealError::Truncated);
+    }
+    let (nonce, ciphertext) = rest.split_at(NONCE_BYTES);
+    let nonce: [u8; NONCE_BYTES] = nonce.try_into().map_err(|_| SealError::Truncated)?;
+    let payload = Payload {
+        msg: ciphertext,
+        aad,
+    };
+    cipher(key)
+        .decrypt(&Nonce::<Aes256Gcm>::from(nonce), payload)
+        .map_err(|_| SealError::Decrypt)
+}
+
+fn cipher(key: &[u8; 32]) -> Aes256Gcm {
+    Aes256Gcm::new(&Key::<Aes256Gcm>::from(*key))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use syncline_core::{DocUrl, Engine};
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{initial_from_js, ops_from_js, to_js};
-use crate::errors::engine_error;
+use crate::errors::{engine_error, js_error};
 use crate::host::{self, Host, HostRef, now_ms, random_bytes};
 use crate::storage::Storage;
 
@@ -20,18 +20,24 @@ pub struct Core {
 
 #[wasm_bindgen]
 impl Core {
-    /// Opens (creating if needed) the local database for `name`, loads
-    /// every document from it, and connects to `relay` if given.
+    /// Opens (creating if needed) the local database for `name`, encrypted
+    /// with `key` (32 bytes), loads every document from it, and connects to
+    /// `relay` if given. A wrong key fails with code `WrongKey`.
     /// `on_event` receives `{type: "changed" | "caughtUp" | "status" | "error", ...}`
     /// objects, always from a fresh task, never from inside a `Core` call.
     pub async fn open(
         name: String,
         relay: Option<String>,
         on_event: js_sys::Function,
+        key: &[u8],
     ) -> Result<Core, JsValue> {
-        let storage = Storage::open(&name).await.map_err(|e| e.to_js())?;
-        let records = storage.load_all().await.map_err(|e| e.to_js())?;
-        let (engine, problems) = Engine::load(random_bytes(), records);
+        let key: [u8; 32] = key
+            .try_into()
+            .map_err(|_| js_error("BadKey", "the storage key must be exactly 32 bytes"))?;
+        let storage = Storage::open(&name, key).await.map_err(|e| e.to_js())?;
+        let (records, mut problems) = storage.load_all().await.map_err(|e| e.to_js())?;
+        let (engine, load_problems) = Engine::load(random_bytes(), records);
+        problems.extend(load_problems);
         let host = Host::new(engine, storage, relay, on_event.clone());
         for problem in problems {
             // Reported, not fatal: the rest of the log loaded.

@@ -28,10 +28,35 @@ pub enum StorageError {
     Read(String),
     #[error("could not write the local database: {0}")]
     Write(String),
+    #[error(
+        "the browser's storage quota is exhausted: nothing new was saved (what was saved before is intact). Free space, or ask the user to allow more storage"
+    )]
+    QuotaExceeded,
+    #[error(
+        "this local database was written with another key: pass the key (or passphrase) it was created with"
+    )]
+    WrongKey,
 }
 
 impl StorageError {
+    /// A write failure, recognising quota exhaustion.
+    pub fn write(reason: String) -> StorageError {
+        if reason.contains("QuotaExceeded") {
+            StorageError::QuotaExceeded
+        } else {
+            StorageError::Write(reason)
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            StorageError::QuotaExceeded => "QuotaExceeded",
+            StorageError::WrongKey => "WrongKey",
+            StorageError::Open { .. } | StorageError::Read(_) | StorageError::Write(_) => "Storage",
+        }
+    }
+
     pub fn to_js(&self) -> JsValue {
-        js_error("Storage", &self.to_string())
+        js_error(self.code(), &self.to_string())
     }
 }

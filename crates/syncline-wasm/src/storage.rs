@@ -1,21 +1,41 @@
-//! The replica's event log in IndexedDB, through rexie.
+//! The replica's event log in IndexedDB, through rexie, encrypted at rest.
 //!
 //! One database per repo name (`syncline:<name>`), one object store per
 //! [`syncline_core::Store`], values as `Uint8Array`s under string keys. The
 //! engine's batches are written in order inside a single read-write
 //! transaction, which IndexedDB commits atomically.
+//!
+//! Every value is sealed with AES-256-GCM under the repo's storage key, with
+//! a fresh random nonce and the store name and record key as associated
+//! data, so a record moved to another key or store fails to open. A
+//! key-check record (`meta/keycheck`) is opened first: a wrong key fails
+//! with `WrongKey` before any other record is read or written. A record that
+//! fails to open is reported as `Corrupt` and skipped; the rest loads.
 
 use js_sys::Uint8Array;
 use rexie::{ObjectStore, Rexie, TransactionMode};
 use syncline_core::{Batch, Store};
 use wasm_bindgen::{JsCast, JsValue};
 
+use syncline_core::EngineError;
+use syncline_core::seal::{self, NONCE_BYTES};
+
 use crate::errors::StorageError;
+use crate::host::random_bytes;
 
 const DB_VERSION: u32 = 2; // 2: adds the snapshots store
 
+/// Where the key-check record lives; the engine never uses this key.
+const KEYCHECK: (Store, &str) = (Store::Meta, "keycheck");
+const KEYCHECK_PLAINTEXT: &[u8] = b"syncline storage key check v1";
+
 pub struct Storage {
     db: Rexie,
+    key: [u8; 32],
+}
+
+fn aad(store: Store, key: &str) -> Vec<u8> {
+    format!("syncline-record\0{}\0{key}", store.name()).into_bytes()
 }
 
 fn store_names() -> Vec<&'static str> {
@@ -23,7 +43,9 @@ fn store_names() -> Vec<&'static str> {
 }
 
 impl Storage {
-    pub async fn open(name: &str) -> Result<Storage, StorageError> {
+    /// Opens (creating if needed) the database for `name` and checks that
+    /// `key` is the one its records were written with.
+    pub async fn open(name: &str, key: [u8; 32]) -> Result<Storage, StorageError> {
         let db_name = format!("syncline:{name}");
         let mut builder = Rexie::builder(&db_name).version(DB_VERSION);
         for store in store_names() {
@@ -33,17 +55,65 @@ impl Storage {
             name: db_name,
             reason: format!("{e:?}"),
         })?;
-        Ok(Storage { db })
+        let storage = Storage { db, key };
+        storage.check_key().await?;
+        Ok(storage)
     }
 
-    /// Every record of every store.
-    pub async fn load_all(&self) -> Result<Vec<(Store, String, Vec<u8>)>, StorageError> {
+    async fn check_key(&self) -> Result<(), StorageError> {
+        let read = |e: rexie::Error| StorageError::Read(format!("{e:?}"));
+        let tx = self
+            .db
+            .transaction(&[KEYCHECK.0.name()], TransactionMode::ReadOnly)
+            .map_err(read)?;
+        let stored = tx
+            .store(KEYCHECK.0.name())
+            .map_err(read)?
+            .get(JsValue::from_str(KEYCHECK.1))
+            .await
+            .map_err(read)?;
+        tx.done().await.map_err(read)?;
+        match stored.and_then(|v| v.dyn_into::<Uint8Array>().ok()) {
+            Some(sealed) => match self.open_value(KEYCHECK.0, KEYCHECK.1, &sealed.to_vec()) {
+                Ok(plain) if plain == KEYCHECK_PLAINTEXT => Ok(()),
+                _ => Err(StorageError::WrongKey),
+            },
+            None => {
+                let mut batch = Batch::default();
+                batch
+                    .puts
+                    .push((KEYCHECK.0, KEYCHECK.1.into(), KEYCHECK_PLAINTEXT.to_vec()));
+                self.write(&[batch]).await
+            }
+        }
+    }
+
+    fn seal_value(&self, store: Store, key: &str, plain: &[u8]) -> Vec<u8> {
+        let nonce: [u8; NONCE_BYTES] = random_bytes();
+        seal::seal(&self.key, nonce, &aad(store, key), plain)
+    }
+
+    fn open_value(
+        &self,
+        store: Store,
+        key: &str,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, seal::SealError> {
+        seal::open(&self.key, &aad(store, key), sealed)
+    }
+
+    /// Every record of every store, decrypted, and the records that could
+    /// not be (reported as `Corrupt`, skipped).
+    pub async fn load_all(
+        &self,
+    ) -> Result<(Vec<(Store, String, Vec<u8>)>, Vec<EngineError>), StorageError> {
         let read = |e: rexie::Error| StorageError::Read(format!("{e:?}"));
         let tx = self
             .db
             .transaction(&store_names(), TransactionMode::ReadOnly)
             .map_err(read)?;
         let mut records = Vec::new();
+        let mut problems = Vec::new();
         for store in Store::ALL {
             let rows = tx
                 .store(store.name())
@@ -53,27 +123,38 @@ impl Storage {
                 .map_err(read)?;
             for (key, value) in rows {
                 let key = key.as_string().unwrap_or_default();
-                let bytes = value
+                if (store, key.as_str()) == KEYCHECK {
+                    continue;
+                }
+                let sealed = value
                     .dyn_into::<Uint8Array>()
                     .map(|a| a.to_vec())
                     .unwrap_or_default();
-                records.push((store, key, bytes));
+                match self.open_value(store, &key, &sealed) {
+                    Ok(plain) => records.push((store, key, plain)),
+                    Err(e) => problems.push(EngineError::Corrupt {
+                        store: store.name(),
+                        key,
+                        reason: format!("{e} (tampered with, or damaged on disk)"),
+                    }),
+                }
             }
         }
         tx.done().await.map_err(read)?;
-        Ok(records)
+        Ok((records, problems))
     }
 
     /// Writes `batches` in order, in one transaction; returns once it commits.
     pub async fn write(&self, batches: &[Batch]) -> Result<(), StorageError> {
-        let write = |e: rexie::Error| StorageError::Write(format!("{e:?}"));
+        let write = |e: rexie::Error| StorageError::write(format!("{e:?}"));
         let tx = self
             .db
             .transaction(&store_names(), TransactionMode::ReadWrite)
             .map_err(write)?;
         for batch in batches {
             for (store, key, value) in &batch.puts {
-                let value: JsValue = Uint8Array::from(value.as_slice()).into();
+                let sealed = self.seal_value(*store, key, value);
+                let value: JsValue = Uint8Array::from(sealed.as_slice()).into();
                 tx.store(store.name())
                     .map_err(write)?
                     .put(&value, Some(&JsValue::from_str(key)))
