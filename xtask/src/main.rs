@@ -4,8 +4,8 @@
 //!   relay on 127.0.0.1:8787.
 //! - `test`: install what is missing, build, run every test layer, and end
 //!   with one line `N passed, M failed`.
-//! - `build`: leave `target/release/syncline-relay` and the npm package in
-//!   `npm/dist/`.
+//! - `build`: leave `target/release/syncline-relay`, the `syncline` CLI in
+//!   `target/release/syncline`, and the npm package in `npm/dist/`.
 //! - `install`: only the idempotent installs.
 //!
 //! Everything is plain `std::process::Command`s, so what each step runs is

@@ -7,10 +7,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
-use syncline_protocol::MAX_DELTAS_PER_FRAME;
+use clap::{Args, Parser, Subcommand};
+use syncline_protocol::{MAX_DELTAS_PER_FRAME, MAX_FRAME_BYTES};
 
+use crate::auth::{Rights, Secret};
 use crate::hub::HubLimits;
+use crate::limits::ConnLimits;
 use crate::store::PageLimits;
 
 /// The relay of Syncline: stores and forwards sealed deltas in durable
@@ -19,13 +21,76 @@ use crate::store::PageLimits;
 /// On start it prints exactly one line on stdout,
 /// `syncline-relay listening on HOST:PORT`, with the address it really bound
 /// (useful with port 0). Logs go to stderr; set RUST_LOG to filter them
-/// (default: info).
+/// (default: info). `GET /healthz` answers "ok"; `GET /metrics` gives
+/// Prometheus metrics. SIGTERM or Ctrl-C stops it gracefully.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "syncline-relay", version)]
+#[command(
+    name = "syncline-relay",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 pub struct Cli {
+    /// A task other than serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// How to serve (when no subcommand is given).
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Tasks besides serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Print one access token for a document, signed with the relay's
+    /// secret: `sl1.<doc>.<read|write>.<expiry>.<signature>`.
+    Token(TokenArgs),
+}
+
+/// `syncline-relay token`'s flags.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The relay's secret (the same as its --auth-secret).
+    #[arg(
+        long,
+        env = "SYNCLINE_AUTH_SECRET",
+        hide_env_values = true,
+        value_name = "S"
+    )]
+    pub secret: String,
+
+    /// The document: its URL (`syncline:<id>`, anything after `#` is
+    /// ignored) or its bare base58 id.
+    #[arg(long, value_name = "DOC_URL_OR_ID")]
+    pub doc: String,
+
+    /// `read` (subscribe, presence) or `write` (also push and snapshot).
+    #[arg(long, value_parser = ["read", "write"])]
+    pub rights: String,
+
+    /// How long the token is valid: 90s, 30m, 1h, 7d (a bare number is
+    /// seconds).
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub ttl: String,
+}
+
+impl TokenArgs {
+    /// The rights asked for.
+    pub fn rights(&self) -> Rights {
+        if self.rights == "write" {
+            Rights::Write
+        } else {
+            Rights::Read
+        }
+    }
+}
+
+/// Flags of the relay server.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
     /// Address to listen on. Port 0 picks a free port. WebSocket clients
-    /// connect to `ws://ADDR/` or `ws://ADDR/sync`; `GET /healthz` answers
-    /// "ok".
+    /// connect to `ws://ADDR/` or `ws://ADDR/sync`.
     #[arg(
         long,
         env = "SYNCLINE_LISTEN",
@@ -36,13 +101,25 @@ pub struct Cli {
 
     /// Directory of the relay's database (created if missing). Keep it: it
     /// holds every document's log and the relay's epoch.
-    #[arg(long, env = "SYNCLINE_DATA", value_name = "DIR")]
-    pub data: PathBuf,
+    #[arg(long, env = "SYNCLINE_DATA", value_name = "DIR", required = true)]
+    pub data: Option<PathBuf>,
 
     /// Also serve the static files of DIR over plain HTTP (`GET /` gives
     /// DIR/index.html), e.g. a demo app.
     #[arg(long, env = "SYNCLINE_SERVE", value_name = "DIR")]
     pub serve: Option<PathBuf>,
+
+    /// Require signed access tokens, verified with this secret (use 32+
+    /// random bytes; prefer the environment variable to the flag, which
+    /// other users can see in the process list). Without it the relay runs
+    /// in OPEN mode: anyone who can connect reads and writes every document.
+    #[arg(
+        long,
+        env = "SYNCLINE_AUTH_SECRET",
+        hide_env_values = true,
+        value_name = "S"
+    )]
+    pub auth_secret: Option<String>,
 
     /// Frames queued per connection before a slow reader is disconnected.
     #[arg(
@@ -71,19 +148,83 @@ pub struct Cli {
         default_value_t = 1024 * 1024
     )]
     pub page_max_bytes: usize,
+
+    /// Largest WebSocket message accepted (1024 up to 16 MiB); a larger one
+    /// ends the connection with Error{LimitExceeded} and close code 1009.
+    #[arg(
+        long,
+        env = "SYNCLINE_MAX_FRAME_BYTES",
+        value_name = "BYTES",
+        default_value_t = MAX_FRAME_BYTES
+    )]
+    pub max_frame_bytes: usize,
+
+    /// Most documents one connection may subscribe to at once; one more is
+    /// refused with DocError{LimitExceeded}.
+    #[arg(
+        long,
+        env = "SYNCLINE_MAX_SUBSCRIPTIONS",
+        value_name = "N",
+        default_value_t = 1000
+    )]
+    pub max_subscriptions: usize,
+
+    /// Largest presence message, in bytes; a larger one is refused with
+    /// DocError{LimitExceeded}.
+    #[arg(
+        long,
+        env = "SYNCLINE_MAX_PRESENCE_BYTES",
+        value_name = "BYTES",
+        default_value_t = 16 * 1024
+    )]
+    pub max_presence_bytes: usize,
+
+    /// Frames per second one connection may send, sustained (bursts of
+    /// twice that); beyond it the connection ends with
+    /// Error{LimitExceeded} and close code 1013. 0: unlimited.
+    #[arg(
+        long,
+        env = "SYNCLINE_RATE_FRAMES",
+        value_name = "N",
+        default_value_t = 1000
+    )]
+    pub rate_frames: u32,
+
+    /// Bytes per second one connection may send, sustained (bursts of
+    /// twice that, or of one largest frame); beyond it, as --rate-frames.
+    /// 0: unlimited.
+    #[arg(
+        long,
+        env = "SYNCLINE_RATE_BYTES",
+        value_name = "BYTES",
+        default_value_t = 32 * 1024 * 1024
+    )]
+    pub rate_bytes: u64,
 }
 
-impl Cli {
-    /// The configuration these flags describe.
-    pub fn config(&self) -> Config {
-        let mut config = Config::new(self.data.clone());
+impl ServeArgs {
+    /// The configuration these flags describe. `Err` names a bad flag.
+    pub fn config(&self) -> Result<Config, crate::auth::TokenError> {
+        let data = self.data.clone().unwrap_or_default();
+        let mut config = Config::new(data);
         config.serve_dir = self.serve.clone();
         config.queue_capacity = self.queue_capacity;
         config.page = PageLimits {
             max_items: self.page_max_items,
             max_bytes: self.page_max_bytes,
         };
-        config.normalized()
+        config.limits = ConnLimits {
+            max_frame_bytes: self.max_frame_bytes,
+            max_subscriptions: self.max_subscriptions,
+            max_presence_bytes: self.max_presence_bytes,
+            frames_per_sec: self.rate_frames,
+            bytes_per_sec: self.rate_bytes,
+        };
+        config.auth = match &self.auth_secret {
+            Some(secret) => Some(Secret::new(secret.as_bytes())?),
+            None => None,
+        };
+        Ok(config.normalized())
     }
 }
 
@@ -100,12 +241,16 @@ pub struct Config {
     pub page: PageLimits,
     /// Most deltas held for one subscriber while it catches up.
     pub max_pending: usize,
-    /// How long shutdown waits for connections to close.
+    /// How long shutdown waits for in-flight work and connections to close.
     pub shutdown_grace: Duration,
+    /// Per-connection limits.
+    pub limits: ConnLimits,
+    /// The token secret; `None` is open mode.
+    pub auth: Option<Secret>,
 }
 
 impl Config {
-    /// Defaults, with the database in `data_dir`.
+    /// Defaults, with the database in `data_dir`: open mode, default limits.
     pub fn new(data_dir: impl Into<PathBuf>) -> Config {
         Config {
             data_dir: data_dir.into(),
@@ -114,6 +259,8 @@ impl Config {
             page: PageLimits::default(),
             max_pending: HubLimits::default().max_pending,
             shutdown_grace: Duration::from_secs(5),
+            limits: ConnLimits::default(),
+            auth: None,
         }
     }
 
@@ -122,6 +269,7 @@ impl Config {
         self.queue_capacity = self.queue_capacity.max(1);
         self.page.max_items = self.page.max_items.clamp(1, MAX_DELTAS_PER_FRAME);
         self.page.max_bytes = self.page.max_bytes.max(1);
+        self.limits = self.limits.normalized();
         self
     }
 
@@ -152,10 +300,54 @@ mod tests {
             "100000",
             "--queue-capacity",
             "0",
+            "--max-frame-bytes",
+            "1",
+            "--auth-secret",
+            "s3cret",
         ]);
-        let config = cli.config();
+        assert!(cli.command.is_none());
+        let config = cli.serve.config().unwrap();
         assert_eq!(config.page.max_items, MAX_DELTAS_PER_FRAME);
         assert_eq!(config.queue_capacity, 1);
+        assert_eq!(config.limits.max_frame_bytes, 1024);
         assert_eq!(config.serve_dir, None);
+        assert_eq!(config.auth, Some(Secret::new("s3cret").unwrap()));
+    }
+
+    #[test]
+    fn the_token_subcommand_needs_no_data_dir() {
+        let cli = Cli::try_parse_from([
+            "syncline-relay",
+            "token",
+            "--secret",
+            "s",
+            "--doc",
+            "syncline:abc",
+            "--rights",
+            "write",
+        ])
+        .unwrap();
+        let Some(Command::Token(args)) = cli.command else {
+            panic!("expected the token subcommand");
+        };
+        assert_eq!(args.rights(), Rights::Write);
+        assert_eq!(args.ttl, "1h");
+        assert!(
+            Cli::try_parse_from(["syncline-relay", "--listen", "x"]).is_err(),
+            "serving needs --data"
+        );
+        assert!(
+            Cli::try_parse_from([
+                "syncline-relay",
+                "token",
+                "--secret",
+                "s",
+                "--doc",
+                "d",
+                "--rights",
+                "admin"
+            ])
+            .is_err()
+        );
     }
 }

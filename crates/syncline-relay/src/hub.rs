@@ -1,5 +1,5 @@
-//! The fan-out registry: who is subscribed to which document, and the rules
-//! that make live delivery gap-free and in order.
+//! The fan-out registry: who is subscribed to which document, the rules
+//! that make live delivery gap-free and in order, and presence.
 //!
 //! # The problem
 //!
@@ -14,12 +14,12 @@
 //!
 //! # The rules
 //!
-//! * **Commit and publish are one turn per document.** A pusher takes the
-//!   document's [`Turn`] (an async mutex per document), commits, publishes
-//!   to the hub, and only then releases the turn. So the hub sees each
-//!   document's deltas in sequence order, and a delta is in storage before
-//!   anyone hears of it. [`Hub::publish`] demands a `&Turn`, so the type
-//!   system enforces this.
+//! * **Publish from the commit, in commit order.** [`Hub::publish`] is
+//!   called by the store's commit path (the `on_commit` callback of
+//!   [`Store::append`](crate::store::Store::append)), after the commit and
+//!   in commit order per document — for SQLite, by its one writer thread.
+//!   So the hub sees each document's deltas in sequence order, and a delta
+//!   is in storage before anyone hears of it.
 //! * **Subscribe first, then read.** [`Hub::subscribe`] registers the
 //!   connection as *catching up* before the first storage read. From then
 //!   on, every published delta of the document is kept in the
@@ -32,15 +32,26 @@
 //!   the hub skips them too.
 //! * **Drain, then go live atomically.** After the last catch-up page, the
 //!   connection repeatedly takes the pending list with
-//!   [`Hub::take_pending`] and sends what it has not sent yet. When the list is empty, the same
-//!   locked call switches the subscription to *live*: later deltas go
-//!   straight into the connection's [`Outbox`]. Nothing can slip between
-//!   the last pending delta and the first live one.
+//!   [`Hub::take_pending`] and sends what it has not sent yet. When the
+//!   list is empty, the same locked call switches the subscription to
+//!   *live*: later deltas go straight into the connection's [`Outbox`].
+//!   Nothing can slip between the last pending delta and the first live one.
 //!
-//! Publishing never waits: it runs under the turn, and a slow subscriber
-//! must not stall the document for everyone. A live subscriber whose queue
-//! is full, or a catching-up one whose pending list passes its bound, is
+//! Publishing never waits: a slow subscriber must not stall the document
+//! (or the store's writer) for everyone. A live subscriber whose queue is
+//! full, or a catching-up one whose pending list passes its bound, is
 //! [kicked](Outbox::kick) and dropped from the document.
+//!
+//! # Presence
+//!
+//! Presence is ephemeral: the hub keeps each subscription's **latest**
+//! presence in memory only, as long as the subscription lives. An update is
+//! fanned out to the document's live subscribers; a subscriber going live
+//! gets everyone's current presence, in the same locked step (so it never
+//! sees an older presence after a newer one). When a subscription ends
+//! (unsubscribe, disconnect), the others get an empty presence from it:
+//! "gone". Presence is not worth a disconnect: to a full queue it is
+//! dropped (and counted), not forced.
 //!
 //! The hub is process-local. Several relays serving one document would feed
 //! it from a shared bus (a later issue); the rules above stay the same.
@@ -50,8 +61,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use axum::body::Bytes;
 use syncline_protocol::{DocId, RelayFrame, SequencedDelta, encode_relay};
-use tokio::sync::OwnedMutexGuard;
 
+use crate::metrics::Metrics;
 use crate::outbox::{ConnId, Outbox, TrySendError};
 use crate::store::PageLimits;
 
@@ -81,50 +92,29 @@ pub struct Hub {
 }
 
 struct Inner {
-    docs: Mutex<HashMap<DocId, DocState>>,
+    docs: Mutex<HashMap<DocId, HashMap<ConnId, Subscription>>>,
     limits: HubLimits,
+    metrics: Arc<Metrics>,
 }
 
-#[derive(Default)]
-struct DocState {
-    /// Held across "commit + publish"; see [`Turn`].
-    sequencer: Arc<tokio::sync::Mutex<()>>,
-    subscribers: HashMap<ConnId, Slot>,
+struct Subscription {
+    outbox: Outbox,
+    /// The subscribing connection's replica id (the `from` of presence).
+    replica: [u8; 16],
+    state: State,
+    /// The latest presence, as an encoded `Presence` frame.
+    presence: Option<Bytes>,
 }
 
-enum Slot {
+enum State {
     /// Reading the catch-up; published deltas wait here, in order.
     CatchingUp {
-        outbox: Outbox,
         pending: Vec<Arc<[SequencedDelta]>>,
         pending_items: usize,
     },
     /// Caught up: published deltas go straight to the outbox, except those
     /// at or below `sent_through`, which the catch-up already delivered.
-    Live { outbox: Outbox, sent_through: u64 },
-}
-
-/// The right to commit to one document and publish the result. While a
-/// `Turn` is alive, no other turn for the same document exists.
-pub struct Turn {
-    hub: Hub,
-    doc: DocId,
-    guard: Option<OwnedMutexGuard<()>>,
-}
-
-impl Turn {
-    /// The document this turn is for.
-    pub fn doc(&self) -> DocId {
-        self.doc
-    }
-}
-
-impl Drop for Turn {
-    fn drop(&mut self) {
-        // Release the lock first, so the idle check sees the true count.
-        self.guard.take();
-        self.hub.forget_if_idle(self.doc);
-    }
+    Live { sent_through: u64 },
 }
 
 /// What [`Hub::take_pending`] found.
@@ -138,13 +128,19 @@ pub enum Pending {
     Gone,
 }
 
+/// [`Hub::set_presence`] on a document the connection does not subscribe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not subscribed to the document")]
+pub struct NotSubscribed;
+
 impl Hub {
     /// An empty hub.
-    pub fn new(limits: HubLimits) -> Hub {
+    pub fn new(limits: HubLimits, metrics: Arc<Metrics>) -> Hub {
         Hub {
             inner: Arc::new(Inner {
                 docs: Mutex::new(HashMap::new()),
                 limits,
+                metrics,
             }),
         }
     }
@@ -154,56 +150,49 @@ impl Hub {
         self.inner.limits.frame
     }
 
-    fn docs(&self) -> MutexGuard<'_, HashMap<DocId, DocState>> {
+    fn docs(&self) -> MutexGuard<'_, HashMap<DocId, HashMap<ConnId, Subscription>>> {
         // The map stays consistent even if a holder panicked: every change
-        // to it is a single insert or remove.
+        // to it is a single insert, remove or field update.
         self.inner
             .docs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Waits for `doc`'s turn. Hold it across the commit and the publish.
-    ///
-    /// Await it to completion (the relay does, in a task of its own): a
-    /// cancelled wait leaves an empty entry behind until the document's
-    /// next unsubscribe or turn.
-    pub async fn turn(&self, doc: DocId) -> Turn {
-        let sequencer = Arc::clone(&self.docs().entry(doc).or_default().sequencer);
-        let guard = sequencer.lock_owned().await;
-        Turn {
-            hub: self.clone(),
-            doc,
-            guard: Some(guard),
-        }
-    }
-
-    /// Hands newly committed deltas of `turn.doc()` to every subscriber but
-    /// `from` (the pusher is not echoed). Never waits.
-    pub fn publish(&self, turn: &Turn, from: ConnId, deltas: Vec<SequencedDelta>) {
-        if deltas.is_empty() {
-            return;
-        }
-        let doc = turn.doc;
-        let limits = self.inner.limits;
-        let items: Arc<[SequencedDelta]> = deltas.into();
-        let mut frames: Option<Vec<Bytes>> = None;
-        let mut docs = self.docs();
-        let Some(state) = docs.get_mut(&doc) else {
+    /// Hands newly committed deltas of `doc` to every subscriber but `from`
+    /// (the pusher is not echoed). Never waits. Call it after the commit,
+    /// in commit order per document (the store's `on_commit` does).
+    pub fn publish(&self, doc: DocId, from: ConnId, items: &Arc<[SequencedDelta]>) {
+        let Some(first) = items.first() else {
             return;
         };
-        state.subscribers.retain(|&conn, slot| {
+        let limits = self.inner.limits;
+        let metrics = &self.inner.metrics;
+        let mut frames: Option<Vec<Bytes>> = None;
+        // Kicked subscribers whose presence must be reported gone.
+        let mut gone = Vec::new();
+        let mut docs = self.docs();
+        let Some(subscribers) = docs.get_mut(&doc) else {
+            return;
+        };
+        let mut kick = |conn: ConnId, sub: &Subscription, why: &str| {
+            tracing::warn!(conn, %doc, "subscriber too slow: {why}, disconnecting");
+            sub.outbox.kick();
+            if sub.presence.is_some() {
+                gone.push((conn, sub.replica));
+            }
+        };
+        subscribers.retain(|&conn, sub| {
             if conn == from {
                 return true;
             }
-            match slot {
-                Slot::Live {
-                    outbox,
-                    sent_through,
-                } => {
+            match &mut sub.state {
+                State::Live { sent_through } => {
                     let own_frames;
-                    let frames = if items[0].seq > *sent_through {
-                        frames.get_or_insert_with(|| delta_frames(doc, &items, limits.frame, true))
+                    let (frames, count) = if first.seq > *sent_through {
+                        let frames = frames
+                            .get_or_insert_with(|| delta_frames(doc, items, limits.frame, true));
+                        (&*frames, items.len())
                     } else {
                         // Rare: the catch-up read already saw some of these.
                         let fresh: Vec<_> = items
@@ -212,114 +201,174 @@ impl Hub {
                             .cloned()
                             .collect();
                         own_frames = delta_frames(doc, &fresh, limits.frame, true);
-                        &own_frames
+                        (&own_frames, fresh.len())
                     };
-                    for frame in frames.iter() {
-                        match outbox.try_send(frame.clone()) {
+                    for frame in frames {
+                        match sub.outbox.try_send(frame.clone()) {
                             Ok(()) => {}
                             Err(TrySendError::Full) => {
-                                tracing::warn!(conn, %doc, "subscriber too slow: queue full, disconnecting");
-                                outbox.kick();
+                                kick(conn, sub, "queue full");
                                 return false;
                             }
                             Err(TrySendError::Closed) => return false,
                         }
                     }
+                    metrics.deltas_out.add(count as u64);
                     true
                 }
-                Slot::CatchingUp {
-                    outbox,
+                State::CatchingUp {
                     pending,
                     pending_items,
                 } => {
                     if *pending_items + items.len() > limits.max_pending {
-                        tracing::warn!(conn, %doc, "subscriber too slow: catch-up fell behind, disconnecting");
-                        outbox.kick();
+                        kick(conn, sub, "catch-up fell behind");
                         return false;
                     }
                     *pending_items += items.len();
-                    pending.push(Arc::clone(&items));
+                    pending.push(Arc::clone(items));
                     true
                 }
             }
         });
-    }
-
-    /// Registers `outbox` as catching up on `doc` (replacing an earlier
-    /// subscription of the same connection). Call before reading the
-    /// catch-up from storage.
-    pub fn subscribe(&self, doc: DocId, outbox: Outbox) {
-        let slot = Slot::CatchingUp {
-            outbox: outbox.clone(),
-            pending: Vec::new(),
-            pending_items: 0,
-        };
-        self.docs()
-            .entry(doc)
-            .or_default()
-            .subscribers
-            .insert(outbox.id(), slot);
-    }
-
-    /// Takes what was published to `conn`'s subscription on `doc` since the
-    /// last call; when nothing was, switches the subscription to live.
-    /// `sent_through` is the highest sequence the connection has sent for
-    /// `doc` so far (or its `since`): live delivery starts above it.
-    pub fn take_pending(&self, doc: DocId, conn: ConnId, sent_through: u64) -> Pending {
-        let mut docs = self.docs();
-        let Some(slot) = docs
-            .get_mut(&doc)
-            .and_then(|state| state.subscribers.get_mut(&conn))
-        else {
-            return Pending::Gone;
-        };
-        match slot {
-            Slot::Live { .. } => Pending::Live,
-            Slot::CatchingUp {
-                outbox,
-                pending,
-                pending_items,
-            } => {
-                if pending.is_empty() {
-                    *slot = Slot::Live {
-                        outbox: outbox.clone(),
-                        sent_through,
-                    };
-                    Pending::Live
-                } else {
-                    *pending_items = 0;
-                    Pending::Deltas(std::mem::take(pending))
-                }
-            }
+        for (conn, replica) in gone {
+            self.fan_out_presence(subscribers, conn, &gone_frame(doc, replica));
         }
-    }
-
-    /// Removes `conn`'s subscription to `doc`, if any.
-    pub fn unsubscribe(&self, doc: DocId, conn: ConnId) {
-        let mut docs = self.docs();
-        if let Some(state) = docs.get_mut(&doc) {
-            state.subscribers.remove(&conn);
-        }
-        drop(docs);
-        self.forget_if_idle(doc);
-    }
-
-    /// Drops `doc`'s entry when nobody subscribes and nobody holds or waits
-    /// for its turn (each of those holds a clone of the sequencer).
-    fn forget_if_idle(&self, doc: DocId) {
-        let mut docs = self.docs();
-        if let Some(state) = docs.get(&doc)
-            && state.subscribers.is_empty()
-            && Arc::strong_count(&state.sequencer) == 1
-        {
+        if subscribers.is_empty() {
             docs.remove(&doc);
         }
     }
 
-    /// How many documents have an entry (subscribers or a pending turn).
+    /// Registers `outbox` as catching up on `doc` (replacing an earlier
+    /// subscription of the same connection, whose presence it keeps). Call
+    /// before reading the catch-up from storage.
+    pub fn subscribe(&self, doc: DocId, outbox: Outbox, replica: [u8; 16]) {
+        let mut docs = self.docs();
+        let subscribers = docs.entry(doc).or_default();
+        let presence = subscribers
+            .remove(&outbox.id())
+            .and_then(|old| old.presence);
+        subscribers.insert(
+            outbox.id(),
+            Subscription {
+                outbox,
+                replica,
+                state: State::CatchingUp {
+                    pending: Vec::new(),
+                    pending_items: 0,
+                },
+                presence,
+            },
+        );
+    }
+
+    /// Takes what was published to `conn`'s subscription on `doc` since the
+    /// last call; when nothing was, switches the subscription to live and
+    /// queues the others' current presence to it. `sent_through` is the
+    /// highest sequence the connection has sent for `doc` so far (or its
+    /// `since`): live delivery starts above it.
+    pub fn take_pending(&self, doc: DocId, conn: ConnId, sent_through: u64) -> Pending {
+        let mut docs = self.docs();
+        let Some(subscribers) = docs.get_mut(&doc) else {
+            return Pending::Gone;
+        };
+        let Some(sub) = subscribers.get_mut(&conn) else {
+            return Pending::Gone;
+        };
+        match &mut sub.state {
+            State::Live { .. } => Pending::Live,
+            State::CatchingUp {
+                pending,
+                pending_items,
+            } if !pending.is_empty() => {
+                *pending_items = 0;
+                Pending::Deltas(std::mem::take(pending))
+            }
+            State::CatchingUp { .. } => {
+                sub.state = State::Live { sent_through };
+                let outbox = sub.outbox.clone();
+                for (_, other) in subscribers.iter().filter(|(id, _)| **id != conn) {
+                    if let Some(frame) = &other.presence {
+                        self.offer_presence(&outbox, frame.clone());
+                    }
+                }
+                Pending::Live
+            }
+        }
+    }
+
+    /// Records `conn`'s presence on `doc` (empty `bytes`: none) and fans it
+    /// out to the document's other live subscribers, as sent by `replica`.
+    pub fn set_presence(
+        &self,
+        doc: DocId,
+        conn: ConnId,
+        bytes: Vec<u8>,
+    ) -> Result<(), NotSubscribed> {
+        let mut docs = self.docs();
+        let subscribers = docs.get_mut(&doc).ok_or(NotSubscribed)?;
+        let sub = subscribers.get_mut(&conn).ok_or(NotSubscribed)?;
+        let clear = bytes.is_empty();
+        let frame = Bytes::from(encode_relay(&RelayFrame::Presence {
+            doc,
+            from: sub.replica,
+            bytes,
+        }));
+        sub.presence = (!clear).then(|| frame.clone());
+        self.fan_out_presence(subscribers, conn, &frame);
+        Ok(())
+    }
+
+    fn fan_out_presence(
+        &self,
+        subscribers: &HashMap<ConnId, Subscription>,
+        from: ConnId,
+        frame: &Bytes,
+    ) {
+        for (_, other) in subscribers.iter().filter(|(id, _)| **id != from) {
+            if matches!(other.state, State::Live { .. }) {
+                self.offer_presence(&other.outbox, frame.clone());
+            }
+        }
+    }
+
+    fn offer_presence(&self, outbox: &Outbox, frame: Bytes) {
+        match outbox.try_send(frame) {
+            Ok(()) => self.inner.metrics.presence_out.inc(),
+            Err(TrySendError::Full) => self.inner.metrics.presence_dropped.inc(),
+            Err(TrySendError::Closed) => {}
+        }
+    }
+
+    /// Removes `conn`'s subscription to `doc`, if any; if it had presence,
+    /// the others get an empty presence from it ("gone").
+    pub fn unsubscribe(&self, doc: DocId, conn: ConnId) {
+        let mut docs = self.docs();
+        let Some(subscribers) = docs.get_mut(&doc) else {
+            return;
+        };
+        if let Some(sub) = subscribers.remove(&conn)
+            && sub.presence.is_some()
+        {
+            self.fan_out_presence(subscribers, conn, &gone_frame(doc, sub.replica));
+        }
+        if subscribers.is_empty() {
+            docs.remove(&doc);
+        }
+    }
+
+    /// How many documents have subscribers.
     pub fn active_docs(&self) -> usize {
         self.docs().len()
     }
+}
+
+/// The empty presence that says `replica`'s presence on `doc` is gone.
+fn gone_frame(doc: DocId, replica: [u8; 16]) -> Bytes {
+    Bytes::from(encode_relay(&RelayFrame::Presence {
+        doc,
+        from: replica,
+        bytes: Vec::new(),
+    }))
 }
 
 /// Splits `items` into encoded `Deltas` frames within `limits` (each frame
@@ -356,148 +405,4 @@ pub fn delta_frames(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::outbox::Outgoing;
-    use syncline_protocol::{DeltaId, decode_relay};
-    use tokio::sync::mpsc;
-
-    const DOC: DocId = DocId([9; 16]);
-
-    fn delta(seq: u64) -> SequencedDelta {
-        SequencedDelta {
-            seq,
-            id: DeltaId([seq as u8; 32]),
-            bytes: vec![seq as u8; 10],
-        }
-    }
-
-    fn received_seqs(rx: &mut mpsc::Receiver<Outgoing>) -> Vec<u64> {
-        let mut seqs = Vec::new();
-        while let Ok(Outgoing::Frame(bytes)) = rx.try_recv() {
-            match decode_relay(&bytes).unwrap() {
-                RelayFrame::Deltas { items, .. } => seqs.extend(items.iter().map(|d| d.seq)),
-                other => panic!("unexpected frame {other:?}"),
-            }
-        }
-        seqs
-    }
-
-    #[tokio::test]
-    async fn deltas_published_during_catch_up_wait_then_the_subscription_goes_live() {
-        let hub = Hub::new(HubLimits::default());
-        let (sub, mut rx) = Outbox::new(1, 16);
-        hub.subscribe(DOC, sub);
-        {
-            let turn = hub.turn(DOC).await;
-            hub.publish(&turn, 2, vec![delta(1), delta(2)]);
-        }
-        assert!(rx.try_recv().is_err(), "nothing is sent while catching up");
-        let Pending::Deltas(batches) = hub.take_pending(DOC, 1, 0) else {
-            panic!("expected pending deltas");
-        };
-        assert_eq!(batches.len(), 1);
-        assert_eq!(batches[0].len(), 2);
-        assert!(matches!(hub.take_pending(DOC, 1, 0), Pending::Live));
-        {
-            let turn = hub.turn(DOC).await;
-            hub.publish(&turn, 2, vec![delta(3)]);
-        }
-        assert_eq!(received_seqs(&mut rx), vec![3]);
-    }
-
-    #[tokio::test]
-    async fn deltas_the_catch_up_already_sent_are_not_sent_again_live() {
-        let hub = Hub::new(HubLimits::default());
-        let (sub, mut rx) = Outbox::new(1, 16);
-        hub.subscribe(DOC, sub);
-        // The catch-up read saw seqs up to 5, committed but not yet published.
-        assert!(matches!(hub.take_pending(DOC, 1, 5), Pending::Live));
-        let turn = hub.turn(DOC).await;
-        hub.publish(&turn, 2, vec![delta(4), delta(5)]);
-        hub.publish(&turn, 2, vec![delta(5), delta(6)]);
-        hub.publish(&turn, 2, vec![delta(7)]);
-        assert_eq!(received_seqs(&mut rx), vec![6, 7]);
-    }
-
-    #[tokio::test]
-    async fn the_pusher_is_not_echoed() {
-        let hub = Hub::new(HubLimits::default());
-        let (a, mut rx_a) = Outbox::new(1, 16);
-        let (b, mut rx_b) = Outbox::new(2, 16);
-        for outbox in [a, b] {
-            let id = outbox.id();
-            hub.subscribe(DOC, outbox);
-            assert!(matches!(hub.take_pending(DOC, id, 0), Pending::Live));
-        }
-        let turn = hub.turn(DOC).await;
-        hub.publish(&turn, 1, vec![delta(1)]);
-        assert_eq!(received_seqs(&mut rx_a), Vec::<u64>::new());
-        assert_eq!(received_seqs(&mut rx_b), vec![1]);
-    }
-
-    #[tokio::test]
-    async fn a_slow_live_subscriber_is_kicked_and_dropped() {
-        let hub = Hub::new(HubLimits::default());
-        let (slow, _rx) = Outbox::new(1, 1);
-        hub.subscribe(DOC, slow.clone());
-        assert!(matches!(hub.take_pending(DOC, 1, 0), Pending::Live));
-        let turn = hub.turn(DOC).await;
-        hub.publish(&turn, 2, vec![delta(1)]);
-        hub.publish(&turn, 2, vec![delta(2)]);
-        tokio::time::timeout(std::time::Duration::from_secs(5), slow.kicked())
-            .await
-            .expect("the slow subscriber was kicked");
-        assert!(matches!(hub.take_pending(DOC, 1, 0), Pending::Gone));
-    }
-
-    #[tokio::test]
-    async fn a_subscriber_falling_behind_during_catch_up_is_kicked() {
-        let hub = Hub::new(HubLimits {
-            max_pending: 3,
-            ..HubLimits::default()
-        });
-        let (sub, _rx) = Outbox::new(1, 16);
-        hub.subscribe(DOC, sub.clone());
-        let turn = hub.turn(DOC).await;
-        hub.publish(&turn, 2, vec![delta(1), delta(2)]);
-        hub.publish(&turn, 2, vec![delta(3), delta(4)]);
-        tokio::time::timeout(std::time::Duration::from_secs(5), sub.kicked())
-            .await
-            .expect("kicked");
-        assert!(matches!(hub.take_pending(DOC, 1, 0), Pending::Gone));
-    }
-
-    #[tokio::test]
-    async fn idle_documents_are_forgotten_but_not_while_a_turn_is_held() {
-        let hub = Hub::new(HubLimits::default());
-        let (sub, _rx) = Outbox::new(1, 16);
-        hub.subscribe(DOC, sub);
-        let turn = hub.turn(DOC).await;
-        hub.unsubscribe(DOC, 1);
-        assert_eq!(hub.active_docs(), 1, "the turn keeps the entry");
-        drop(turn);
-        assert_eq!(hub.active_docs(), 0);
-    }
-
-    #[test]
-    fn frames_respect_item_and_byte_limits() {
-        let items: Vec<_> = (1..=5).map(delta).collect();
-        let by_items = PageLimits {
-            max_items: 2,
-            max_bytes: usize::MAX,
-        };
-        assert_eq!(delta_frames(DOC, &items, by_items, true).len(), 3);
-        let by_bytes = PageLimits {
-            max_items: 100,
-            max_bytes: 25,
-        };
-        assert_eq!(delta_frames(DOC, &items, by_bytes, true).len(), 3);
-        let tiny = PageLimits {
-            max_items: 100,
-            max_bytes: 1,
-        };
-        assert_eq!(delta_frames(DOC, &items, tiny, true).len(), 5);
-        assert!(delta_frames(DOC, &[], tiny, true).is_empty());
-    }
-}
+mod tests;

@@ -9,19 +9,28 @@
 //! * **catch up** a `Subscribe{since}` with every stored delta after
 //!   `since`, page by page;
 //! * **fan out** newly stored deltas to the document's other subscribers,
-//!   gap-free and in sequence order.
+//!   gap-free and in sequence order, and presence, never stored.
+//!
+//! Around that: client snapshots replace the deltas they cover, signed
+//! per-document tokens guard documents when a secret is set ([`auth`]),
+//! per-connection [`limits`] keep one client from hurting others, and
+//! [`metrics`] are served on `GET /metrics`. `docs/relay.md` in the
+//! repository is the operator's guide.
 //!
 //! How the pieces fit:
 //!
 //! ```text
 //!  server      HTTP routes, WebSocket upgrade, static files, shutdown
 //!    │
-//!  connection  one task per socket: the protocol state machine
+//!  connection  one task per socket; its session is the protocol state
+//!    │         machine (auth, limits), free of sockets (fuzzed)
 //!    │   ├── outbox   bounded per-connection queue (slow reader → kicked)
-//!    │   └── hub      who subscribes to what; ordering of live delivery
+//!    │   └── hub      who subscribes to what; live delivery; presence
 //!    │
 //!  store       durable per-document logs behind the `Store` trait
-//!    └── sqlite      SQLite (WAL, synchronous=FULL) on a writer thread
+//!    ├── sqlite      SQLite (WAL, synchronous=FULL), group commit on a
+//!    │               writer thread, which also publishes to the hub
+//!    └── memory      the same rules in memory, for tests and fuzzing
 //! ```
 //!
 //! Start one with [`server::run`], or [`Relay::open`] + [`Relay::serve`]:
@@ -34,14 +43,19 @@
 //! # }
 //! ```
 
+pub mod auth;
 pub mod config;
 mod connection;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod hub;
+pub mod limits;
+pub mod metrics;
 pub mod outbox;
 pub mod server;
 pub mod store;
 
-pub use config::{Cli, Config};
+pub use config::{Cli, Command, Config, ServeArgs, TokenArgs};
 pub use connection::MAX_DELTA_BYTES;
 pub use server::{Relay, RelayError, run, shutdown_signal};
 

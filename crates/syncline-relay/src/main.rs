@@ -1,16 +1,42 @@
-//! The `syncline-relay` binary: parse flags, set up logging, open the store,
-//! bind, announce the address on stdout, serve until SIGTERM or Ctrl-C.
+//! The `syncline-relay` binary: parse flags; either mint a token
+//! (`syncline-relay token …`) or set up logging, open the store, bind,
+//! announce the address on stdout, and serve until SIGTERM or Ctrl-C.
 
 use std::io::{IsTerminal, Write};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use syncline_relay::{Cli, LISTENING_PREFIX, Relay, shutdown_signal};
+use syncline_relay::auth::{self, Claims, Secret};
+use syncline_relay::{
+    Cli, Command, LISTENING_PREFIX, Relay, ServeArgs, TokenArgs, shutdown_signal,
+};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Token(args)) => token(&args),
+        None => serve(cli.serve),
+    }
+}
+
+/// Prints one token on stdout.
+fn token(args: &TokenArgs) -> anyhow::Result<()> {
+    let secret = Secret::new(args.secret.as_bytes()).context("--secret")?;
+    let doc = auth::parse_doc(&args.doc).context("--doc")?;
+    let ttl: Duration = auth::parse_ttl(&args.ttl).context("--ttl")?;
+    let claims = Claims {
+        doc,
+        rights: args.rights(),
+        expires_at: auth::unix_now().saturating_add(ttl.as_secs()),
+    };
+    println!("{}", auth::mint(&secret, claims));
+    Ok(())
+}
+
+#[tokio::main]
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -21,12 +47,14 @@ async fn main() -> anyhow::Result<()> {
     // Installed first, so a signal during startup already means "stop".
     let shutdown = shutdown_signal();
 
-    let relay = Relay::open(cli.config())
+    let config = args.config().context("--auth-secret")?;
+    let data = config.data_dir.clone();
+    let relay = Relay::open(config)
         .await
-        .with_context(|| format!("opening the relay's data in {}", cli.data.display()))?;
-    let listener = tokio::net::TcpListener::bind(&cli.listen)
+        .with_context(|| format!("opening the relay's data in {}", data.display()))?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
-        .with_context(|| format!("listening on {}", cli.listen))?;
+        .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
 
     // The one stdout line: scripts and tests wait for it and read the port.
@@ -34,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
     writeln!(stdout, "{LISTENING_PREFIX}{addr}")?;
     stdout.flush()?;
     drop(stdout);
-    tracing::info!(%addr, data = %cli.data.display(), "relay started");
+    tracing::info!(%addr, data = %data.display(), "relay started");
 
     relay.serve(listener, shutdown).await?;
     Ok(())

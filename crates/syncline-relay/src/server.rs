@@ -8,27 +8,32 @@
 //! | `GET /` (upgrade)| the sync WebSocket (`ws://host:port`)                       |
 //! | `GET /sync`      | the same WebSocket, at an explicit path                     |
 //! | `GET /healthz`   | `200 ok`                                                    |
+//! | `GET /metrics`   | Prometheus text (see [`crate::metrics`])                    |
 //! | any other `GET`  | with `--serve DIR`: DIR's files (`/` → `DIR/index.html`)    |
 //!
 //! Shutdown, in order: stop accepting connections (axum's graceful shutdown,
 //! which also lets in-flight plain HTTP requests finish); then tell every
-//! WebSocket session to close ("going away", 1001) and wait for them, at
-//! most [`Config::shutdown_grace`]. Upgraded WebSockets are no longer
-//! tracked by the HTTP server, hence the second step.
+//! WebSocket session to close. A session waiting for its next frame closes
+//! at once ("going away", 1001); one handling a frame — a push waiting for
+//! its commit — finishes it and sends the answer (the `Ack`) first. The
+//! relay waits for all of them, at most [`Config::shutdown_grace`].
+//! Upgraded WebSockets are no longer tracked by the HTTP server, hence the
+//! second step.
 
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use syncline_protocol::{DocId, MAX_FRAME_BYTES, PushDelta};
+use syncline_protocol::{DocId, PushDelta};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::services::ServeDir;
@@ -37,9 +42,10 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::connection;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::outbox::ConnId;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Store, StoreError};
+use crate::store::{Appended, Snapshot, SnapshotOutcome, Store, StoreError};
 
 /// Why the relay could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -57,29 +63,78 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) hub: Hub,
     pub(crate) config: Config,
+    pub(crate) metrics: Arc<Metrics>,
     shutdown: watch::Sender<bool>,
     next_conn: AtomicU64,
 }
 
 impl Shared {
+    /// Shared state over `store`, with `config` as given (normalize first).
+    pub(crate) fn new(config: Config, store: Arc<dyn Store>) -> Shared {
+        let metrics = Arc::new(Metrics::default());
+        let (shutdown, _) = watch::channel(false);
+        Shared {
+            store,
+            hub: Hub::new(config.hub_limits(), Arc::clone(&metrics)),
+            config,
+            metrics,
+            shutdown,
+            next_conn: AtomicU64::new(1),
+        }
+    }
+
     /// A receiver that turns `true` when the relay shuts down.
     pub(crate) fn shutdown_receiver(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
     }
 
-    /// Commits a push to `doc` and publishes what it stored to the other
-    /// subscribers, as one turn of the document. Returns the ack's `seq`.
+    /// A fresh connection id.
+    pub(crate) fn next_conn(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Commits a push to `doc`. The store publishes what it stored to the
+    /// document's other subscribers once durable, in commit order, before
+    /// this resolves — even if the caller stops waiting.
     pub(crate) async fn commit(
         &self,
         doc: DocId,
         from: ConnId,
         deltas: Vec<PushDelta>,
-    ) -> Result<u64, StoreError> {
-        let turn = self.hub.turn(doc).await;
-        let appended = self.store.append(doc, deltas).await?;
-        let seq = appended.highest_seq();
-        self.hub.publish(&turn, from, appended.stored);
-        Ok(seq)
+    ) -> Result<Appended, StoreError> {
+        let hub = self.hub.clone();
+        let metrics = Arc::clone(&self.metrics);
+        let on_commit = Box::new(move |appended: &Appended| {
+            metrics.deltas_stored.add(appended.stored.len() as u64);
+            if appended.created_doc {
+                metrics.documents.inc();
+            }
+            hub.publish(doc, from, &appended.stored);
+        });
+        let started = Instant::now();
+        let appended = self.store.append(doc, deltas, on_commit).await;
+        self.metrics.commit_seconds.observe(started.elapsed());
+        if appended.is_err() {
+            self.metrics.store_errors.inc();
+        }
+        appended
+    }
+
+    /// Stores a snapshot of `doc`.
+    pub(crate) async fn snapshot(
+        &self,
+        doc: DocId,
+        snapshot: Snapshot,
+    ) -> Result<SnapshotOutcome, StoreError> {
+        let started = Instant::now();
+        let outcome = self.store.snapshot(doc, snapshot).await;
+        self.metrics.commit_seconds.observe(started.elapsed());
+        match &outcome {
+            Ok(SnapshotOutcome::Stored) => self.metrics.snapshots_stored.inc(),
+            Ok(_) => {}
+            Err(_) => self.metrics.store_errors.inc(),
+        }
+        outcome
     }
 }
 
@@ -95,22 +150,20 @@ impl Relay {
         let store = tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir))
             .await
             .map_err(|_| StoreError::WorkerGone)??;
-        Ok(Relay::with_store(config, Arc::new(store)))
+        Relay::with_store(config, Arc::new(store)).await
     }
 
     /// A relay over any [`Store`].
-    pub fn with_store(config: Config, store: Arc<dyn Store>) -> Relay {
-        let config = config.normalized();
-        let (shutdown, _) = watch::channel(false);
-        Relay {
-            shared: Arc::new(Shared {
-                store,
-                hub: Hub::new(config.hub_limits()),
-                config,
-                shutdown,
-                next_conn: AtomicU64::new(1),
-            }),
-        }
+    pub async fn with_store(config: Config, store: Arc<dyn Store>) -> Result<Relay, RelayError> {
+        let documents = store.document_count().await?;
+        let shared = Shared::new(config.normalized(), store);
+        shared
+            .metrics
+            .documents
+            .set(i64::try_from(documents).unwrap_or(i64::MAX));
+        Ok(Relay {
+            shared: Arc::new(shared),
+        })
     }
 
     /// The epoch of the relay's log.
@@ -118,12 +171,18 @@ impl Relay {
         self.shared.store.epoch()
     }
 
+    /// The relay's metrics (also served on `GET /metrics`).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.shared.metrics)
+    }
+
     /// The relay's routes, ready to be served or nested.
     pub fn router(&self) -> Router {
         let mut router = Router::new()
             .route("/", get(root))
             .route("/sync", get(sync))
-            .route("/healthz", get(|| async { "ok" }));
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/metrics", get(metrics));
         if let Some(dir) = &self.shared.config.serve_dir {
             router = router.fallback_service(ServeDir::new(dir));
         }
@@ -137,13 +196,27 @@ impl Relay {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), RelayError> {
+        match &self.shared.config.auth {
+            None => tracing::warn!(
+                "OPEN MODE: no auth secret is set, so ANYONE who can reach this relay can read \
+                 and write EVERY document. Set --auth-secret (or SYNCLINE_AUTH_SECRET) to \
+                 require signed tokens."
+            ),
+            Some(secret) if secret.is_weak() => {
+                tracing::warn!("the auth secret is shorter than 32 bytes: use a longer random one")
+            }
+            Some(_) => {
+                tracing::info!("tokens required: connections need a signed token per document")
+            }
+        }
         let shared = Arc::clone(&self.shared);
         axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
             .await?;
         tracing::info!("stopped accepting connections; closing sessions");
         shared.shutdown.send_replace(true);
-        let grace = shared.config.shutdown_grace;
+        // In-flight frames get the grace period, then the close does.
+        let grace = shared.config.shutdown_grace * 2;
         if tokio::time::timeout(grace, shared.shutdown.closed())
             .await
             .is_err()
@@ -231,10 +304,26 @@ async fn sync(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Respon
     upgrade(ws, shared)
 }
 
+/// `GET /metrics`: Prometheus text exposition.
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let body = shared.metrics.render(shared.store.transactions());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
 fn upgrade(ws: WebSocketUpgrade, shared: Arc<Shared>) -> Response {
-    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-    ws.max_message_size(MAX_FRAME_BYTES)
-        .max_frame_size(MAX_FRAME_BYTES)
+    let conn = shared.next_conn();
+    // Larger messages are refused by the WebSocket layer before they are
+    // buffered; the session turns that into Error{LimitExceeded}.
+    let max = shared.config.limits.max_frame_bytes;
+    ws.max_message_size(max)
+        .max_frame_size(max)
         .on_upgrade(move |socket| {
             connection::run(socket, shared, conn).instrument(tracing::info_span!("conn", id = conn))
         })

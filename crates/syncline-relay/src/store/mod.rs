@@ -9,6 +9,15 @@
 //! * Appending a delta whose id is already in the document's log stores
 //!   nothing new but reports the sequence it already has. A client that lost
 //!   an ack simply pushes again.
+//! * Newly stored deltas are handed to the append's [`OnCommit`] callback
+//!   after the commit and **in commit order per document**, before the
+//!   append resolves. The relay publishes to live subscribers from there,
+//!   so fan-out order is log order without any further locking.
+//!
+//! A document may also have one **snapshot**: a client-made compaction
+//! standing for every delta up to its `covers_seq`. Reads from below
+//! `covers_seq` get the snapshot (as one delta with `seq = covers_seq`) in
+//! place of the deltas it covers, so a store may drop those deltas' bytes.
 //!
 //! The relay talks to storage only through the [`Store`] trait, so a later
 //! backend (Postgres, for several relays sharing one log) slots in beside
@@ -16,15 +25,21 @@
 //! object-safe (`Arc<dyn Store>`): its methods return boxed futures, which
 //! costs one allocation per call — noise next to a durable commit.
 
+pub mod memory;
 pub mod sqlite;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use syncline_protocol::{DeltaId, DocId, PushDelta, SequencedDelta};
 
 /// A boxed, sendable future returned by [`Store`] methods.
 pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'static>>;
+
+/// Called once an append is durable, with what it did. It runs on the
+/// store's commit path (for SQLite, the writer thread): it must not block.
+pub type OnCommit = Box<dyn FnOnce(&Appended) + Send + 'static>;
 
 /// Storage for the relay's per-document logs.
 ///
@@ -36,15 +51,69 @@ pub trait Store: Send + Sync + 'static {
     /// came from, so a relay restored from a backup or replaced is noticed.
     fn epoch(&self) -> [u8; 16];
 
-    /// Appends `deltas` to `doc`'s log in one durable transaction.
+    /// Appends `deltas` to `doc`'s log in one durable transaction (which
+    /// may be shared with other appends: group commit).
     ///
     /// Deltas whose id is already present (in the log or earlier in the same
-    /// batch) are not stored again. Resolves once the commit is durable.
-    fn append(&self, doc: DocId, deltas: Vec<PushDelta>) -> StoreFuture<Appended>;
+    /// push) are not stored again. Once the commit is durable, `on_commit`
+    /// is called — in commit order among all appends to `doc`, and even if
+    /// the returned future was dropped — and then the future resolves. On
+    /// failure nothing was stored and `on_commit` is not called.
+    fn append(
+        &self,
+        doc: DocId,
+        deltas: Vec<PushDelta>,
+        on_commit: OnCommit,
+    ) -> StoreFuture<Appended>;
+
+    /// Stores `snapshot` as `doc`'s compaction, durably, unless the stored
+    /// one already covers as much; may drop the bytes of the deltas it
+    /// covers. Refuses a snapshot covering more than the log holds.
+    fn snapshot(&self, doc: DocId, snapshot: Snapshot) -> StoreFuture<SnapshotOutcome>;
 
     /// Reads the deltas of `doc` with a sequence above `after`, in order,
-    /// at most one page of them.
+    /// at most one page of them. When `after` is below the snapshot's
+    /// `covers_seq`, the page starts with the snapshot (as a delta with
+    /// `seq = covers_seq`) and continues after it.
     fn read_page(&self, doc: DocId, after: u64, limits: PageLimits) -> StoreFuture<Page>;
+
+    /// How many documents have a log (called once, at startup).
+    fn document_count(&self) -> StoreFuture<u64>;
+
+    /// How many write transactions the store committed so far (for metrics;
+    /// with group commit, fewer than the appends).
+    fn transactions(&self) -> u64 {
+        0
+    }
+}
+
+/// A client-made compaction of a document's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The highest sequence it stands for.
+    pub covers_seq: u64,
+    /// Its content-derived id.
+    pub id: DeltaId,
+    /// Opaque, sealed bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// What [`Store::snapshot`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotOutcome {
+    /// Stored; it replaces the deltas it covers in catch-ups.
+    Stored,
+    /// Not stored: the document already has a snapshot covering at least
+    /// `covers_seq` (or this very one). Acknowledged all the same.
+    Superseded {
+        /// What the stored snapshot covers.
+        covers_seq: u64,
+    },
+    /// Refused: the log's head is below the snapshot's `covers_seq`.
+    BeyondHead {
+        /// The document's highest sequence (0 for an empty log).
+        head: u64,
+    },
 }
 
 /// What an [`Store::append`] did.
@@ -54,7 +123,10 @@ pub struct Appended {
     pub seqs: Vec<u64>,
     /// The deltas this append stored for the first time, in sequence order.
     /// Only these are fanned out: a re-pushed delta was delivered before.
-    pub stored: Vec<SequencedDelta>,
+    /// Shared, so fan-out does not copy the bytes.
+    pub stored: Arc<[SequencedDelta]>,
+    /// Whether this append gave the document its first delta.
+    pub created_doc: bool,
 }
 
 impl Appended {
@@ -121,6 +193,9 @@ pub enum StoreError {
     /// shutting down); nothing more can be stored.
     #[error("the storage worker has stopped")]
     WorkerGone,
+    /// A group commit failed as a whole; nothing of it was stored.
+    #[error("the commit failed: {0}")]
+    CommitFailed(String),
 }
 
 /// Converts a stored id blob back into a [`DeltaId`].

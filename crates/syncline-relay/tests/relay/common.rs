@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use syncline_protocol::{
-    ClientFrame, DeltaId, DocId, PROTOCOL_VERSION, PushDelta, RelayFrame, SequencedDelta,
-    decode_relay, encode_client,
+    ClientFrame, DeltaId, DocId, ErrorCode, PROTOCOL_VERSION, PushDelta, RelayFrame,
+    SequencedDelta, decode_relay, encode_client,
 };
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::TcpStream;
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::time::timeout;
@@ -43,10 +43,11 @@ impl RelayProcess {
             .args(["--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "error")
             .env_remove("SYNCLINE_LISTEN")
             .env_remove("SYNCLINE_DATA")
             .env_remove("SYNCLINE_SERVE")
+            .env_remove("SYNCLINE_AUTH_SECRET")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -77,14 +78,24 @@ impl RelayProcess {
         format!("ws://{}", self.addr)
     }
 
-    /// Sends SIGTERM and waits for the process to exit.
-    pub async fn terminate(mut self) -> ExitStatus {
+    /// Sends SIGTERM without waiting.
+    pub fn sigterm(&self) {
         let pid = self.child.id().expect("the relay is running");
         let status = std::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status()
             .expect("kill runs");
         assert!(status.success(), "kill -TERM {pid} failed");
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub async fn terminate(self) -> ExitStatus {
+        self.sigterm();
+        self.wait().await
+    }
+
+    /// Waits for the process to exit.
+    pub async fn wait(mut self) -> ExitStatus {
         timeout(TIMEOUT, self.child.wait())
             .await
             .expect("the relay exits in time after SIGTERM")
@@ -134,12 +145,21 @@ impl Client {
 
     /// Connects and completes the handshake; returns the relay's epoch.
     pub async fn greeted(url: &str) -> (Client, [u8; 16]) {
+        Client::greeted_as(url, [7; 16], None).await
+    }
+
+    /// Connects and completes the handshake as `replica`, with `token`.
+    pub async fn greeted_as(
+        url: &str,
+        replica: [u8; 16],
+        token: Option<String>,
+    ) -> (Client, [u8; 16]) {
         let mut client = Client::connect(url).await;
         client
             .send(&ClientFrame::Hello {
                 version: PROTOCOL_VERSION,
-                replica: [7; 16],
-                token: None,
+                replica,
+                token,
             })
             .await;
         match client.recv().await {
@@ -175,6 +195,25 @@ impl Client {
                 Message::Binary(bytes) => return decode_relay(&bytes).expect("a valid frame"),
                 Message::Ping(_) | Message::Pong(_) => continue,
                 other => panic!("expected a binary frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next relay frame, or — when the connection ends instead — the
+    /// close code, if a close frame came.
+    pub async fn next_frame(&mut self) -> Result<RelayFrame, Option<u16>> {
+        loop {
+            let next = timeout(TIMEOUT, self.ws.next())
+                .await
+                .expect("a frame or the end arrives in time");
+            match next {
+                None | Some(Err(_)) => return Err(None),
+                Some(Ok(Message::Close(frame))) => return Err(frame.map(|f| u16::from(f.code))),
+                Some(Ok(Message::Binary(bytes))) => {
+                    return Ok(decode_relay(&bytes).expect("a valid frame"));
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(other)) => panic!("expected a binary frame, got {other:?}"),
             }
         }
     }
@@ -268,6 +307,41 @@ impl Client {
         }
     }
 
+    /// Expects a `DocError` about `doc` with `code`; returns its message.
+    pub async fn expect_doc_error(&mut self, doc: DocId, code: ErrorCode) -> String {
+        match self.recv().await {
+            RelayFrame::DocError {
+                doc: got,
+                code: got_code,
+                message,
+            } => {
+                assert_eq!((got, got_code), (doc, code), "{message}");
+                assert!(!message.is_empty());
+                message
+            }
+            other => panic!("expected DocError {code:?}, got {other:?}"),
+        }
+    }
+
+    /// Expects a fatal `Error` with `code`, then a close with `close_code`.
+    pub async fn expect_fatal(&mut self, code: ErrorCode, close_code: u16) -> String {
+        let message = match self.recv().await {
+            RelayFrame::Error {
+                code: got,
+                message,
+                fatal,
+            } => {
+                assert_eq!(got, code, "{message}");
+                assert!(fatal);
+                message
+            }
+            other => panic!("expected Error {code:?}, got {other:?}"),
+        };
+        let close = self.recv_close().await.expect("a close frame");
+        assert_eq!(u16::from(close.code), close_code);
+        message
+    }
+
     /// Round-trips a `Ping`: proves the connection works and that nothing
     /// else was queued for this client before the `Pong`.
     pub async fn ping(&mut self, nonce: u64) {
@@ -282,4 +356,46 @@ impl Client {
 /// The sequence numbers of `deltas`.
 pub fn seqs(deltas: &[SequencedDelta]) -> Vec<u64> {
     deltas.iter().map(|d| d.seq).collect()
+}
+
+/// A minimal HTTP/1.1 GET: returns the status code, the headers (lower
+/// case) and the body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        String::from_utf8_lossy(&response).into_owned()
+    };
+    let response = timeout(TIMEOUT, exchange)
+        .await
+        .expect("an HTTP answer in time");
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .expect("headers end with a blank line");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("a status line");
+    (status, head.to_lowercase(), body.to_owned())
+}
+
+/// The value of one sample in a Prometheus text exposition.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().expect("a number"))
+        })
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+/// Fetches `/metrics` and reads one series.
+pub async fn get_metric(addr: SocketAddr, series: &str) -> f64 {
+    let (status, _, body) = http_get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    metric(&body, series)
 }

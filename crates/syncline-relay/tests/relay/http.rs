@@ -1,35 +1,12 @@
-//! Plain HTTP: `/healthz` and `--serve`.
+//! Plain HTTP: `/healthz`, `/metrics` and `--serve`.
 
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::time::timeout;
+use crate::common::{Client, RelayProcess, delta, doc, get_metric, http_get, metric};
 
-use crate::common::{Client, RelayProcess, TIMEOUT};
-
-/// A minimal HTTP/1.1 GET: returns the status code and the body.
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.unwrap();
-        String::from_utf8_lossy(&response).into_owned()
-    };
-    let response = timeout(TIMEOUT, exchange)
-        .await
-        .expect("an HTTP answer in time");
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .expect("headers end with a blank line");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("a status line");
-    (status, body.to_owned())
+    let (status, _, body) = http_get(addr, path).await;
+    (status, body)
 }
 
 #[tokio::test]
@@ -68,4 +45,74 @@ async fn without_serve_only_healthz_and_the_websocket_answer() {
         "GET / without upgrade: {status}"
     );
     assert_eq!(get(relay.addr, "/index.html").await.0, 404);
+}
+
+#[tokio::test]
+async fn metrics_answer_in_prometheus_text_and_counters_move() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path()).await;
+    let (status, head, body) = http_get(relay.addr, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    for series in [
+        "syncline_connections",
+        "syncline_documents",
+        "syncline_deltas_in_total",
+        "syncline_bytes_out_total",
+        "syncline_commit_duration_seconds_count",
+        "syncline_slow_consumer_disconnects_total",
+        "syncline_presence_dropped_total",
+        "syncline_auth_failures_total{reason=\"missing\"}",
+    ] {
+        assert_eq!(metric(&body, series), 0.0, "{series} starts at 0");
+    }
+    assert!(body.contains("# TYPE syncline_commit_duration_seconds histogram"));
+
+    let (mut alice, _) = Client::greeted(&relay.url()).await;
+    let (mut bob, _) = Client::greeted(&relay.url()).await;
+    bob.subscribe(doc(1), 0).await;
+    alice.push(doc(1), vec![delta(1), delta(2)]).await;
+    alice.push(doc(1), vec![delta(2), delta(3)]).await;
+    alice.push(doc(2), vec![delta(4)]).await;
+    bob.recv_live(doc(1)).await;
+    bob.recv_live(doc(1)).await;
+
+    let (_, _, body) = http_get(relay.addr, "/metrics").await;
+    assert_eq!(metric(&body, "syncline_connections"), 2.0);
+    assert_eq!(metric(&body, "syncline_connections_total"), 2.0);
+    assert_eq!(metric(&body, "syncline_subscriptions"), 1.0);
+    assert_eq!(metric(&body, "syncline_documents"), 2.0);
+    assert_eq!(metric(&body, "syncline_deltas_in_total"), 5.0);
+    assert_eq!(metric(&body, "syncline_deltas_stored_total"), 4.0);
+    assert_eq!(metric(&body, "syncline_deltas_out_total"), 3.0);
+    assert_eq!(metric(&body, "syncline_commit_duration_seconds_count"), 3.0);
+    assert!(metric(&body, "syncline_store_transactions_total") >= 1.0);
+    assert!(metric(&body, "syncline_bytes_in_total") > 0.0);
+    assert!(metric(&body, "syncline_frames_in_total") >= 6.0);
+    // Frames out are counted as the writer sends them: both Welcomes, the
+    // catch-up page, three acks and two live frames at least.
+    assert!(metric(&body, "syncline_frames_out_total") >= 8.0);
+
+    drop(alice);
+    drop(bob);
+    // The gauge follows the connections down (the relay notices the close
+    // asynchronously; a fresh connection's ping orders us after it).
+    let (mut carol, _) = Client::greeted(&relay.url()).await;
+    carol.ping(1).await;
+    let deadline = std::time::Instant::now() + crate::common::TIMEOUT;
+    while get_metric(relay.addr, "syncline_connections").await != 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "connections gauge did not drop"
+        );
+        tokio::task::yield_now().await;
+    }
+    // The documents gauge survives a restart: it is read from the store.
+    drop(carol);
+    relay.terminate().await;
+    let relay = RelayProcess::start(data.path()).await;
+    assert_eq!(get_metric(relay.addr, "syncline_documents").await, 2.0);
 }

@@ -5,8 +5,11 @@
 //! and talks to it with tokio-tungstenite. Every wait is bounded by
 //! [`common::TIMEOUT`]; nothing sleeps to synchronise.
 
+mod auth;
 mod common;
 mod errors;
+mod frames;
 mod http;
+mod limits;
 mod persistence;
 mod sync;

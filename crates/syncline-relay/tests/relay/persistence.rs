@@ -1,10 +1,12 @@
-//! The log is durable: across a graceful restart and across `kill -9`.
+//! The log is durable: across a graceful restart, across `kill -9` in the
+//! middle of a stream of pushes, and across SIGTERM; group commit keeps
+//! sequences dense and acks honest.
 
 use std::collections::HashMap;
 
-use syncline_protocol::{ClientFrame, DeltaId, RelayFrame};
+use syncline_protocol::{ClientFrame, DeltaId, RelayFrame, SequencedDelta};
 
-use crate::common::{Client, RelayProcess, delta, doc, seqs};
+use crate::common::{Client, RelayProcess, TIMEOUT, delta, doc, get_metric, seqs};
 
 #[tokio::test]
 async fn the_log_survives_a_restart_with_the_same_seqs_and_epoch() {
@@ -43,59 +45,206 @@ async fn the_log_survives_a_restart_with_the_same_seqs_and_epoch() {
     assert_eq!(client.push(doc(1), vec![delta(5)]).await, 4);
 }
 
-#[tokio::test]
-async fn every_acked_delta_survives_kill_9() {
-    let data = tempfile::tempdir().unwrap();
-    let relay = RelayProcess::start(data.path()).await;
-    let (mut a, epoch) = Client::greeted(&relay.url()).await;
-    let (mut b, _) = Client::greeted(&relay.url()).await;
-
-    // Pipeline pushes from two clients to one document, without waiting.
-    const PUSHES: u32 = 40;
-    for n in 0..PUSHES {
-        a.send(&ClientFrame::Push {
-            doc: doc(3),
-            deltas: vec![delta(1000 + n)],
-        })
-        .await;
-        b.send(&ClientFrame::Push {
-            doc: doc(3),
-            deltas: vec![delta(2000 + n), delta(3000 + n)],
-        })
-        .await;
+/// Reads acks (and anything else) until the connection ends; returns the
+/// ids acked, each with the ack's `seq` (one-delta pushes: its own).
+async fn acks_until_closed(client: &mut Client, acked: &mut HashMap<DeltaId, u64>) -> Option<u16> {
+    loop {
+        match client.next_frame().await {
+            Ok(RelayFrame::Ack { ids, seq, .. }) => {
+                acked.extend(ids.into_iter().map(|id| (id, seq)));
+            }
+            Ok(other) => panic!("expected Ack, got {other:?}"),
+            Err(close) => return close,
+        }
     }
+}
+
+/// Checks that every acked delta is in `log`, with the seq it was acked
+/// with, and that the log is dense.
+fn assert_all_acked_stored(log: &[SequencedDelta], acked: &HashMap<DeltaId, u64>) {
+    assert_eq!(seqs(log), (1..=log.len() as u64).collect::<Vec<_>>());
+    let stored: HashMap<DeltaId, u64> = log.iter().map(|d| (d.id, d.seq)).collect();
+    for (id, seq) in acked {
+        let found = stored
+            .get(id)
+            .unwrap_or_else(|| panic!("acked {id} was lost"));
+        assert_eq!(found, seq, "{id} keeps the seq it was acked with");
+    }
+}
+
+#[tokio::test]
+async fn every_acked_delta_survives_kill_9_mid_stream_21_times() {
+    const ROUNDS: u32 = 21;
+    const PUSHES: u32 = 24;
+    let data = tempfile::tempdir().unwrap();
+    let mut relay = RelayProcess::start(data.path()).await;
+    let (_, epoch) = Client::greeted(&relay.url()).await;
     let mut acked: HashMap<DeltaId, u64> = HashMap::new();
-    for client in [&mut a, &mut b] {
-        for _ in 0..PUSHES {
-            match client.recv().await {
+    for round in 0..ROUNDS {
+        // Two clients pipeline pushes to one document without waiting.
+        let (mut a, _) = Client::greeted(&relay.url()).await;
+        let (mut b, _) = Client::greeted(&relay.url()).await;
+        for n in 0..PUSHES {
+            for (client, tag) in [(&mut a, 0), (&mut b, 1)] {
+                let d = delta(round * 10_000 + tag * 1000 + n);
+                client
+                    .send(&ClientFrame::Push {
+                        doc: doc(3),
+                        deltas: vec![d],
+                    })
+                    .await;
+            }
+        }
+        // Kill the relay while acks are still coming: a few in, no goodbye.
+        for _ in 0..(round % 5) * 2 + 1 {
+            match a.recv().await {
                 RelayFrame::Ack { ids, seq, .. } => {
-                    // One-delta pushes: the ack's seq is that delta's seq.
-                    if ids.len() == 1 {
-                        acked.insert(ids[0], seq);
-                    } else {
-                        acked.extend(ids.into_iter().map(|id| (id, 0)));
-                    }
+                    acked.insert(ids[0], seq);
                 }
                 other => panic!("expected Ack, got {other:?}"),
             }
         }
-    }
-    // Right after the last ack: no goodbye, no flush, no shutdown.
-    relay.kill9().await;
+        relay.kill9().await;
+        // Acks already on the wire count too: the relay sent them.
+        acks_until_closed(&mut a, &mut acked).await;
+        acks_until_closed(&mut b, &mut acked).await;
 
+        relay = RelayProcess::start(data.path()).await;
+        let (mut checker, epoch_after) = Client::greeted(&relay.url()).await;
+        assert_eq!(epoch_after, epoch);
+        let (log, _) = checker.subscribe(doc(3), 0).await;
+        assert_all_acked_stored(&log, &acked);
+    }
+    assert!(
+        acked.len() > ROUNDS as usize,
+        "{} acked in all",
+        acked.len()
+    );
+}
+
+#[tokio::test]
+async fn many_concurrent_pushers_all_get_acks_with_dense_sequences() {
+    const PUSHERS: u32 = 16;
+    const PUSHES: u32 = 25;
+    let data = tempfile::tempdir().unwrap();
     let relay = RelayProcess::start(data.path()).await;
-    let (mut client, epoch_after) = Client::greeted(&relay.url()).await;
-    assert_eq!(epoch_after, epoch);
-    let (log, _) = client.subscribe(doc(3), 0).await;
-    assert_eq!(seqs(&log), (1..=3 * PUSHES as u64).collect::<Vec<_>>());
-    let stored: HashMap<DeltaId, u64> = log.iter().map(|d| (d.id, d.seq)).collect();
-    for (id, seq) in &acked {
-        let found = stored
-            .get(id)
-            .unwrap_or_else(|| panic!("acked {id} was lost"));
-        if *seq != 0 {
-            assert_eq!(found, seq, "{id} keeps the seq it was acked with");
+    let (mut watcher, _) = Client::greeted(&relay.url()).await;
+    watcher.subscribe(doc(5), 0).await;
+    let mut tasks = Vec::new();
+    for pusher in 0..PUSHERS {
+        let url = relay.url();
+        tasks.push(tokio::spawn(async move {
+            let (mut client, _) = Client::greeted(&url).await;
+            for n in 0..PUSHES {
+                let d = delta(pusher * 1000 + n);
+                client
+                    .send(&ClientFrame::Push {
+                        doc: doc(5),
+                        deltas: vec![d],
+                    })
+                    .await;
+            }
+            let mut acks = Vec::new();
+            for n in 0..PUSHES {
+                match client.recv().await {
+                    RelayFrame::Ack { ids, seq, .. } => {
+                        assert_eq!(
+                            ids,
+                            vec![delta(pusher * 1000 + n).id],
+                            "acks come in push order"
+                        );
+                        acks.push((ids[0], seq));
+                    }
+                    other => panic!("expected Ack, got {other:?}"),
+                }
+            }
+            acks
+        }));
+    }
+    let mut acked = HashMap::new();
+    for task in tasks {
+        let acks = tokio::time::timeout(TIMEOUT, task).await.unwrap().unwrap();
+        // One pusher's acks rise: its pushes commit in order.
+        assert!(acks.windows(2).all(|w| w[0].1 < w[1].1));
+        acked.extend(acks);
+    }
+    let total = u64::from(PUSHERS * PUSHES);
+    let mut ack_seqs: Vec<u64> = acked.values().copied().collect();
+    ack_seqs.sort_unstable();
+    assert_eq!(
+        ack_seqs,
+        (1..=total).collect::<Vec<_>>(),
+        "dense, no seq twice"
+    );
+
+    // The live subscriber saw them all, in order, without gaps.
+    let mut live = Vec::new();
+    while live.len() < total as usize {
+        live.extend(watcher.recv_live(doc(5)).await);
+    }
+    assert_eq!(seqs(&live), (1..=total).collect::<Vec<_>>());
+    let (log, _) = watcher.subscribe(doc(5), 0).await;
+    assert_all_acked_stored(&log, &acked);
+
+    // Group commit: far fewer transactions than pushes.
+    let transactions = get_metric(relay.addr, "syncline_store_transactions_total").await;
+    assert!(
+        transactions < total as f64,
+        "{transactions} transactions for {total} pushes"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_during_a_stream_of_pushes_acks_what_it_stored_and_loses_nothing() {
+    const PUSHES: u32 = 300;
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path()).await;
+    let (mut pusher, _) = Client::greeted(&relay.url()).await;
+    let (mut idle, _) = Client::greeted(&relay.url()).await;
+    idle.subscribe(doc(7), 0).await;
+    for n in 0..PUSHES {
+        pusher
+            .send(&ClientFrame::Push {
+                doc: doc(7),
+                deltas: vec![delta(n)],
+            })
+            .await;
+    }
+    let mut acked = HashMap::new();
+    for _ in 0..10 {
+        match pusher.recv().await {
+            RelayFrame::Ack { ids, seq, .. } => {
+                acked.insert(ids[0], seq);
+            }
+            other => panic!("expected Ack, got {other:?}"),
         }
     }
-    assert_eq!(acked.len(), stored.len());
+    relay.sigterm();
+    // Acks keep coming for what was in flight, then "going away".
+    let close = acks_until_closed(&mut pusher, &mut acked).await;
+    assert_eq!(close, Some(1001));
+    let status = relay.wait().await;
+    assert!(status.success(), "SIGTERM is a clean exit, got {status}");
+    assert!(acked.len() < PUSHES as usize, "stopped mid-stream");
+    let mut idle_frames = 0;
+    loop {
+        match idle.next_frame().await {
+            Ok(_) => idle_frames += 1,
+            Err(close) => {
+                assert_eq!(close, Some(1001));
+                break;
+            }
+        }
+    }
+    assert!(idle_frames <= acked.len());
+
+    let relay = RelayProcess::start(data.path()).await;
+    let (mut checker, _) = Client::greeted(&relay.url()).await;
+    let (log, _) = checker.subscribe(doc(7), 0).await;
+    assert_all_acked_stored(&log, &acked);
+    assert_eq!(
+        log.len(),
+        acked.len(),
+        "everything stored was acked before the close"
+    );
 }

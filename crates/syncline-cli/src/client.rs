@@ -1,0 +1,511 @@
+//! [`Client`]: the engine on tokio, with a [`FileStore`] and a WebSocket.
+//!
+//! The client owns one [`Engine`] behind a mutex and does what its effects
+//! ask: a `Persist` batch is appended to the store and `fsync`ed before the
+//! engine hears [`Engine::persisted`] (so a delta is pushed only once it is
+//! durable here, and a cursor never gets ahead of the disk); a `Send` goes
+//! to the current socket; a `Disconnect` drops it. A background task
+//! ([`crate::connection`]) connects, feeds frames in, ticks the engine every
+//! 500 ms and reconnects with backoff.
+//!
+//! Async helpers wait for what a caller cares about, each bounded by a
+//! timeout that says what it was waiting for and why it did not happen:
+//! [`Client::wait_caught_up`] (the relay has sent everything it had for a
+//! document) and [`Client::wait_synced`] (the outbox is empty: the relay
+//! acked every local change, which it does only after its own commit).
+//! [`Client::subscribe`] streams [`Event`]s.
+//!
+//! Storage writes happen inline, under the engine's lock: right for a
+//! command-line tool and small scripts, which is what this client is for.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value as Json;
+use syncline_core::{DocId, DocUrl, Effect, Engine, EngineError, Op, SessionState, Status};
+use syncline_protocol::ErrorCode;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::connection;
+use crate::store::{FileStore, StoreError};
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("the relay refused the request: {code:?} (code {}): {message}", *code as u8)]
+    Relay {
+        code: ErrorCode,
+        message: String,
+        fatal: bool,
+    },
+    #[error(
+        "timed out after {} waiting for {what}: {state}",
+        seconds(*waited)
+    )]
+    Timeout {
+        what: String,
+        waited: Duration,
+        /// What the connection was doing when time ran out.
+        state: String,
+    },
+    #[error("local storage failed, so this replica stopped syncing: {0}")]
+    StorageFailed(String),
+    #[error("`{0}` is not a relay URL: use ws://HOST:PORT (wss:// is not supported by this build)")]
+    BadRelayUrl(String),
+    #[error("no randomness from the operating system: {0}")]
+    Random(String),
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+/// How to reach the relay.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `ws://HOST:PORT[/path]`.
+    pub relay: String,
+    /// Sent in `Hello` on every connection.
+    pub token: Option<String>,
+}
+
+/// What subscribers of [`Client::subscribe`] hear.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A document changed by a delta from elsewhere.
+    DocChanged(DocId),
+    /// The relay has sent everything it had for a document.
+    CaughtUp(DocId),
+    /// Something went wrong; the client carries on unless a wait fails.
+    Error { code: &'static str, message: String },
+}
+
+/// A failure that ends waits: the relay's refusal or a broken disk.
+#[derive(Debug, Clone)]
+pub(crate) enum Failure {
+    Relay {
+        code: ErrorCode,
+        message: String,
+        fatal: bool,
+    },
+    Storage(String),
+}
+
+impl From<Failure> for ClientError {
+    fn from(f: Failure) -> ClientError {
+        match f {
+            Failure::Relay {
+                code,
+                message,
+                fatal,
+            } => ClientError::Relay {
+                code,
+                message,
+                fatal,
+            },
+            Failure::Storage(s) => ClientError::StorageFailed(s),
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) engine: Engine,
+    store: FileStore,
+    /// Frames for the current socket, if any.
+    pub(crate) conn: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    /// The engine asked to drop the current socket.
+    pub(crate) drop_conn: bool,
+    caught_up: HashSet<DocId>,
+    /// Every refusal from the relay, in order.
+    rejections: Vec<Failure>,
+    /// Waits fail on refusals from this index on: those since the last
+    /// create, open or change.
+    mark: usize,
+    /// Ends every wait and stops reconnecting.
+    pub(crate) fatal: Option<Failure>,
+    /// Why the last connection attempt or connection ended.
+    pub(crate) link_error: Option<String>,
+    pub(crate) connected: bool,
+}
+
+pub(crate) struct Shared {
+    inner: Mutex<Inner>,
+    /// Bumped after every engine step; waits watch it.
+    version: watch::Sender<u64>,
+    events: broadcast::Sender<Event>,
+    pub(crate) closing: watch::Sender<bool>,
+    pub(crate) config: ClientConfig,
+    pub(crate) replica: [u8; 16],
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the engine, then does every effect it asked for.
+    pub(crate) fn step<R>(&self, f: impl FnOnce(&mut Inner, u64) -> R) -> R {
+        let now = now_ms();
+        let mut events = Vec::new();
+        let result = {
+            let mut inner = self.lock();
+            let result = f(&mut inner, now);
+            inner.drain(now, &mut events);
+            result
+        };
+        self.version.send_modify(|v| *v += 1);
+        for event in events {
+            let _ = self.events.send(event);
+        }
+        result
+    }
+}
+
+impl Inner {
+    fn drain(&mut self, now: u64, events: &mut Vec<Event>) {
+        loop {
+            let effects = self.engine.take_effects();
+            if effects.is_empty() {
+                return;
+            }
+            for effect in effects {
+                self.effect(effect, now, events);
+            }
+        }
+    }
+
+    fn effect(&mut self, effect: Effect, now: u64, events: &mut Vec<Event>) {
+        match effect {
+            Effect::Persist(batch) => {
+                if matches!(self.fatal, Some(Failure::Storage(_))) {
+                    return; // later batches must not land without earlier ones
+                }
+                match self.store.apply(&batch) {
+                    Ok(()) => self.engine.persisted(batch.id, now),
+                    Err(e) => {
+                        let message = e.to_string();
+                        events.push(Event::Error {
+                            code: "Storage",
+                            message: message.clone(),
+                        });
+                        self.fatal = Some(Failure::Storage(message));
+                        self.drop_conn = true;
+                    }
+                }
+            }
+            Effect::Send(bytes) => {
+                if let Some(conn) = &self.conn {
+                    let _ = conn.send(bytes);
+                }
+            }
+            Effect::DocChanged(doc) => events.push(Event::DocChanged(doc)),
+            Effect::CaughtUp(doc) => {
+                self.caught_up.insert(doc);
+                events.push(Event::CaughtUp(doc));
+            }
+            Effect::StatusChanged => {}
+            Effect::Error(error) => {
+                if let EngineError::RelayRejected {
+                    code,
+                    message,
+                    fatal,
+                } = &error
+                {
+                    let failure = Failure::Relay {
+                        code: *code,
+                        message: message.clone(),
+                        fatal: *fatal,
+                    };
+                    // Retrying these with the same parameters cannot help.
+                    if *fatal
+                        && matches!(
+                            code,
+                            ErrorCode::Unauthorized | ErrorCode::UnsupportedVersion
+                        )
+                    {
+                        self.fatal = Some(failure.clone());
+                    }
+                    self.rejections.push(failure);
+                }
+                events.push(Event::Error {
+                    code: error.code(),
+                    message: error.to_string(),
+                });
+            }
+            Effect::Disconnect => self.drop_conn = true,
+        }
+    }
+
+    /// Called by the connection task when a socket closes.
+    pub(crate) fn lost_connection(&mut self) {
+        self.conn = None;
+        self.connected = false;
+        self.drop_conn = false;
+        self.caught_up.clear();
+        self.engine.disconnected();
+    }
+
+    fn failure(&self) -> Option<Failure> {
+        self.fatal
+            .clone()
+            .or_else(|| self.rejections.get(self.mark..)?.first().cloned())
+    }
+
+    /// What the connection is doing, for timeout messages.
+    fn diagnosis(&self, relay: &str, doc: Option<DocId>) -> String {
+        let status = self.engine.status();
+        match (self.connected, status.session) {
+            (false, _) => match &self.link_error {
+                Some(e) => format!("not connected to the relay at {relay}: {e}"),
+                None => format!("still connecting to the relay at {relay}"),
+            },
+            (true, SessionState::Ready) => {
+                let mut parts = Vec::new();
+                if let Some(doc) = doc.filter(|d| !self.caught_up.contains(d)) {
+                    parts.push(format!("the relay has not finished sending document {doc}"));
+                }
+                if status.pending > 0 {
+                    parts.push(format!(
+                        "{} local change(s) not yet acknowledged by the relay",
+                        status.pending
+                    ));
+                }
+                if parts.is_empty() {
+                    parts.push("the relay did not answer".to_string());
+                }
+                format!("connected to {relay}, but {}", parts.join(" and "))
+            }
+            (true, _) => {
+                format!("connected to {relay}, but the relay did not complete the handshake")
+            }
+        }
+    }
+}
+
+/// A replica syncing with one relay. Dropping it stops the background task;
+/// [`Client::close`] also closes the socket politely.
+pub struct Client {
+    shared: Arc<Shared>,
+    task: Option<JoinHandle<()>>,
+    problems: Vec<EngineError>,
+}
+
+impl Client {
+    /// Loads the replica from `store` and starts connecting to the relay.
+    /// Must be called inside a tokio runtime.
+    pub fn start(store: FileStore, config: ClientConfig) -> Result<Client, ClientError> {
+        let relay = config.relay.trim();
+        if !relay.starts_with("ws://") || relay.len() <= "ws://".len() {
+            return Err(ClientError::BadRelayUrl(config.relay.clone()));
+        }
+        let seed: [u8; 32] = random()?;
+        let replica: [u8; 16] = random()?;
+        let (engine, problems) = Engine::load(seed, store.records());
+        let inner = Inner {
+            engine,
+            store,
+            conn: None,
+            drop_conn: false,
+            caught_up: HashSet::new(),
+            rejections: Vec::new(),
+            mark: 0,
+            fatal: None,
+            link_error: None,
+            connected: false,
+        };
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(inner),
+            version: watch::Sender::new(0),
+            events: broadcast::Sender::new(1024),
+            closing: watch::Sender::new(false),
+            config,
+            replica,
+        });
+        let task = tokio::spawn(connection::run(shared.clone()));
+        Ok(Client {
+            shared,
+            task: Some(task),
+            problems,
+        })
+    }
+
+    /// Records of the store that could not be loaded (and were skipped).
+    pub fn load_problems(&self) -> &[EngineError] {
+        &self.problems
+    }
+
+    /// Creates a document whose root holds the fields of `initial` (a JSON
+    /// object). It reaches the relay in the background: see
+    /// [`Client::wait_synced`].
+    pub fn create_doc(&self, initial: &Json) -> Result<DocUrl, ClientError> {
+        self.act(|engine, now| engine.create_doc(initial, now))
+    }
+
+    /// Starts tracking a document; returns whether this replica already has
+    /// some of its content. See [`Client::wait_caught_up`].
+    pub fn open_doc(&self, url: &DocUrl) -> Result<bool, ClientError> {
+        self.act(|engine, now| engine.open_doc(url, now))
+    }
+
+    /// Applies `ops` to `doc` as one change, with an optional message.
+    pub fn change(
+        &self,
+        doc: DocId,
+        ops: &[Op],
+        message: Option<String>,
+    ) -> Result<(), ClientError> {
+        self.act(|engine, now| engine.change(doc, ops, message, now))
+    }
+
+    /// Builds ops from the document's current value and applies them, with
+    /// no other change in between. An error from `make` changes nothing.
+    pub fn change_with<E>(
+        &self,
+        doc: DocId,
+        make: impl FnOnce(&Json) -> Result<Vec<Op>, E>,
+    ) -> Result<Result<(), E>, ClientError> {
+        self.act(|engine, now| {
+            let value = engine.value_json(&doc)?;
+            Ok(match make(&value) {
+                Ok(ops) => Ok(engine.change(doc, &ops, None, now)?),
+                Err(e) => Err(e),
+            })
+        })
+    }
+
+    fn act<R>(
+        &self,
+        f: impl FnOnce(&mut Engine, u64) -> Result<R, EngineError>,
+    ) -> Result<R, ClientError> {
+        self.shared.step(|inner, now| {
+            if let Some(Failure::Storage(s)) = &inner.fatal {
+                return Err(ClientError::StorageFailed(s.clone()));
+            }
+            inner.mark = inner.rejections.len();
+            Ok(f(&mut inner.engine, now)?)
+        })
+    }
+
+    /// The failure that stopped this client for good (a fatal refusal by the
+    /// relay, or a storage error), if any.
+    pub fn failed(&self) -> Option<ClientError> {
+        self.shared.lock().fatal.clone().map(ClientError::from)
+    }
+
+    /// The document's current value as JSON.
+    pub fn value(&self, doc: &DocId) -> Result<Json, ClientError> {
+        Ok(self.shared.lock().engine.value_json(doc)?)
+    }
+
+    /// Runs `f` on the engine itself (for anything the helpers lack), then
+    /// does the effects it caused.
+    pub fn with_engine<R>(&self, f: impl FnOnce(&mut Engine, u64) -> R) -> R {
+        self.shared.step(|inner, now| f(&mut inner.engine, now))
+    }
+
+    pub fn status(&self) -> Status {
+        self.shared.lock().engine.status()
+    }
+
+    /// Events from now on. A receiver that falls behind gets
+    /// `RecvError::Lagged` and should re-read what it shows.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    /// Waits until the relay has sent everything it had for `doc` on the
+    /// current connection.
+    pub async fn wait_caught_up(&self, doc: DocId, within: Duration) -> Result<(), ClientError> {
+        let what = format!("document {doc} from the relay");
+        self.wait(what, within, Some(doc), |inner| {
+            inner.caught_up.contains(&doc)
+        })
+        .await
+    }
+
+    /// Waits until the outbox is empty: the relay acked (after committing)
+    /// every local change made so far.
+    pub async fn wait_synced(&self, within: Duration) -> Result<(), ClientError> {
+        let what = "the relay to acknowledge the change".to_string();
+        self.wait(what, within, None, |inner| {
+            inner.engine.status().pending == 0
+        })
+        .await
+    }
+
+    async fn wait(
+        &self,
+        what: String,
+        within: Duration,
+        doc: Option<DocId>,
+        ready: impl Fn(&Inner) -> bool,
+    ) -> Result<(), ClientError> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut changes = self.shared.version.subscribe();
+        loop {
+            {
+                let inner = self.shared.lock();
+                if let Some(failure) = inner.failure() {
+                    return Err(failure.into());
+                }
+                if ready(&inner) {
+                    return Ok(());
+                }
+            }
+            if tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .is_err()
+            {
+                let state = self.shared.lock().diagnosis(&self.shared.config.relay, doc);
+                return Err(ClientError::Timeout {
+                    what,
+                    waited: within,
+                    state,
+                });
+            }
+        }
+    }
+
+    /// Closes the connection (sending a WebSocket close) and stops the
+    /// background task, waiting at most about two seconds for both.
+    pub async fn close(mut self) {
+        self.shared.closing.send_replace(true);
+        if let Some(task) = self.task.take() {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Fresh random bytes from the operating system.
+pub(crate) fn random<const N: usize>() -> Result<[u8; N], ClientError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| ClientError::Random(e.to_string()))?;
+    Ok(bytes)
+}
