@@ -4,7 +4,7 @@
  * talks to the engine only through `CoreApi`, so the engine can move into a
  * worker later without changing the public API.
  */
-import type { JsonValue, Op, Status } from "./types.js";
+import type { JsonValue, Op, Status, TransportOptions } from "./types.js";
 
 export type CoreEvent =
   /** A remote change (or another tab's) updated this doc. */
@@ -32,6 +32,14 @@ export type RawCore = CoreApi;
 export interface CoreStatic {
   /** Opens the local database `name`, encrypted with the 32-byte `key`. */
   open(name: string, relay: string | undefined, onEvent: (event: CoreEvent) => void, key: Uint8Array): Promise<RawCore>;
+  /** `open` with transport options (connect timeout, heartbeat, backoff, token). */
+  openWith?(
+    name: string,
+    relay: string | undefined,
+    onEvent: (event: CoreEvent) => void,
+    key: Uint8Array,
+    options: TransportOptions,
+  ): Promise<RawCore>;
 }
 
 /** A plain delegate over the glue's object, so the rest of the code sees exactly `CoreApi`. */

@@ -3,9 +3,9 @@ import { type KeyOptions, storageKey } from "./keys.js";
 import { Handle, type DocHandle, type DocHost, type Unsubscribe } from "./doc-handle.js";
 import { toJson } from "./draft.js";
 import { SynclineError, toSynclineError } from "./errors.js";
-import type { JsonObject, Op, Status } from "./types.js";
+import type { JsonObject, Op, Status, TransportOptions } from "./types.js";
 
-export interface RepoOptions extends KeyOptions {
+export interface RepoOptions extends KeyOptions, TransportOptions {
   /** WebSocket URL of the relay (`ws://…` or `wss://…`). Without it the repo works offline, and between tabs. */
   relay?: string;
   /** Name of the local database; repos with different names keep separate data. Default "default". */
@@ -254,15 +254,21 @@ export class RepoImpl implements Repo, DocHost {
     if (
       status.connection === last.connection &&
       status.pending === last.pending &&
-      status.lastSyncedAt === last.lastSyncedAt
+      status.lastSyncedAt === last.lastSyncedAt &&
+      status.attempt === last.attempt &&
+      status.lastError?.code === last.lastError?.code &&
+      status.lastError?.message === last.lastError?.message
     ) {
       return last;
     }
-    this.#lastStatus = Object.freeze({
+    const next: Status = {
       connection: status.connection,
       pending: status.pending,
       lastSyncedAt: status.lastSyncedAt ?? null,
-    });
+    };
+    if (status.attempt !== undefined) next.attempt = status.attempt;
+    if (status.lastError) next.lastError = Object.freeze({ code: status.lastError.code, message: status.lastError.message });
+    this.#lastStatus = Object.freeze(next);
     return this.#lastStatus;
   }
 
@@ -306,20 +312,36 @@ export async function openRepo(Core: CoreStatic, options: RepoOptions = {}): Pro
   if (options.relay !== undefined && !/^wss?:\/\//i.test(options.relay)) {
     throw new SynclineError("BadOption", `\`relay\` must be a ws:// or wss:// URL, not "${options.relay}"`);
   }
+  const token = options.token;
+  if (token !== undefined && typeof token !== "string" && typeof token !== "function") {
+    throw new SynclineError("BadOption", "`token` must be a string or a function returning one");
+  }
+  for (const key of ["connectTimeoutMs", "heartbeatMs", "pongTimeoutMs", "backoffBaseMs", "backoffCapMs"] as const) {
+    const value = options[key];
+    if (value !== undefined && !(typeof value === "number" && Number.isFinite(value) && value >= 0)) {
+      throw new SynclineError("BadOption", `\`${key}\` must be a non-negative number of milliseconds`);
+    }
+  }
+  const transport: TransportOptions = {
+    connectTimeoutMs: options.connectTimeoutMs,
+    heartbeatMs: options.heartbeatMs,
+    pongTimeoutMs: options.pongTimeoutMs,
+    backoffBaseMs: options.backoffBaseMs,
+    backoffCapMs: options.backoffCapMs,
+    token,
+  };
   let repo: RepoImpl | undefined;
   const early: CoreEvent[] = [];
   let core: CoreApi;
   try {
     const key = await storageKey(name, options);
-    const raw = await Core.open(
-      name,
-      options.relay,
-      (event) => {
-        if (repo) repo.receive(event);
-        else early.push(event);
-      },
-      key,
-    );
+    const onEvent = (event: CoreEvent): void => {
+      if (repo) repo.receive(event);
+      else early.push(event);
+    };
+    const raw = Core.openWith
+      ? await Core.openWith(name, options.relay, onEvent, key, transport)
+      : await Core.open(name, options.relay, onEvent, key);
     core = adaptCore(raw);
   } catch (error) {
     throw toSynclineError(error);

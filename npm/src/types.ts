@@ -36,4 +36,29 @@ export interface Status {
   pending: number;
   /** When the relay last acknowledged or delivered something (ms since epoch). */
   lastSyncedAt: number | null;
+  /**
+   * The current connection attempt, counting from 1 since the last open session; 0 while open.
+   * Absent when the repo has no relay.
+   */
+  attempt?: number;
+  /**
+   * Why the last attempt failed or the relay refused us: e.g. code "ConnectTimeout",
+   * "HeartbeatTimeout", "Offline", "TokenProvider", "RelayRejected" (with "closed": final).
+   */
+  lastError?: { code: string; message: string };
+}
+
+/** How the repo talks to the relay. All optional. */
+export interface TransportOptions {
+  /** An attempt that hasn't opened after this long is abandoned (and retried after backoff). Default 5000. */
+  connectTimeoutMs?: number;
+  /** While open, a ping is sent this often. Default 10000. */
+  heartbeatMs?: number;
+  /** After a ping, some frame must arrive within this long or the socket is replaced. Default 5000. */
+  pongTimeoutMs?: number;
+  /** Backoff before retry n is uniform in [0, min(cap, base·2^(n-1))]. Defaults 250 and 10000. */
+  backoffBaseMs?: number;
+  backoffCapMs?: number;
+  /** The relay's access token, or a function returning it, called before every connection attempt. */
+  token?: string | (() => string | Promise<string>);
 }

@@ -185,7 +185,7 @@ impl Engine {
                 });
                 continue;
             };
-            list.sort_by(|(_, a), (_, b)| (a.time_ms, a.id).cmp(&(b.time_ms, b.id)));
+            list.sort_by_key(|(_, e)| (e.time_ms, e.id));
             let mut changes = Vec::new();
             for (key, entry) in &list {
                 let droppable = entry.origin == Origin::Relay || entry.relay_seq.is_some();
@@ -328,6 +328,9 @@ impl Engine {
             return;
         }
         self.batches_durable = batch_id.min(self.batches_emitted);
+        if self.session != SessionState::Ready {
+            return; // pushed at the next Welcome
+        }
         if let Some(first) = self
             .outbox
             .iter()
@@ -422,9 +425,6 @@ impl Engine {
         let mut batch = Batch::default();
         batch.put(&Record::Entry(entry.clone()));
         self.persist(batch);
-        if self.outbox.iter().any(|o| o.entry.id == entry.id) {
-            return;
-        }
         // Pushed once durable: see `persisted`.
         self.outbox.push(Outgoing {
             entry,

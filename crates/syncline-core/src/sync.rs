@@ -19,6 +19,7 @@
 //! every document's whole state is pushed again: a relay that lost data never
 //! makes a client lose its own.
 
+use std::collections::HashSet;
 use std::ops::Range;
 
 use syncline_protocol::{
@@ -197,7 +198,11 @@ impl Engine {
                 origin: Origin::Local,
                 relay_seq: None,
             };
-            self.enqueue(entry);
+            // The same state offered twice (two epoch changes in a row) is
+            // one delta: queue it once.
+            if !self.outbox.iter().any(|o| o.entry.id == entry.id) {
+                self.enqueue(entry);
+            }
         }
     }
 
@@ -287,6 +292,7 @@ impl Engine {
     fn acked(&mut self, doc: DocId, ids: &[DeltaId], seq: u64, now_ms: u64) {
         let mut batch = Batch::default();
         let mut retired = Vec::new();
+        let ids: HashSet<&DeltaId> = ids.iter().collect();
         self.outbox.retain(|o| {
             if o.entry.doc != doc || !ids.contains(&o.entry.id) {
                 return true;

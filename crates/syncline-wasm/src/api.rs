@@ -11,6 +11,7 @@ use crate::convert::{initial_from_js, ops_from_js, to_js};
 use crate::errors::{engine_error, js_error};
 use crate::host::{self, Host, HostRef, now_ms, random_bytes};
 use crate::storage::Storage;
+use crate::transport::TransportOptions;
 
 /// A replica in this page: its documents, its log, its relay connection.
 #[wasm_bindgen]
@@ -31,6 +32,22 @@ impl Core {
         on_event: js_sys::Function,
         key: &[u8],
     ) -> Result<Core, JsValue> {
+        Core::open_with(name, relay, on_event, key, JsValue::UNDEFINED).await
+    }
+
+    /// [`Core::open`] with transport options: `{ connectTimeoutMs,
+    /// heartbeatMs, pongTimeoutMs, backoffBaseMs, backoffCapMs, token }`,
+    /// where `token` is a string or a function returning one (or a promise
+    /// of one), called before every connection attempt.
+    #[wasm_bindgen(js_name = openWith)]
+    pub async fn open_with(
+        name: String,
+        relay: Option<String>,
+        on_event: js_sys::Function,
+        key: &[u8],
+        options: JsValue,
+    ) -> Result<Core, JsValue> {
+        let options = TransportOptions::from_js(&options);
         let key: [u8; 32] = key
             .try_into()
             .map_err(|_| js_error("BadKey", "the storage key must be exactly 32 bytes"))?;
@@ -38,7 +55,7 @@ impl Core {
         let (records, mut problems) = storage.load_all().await.map_err(|e| e.to_js())?;
         let (engine, load_problems) = Engine::load(random_bytes(), records);
         problems.extend(load_problems);
-        let host = Host::new(engine, storage, relay, on_event.clone());
+        let host = Host::new(engine, storage, relay, on_event.clone(), options);
         for problem in problems {
             // Reported, not fatal: the rest of the log loaded.
             let event = js_sys::Object::new();
@@ -47,6 +64,7 @@ impl Core {
             let _ = on_event.call1(&JsValue::NULL, &event);
         }
         host::start_ticker(&host);
+        host::watch_page(&host);
         host::connect(&host);
         host::drain(&host);
         Ok(Core { host })
@@ -103,7 +121,7 @@ impl Core {
         host::flush(&self.host).await
     }
 
-    /// `{ connection, pending, lastSyncedAt }`.
+    /// `{ connection, pending, lastSyncedAt, attempt, lastError? }`.
     pub fn status(&self) -> Result<JsValue, JsValue> {
         self.host.borrow().status_js()
     }

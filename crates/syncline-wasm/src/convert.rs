@@ -44,10 +44,28 @@ pub struct JsStatus {
     pub connection: &'static str,
     pub pending: usize,
     pub last_synced_at: Option<f64>,
+    /// The current connection attempt from 1; 0 while the session is open.
+    /// Absent when the repo has no relay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<JsLastError>,
+}
+
+/// Why the last attempt failed, or why the relay refused us.
+#[derive(Serialize)]
+pub struct JsLastError {
+    pub code: &'static str,
+    pub message: String,
 }
 
 /// Combines the engine's view with the transport's.
-pub fn status(engine: Status, socket: crate::transport::SocketState) -> JsStatus {
+pub fn status(
+    engine: Status,
+    socket: crate::transport::SocketState,
+    attempt: u32,
+    last_error: Option<&(&'static str, String)>,
+) -> JsStatus {
     use crate::transport::SocketState;
     let connection = match (socket, engine.session) {
         (SocketState::NoRelay, _) => "offline",
@@ -60,5 +78,14 @@ pub fn status(engine: Status, socket: crate::transport::SocketState) -> JsStatus
         connection,
         pending: engine.pending,
         last_synced_at: engine.last_synced_ms.map(|ms| ms as f64),
+        attempt: match (socket, connection) {
+            (SocketState::NoRelay, _) => None,
+            (_, "open") => Some(0),
+            _ => Some(attempt),
+        },
+        last_error: last_error.map(|(code, message)| JsLastError {
+            code,
+            message: message.clone(),
+        }),
     }
 }

@@ -8,6 +8,13 @@
 //!   transaction is in flight and all go into the next one, so a burst of
 //!   changes costs one transaction, and `flush()` waits for the transaction
 //!   that covers everything made before it was called.
+//!
+//! The connection: each attempt fetches a token, opens a socket and must
+//! open within `connectTimeoutMs`; while open a `Ping` goes out every
+//! `heartbeatMs` and some frame must come back within `pongTimeoutMs`, or
+//! the socket is taken for half-open and replaced. A failed attempt waits
+//! a backoff delay; `online` and a visible tab retry at once. A fatal
+//! `Unauthorized` or `UnsupportedVersion` from the relay stops retrying.
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
@@ -15,14 +22,15 @@ use std::rc::{Rc, Weak};
 use futures_channel::oneshot;
 use gloo_timers::callback::Interval;
 use gloo_timers::callback::Timeout;
-use syncline_core::{Batch, DocId, Effect, Engine};
+use syncline_core::{Batch, DocId, Effect, Engine, EngineError, SessionState};
+use syncline_protocol::{ClientFrame, ErrorCode, encode_client};
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::spawn_local;
 
 use crate::convert::{status, to_js};
 use crate::errors::{engine_error, js_error};
 use crate::storage::Storage;
-use crate::transport::{Backoff, Handlers, Socket, SocketState};
+use crate::transport::{Handlers, PageEvent, PageListeners, Socket, SocketState, TransportOptions};
 
 pub type HostRef = Rc<RefCell<Host>>;
 
@@ -41,9 +49,21 @@ pub struct Host {
     relay: Option<String>,
     socket: Option<Socket>,
     socket_state: SocketState,
+    /// The current attempt's number from 1; 0 once a session is ready.
     attempt: u32,
-    backoff: Backoff,
+    options: TransportOptions,
     retry: Option<Timeout>,
+    /// Closes an attempt that doesn't open in time.
+    connect_timer: Option<Timeout>,
+    /// The next ping, or the pong deadline of the last one.
+    heartbeat: Option<Timeout>,
+    /// When the open socket last delivered a frame.
+    last_frame_ms: u64,
+    /// Bumped per attempt, so late callbacks of an old one do nothing.
+    generation: u64,
+    /// Why the last attempt failed or the relay refused us.
+    last_error: Option<(&'static str, String)>,
+    page: Option<PageListeners>,
     /// Drives the engine's timers (re-push, re-subscribe, handshake timeout).
     ticker: Option<Interval>,
 }
@@ -62,6 +82,7 @@ impl Host {
         storage: Storage,
         relay: Option<String>,
         on_event: js_sys::Function,
+        options: TransportOptions,
     ) -> HostRef {
         Rc::new(RefCell::new(Host {
             engine,
@@ -81,14 +102,25 @@ impl Host {
             relay,
             socket: None,
             attempt: 0,
-            backoff: Backoff::default(),
+            options,
             retry: None,
+            connect_timer: None,
+            heartbeat: None,
+            last_frame_ms: 0,
+            generation: 0,
+            last_error: None,
+            page: None,
             ticker: None,
         }))
     }
 
     pub fn status_js(&self) -> Result<JsValue, JsValue> {
-        to_js(&status(self.engine.status(), self.socket_state))
+        to_js(&status(
+            self.engine.status(),
+            self.socket_state,
+            self.attempt,
+            self.last_error.as_ref(),
+        ))
     }
 }
 
@@ -96,6 +128,7 @@ impl Host {
 pub fn drain(host: &HostRef) {
     let mut events = Vec::new();
     let mut disconnect = false;
+    let mut fatal = None;
     let start_writer;
     {
         let mut h = host.borrow_mut();
@@ -114,10 +147,21 @@ pub fn drain(host: &HostRef) {
                 Effect::CaughtUp(doc) => events.push(Event::CaughtUp(doc)),
                 Effect::StatusChanged => events.push(Event::Status),
                 Effect::Disconnect => disconnect = true,
-                Effect::Error(e) => events.push(Event::Error {
-                    code: e.code(),
-                    message: e.to_string(),
-                }),
+                Effect::Error(e) => {
+                    // Only these mean retrying would fail the same way.
+                    if let EngineError::RelayRejected {
+                        fatal: true,
+                        code: ErrorCode::Unauthorized | ErrorCode::UnsupportedVersion,
+                        ..
+                    } = &e
+                    {
+                        fatal = Some(e.to_string());
+                    }
+                    events.push(Event::Error {
+                        code: e.code(),
+                        message: e.to_string(),
+                    })
+                }
             }
         }
         start_writer = !h.writer_running && !h.unwritten.is_empty();
@@ -126,7 +170,11 @@ pub fn drain(host: &HostRef) {
     if start_writer {
         spawn_local(write_loop(host.clone()));
     }
-    if disconnect {
+    if let Some(message) = fatal {
+        // Retrying with the same token or version would fail the same way.
+        end_attempt(host, Some(("RelayRejected", message)), false);
+        events.push(Event::Status);
+    } else if disconnect {
         drop_connection(host);
     }
     emit(host, events);
@@ -134,13 +182,36 @@ pub fn drain(host: &HostRef) {
 
 /// The engine gave up on the connection: close it and retry after backoff.
 fn drop_connection(host: &HostRef) {
-    let socket = host.borrow_mut().socket.take();
-    if let Some(socket) = socket {
-        socket.close();
-        host.borrow_mut().engine.disconnected();
-        schedule_reconnect(host);
-        drain(host);
+    if host.borrow().socket.is_some() {
+        end_attempt(host, None, true);
     }
+}
+
+/// Closes the current socket (if any) and tells the engine; then retries
+/// after backoff, or with `retry == false` stops for good. `error` becomes
+/// the status's `lastError`.
+fn end_attempt(host: &HostRef, error: Option<(&'static str, String)>, retry: bool) {
+    {
+        let mut h = host.borrow_mut();
+        h.generation += 1;
+        h.connect_timer = None;
+        h.heartbeat = None;
+        if let Some(socket) = h.socket.take() {
+            socket.close();
+        }
+        if error.is_some() {
+            h.last_error = error;
+        }
+        if !retry {
+            h.socket_state = SocketState::Closed;
+            h.retry = None;
+        }
+        h.engine.disconnected();
+    }
+    if retry {
+        schedule_reconnect(host);
+    }
+    drain(host);
 }
 
 /// Delivers events from a fresh microtask, never under a borrow.
@@ -280,49 +351,125 @@ pub fn start_ticker(host: &HostRef) {
     host.borrow_mut().ticker = Some(ticker);
 }
 
-/// Opens a socket to the relay, if there is one and the repo is not closed.
+/// Listens to `online`, `offline` and `visibilitychange` for this repo.
+pub fn watch_page(host: &HostRef) {
+    let weak = Rc::downgrade(host);
+    let listeners = PageListeners::install(move |event| {
+        let Some(host) = weak.upgrade() else { return };
+        let state = host.borrow().socket_state;
+        match (event, state) {
+            (PageEvent::Online | PageEvent::Visible, SocketState::Waiting) => {
+                // Skip the rest of the backoff: the network may be back.
+                connect(&host);
+                drain(&host);
+            }
+            (PageEvent::Offline, SocketState::Open | SocketState::Connecting) => {
+                // The socket is likely dead; say so now, not at the next
+                // heartbeat. Retries go on (`offline` can be wrong).
+                end_attempt(
+                    &host,
+                    Some(("Offline", "the browser went offline".into())),
+                    true,
+                );
+            }
+            _ => {}
+        }
+    });
+    host.borrow_mut().page = Some(listeners);
+}
+
+/// Starts an attempt: fetches the token, then opens a socket to the relay,
+/// if there is one and the repo is not closed or already connecting.
 pub fn connect(host: &HostRef) {
-    let url = {
+    let (url, token, generation) = {
         let mut h = host.borrow_mut();
-        h.retry = None;
-        match (&h.relay, h.socket_state) {
+        let url = match (&h.relay, h.socket_state) {
             (Some(url), SocketState::Waiting) => url.clone(),
             _ => return,
-        }
+        };
+        h.retry = None;
+        h.attempt = h.attempt.saturating_add(1);
+        h.generation += 1;
+        h.socket_state = SocketState::Connecting;
+        (url, h.options.token.clone(), h.generation)
     };
+    emit(host, vec![Event::Status]);
     let weak = Rc::downgrade(host);
-    let handlers = Handlers {
-        on_open: Box::new(with_host(&weak, |host| {
-            {
-                let mut h = host.borrow_mut();
-                h.socket_state = SocketState::Open;
-                h.attempt = 0;
-                let replica = h.replica;
-                h.engine.connected(replica, None, now_ms());
+    spawn_local(async move {
+        let token = token.fetch().await;
+        let Some(host) = weak.upgrade() else { return };
+        if host.borrow().generation != generation {
+            return; // closed, or superseded while the token was fetched
+        }
+        match token {
+            Ok(token) => open_socket(&host, &url, token, generation),
+            Err(message) => {
+                host.borrow_mut().last_error = Some(("TokenProvider", message.clone()));
+                schedule_reconnect(&host);
+                emit(
+                    &host,
+                    vec![
+                        Event::Error {
+                            code: "TokenProvider",
+                            message,
+                        },
+                        Event::Status,
+                    ],
+                );
             }
-            drain(host);
-        })),
+        }
+    });
+}
+
+fn open_socket(host: &HostRef, url: &str, token: Option<String>, generation: u64) {
+    let weak = Rc::downgrade(host);
+    let current = move |weak: &Weak<RefCell<Host>>| {
+        weak.upgrade()
+            .filter(|host| host.borrow().generation == generation)
+    };
+    let handlers = Handlers {
+        on_open: Box::new({
+            let weak = weak.clone();
+            move || {
+                let Some(host) = current(&weak) else { return };
+                {
+                    let mut h = host.borrow_mut();
+                    h.connect_timer = None;
+                    h.socket_state = SocketState::Open;
+                    h.last_frame_ms = now_ms();
+                    let replica = h.replica;
+                    h.engine.connected(replica, token.clone(), now_ms());
+                }
+                schedule_ping(&host, generation);
+                drain(&host);
+            }
+        }),
         on_message: Box::new({
             let weak = weak.clone();
             move |bytes: Vec<u8>| {
-                if let Some(host) = weak.upgrade() {
-                    host.borrow_mut().engine.received(&bytes, now_ms());
-                    drain(&host);
+                let Some(host) = current(&weak) else { return };
+                {
+                    let mut h = host.borrow_mut();
+                    h.last_frame_ms = now_ms();
+                    h.engine.received(&bytes, now_ms());
+                    if h.engine.status().session == SessionState::Ready {
+                        h.attempt = 0;
+                        h.last_error = None;
+                    }
                 }
+                drain(&host);
             }
         }),
         on_close: Box::new({
             let weak = weak.clone();
             move |_code: u16, _reason: String| {
-                if let Some(host) = weak.upgrade() {
-                    host.borrow_mut().engine.disconnected();
-                    schedule_reconnect(&host);
-                    drain(&host);
+                if let Some(host) = current(&weak) {
+                    end_attempt(&host, None, true);
                 }
             }
         }),
     };
-    let socket = Socket::connect(&url, handlers);
+    let socket = Socket::connect(url, handlers);
     let mut h = host.borrow_mut();
     if let Some(old) = h.socket.take() {
         old.close();
@@ -330,17 +477,32 @@ pub fn connect(host: &HostRef) {
     match socket {
         Ok(socket) => {
             h.socket = Some(socket);
-            h.socket_state = SocketState::Connecting;
+            let weak = Rc::downgrade(host);
+            let ms = h.options.connect_timeout_ms;
+            h.connect_timer = Some(Timeout::new(ms, move || {
+                if let Some(host) = weak.upgrade() {
+                    let stale = {
+                        let h = host.borrow();
+                        h.generation != generation || h.socket_state != SocketState::Connecting
+                    };
+                    if !stale {
+                        let message = format!("the relay did not answer within {ms} ms");
+                        end_attempt(&host, Some(("ConnectTimeout", message)), true);
+                    }
+                }
+            }));
         }
         Err(reason) => {
             h.socket_state = SocketState::Closed;
+            let message = format!("cannot connect to relay `{url}`: {reason}");
+            h.last_error = Some(("BadRelayUrl", message.clone()));
             drop(h);
             emit(
                 host,
                 vec![
                     Event::Error {
                         code: "BadRelayUrl",
-                        message: format!("cannot connect to relay `{url}`: {reason}"),
+                        message,
                     },
                     Event::Status,
                 ],
@@ -349,13 +511,40 @@ pub fn connect(host: &HostRef) {
     }
 }
 
-fn with_host(weak: &Weak<RefCell<Host>>, f: impl Fn(&HostRef) + 'static) -> impl FnMut() + 'static {
-    let weak = weak.clone();
-    move || {
-        if let Some(host) = weak.upgrade() {
-            f(&host)
+/// After `heartbeatMs`, sends a `Ping`; then, after `pongTimeoutMs`, checks
+/// that some frame arrived since, and either pings again or gives up on the
+/// socket as half-open.
+fn schedule_ping(host: &HostRef, generation: u64) {
+    let weak = Rc::downgrade(host);
+    let mut h = host.borrow_mut();
+    let wait = h.options.heartbeat_ms;
+    h.heartbeat = Some(Timeout::new(wait, move || {
+        let Some(host) = weak.upgrade() else { return };
+        let mut h = host.borrow_mut();
+        if h.generation != generation {
+            return;
         }
-    }
+        let nonce = u64::from_le_bytes(random_bytes());
+        if let Some(socket) = &h.socket {
+            socket.send(&encode_client(&ClientFrame::Ping { nonce }));
+        }
+        let sent_at = now_ms();
+        let deadline = h.options.pong_timeout_ms;
+        let weak = Rc::downgrade(&host);
+        h.heartbeat = Some(Timeout::new(deadline, move || {
+            let Some(host) = weak.upgrade() else { return };
+            let (current, answered) = {
+                let h = host.borrow();
+                (h.generation == generation, h.last_frame_ms >= sent_at)
+            };
+            if current && answered {
+                schedule_ping(&host, generation);
+            } else if current {
+                let message = format!("no answer to a ping within {deadline} ms");
+                end_attempt(&host, Some(("HeartbeatTimeout", message)), true);
+            }
+        }));
+    }));
 }
 
 fn schedule_reconnect(host: &HostRef) {
@@ -364,8 +553,10 @@ fn schedule_reconnect(host: &HostRef) {
         return;
     }
     h.socket_state = SocketState::Waiting;
-    h.attempt += 1;
-    let delay = h.backoff.delay_ms(h.attempt, js_sys::Math::random());
+    let delay = h
+        .options
+        .backoff
+        .delay_ms(h.attempt.max(1), js_sys::Math::random());
     let weak = Rc::downgrade(host);
     h.retry = Some(Timeout::new(delay as u32, move || {
         if let Some(host) = weak.upgrade() {
@@ -381,6 +572,10 @@ pub fn close(host: &HostRef) {
     h.socket_state = SocketState::Closed;
     h.retry = None;
     h.ticker = None;
+    h.connect_timer = None;
+    h.heartbeat = None;
+    h.page = None;
+    h.generation += 1;
     if let Some(socket) = h.socket.take() {
         socket.close();
     }

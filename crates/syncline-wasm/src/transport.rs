@@ -1,5 +1,11 @@
 //! A WebSocket to the relay that comes back after it drops.
 //!
+//! This file holds the pieces: the socket itself, the backoff policy, the
+//! options the app passes (`connectTimeoutMs`, `heartbeatMs`, a token or
+//! token provider...) and the page's `online`/`offline`/`visibilitychange`
+//! listeners. [`crate::host`] drives them: it times out attempts, sends
+//! heartbeats and decides when to retry.
+//!
 //! The socket only moves bytes; what they mean is the engine's business. On
 //! close it waits a backoff delay — exponential with full jitter, so a
 //! relay restart isn't met by every client at the same instant — and tries
@@ -7,9 +13,10 @@
 //! dropped here on purpose: the engine's durable outbox re-sends them after
 //! the next handshake, so nothing is lost.
 
-use js_sys::{ArrayBuffer, Uint8Array};
-use wasm_bindgen::JsCast;
+use js_sys::{ArrayBuffer, Function, Reflect, Uint8Array};
 use wasm_bindgen::prelude::Closure;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
 use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
 
 /// The socket's side of the connection state.
@@ -49,6 +56,182 @@ impl Backoff {
     pub fn delay_ms(&self, attempt: u32, random: f64) -> f64 {
         let exp = self.base_ms * 2f64.powi(attempt.saturating_sub(1).min(30) as i32);
         exp.min(self.cap_ms) * random
+    }
+}
+
+/// Where each connection attempt gets its token from.
+#[derive(Clone)]
+pub enum Token {
+    None,
+    Fixed(String),
+    /// `() => string | Promise<string>`, called before every attempt.
+    Provider(Function),
+}
+
+impl Token {
+    /// The token for one attempt; an `Err` carries the provider's failure.
+    pub async fn fetch(&self) -> Result<Option<String>, String> {
+        let provider = match self {
+            Token::None => return Ok(None),
+            Token::Fixed(token) => return Ok(Some(token.clone())),
+            Token::Provider(f) => f,
+        };
+        let mut value = provider.call0(&JsValue::NULL).map_err(describe)?;
+        if value.is_instance_of::<js_sys::Promise>() {
+            value = JsFuture::from(js_sys::Promise::from(value))
+                .await
+                .map_err(describe)?;
+        }
+        match value.as_string() {
+            Some(token) => Ok(Some(token)),
+            None if value.is_undefined() || value.is_null() => Ok(None),
+            None => Err("the token provider must return a string".into()),
+        }
+    }
+}
+
+fn describe(error: JsValue) -> String {
+    error
+        .dyn_ref::<js_sys::Error>()
+        .and_then(|e| e.message().as_string())
+        .or_else(|| error.as_string())
+        .unwrap_or_else(|| "the token provider failed".into())
+}
+
+/// The app's transport settings (all optional on the JS side).
+#[derive(Clone)]
+pub struct TransportOptions {
+    pub connect_timeout_ms: u32,
+    pub heartbeat_ms: u32,
+    pub pong_timeout_ms: u32,
+    pub backoff: Backoff,
+    pub token: Token,
+}
+
+impl Default for TransportOptions {
+    fn default() -> Self {
+        TransportOptions {
+            connect_timeout_ms: 5_000,
+            heartbeat_ms: 10_000,
+            pong_timeout_ms: 5_000,
+            backoff: Backoff::default(),
+            token: Token::None,
+        }
+    }
+}
+
+impl TransportOptions {
+    /// Reads `{ connectTimeoutMs, heartbeatMs, pongTimeoutMs, backoffBaseMs,
+    /// backoffCapMs, token }`; anything missing or unusable keeps its default.
+    pub fn from_js(options: &JsValue) -> TransportOptions {
+        let mut out = TransportOptions::default();
+        if !options.is_object() {
+            return out;
+        }
+        let get = |key: &str| Reflect::get(options, &key.into()).unwrap_or(JsValue::UNDEFINED);
+        let ms = |key: &str, min: f64| {
+            get(key)
+                .as_f64()
+                .filter(|v| v.is_finite() && *v >= min)
+                .map(|v| v.min(3_600_000.0))
+        };
+        if let Some(v) = ms("connectTimeoutMs", 1.0) {
+            out.connect_timeout_ms = v as u32;
+        }
+        if let Some(v) = ms("heartbeatMs", 1.0) {
+            out.heartbeat_ms = v as u32;
+        }
+        if let Some(v) = ms("pongTimeoutMs", 1.0) {
+            out.pong_timeout_ms = v as u32;
+        }
+        if let Some(v) = ms("backoffBaseMs", 0.0) {
+            out.backoff.base_ms = v;
+        }
+        if let Some(v) = ms("backoffCapMs", 0.0) {
+            out.backoff.cap_ms = v;
+        }
+        let token = get("token");
+        if let Some(s) = token.as_string() {
+            out.token = Token::Fixed(s);
+        } else if let Some(f) = token.dyn_ref::<Function>() {
+            out.token = Token::Provider(f.clone());
+        }
+        out
+    }
+}
+
+/// The page events that wake or pause the transport.
+#[derive(Debug, Clone, Copy)]
+pub enum PageEvent {
+    Online,
+    Offline,
+    Visible,
+}
+
+type Listener = Closure<dyn FnMut(Event)>;
+
+/// `online`, `offline` and `visibilitychange` listeners on `window`,
+/// removed when this is dropped. Absent (a no-op) outside a window.
+pub struct PageListeners {
+    window: Option<web_sys::Window>,
+    closures: Vec<(&'static str, Listener)>,
+}
+
+impl PageListeners {
+    pub fn install(on_event: impl Fn(PageEvent) + 'static) -> PageListeners {
+        let mut listeners = PageListeners {
+            window: web_sys::window(),
+            closures: Vec::new(),
+        };
+        let Some(window) = listeners.window.clone() else {
+            return listeners;
+        };
+        let on_event = std::rc::Rc::new(on_event);
+        for name in ["online", "offline", "visibilitychange"] {
+            let on_event = on_event.clone();
+            let page = window.clone();
+            let closure = Closure::<dyn FnMut(Event)>::new(move |_| match name {
+                "online" => on_event(PageEvent::Online),
+                "offline" => on_event(PageEvent::Offline),
+                _ => {
+                    let state = page
+                        .document()
+                        .and_then(|d| Reflect::get(&d, &"visibilityState".into()).ok())
+                        .and_then(|v| v.as_string());
+                    if state.as_deref() == Some("visible") {
+                        on_event(PageEvent::Visible)
+                    }
+                }
+            });
+            // `visibilitychange` fires on the document, the others on window.
+            let target: web_sys::EventTarget = if name == "visibilitychange" {
+                match window.document() {
+                    Some(doc) => doc.into(),
+                    None => continue,
+                }
+            } else {
+                window.clone().into()
+            };
+            let _ = target.add_event_listener_with_callback(name, closure.as_ref().unchecked_ref());
+            listeners.closures.push((name, closure));
+        }
+        listeners
+    }
+}
+
+impl Drop for PageListeners {
+    fn drop(&mut self) {
+        let Some(window) = &self.window else { return };
+        for (name, closure) in &self.closures {
+            let f = closure.as_ref().unchecked_ref();
+            if *name == "visibilitychange" {
+                if let Some(doc) = window.document() {
+                    let _ = doc.remove_event_listener_with_callback(name, f);
+                }
+            } else {
+                let _ = window.remove_event_listener_with_callback(name, f);
+            }
+        }
     }
 }
 

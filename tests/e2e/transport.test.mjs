@@ -1,0 +1,308 @@
+// The browser transport against real and deliberately broken relays: connect
+// timeout, heartbeat (half-open sockets), page events that wake or pause the
+// connection, and fatal rejections that must stop the retries.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { createServer as createHttpServer } from "node:http";
+import { connect as netConnect, createServer as createNetServer } from "node:net";
+import { freshDir, launchBrowser, newPage, removeDir, requireBuilt, startRelay, startStaticServer } from "./harness.mjs";
+import { waitInPage } from "./pages.mjs";
+
+let relay;
+let site;
+let browser;
+const dirs = [];
+
+before(async () => {
+  requireBuilt();
+  const dataDir = freshDir("syncline-relay-");
+  dirs.push(dataDir);
+  relay = await startRelay({ dataDir });
+  site = await startStaticServer();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close().catch(() => {});
+  await relay?.kill();
+  await site?.close();
+  dirs.forEach(removeDir);
+});
+
+/**
+ * A TCP proxy to the relay on 127.0.0.1. `freeze()` turns it into a black
+ * hole: bytes on open connections are swallowed in both directions (the
+ * sockets stay open: a half-open relay), and new connections are accepted
+ * but never answered. `thaw()` forwards new connections again.
+ */
+function startProxy(targetPort) {
+  let frozen = false;
+  let upstreamChunks = 0;
+  let onChunk = () => {};
+  const sockets = new Set();
+  const track = (socket) => {
+    sockets.add(socket);
+    socket.on("error", () => {});
+    socket.on("close", () => sockets.delete(socket));
+  };
+  const server = createNetServer((client) => {
+    track(client);
+    if (frozen) return; // accepted, never answered
+    const upstream = netConnect(targetPort, "127.0.0.1");
+    track(upstream);
+    upstream.on("close", () => client.destroy());
+    client.on("close", () => upstream.destroy());
+    client.on("data", (data) => {
+      if (frozen) return;
+      upstreamChunks++;
+      onChunk();
+      upstream.write(data);
+    });
+    upstream.on("data", (data) => {
+      if (!frozen) client.write(data);
+    });
+  });
+  return new Promise((resolveListen) => {
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      resolveListen({
+        wsUrl: `ws://127.0.0.1:${port}`,
+        /** Resolves once `n` more client-to-relay chunks passed; rejects after `timeout` ms. */
+        waitForChunks(n, timeout) {
+          const target = upstreamChunks + n;
+          return new Promise((resolveWait, rejectWait) => {
+            const timer = setTimeout(() => rejectWait(new Error(`only ${n - (target - upstreamChunks)} of ${n} chunks in ${timeout} ms`)), timeout);
+            onChunk = () => {
+              if (upstreamChunks < target) return;
+              clearTimeout(timer);
+              onChunk = () => {};
+              resolveWait();
+            };
+          });
+        },
+        freeze: () => (frozen = true),
+        thaw: () => (frozen = false),
+        close: () =>
+          new Promise((done) => {
+            sockets.forEach((s) => s.destroy());
+            server.close(() => done());
+          }),
+      });
+    });
+  });
+}
+
+/** A "relay" that completes the WebSocket handshake and then never sends a byte. */
+function startMuteRelay() {
+  const sockets = new Set();
+  const server = createHttpServer((_, res) => res.writeHead(404).end());
+  server.on("upgrade", (req, socket) => {
+    sockets.add(socket);
+    socket.on("error", () => {});
+    socket.on("close", () => sockets.delete(socket));
+    const accept = createHash("sha1")
+      .update(`${req.headers["sec-websocket-key"]}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
+      .digest("base64");
+    socket.write(
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+        `Sec-WebSocket-Accept: ${accept}\r\n\r\n`,
+    );
+    socket.on("data", () => {}); // read and ignore everything
+  });
+  return new Promise((resolveListen) => {
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      resolveListen({
+        wsUrl: `ws://127.0.0.1:${port}`,
+        close: () =>
+          new Promise((done) => {
+            sockets.forEach((s) => s.destroy());
+            server.close(() => done());
+          }),
+      });
+    });
+  });
+}
+
+/** A page with a repo opened with `options`; statuses seen are kept in `window.statuses`. */
+async function openRepoPage(name, options) {
+  const { context, page } = await newPage(browser, name);
+  await page.goto(`${site.url}/`);
+  await page.evaluate(async (options) => {
+    const { createRepo } = await import("/dist/index.js");
+    window.tokenCalls = 0;
+    if (options.token === "count-bogus") {
+      options.token = async () => {
+        window.tokenCalls++;
+        return "bogus";
+      };
+    }
+    window.repo = await createRepo({ name: "transport", ...options });
+    window.statuses = [];
+    window.repo.on("status", (status) => window.statuses.push(status));
+  }, options);
+  return { context, page };
+}
+
+const statusOf = (page) => page.evaluate(() => ({ ...window.repo.status }));
+
+function waitStatus(page, predicate, timeout, what) {
+  return waitInPage(page, predicate, undefined, timeout, what);
+}
+
+test("connect timeout: an attempt that never opens is abandoned and retried with backoff", { timeout: 60_000 }, async () => {
+  const proxy = await startProxy(relay.port);
+  proxy.freeze(); // accepts TCP, never answers the WebSocket handshake
+  const { context, page } = await openRepoPage("timeout", {
+    relay: proxy.wsUrl,
+    connectTimeoutMs: 300,
+    backoffBaseMs: 20,
+    backoffCapMs: 100,
+  });
+  try {
+    await waitStatus(page, () => window.repo.status.attempt >= 3, 10_000, "three timed-out attempts");
+    const status = await statusOf(page);
+    assert.notEqual(status.connection, "open");
+    assert.equal(status.lastError?.code, "ConnectTimeout");
+    // Once the relay answers again, the next attempt opens.
+    proxy.thaw();
+    await waitStatus(page, () => window.repo.status.connection === "open", 10_000, "open after thaw");
+    assert.equal((await statusOf(page)).attempt, 0, "attempt is 0 while open");
+  } finally {
+    await context.close();
+    await proxy.close();
+  }
+});
+
+test("heartbeat: a relay that stops answering on an open socket is detected and replaced", { timeout: 60_000 }, async () => {
+  const proxy = await startProxy(relay.port);
+  const { context, page } = await openRepoPage("half-open", {
+    relay: proxy.wsUrl,
+    heartbeatMs: 300,
+    pongTimeoutMs: 300,
+    connectTimeoutMs: 500,
+    backoffBaseMs: 20,
+    backoffCapMs: 100,
+  });
+  try {
+    await waitStatus(page, () => window.repo.status.connection === "open", 10_000, "open");
+    proxy.freeze(); // the socket stays open but nothing passes any more
+    // Only the heartbeat can notice: the session is established, so the
+    // engine's handshake timeout doesn't apply.
+    await waitStatus(page, () => window.repo.status.connection !== "open", 5_000, "the half-open socket to be dropped");
+    await waitStatus(page, () => window.repo.status.attempt >= 2, 10_000, "attempts to grow");
+    const codes = await page.evaluate(() => window.statuses.map((s) => s.lastError?.code));
+    assert.ok(codes.includes("HeartbeatTimeout"), `a HeartbeatTimeout was reported: ${JSON.stringify(codes)}`);
+    proxy.thaw();
+    await waitStatus(page, () => window.repo.status.connection === "open", 10_000, "open again after thaw");
+  } finally {
+    await context.close();
+    await proxy.close();
+  }
+});
+
+test("heartbeat: a relay that accepts the WebSocket and then says nothing is left quickly", { timeout: 60_000 }, async () => {
+  const mute = await startMuteRelay();
+  const { context, page } = await openRepoPage("mute", {
+    relay: mute.wsUrl,
+    heartbeatMs: 200,
+    pongTimeoutMs: 300,
+    backoffBaseMs: 20,
+    backoffCapMs: 100,
+  });
+  try {
+    // The engine's own handshake timeout is 10 s; the heartbeat must be faster.
+    await waitStatus(page, () => window.repo.status.attempt >= 3, 5_000, "attempts to grow against a mute relay");
+    const status = await statusOf(page);
+    assert.notEqual(status.connection, "open");
+    assert.equal(status.lastError?.code, "HeartbeatTimeout");
+  } finally {
+    await context.close();
+    await mute.close();
+  }
+});
+
+test("heartbeat: a healthy connection stays open over several heartbeat periods", { timeout: 60_000 }, async () => {
+  const proxy = await startProxy(relay.port);
+  const { context, page } = await openRepoPage("healthy", {
+    relay: proxy.wsUrl,
+    heartbeatMs: 200,
+    pongTimeoutMs: 1_000,
+  });
+  try {
+    await waitStatus(page, () => window.repo.status.connection === "open", 10_000, "open");
+    await page.evaluate(() => (window.statuses = []));
+    // Nothing else is sent on an idle repo: each chunk from now on is a ping.
+    await proxy.waitForChunks(4, 10_000);
+    const seen = await page.evaluate(() => window.statuses.map((s) => s.connection));
+    assert.deepEqual(seen.filter((c) => c !== "open"), [], "never left open");
+    assert.equal((await statusOf(page)).connection, "open");
+  } finally {
+    await context.close();
+    await proxy.close();
+  }
+});
+
+test("offline flips the status at once; online and a visible tab retry at once", { timeout: 90_000 }, async () => {
+  const dataDir = freshDir("syncline-relay-");
+  dirs.push(dataDir);
+  let own = await startRelay({ dataDir });
+  // Backoff so long that only a wake-up can explain a prompt reconnect.
+  const { context, page } = await openRepoPage("wake", {
+    relay: own.wsUrl,
+    backoffBaseMs: 120_000,
+    backoffCapMs: 120_000,
+  });
+  try {
+    await waitStatus(page, () => window.repo.status.connection === "open", 10_000, "open");
+    await context.setOffline(true);
+    await waitStatus(page, () => window.repo.status.connection === "offline", 2_000, "offline at once");
+    await context.setOffline(false);
+    await waitStatus(page, () => window.repo.status.connection === "open", 5_000, "open at once after `online`");
+
+    // The relay goes away; the failed attempt waits its (long) backoff.
+    await own.kill();
+    await waitStatus(page, () => window.repo.status.connection === "offline", 10_000, "offline after the relay died");
+    own = await startRelay({ dataDir, port: own.port });
+    await page.evaluate(() => document.dispatchEvent(new Event("visibilitychange")));
+    await waitStatus(page, () => window.repo.status.connection === "open", 5_000, "open at once after the tab became visible");
+  } finally {
+    await context.close();
+    await own.kill();
+  }
+});
+
+test("a relay that rejects the token is not retried, and the status says why", { timeout: 60_000 }, async () => {
+  const dataDir = freshDir("syncline-relay-");
+  dirs.push(dataDir);
+  process.env.SYNCLINE_AUTH_SECRET = "s".repeat(32);
+  let strict;
+  try {
+    strict = await startRelay({ dataDir });
+  } finally {
+    delete process.env.SYNCLINE_AUTH_SECRET;
+  }
+  const { context, page } = await openRepoPage("rejected", {
+    relay: strict.wsUrl,
+    token: "count-bogus", // replaced in the page by a counting provider
+    backoffBaseMs: 10,
+    backoffCapMs: 20,
+  });
+  try {
+    await waitStatus(page, () => window.repo.status.connection === "closed", 10_000, "closed after the rejection");
+    const status = await statusOf(page);
+    assert.ok(
+      ["RelayRejected", "Unauthorized"].includes(status.lastError?.code),
+      `lastError says why: ${JSON.stringify(status.lastError)}`,
+    );
+    assert.equal(status.attempt, 1);
+    // With a 10-20 ms backoff a retry storm would show within this window.
+    await page.waitForTimeout(1_000);
+    assert.equal((await statusOf(page)).attempt, 1, "no further attempts");
+    assert.equal(await page.evaluate(() => window.tokenCalls), 1, "the token provider was asked once");
+  } finally {
+    await context.close();
+    await strict.kill();
+  }
+});
