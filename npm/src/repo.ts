@@ -59,6 +59,7 @@ const CLOSED: Status = Object.freeze({ connection: "closed", pending: 0, lastSyn
 export class RepoImpl implements Repo, DocHost {
   #core: CoreApi | null;
   #lastStatus: Status;
+  #persisted: boolean | undefined;
   readonly #handles = new Map<string, Handle<object>>();
   readonly #opening = new Map<string, PendingOpen>();
   readonly #statusListeners = new Set<(status: Status) => void>();
@@ -239,6 +240,13 @@ export class RepoImpl implements Repo, DocHost {
     }
   }
 
+  /** Records the browser's answer to the persistent-storage request, and tells status listeners. */
+  setPersisted(persisted: boolean): void {
+    this.#persisted = persisted;
+    const status = this.status;
+    for (const listener of [...this.#statusListeners]) listener(status);
+  }
+
   /** A frozen object, the same one for as long as nothing changes (fit for `useSyncExternalStore`). */
   get status(): Status {
     if (!this.#core) return this.#remember({ ...this.#lastStatus, connection: "closed" });
@@ -257,7 +265,8 @@ export class RepoImpl implements Repo, DocHost {
       status.lastSyncedAt === last.lastSyncedAt &&
       status.attempt === last.attempt &&
       status.lastError?.code === last.lastError?.code &&
-      status.lastError?.message === last.lastError?.message
+      status.lastError?.message === last.lastError?.message &&
+      this.#persisted === last.persisted
     ) {
       return last;
     }
@@ -268,6 +277,7 @@ export class RepoImpl implements Repo, DocHost {
     };
     if (status.attempt !== undefined) next.attempt = status.attempt;
     if (status.lastError) next.lastError = Object.freeze({ code: status.lastError.code, message: status.lastError.message });
+    if (this.#persisted !== undefined) next.persisted = this.#persisted;
     this.#lastStatus = Object.freeze(next);
     return this.#lastStatus;
   }
@@ -347,8 +357,19 @@ export async function openRepo(Core: CoreStatic, options: RepoOptions = {}): Pro
     throw toSynclineError(error);
   }
   const created = new RepoImpl(core);
+  void requestPersistentStorage().then((granted) => created.setPersisted(granted));
   repo = created;
   // After a macrotask, so listeners attached right after `await createRepo()` hear them.
   if (early.length > 0) setTimeout(() => early.forEach((event) => created.receive(event)), 0);
   return created;
+}
+
+/** Asks the browser not to evict this origin's storage; false where it can't be asked. */
+async function requestPersistentStorage(): Promise<boolean> {
+  try {
+    const storage = globalThis.navigator?.storage;
+    return typeof storage?.persist === "function" ? await storage.persist() : false;
+  } catch {
+    return false;
+  }
 }

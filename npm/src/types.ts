@@ -46,6 +46,13 @@ export interface Status {
    * "HeartbeatTimeout", "Offline", "TokenProvider", "RelayRejected" (with "closed": final).
    */
   lastError?: { code: string; message: string };
+  /**
+   * Whether the browser granted persistent storage (`navigator.storage.persist()`,
+   * requested at `createRepo`): if not, it may evict the local data under storage
+   * pressure, so keep `pending` at 0 before relying on the relay copy. Absent until
+   * the browser answers.
+   */
+  persisted?: boolean;
 }
 
 /** How the repo talks to the relay. All optional. */

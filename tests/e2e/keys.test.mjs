@@ -73,3 +73,16 @@ test("each key source reopens its data after a reload; a wrong one fails with Wr
   );
   assert.equal(exportable, false);
 });
+
+test("persistent storage is requested and the browser's answer is in repo.status", { timeout: 60_000 }, async () => {
+  const { page } = await newPage(browser, "persist");
+  await page.goto(`${site.url}/`);
+  await page.evaluate(async () => {
+    const { createRepo } = await import("/dist/index.js");
+    window.repo = await createRepo({ name: "persist" });
+  });
+  await page.waitForFunction(() => window.repo.status.persisted !== undefined, null, { timeout: 10_000 });
+  const [reported, actual] = await page.evaluate(async () => [window.repo.status.persisted, await navigator.storage.persisted()]);
+  assert.equal(typeof reported, "boolean");
+  assert.equal(reported, actual, "status.persisted is what the browser says");
+});
