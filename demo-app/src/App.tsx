@@ -1,38 +1,36 @@
 import { useEffect, useState, type FormEvent } from "react";
-import type { Repo } from "syncline";
-import { newId, openSession, useDoc, useStatus, type Session } from "./syncline";
+import type { Immutable } from "syncline";
+import { RepoProvider, useDoc, useSyncStatus } from "syncline/react";
+import { newId, openSession, type Session, type Todos } from "./syncline";
 
 export function App() {
-  const [repo, setRepo] = useState<Repo>();
   const [session, setSession] = useState<Session>();
   const [error, setError] = useState<string>();
 
   useEffect(() => {
-    openSession(setRepo).then(setSession, (e: unknown) => setError(String(e)));
+    openSession().then(setSession, (e: unknown) => setError(String(e)));
     const reload = () => location.reload();
     window.addEventListener("hashchange", reload);
     return () => window.removeEventListener("hashchange", reload);
   }, []);
 
+  if (error) return <p className="error" data-testid="error">{error}</p>;
+  if (!session) return <p data-testid="loading">Loading…</p>;
   return (
-    <main>
-      <header>
-        <h1>Syncline todos</h1>
-        {repo && <StatusBar repo={repo} />}
-      </header>
-      {error ? (
-        <p className="error" data-testid="error">{error}</p>
-      ) : session ? (
-        <TodoList session={session} />
-      ) : (
-        <p data-testid="loading">Loading…</p>
-      )}
-    </main>
+    <RepoProvider repo={session.repo}>
+      <main>
+        <header>
+          <h1>Syncline todos</h1>
+          <StatusBar />
+        </header>
+        <TodoList url={session.url} />
+      </main>
+    </RepoProvider>
   );
 }
 
-function StatusBar({ repo }: { repo: Repo }) {
-  const status = useStatus(repo);
+function StatusBar() {
+  const status = useSyncStatus();
   return (
     <p className="status">
       <span className={`dot ${status.connection}`} data-testid="connection">{status.connection}</span>
@@ -43,26 +41,28 @@ function StatusBar({ repo }: { repo: Repo }) {
   );
 }
 
-function TodoList({ session: { doc } }: { session: Session }) {
-  const { items } = useDoc(doc);
+function TodoList({ url }: { url: string }) {
+  // Re-renders only when the list changes.
+  const [items, change] = useDoc<Todos, Immutable<Todos>["items"]>(url, (todos) => todos.items);
   const [title, setTitle] = useState("");
+  if (!items) return <p data-testid="loading">Opening…</p>;
 
   const add = (event: FormEvent) => {
     event.preventDefault();
     const text = title.trim();
     if (!text) return;
-    doc.change((d) => {
+    change((d) => {
       d.items.push({ id: newId(), title: text, done: false });
     }, { message: "todo.added" });
     setTitle("");
   };
   const toggle = (id: string) =>
-    doc.change((d) => {
+    change((d) => {
       const item = d.items.find((t) => t.id === id);
       if (item) item.done = !item.done;
     }, { message: "todo.toggled" });
   const remove = (id: string) =>
-    doc.change((d) => {
+    change((d) => {
       const index = d.items.findIndex((t) => t.id === id);
       if (index >= 0) d.items.splice(index, 1);
     }, { message: "todo.deleted" });
@@ -99,7 +99,7 @@ function TodoList({ session: { doc } }: { session: Session }) {
       </ul>
       {items.length === 0 && <p className="empty">Nothing yet. Open this page in another window to edit together.</p>}
       <p className="share">
-        Share: <code data-testid="doc-url">{doc.url}</code>
+        Share: <code data-testid="doc-url">{url}</code>
       </p>
     </section>
   );

@@ -1,6 +1,5 @@
 // Opens the repo and the shared list named in the address bar (or a new one).
-import { useCallback, useSyncExternalStore } from "react";
-import { createRepo, type DocHandle, type Immutable, type Repo, type Status } from "syncline";
+import { createRepo, type Repo } from "syncline";
 
 export interface Todo {
   id: string;
@@ -13,7 +12,8 @@ export interface Todos {
 
 export interface Session {
   repo: Repo;
-  doc: DocHandle<Todos>;
+  /** The shared list's URL. */
+  url: string;
 }
 
 /** The relay serves this page, so it is at the same host. */
@@ -24,29 +24,16 @@ function relayUrl(): string {
 let session: Promise<Session> | undefined;
 
 /** One repo per page: `#syncline:…` opens that list, otherwise a new list's URL goes into the hash. */
-export function openSession(onRepo: (repo: Repo) => void): Promise<Session> {
+export function openSession(): Promise<Session> {
   session ??= (async () => {
     const repo = await createRepo({ relay: relayUrl(), name: "syncline-demo" });
-    onRepo(repo);
     const url = decodeURIComponent(location.hash.slice(1));
-    if (url.startsWith("syncline:")) return { repo, doc: await repo.open<Todos>(url) };
+    if (url.startsWith("syncline:")) return { repo, url };
     const doc = await repo.create<Todos>({ items: [] });
     history.replaceState(null, "", `#${doc.url}`);
-    return { repo, doc };
+    return { repo, url: doc.url };
   })();
   return session;
-}
-
-/** The doc's current value; re-renders on every change (local or remote). */
-export function useDoc<T extends object>(doc: DocHandle<T>): Immutable<T> {
-  const subscribe = useCallback((onChange: () => void) => doc.subscribe(() => onChange()), [doc]);
-  return useSyncExternalStore(subscribe, () => doc.value);
-}
-
-/** Connection state and pending count; `repo.status` keeps its identity until it changes. */
-export function useStatus(repo: Repo): Status {
-  const subscribe = useCallback((onChange: () => void) => repo.on("status", () => onChange()), [repo]);
-  return useSyncExternalStore(subscribe, () => repo.status);
 }
 
 export function newId(): string {

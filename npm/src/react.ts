@@ -1,0 +1,91 @@
+/**
+ * `syncline/react`: React bindings, all on `useSyncExternalStore`, so a
+ * component re-renders when — and only when — what it reads changed.
+ *
+ * ```tsx
+ * <RepoProvider repo={repo}><TodoList url={url} /></RepoProvider>
+ *
+ * function TodoList({ url }: { url: string }) {
+ *   const [items, change] = useDoc<Todos, Immutable<Todos>["items"]>(url, (d) => d.items);
+ *   const status = useSyncStatus();
+ *   ...
+ * }
+ * ```
+ */
+import { createContext, createElement, useCallback, useContext, useEffect, useRef, useState, useSyncExternalStore, type ReactNode } from "react";
+import type { ChangeOptions, DocHandle } from "./doc-handle.js";
+import { SynclineError } from "./errors.js";
+import type { Repo } from "./repo.js";
+import type { Immutable, JsonObject, Status } from "./types.js";
+
+const RepoContext = createContext<Repo | null>(null);
+
+/** Makes `repo` available to `useRepo`, `useDoc` and `useSyncStatus` below it. */
+export function RepoProvider({ repo, children }: { repo: Repo; children?: ReactNode }): ReactNode {
+  return createElement(RepoContext.Provider, { value: repo }, children);
+}
+
+/** The repo of the nearest `RepoProvider`. */
+export function useRepo(): Repo {
+  const repo = useContext(RepoContext);
+  if (!repo) throw new SynclineError("NoRepo", "useRepo/useDoc/useSyncStatus need a <RepoProvider repo={…}> above them");
+  return repo;
+}
+
+/** The repo's status (`connection`, `pending`, …); re-renders when it changes. */
+export function useSyncStatus(): Status {
+  const repo = useRepo();
+  const subscribe = useCallback((onChange: () => void) => repo.on("status", () => onChange()), [repo]);
+  return useSyncExternalStore(subscribe, () => repo.status, () => repo.status);
+}
+
+/** Changes the document (a no-op error before it has opened). */
+export type Change<T extends object> = (fn: (draft: T) => void, options?: ChangeOptions) => void;
+
+/**
+ * Opens the document at `url` and returns `[value, change]`; `value` is
+ * `undefined` until it has opened. With a `selector`, the component
+ * re-renders only when the selected part changes: unchanged parts of a
+ * document keep their identity, and a selector is re-run only when the
+ * document changed, so selectors that build new objects don't loop.
+ */
+export function useDoc<T extends object = JsonObject, S = Immutable<T>>(
+  url: string | null | undefined,
+  selector?: (value: Immutable<T>) => S,
+): [S | undefined, Change<T>] {
+  const repo = useRepo();
+  const [handle, setHandle] = useState<DocHandle<T>>();
+  const [error, setError] = useState<unknown>();
+  useEffect(() => {
+    setHandle(undefined);
+    if (!url) return;
+    let live = true;
+    repo.open<T>(url).then(
+      (opened) => live && setHandle(opened),
+      (e: unknown) => live && setError(e),
+    );
+    return () => {
+      live = false;
+    };
+  }, [repo, url]);
+  if (error) throw error;
+
+  const subscribe = useCallback((onChange: () => void) => (handle ? handle.subscribe(() => onChange()) : () => {}), [handle]);
+  const memo = useRef<{ value: unknown; selected: S } | null>(null);
+  const snapshot = (): S | undefined => {
+    if (!handle) return undefined;
+    const value = handle.value as Immutable<T>;
+    if (!selector) return value as unknown as S;
+    if (memo.current?.value !== value) memo.current = { value, selected: selector(value) };
+    return memo.current.selected;
+  };
+  const selected = useSyncExternalStore(subscribe, snapshot, snapshot);
+  const change = useCallback<Change<T>>(
+    (fn, options) => {
+      if (!handle) throw new SynclineError("NotReady", "the document has not opened yet: wait until its value is defined");
+      handle.change(fn, options);
+    },
+    [handle],
+  );
+  return [selected, change];
+}

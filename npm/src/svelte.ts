@@ -1,0 +1,38 @@
+/**
+ * `syncline/svelte`: documents and status as Svelte stores (the store
+ * contract: `subscribe(run)` calls `run` at once and on every change and
+ * returns an unsubscribe function — Svelte 4, and Svelte 5 with `$store`).
+ *
+ * A `DocHandle` already is a store of its value: `$doc` in a component.
+ *
+ * ```svelte
+ * <script>
+ *   import { statusStore } from "syncline/svelte";
+ *   export let repo; export let doc;
+ *   const status = statusStore(repo);
+ * </script>
+ * {$status.connection}: {$doc.items.length} items
+ * ```
+ */
+import type { DocHandle } from "./doc-handle.js";
+import type { Repo } from "./repo.js";
+import type { Immutable, Status } from "./types.js";
+
+export interface Readable<T> {
+  subscribe(run: (value: T) => void): () => void;
+}
+
+/** The repo's status as a store. */
+export function statusStore(repo: Repo): Readable<Status> {
+  return {
+    subscribe(run) {
+      run(repo.status);
+      return repo.on("status", run);
+    },
+  };
+}
+
+/** A document's value as a store (the handle itself; typed for Svelte). */
+export function docStore<T extends object>(doc: DocHandle<T>): Readable<Immutable<T>> {
+  return { subscribe: (run) => doc.subscribe(run) };
+}
