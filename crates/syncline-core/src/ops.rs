@@ -100,17 +100,8 @@ pub fn apply_ops(doc: &mut AutoCommit, ops: &[Op]) -> Result<(), OpError> {
         match op {
             Op::Put { obj, key, value } => {
                 let (id, kind) = resolve(doc, obj)?;
-                match (kind, key) {
-                    (ObjType::Map | ObjType::Table, Key::Name(name)) => {
-                        put_json(doc, &id, PropRef::Key(name), value)?
-                    }
-                    (ObjType::List, Key::Index(i)) => {
-                        let len = doc.length(&id);
-                        let i = index_in(*i, len, false)?;
-                        put_json(doc, &id, PropRef::Index(i), value)?
-                    }
-                    (kind, key) => return Err(key_kind(key, kind)),
-                }
+                let prop = prop_in(doc, &id, kind, key)?;
+                put_json(doc, &id, prop, value)?;
             }
             Op::Delete { obj, key, count } => {
                 let (id, kind) = resolve(doc, obj)?;
