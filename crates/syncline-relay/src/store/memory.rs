@@ -140,7 +140,7 @@ impl Store for MemoryStore {
             page.items.push(snapshot.clone());
         }
         let start = usize::try_from(from).unwrap_or(usize::MAX);
-        for delta in log.deltas.iter().skip(start) {
+        for delta in log.deltas.get(start..).unwrap_or_default() {
             let full = page.items.len() == max_items
                 || (!page.items.is_empty() && bytes + delta.bytes.len() > limits.max_bytes);
             if full {
