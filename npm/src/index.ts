@@ -12,17 +12,7 @@ import { openRepo, type Repo, type RepoOptions } from "./repo.js";
 
 export type { ChangeOptions, DocHandle, Unsubscribe } from "./doc-handle.js";
 export type { Repo, RepoEvents, RepoOptions } from "./repo.js";
-export type {
-  Connection,
-  Immutable,
-  JsonArray,
-  JsonObject,
-  JsonPrimitive,
-  JsonValue,
-  Op,
-  Path,
-  Status,
-} from "./types.js";
+export type * from "./types.js";
 export { SynclineError } from "./errors.js";
 
 let wasmReady: Promise<void> | undefined;
