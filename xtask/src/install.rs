@@ -5,8 +5,8 @@
 //!   `chromium-driver`), for the browser and end-to-end tests;
 //! - `wasm-bindgen-cli` at exactly the version in `Cargo.lock` (the CLI and
 //!   the crate must match);
-//! - the npm dependencies of `npm/`, `demo-app/` and `tests/`, from their
-//!   lockfiles (`npm ci`).
+//! - the npm dependencies of `npm/`, `demo-app/`, `tests/` and the three
+//!   packaging apps in `tests/packaging/apps/`, from their lockfiles (`npm ci`).
 //!
 //! Every step checks first, so a second run does nothing.
 
@@ -103,7 +103,14 @@ fn node_packages(root: &Path) -> Result<()> {
             "Node.js and npm are needed (Node 20.19 or newer): install them from your OS packages"
         );
     }
-    for dir in ["npm", "demo-app", "tests"] {
+    for dir in [
+        "npm",
+        "demo-app",
+        "tests",
+        "tests/packaging/apps/vite-react",
+        "tests/packaging/apps/vite-svelte",
+        "tests/packaging/apps/webpack",
+    ] {
         let dir = root.join(dir);
         let lock = dir.join("package-lock.json");
         let installed = dir.join("node_modules/.package-lock.json");

@@ -112,7 +112,7 @@ fn build(root: &Path) -> Result<()> {
 fn test(root: &Path) -> Result<()> {
     let relay = root.join("target/release/syncline-relay");
     let relay = relay.to_str().context("non-UTF-8 path")?;
-    let layers: [(&str, &Path, &str, Vec<&str>); 4] = [
+    let layers: [(&str, &Path, &str, Vec<&str>); 5] = [
         (
             "native (unit, simulation, relay integration)",
             root,
@@ -142,6 +142,16 @@ fn test(root: &Path) -> Result<()> {
             &root.join("tests"),
             "npm",
             vec!["test"],
+        ),
+        (
+            "packaging (npm pack into Vite+React, Vite+Svelte, webpack 5; Chromium; SSR import)",
+            &root.join("tests"),
+            "node",
+            vec![
+                "--test",
+                "--test-concurrency=1",
+                "packaging/packaging.test.mjs",
+            ],
         ),
     ];
     let mut total = Tally::default();

@@ -1,0 +1,29 @@
+// Plain DOM on syncline, bundled by webpack 5 with no configuration. The
+// document's URL is kept in localStorage, so a reload reopens it from IndexedDB.
+import { createRepo } from "syncline";
+
+const show = (id, text) => {
+  document.body.replaceChildren(Object.assign(document.createElement("p"), { id, textContent: text }));
+};
+
+async function main() {
+  const repo = await createRepo({ name: "packaging" });
+  const url = localStorage.getItem("url");
+  let doc;
+  if (url) {
+    doc = await repo.open(url);
+  } else {
+    doc = await repo.create({ count: 0 });
+    doc.change((d) => { d.count = 41; });
+    await repo.flush();
+    localStorage.setItem("url", doc.url);
+  }
+  const value = Object.assign(document.createElement("p"), { id: "value" });
+  const button = Object.assign(document.createElement("button"), { id: "inc", textContent: "+1" });
+  button.onclick = () => doc.change((d) => { d.count += 1; });
+  document.body.replaceChildren(value, button);
+  doc.subscribe((v) => { value.textContent = String(v.count); });
+}
+
+show("status", "loading");
+main().catch((error) => show("error", `${error.code ?? ""} ${error.message}`));

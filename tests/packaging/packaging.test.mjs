@@ -1,0 +1,197 @@
+// Packaging: the `npm pack` tarball of npm/ installed, by file path, into
+// fresh apps with zero bundler configuration for syncline — Vite + React,
+// Vite + Svelte, webpack 5 — each built with its bundler, served as static
+// files from 127.0.0.1 and checked in headless Chromium: the wasm loads,
+// a document is created in IndexedDB, a change shows, and the value survives
+// a reload. Also: the package's files served as they are (native ESM, no
+// bundler), and importing every entry point in Node (server-side rendering)
+// without a crash.
+//
+// The apps' own dependencies come from their lockfiles (`npm ci`, done by
+// `cargo xtask install`); the tarball is installed with `--no-save`, so the
+// lockfiles never change.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { copyFileSync, createReadStream, existsSync, readdirSync, statSync } from "node:fs";
+import { createServer } from "node:http";
+import { extname, join, normalize, sep } from "node:path";
+import { freshDir, launchBrowser, newPage, removeDir, repoRoot, requireBuilt } from "../e2e/harness.mjs";
+
+const appsDir = join(repoRoot, "tests", "packaging", "apps");
+const apps = [
+  { name: "vite-react", dist: "dist" },
+  { name: "vite-svelte", dist: "dist" },
+  // webpack's defaults: src/index.js -> dist/main.js; the page is plain HTML.
+  { name: "webpack", dist: "dist", page: "public/index.html" },
+];
+
+let packDir;
+let tarball;
+let browser;
+
+/** Prints and runs a command, returning its stdout; throws with its output if it fails. */
+function sh(cwd, program, args) {
+  console.error(`$ (cd ${cwd} && ${program} ${args.join(" ")})`);
+  try {
+    return execFileSync(program, args, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], maxBuffer: 64 << 20 });
+  } catch (error) {
+    throw new Error(`${program} ${args.join(" ")} failed in ${cwd}:\n${error.stdout}\n${error.stderr}`);
+  }
+}
+
+before(async () => {
+  requireBuilt();
+  packDir = freshDir("syncline-pack-");
+  const [packed] = JSON.parse(sh(join(repoRoot, "npm"), "npm", ["pack", "--json", "--pack-destination", packDir]));
+  tarball = join(packDir, packed.filename);
+  const files = packed.files.map((f) => f.path);
+  for (const file of ["dist/index.js", "dist/react.js", "dist/svelte.js", "dist/wasm/syncline_wasm.js", "dist/wasm/syncline_wasm_bg.wasm"]) {
+    assert.ok(files.includes(file), `the tarball lacks ${file}`);
+  }
+  for (const app of apps) {
+    const dir = join(appsDir, app.name);
+    if (!existsSync(join(dir, "node_modules"))) {
+      throw new Error(`${dir}/node_modules is missing: run \`cargo xtask install\` (npm ci in each packaging app)`);
+    }
+    sh(dir, "npm", ["install", "--no-save", "--no-audit", "--no-fund", "--prefer-offline", tarball]);
+  }
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close().catch(() => {});
+  removeDir(packDir);
+});
+
+const MIME = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".mjs": "text/javascript; charset=utf-8",
+  ".wasm": "application/wasm",
+  ".css": "text/css; charset=utf-8",
+  ".map": "application/json",
+};
+
+/** A static file server for `root` on 127.0.0.1 (a random port), as a CDN or `vite preview` would serve a build. */
+function serve(root) {
+  const server = createServer((req, res) => {
+    const path = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname);
+    if (path === "/favicon.ico") return res.writeHead(204).end();
+    if (path === "/blank.html") return res.writeHead(200, { "content-type": MIME[".html"] }).end("<!doctype html><title>blank</title>");
+    const file = normalize(join(root, path.endsWith("/") ? `${path}index.html` : path));
+    if (!file.startsWith(root + sep) || !existsSync(file) || !statSync(file).isFile()) {
+      return res.writeHead(404, { "content-type": "text/plain" }).end("not found");
+    }
+    res.writeHead(200, { "content-type": MIME[extname(file)] ?? "application/octet-stream" });
+    createReadStream(file).pipe(res);
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () =>
+      resolve({
+        url: `http://127.0.0.1:${server.address().port}`,
+        close: () => new Promise((done) => (server.closeAllConnections(), server.close(() => done()))),
+      }),
+    );
+  });
+}
+
+/** Opens `url` in a fresh context and collects page errors (uncaught exceptions, failed wasm loads). */
+async function open(url, name) {
+  const { context, page } = await newPage(browser, name);
+  const errors = [];
+  page.on("pageerror", (error) => errors.push(error.message));
+  await page.goto(url);
+  return { context, page, errors };
+}
+
+/** Waits until `#value` shows `text` (or the app shows `#error`). */
+async function valueIs(page, text) {
+  await page.waitForSelector("#value, #error", { timeout: 60_000 });
+  const error = await page.locator("#error").textContent({ timeout: 100 }).catch(() => null);
+  assert.equal(error, null, `the app failed: ${error}`);
+  await page.waitForFunction((want) => document.querySelector("#value")?.textContent === want, text, { timeout: 30_000 });
+}
+
+for (const app of apps) {
+  test(`${app.name}: the tarball builds with zero bundler configuration and runs in Chromium`, { timeout: 300_000 }, async () => {
+    const dir = join(appsDir, app.name);
+    const dist = join(dir, app.dist);
+    removeDir(dist); // webpack does not clean its output by default
+    sh(dir, "npm", ["run", "build"]);
+    if (app.page) copyFileSync(join(dir, app.page), join(dist, "index.html"));
+    const emitted = readdirSync(dist, { recursive: true }).filter((f) => String(f).endsWith(".wasm"));
+    assert.equal(emitted.length, 1, `${app.name} should emit the .wasm as one asset, found: ${emitted.join(", ")}`);
+
+    const site = await serve(dist);
+    try {
+      const { context, page, errors } = await open(`${site.url}/`, app.name);
+      await valueIs(page, "41");
+      await page.click("#inc");
+      await valueIs(page, "42");
+      // The change is durable in IndexedDB: a reload reopens the document from it.
+      await page.evaluate(() => new Promise((r) => setTimeout(r, 200)));
+      await page.reload();
+      await valueIs(page, "42");
+      assert.deepEqual(errors, []);
+      await context.close();
+    } finally {
+      await site.close();
+    }
+  });
+}
+
+test("the installed package works as native ESM in the browser, with no bundler", { timeout: 120_000 }, async () => {
+  const site = await serve(join(appsDir, "webpack", "node_modules"));
+  try {
+    const { context, page, errors } = await open(`${site.url}/blank.html`, "native-esm");
+    const result = await page.evaluate(async () => {
+      const { createRepo } = await import("/syncline/dist/index.js");
+      const repo = await createRepo({ name: "native" });
+      const doc = await repo.create({ items: [] });
+      doc.change((d) => {
+        d.items.push("milk");
+      });
+      await repo.flush();
+      const reopened = await repo.open(doc.url);
+      return { value: doc.value, again: reopened.value };
+    });
+    assert.deepEqual(result, { value: { items: ["milk"] }, again: { items: ["milk"] } });
+    assert.deepEqual(errors, []);
+    await context.close();
+  } finally {
+    await site.close();
+  }
+});
+
+test("importing syncline, syncline/react and syncline/svelte in Node (SSR) does not crash or load the wasm", { timeout: 60_000 }, () => {
+  // In the React app (React is an optional peer dependency): render through
+  // RepoProvider on the server, as an SSR framework would, with no window,
+  // document, indexedDB or fetch of the wasm.
+  const script = `
+    const syncline = await import("syncline");
+    const react = await import("syncline/react");
+    const svelte = await import("syncline/svelte");
+    const { createElement } = await import("react");
+    const { renderToString } = await import("react-dom/server");
+    const html = renderToString(createElement(react.RepoProvider, { repo: null }, createElement("p", null, "ssr")));
+    console.log(JSON.stringify({
+      createRepo: typeof syncline.createRepo,
+      SynclineError: typeof syncline.SynclineError,
+      useDoc: typeof react.useDoc,
+      statusStore: typeof svelte.statusStore,
+      html,
+      window: typeof window,
+    }));
+  `;
+  const out = sh(join(appsDir, "vite-react"), process.execPath, ["--input-type=module", "-e", script]);
+  assert.deepEqual(JSON.parse(out.trim().split("\n").pop()), {
+    createRepo: "function",
+    SynclineError: "function",
+    useDoc: "function",
+    statusStore: "function",
+    html: "<p>ssr</p>",
+    window: "undefined",
+  });
+});
