@@ -1,0 +1,399 @@
+// The benchmark page. Every scenario runs Syncline and its peer in this same
+// page (or two pages of one browser), interleaved where it can, and returns
+// raw samples; run.mjs computes medians and ratios.
+import { createRepo } from "syncline";
+import initSynclineGlue, { Core } from "syncline-glue";
+import initAes, * as aes from "aes-glue";
+import * as A from "@automerge/automerge/slim";
+import { Repo } from "@automerge/automerge-repo/slim";
+import { IndexedDBStorageAdapter } from "@automerge/automerge-repo-storage-indexeddb";
+import { BrowserWebSocketClientAdapter } from "@automerge/automerge-repo-network-websocket";
+import automergeWasmUrl from "@automerge/automerge/automerge.wasm?url";
+
+const now = () => performance.now();
+/** A clock shared by pages of one machine (for A → B latency across pages). */
+const wallMs = () => performance.timeOrigin + performance.now();
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+let wasmTimes;
+/** Instantiates the three wasm modules once per page load; returns how long each took (ms). */
+async function initWasm() {
+  if (wasmTimes) return wasmTimes;
+  const t0 = now();
+  await initSynclineGlue(); // the same module instance `syncline` uses: its own init() then returns at once
+  const t1 = now();
+  await A.initializeWasm(automergeWasmUrl);
+  const t2 = now();
+  await initAes();
+  const t3 = now();
+  wasmTimes = { syncline: t1 - t0, automerge: t2 - t1, aes: t3 - t2 };
+  return wasmTimes;
+}
+
+function randomKey() {
+  return crypto.getRandomValues(new Uint8Array(32));
+}
+function fromHex(hex) {
+  return new Uint8Array(hex.match(/../g).map((b) => parseInt(b, 16)));
+}
+const uniq = () => `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+
+/** xorshift32: the same pseudo-random op sequence for both sides. */
+function rng(seed) {
+  let x = seed >>> 0 || 1;
+  return (n) => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x % n;
+  };
+}
+
+// ---------------------------------------------------------------- scenario 4
+/**
+ * change() → patch on a list of `size` items ({title, done}). Each sample is
+ * one change, timed from the call until the app has the new value:
+ * Syncline: `doc.change(fn)` returns after the engine applied it and the
+ * handle published the new snapshot to its subscribers (one is subscribed);
+ * Automerge: `A.change(doc, { patchCallback }, fn)` returns the new doc with
+ * its patches. Op mix, same on both sides: toggle `done`, set `title`,
+ * push an item, delete an item. Titles are scalar strings on both sides
+ * (Automerge: `ImmutableString`; Syncline stores JSON strings as scalars).
+ */
+async function changePatch({ size = 10_000, changes = 1000, warmup = 50, seed = 42, peerChanges = 0 }) {
+  await initWasm();
+  const items = Array.from({ length: size }, (_, i) => ({ title: `item ${i}`, done: false }));
+  const repo = await createRepo({ name: `s4-${uniq()}`, key: randomKey() });
+  const sdoc = await repo.create({ items });
+  let seen = 0;
+  const stop = sdoc.subscribe(() => seen++);
+  let adoc = A.from({ items: items.map((it) => ({ title: new A.ImmutableString(it.title), done: it.done })) });
+  let patches = 0;
+  const patchCallback = (p) => {
+    patches += p.length;
+  };
+
+  const pickS = rng(seed);
+  const pickA = rng(seed);
+  const syn = [];
+  const am = [];
+  const total = warmup + changes;
+  for (let j = 0; j < total; j++) {
+    const kind = j % 4;
+    // Syncline
+    {
+      const len = sdoc.value.items.length;
+      const k = pickS(len);
+      const t0 = now();
+      sdoc.change((d) => {
+        if (kind === 0) d.items[k].done = !d.items[k].done;
+        else if (kind === 1) d.items[k].title = `edited ${j}`;
+        else if (kind === 2) d.items.push({ title: `new ${j}`, done: false });
+        else d.items.splice(k, 1);
+      });
+      const t1 = now();
+      if (j >= warmup) syn.push(t1 - t0);
+    }
+    // Automerge
+    {
+      const len = adoc.items.length;
+      const k = pickA(len);
+      const t0 = now();
+      adoc = A.change(adoc, { patchCallback }, (d) => {
+        if (kind === 0) d.items[k].done = !d.items[k].done;
+        else if (kind === 1) d.items[k].title = new A.ImmutableString(`edited ${j}`);
+        else if (kind === 2) d.items.push({ title: new A.ImmutableString(`new ${j}`), done: false });
+        else d.items.splice(k, 1);
+      });
+      const t1 = now();
+      if (j >= warmup) am.push(t1 - t0);
+    }
+  }
+  stop();
+  // Optionally more Automerge-only changes after the interleaved part (when
+  // Syncline is too slow for `changes` samples in reasonable time).
+  const amMore = [];
+  let extra = adoc;
+  for (let j = 0; j < peerChanges; j++) {
+    const kind = j % 4;
+    const k = pickA(extra.items.length);
+    const t0 = now();
+    extra = A.change(extra, { patchCallback }, (d) => {
+      if (kind === 0) d.items[k].done = !d.items[k].done;
+      else if (kind === 1) d.items[k].title = new A.ImmutableString(`more ${j}`);
+      else if (kind === 2) d.items.push({ title: new A.ImmutableString(`more ${j}`), done: false });
+      else d.items.splice(k, 1);
+    });
+    amMore.push(now() - t0);
+  }
+  // Both sides must have made the same edits.
+  const sv = JSON.stringify(sdoc.value.items.map((it) => ({ title: it.title, done: it.done })));
+  const av = JSON.stringify(A.toJS(adoc).items.map((it) => ({ title: String(it.title), done: it.done })));
+  await repo.flush();
+  repo.close();
+  let firstDiff;
+  if (sv !== av) {
+    const si = sdoc.value.items, ai = JSON.parse(av);
+    const i = si.findIndex((it, i) => JSON.stringify(it) !== JSON.stringify(ai[i]));
+    firstDiff = { index: i, syncline: si[i], automerge: ai[i], lengths: [si.length, ai.length] };
+  }
+  return { firstDiff, syncline: syn, automerge: am, automergeMore: amMore, same: sv === av, finalLength: sdoc.value.items.length, subscriberCalls: seen, patches };
+}
+
+// ---------------------------------------------------------------- scenario 1
+/**
+ * Durable changes per second: `changes` calls of change() then a wait until
+ * all of them are durable in IndexedDB. Syncline: `doc.change` × N, then
+ * `await repo.flush()` (resolves after the IndexedDB transaction holding
+ * them commits). automerge-repo 2.5.6 + IndexedDB storage: `handle.change`
+ * × N, then `await repo.flush([id])` (saves the doc through the storage
+ * adapter, whose save resolves on the transaction's `complete`).
+ * op "push": each change appends {id, done} to a list (a fresh doc per
+ * round); op "set": each change sets two fields of a small map.
+ */
+async function durable({ changes = 2000, rounds = 5, op = "push" }) {
+  await initWasm();
+  const srepo = await createRepo({ name: `s1-${uniq()}`, key: randomKey() });
+  const arepo = new Repo({ storage: new IndexedDBStorageAdapter(`s1-am-${uniq()}`), network: [] });
+  const edit = (d, i) => {
+    if (op === "push") d.items.push({ id: i, done: false });
+    else {
+      d.n = i;
+      d.done = i % 2 === 0;
+    }
+  };
+  const initial = () => (op === "push" ? { items: [] } : { n: 0, done: false });
+  const out = { syncline: [], automerge: [] };
+  const runS = async () => {
+    const doc = await srepo.create(initial());
+    await srepo.flush();
+    const t0 = now();
+    for (let i = 0; i < changes; i++) doc.change((d) => edit(d, i));
+    const t1 = now();
+    await srepo.flush();
+    const t2 = now();
+    out.syncline.push({ total: t2 - t0, changes: t1 - t0, flush: t2 - t1 });
+  };
+  const runA = async () => {
+    const handle = arepo.create(initial());
+    await arepo.flush([handle.documentId]);
+    const t0 = now();
+    for (let i = 0; i < changes; i++) handle.change((d) => edit(d, i));
+    const t1 = now();
+    await arepo.flush([handle.documentId]);
+    const t2 = now();
+    out.automerge.push({ total: t2 - t0, changes: t1 - t0, flush: t2 - t1 });
+  };
+  for (let r = 0; r < rounds; r++) {
+    // Alternate who goes first.
+    if (r % 2 === 0) {
+      await runS();
+      await runA();
+    } else {
+      await runA();
+      await runS();
+    }
+  }
+  srepo.close();
+  await arepo.shutdown?.();
+  return out;
+}
+
+// ---------------------------------------------------------------- scenario 5
+/** One side of the A → B latency benchmark; the state lives on window. */
+async function latencySetup({ role, relay, amRelay, sUrl, aUrl }) {
+  await initWasm();
+  const state = (window.lat = { samplesS: [], samplesA: [] });
+  state.srepo = await createRepo({ relay, name: `s5-${role}-${uniq()}`, key: randomKey() });
+  state.arepo = new Repo({
+    storage: new IndexedDBStorageAdapter(`s5-am-${role}-${uniq()}`),
+    network: [new BrowserWebSocketClientAdapter(amRelay)],
+  });
+  if (role === "a") {
+    state.sdoc = await state.srepo.create({ seq: -1, t: 0 });
+    state.ahandle = state.arepo.create({ seq: -1, t: 0 });
+    await state.srepo.flush();
+    await state.arepo.flush();
+    return { sUrl: state.sdoc.url, aUrl: state.ahandle.url };
+  }
+  state.sdoc = await state.srepo.open(sUrl);
+  state.ahandle = await state.arepo.find(aUrl);
+  let lastS = -1;
+  state.sdoc.subscribe((v) => {
+    const t = wallMs();
+    if (v.seq > lastS) {
+      lastS = v.seq;
+      state.samplesS.push({ seq: v.seq, ms: t - v.t });
+    }
+  });
+  let lastA = -1;
+  state.ahandle.on("change", ({ doc }) => {
+    const t = wallMs();
+    if (doc.seq > lastA) {
+      lastA = doc.seq;
+      state.samplesA.push({ seq: doc.seq, ms: t - doc.t });
+    }
+  });
+  return {};
+}
+
+/** Page A: `count` edits on each system, alternating, `gapMs` apart. */
+async function latencyDrive({ count = 200, gapMs = 150 }) {
+  const { sdoc, ahandle } = window.lat;
+  for (let i = 0; i < count; i++) {
+    sdoc.change((d) => {
+      d.seq = i;
+      d.t = wallMs();
+    });
+    await sleep(gapMs);
+    ahandle.change((d) => {
+      d.seq = i;
+      d.t = wallMs();
+    });
+    await sleep(gapMs);
+  }
+}
+
+function latencyResults() {
+  return { syncline: window.lat.samplesS, automerge: window.lat.samplesA };
+}
+
+// ---------------------------------------------------------------- scenario 2
+/**
+ * Writes the trace's edits into a Syncline doc through the engine's own
+ * command interface (the `Core` behind `createRepo`; the public draft has no
+ * text splice yet): one `splice_text` change per edit, as the trace was
+ * recorded. Returns the doc URL once everything is flushed.
+ */
+async function coldOpenSetup({ name, keyHex, edits, batch = 1 }) {
+  await initWasm();
+  const core = await Core.open(name, undefined, () => {}, fromHex(keyHex));
+  const url = core.create({});
+  core.change(url, [{ op: "put_text", obj: [], key: "text", value: "" }]);
+  const t0 = now();
+  for (let i = 0; i < edits.length; i += batch) {
+    const ops = [];
+    for (const [pos, del, ins] of edits.slice(i, i + batch)) {
+      ops.push({ op: "splice_text", obj: ["text"], index: pos, delete: del, insert: ins });
+    }
+    core.change(url, ops);
+    if (i % 5000 === 0) await core.flush();
+  }
+  await core.flush();
+  const t1 = now();
+  const value = core.value(url);
+  core.close();
+  return { url, ms: t1 - t0, length: value.text.length };
+}
+
+/**
+ * After a reload: times Syncline's cold open (createRepo + repo.open(url)
+ * until the value is there) and Automerge.load of `bytesUrl` (fetched
+ * before timing) in the same page. Wasm instantiation is done first and
+ * reported separately.
+ */
+async function coldOpenMeasure({ name, keyHex, url, bytesUrl, expectLength, order = "syncline-first" }) {
+  const wasm = await initWasm();
+  const bytes = new Uint8Array(await (await fetch(bytesUrl)).arrayBuffer());
+  const key = fromHex(keyHex);
+  const res = { wasm };
+  const runS = async () => {
+    const t0 = now();
+    const repo = await createRepo({ name, key });
+    const t1 = now();
+    const doc = await repo.open(url);
+    const len = doc.value.text.length;
+    const t2 = now();
+    // The first edit after open (needs the CRDT, not just the value).
+    doc.change((d) => {
+      d.marker = 1;
+    });
+    const t3 = now();
+    res.syncline = { total: t2 - t0, createRepo: t1 - t0, open: t2 - t1, firstChange: t3 - t2, ok: len === expectLength };
+    repo.close();
+  };
+  const runA = () => {
+    const t0 = now();
+    const doc = A.load(bytes);
+    const len = doc.text.length;
+    const t1 = now();
+    const d2 = A.change(doc, (d) => {
+      d.marker = 1;
+    });
+    const t2 = now();
+    res.automerge = { total: t1 - t0, firstChange: t2 - t1, ok: len === expectLength, bytes: bytes.length, keep: !!d2 };
+  };
+  if (order === "syncline-first") {
+    await runS();
+    runA();
+  } else {
+    runA();
+    await runS();
+  }
+  return res;
+}
+
+// ---------------------------------------------------------------- scenario 3
+/**
+ * AES-256-GCM seal + open of one record of `size` bytes, `n` times.
+ * Rust: syncline-core's seal/open in wasm, called once per record from JS
+ * (what the storage layer does per record, but there the call stays inside
+ * wasm) — and the same in a loop inside wasm, without crossing the boundary.
+ * WebCrypto: `crypto.subtle.encrypt/decrypt` with a 12-byte random IV and the
+ * same AAD, awaited one at a time, and all `n` in flight at once.
+ */
+async function aesBench({ size, n, reps = 5 }) {
+  await initWasm();
+  const keyBytes = randomKey();
+  const aad = new TextEncoder().encode("records/some-key");
+  const pt = crypto.getRandomValues(new Uint8Array(size));
+  const ckey = await crypto.subtle.importKey("raw", keyBytes, "AES-GCM", false, ["encrypt", "decrypt"]);
+  const out = { rustCall: [], rustLoop: [], webcryptoSeq: [], webcryptoPar: [] };
+  for (let r = 0; r < reps; r++) {
+    {
+      const t0 = now();
+      const sealed = [];
+      for (let i = 0; i < n; i++) sealed.push(aes.seal(keyBytes, aad, pt));
+      const t1 = now();
+      for (const s of sealed) aes.open(keyBytes, aad, s);
+      const t2 = now();
+      out.rustCall.push({ seal: (t1 - t0) / n, open: (t2 - t1) / n });
+    }
+    {
+      const [s, o] = aes.seal_open_loop(keyBytes, aad, pt, n);
+      out.rustLoop.push({ seal: s / n, open: o / n });
+    }
+    {
+      const t0 = now();
+      const sealed = [];
+      for (let i = 0; i < n; i++) {
+        const iv = crypto.getRandomValues(new Uint8Array(12));
+        sealed.push([iv, await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: aad }, ckey, pt)]);
+      }
+      const t1 = now();
+      for (const [iv, ct] of sealed) await crypto.subtle.decrypt({ name: "AES-GCM", iv, additionalData: aad }, ckey, ct);
+      const t2 = now();
+      out.webcryptoSeq.push({ seal: (t1 - t0) / n, open: (t2 - t1) / n });
+    }
+    {
+      const t0 = now();
+      const ivs = Array.from({ length: n }, () => crypto.getRandomValues(new Uint8Array(12)));
+      const cts = await Promise.all(ivs.map((iv) => crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: aad }, ckey, pt)));
+      const t1 = now();
+      await Promise.all(cts.map((ct, i) => crypto.subtle.decrypt({ name: "AES-GCM", iv: ivs[i], additionalData: aad }, ckey, ct)));
+      const t2 = now();
+      out.webcryptoPar.push({ seal: (t1 - t0) / n, open: (t2 - t1) / n });
+    }
+  }
+  // Cross-check: what Rust sealed, WebCrypto opens (same AES-GCM).
+  const sealed = aes.seal(keyBytes, aad, pt);
+  const iv = sealed.slice(1, 13);
+  const back = new Uint8Array(await crypto.subtle.decrypt({ name: "AES-GCM", iv, additionalData: aad }, ckey, sealed.slice(13)));
+  out.interop = back.length === pt.length && back.every((b, i) => b === pt[i]);
+  return out;
+}
+
+window.bench = { initWasm, changePatch, durable, latencySetup, latencyDrive, latencyResults, coldOpenSetup, coldOpenMeasure, aesBench };
+window.benchReady = true;

@@ -1,0 +1,48 @@
+// Bundles the benchmark page: `syncline` is the TypeScript source in npm/src
+// (not npm/dist), with the wasm glue this folder's build wrote to
+// .build/syncline-wasm — so nothing is written into npm/.
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { defineConfig } from "vite";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repoRoot = resolve(here, "..", "..");
+const npmSrc = join(repoRoot, "npm", "src");
+const build = join(here, ".build");
+
+/** npm/src imports "./wasm/syncline_wasm.js": serve ours instead. */
+function synclineGlue() {
+  return {
+    name: "syncline-bench-glue",
+    enforce: "pre",
+    resolveId(source, importer) {
+      if (source === "./wasm/syncline_wasm.js" && importer && resolve(dirname(importer)) === npmSrc) {
+        return join(build, "syncline-wasm", "syncline_wasm.js");
+      }
+      return null;
+    },
+  };
+}
+
+export default defineConfig({
+  root: join(here, "site"),
+  base: "./",
+  logLevel: "warn",
+  plugins: [synclineGlue()],
+  resolve: {
+    alias: [
+      { find: /^syncline$/, replacement: join(npmSrc, "index.ts") },
+      { find: /^syncline-glue$/, replacement: join(build, "syncline-wasm", "syncline_wasm.js") },
+      { find: /^aes-glue$/, replacement: join(build, "aes-wasm", "syncline_bench_aes.js") },
+    ],
+  },
+  build: {
+    outDir: join(build, "site"),
+    emptyOutDir: true,
+    target: "esnext",
+    minify: true,
+    sourcemap: false,
+    assetsInlineLimit: 0,
+    reportCompressedSize: false,
+  },
+});
