@@ -54,6 +54,15 @@ fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Cargo's output directory: `$CARGO_TARGET_DIR` if set (relative to the
+/// repository root), else `target/`.
+fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.join("target"),
+    }
+}
+
 /// Prints and runs a command in `dir`, failing if it fails.
 pub fn run(dir: &Path, program: &str, args: &[&str]) -> Result<()> {
     eprintln!("$ {program} {}", args.join(" "));
@@ -92,25 +101,48 @@ fn build(root: &Path) -> Result<()> {
             "wasm-release",
         ],
     )?;
-    let wasm = root.join("target/wasm32-unknown-unknown/wasm-release/syncline_wasm.wasm");
+    let wasm = target_dir(root).join("wasm32-unknown-unknown/wasm-release/syncline_wasm.wasm");
+    // The `name` section (function names, for stack traces) is ~380 KB raw,
+    // ~100 KB gzip: browsers don't need it. (`wasm-opt -Oz` on top saves 6%
+    // raw and nothing gzipped, for minutes of build: not used; see README.)
     run(
         root,
         "wasm-bindgen",
         &[
             "--target",
             "web",
+            "--remove-name-section",
+            "--remove-producers-section",
             "--out-dir",
             "npm/src/wasm",
             wasm.to_str().context("non-UTF-8 path")?,
         ],
     )?;
+    report_wasm_size(&root.join("npm/src/wasm/syncline_wasm_bg.wasm"));
     run(&root.join("npm"), "npm", &["run", "build"])?;
     run(&root.join("demo-app"), "npm", &["run", "build"])?;
     Ok(())
 }
 
+/// Prints the size of the shipped wasm, raw and gzipped (`gzip -9`, as a
+/// server would send it), when `gzip` is on the PATH.
+fn report_wasm_size(wasm: &Path) {
+    let raw = std::fs::metadata(wasm).map(|m| m.len()).unwrap_or(0);
+    let gzip = Command::new("gzip")
+        .args(["-9", "-c"])
+        .arg(wasm)
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| out.stdout.len());
+    match gzip {
+        Some(gzip) => eprintln!("syncline_wasm_bg.wasm: {raw} B raw, {gzip} B gzip -9"),
+        None => eprintln!("syncline_wasm_bg.wasm: {raw} B raw"),
+    }
+}
+
 fn test(root: &Path) -> Result<()> {
-    let relay = root.join("target/release/syncline-relay");
+    let relay = target_dir(root).join("release/syncline-relay");
     let relay = relay.to_str().context("non-UTF-8 path")?;
     let layers: [(&str, &Path, &str, Vec<&str>); 5] = [
         (
@@ -207,7 +239,7 @@ fn run_counting(
 fn demo(root: &Path) -> Result<()> {
     let data = root.join("target/demo-data");
     std::fs::create_dir_all(&data)?;
-    let relay = root.join("target/release/syncline-relay");
+    let relay = target_dir(root).join("release/syncline-relay");
     println!(
         "\nSyncline demo: open http://127.0.0.1:8787/ in two windows (copy the address, #doc included). Ctrl-C stops it.\n"
     );
