@@ -166,7 +166,7 @@ async fn a_kept_replica_reseeds_a_relay_that_lost_its_data() {
     ])
     .await;
     let url = out.trim().to_string();
-    relay.kill().await;
+    relay.kill9().await;
 
     // A brand-new relay (another epoch): the kept replica pushes its whole
     // state again before its own change is acked.

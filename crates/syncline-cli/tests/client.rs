@@ -93,7 +93,7 @@ async fn a_change_made_while_the_relay_is_down_is_acked_after_it_returns() {
     let url = a.create_doc(&json!({"items": []})).unwrap();
     a.wait_synced(TIMEOUT).await.unwrap();
 
-    relay.kill().await;
+    relay.kill9().await;
     a.change(url.doc, &push_item(json!(1)), None).unwrap();
     let err = a
         .wait_synced(Duration::from_millis(300))

@@ -54,6 +54,8 @@ pub mod metrics;
 pub mod outbox;
 pub mod server;
 pub mod store;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 pub use config::{Cli, Command, Config, ServeArgs, TokenArgs};
 pub use connection::MAX_DELTA_BYTES;

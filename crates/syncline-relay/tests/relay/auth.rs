@@ -14,17 +14,7 @@ const SECRET: &str = "an auth secret for tests, 32 bytes or more";
 
 /// Mints a token with the binary's `token` subcommand.
 async fn cli_token(doc_arg: &str, rights: &str, ttl: &str) -> String {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_syncline-relay"))
-        .args(["token", "--secret", SECRET, "--doc", doc_arg])
-        .args(["--rights", rights, "--ttl", ttl])
-        .env_remove("SYNCLINE_AUTH_SECRET")
-        .output();
-    let output = timeout(TIMEOUT, output).await.unwrap().unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 1, "exactly one line: {stdout:?}");
-    lines[0].to_owned()
+    syncline_relay::testing::mint_token(SECRET, doc_arg, rights, Some(ttl)).await
 }
 
 /// Mints a token in-process (for claims the CLI cannot make, like expired).

@@ -1,116 +1,21 @@
-//! Test harness: the relay as a child process, and a protocol client.
+//! Test harness: a protocol client, and the relay as a child process
+//! (from `syncline_relay::testing`, shared with the CLI's tests).
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{ExitStatus, Stdio};
-use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use syncline_protocol::{
     ClientFrame, DeltaId, DocId, ErrorCode, PROTOCOL_VERSION, PushDelta, RelayFrame,
     SequencedDelta, decode_relay, encode_client,
 };
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, ChildStdout, Command};
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-/// The bound on every single wait in these tests.
-pub const TIMEOUT: Duration = Duration::from_secs(30);
-
-const LISTENING: &str = "syncline-relay listening on ";
-
-/// A running relay process, killed when dropped.
-pub struct RelayProcess {
-    child: Child,
-    pub addr: SocketAddr,
-    // Kept open so the relay never writes to a closed pipe.
-    _stdout: Lines<BufReader<ChildStdout>>,
-}
-
-impl RelayProcess {
-    /// Starts the relay on a free port with its database in `data`.
-    pub async fn start(data: &Path) -> RelayProcess {
-        RelayProcess::start_with(data, &[]).await
-    }
-
-    /// Starts the relay with extra command-line arguments.
-    pub async fn start_with(data: &Path, extra: &[&str]) -> RelayProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_syncline-relay"))
-            .args(["--listen", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .args(extra)
-            .env("RUST_LOG", "error")
-            .env_remove("SYNCLINE_LISTEN")
-            .env_remove("SYNCLINE_DATA")
-            .env_remove("SYNCLINE_SERVE")
-            .env_remove("SYNCLINE_AUTH_SECRET")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the relay binary starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let line = timeout(TIMEOUT, lines.next_line())
-            .await
-            .expect("the relay announces its address in time")
-            .expect("stdout is readable")
-            .expect("the relay printed a line before exiting");
-        let addr = line
-            .strip_prefix(LISTENING)
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .expect("the line ends with a socket address");
-        RelayProcess {
-            child,
-            addr,
-            _stdout: lines,
-        }
-    }
-
-    /// `ws://` URL of the relay's root.
-    pub fn url(&self) -> String {
-        format!("ws://{}", self.addr)
-    }
-
-    /// Sends SIGTERM without waiting.
-    pub fn sigterm(&self) {
-        let pid = self.child.id().expect("the relay is running");
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -TERM {pid} failed");
-    }
-
-    /// Sends SIGTERM and waits for the process to exit.
-    pub async fn terminate(self) -> ExitStatus {
-        self.sigterm();
-        self.wait().await
-    }
-
-    /// Waits for the process to exit.
-    pub async fn wait(mut self) -> ExitStatus {
-        timeout(TIMEOUT, self.child.wait())
-            .await
-            .expect("the relay exits in time after SIGTERM")
-            .expect("wait works")
-    }
-
-    /// Sends SIGKILL (`kill -9`) and waits for the process to be gone.
-    pub async fn kill9(mut self) {
-        self.child.start_kill().expect("SIGKILL is sent");
-        timeout(TIMEOUT, self.child.wait())
-            .await
-            .expect("the relay dies in time")
-            .expect("wait works");
-    }
-}
+pub use syncline_relay::testing::{RelayProcess, TIMEOUT};
 
 /// A document id for tests.
 pub fn doc(n: u8) -> DocId {
