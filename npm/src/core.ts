@@ -13,7 +13,12 @@ export type CoreEvent =
   | { type: "caughtUp"; url: string }
   | { type: "status"; status: Status }
   /** Something failed outside any call (a corrupt record skipped at load, a relay rejection...). */
-  | { type: "error"; error: unknown };
+  | { type: "error"; error: unknown }
+  /**
+   * The wasm module trapped (a panic, or a trap seen by a call): no further call
+   * into it can be trusted. Sent synchronously, possibly from inside a call.
+   */
+  | { type: "crashed"; error: unknown };
 
 export interface CoreApi {
   create(initial: JsonValue | undefined): string;
@@ -42,15 +47,37 @@ export interface CoreStatic {
   ): Promise<RawCore>;
 }
 
-/** A plain delegate over the glue's object, so the rest of the code sees exactly `CoreApi`. */
-export function adaptCore(raw: RawCore): CoreApi {
+/** Whether `error` is a wasm trap (`WebAssembly.RuntimeError`), not an error the core returned. */
+export function isTrap(error: unknown): boolean {
+  const RuntimeError = (globalThis as { WebAssembly?: { RuntimeError?: new () => Error } }).WebAssembly?.RuntimeError;
+  return RuntimeError !== undefined && error instanceof RuntimeError;
+}
+
+/**
+ * A delegate over the glue's object, so the rest of the code sees exactly
+ * `CoreApi`. A call that traps reports it through `onTrap` before rethrowing.
+ */
+export function adaptCore(raw: RawCore, onTrap: (error: unknown) => void): CoreApi {
+  const guard = <R>(call: () => R): R => {
+    try {
+      return call();
+    } catch (error) {
+      if (isTrap(error)) onTrap(error);
+      throw error;
+    }
+  };
   return {
-    create: (initial) => raw.create(initial),
-    openDoc: (url) => raw.openDoc(url),
-    value: (url) => raw.value(url),
-    change: (url, ops, message) => (message === undefined ? raw.change(url, ops) : raw.change(url, ops, message)),
-    flush: () => raw.flush(),
-    status: () => raw.status(),
-    close: () => raw.close(),
+    create: (initial) => guard(() => raw.create(initial)),
+    openDoc: (url) => guard(() => raw.openDoc(url)),
+    value: (url) => guard(() => raw.value(url)),
+    change: (url, ops, message) =>
+      guard(() => (message === undefined ? raw.change(url, ops) : raw.change(url, ops, message))),
+    flush: () =>
+      guard(() => raw.flush()).catch((error: unknown) => {
+        if (isTrap(error)) onTrap(error);
+        throw error;
+      }),
+    status: () => guard(() => raw.status()),
+    close: () => guard(() => raw.close()),
   };
 }

@@ -54,7 +54,7 @@ interface QueuedEvent {
   localChanges: number;
 }
 
-const CLOSED: Status = Object.freeze({ connection: "closed", pending: 0, lastSyncedAt: null });
+const CLOSED: Status = Object.freeze({ connection: "closed", pending: 0, lastSyncedAt: null, buffered: 0 });
 
 export class RepoImpl implements Repo, DocHost {
   #core: CoreApi | null;
@@ -66,6 +66,8 @@ export class RepoImpl implements Repo, DocHost {
   readonly #errorListeners = new Set<(error: SynclineError) => void>();
   #queue: QueuedEvent[] = [];
   #draining = false;
+  /** Set once the wasm module trapped: every later call fails with it. */
+  #crashed: SynclineError | null = null;
 
   constructor(core: CoreApi) {
     this.#core = core;
@@ -80,6 +82,10 @@ export class RepoImpl implements Repo, DocHost {
    */
   receive(event: CoreEvent): void {
     if (!this.#core) return;
+    if (event.type === "crashed") {
+      this.#crash(event.error);
+      return;
+    }
     const handle = event.type === "changed" ? this.#handles.get(event.url) : undefined;
     this.#queue.push({ event, localChanges: handle?.localChanges ?? 0 });
     if (!this.#draining) {
@@ -127,6 +133,8 @@ export class RepoImpl implements Repo, DocHost {
       case "error":
         this.#reportError(toSynclineError(event.error));
         break;
+      case "crashed":
+        break; // handled at once in receive()
     }
   }
 
@@ -148,8 +156,43 @@ export class RepoImpl implements Repo, DocHost {
   }
 
   #requireCore(): CoreApi {
+    if (this.#crashed) throw this.#crashed;
     if (!this.#core) throw new SynclineError("Closed", "this repo is closed: create a new one with createRepo()");
     return this.#core;
+  }
+
+  /** What a failed call throws: the crash if the module trapped, else the call's own error. */
+  #failure(error: unknown): SynclineError {
+    return this.#crashed ?? toSynclineError(error);
+  }
+
+  /**
+   * The wasm module trapped. It can't be called again (not even to close it),
+   * so the repo closes itself: opens in progress reject, status says "closed",
+   * error listeners hear code "Crashed", and every later call throws it. What
+   * was durable in IndexedDB is intact and loads again after a page reload.
+   */
+  #crash(cause: unknown): void {
+    if (!this.#core) return;
+    const error =
+      (cause as { code?: unknown } | null)?.code === "Crashed"
+        ? toSynclineError(cause)
+        : new SynclineError(
+            "Crashed",
+            `the syncline wasm module crashed (${cause instanceof Error ? cause.message : String(cause)}); reload the page: everything saved locally is intact`,
+            { cause },
+          );
+    const last = this.#lastStatus;
+    this.#crashed = error;
+    this.#core = null;
+    this.#queue = [];
+    for (const pending of this.#opening.values()) pending.reject(error);
+    this.#opening.clear();
+    // Listeners run after the current call unwinds, never inside the trap.
+    queueMicrotask(() => {
+      this.#setStatus({ ...last, connection: "closed", buffered: 0, lastError: { code: "Crashed", message: error.message } });
+      this.#reportError(error);
+    });
   }
 
   #setStatus(next: Status): void {
@@ -186,7 +229,7 @@ export class RepoImpl implements Repo, DocHost {
     try {
       return core.change(url, ops, message);
     } catch (error) {
-      throw toSynclineError(error);
+      throw this.#failure(error);
     }
   }
 
@@ -200,7 +243,7 @@ export class RepoImpl implements Repo, DocHost {
       const url = core.create(json);
       return this.#adopt(url, core.value(url)) as Handle<object> as unknown as DocHandle<T>;
     } catch (error) {
-      throw toSynclineError(error);
+      throw this.#failure(error);
     }
   }
 
@@ -219,7 +262,7 @@ export class RepoImpl implements Repo, DocHost {
       hasData = core.openDoc(url);
       if (hasData) return this.#adopt(url, core.value(url)) as unknown as DocHandle<T>;
     } catch (error) {
-      throw toSynclineError(error);
+      throw this.#failure(error);
     }
     let resolve!: (handle: Handle<object>) => void;
     let reject!: (error: SynclineError) => void;
@@ -236,7 +279,7 @@ export class RepoImpl implements Repo, DocHost {
     try {
       await core.flush();
     } catch (error) {
-      throw toSynclineError(error);
+      throw this.#failure(error);
     }
   }
 
@@ -249,7 +292,7 @@ export class RepoImpl implements Repo, DocHost {
 
   /** A frozen object, the same one for as long as nothing changes (fit for `useSyncExternalStore`). */
   get status(): Status {
-    if (!this.#core) return this.#remember({ ...this.#lastStatus, connection: "closed" });
+    if (!this.#core) return this.#remember({ ...this.#lastStatus, connection: "closed", buffered: 0 });
     try {
       return this.#remember(this.#core.status());
     } catch {
@@ -263,6 +306,7 @@ export class RepoImpl implements Repo, DocHost {
       status.connection === last.connection &&
       status.pending === last.pending &&
       status.lastSyncedAt === last.lastSyncedAt &&
+      (status.buffered ?? 0) === last.buffered &&
       status.attempt === last.attempt &&
       status.lastError?.code === last.lastError?.code &&
       status.lastError?.message === last.lastError?.message &&
@@ -274,6 +318,7 @@ export class RepoImpl implements Repo, DocHost {
       connection: status.connection,
       pending: status.pending,
       lastSyncedAt: status.lastSyncedAt ?? null,
+      buffered: status.buffered ?? 0,
     };
     if (status.attempt !== undefined) next.attempt = status.attempt;
     if (status.lastError) next.lastError = Object.freeze({ code: status.lastError.code, message: status.lastError.message });
@@ -332,12 +377,17 @@ export async function openRepo(Core: CoreStatic, options: RepoOptions = {}): Pro
       throw new SynclineError("BadOption", `\`${key}\` must be a non-negative number of milliseconds`);
     }
   }
+  const sendBufferBytes = options.sendBufferBytes;
+  if (sendBufferBytes !== undefined && !(Number.isSafeInteger(sendBufferBytes) && sendBufferBytes > 0)) {
+    throw new SynclineError("BadOption", "`sendBufferBytes` must be a positive whole number of bytes");
+  }
   const transport: TransportOptions = {
     connectTimeoutMs: options.connectTimeoutMs,
     heartbeatMs: options.heartbeatMs,
     pongTimeoutMs: options.pongTimeoutMs,
     backoffBaseMs: options.backoffBaseMs,
     backoffCapMs: options.backoffCapMs,
+    sendBufferBytes,
     token,
   };
   let repo: RepoImpl | undefined;
@@ -352,7 +402,7 @@ export async function openRepo(Core: CoreStatic, options: RepoOptions = {}): Pro
     const raw = Core.openWith
       ? await Core.openWith(name, options.relay, onEvent, key, transport)
       : await Core.open(name, options.relay, onEvent, key);
-    core = adaptCore(raw);
+    core = adaptCore(raw, (error) => onEvent({ type: "crashed", error }));
   } catch (error) {
     throw toSynclineError(error);
   }

@@ -53,6 +53,13 @@ export interface Status {
    * the browser answers.
    */
   persisted?: boolean;
+  /**
+   * Bytes waiting in memory to go to the relay. Bounded by `sendBufferBytes`
+   * (plus about 1 MB in the socket): when the relay reads slower than the app
+   * writes, further sends of saved changes are skipped and re-sent later from
+   * the durable log, so nothing is lost.
+   */
+  buffered: number;
 }
 
 /** How the repo talks to the relay. All optional. */
@@ -66,6 +73,8 @@ export interface TransportOptions {
   /** Backoff before retry n is uniform in [0, min(cap, base·2^(n-1))]. Defaults 250 and 10000. */
   backoffBaseMs?: number;
   backoffCapMs?: number;
+  /** Bound of the in-memory send buffer, in bytes. Default 8 MiB. */
+  sendBufferBytes?: number;
   /** The relay's access token, or a function returning it, called before every connection attempt. */
   token?: string | (() => string | Promise<string>);
 }

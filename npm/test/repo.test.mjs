@@ -62,6 +62,8 @@ function fakeCoreClass({ openName = "openDoc" } = {}) {
   return {
     state,
     emit,
+    /** The object `Core.open` resolves to (tests may replace its methods). */
+    core,
     /** Another replica changed `url`; the relay delivered it. */
     remote(url, mutate) {
       const doc = structuredClone(state.docs.get(url) ?? {});
@@ -217,7 +219,7 @@ test("status events reach listeners; close rejects pending opens and ends change
   const repo = await openRepo(fake.Core, { key: KEY });
   await tick();
   // Node has no navigator.storage: persistence can't be granted there.
-  assert.deepEqual(repo.status, { connection: "open", pending: 0, lastSyncedAt: null, persisted: false });
+  assert.deepEqual(repo.status, { connection: "open", pending: 0, lastSyncedAt: null, buffered: 0, persisted: false });
   const statuses = [];
   const off = repo.on("status", (s) => statuses.push(s.connection));
   fake.emit({ type: "status", status: { connection: "offline", pending: 2, lastSyncedAt: 5 } });
@@ -282,4 +284,53 @@ test("the storage key option is checked and handed to the engine", async () => {
   await assert.rejects(openRepo(fake.Core, { key: new Uint8Array(16) }), (e) => e.code === "BadKey");
   await assert.rejects(openRepo(fake.Core, { key: KEY, passphrase: "x" }), (e) => e.code === "BadOption");
   await assert.rejects(openRepo(fake.Core, { passphrase: "" }), (e) => e.code === "BadOption");
+});
+
+test("a wasm trap inside a call closes the repo: code Crashed everywhere, the module never called again", async () => {
+  const fake = fakeCoreClass();
+  const repo = await openRepo(fake.Core, { key: KEY });
+  const doc = await repo.create({ n: 0 });
+  const errors = [];
+  const statuses = [];
+  repo.on("error", (e) => errors.push(e));
+  repo.on("status", (s) => statuses.push(s));
+  const pending = repo.open("syncline:never");
+  // The next call into the module traps, as a panic or stack overflow would.
+  fake.core.change = () => {
+    throw new WebAssembly.RuntimeError("unreachable");
+  };
+  assert.throws(() => doc.change((d) => { d.n = 1; }), (e) => e instanceof SynclineError && e.code === "Crashed");
+  await assert.rejects(pending, (e) => e.code === "Crashed");
+  await tick();
+  assert.deepEqual(errors.map((e) => e.code), ["Crashed"]);
+  assert.equal(repo.status.connection, "closed");
+  assert.equal(repo.status.lastError?.code, "Crashed");
+  assert.equal(statuses.at(-1)?.connection, "closed");
+  const callsBefore = fake.state.calls.length;
+  assert.throws(() => doc.change((d) => { d.n = 2; }), (e) => e.code === "Crashed");
+  await assert.rejects(repo.flush(), (e) => e.code === "Crashed");
+  await assert.rejects(repo.create({}), (e) => e.code === "Crashed");
+  repo.close();
+  assert.equal(fake.state.calls.length, callsBefore, "nothing reached the trapped module, not even close()");
+});
+
+test("a crash reported by the module's panic hook closes the repo the same way", async () => {
+  const fake = fakeCoreClass();
+  const repo = await openRepo(fake.Core, { key: KEY });
+  const doc = await repo.create({});
+  const errors = [];
+  repo.on("error", (e) => errors.push(e));
+  // The hook calls back synchronously, from inside whatever call panicked.
+  fake.state.onEvent({ type: "crashed", error: Object.assign(new Error("the module crashed (panicked at x)"), { code: "Crashed" }) });
+  assert.throws(() => doc.change((d) => { d.x = 1; }), (e) => e.code === "Crashed" && /panicked at x/.test(e.message));
+  await tick();
+  assert.equal(errors.length, 1);
+  assert.equal(errors[0].code, "Crashed");
+  assert.equal(repo.status.connection, "closed");
+});
+
+test("sendBufferBytes is checked and handed to the transport", async () => {
+  const fake = fakeCoreClass();
+  await assert.rejects(openRepo(fake.Core, { key: KEY, sendBufferBytes: -1 }), (e) => e.code === "BadOption");
+  await assert.rejects(openRepo(fake.Core, { key: KEY, sendBufferBytes: 1.5 }), (e) => e.code === "BadOption");
 });

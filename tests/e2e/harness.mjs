@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { dirname, extname, join, normalize, resolve, sep } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { after, before } from "node:test";
 import { chromium } from "playwright-core";
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -175,4 +176,23 @@ export async function newPage(browser, name) {
 
 export function removeDir(dir) {
   if (dir) rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * Registers `before`/`after` hooks that start the static test site and one
+ * Chromium for the calling test file. Use the returned object's `site` and
+ * `browser` inside tests (they exist once the hooks ran).
+ */
+export function useSiteAndBrowser() {
+  const shared = { site: undefined, browser: undefined };
+  before(async () => {
+    requireBuilt();
+    shared.site = await startStaticServer();
+    shared.browser = await launchBrowser();
+  });
+  after(async () => {
+    await shared.browser?.close().catch(() => {});
+    await shared.site?.close();
+  });
+  return shared;
 }

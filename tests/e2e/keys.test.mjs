@@ -2,23 +2,11 @@
 // default), a passphrase, or the app's own 32 bytes. Each must reopen its
 // data after a reload, and a wrong passphrase or key must fail with WrongKey
 // before anything is read.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { launchBrowser, newPage, requireBuilt, startStaticServer } from "./harness.mjs";
+import { newPage, useSiteAndBrowser } from "./harness.mjs";
 
-let site;
-let browser;
-
-before(async () => {
-  requireBuilt();
-  site = await startStaticServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close().catch(() => {});
-  await site?.close();
-});
+const env = useSiteAndBrowser();
 
 /** Opens a repo with `options` in the page, makes or reopens a doc, returns its value or the error code. */
 function session(page, options, url) {
@@ -42,8 +30,8 @@ function session(page, options, url) {
 }
 
 test("each key source reopens its data after a reload; a wrong one fails with WrongKey", { timeout: 120_000 }, async () => {
-  const { page } = await newPage(browser, "keys");
-  await page.goto(`${site.url}/`);
+  const { page } = await newPage(env.browser, "keys");
+  await page.goto(`${env.site.url}/`);
   const cases = [
     { name: "device", good: { name: "device" }, bad: null },
     { name: "pass", good: { name: "pass", passphrase: "correct horse" }, bad: { name: "pass", passphrase: "wrong horse" } },
@@ -75,8 +63,8 @@ test("each key source reopens its data after a reload; a wrong one fails with Wr
 });
 
 test("persistent storage is requested and the browser's answer is in repo.status", { timeout: 60_000 }, async () => {
-  const { page } = await newPage(browser, "persist");
-  await page.goto(`${site.url}/`);
+  const { page } = await newPage(env.browser, "persist");
+  await page.goto(`${env.site.url}/`);
   await page.evaluate(async () => {
     const { createRepo } = await import("/dist/index.js");
     window.repo = await createRepo({ name: "persist" });

@@ -34,10 +34,13 @@ after(async () => {
  * A TCP proxy to the relay on 127.0.0.1. `freeze()` turns it into a black
  * hole: bytes on open connections are swallowed in both directions (the
  * sockets stay open: a half-open relay), and new connections are accepted
- * but never answered. `thaw()` forwards new connections again.
+ * but never answered. `thaw()` forwards new connections again. `stall()`
+ * stops reading what clients send (TCP backs up to the browser, as with a
+ * relay too busy to read); `unstall()` reads again.
  */
 function startProxy(targetPort) {
   let frozen = false;
+  const clients = new Set();
   let upstreamChunks = 0;
   let onChunk = () => {};
   const sockets = new Set();
@@ -48,6 +51,8 @@ function startProxy(targetPort) {
   };
   const server = createNetServer((client) => {
     track(client);
+    clients.add(client);
+    client.on("close", () => clients.delete(client));
     if (frozen) return; // accepted, never answered
     const upstream = netConnect(targetPort, "127.0.0.1");
     track(upstream);
@@ -83,6 +88,8 @@ function startProxy(targetPort) {
         },
         freeze: () => (frozen = true),
         thaw: () => (frozen = false),
+        stall: () => clients.forEach((c) => c.pause()),
+        unstall: () => clients.forEach((c) => c.resume()),
         close: () =>
           new Promise((done) => {
             sockets.forEach((s) => s.destroy());
@@ -304,5 +311,57 @@ test("a relay that rejects the token is not retried, and the status says why", {
   } finally {
     await context.close();
     await strict.kill();
+  }
+});
+
+test("a relay that stops reading: memory stays bounded, and every change arrives once it reads again", { timeout: 150_000 }, async () => {
+  const proxy = await startProxy(relay.port);
+  const cap = 512 * 1024;
+  // No heartbeat during the test: a stalled relay would (rightly) be taken
+  // for a dead one and replaced, which has its own tests above.
+  const { context, page } = await openRepoPage("backpressure", { relay: proxy.wsUrl, sendBufferBytes: cap, heartbeatMs: 600_000 });
+  const reader = await openRepoPage("backpressure-reader", { relay: relay.wsUrl });
+  try {
+    await waitStatus(page, () => window.repo.status.connection === "open", 10_000, "open");
+    const url = await page.evaluate(async () => {
+      window.doc = await window.repo.create({ blobs: [] });
+      await window.repo.flush();
+      return window.doc.url;
+    });
+    proxy.stall();
+    // 16 changes of 512 KB each: more than the kernel's socket buffers
+    // (about 4 MB here) and the send buffer hold together, so without the
+    // bound the page would keep what doesn't fit in `bufferedAmount`.
+    const frame = 512 * 1024;
+    const maxBuffered = await page.evaluate(async (frame) => {
+      let max = 0;
+      for (let i = 0; i < 16; i++) {
+        const blob = `${i}:`.padEnd(frame, String.fromCharCode(97 + (i % 26)));
+        window.doc.change((d) => {
+          d.blobs.push(blob);
+        });
+        await window.repo.flush(); // durable, hence pushed
+        await new Promise((r) => setTimeout(r, 10));
+        max = Math.max(max, window.repo.status.buffered);
+      }
+      return max;
+    }, frame);
+    const highWater = 1024 * 1024;
+    assert.ok(maxBuffered >= highWater, `the socket did back up (max buffered ${maxBuffered} bytes)`);
+    assert.ok(maxBuffered <= cap + highWater + 2 * frame, `buffered stayed bounded: max ${maxBuffered} bytes`);
+    proxy.unstall();
+    // Pushes dropped from the full buffer are re-sent from the durable
+    // outbox (the engine re-pushes what is unacked every 10 s).
+    await waitStatus(page, () => window.repo.status.pending === 0, 60_000, "every change acked");
+    await reader.page.evaluate(async (url) => {
+      window.doc = await window.repo.open(url);
+    }, url);
+    await waitInPage(reader.page, () => window.doc.value.blobs.length === 16, undefined, 30_000, "all 16 blobs at the reader");
+    const lengths = await reader.page.evaluate(() => window.doc.value.blobs.map((b) => `${b.split(":")[0]}/${b.length}`));
+    assert.deepEqual(lengths, Array.from({ length: 16 }, (_, i) => `${i}/${frame}`));
+  } finally {
+    await context.close();
+    await reader.context.close();
+    await proxy.close();
   }
 });

@@ -17,6 +17,14 @@ use crate::transport::TransportOptions;
 #[wasm_bindgen]
 pub struct Core {
     host: HostRef,
+    /// Our registration with [`crate::crash`].
+    crash_listener: u64,
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        crate::crash::unregister(self.crash_listener);
+    }
 }
 
 #[wasm_bindgen]
@@ -25,7 +33,9 @@ impl Core {
     /// with `key` (32 bytes), loads every document from it, and connects to
     /// `relay` if given. A wrong key fails with code `WrongKey`.
     /// `on_event` receives `{type: "changed" | "caughtUp" | "status" | "error", ...}`
-    /// objects, always from a fresh task, never from inside a `Core` call.
+    /// objects, always from a fresh task, never from inside a `Core` call —
+    /// except `{type: "crashed", error}`, sent synchronously if the module
+    /// ever panics (see [`crate::crash`]).
     pub async fn open(
         name: String,
         relay: Option<String>,
@@ -67,7 +77,11 @@ impl Core {
         host::watch_page(&host);
         host::connect(&host);
         host::drain(&host);
-        Ok(Core { host })
+        let crash_listener = crate::crash::register(&on_event);
+        Ok(Core {
+            host,
+            crash_listener,
+        })
     }
 
     /// Creates a document holding `initial` (a plain object; `undefined`
@@ -121,7 +135,7 @@ impl Core {
         host::flush(&self.host).await
     }
 
-    /// `{ connection, pending, lastSyncedAt, attempt, lastError? }`.
+    /// `{ connection, pending, lastSyncedAt, attempt, lastError?, buffered }`.
     pub fn status(&self) -> Result<JsValue, JsValue> {
         self.host.borrow().status_js()
     }
@@ -129,6 +143,7 @@ impl Core {
     /// Closes the relay connection for good. Writes already made still
     /// complete; `flush()` first to wait for them.
     pub fn close(&self) {
+        crate::crash::unregister(self.crash_listener);
         host::close(&self.host);
     }
 }

@@ -50,6 +50,9 @@ pub struct JsStatus {
     pub attempt: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<JsLastError>,
+    /// Bytes waiting in memory to go to the relay (our queue plus the
+    /// socket's own buffer). Bounded; the durable outbox is the truth.
+    pub buffered: usize,
 }
 
 /// Why the last attempt failed, or why the relay refused us.
@@ -65,6 +68,7 @@ pub fn status(
     socket: crate::transport::SocketState,
     attempt: u32,
     last_error: Option<&(&'static str, String)>,
+    buffered: usize,
 ) -> JsStatus {
     use crate::transport::SocketState;
     let connection = match (socket, engine.session) {
@@ -87,5 +91,6 @@ pub fn status(
             code,
             message: message.clone(),
         }),
+        buffered,
     }
 }

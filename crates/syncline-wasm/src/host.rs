@@ -29,6 +29,7 @@ use wasm_bindgen_futures::spawn_local;
 
 use crate::convert::{status, to_js};
 use crate::errors::{engine_error, js_error};
+use crate::send_queue::SendQueue;
 use crate::storage::Storage;
 use crate::transport::{Handlers, PageEvent, PageListeners, Socket, SocketState, TransportOptions};
 
@@ -48,6 +49,10 @@ pub struct Host {
     flush_waiters: Vec<(u64, oneshot::Sender<Result<(), JsValue>>)>,
     relay: Option<String>,
     socket: Option<Socket>,
+    /// Frames waiting for the socket to drain (bounded; see [`SendQueue`]).
+    sends: SendQueue,
+    /// Pumps `sends` again while the socket is backed up.
+    pump_timer: Option<Timeout>,
     socket_state: SocketState,
     /// The current attempt's number from 1; 0 once a session is ready.
     attempt: u32,
@@ -99,6 +104,8 @@ impl Host {
             } else {
                 SocketState::NoRelay
             },
+            sends: SendQueue::new(options.send_buffer_bytes),
+            pump_timer: None,
             relay,
             socket: None,
             attempt: 0,
@@ -115,11 +122,13 @@ impl Host {
     }
 
     pub fn status_js(&self) -> Result<JsValue, JsValue> {
+        let socket_backlog = self.socket.as_ref().map_or(0, Socket::buffered_amount);
         to_js(&status(
             self.engine.status(),
             self.socket_state,
             self.attempt,
             self.last_error.as_ref(),
+            self.sends.bytes() + socket_backlog,
         ))
     }
 }
@@ -139,8 +148,13 @@ pub fn drain(host: &HostRef) {
                     h.unwritten.push(batch);
                 }
                 Effect::Send(frame) => {
+                    // Pumped as it is queued, so a burst fills the socket
+                    // first and only the excess waits (or is shed).
+                    let h = &mut *h;
                     if let Some(socket) = &h.socket {
-                        socket.send(&frame);
+                        h.sends.push(frame);
+                        h.sends
+                            .pump(|| socket.buffered_amount(), |f| socket.send(f));
                     }
                 }
                 Effect::DocChanged(doc) => events.push(Event::Changed(doc)),
@@ -167,6 +181,7 @@ pub fn drain(host: &HostRef) {
         start_writer = !h.writer_running && !h.unwritten.is_empty();
         h.writer_running |= start_writer;
     }
+    pump(host);
     if start_writer {
         spawn_local(write_loop(host.clone()));
     }
@@ -178,6 +193,24 @@ pub fn drain(host: &HostRef) {
         drop_connection(host);
     }
     emit(host, events);
+}
+
+/// Moves queued frames to the socket while it has room; while it is backed
+/// up, tries again shortly (incoming frames also pump, via [`drain`]).
+fn pump(host: &HostRef) {
+    let mut h = host.borrow_mut();
+    let h = &mut *h;
+    let Some(socket) = &h.socket else { return };
+    let waiting = h.sends.pump(|| socket.buffered_amount(), |frame| socket.send(frame));
+    if waiting && h.pump_timer.is_none() {
+        let weak = Rc::downgrade(host);
+        h.pump_timer = Some(Timeout::new(20, move || {
+            if let Some(host) = weak.upgrade() {
+                host.borrow_mut().pump_timer = None;
+                pump(&host);
+            }
+        }));
+    }
 }
 
 /// The engine gave up on the connection: close it and retry after backoff.
@@ -199,6 +232,7 @@ fn end_attempt(host: &HostRef, error: Option<(&'static str, String)>, retry: boo
         if let Some(socket) = h.socket.take() {
             socket.close();
         }
+        h.sends.clear();
         if error.is_some() {
             h.last_error = error;
         }
@@ -579,6 +613,7 @@ pub fn close(host: &HostRef) {
     if let Some(socket) = h.socket.take() {
         socket.close();
     }
+    h.sends.clear();
     h.engine.disconnected();
     drop(h);
     drain(host);

@@ -11,13 +11,17 @@
 //! - [`storage`]: the event log in IndexedDB; all writes of a tick in one
 //!   transaction.
 //! - [`transport`]: a WebSocket that reconnects with backoff and jitter.
+//! - [`send_queue`]: the bounded buffer between the engine and the socket.
+//! - [`crash`]: a panic, should one ever happen, reaches every open repo.
 //! - [`convert`] and [`errors`]: JS ↔ Rust values, and errors as JS `Error`s
 //!   with a `code`.
 
 pub mod api;
 mod convert;
+mod crash;
 mod errors;
 mod host;
+mod send_queue;
 mod storage;
 mod transport;
 

@@ -11,7 +11,8 @@
 //! relay restart isn't met by every client at the same instant — and tries
 //! again, until the repo is closed. Frames sent while the socket is down are
 //! dropped here on purpose: the engine's durable outbox re-sends them after
-//! the next handshake, so nothing is lost.
+//! the next handshake, so nothing is lost. While it is up, frames wait in a
+//! bounded [`crate::send_queue::SendQueue`] for the socket to drain.
 
 use js_sys::{ArrayBuffer, Function, Reflect, Uint8Array};
 use wasm_bindgen::prelude::Closure;
@@ -106,6 +107,8 @@ pub struct TransportOptions {
     pub pong_timeout_ms: u32,
     pub backoff: Backoff,
     pub token: Token,
+    /// Bound of the in-memory send buffer (see [`crate::send_queue`]).
+    pub send_buffer_bytes: usize,
 }
 
 impl Default for TransportOptions {
@@ -116,13 +119,14 @@ impl Default for TransportOptions {
             pong_timeout_ms: 5_000,
             backoff: Backoff::default(),
             token: Token::None,
+            send_buffer_bytes: crate::send_queue::DEFAULT_CAPACITY,
         }
     }
 }
 
 impl TransportOptions {
     /// Reads `{ connectTimeoutMs, heartbeatMs, pongTimeoutMs, backoffBaseMs,
-    /// backoffCapMs, token }`; anything missing or unusable keeps its default.
+    /// backoffCapMs, sendBufferBytes, token }`; anything missing or unusable keeps its default.
     pub fn from_js(options: &JsValue) -> TransportOptions {
         let mut out = TransportOptions::default();
         if !options.is_object() {
@@ -149,6 +153,9 @@ impl TransportOptions {
         }
         if let Some(v) = ms("backoffCapMs", 0.0) {
             out.backoff.cap_ms = v;
+        }
+        if let Some(v) = get("sendBufferBytes").as_f64().filter(|v| v.is_finite() && *v >= 1.0) {
+            out.send_buffer_bytes = v.min(1e9) as usize;
         }
         let token = get("token");
         if let Some(s) = token.as_string() {
@@ -283,6 +290,11 @@ impl Socket {
             _on_message: message,
             _on_close: close,
         })
+    }
+
+    /// Bytes handed to `send` that the browser has not yet put on the wire.
+    pub fn buffered_amount(&self) -> usize {
+        self.ws.buffered_amount() as usize
     }
 
     /// Sends one binary frame if the socket is open; otherwise drops it
