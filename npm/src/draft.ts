@@ -9,6 +9,7 @@
  * indices by identity), so a draft held across an `unshift` still addresses
  * the right element.
  */
+import { Counter, Text } from "./crdt-values.js";
 import { SynclineError } from "./errors.js";
 import type { JsonObject, JsonValue, Op, Path } from "./types.js";
 
@@ -49,6 +50,9 @@ function badValue(message: string): SynclineError {
   return new SynclineError("BadValue", message);
 }
 
+/** The recorder and container behind each draft proxy, for `splice` and `increment`. */
+const owners = new WeakMap<object, { recorder: Recorder; node: Node }>();
+
 const MUTATORS = ["push", "pop", "shift", "unshift", "splice", "reverse", "sort", "fill", "copyWithin"];
 
 class Recorder {
@@ -74,6 +78,7 @@ class Recorder {
       const node = this.nodeOf(target);
       if (Array.isArray(target)) this.setInList(node, target, prop, value);
       else if (value === undefined) this.deleteKey(node, target, prop);
+      else if (value instanceof Text || value instanceof Counter) this.putMergeable(node, target, prop, value);
       else {
         const plain = this.toPlain(value);
         this.record({ op: "put", obj: this.path(node), key: prop, value: plain });
@@ -107,7 +112,11 @@ class Recorder {
     this.root = this.makeNode(base, null, "");
   }
 
+  /** Set once the change callback returned: its drafts are dead. */
+  finished = false;
+
   revokeAll(): void {
+    this.finished = true;
     for (const revoke of this.revokers) revoke();
   }
 
@@ -133,6 +142,7 @@ class Recorder {
     const node: Node = { copy, parent, key, proxy, methods: undefined };
     this.nodeOfCopy.set(copy, node);
     this.nodeOfProxy.set(proxy, node);
+    owners.set(proxy, { recorder: this, node });
     return node;
   }
 
@@ -182,9 +192,62 @@ class Recorder {
 
   private insert(node: Node, list: JsonValue[], index: number, items: unknown[]): void {
     if (items.length === 0) return;
-    const values = items.map((item) => this.toPlain(item, true));
+    const mergeable = (item: unknown): item is Text | Counter => item instanceof Text || item instanceof Counter;
+    // A text or counter goes in as a placeholder, then is put in its place.
+    const values = items.map((item) => (mergeable(item) ? null : this.toPlain(item, true)));
     this.record({ op: "insert", obj: this.path(node), index, values });
     list.splice(index, 0, ...values);
+    items.forEach((item, i) => {
+      if (mergeable(item)) this.putMergeable(node, list, index + i, item);
+    });
+  }
+
+  /** Puts a new text or counter at `key` of the container. */
+  private putMergeable(node: Node, container: Container, key: string | number, value: Text | Counter): void {
+    const obj = this.path(node);
+    if (value instanceof Text) this.record({ op: "put_text", obj, key, value: value.value });
+    else this.record({ op: "put_counter", obj, key, value: value.value });
+    if (Array.isArray(container)) container[Number(key)] = value.value;
+    else setOwn(container, String(key), value.value);
+  }
+
+  /** The value at `key` of `node`'s container, checking the key's kind. */
+  private current(node: Node, key: string | number, what: string): unknown {
+    const container = node.copy;
+    if (Array.isArray(container)) {
+      if (typeof key !== "number" || !Number.isInteger(key) || key < 0 || key >= container.length) {
+        throw badOp(`${what}: ${String(key)} is not an index of this list (length ${container.length})`);
+      }
+      return container[key];
+    }
+    if (typeof key !== "string" || !hasOwn(container, key)) throw badOp(`${what}: this object has no key "${String(key)}"`);
+    return container[key];
+  }
+
+  spliceText(node: Node, key: string | number, index: number, deleteCount: number, insert: string): void {
+    const text = this.current(node, key, "splice()");
+    if (typeof text !== "string") throw badOp(`splice(): "${String(key)}" holds a ${typeof text}, not a text`);
+    if (!Number.isInteger(index) || !Number.isInteger(deleteCount) || index < 0 || deleteCount < 0) {
+      throw badOp("splice(): index and deleteCount must be whole numbers ≥ 0");
+    }
+    if (index + deleteCount > text.length) {
+      throw badOp(`splice(): ${index}+${deleteCount} is past the end of a text of length ${text.length}`);
+    }
+    if (typeof insert !== "string") throw badOp("splice(): the inserted value must be a string");
+    if (deleteCount === 0 && insert === "") return;
+    this.record({ op: "splice_text", obj: [...this.path(node), key], index, delete: deleteCount, insert });
+    const next = text.slice(0, index) + insert + text.slice(index + deleteCount);
+    if (Array.isArray(node.copy)) node.copy[key as number] = next;
+    else setOwn(node.copy, key as string, next);
+  }
+
+  increment(node: Node, key: string | number, by: number): void {
+    const count = this.current(node, key, "increment()");
+    if (typeof count !== "number") throw badOp(`increment(): "${String(key)}" holds a ${typeof count}, not a counter`);
+    if (!Number.isSafeInteger(by)) throw badOp("increment(): `by` must be a whole number");
+    this.record({ op: "increment", obj: this.path(node), key, by });
+    if (Array.isArray(node.copy)) node.copy[key as number] = count + by;
+    else setOwn(node.copy, key as string, count + by);
   }
 
   private setInList(node: Node, list: JsonValue[], prop: string, value: unknown): void {
@@ -204,6 +267,10 @@ class Recorder {
     }
     if (index === list.length) {
       this.insert(node, list, index, [value]);
+      return;
+    }
+    if (value instanceof Text || value instanceof Counter) {
+      this.putMergeable(node, list, index, value);
       return;
     }
     const plain = this.toPlain(value, true);
@@ -309,6 +376,12 @@ class Recorder {
         throw badValue(`a ${typeof value} cannot be stored in a document`);
     }
     if (value === null) return null;
+    if (value instanceof Text || value instanceof Counter) {
+      throw badValue(
+        `a new ${value.constructor.name} must be assigned straight to a key or list index of the draft ` +
+          `(d.x = new ${value.constructor.name}(…)), not nested in a new object or list: assign the container first`,
+      );
+    }
     const source: object = this.nodeOfProxy.get(value)?.copy ?? value;
     if (seen.has(source)) throw badValue("a value cannot contain itself");
     seen.add(source);
@@ -376,4 +449,28 @@ export function recordChange<T>(base: unknown, fn: (draft: T) => void): Op[] {
 /** A validated, fresh plain-JSON copy of `value` (what `repo.create` stores). */
 export function toJson(value: unknown): JsonValue {
   return new Recorder({}).toPlain(value);
+}
+
+function ownerOf(draft: unknown, what: string): { recorder: Recorder; node: Node } {
+  const owner = typeof draft === "object" && draft !== null ? owners.get(draft) : undefined;
+  if (!owner || owner.recorder.finished) {
+    throw badOp(`${what} takes a draft object or list from inside doc.change(), and a key in it`);
+  }
+  return owner;
+}
+
+/**
+ * Edits the text at `draft[key]` inside `doc.change`: deletes `deleteCount`
+ * UTF-16 units at `index`, then inserts `insert` there (the same units as
+ * JavaScript string indices). Concurrent edits of one text all apply.
+ */
+export function splice(draft: object, key: string | number, index: number, deleteCount: number, insert = ""): void {
+  const { recorder, node } = ownerOf(draft, "splice()");
+  recorder.spliceText(node, key, index, deleteCount, insert);
+}
+
+/** Adds `by` (default 1, may be negative) to the counter at `draft[key]` inside `doc.change`. */
+export function increment(draft: object, key: string | number, by = 1): void {
+  const { recorder, node } = ownerOf(draft, "increment()");
+  recorder.increment(node, key, by);
 }

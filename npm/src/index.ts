@@ -14,6 +14,8 @@ export type { ChangeOptions, DocHandle, Unsubscribe } from "./doc-handle.js";
 export type { Repo, RepoEvents, RepoOptions } from "./repo.js";
 export type * from "./types.js";
 export { SynclineError } from "./errors.js";
+export { Counter, Text } from "./crdt-values.js";
+export { increment, splice } from "./draft.js";
 
 let wasmReady: Promise<void> | undefined;
 

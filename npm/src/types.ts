@@ -25,7 +25,15 @@ export type Op =
   /** Deletes a map key, or `count` (default 1) list elements from index `key`. */
   | { op: "delete"; obj: Path; key: string | number; count?: number }
   /** Inserts `values` into a list at `index`. */
-  | { op: "insert"; obj: Path; index: number; values: JsonValue[] };
+  | { op: "insert"; obj: Path; index: number; values: JsonValue[] }
+  /** Sets a map key or list element to a new collaborative text. */
+  | { op: "put_text"; obj: Path; key: string | number; value: string }
+  /** Edits the text at `obj`: deletes `delete` UTF-16 units at `index`, then inserts `insert`. */
+  | { op: "splice_text"; obj: Path; index: number; delete: number; insert: string }
+  /** Sets a map key or list element to a new counter. */
+  | { op: "put_counter"; obj: Path; key: string | number; value: number }
+  /** Adds `by` (an integer, may be negative) to the counter at `obj`/`key`. */
+  | { op: "increment"; obj: Path; key: string | number; by: number };
 
 export type Connection = "offline" | "connecting" | "open" | "closed";
 

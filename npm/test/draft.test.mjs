@@ -2,7 +2,8 @@
 // Runs on the compiled JS (`npm test` compiles first); needs no wasm.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { recordChange } from "../.test-build/draft.js";
+import { increment, recordChange, splice } from "../.test-build/draft.js";
+import { Counter, Text } from "../.test-build/crdt-values.js";
 import { SynclineError } from "../.test-build/errors.js";
 
 const deepFreeze = (v) => {
@@ -253,4 +254,61 @@ test("the base value is never mutated", () => {
     delete d.m.k;
   });
   assert.deepEqual(base, { l: [{ a: 1 }], m: { k: "v" } });
+});
+
+test("text: new Text puts a text; splice records UTF-16 edits and reads back", () => {
+  let seen;
+  const ops = record({ notes: [], n: "x" }, (d) => {
+    d.title = new Text("héllo");
+    splice(d, "title", 5, 0, " 🌍");
+    splice(d, "title", 0, 1, "H");
+    d.notes.push("plain", new Text("b"));
+    splice(d.notes, 1, 1, 0, "c");
+    seen = [d.title, d.notes[1]];
+  });
+  assert.deepEqual(seen, ["Héllo 🌍", "bc"]);
+  assert.deepEqual(ops, [
+    { op: "put_text", obj: [], key: "title", value: "héllo" },
+    { op: "splice_text", obj: ["title"], index: 5, delete: 0, insert: " 🌍" },
+    { op: "splice_text", obj: ["title"], index: 0, delete: 1, insert: "H" },
+    { op: "insert", obj: ["notes"], index: 0, values: ["plain", null] },
+    { op: "put_text", obj: ["notes"], key: 1, value: "b" },
+    { op: "splice_text", obj: ["notes", 1], index: 1, delete: 0, insert: "c" },
+  ]);
+});
+
+test("counter: new Counter puts a counter; increment records and reads back", () => {
+  let seen;
+  const ops = record({ c: 5, list: [1] }, (d) => {
+    d.likes = new Counter();
+    increment(d, "likes");
+    increment(d, "likes", -3);
+    d.list[0] = new Counter(7);
+    increment(d.list, 0, 2);
+    seen = [d.likes, d.list[0]];
+  });
+  assert.deepEqual(seen, [-2, 9]);
+  assert.deepEqual(ops, [
+    { op: "put_counter", obj: [], key: "likes", value: 0 },
+    { op: "increment", obj: [], key: "likes", by: 1 },
+    { op: "increment", obj: [], key: "likes", by: -3 },
+    { op: "put_counter", obj: ["list"], key: 0, value: 7 },
+    { op: "increment", obj: ["list"], key: 0, by: 2 },
+  ]);
+});
+
+test("text and counter misuse fails with BadOp or BadValue, recording nothing", () => {
+  const bad = (fn, code) =>
+    assert.throws(() => record({ t: "abc", n: 1, list: [] }, fn), (e) => e instanceof SynclineError && e.code === code);
+  bad((d) => splice(d, "t", 2, 5, ""), "BadOp"); // past the end
+  bad((d) => splice(d, "n", 0, 0, "x"), "BadOp"); // not a text
+  bad((d) => splice(d, "missing", 0, 0, "x"), "BadOp");
+  bad((d) => splice(d.list, "0", 0, 0, "x"), "BadOp"); // lists take numeric indices
+  bad((d) => increment(d, "t"), "BadOp"); // not a counter
+  bad((d) => increment(d, "n", 0.5), "BadOp");
+  bad((d) => { d.x = { nested: new Text("a") }; }, "BadValue");
+  bad(() => splice({ t: "abc" }, "t", 0, 0, "x"), "BadOp"); // not a draft
+  let kept;
+  record({ t: "abc" }, (d) => (kept = d));
+  assert.throws(() => splice(kept, "t", 0, 0, "x"), (e) => e.code === "BadOp", "a draft is dead after its change");
 });

@@ -1,0 +1,79 @@
+// Collaborative text and counters through the real engine and relay: two
+// browsers edit the same text and bump the same counter while offline, and
+// both edits survive the merge (a plain string or number would keep one).
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { freshDir, newPage, removeDir, startRelay, TIMEOUT, useSiteAndBrowser } from "./harness.mjs";
+import { createRepoIn, openDocIn, waitInPage } from "./pages.mjs";
+
+const env = useSiteAndBrowser();
+let relay;
+const dataDir = freshDir("syncline-relay-");
+
+before(async () => {
+  relay = await startRelay({ dataDir });
+});
+
+after(async () => {
+  await relay?.kill();
+  removeDir(dataDir);
+});
+
+const waitSynced = (page) =>
+  waitInPage(page, () => window.repo.status.connection === "open" && window.repo.status.pending === 0, undefined, TIMEOUT.sync, "synced");
+
+test("concurrent text splices and counter increments from two offline browsers all apply", { timeout: 90_000 }, async () => {
+  const a = await newPage(env.browser, "a");
+  const b = await newPage(env.browser, "b");
+  try {
+    for (const { page } of [a, b]) {
+      await page.goto(`${env.site.url}/`);
+      await createRepoIn(page, relay.wsUrl);
+    }
+    const url = await a.page.evaluate(async () => {
+      const { Counter, Text } = await import("/dist/index.js");
+      window.doc = await window.repo.create({ items: [] });
+      window.doc.change((d) => {
+        d.note = new Text("hello");
+        d.likes = new Counter();
+      });
+      return window.doc.url;
+    });
+    await waitSynced(a.page);
+    await openDocIn(b.page, url);
+    await waitInPage(b.page, () => window.doc.value.note === "hello", undefined, TIMEOUT.sync, "the note at b");
+
+    await a.context.setOffline(true);
+    await b.context.setOffline(true);
+    const edit = (page, at, text, by) =>
+      page.evaluate(
+        async ({ at, text, by }) => {
+          const { increment, splice } = await import("/dist/index.js");
+          window.doc.change((d) => {
+            splice(d, "note", at === "end" ? d.note.length : 0, 0, text);
+            increment(d, "likes", by);
+          });
+          await window.repo.flush();
+          return window.doc.value;
+        },
+        { at, text, by },
+      );
+    assert.deepEqual(await edit(a.page, "end", " world", 1), { items: [], note: "hello world", likes: 1 });
+    assert.deepEqual(await edit(b.page, "start", "Oh, ", 2), { items: [], note: "Oh, hello", likes: 2 });
+
+    await a.context.setOffline(false);
+    await b.context.setOffline(false);
+    for (const { page } of [a, b]) {
+      await waitInPage(
+        page,
+        () => window.doc.value.note === "Oh, hello world" && window.doc.value.likes === 3,
+        undefined,
+        TIMEOUT.sync,
+        "both edits merged",
+      );
+    }
+  } finally {
+    await a.context.close();
+    await b.context.close();
+  }
+});
