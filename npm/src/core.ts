@@ -28,6 +28,8 @@ export interface CoreApi {
   change(url: string, ops: Op[], message?: string): unknown;
   flush(): Promise<void>;
   status(): Status;
+  /** `false`: disconnect and stay offline until `true`. */
+  setOnline(online: boolean): void;
   close(): void;
 }
 
@@ -78,6 +80,7 @@ export function adaptCore(raw: RawCore, onTrap: (error: unknown) => void): CoreA
         throw error;
       }),
     status: () => guard(() => raw.status()),
+    setOnline: (online) => guard(() => raw.setOnline(online)),
     close: () => guard(() => raw.close()),
   };
 }

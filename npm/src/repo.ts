@@ -36,6 +36,12 @@ export interface Repo {
   flush(): Promise<void>;
   /** Connection state, changes not yet acknowledged by the relay, last sync time. */
   readonly status: Status;
+  /**
+   * `setOnline(false)` disconnects from the relay and stays offline, whatever
+   * the network does, until `setOnline(true)`. Changes are still saved on this
+   * device meanwhile, and pushed once back online. (A "work offline" switch.)
+   */
+  setOnline(online: boolean): void;
   /** Listens to an event; returns the unsubscribe function. */
   on<K extends keyof RepoEvents>(event: K, listener: RepoEvents[K]): Unsubscribe;
   /** Closes the connection and the database. Handles stop updating; changes throw "Closed". */
@@ -325,6 +331,16 @@ export class RepoImpl implements Repo, DocHost {
     if (this.#persisted !== undefined) next.persisted = this.#persisted;
     this.#lastStatus = Object.freeze(next);
     return this.#lastStatus;
+  }
+
+  setOnline(online: boolean): void {
+    if (typeof online !== "boolean") throw new SynclineError("BadOption", "setOnline() takes true or false");
+    const core = this.#requireCore();
+    try {
+      core.setOnline(online);
+    } catch (error) {
+      throw this.#failure(error);
+    }
   }
 
   on<K extends keyof RepoEvents>(event: K, listener: RepoEvents[K]): Unsubscribe {

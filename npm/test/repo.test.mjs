@@ -53,6 +53,7 @@ function fakeCoreClass({ openName = "openDoc" } = {}) {
     }),
     flush: async () => {},
     status: guard(() => ({ ...state.status })),
+    setOnline: guard((online) => state.calls.push(["setOnline", online])),
     close: guard(() => state.calls.push(["close"])),
   };
   const emit = (event) => {

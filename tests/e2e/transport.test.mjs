@@ -365,3 +365,31 @@ test("a relay that stops reading: memory stays bounded, and every change arrives
     await proxy.close();
   }
 });
+
+test("setOnline(false) stays offline whatever the page hears; setOnline(true) reconnects and pushes at once", { timeout: 60_000 }, async () => {
+  // Retries so fast that any attempt while "offline" would show in `attempt`.
+  const { context, page } = await openRepoPage("switch", { relay: relay.wsUrl, backoffBaseMs: 10, backoffCapMs: 20 });
+  try {
+    await waitStatus(page, () => window.repo.status.connection === "open", 10_000, "open");
+    await page.evaluate(() => window.repo.create({ n: 0 }).then((doc) => (window.doc = doc)));
+    await waitStatus(page, () => window.repo.status.pending === 0, 10_000, "the new doc acked");
+    await page.evaluate(() => window.repo.setOnline(false));
+    await waitStatus(page, () => window.repo.status.connection === "offline", 2_000, "offline at once");
+    await page.evaluate(async () => {
+      window.dispatchEvent(new Event("online"));
+      document.dispatchEvent(new Event("visibilitychange"));
+      window.doc.change((d) => {
+        d.n = 1;
+      });
+      await window.repo.flush();
+    });
+    await page.waitForTimeout(1_000);
+    const offline = await statusOf(page);
+    assert.equal(offline.connection, "offline", "page events don't override the app");
+    assert.equal(offline.pending, 1, "the change waits, saved locally");
+    await page.evaluate(() => window.repo.setOnline(true));
+    await waitStatus(page, () => window.repo.status.connection === "open" && window.repo.status.pending === 0, 5_000, "back online and pushed");
+  } finally {
+    await context.close();
+  }
+});

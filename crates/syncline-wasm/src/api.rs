@@ -140,6 +140,14 @@ impl Core {
         self.host.borrow().status_js()
     }
 
+    /// `false` takes the repo offline until `setOnline(true)`: the socket
+    /// closes and no attempt is made, whatever the network does. Changes are
+    /// still saved locally, and pushed once back online.
+    #[wasm_bindgen(js_name = setOnline)]
+    pub fn set_online(&self, online: bool) {
+        host::set_online(&self.host, online);
+    }
+
     /// Closes the relay connection for good. Writes already made still
     /// complete; `flush()` first to wait for them.
     pub fn close(&self) {

@@ -76,7 +76,7 @@ pub fn status(
         (SocketState::Closed, _) => "closed",
         (SocketState::Open, SessionState::Ready) => "open",
         (SocketState::Open | SocketState::Connecting, _) => "connecting",
-        (SocketState::Waiting, _) => "offline",
+        (SocketState::Waiting | SocketState::Paused, _) => "offline",
     };
     JsStatus {
         connection,

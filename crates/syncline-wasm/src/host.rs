@@ -600,6 +600,29 @@ fn schedule_reconnect(host: &HostRef) {
     }));
 }
 
+/// Takes the repo offline (`online == false`: closes the socket, no
+/// retries, page events ignored) or back online (connects at once). Local
+/// changes go on being saved either way and are pushed once back.
+pub fn set_online(host: &HostRef, online: bool) {
+    let state = host.borrow().socket_state;
+    match (online, state) {
+        (false, SocketState::Open | SocketState::Connecting | SocketState::Waiting) => {
+            end_attempt(host, None, false);
+            let mut h = host.borrow_mut();
+            h.socket_state = SocketState::Paused;
+            h.attempt = 0;
+            drop(h);
+            emit(host, vec![Event::Status]);
+        }
+        (true, SocketState::Paused) => {
+            host.borrow_mut().socket_state = SocketState::Waiting;
+            connect(host);
+            drain(host);
+        }
+        _ => {}
+    }
+}
+
 /// Stops reconnecting and closes the socket. Pending writes still finish.
 pub fn close(host: &HostRef) {
     let mut h = host.borrow_mut();

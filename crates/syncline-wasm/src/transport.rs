@@ -31,6 +31,9 @@ pub enum SocketState {
     Open,
     /// The last attempt failed; the next one is scheduled.
     Waiting,
+    /// The app took the repo offline (`setOnline(false)`); nothing is
+    /// attempted until it brings it back.
+    Paused,
     /// Closed for good (the app closed the repo, or the relay refused us).
     Closed,
 }
