@@ -1,6 +1,7 @@
 import { useEffect, useState, type FormEvent } from "react";
 import type { Immutable } from "syncline";
-import { RepoProvider, useDoc, useSyncStatus } from "syncline/react";
+import { RepoProvider, useDoc, useRepo, useSyncStatus } from "syncline/react";
+import { Note } from "./Note";
 import { newId, openSession, type Session, type Todos } from "./syncline";
 
 export function App() {
@@ -24,6 +25,7 @@ export function App() {
           <StatusBar />
         </header>
         <TodoList url={session.url} />
+        <Note url={session.url} />
       </main>
     </RepoProvider>
   );
@@ -31,13 +33,23 @@ export function App() {
 
 function StatusBar() {
   const status = useSyncStatus();
+  const repo = useRepo();
+  const [offline, setOffline] = useState(false);
+  const toggle = () => {
+    repo.setOnline(offline);
+    setOffline(!offline);
+  };
   return (
-    <p className="status">
+    <div className="status">
       <span className={`dot ${status.connection}`} data-testid="connection">{status.connection}</span>
       <span data-testid="pending">
         {status.pending === 0 ? "all changes synced" : `${status.pending} pending`}
       </span>
-    </p>
+      <label className="switch">
+        <input type="checkbox" data-testid="work-offline" checked={offline} onChange={toggle} />
+        work offline
+      </label>
+    </div>
   );
 }
 

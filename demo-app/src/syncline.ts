@@ -8,6 +8,8 @@ export interface Todo {
 }
 export interface Todos {
   items: Todo[];
+  /** A collaborative text (created on first edit). */
+  note?: string;
 }
 
 export interface Session {

@@ -1,6 +1,6 @@
 import { recordChange } from "./draft.js";
 import { shareAndFreeze } from "./snapshot.js";
-import type { Immutable, JsonObject, Op } from "./types.js";
+import type { Draft, Immutable, JsonObject, Op } from "./types.js";
 
 export interface ChangeOptions {
   /** An app-level name for the change (the domain event, e.g. "todo.added"), kept in the log. */
@@ -19,7 +19,7 @@ export interface DocHandle<T extends object = JsonObject> {
    * Changes the document: `fn` mutates a draft of the current value, and what
    * it does is applied as one change. Subscribers are notified after it is applied.
    */
-  change(fn: (draft: T) => void, options?: ChangeOptions): void;
+  change(fn: (draft: Draft<T>) => void, options?: ChangeOptions): void;
   /** Calls `fn` at once with the current value, then on every change. Returns the unsubscribe function. */
   subscribe(fn: (value: Immutable<T>) => void): Unsubscribe;
 }
@@ -48,8 +48,8 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
     return this.#value;
   }
 
-  change(fn: (draft: T) => void, options: ChangeOptions = {}): void {
-    const ops = recordChange<T>(this.#value, fn);
+  change(fn: (draft: Draft<T>) => void, options: ChangeOptions = {}): void {
+    const ops = recordChange<Draft<T>>(this.#value, fn);
     if (ops.length === 0) return;
     const next = this.#host.applyChange(this.url, ops, options.message);
     this.localChanges++;

@@ -16,7 +16,7 @@ import { createContext, createElement, useCallback, useContext, useEffect, useRe
 import type { ChangeOptions, DocHandle } from "./doc-handle.js";
 import { SynclineError } from "./errors.js";
 import type { Repo } from "./repo.js";
-import type { Immutable, JsonObject, Status } from "./types.js";
+import type { Draft, Immutable, JsonObject, Status } from "./types.js";
 
 const RepoContext = createContext<Repo | null>(null);
 
@@ -40,7 +40,7 @@ export function useSyncStatus(): Status {
 }
 
 /** Changes the document (a no-op error before it has opened). */
-export type Change<T extends object> = (fn: (draft: T) => void, options?: ChangeOptions) => void;
+export type Change<T extends object> = (fn: (draft: Draft<T>) => void, options?: ChangeOptions) => void;
 
 /**
  * Opens the document at `url` and returns `[value, change]`; `value` is

@@ -1,3 +1,5 @@
+import type { Counter, Text } from "./crdt-values.js";
+
 /** A JSON value as stored in a document. */
 export type JsonPrimitive = string | number | boolean | null;
 export type JsonArray = JsonValue[];
@@ -14,6 +16,22 @@ export type Immutable<T> = T extends JsonPrimitive
     : T extends object
       ? { readonly [K in keyof T]: Immutable<T[K]> }
       : T;
+
+/**
+ * What a `doc.change` callback edits: the document's shape, where a string
+ * may also be set to a new `Text` and a number to a new `Counter`.
+ */
+export type Draft<T> = T extends string
+  ? T | Text
+  : T extends number
+    ? T | Counter
+    : T extends JsonPrimitive
+      ? T
+      : T extends readonly (infer U)[]
+        ? Draft<U>[]
+        : T extends object
+          ? { -readonly [K in keyof T]: Draft<T[K]> }
+          : T;
 
 /** From the document root to a container (map or list). */
 export type Path = (string | number)[];

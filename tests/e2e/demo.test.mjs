@@ -1,7 +1,9 @@
-// Smoke test of the demo app, served by the relay itself (`--serve demo-app/dist`):
-// an item added in one window appears in another.
+// The demo app as a new user tries it, served by the relay itself
+// (`--serve demo-app/dist`): two windows on one address share the todo list
+// and the note; "work offline" holds changes back until it is switched off.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { TIMEOUT, freshDir, launchBrowser, newPage, removeDir, repoRoot, requireBuilt, startRelay } from "./harness.mjs";
 
@@ -58,4 +60,46 @@ test("an item added in one window appears in the other", { timeout: 120_000 }, a
   );
   await one.page.getByTestId("connection").filter({ hasText: "open" }).waitFor({ timeout: TIMEOUT.sync });
   assert.deepEqual(await two.page.getByTestId("item-title").allTextContents(), ["milk", "bread"]);
+});
+
+test("the shared note merges two people typing; 'work offline' holds changes until switched off", { timeout: 120_000 }, async () => {
+  const one = await newPage(browser, "demo-note-1");
+  await one.page.goto(`${relay.httpUrl}/`);
+  await one.page.waitForFunction(() => location.hash.startsWith("#syncline:"), undefined, { timeout: TIMEOUT.start });
+  const two = await newPage(browser, "demo-note-2");
+  await two.page.goto(one.page.url());
+  const note = (page) => page.getByTestId("note");
+  await note(two.page).waitFor({ timeout: TIMEOUT.sync });
+
+  await note(one.page).click();
+  await one.page.keyboard.type("Hello");
+  await two.page.waitForFunction(() => document.querySelector('[data-testid="note"]').value === "Hello", undefined, { timeout: TIMEOUT.sync });
+
+  // Both go offline, and type at either end of the same note.
+  for (const { page } of [one, two]) await page.getByTestId("work-offline").check();
+  await one.page.getByTestId("connection").filter({ hasText: "offline" }).waitFor({ timeout: TIMEOUT.sync });
+  await note(one.page).press("End");
+  await one.page.keyboard.type(" world");
+  await note(two.page).click();
+  await note(two.page).press("Home");
+  await two.page.keyboard.type("Oh, ");
+  await addItem(one.page, "tea");
+  await one.page.getByTestId("pending").filter({ hasText: "pending" }).waitFor({ timeout: TIMEOUT.sync });
+  assert.equal(await itemTitle(two.page, "tea").count(), 0, "nothing leaves a window that works offline");
+
+  for (const { page } of [one, two]) await page.getByTestId("work-offline").uncheck();
+  for (const { page } of [one, two]) {
+    await page.waitForFunction(
+      () => document.querySelector('[data-testid="note"]').value === "Oh, Hello world",
+      undefined,
+      { timeout: TIMEOUT.sync },
+    );
+  }
+  await itemTitle(two.page, "tea").waitFor({ timeout: TIMEOUT.sync });
+  await one.page.getByTestId("pending").filter({ hasText: "all changes synced" }).waitFor({ timeout: TIMEOUT.sync });
+
+  const artifacts = join(repoRoot, "tests", "artifacts");
+  mkdirSync(artifacts, { recursive: true });
+  await one.page.screenshot({ path: join(artifacts, "demo-window-1.png"), fullPage: true });
+  await two.page.screenshot({ path: join(artifacts, "demo-window-2.png"), fullPage: true });
 });
