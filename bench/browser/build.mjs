@@ -4,7 +4,7 @@
 //      into .build/syncline-wasm;
 //   2. the relay (`cargo build --release -p syncline-relay`);
 //   3. aes-wasm (this folder's own crate: syncline-core's seal/open) into
-//      .build/aes-wasm;
+//      .build/aes-wasm, and at opt-level 3 into .build/aes-wasm-speed;
 //   4. the page with Vite into .build/site.
 // Cargo writes to $CARGO_TARGET_DIR, default <repo>/../target-bench.
 // `node build.mjs --skip-cargo` only re-bundles the page.
@@ -37,6 +37,12 @@ if (!skipCargo) {
   run("wasm-bindgen", [
     "--target", "web", "--out-dir", join(build, "aes-wasm"),
     join(targetDir, "wasm32-unknown-unknown", "wasm-release", "syncline_bench_aes.wasm"),
+  ]);
+  // The same crate at opt-level 3, to show what opt-level "z" costs AES.
+  run("cargo", ["build", "--manifest-path", join(here, "aes-wasm", "Cargo.toml"), "--lib", "--target", "wasm32-unknown-unknown", "--profile", "wasm-speed"]);
+  run("wasm-bindgen", [
+    "--target", "web", "--out-dir", join(build, "aes-wasm-speed"),
+    join(targetDir, "wasm32-unknown-unknown", "wasm-speed", "syncline_bench_aes.wasm"),
   ]);
 }
 run("npx", ["vite", "build", "--config", join(here, "vite.config.mjs")], here);

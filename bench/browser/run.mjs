@@ -2,7 +2,7 @@
 // Scenarios: change-patch, durable, latency, cold-open, aes, size.
 // Needs `npm run build` first. Prints a markdown summary and writes the raw
 // samples to .build/results/<scenario>-<time>.json.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { createServer as createNetServer } from "node:net";
@@ -41,9 +41,16 @@ const f = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : String(x));
 const ratio = (ours, theirs) => `${f(ours / theirs, 2)}×`;
 
 // ------------------------------------------------------------------ machine
+function gitHead() {
+  const r = spawnSync("git", ["rev-parse", "--short", "HEAD"], { cwd: repoRoot, encoding: "utf8" });
+  const dirty = spawnSync("git", ["status", "--porcelain", "--", "crates", "npm/src"], { cwd: repoRoot, encoding: "utf8" });
+  return `${r.stdout.trim()}${dirty.stdout.trim() ? " (crates/ or npm/src/ had uncommitted changes at run time)" : ""}`;
+}
+
 function machine() {
   const c = cpus();
   return {
+    commit: gitHead(),
     cpu: `${c.length} × ${c[0]?.model ?? "?"}`,
     memGiB: +(totalmem() / 2 ** 30).toFixed(1),
     node: process.version,
@@ -130,7 +137,7 @@ async function openPage(browser, url, name, context) {
   const page = await context.newPage();
   page.on("pageerror", (e) => console.error(`[${name}] page error: ${e.message}`));
   page.on("console", (m) => {
-    if (m.type() === "error" || flags.verbose) console.error(`[${name}] console.${m.type()}: ${m.text()}`);
+    if (m.type() === "error" || m.type() === "info" || flags.verbose) console.error(`[${name}] console.${m.type()}: ${m.text()}`);
   });
   await page.goto(url);
   await page.waitForFunction(() => window.benchReady === true);
@@ -270,16 +277,17 @@ async function latency() {
     const b = await openPage(browser, web.url, "B");
     const urls = await a.page.evaluate((x) => window.bench.latencySetup(x), { role: "a", relay: relayUrl, amRelay });
     await b.page.evaluate((x) => window.bench.latencySetup(x), { role: "b", relay: relayUrl, amRelay, ...urls });
-    const args = { count: num("count", 200), gapMs: num("gap", 150), amServer: flags["am-server"] ?? "published" };
+    const args = { count: num("count", 200), gapMs: num("gap", 150), amServer: flags["am-server"] ?? "published", from: 1000 };
     // Warm-up: a few edits not counted (connections settle, JIT).
     await a.page.evaluate(() => window.bench.latencyDrive({ count: 10, gapMs: 100 }));
     await new Promise((d) => setTimeout(d, 1000));
     const before = await b.page.evaluate(() => window.bench.latencyResults());
     const skipS = before.syncline.length, skipA = before.automerge.length;
-    await maybeTrace(browser, a.page, () => a.page.evaluate((x) => window.bench.latencyDrive(x), args));
+    await maybeTrace(browser, flags["profile-page"] === "b" ? b.page : a.page, () => a.page.evaluate((x) => window.bench.latencyDrive(x), args));
     await new Promise((d) => setTimeout(d, 2000));
     const r = await b.page.evaluate(() => window.bench.latencyResults());
-    // seq restarts at 0 in the measured run: keep samples after the warm-up ones.
+    const flushMs = (await a.page.evaluate(() => window.bench.latencyResults())).flushMs.slice(10);
+    // The measured edits carry seq ≥ 1000: keep only the samples after the warm-up ones.
     const s = r.syncline.slice(skipS).map((x) => x.ms), am = r.automerge.slice(skipA).map((x) => x.ms);
     const summary = [
       `Edit in A → visible in B, ${args.count} edits per system alternating every ${args.gapMs} ms; received: Syncline ${s.length}, automerge-repo ${am.length}; am server: ${args.amServer}`,
@@ -288,8 +296,9 @@ async function latency() {
       `| p50 | ${f(median(s))} ms | ${f(median(am))} ms | ${ratio(median(s), median(am))} |`,
       `| p99 | ${f(pct(s, 99))} ms | ${f(pct(am, 99))} ms | ${ratio(pct(s, 99), pct(am, 99))} |`,
       `| max | ${f(Math.max(...s))} ms | ${f(Math.max(...am))} ms | |`,
+      `| in A: change → local IndexedDB commit (flush resolved), p50 / p99 | ${f(median(flushMs))} / ${f(pct(flushMs, 99))} ms | | |`,
     ];
-    return { args, raw: { syncline: s, automerge: am }, summary };
+    return { args, raw: { syncline: s, automerge: am, flushMs }, summary };
   } finally {
     await browser.close();
     await web.close();
@@ -309,17 +318,21 @@ function loadTrace() {
   return { txns, endContent: trace.endContent, startContent: trace.startContent };
 }
 
-/** The same trace as an Automerge 3.5 doc (one change per transaction), saved; cached in .build/traces. */
-async function automergeBytes(trace) {
-  const out = join(build, "traces", "automerge-paper.automerge");
+/**
+ * The same trace as an Automerge 3.5 doc, `batch` edits per change (the same
+ * grouping as the Syncline side), saved; cached in .build/traces.
+ */
+async function automergeBytes(trace, batch) {
+  const out = join(build, "traces", `automerge-paper-${batch}.automerge`);
   if (existsSync(out)) return out;
   mkdirSync(dirname(out), { recursive: true });
   console.error("building the Automerge doc of the trace (once, cached)...");
   const A = await import("@automerge/automerge");
   let doc = A.from({ text: trace.startContent });
-  for (const patches of trace.txns) {
+  const edits = trace.txns.flat();
+  for (let i = 0; i < edits.length; i += batch) {
     doc = A.change(doc, (d) => {
-      for (const [pos, del, ins] of patches) A.splice(d, ["text"], pos, del, ins);
+      for (const [pos, del, ins] of edits.slice(i, i + batch)) A.splice(d, ["text"], pos, del, ins);
     });
   }
   if (doc.text !== trace.endContent) throw new Error("Automerge replay did not reach endContent");
@@ -330,7 +343,8 @@ async function automergeBytes(trace) {
 async function coldOpen() {
   requireBuilt();
   const trace = loadTrace();
-  const bytesFile = await automergeBytes(trace);
+  const batch = num("batch", 100);
+  const bytesFile = await automergeBytes(trace, batch);
   const web = await startStatic({ "/trace.automerge": bytesFile });
   const browser = await launch();
   try {
@@ -344,8 +358,8 @@ async function coldOpen() {
     });
     if (trace.startContent !== "") throw new Error("expected an empty start");
     const limit = num("edits", edits.length);
-    console.error(`writing ${limit} edits into Syncline (one change each)...`);
-    const setup = await page.evaluate((x) => window.bench.coldOpenSetup(x), { name, keyHex, edits: edits.slice(0, limit), batch: num("batch", 1) });
+    console.error(`writing ${limit} edits into Syncline (${batch} per change)...`);
+    const setup = await page.evaluate((x) => window.bench.coldOpenSetup(x), { name, keyHex, edits: edits.slice(0, limit), batch });
     console.error(`written in ${f(setup.ms / 1000, 1)} s; text length ${setup.length}`);
     const expectLength = setup.length;
     if (limit === edits.length && expectLength !== trace.endContent.length) throw new Error("Syncline replay did not reach endContent");
@@ -364,7 +378,7 @@ async function coldOpen() {
     }
     const m = (k1, k2) => median(samples.map((s) => s[k1][k2]));
     const summary = [
-      `Cold open of the automerge-paper doc (${limit} edits, one change each), ${reps} page reloads, order alternating; Automerge bytes ${samples[0].automerge.bytes} B`,
+      `Cold open of the automerge-paper doc (${limit} edits, ${batch} per change on both sides), ${reps} page reloads, order alternating; Automerge bytes ${samples[0].automerge.bytes} B`,
       `| | Syncline (encrypted IndexedDB) | Automerge.load (bytes in memory) | ratio |`,
       `| --- | --- | --- | --- |`,
       `| open until the value is available | ${f(m("syncline", "total"))} ms | ${f(m("automerge", "total"))} ms | ${ratio(m("syncline", "total"), m("automerge", "total"))} |`,
@@ -372,7 +386,7 @@ async function coldOpen() {
       `| first change after open | ${f(m("syncline", "firstChange"))} ms | ${f(m("automerge", "firstChange"))} ms | |`,
       `| wasm instantiate (not in the above) | ${f(median(samples.map((s) => s.wasm.syncline)))} ms | ${f(median(samples.map((s) => s.wasm.automerge)))} ms | |`,
     ];
-    return { args: { limit, reps }, raw: { setup: { ms: setup.ms }, samples }, summary };
+    return { args: { limit, reps, batch }, raw: { setup: { ms: setup.ms }, samples }, summary };
   } finally {
     await browser.close();
     await web.close();
@@ -389,8 +403,8 @@ async function aesScenario() {
     const raw = {};
     const summary = [
       `AES-256-GCM seal + open per record (µs, median of ${num("reps", 5)} runs); Rust = syncline-core seal/open in wasm`,
-      `| record | Rust wasm, one JS call per record | Rust wasm, loop inside wasm | WebCrypto, awaited one by one | WebCrypto, all in flight | Rust (per call) ÷ WebCrypto (one by one) |`,
-      `| --- | --- | --- | --- | --- | --- |`,
+      `| record | Rust wasm, one JS call per record | Rust wasm, loop inside wasm | same loop, opt-level 3 | WebCrypto, awaited one by one | WebCrypto, all in flight | Rust (per call) ÷ WebCrypto (one by one) |`,
+      `| --- | --- | --- | --- | --- | --- | --- |`,
     ];
     for (const size of sizes) {
       const n = Math.max(50, Math.round((num("bytes", 8 * 2 ** 20)) / size));
@@ -401,10 +415,10 @@ async function aesScenario() {
         const s = median(xs.map((x) => x.seal * 1000)), o = median(xs.map((x) => x.open * 1000));
         return { s, o, txt: `${f(s, 1)} + ${f(o, 1)} = ${f(s + o, 1)}` };
       };
-      const rc = cell(r.rustCall), rl = cell(r.rustLoop), ws = cell(r.webcryptoSeq), wp = cell(r.webcryptoPar);
+      const rc = cell(r.rustCall), rl = cell(r.rustLoop), rs = cell(r.rustLoopSpeed), ws = cell(r.webcryptoSeq), wp = cell(r.webcryptoPar);
       const label = size >= 1024 ? `${size / 1024} KB` : `${size} B`;
       const mbs = (c) => f((size * 2) / ((c.s + c.o) / 1e6) / 1e6, 0);
-      summary.push(`| ${label} | ${rc.txt} (${mbs(rc)} MB/s) | ${rl.txt} | ${ws.txt} (${mbs(ws)} MB/s) | ${wp.txt} | ${ratio(rc.s + rc.o, ws.s + ws.o)} |`);
+      summary.push(`| ${label} | ${rc.txt} (${mbs(rc)} MB/s) | ${rl.txt} | ${rs.txt} (${mbs(rs)} MB/s) | ${ws.txt} (${mbs(ws)} MB/s) | ${wp.txt} | ${ratio(rc.s + rc.o, ws.s + ws.o)} |`);
     }
     return { args: {}, raw, summary };
   } finally {
@@ -424,6 +438,13 @@ function size() {
     rows.push({ label, raw: b.length, gzip: gzipSync(b, { level: 9 }).length });
   };
   measure("Syncline: syncline_wasm_bg.wasm (wasm-release, wasm-bindgen, no wasm-opt)", ours);
+  if (flags["wasm-opt"]) {
+    // What `wasm-opt -Oz` (npm binaryen 132; not Debian's, which breaks wasm-bindgen output) would save.
+    const opt = join(build, "syncline-wasm-opt.wasm");
+    const r = spawnSync(join(here, "node_modules", ".bin", "wasm-opt"), ["-Oz", "--enable-bulk-memory", "--enable-nontrapping-float-to-int", "--enable-sign-ext", "--enable-mutable-globals", "--enable-reference-types", "--enable-multivalue", ours, "-o", opt], { stdio: "inherit" });
+    if (r.status !== 0) throw new Error("wasm-opt failed");
+    measure("Syncline: the same after wasm-opt -Oz (binaryen 132)", opt);
+  }
   for (const extraFile of (flags.also ?? "").split(",").filter(Boolean)) measure(extraFile, resolve(extraFile));
   measure("@automerge/automerge 3.5.0: dist/automerge.wasm", theirsAlt);
   if (existsSync(theirs)) measure("@automerge/automerge 3.5.0: dist/mjs/wasm_bindgen_output/web/automerge_wasm_bg.wasm", theirs);
@@ -445,7 +466,7 @@ mkdirSync(join(build, "results"), { recursive: true });
 const out = join(build, "results", `${scenario}-${started.replace(/[:.]/g, "-")}.json`);
 writeFileSync(out, JSON.stringify(report, null, 1));
 console.log(`\n## ${scenario} — ${started}`);
-console.log(`machine: ${before.cpu}, ${before.memGiB} GiB, node ${before.node}; load avg before ${before.load.join(" ")}, after ${after.load.join(" ")}`);
+console.log(`commit ${before.commit}; machine: ${before.cpu}, ${before.memGiB} GiB, node ${before.node}; load avg before ${before.load.join(" ")}, after ${after.load.join(" ")}`);
 console.log(`flags: ${JSON.stringify(flags)}\n`);
 console.log(result.summary.join("\n"));
 console.log(`\nraw samples: ${out}`);

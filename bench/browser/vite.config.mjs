@@ -34,6 +34,7 @@ export default defineConfig({
       { find: /^syncline$/, replacement: join(npmSrc, "index.ts") },
       { find: /^syncline-glue$/, replacement: join(build, "syncline-wasm", "syncline_wasm.js") },
       { find: /^aes-glue$/, replacement: join(build, "aes-wasm", "syncline_bench_aes.js") },
+      { find: /^aes-glue-speed$/, replacement: join(build, "aes-wasm-speed", "syncline_bench_aes.js") },
     ],
   },
   build: {

@@ -4,6 +4,7 @@
 import { createRepo } from "syncline";
 import initSynclineGlue, { Core } from "syncline-glue";
 import initAes, * as aes from "aes-glue";
+import initAesSpeed, * as aesSpeed from "aes-glue-speed";
 import * as A from "@automerge/automerge/slim";
 import { Repo } from "@automerge/automerge-repo/slim";
 import { IndexedDBStorageAdapter } from "@automerge/automerge-repo-storage-indexeddb";
@@ -25,6 +26,7 @@ async function initWasm() {
   await A.initializeWasm(automergeWasmUrl);
   const t2 = now();
   await initAes();
+  await initAesSpeed();
   const t3 = now();
   wasmTimes = { syncline: t1 - t0, automerge: t2 - t1, aes: t3 - t2 };
   return wasmTimes;
@@ -240,16 +242,21 @@ async function latencySetup({ role, relay, amRelay, sUrl, aUrl }) {
 }
 
 /** Page A: `count` edits on each system, alternating, `gapMs` apart. */
-async function latencyDrive({ count = 200, gapMs = 150 }) {
-  const { sdoc, ahandle } = window.lat;
+async function latencyDrive({ count = 200, gapMs = 150, from = 0 }) {
+  const { sdoc, ahandle, srepo } = window.lat;
+  window.lat.flushMs ??= [];
   for (let i = 0; i < count; i++) {
+    const t0 = now();
     sdoc.change((d) => {
-      d.seq = i;
+      d.seq = from + i;
       d.t = wallMs();
     });
+    // Diagnosis: Syncline pushes a change only once it is durable locally,
+    // so A's IndexedDB commit is on the A → B path.
+    srepo.flush().then(() => window.lat.flushMs.push(now() - t0));
     await sleep(gapMs);
     ahandle.change((d) => {
-      d.seq = i;
+      d.seq = from + i;
       d.t = wallMs();
     });
     await sleep(gapMs);
@@ -257,15 +264,15 @@ async function latencyDrive({ count = 200, gapMs = 150 }) {
 }
 
 function latencyResults() {
-  return { syncline: window.lat.samplesS, automerge: window.lat.samplesA };
+  return { syncline: window.lat.samplesS, automerge: window.lat.samplesA, flushMs: window.lat.flushMs ?? [] };
 }
 
 // ---------------------------------------------------------------- scenario 2
 /**
  * Writes the trace's edits into a Syncline doc through the engine's own
  * command interface (the `Core` behind `createRepo`; the public draft has no
- * text splice yet): one `splice_text` change per edit, as the trace was
- * recorded. Returns the doc URL once everything is flushed.
+ * text splice yet): `batch` consecutive edits per change (`splice_text`
+ * ops). Returns the doc URL once everything is flushed.
  */
 async function coldOpenSetup({ name, keyHex, edits, batch = 1 }) {
   await initWasm();
@@ -279,7 +286,10 @@ async function coldOpenSetup({ name, keyHex, edits, batch = 1 }) {
       ops.push({ op: "splice_text", obj: ["text"], index: pos, delete: del, insert: ins });
     }
     core.change(url, ops);
-    if (i % 5000 === 0) await core.flush();
+    if (i % (50 * batch) === 0) {
+      await core.flush();
+      if (i % (200 * batch) === 0) console.info(`setup: ${i} edits, ${((now() - t0) / 1000).toFixed(1)} s`);
+    }
   }
   await core.flush();
   const t1 = now();
@@ -340,7 +350,8 @@ async function coldOpenMeasure({ name, keyHex, url, bytesUrl, expectLength, orde
  * AES-256-GCM seal + open of one record of `size` bytes, `n` times.
  * Rust: syncline-core's seal/open in wasm, called once per record from JS
  * (what the storage layer does per record, but there the call stays inside
- * wasm) — and the same in a loop inside wasm, without crossing the boundary.
+ * wasm) — and the same in a loop inside wasm, without crossing the boundary;
+ * also that loop built at opt-level 3 instead of the shipped "z".
  * WebCrypto: `crypto.subtle.encrypt/decrypt` with a 12-byte random IV and the
  * same AAD, awaited one at a time, and all `n` in flight at once.
  */
@@ -350,7 +361,7 @@ async function aesBench({ size, n, reps = 5 }) {
   const aad = new TextEncoder().encode("records/some-key");
   const pt = crypto.getRandomValues(new Uint8Array(size));
   const ckey = await crypto.subtle.importKey("raw", keyBytes, "AES-GCM", false, ["encrypt", "decrypt"]);
-  const out = { rustCall: [], rustLoop: [], webcryptoSeq: [], webcryptoPar: [] };
+  const out = { rustCall: [], rustLoop: [], rustLoopSpeed: [], webcryptoSeq: [], webcryptoPar: [] };
   for (let r = 0; r < reps; r++) {
     {
       const t0 = now();
@@ -364,6 +375,10 @@ async function aesBench({ size, n, reps = 5 }) {
     {
       const [s, o] = aes.seal_open_loop(keyBytes, aad, pt, n);
       out.rustLoop.push({ seal: s / n, open: o / n });
+    }
+    {
+      const [s, o] = aesSpeed.seal_open_loop(keyBytes, aad, pt, n);
+      out.rustLoopSpeed.push({ seal: s / n, open: o / n });
     }
     {
       const t0 = now();
