@@ -11,12 +11,24 @@
 //! - a document has one snapshot record, replaced in the same batch that
 //!   deletes what the new snapshot covers, so there is never a moment when
 //!   neither the old snapshot nor its successor is durable.
+//!
+//! Tabs of one replica share the log, so only one of them compacts: the
+//! host turns compaction off in the others ([`Engine::set_compaction_enabled`]).
+//!
+//! The snapshot is also offered to the relay (`ClientFrame::Snapshot`), as
+//! a sealed delta in the snapshot format ([`crate::delta::encode_snapshot`])
+//! covering relay sequences up to the document's cursor: every relay delta
+//! up to it is in the snapshot. It goes out once the compaction batch is
+//! durable here, at most once per connection, until the relay acks it; a
+//! newer compaction replaces it. A replica catching up from below that
+//! sequence then gets one snapshot instead of every delta it covers.
 
 use std::collections::BTreeMap;
 
-use syncline_protocol::{DeltaId, DocId};
+use syncline_protocol::{ClientFrame, DeltaId, DocId, MAX_FRAME_BYTES};
 
-use crate::engine::Engine;
+use crate::delta;
+use crate::engine::{Engine, SessionState};
 use crate::store::{Batch, Record, SnapshotRecord, Store, entry_key};
 
 /// When to compact a document's log.
@@ -35,6 +47,24 @@ impl Default for CompactionPolicy {
             max_bytes: 1 << 20,
         }
     }
+}
+
+/// Snapshots bigger than this are not offered to the relay (they would
+/// pass its frame limit).
+const MAX_RELAY_SNAPSHOT_BYTES: usize = MAX_FRAME_BYTES - (64 << 10);
+
+/// A compaction's snapshot waiting to be offered to the relay.
+#[derive(Debug)]
+pub(crate) struct RelaySnapshot {
+    /// The relay sequence it covers: the document's cursor when it was made.
+    pub(crate) covers_seq: u64,
+    pub(crate) id: DeltaId,
+    /// Its plaintext ([`delta::encode_snapshot`]).
+    plain: Vec<u8>,
+    /// The batch that makes the compaction durable here.
+    batch: u64,
+    /// Sent on the current connection (cleared on disconnect).
+    pub(crate) sent: bool,
 }
 
 /// What the engine knows about a document's log entries.
@@ -67,6 +97,16 @@ impl LogIndex {
         }
     }
 
+    /// Every entry it knows of.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = DeltaId> + '_ {
+        self.entries.keys().copied()
+    }
+
+    /// Whether it knows this entry.
+    pub(crate) fn contains(&self, id: &DeltaId) -> bool {
+        self.entries.contains_key(id)
+    }
+
     fn over(&self, policy: &CompactionPolicy) -> bool {
         self.droppable.0 >= policy.max_entries || self.droppable.1 >= policy.max_bytes
     }
@@ -92,9 +132,53 @@ impl Engine {
         self.compaction = policy;
     }
 
+    /// Turns compaction on (the default) or off. Tabs sharing one log
+    /// must not compact at once: only the tab holding the lock compacts.
+    pub fn set_compaction_enabled(&mut self, enabled: bool) {
+        self.compaction_enabled = enabled;
+    }
+
+    /// Offers every durable, unsent compaction snapshot to the relay.
+    pub(crate) fn send_snapshots_if_ready(&mut self) {
+        if self.session != SessionState::Ready {
+            return;
+        }
+        let durable = self.batches_durable;
+        let due: Vec<DocId> = self
+            .docs
+            .iter()
+            .filter(|(_, s)| {
+                s.relay_snapshot
+                    .as_ref()
+                    .is_some_and(|r| !r.sent && r.batch <= durable)
+            })
+            .map(|(doc, _)| *doc)
+            .collect();
+        for doc in due {
+            let nonce = self.random();
+            let Some(state) = self.docs.get_mut(&doc) else {
+                continue;
+            };
+            let Some(snapshot) = &mut state.relay_snapshot else {
+                continue;
+            };
+            snapshot.sent = true;
+            let frame = ClientFrame::Snapshot {
+                doc,
+                covers_seq: snapshot.covers_seq,
+                id: snapshot.id,
+                bytes: state.key.seal(&doc, nonce, &snapshot.plain),
+            };
+            self.send(frame);
+        }
+    }
+
     /// Compacts `doc` if its droppable entries passed the threshold.
     pub(crate) fn maybe_compact(&mut self, doc: DocId) {
         let policy = self.compaction;
+        if !self.compaction_enabled {
+            return;
+        }
         let Some(state) = self.docs.get_mut(&doc) else {
             return;
         };
@@ -103,14 +187,24 @@ impl Engine {
         if !state.log.over(&policy) || !state.doc.get_missing_deps(&[]).is_empty() {
             return;
         }
+        let saved = state.doc.save();
+        // Every relay delta up to the cursor is in the snapshot.
+        let offer = (state.cursor > 0 && saved.len() < MAX_RELAY_SNAPSHOT_BYTES)
+            .then(|| delta::encode_snapshot(&saved));
         let mut batch = Batch::default();
-        batch.put(&Record::Snapshot(SnapshotRecord {
-            doc,
-            bytes: state.doc.save(),
-        }));
+        batch.put(&Record::Snapshot(SnapshotRecord { doc, bytes: saved }));
         for id in state.log.take_droppable() {
             batch.delete(Store::Entries, entry_key(&doc, &id));
         }
         self.persist(batch);
+        if let (Some(plain), Some(state)) = (offer, self.docs.get_mut(&doc)) {
+            state.relay_snapshot = Some(RelaySnapshot {
+                covers_seq: state.cursor,
+                id: state.key.delta_id(&plain),
+                plain,
+                batch: self.batches_emitted,
+                sent: false,
+            });
+        }
     }
 }

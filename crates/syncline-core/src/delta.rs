@@ -5,6 +5,12 @@
 //! before anything is applied, so a damaged delta is rejected whole with a
 //! typed error instead of being half-applied or silently ignored. Its id is
 //! the SHA-256 of the plaintext, so the same delta pushed twice is one delta.
+//!
+//! A second format carries a whole document instead: format byte `2`, then
+//! the bytes of `Automerge::save`. The engine sends one to the relay as a
+//! `Snapshot` after compacting; it stands for every delta up to the
+//! relay sequence it covers, and a replica catching up recognises it (after
+//! opening it) by that byte.
 
 use automerge::{AutoCommit, Change};
 use serde::{Deserialize, Serialize};
@@ -12,12 +18,13 @@ use sha2::{Digest, Sha256};
 use syncline_protocol::DeltaId;
 
 const DELTA_FORMAT: u8 = 1;
+const SNAPSHOT_FORMAT: u8 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct Body(Vec<Chunk>);
 
 #[derive(Serialize, Deserialize)]
-struct Chunk(#[serde(with = "bytes")] Vec<u8>);
+struct Chunk(#[serde(with = "serde_bytes")] Vec<u8>);
 
 /// Encodes change chunks as a delta.
 pub fn encode<'a>(changes: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
@@ -27,11 +34,28 @@ pub fn encode<'a>(changes: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
     out
 }
 
-/// Parses a delta into Automerge changes, all or nothing.
+/// Encodes a whole document (`Automerge::save`) as a snapshot delta.
+pub fn encode_snapshot(saved: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + saved.len());
+    out.push(SNAPSHOT_FORMAT);
+    out.extend_from_slice(saved);
+    out
+}
+
+/// Whether a delta's plaintext is a snapshot (a whole document).
+pub fn is_snapshot(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&SNAPSHOT_FORMAT)
+}
+
+/// Parses a delta (either format) into Automerge changes, all or nothing.
 pub fn decode(bytes: &[u8]) -> Result<Vec<Change>, String> {
     let body = match bytes.split_first() {
         Some((&DELTA_FORMAT, rest)) => {
             postcard::from_bytes::<Body>(rest).map_err(|e| format!("not a delta: {e}"))?
+        }
+        Some((&SNAPSHOT_FORMAT, saved)) => {
+            let mut doc = AutoCommit::load(saved).map_err(|e| format!("bad snapshot: {e}"))?;
+            return Ok(doc.get_changes(&[]));
         }
         Some((other, _)) => return Err(format!("unknown delta format {other}")),
         None => return Err("empty delta".into()),
@@ -45,6 +69,12 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Change>, String> {
 /// Decodes and applies a delta. Changes already present are ignored and
 /// changes whose dependencies are missing wait inside Automerge.
 pub fn apply(doc: &mut AutoCommit, bytes: &[u8]) -> Result<(), String> {
+    if let Some((&SNAPSHOT_FORMAT, saved)) = bytes.split_first() {
+        return doc
+            .load_incremental(saved)
+            .map(|_| ())
+            .map_err(|e| format!("bad snapshot: {e}"));
+    }
     let changes = decode(bytes)?;
     doc.apply_changes(changes).map_err(|e| e.to_string())
 }
@@ -54,7 +84,8 @@ pub fn id(bytes: &[u8]) -> DeltaId {
     DeltaId(Sha256::digest(bytes).into())
 }
 
-mod bytes {
+/// Serializes `Vec<u8>` as one length-prefixed byte string.
+pub(crate) mod serde_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {

@@ -1,7 +1,14 @@
 //! The [`Engine`]: documents, the outbox, and loading from the log.
 //!
 //! Frame handling — the sync session with the relay — lives in
-//! [`crate::sync`]; this file covers what works with no relay at all.
+//! [`crate::sync`]; loading and deleting in [`crate::log`]; tabs in
+//! [`crate::tabs`]; presence in [`crate::presence`]; history in
+//! [`crate::history`]. This file covers documents and local changes.
+//!
+//! What the engine asks of its host comes out as [`Output`]s, in order:
+//! every classic [`Effect`], plus what only a host with tabs and presence
+//! needs. [`Engine::take_effects`] is the classic subset, for hosts that have
+//! neither; [`Engine::take_outputs`] is everything.
 
 use std::collections::BTreeMap;
 
@@ -12,11 +19,12 @@ use rand_core::{RngCore, SeedableRng};
 use serde_json::Value as Json;
 use syncline_protocol::DocId;
 
-use crate::compaction::{CompactionPolicy, LogIndex};
+use crate::compaction::{CompactionPolicy, LogIndex, RelaySnapshot};
 use crate::delta;
 use crate::ops::{Op, apply_ops, put_root_object};
+use crate::presence::Presence;
 use crate::seal::DocKey;
-use crate::store::{Batch, DocRecord, LogEntry, Origin, Record, RelayRecord, Store};
+use crate::store::{Batch, DocRecord, LogEntry, Origin, Record, RelayRecord};
 use crate::{DocUrl, EngineError};
 
 /// Something the host must do on the engine's behalf.
@@ -40,6 +48,29 @@ pub enum Effect {
     /// Give up on the current connection (it stopped making progress):
     /// close it, then reconnect as after any drop.
     Disconnect,
+}
+
+/// Everything the engine asks of its host, in order: the classic
+/// [`Effect`]s, plus tab broadcasts and presence.
+#[derive(Debug)]
+pub enum Output {
+    /// Storage, relay frames, changed documents, status, errors.
+    Effect(Effect),
+    /// Post these bytes to the other tabs of this replica (BroadcastChannel);
+    /// each hands them to [`Engine::received_from_tab`]. Emitted only when
+    /// tab sync is on ([`Engine::set_tab_sync`]).
+    Broadcast(Vec<u8>),
+    /// A peer's presence on `doc` is now `state` (the bytes it passed to
+    /// [`Engine::set_presence`]). `peer` is the replica id its connection
+    /// gave the relay in `Hello`.
+    Presence {
+        doc: DocId,
+        peer: [u8; 16],
+        state: Vec<u8>,
+    },
+    /// A peer's presence on `doc` is gone (it left, cleared it, went silent
+    /// for [`crate::PRESENCE_TTL_MS`], or our connection dropped).
+    PresenceGone { doc: DocId, peer: [u8; 16] },
 }
 
 /// Where the session with the relay stands, as the engine sees it.
@@ -75,6 +106,10 @@ pub(crate) struct DocState {
     pub(crate) subscribed_at: Option<u64>,
     /// The document's log entries, for compaction.
     pub(crate) log: LogIndex,
+    /// Ephemeral state: ours and the peers'. Never stored.
+    pub(crate) presence: Presence,
+    /// A snapshot made by compaction, to offer the relay.
+    pub(crate) relay_snapshot: Option<RelaySnapshot>,
 }
 
 /// An outbox entry and when it was last pushed on this connection.
@@ -102,7 +137,11 @@ pub struct Engine {
     /// The last batch emitted, and the last one the host reported durable.
     pub(crate) batches_emitted: u64,
     pub(crate) batches_durable: u64,
-    pub(crate) effects: Vec<Effect>,
+    pub(crate) effects: Vec<Output>,
+    /// Only one tab of a replica compacts (the host decides which).
+    pub(crate) compaction_enabled: bool,
+    /// Emit [`Output::Broadcast`] for every local change.
+    pub(crate) tab_sync: bool,
 }
 
 impl Engine {
@@ -126,99 +165,9 @@ impl Engine {
             batches_emitted: 0,
             batches_durable: 0,
             effects: Vec::new(),
+            compaction_enabled: true,
+            tab_sync: false,
         }
-    }
-
-    /// Rebuilds a replica from every record of its log, in any order. An
-    /// unreadable record is skipped and reported; the rest still loads.
-    pub fn load(
-        seed: [u8; 32],
-        records: impl IntoIterator<Item = (Store, String, Vec<u8>)>,
-    ) -> (Engine, Vec<EngineError>) {
-        let mut engine = Engine::new(seed);
-        let mut problems = Vec::new();
-        let mut entries: BTreeMap<DocId, Vec<(String, LogEntry)>> = BTreeMap::new();
-        let mut snapshots = BTreeMap::new();
-        for (store, key, bytes) in records {
-            let corrupt = |reason: String| EngineError::Corrupt {
-                store: store.name(),
-                key: key.clone(),
-                reason,
-            };
-            match Record::decode(&bytes) {
-                Ok(record) if record.address() != (store, key.clone()) => {
-                    problems.push(corrupt("record is stored under the wrong key".into()))
-                }
-                Ok(Record::Entry(entry)) => {
-                    entries.entry(entry.doc).or_default().push((key, entry))
-                }
-                Ok(Record::Doc(d)) => {
-                    let state = engine.insert_doc(d.doc, DocKey(d.key));
-                    state.cursor = d.cursor;
-                }
-                Ok(Record::Relay(r)) => engine.relay = Some(r),
-                Ok(Record::Snapshot(snapshot)) => {
-                    snapshots.insert(snapshot.doc, (key, snapshot.bytes));
-                }
-                Err(reason) => problems.push(corrupt(reason)),
-            }
-        }
-        for (doc, (key, bytes)) in snapshots {
-            let actor = engine.actor.clone();
-            match (engine.docs.get_mut(&doc), load_automerge(&bytes)) {
-                (Some(state), Ok(loaded)) => state.doc = loaded.with_actor(actor),
-                (_, result) => problems.push(EngineError::Corrupt {
-                    store: Store::Snapshots.name(),
-                    key,
-                    reason: result
-                        .err()
-                        .map_or("no document record".into(), |e| e.to_string()),
-                }),
-            }
-        }
-        for (doc, mut list) in entries {
-            let Some(state) = engine.docs.get_mut(&doc) else {
-                problems.push(EngineError::Corrupt {
-                    store: Store::Docs.name(),
-                    key: doc.to_string(),
-                    reason: "log entries exist but the document record is missing".into(),
-                });
-                continue;
-            };
-            list.sort_by_key(|(_, e)| (e.time_ms, e.id));
-            let mut changes = Vec::new();
-            for (key, entry) in &list {
-                let droppable = entry.origin == Origin::Relay || entry.relay_seq.is_some();
-                state.log.note(entry.id, entry.bytes.len(), droppable);
-                match delta::decode(&entry.bytes) {
-                    Ok(c) => changes.extend(c),
-                    Err(reason) => problems.push(EngineError::Corrupt {
-                        store: Store::Entries.name(),
-                        key: key.clone(),
-                        reason,
-                    }),
-                }
-            }
-            // One call: Automerge orders the changes by their dependencies.
-            if let Err(e) = state.doc.apply_changes(changes) {
-                problems.push(EngineError::Corrupt {
-                    store: Store::Entries.name(),
-                    key: doc.to_string(),
-                    reason: e.to_string(),
-                });
-            }
-            engine.outbox.extend(
-                list.into_iter()
-                    .map(|(_, entry)| entry)
-                    .filter(|e| e.origin == Origin::Local && e.relay_seq.is_none())
-                    .map(|entry| Outgoing {
-                        entry,
-                        pushed_at: None,
-                        batch: 0, // loaded from storage: durable
-                    }),
-            );
-        }
-        (engine, problems)
     }
 
     /// Creates a document whose root holds the fields of `initial` (a JSON
@@ -331,6 +280,7 @@ impl Engine {
         if self.session != SessionState::Ready {
             return; // pushed at the next Welcome
         }
+        self.send_snapshots_if_ready();
         if let Some(first) = self
             .outbox
             .iter()
@@ -343,12 +293,29 @@ impl Engine {
     pub(crate) fn persist(&mut self, mut batch: Batch) {
         self.batches_emitted += 1;
         batch.id = self.batches_emitted;
-        self.effects.push(Effect::Persist(batch));
+        self.emit(Effect::Persist(batch));
     }
 
-    /// The effects asked for since the last call, in order.
+    /// The classic effects asked for since the last call, in order. Tab
+    /// broadcasts and presence are dropped: a host that handles them calls
+    /// [`Engine::take_outputs`] instead.
     pub fn take_effects(&mut self) -> Vec<Effect> {
         std::mem::take(&mut self.effects)
+            .into_iter()
+            .filter_map(|output| match output {
+                Output::Effect(effect) => Some(effect),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Everything asked for since the last call, in order.
+    pub fn take_outputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.effects)
+    }
+
+    pub(crate) fn emit(&mut self, effect: Effect) {
+        self.effects.push(Output::Effect(effect));
     }
 
     pub(crate) fn random<const N: usize>(&mut self) -> [u8; N] {
@@ -357,7 +324,7 @@ impl Engine {
         bytes
     }
 
-    fn insert_doc(&mut self, doc: DocId, key: DocKey) -> &mut DocState {
+    pub(crate) fn insert_doc(&mut self, doc: DocId, key: DocKey) -> &mut DocState {
         let actor = self.actor.clone();
         self.docs.entry(doc).or_insert_with(|| DocState {
             doc: new_automerge(actor),
@@ -366,6 +333,8 @@ impl Engine {
             caught_up: false,
             subscribed_at: None,
             log: LogIndex::default(),
+            presence: Presence::default(),
+            relay_snapshot: None,
         })
     }
 
@@ -414,6 +383,9 @@ impl Engine {
             origin: Origin::Local,
             relay_seq: None,
         };
+        if self.tab_sync {
+            self.broadcast(&entry);
+        }
         self.enqueue(entry);
     }
 
@@ -431,7 +403,7 @@ impl Engine {
             pushed_at: None,
             batch: self.batches_emitted,
         });
-        self.effects.push(Effect::StatusChanged);
+        self.emit(Effect::StatusChanged);
     }
 }
 
@@ -442,7 +414,7 @@ pub(crate) fn new_automerge(actor: ActorId) -> AutoCommit {
     AutoCommit::new_with_encoding(TEXT_ENCODING).with_actor(actor)
 }
 
-fn load_automerge(bytes: &[u8]) -> Result<AutoCommit, automerge::AutomergeError> {
+pub(crate) fn load_automerge(bytes: &[u8]) -> Result<AutoCommit, automerge::AutomergeError> {
     AutoCommit::load_with_options(
         bytes,
         automerge::LoadOptions::new().text_encoding(TEXT_ENCODING),

@@ -37,6 +37,12 @@ pub enum EngineError {
         id: DeltaId,
         reason: String,
     },
+    #[error("a message from another tab could not be read and was ignored: {0}")]
+    BadTabMessage(String),
+    #[error("presence for document {doc} could not be opened and was ignored: {reason}")]
+    BadPresence { doc: DocId, reason: String },
+    #[error("document {doc} has no change {hash}: pass heads from its history")]
+    UnknownHeads { doc: DocId, hash: String },
 }
 
 impl EngineError {
@@ -52,6 +58,9 @@ impl EngineError {
             EngineError::Protocol(_) => "Protocol",
             EngineError::RelayRejected { .. } => "RelayRejected",
             EngineError::BadDelta { .. } => "BadDelta",
+            EngineError::BadTabMessage(_) => "BadTabMessage",
+            EngineError::BadPresence { .. } => "BadPresence",
+            EngineError::UnknownHeads { .. } => "UnknownHeads",
         }
     }
 }

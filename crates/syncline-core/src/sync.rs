@@ -50,7 +50,7 @@ impl Engine {
             replica,
             token,
         });
-        self.effects.push(Effect::StatusChanged);
+        self.emit(Effect::StatusChanged);
     }
 
     /// The connection closed or failed. Nothing is lost: the next
@@ -60,11 +60,15 @@ impl Engine {
         for state in self.docs.values_mut() {
             state.caught_up = false;
             state.subscribed_at = None;
+            if let Some(snapshot) = &mut state.relay_snapshot {
+                snapshot.sent = false;
+            }
         }
+        self.presence_disconnected();
         for outgoing in &mut self.outbox {
             outgoing.pushed_at = None;
         }
-        self.effects.push(Effect::StatusChanged);
+        self.emit(Effect::StatusChanged);
     }
 
     /// Time passed: re-push what was not acked, re-subscribe what did not
@@ -75,7 +79,7 @@ impl Engine {
             SessionState::Offline => {}
             SessionState::Handshaking => {
                 if overdue(self.session_since, HANDSHAKE_TIMEOUT_MS) {
-                    self.effects.push(Effect::Disconnect);
+                    self.emit(Effect::Disconnect);
                 }
             }
             SessionState::Ready => {
@@ -99,6 +103,7 @@ impl Engine {
                     // Everything from the first overdue entry on, in order.
                     self.push_if_ready(first..self.outbox.len(), now_ms);
                 }
+                self.presence_tick(now_ms);
             }
         }
     }
@@ -108,7 +113,7 @@ impl Engine {
     pub fn received(&mut self, bytes: &[u8], now_ms: u64) {
         match decode_relay(bytes) {
             Ok(frame) => self.handle(frame, now_ms),
-            Err(e) => self.effects.push(Effect::Error(e.into())),
+            Err(e) => self.emit(Effect::Error(e.into())),
         }
     }
 
@@ -122,16 +127,16 @@ impl Engine {
             } => {
                 if fatal {
                     self.session = SessionState::Offline;
-                    self.effects.push(Effect::StatusChanged);
+                    self.emit(Effect::StatusChanged);
                 }
-                self.effects.push(Effect::Error(EngineError::RelayRejected {
+                self.emit(Effect::Error(EngineError::RelayRejected {
                     code,
                     message,
                     fatal,
                 }));
             }
             RelayFrame::DocError { doc, code, message } => {
-                self.effects.push(Effect::Error(EngineError::RelayRejected {
+                self.emit(Effect::Error(EngineError::RelayRejected {
                     code,
                     message: format!("document {doc}: {message}"),
                     fatal: false,
@@ -146,7 +151,10 @@ impl Engine {
                 caught_up,
             } => self.apply_relay_deltas(doc, items, caught_up, now_ms),
             RelayFrame::Ack { doc, ids, seq } => self.acked(doc, &ids, seq, now_ms),
-            RelayFrame::Pong { .. } | RelayFrame::Presence { .. } => {}
+            RelayFrame::Presence { doc, from, bytes } => {
+                self.presence_received(doc, from, bytes, now_ms)
+            }
+            RelayFrame::Pong { .. } => {}
         }
     }
 
@@ -170,7 +178,8 @@ impl Engine {
             self.subscribe_if_ready(doc, now_ms);
         }
         self.push_if_ready(0..self.outbox.len(), now_ms);
-        self.effects.push(Effect::StatusChanged);
+        self.send_snapshots_if_ready();
+        self.emit(Effect::StatusChanged);
     }
 
     /// The relay's log is not the one our cursors point into: forget the
@@ -182,6 +191,7 @@ impl Engine {
                 continue;
             };
             state.cursor = 0;
+            state.relay_snapshot = None; // it covered the old relay's log
             let changes = state.doc.get_changes(&[]);
             let key = state.key;
             self.persist_doc_record(doc);
@@ -224,11 +234,7 @@ impl Engine {
             if item.seq <= state.cursor {
                 continue; // already have it: a duplicate or a replay
             }
-            if item.seq != state.cursor + 1 {
-                gap = true; // a frame was lost or reordered: ask again
-                break;
-            }
-            state.cursor = item.seq;
+            let next = item.seq == state.cursor + 1;
             let opened = state
                 .key
                 .open(&doc, &item.bytes)
@@ -237,6 +243,17 @@ impl Engine {
                     true => Ok(plain),
                     false => Err("its content does not match its id".to_string()),
                 });
+            // A jump past the next sequence is a gap, unless the item is a
+            // snapshot: it stands for every delta up to its sequence.
+            let opened = match opened {
+                Ok(plain) if next || delta::is_snapshot(&plain) => Ok(plain),
+                Err(reason) if next => Err(reason),
+                _ => {
+                    gap = true; // a frame was lost or reordered: ask again
+                    break;
+                }
+            };
+            state.cursor = item.seq;
             // Automerge ignores changes it already has and parks those whose
             // dependencies have not arrived yet, so order and duplicates are
             // harmless here.
@@ -274,9 +291,11 @@ impl Engine {
             batch.put(&record);
         }
         self.persist(batch);
-        self.effects.extend(problems.into_iter().map(Effect::Error));
+        for problem in problems {
+            self.emit(Effect::Error(problem));
+        }
         if applied {
-            self.effects.push(Effect::DocChanged(doc));
+            self.emit(Effect::DocChanged(doc));
         }
         if gap {
             self.subscribe_if_ready(doc, now_ms);
@@ -284,8 +303,8 @@ impl Engine {
         self.maybe_compact(doc);
         if newly_caught_up {
             self.last_synced_ms = Some(now_ms);
-            self.effects.push(Effect::CaughtUp(doc));
-            self.effects.push(Effect::StatusChanged);
+            self.emit(Effect::CaughtUp(doc));
+            self.emit(Effect::StatusChanged);
         }
     }
 
@@ -303,6 +322,14 @@ impl Engine {
             retired.push((o.entry.id, o.entry.bytes.len()));
             false
         });
+        if let Some(state) = self.docs.get_mut(&doc)
+            && state
+                .relay_snapshot
+                .as_ref()
+                .is_some_and(|r| ids.contains(&r.id))
+        {
+            state.relay_snapshot = None; // the relay holds it
+        }
         if !retired.is_empty() {
             if let Some(state) = self.docs.get_mut(&doc) {
                 for (id, len) in retired {
@@ -313,7 +340,7 @@ impl Engine {
             self.maybe_compact(doc);
         }
         self.last_synced_ms = Some(now_ms);
-        self.effects.push(Effect::StatusChanged);
+        self.emit(Effect::StatusChanged);
     }
 
     pub(crate) fn subscribe_if_ready(&mut self, doc: DocId, now_ms: u64) {
@@ -327,6 +354,8 @@ impl Engine {
         state.subscribed_at = Some(now_ms);
         let since = state.cursor;
         self.send(ClientFrame::Subscribe { doc, since });
+        // The relay forgets presence with the subscription: say it again.
+        self.send_presence(doc, now_ms);
     }
 
     /// Seals and sends the outbox entries in `range` as `Push` frames,
@@ -370,7 +399,7 @@ impl Engine {
         }
     }
 
-    fn send(&mut self, frame: ClientFrame) {
-        self.effects.push(Effect::Send(encode_client(&frame)));
+    pub(crate) fn send(&mut self, frame: ClientFrame) {
+        self.emit(Effect::Send(encode_client(&frame)));
     }
 }

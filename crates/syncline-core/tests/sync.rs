@@ -7,40 +7,7 @@ mod world;
 use serde_json::{Value, json};
 use syncline_core::{DocUrl, Engine, EngineError, Op, Store};
 use syncline_protocol::{DeltaId, RelayFrame, SequencedDelta, encode_relay};
-use world::World;
-
-fn push(item: &str) -> Vec<Op> {
-    serde_json::from_value(
-        json!([{ "op": "insert", "obj": ["items"], "index": 0, "values": [item] }]),
-    )
-    .unwrap()
-}
-
-fn items(world: &World, i: usize, url: &DocUrl) -> Vec<String> {
-    let v = world.replicas[i].engine.value_json(&url.doc).unwrap();
-    let mut items: Vec<String> = serde_json::from_value(v["items"].clone()).unwrap_or_default();
-    items.sort();
-    items
-}
-
-/// Replica 0 creates `{items: []}`, replica 1 opens it; both connected.
-fn shared_doc(n: u8) -> (World, DocUrl) {
-    let mut world = World::new(n);
-    for i in 0..n as usize {
-        world.connect(i);
-    }
-    let url = world.replicas[0]
-        .engine
-        .create_doc(&json!({"items": []}), world.now)
-        .unwrap();
-    world.collect(0);
-    for i in 1..n as usize {
-        world.replicas[i].engine.open_doc(&url, world.now).unwrap();
-        world.collect(i);
-    }
-    world.settle();
-    (world, url)
-}
+use world::{World, items, push, shared_doc};
 
 #[test]
 fn two_replicas_converge_and_acks_empty_the_outbox() {

@@ -8,20 +8,32 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use automerge::ChangeHash;
-use syncline_core::{Batch, CompactionPolicy, DocUrl, Effect, Engine, MemoryStore, delta};
+use syncline_core::{
+    Batch, CompactionPolicy, DocUrl, Effect, Engine, MemoryStore, Op, Output, delta,
+};
 use syncline_protocol::{
-    ClientFrame, DeltaId, DocId, Limits, PROTOCOL_VERSION, RelayFrame, SequencedDelta,
+    ClientFrame, DeltaId, DocId, ErrorCode, Limits, PROTOCOL_VERSION, RelayFrame, SequencedDelta,
     decode_client, encode_relay,
 };
 
 /// The relay's semantics: dense per-doc sequence, dedup by id, ack after
-/// commit, catch-up then live fan-out to other subscribers.
+/// commit, catch-up then live fan-out to other subscribers; client
+/// snapshots served in place of the deltas they cover; presence fanned
+/// out, replayed to newcomers, and reported gone when a subscription ends.
 #[derive(Default)]
 pub struct ModelRelay {
     pub epoch: [u8; 16],
     pub logs: BTreeMap<DocId, Vec<SequencedDelta>>,
+    /// Per doc, the snapshot with the highest `covers_seq` (as its seq).
+    pub snapshots: BTreeMap<DocId, SequencedDelta>,
     pub subscribers: BTreeMap<DocId, BTreeSet<usize>>,
     pub greeted: BTreeSet<usize>,
+    /// Each connection's replica id, from its `Hello`.
+    pub replicas: BTreeMap<usize, [u8; 16]>,
+    /// Latest presence per doc and connection.
+    pub presence: BTreeMap<DocId, BTreeMap<usize, Vec<u8>>>,
+    /// `Subscribe` frames received, per connection.
+    pub subscribes: BTreeMap<usize, usize>,
 }
 
 impl ModelRelay {
@@ -33,9 +45,12 @@ impl ModelRelay {
             return out; // the real relay would close; the engine times out
         }
         match frame {
-            ClientFrame::Hello { version, .. } => {
+            ClientFrame::Hello {
+                version, replica, ..
+            } => {
                 assert_eq!(version, PROTOCOL_VERSION);
                 self.greeted.insert(conn);
+                self.replicas.insert(conn, replica);
                 out.push((
                     conn,
                     RelayFrame::Welcome {
@@ -46,10 +61,13 @@ impl ModelRelay {
                 ));
             }
             ClientFrame::Subscribe { doc, since } => {
-                let items: Vec<_> = self
-                    .log(doc)
-                    .iter()
-                    .filter(|d| d.seq > since)
+                *self.subscribes.entry(conn).or_default() += 1;
+                // A snapshot above `since` replaces every delta it covers.
+                let snapshot = self.snapshots.get(&doc).filter(|s| s.seq > since);
+                let from = snapshot.map_or(since, |s| s.seq);
+                let items: Vec<_> = snapshot
+                    .into_iter()
+                    .chain(self.log(doc).iter().filter(|d| d.seq > from))
                     .cloned()
                     .collect();
                 out.push((
@@ -61,6 +79,11 @@ impl ModelRelay {
                     },
                 ));
                 self.subscribers.entry(doc).or_default().insert(conn);
+                for (&other, bytes) in self.presence.get(&doc).into_iter().flatten() {
+                    if other != conn {
+                        out.push((conn, self.presence_frame(doc, other, bytes.clone())));
+                    }
+                }
             }
             ClientFrame::Push { doc, deltas } => {
                 let ids: Vec<DeltaId> = deltas.iter().map(|d| d.id).collect();
@@ -99,18 +122,92 @@ impl ModelRelay {
             ClientFrame::Ping { nonce } => out.push((conn, RelayFrame::Pong { nonce })),
             ClientFrame::Unsubscribe { doc } => {
                 self.subscribers.entry(doc).or_default().remove(&conn);
+                self.presence_gone(doc, conn, &mut out);
             }
-            ClientFrame::Authorize { .. }
-            | ClientFrame::Presence { .. }
-            | ClientFrame::Snapshot { .. } => {}
+            ClientFrame::Presence { doc, bytes } => {
+                if !self
+                    .subscribers
+                    .get(&doc)
+                    .is_some_and(|s| s.contains(&conn))
+                {
+                    let message = "subscribe before sending presence".into();
+                    let code = ErrorCode::UnexpectedFrame;
+                    out.push((conn, RelayFrame::DocError { doc, code, message }));
+                    return out;
+                }
+                let frame = self.presence_frame(doc, conn, bytes.clone());
+                for &other in &self.subscribers[&doc] {
+                    if other != conn {
+                        out.push((other, frame.clone()));
+                    }
+                }
+                let all = self.presence.entry(doc).or_default();
+                match bytes.is_empty() {
+                    true => all.remove(&conn),
+                    false => all.insert(conn, bytes),
+                };
+            }
+            ClientFrame::Snapshot {
+                doc,
+                covers_seq,
+                id,
+                bytes,
+            } => {
+                let head = self.log(doc).len() as u64;
+                assert!(covers_seq > 0, "a snapshot covering nothing");
+                assert!(covers_seq <= head, "a snapshot beyond the log's head");
+                let newer = self.snapshots.get(&doc).is_none_or(|s| s.seq < covers_seq);
+                if newer {
+                    let item = SequencedDelta {
+                        seq: covers_seq,
+                        id,
+                        bytes,
+                    };
+                    self.snapshots.insert(doc, item);
+                }
+                let ack = RelayFrame::Ack {
+                    doc,
+                    ids: vec![id],
+                    seq: covers_seq,
+                };
+                out.push((conn, ack));
+            }
+            ClientFrame::Authorize { .. } => {}
         }
         out
     }
 
-    pub fn disconnect(&mut self, conn: usize) {
+    /// The connection closed: its subscriptions end, and peers hear that
+    /// its presence is gone.
+    pub fn disconnect(&mut self, conn: usize) -> Vec<(usize, RelayFrame)> {
         self.greeted.remove(&conn);
-        for subs in self.subscribers.values_mut() {
-            subs.remove(&conn);
+        let mut out = Vec::new();
+        let docs: Vec<DocId> = self.subscribers.keys().copied().collect();
+        for doc in docs {
+            if let Some(subs) = self.subscribers.get_mut(&doc) {
+                subs.remove(&conn);
+            }
+            self.presence_gone(doc, conn, &mut out);
+        }
+        out
+    }
+
+    fn presence_frame(&self, doc: DocId, conn: usize, bytes: Vec<u8>) -> RelayFrame {
+        let from = self.replicas.get(&conn).copied().unwrap_or_default();
+        RelayFrame::Presence { doc, from, bytes }
+    }
+
+    fn presence_gone(&mut self, doc: DocId, conn: usize, out: &mut Vec<(usize, RelayFrame)>) {
+        let had = self
+            .presence
+            .get_mut(&doc)
+            .and_then(|all| all.remove(&conn))
+            .is_some();
+        if had {
+            let frame = self.presence_frame(doc, conn, Vec::new());
+            for &other in self.subscribers.get(&doc).into_iter().flatten() {
+                out.push((other, frame.clone()));
+            }
         }
     }
 
@@ -127,6 +224,10 @@ pub struct Replica {
     pub unwritten: Vec<Batch>,
     pub errors: Vec<String>,
     pub changed: Vec<DocId>,
+    /// Messages for the other tabs, oldest first.
+    pub broadcasts: Vec<Vec<u8>>,
+    /// Peers' presence as this replica last heard it.
+    pub presence: BTreeMap<(DocId, [u8; 16]), Vec<u8>>,
     pub online: bool,
     /// The engine asked to drop its connection.
     pub wants_disconnect: bool,
@@ -144,6 +245,8 @@ impl Replica {
             unwritten: Vec::new(),
             errors: Vec::new(),
             changed: Vec::new(),
+            broadcasts: Vec::new(),
+            presence: BTreeMap::new(),
             online: false,
             wants_disconnect: false,
             compaction: CompactionPolicy::default(),
@@ -245,7 +348,11 @@ impl World {
             self.replicas[i].online = false;
             self.replicas[i].engine.disconnected();
         }
-        self.relay.disconnect(i);
+        for (to, frame) in self.relay.disconnect(i) {
+            if self.replicas[to].online {
+                self.to_replica[to].push_back(encode_relay(&frame));
+            }
+        }
         self.to_relay[i].clear();
         self.to_replica[i].clear();
         self.collect(i);
@@ -275,7 +382,22 @@ impl World {
     /// Moves replica `i`'s effects into its storage queue and link.
     pub fn collect(&mut self, i: usize) {
         let r = &mut self.replicas[i];
-        for effect in r.engine.take_effects() {
+        for output in r.engine.take_outputs() {
+            let effect = match output {
+                Output::Effect(effect) => effect,
+                Output::Broadcast(bytes) => {
+                    r.broadcasts.push(bytes);
+                    continue;
+                }
+                Output::Presence { doc, peer, state } => {
+                    r.presence.insert((doc, peer), state);
+                    continue;
+                }
+                Output::PresenceGone { doc, peer } => {
+                    r.presence.remove(&(doc, peer));
+                    continue;
+                }
+            };
             match effect {
                 Effect::Persist(b) => r.unwritten.push(b),
                 Effect::Send(f) => {
@@ -373,10 +495,12 @@ impl World {
         }
     }
 
-    /// Every change hash in the relay's log for `doc`, opened with its key.
+    /// Every change hash in the relay's log and snapshot for `doc`, opened
+    /// with its key.
     pub fn relay_change_hashes(&self, url: &DocUrl) -> BTreeSet<ChangeHash> {
         let mut hashes = BTreeSet::new();
-        for item in self.relay.logs.get(&url.doc).into_iter().flatten() {
+        let logged = self.relay.logs.get(&url.doc).into_iter().flatten();
+        for item in logged.chain(self.relay.snapshots.get(&url.doc)) {
             let plain = url
                 .key
                 .open(&url.doc, &item.bytes)
@@ -387,4 +511,39 @@ impl World {
         }
         hashes
     }
+}
+
+/// One local change: inserts `item` at the head of the `items` list.
+pub fn push(item: &str) -> Vec<Op> {
+    serde_json::from_value(
+        serde_json::json!([{ "op": "insert", "obj": ["items"], "index": 0, "values": [item] }]),
+    )
+    .unwrap()
+}
+
+/// Replica `i`'s `items`, sorted.
+pub fn items(world: &World, i: usize, url: &DocUrl) -> Vec<String> {
+    let v = world.replicas[i].engine.value_json(&url.doc).unwrap();
+    let mut items: Vec<String> = serde_json::from_value(v["items"].clone()).unwrap_or_default();
+    items.sort();
+    items
+}
+
+/// Replica 0 creates `{items: []}`, the others open it; all connected.
+pub fn shared_doc(n: u8) -> (World, DocUrl) {
+    let mut world = World::new(n);
+    for i in 0..n as usize {
+        world.connect(i);
+    }
+    let url = world.replicas[0]
+        .engine
+        .create_doc(&serde_json::json!({"items": []}), world.now)
+        .unwrap();
+    world.collect(0);
+    for i in 1..n as usize {
+        world.replicas[i].engine.open_doc(&url, world.now).unwrap();
+        world.collect(i);
+    }
+    world.settle();
+    (world, url)
 }

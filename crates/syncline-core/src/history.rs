@@ -1,0 +1,94 @@
+//! History and views: a document's changes, and its value at any point.
+//!
+//! Every Automerge change carries its author (actor), a time and an
+//! optional message; local changes get the host's injected `now_ms` (to the
+//! second, as Automerge stores it) and the app's message (its domain event
+//! name, e.g. `"todo.added"`). [`Engine::history`] lists them in causal
+//! order; [`Engine::value_at`] shows the document as it was at a set of
+//! heads (the hashes of the changes it had last).
+
+use automerge::{AutoSerde, ChangeHash};
+use serde_json::Value as Json;
+use syncline_protocol::DocId;
+
+use crate::EngineError;
+use crate::engine::Engine;
+
+/// One change in a document's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// The change's hash: pass `[hash]` to [`Engine::value_at`] to see the
+    /// document just after it.
+    pub hash: ChangeHash,
+    /// Who made it: the Automerge actor, in hex (one per engine instance).
+    pub actor: String,
+    /// Its number among the actor's changes, from 1.
+    pub seq: u64,
+    /// When it was made, in ms since the epoch (whole seconds; 0 if the
+    /// author recorded no time).
+    pub time_ms: u64,
+    /// The app's name for it, e.g. `"todo.added"`.
+    pub message: Option<String>,
+    /// The changes it came after.
+    pub deps: Vec<ChangeHash>,
+}
+
+impl Engine {
+    /// Every change of `doc`, in causal order (a change comes after those
+    /// it depends on).
+    pub fn history(&mut self, doc: &DocId) -> Result<Vec<HistoryEntry>, EngineError> {
+        let state = self
+            .docs
+            .get_mut(doc)
+            .ok_or(EngineError::DocNotFound(*doc))?;
+        Ok(state
+            .doc
+            .get_changes_meta(&[])
+            .into_iter()
+            .map(|meta| HistoryEntry {
+                hash: meta.hash,
+                actor: meta.actor.to_hex_string(),
+                seq: meta.seq,
+                time_ms: u64::try_from(meta.timestamp)
+                    .unwrap_or(0)
+                    .saturating_mul(1000),
+                message: meta.message.map(|m| m.into_owned()),
+                deps: meta.deps,
+            })
+            .collect())
+    }
+
+    /// The document's current heads: the hashes of its latest changes.
+    pub fn heads(&mut self, doc: &DocId) -> Result<Vec<ChangeHash>, EngineError> {
+        let state = self
+            .docs
+            .get_mut(doc)
+            .ok_or(EngineError::DocNotFound(*doc))?;
+        Ok(state.doc.get_heads())
+    }
+
+    /// The value of `doc` as it was at `heads` (as [`Engine::value_json`]
+    /// shows the present). Heads the document does not have are an
+    /// [`EngineError::UnknownHeads`]; no heads at all is the empty document.
+    pub fn value_at(&mut self, doc: &DocId, heads: &[ChangeHash]) -> Result<Json, EngineError> {
+        let state = self
+            .docs
+            .get_mut(doc)
+            .ok_or(EngineError::DocNotFound(*doc))?;
+        let unknown = |hash: &ChangeHash| EngineError::UnknownHeads {
+            doc: *doc,
+            hash: hash.to_string(),
+        };
+        if let Some(hash) = heads
+            .iter()
+            .find(|h| state.doc.get_change_meta_by_hash(h).is_none())
+        {
+            return Err(unknown(hash));
+        }
+        let view = state
+            .doc
+            .fork_at(heads)
+            .map_err(|_| unknown(heads.first().unwrap_or(&ChangeHash([0; 32]))))?;
+        Ok(serde_json::to_value(AutoSerde::from(&view)).unwrap_or(Json::Null))
+    }
+}
