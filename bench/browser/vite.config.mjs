@@ -41,7 +41,7 @@ export default defineConfig({
     outDir: join(build, "site"),
     emptyOutDir: true,
     target: "esnext",
-    minify: true,
+    minify: false, // readable names in --profile output
     sourcemap: false,
     assetsInlineLimit: 0,
     reportCompressedSize: false,
