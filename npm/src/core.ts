@@ -4,11 +4,14 @@
  * talks to the engine only through `CoreApi`, so the engine can move into a
  * worker later without changing the public API.
  */
-import type { JsonValue, Op, Status, TransportOptions } from "./types.js";
+import type { JsonValue, Op, Patch, Status, TransportOptions } from "./types.js";
 
 export type CoreEvent =
-  /** A remote change (or another tab's) updated this doc. */
-  | { type: "changed"; url: string; value: unknown }
+  /**
+   * A remote change (or another tab's) updated this doc: the patches since the
+   * last `value()`, `change()` or "changed" of this doc, to apply in order.
+   */
+  | { type: "changed"; url: string; patches: Patch[] }
   /** The relay sent everything it had for this doc. */
   | { type: "caughtUp"; url: string }
   | { type: "status"; status: Status }
@@ -24,8 +27,10 @@ export interface CoreApi {
   create(initial: JsonValue | undefined): string;
   /** Starts tracking a doc by URL; true if it already has local data. */
   openDoc(url: string): boolean;
+  /** The whole value; later patches of this doc are relative to it. */
   value(url: string): unknown;
-  change(url: string, ops: Op[], message?: string): unknown;
+  /** Applies `ops` as one change; returns the patches since the last value/change/"changed". */
+  change(url: string, ops: Op[], message?: string): Patch[];
   flush(): Promise<void>;
   status(): Status;
   /** `false`: disconnect and stay offline until `true`. */

@@ -1,6 +1,6 @@
 import { recordChange } from "./draft.js";
-import { shareAndFreeze } from "./snapshot.js";
-import type { Draft, Immutable, JsonObject, Op } from "./types.js";
+import { applyPatches, shareAndFreeze } from "./snapshot.js";
+import type { Draft, Immutable, JsonObject, Op, Patch } from "./types.js";
 
 export interface ChangeOptions {
   /** An app-level name for the change (the domain event, e.g. "todo.added"), kept in the log. */
@@ -17,26 +17,28 @@ export interface DocHandle<T extends object = JsonObject> {
   readonly value: Immutable<T>;
   /**
    * Changes the document: `fn` mutates a draft of the current value, and what
-   * it does is applied as one change. Subscribers are notified after it is applied.
+   * it does is applied as one change. Subscribers are notified after it is
+   * applied. Returns the change's patches (none if `fn` changed nothing).
    */
-  change(fn: (draft: Draft<T>) => void, options?: ChangeOptions): void;
+  change(fn: (draft: Draft<T>) => void, options?: ChangeOptions): readonly Patch[];
   /** Calls `fn` at once with the current value, then on every change. Returns the unsubscribe function. */
   subscribe(fn: (value: Immutable<T>) => void): Unsubscribe;
 }
 
 /** What a handle needs from its repo. */
 export interface DocHost {
-  applyChange(url: string, ops: Op[], message: string | undefined): unknown;
+  /** Applies `ops` as one change; returns the patches since the handle's value. */
+  applyChange(url: string, ops: Op[], message: string | undefined): Patch[];
 }
 
 export class Handle<T extends object = JsonObject> implements DocHandle<T> {
   readonly url: string;
   #value: Immutable<T>;
+  /** Bumped per new value; subscribers have seen `#notified`. */
   #version = 0;
+  #notified = 0;
   readonly #host: DocHost;
   readonly #subscribers = new Set<(value: Immutable<T>) => void>();
-  /** Bumped by every local change; lets the repo drop remote snapshots that a local change already superseded. */
-  localChanges = 0;
 
   constructor(host: DocHost, url: string, value: unknown) {
     this.#host = host;
@@ -48,12 +50,13 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
     return this.#value;
   }
 
-  change(fn: (draft: Draft<T>) => void, options: ChangeOptions = {}): void {
+  change(fn: (draft: Draft<T>) => void, options: ChangeOptions = {}): readonly Patch[] {
     const ops = recordChange<Draft<T>>(this.#value, fn);
-    if (ops.length === 0) return;
-    const next = this.#host.applyChange(this.url, ops, options.message);
-    this.localChanges++;
-    this.update(next);
+    if (ops.length === 0) return [];
+    const patches = this.#host.applyChange(this.url, ops, options.message);
+    this.apply(patches);
+    this.notify();
+    return patches;
   }
 
   subscribe(fn: (value: Immutable<T>) => void): Unsubscribe {
@@ -66,18 +69,28 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
     };
   }
 
-  /** Replaces the value (from a local change's result or a remote change) and notifies. */
-  update(next: unknown): void {
-    const shared = shareAndFreeze(this.#value, next) as Immutable<T>;
-    if (shared === this.#value) return;
-    this.#value = shared;
-    const version = ++this.#version;
+  /**
+   * Applies patches to the value, without notifying. Patches must be applied
+   * in the order the engine produced them (each batch is relative to the last).
+   */
+  apply(patches: readonly Patch[]): void {
+    const next = applyPatches(this.#value, patches) as Immutable<T>;
+    if (next === this.#value) return;
+    this.#value = next;
+    this.#version++;
+  }
+
+  /** Tells subscribers about the current value, unless they have seen it. */
+  notify(): void {
+    if (this.#notified === this.#version) return;
+    const version = (this.#notified = this.#version);
+    const value = this.#value;
     for (const subscriber of [...this.#subscribers]) {
       // A subscriber that changed the doc already notified everyone with a newer value.
       if (version !== this.#version) return;
       if (!this.#subscribers.has(subscriber)) continue;
       try {
-        subscriber(shared);
+        subscriber(value);
       } catch (error) {
         // One broken subscriber must not starve the others or fail the change.
         queueMicrotask(() => {

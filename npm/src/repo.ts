@@ -3,7 +3,7 @@ import { type KeyOptions, storageKey } from "./keys.js";
 import { Handle, type DocHandle, type DocHost, type Unsubscribe } from "./doc-handle.js";
 import { toJson } from "./draft.js";
 import { SynclineError, toSynclineError } from "./errors.js";
-import type { JsonObject, Op, Status, TransportOptions } from "./types.js";
+import type { JsonObject, Op, Patch, Status, TransportOptions } from "./types.js";
 
 export interface RepoOptions extends KeyOptions, TransportOptions {
   /** WebSocket URL of the relay (`ws://…` or `wss://…`). Without it the repo works offline, and between tabs. */
@@ -56,8 +56,6 @@ interface PendingOpen {
 
 interface QueuedEvent {
   event: CoreEvent;
-  /** For "changed": the doc's local change count when the event arrived. */
-  localChanges: number;
 }
 
 const CLOSED: Status = Object.freeze({ connection: "closed", pending: 0, lastSyncedAt: null, buffered: 0 });
@@ -92,8 +90,10 @@ export class RepoImpl implements Repo, DocHost {
       this.#crash(event.error);
       return;
     }
-    const handle = event.type === "changed" ? this.#handles.get(event.url) : undefined;
-    this.#queue.push({ event, localChanges: handle?.localChanges ?? 0 });
+    // Patches apply at once, in the order the engine produced them (a local
+    // change may follow before the queue drains); subscribers hear later.
+    if (event.type === "changed") this.#handles.get(event.url)?.apply(event.patches);
+    this.#queue.push({ event });
     if (!this.#draining) {
       this.#draining = true;
       queueMicrotask(() => this.#drain());
@@ -118,16 +118,12 @@ export class RepoImpl implements Repo, DocHost {
     }
   }
 
-  #handle({ event, localChanges }: QueuedEvent): void {
+  #handle({ event }: QueuedEvent): void {
     switch (event.type) {
       case "changed": {
         const handle = this.#handles.get(event.url);
-        if (handle) {
-          // A local change made after this event returned a value that already includes it.
-          if (handle.localChanges === localChanges) handle.update(event.value);
-        } else {
-          this.#settleOpen(event.url, () => event.value);
-        }
+        if (handle) handle.notify();
+        else this.#settleOpen(event.url, () => this.#requireCore().value(event.url));
         break;
       }
       case "caughtUp":
@@ -230,7 +226,7 @@ export class RepoImpl implements Repo, DocHost {
     }
   }
 
-  applyChange(url: string, ops: Op[], message: string | undefined): unknown {
+  applyChange(url: string, ops: Op[], message: string | undefined): Patch[] {
     const core = this.#requireCore();
     try {
       return core.change(url, ops, message);

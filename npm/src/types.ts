@@ -53,6 +53,22 @@ export type Op =
   /** Adds `by` (an integer, may be negative) to the counter at `obj`/`key`. */
   | { op: "increment"; obj: Path; key: string | number; by: number };
 
+/**
+ * One edit of a document's value, as `doc.change` returns them and as
+ * remote changes arrive. `path` leads from the root to the edited container
+ * (for `splice` and a `del` of text units: to the text itself).
+ */
+export type Patch =
+  /** A map key or list index was set (a new container arrives empty and is filled by later patches). */
+  | { action: "put"; path: Path; key: string | number; value: JsonValue }
+  | { action: "insert"; path: Path; index: number; values: JsonValue[] }
+  /** `length` list elements, or text units, removed at index `key`; or map key `key` removed. */
+  | { action: "del"; path: Path; key: string | number; length: number }
+  /** Text inserted at `index` of the text at `path`. */
+  | { action: "splice"; path: Path; index: number; value: string }
+  /** A counter at `key` changed by `value`. */
+  | { action: "inc"; path: Path; key: string | number; value: number };
+
 export type Connection = "offline" | "connecting" | "open" | "closed";
 
 /** Where this replica stands with the relay. */

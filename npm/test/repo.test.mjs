@@ -19,13 +19,24 @@ function fakeCoreClass({ openName = "openDoc" } = {}) {
     }
   };
   const fail = (code, message) => Object.assign(new Error(message), { code });
+  /** Applies one op to plain JSON; returns the patch the engine would report. */
   const apply = (doc, op) => {
     let obj = doc;
     for (const step of op.obj) obj = obj[step];
-    if (op.op === "put") obj[op.key] = structuredClone(op.value);
-    else if (op.op === "delete") Array.isArray(obj) ? obj.splice(op.key, op.count ?? 1) : delete obj[op.key];
-    else if (op.op === "insert") obj.splice(op.index, 0, ...structuredClone(op.values));
-    else throw fail("BadOp", "unknown op");
+    const path = [...op.obj];
+    if (op.op === "put") {
+      obj[op.key] = structuredClone(op.value);
+      return { action: "put", path, key: op.key, value: structuredClone(op.value) };
+    }
+    if (op.op === "delete") {
+      Array.isArray(obj) ? obj.splice(op.key, op.count ?? 1) : delete obj[op.key];
+      return { action: "del", path, key: op.key, length: op.count ?? 1 };
+    }
+    if (op.op === "insert") {
+      obj.splice(op.index, 0, ...structuredClone(op.values));
+      return { action: "insert", path, index: op.index, values: structuredClone(op.values) };
+    }
+    throw fail("BadOp", "unknown op");
   };
   const core = {
     create: guard((initial) => {
@@ -47,9 +58,9 @@ function fakeCoreClass({ openName = "openDoc" } = {}) {
       const doc = state.docs.get(url);
       if (!doc) throw fail("DocNotFound", "no doc");
       const copy = structuredClone(doc);
-      ops.forEach((op) => apply(copy, op));
+      const patches = ops.map((op) => apply(copy, op));
       state.docs.set(url, copy);
-      return structuredClone(copy);
+      return patches;
     }),
     flush: async () => {},
     status: guard(() => ({ ...state.status })),
@@ -67,10 +78,17 @@ function fakeCoreClass({ openName = "openDoc" } = {}) {
     core,
     /** Another replica changed `url`; the relay delivered it. */
     remote(url, mutate) {
-      const doc = structuredClone(state.docs.get(url) ?? {});
+      const before = state.docs.get(url) ?? {};
+      const doc = structuredClone(before);
       mutate(doc);
       state.docs.set(url, doc);
-      emit({ type: "changed", url, value: structuredClone(doc) });
+      // Top-level patches: enough for these tests.
+      const patches = [];
+      for (const key of Object.keys(before)) if (!(key in doc)) patches.push({ action: "del", path: [], key, length: 1 });
+      for (const [key, value] of Object.entries(doc)) {
+        if (JSON.stringify(before[key]) !== JSON.stringify(value)) patches.push({ action: "put", path: [], key, value: structuredClone(value) });
+      }
+      emit({ type: "changed", url, patches });
     },
     Core: {
       async open(name, relay, onEvent, key) {
@@ -163,17 +181,22 @@ test("remote changes update the value and notify, outside any core call", async 
   assert.equal(seen.length, 2);
 });
 
-test("a remote snapshot superseded by a local change is not applied", async () => {
+test("patches apply in the engine's order: a remote change received before a local change is under it", async () => {
   const fake = fakeCoreClass();
   const repo = await openRepo(fake.Core, { key: KEY });
   const doc = await repo.create({ items: [] });
+  const seen = [];
+  doc.subscribe((v) => seen.push([...v.items]));
   fake.remote(doc.url, (d) => d.items.push("r"));
-  // Before the event is delivered, a local change returns a newer value.
+  // Subscribers haven't heard of it yet, but the value has it: a local
+  // change made now starts from it, as the engine's own state does.
   doc.change((d) => {
     d.items.push("l");
   });
   await tick();
-  assert.deepEqual(doc.value, { items: ["l", "r"] }, "not reverted to the older remote snapshot");
+  assert.deepEqual(doc.value, { items: ["r", "l"] });
+  assert.deepEqual(doc.value, fake.state.docs.get(doc.url), "the same as the engine's state");
+  assert.deepEqual(seen, [[], ["r", "l"]], "one notification per new value, the latest");
 });
 
 test("open: local data resolves at once; otherwise on caughtUp or a change", async () => {

@@ -103,15 +103,21 @@ impl Core {
         known.map_err(|e| engine_error(&e))
     }
 
-    /// The document's current value as plain objects and arrays.
+    /// The document's current value as plain objects and arrays. The
+    /// patches of later `change` calls and `changed` events are relative
+    /// to it.
     pub fn value(&self, url: &str) -> Result<JsValue, JsValue> {
         let doc = parse(url)?.doc;
-        let h = self.host.borrow();
+        let mut h = self.host.borrow_mut();
+        // Start the doc's patch stream here.
+        h.engine.patches(&doc).map_err(|e| engine_error(&e))?;
         to_js(&h.engine.value(&doc).map_err(|e| engine_error(&e))?)
     }
 
     /// Applies `ops` (see `syncline_core::Op`) as one change with an
-    /// optional message; returns the new value. On error nothing changes.
+    /// optional message; returns the patches since the last `value`,
+    /// `change` or `changed` event of this doc (see [`crate::patches`]).
+    /// On error nothing changes.
     pub fn change(
         &self,
         url: &str,
@@ -127,7 +133,7 @@ impl Core {
             .change(doc, &ops, message, now_ms());
         host::drain(&self.host);
         result.map_err(|e| engine_error(&e))?;
-        self.value(url)
+        host::patches_js(&self.host, &doc)
     }
 
     /// Resolves when every change made so far is durable in IndexedDB.

@@ -29,6 +29,7 @@ use wasm_bindgen_futures::spawn_local;
 
 use crate::convert::{status, to_js};
 use crate::errors::{engine_error, js_error};
+use crate::patches::to_js_patches;
 use crate::send_queue::SendQueue;
 use crate::storage::Storage;
 use crate::transport::{Handlers, PageEvent, PageListeners, Socket, SocketState, TransportOptions};
@@ -260,8 +261,8 @@ fn emit(host: &HostRef, mut events: Vec<Event>) {
     spawn_local(async move {
         for event in events {
             let (callback, value) = {
-                let h = host.borrow();
-                (h.on_event.clone(), event_to_js(&h, event))
+                let mut h = host.borrow_mut();
+                (h.on_event.clone(), event_to_js(&mut h, event))
             };
             if let Ok(value) = value {
                 let _ = callback.call1(&JsValue::NULL, &value);
@@ -270,14 +271,22 @@ fn emit(host: &HostRef, mut events: Vec<Event>) {
     });
 }
 
-fn event_to_js(h: &Host, event: Event) -> Result<JsValue, JsValue> {
+/// The doc's patches since the page last got its value or patches.
+pub fn patches_js(host: &HostRef, doc: &DocId) -> Result<JsValue, JsValue> {
+    let patches = host.borrow_mut().engine.patches(doc).map_err(|e| engine_error(&e))?;
+    to_js(&to_js_patches(patches))
+}
+
+fn event_to_js(h: &mut Host, event: Event) -> Result<JsValue, JsValue> {
     let fields: Vec<(&str, JsValue)> = match event {
         Event::Changed(doc) => {
-            let value = h.engine.value(&doc).map_err(|e| engine_error(&e))?;
+            // Computed at delivery, so the page applies every doc's patch
+            // stream in the order it was produced.
+            let patches = h.engine.patches(&doc).map_err(|e| engine_error(&e))?;
             vec![
                 ("type", "changed".into()),
                 ("url", doc_url(h, &doc).into()),
-                ("value", to_js(&value)?),
+                ("patches", to_js(&to_js_patches(patches))?),
             ]
         }
         Event::CaughtUp(doc) => vec![

@@ -13,6 +13,7 @@
 //! - [`transport`]: a WebSocket that reconnects with backoff and jitter.
 //! - [`send_queue`]: the bounded buffer between the engine and the socket.
 //! - [`crash`]: a panic, should one ever happen, reaches every open repo.
+//! - [`patches`]: Automerge patches in the shape the npm layer applies.
 //! - [`convert`] and [`errors`]: JS ↔ Rust values, and errors as JS `Error`s
 //!   with a `code`.
 
@@ -21,6 +22,7 @@ mod convert;
 mod crash;
 mod errors;
 mod host;
+mod patches;
 mod send_queue;
 mod storage;
 mod transport;

@@ -37,7 +37,8 @@ async fn a_document_round_trips_through_indexeddb() {
     let url = core
         .create(js_sys::JSON::parse(r#"{"items":[],"title":"groceries"}"#).unwrap())
         .unwrap();
-    let value = core
+    core.value(&url).unwrap(); // the page's copy: patches are relative to it
+    let patches = core
         .change(
             &url,
             ops(r#"[{"op":"insert","obj":["items"],"index":0,"values":["milk",{"n":2}]}]"#),
@@ -45,7 +46,12 @@ async fn a_document_round_trips_through_indexeddb() {
         )
         .unwrap();
     assert_eq!(
-        json(&value),
+        json(&patches),
+        // A new object arrives empty and is filled by the patches after it.
+        r#"[{"action":"insert","path":["items"],"index":0,"values":["milk",{}]},{"action":"put","path":["items",1],"key":"n","value":2}]"#
+    );
+    assert_eq!(
+        json(&core.value(&url).unwrap()),
         r#"{"items":["milk",{"n":2}],"title":"groceries"}"#
     );
     core.flush().await.unwrap();
@@ -61,7 +67,7 @@ async fn a_document_round_trips_through_indexeddb() {
     let status = reopened.status().unwrap();
     assert_eq!(
         json(&status),
-        r#"{"connection":"offline","pending":2,"lastSyncedAt":null}"#
+        r#"{"connection":"offline","pending":2,"lastSyncedAt":null,"buffered":0}"#
     );
 }
 
