@@ -254,10 +254,11 @@ test("importing syncline, syncline/react and syncline/svelte in Node (SSR) does 
   });
 });
 
-// The goal is 450 KB gzip (it is ~505 KB: Automerge is most of it). This
-// bound only catches a regression such as the name section coming back
-// (+100 KB gzip); lower it as the module shrinks.
-const WASM_GZIP_BUDGET = 540_000;
+// The goal is 450 KB gzip (it was ~507 KB by this measure in Nov 2026:
+// Automerge is most of it). This bound only catches a regression such as the
+// name section coming back (+100 KB gzip) while leaving room for features;
+// lower it as the module shrinks.
+const WASM_GZIP_BUDGET = 580_000;
 
 test(`the shipped wasm is at most ${WASM_GZIP_BUDGET} B gzipped`, () => {
   const wasm = readFileSync(join(appsDir, "webpack", "node_modules", "syncline", "dist", "wasm", "syncline_wasm_bg.wasm"));
