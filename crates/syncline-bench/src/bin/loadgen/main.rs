@@ -1,0 +1,156 @@
+//! Load generator for `syncline-relay` (outside CI). See
+//! docs/benchmarks/relay.md for the scenarios and how to run them:
+//!
+//! ```sh
+//! cargo build --release -p syncline-relay -p syncline-bench --bin loadgen
+//! target/release/loadgen acks
+//! target/release/loadgen typists
+//! target/release/loadgen idle
+//! target/release/loadgen compare      # vs the automerge-repo sync server
+//! ```
+//!
+//! Every server is a real child process on 127.0.0.1 with a fresh data
+//! directory; every client lives in this process, sharing one clock.
+
+mod acks;
+mod idle;
+mod peer;
+mod relay;
+mod typists;
+mod ws;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(about = "Load generator for syncline-relay (protocol v1)")]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Common {
+    /// The relay binary (default: `syncline-relay` beside this executable).
+    #[arg(long, global = true)]
+    relay_bin: Option<PathBuf>,
+    /// Where fresh data directories go (use a real disk: fsync matters).
+    #[arg(long, global = true, default_value_os_t = std::env::temp_dir())]
+    data_root: PathBuf,
+    /// Extra relay arguments, e.g. `--relay-arg=--rate-frames=0`.
+    #[arg(long = "relay-arg", global = true, allow_hyphen_values = true)]
+    relay_extra: Vec<String>,
+    /// Keep the relay's per-connection rate limits (off by default: one
+    /// benchmark connection stands for many real clients).
+    #[arg(long, global = true)]
+    keep_rate_limits: bool,
+    /// Warm-up before measuring, seconds.
+    #[arg(long, global = true, default_value_t = 3.0)]
+    warmup: f64,
+    /// Measurement window, seconds.
+    #[arg(long, global = true, default_value_t = 10.0)]
+    seconds: f64,
+}
+
+impl Common {
+    pub fn relay_bin(&self) -> PathBuf {
+        self.relay_bin.clone().unwrap_or_else(|| {
+            let exe = std::env::current_exe().expect("own path");
+            exe.with_file_name(format!("syncline-relay{}", std::env::consts::EXE_SUFFIX))
+        })
+    }
+
+    pub fn relay_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if !self.keep_rate_limits {
+            args.extend(["--rate-frames=0".to_owned(), "--rate-bytes=0".to_owned()]);
+        }
+        args.extend(self.relay_extra.iter().cloned());
+        args
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Scenario {
+    /// Acked (durable) deltas/s with group commit, over pusher counts.
+    Acks(acks::Args),
+    /// N typists on one document at 6 deltas/s each: end-to-end latency.
+    Typists(TypistArgs),
+    /// Relay RSS per idle connection, and ping latency through the crowd.
+    Idle(idle::Args),
+    /// Typists against syncline-relay and the automerge-repo sync server,
+    /// in the same run, with real Automerge edits on both sides.
+    Compare(peer::Args),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TypistArgs {
+    /// Typist counts, one fresh relay each.
+    #[arg(long, value_delimiter = ',', default_value = "4,16,64,256")]
+    n: Vec<usize>,
+    /// Deltas per second per typist.
+    #[arg(long, default_value_t = 6.0)]
+    rate: f64,
+    /// Bytes per opaque delta (a sealed one-character Automerge change is
+    /// about 120–150 B).
+    #[arg(long, default_value_t = 128)]
+    delta_bytes: usize,
+    #[arg(long, value_enum, default_value = "opaque")]
+    payload: typists::Payload,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async move {
+        ws::now_us();
+        match &cli.scenario {
+            Scenario::Acks(args) => acks::run(&cli.common, args).await,
+            Scenario::Typists(args) => run_typists(&cli.common, args).await,
+            Scenario::Idle(args) => idle::run(&cli.common, args).await,
+            Scenario::Compare(args) => peer::run(&cli.common, args).await,
+        }
+    });
+}
+
+async fn run_typists(common: &Common, args: &TypistArgs) {
+    println!(
+        "# typists on one doc: {} deltas/s each, {:?} payload, {} s (after {} s warm-up)",
+        args.rate, args.payload, common.seconds, common.warmup
+    );
+    println!("typists\tpushes/s\tp50 ms\tp99 ms\tmax ms\tdelivered/expected\trelay RSS MiB");
+    for &n in &args.n {
+        let relay =
+            relay::Server::relay(&common.relay_bin(), &common.data_root, &common.relay_args())
+                .await;
+        let result = typists::run(
+            relay.addr,
+            &typists::Params {
+                n,
+                rate: args.rate,
+                delta_bytes: args.delta_bytes,
+                warmup: common.warmup,
+                seconds: common.seconds,
+                payload: args.payload,
+            },
+        )
+        .await;
+        let l = &result.latencies;
+        println!(
+            "{n}\t{:.0}\t{}\t{}\t{}\t{}/{}\t{:.1}",
+            result.pushes as f64 / common.seconds,
+            ws::ms(ws::quantile(l, 0.5)),
+            ws::ms(ws::quantile(l, 0.99)),
+            ws::ms(l.last().copied().unwrap_or(0)),
+            result.delivered(),
+            result.expected,
+            relay.rss() as f64 / 1048576.0
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! The relay under test: a real `syncline-relay` process (or the Node peer
+//! server), its address, its memory, its metrics.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::TcpStream;
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::time::timeout;
+
+/// A server child process, killed when dropped, and the data directory
+/// it owns (removed when dropped).
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    data: PathBuf,
+    _stdout: Lines<BufReader<ChildStdout>>,
+}
+
+/// A fresh, empty directory under `root`.
+pub fn fresh_dir(root: &Path, tag: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = root.join(format!(
+        "syncline-loadgen-{}-{tag}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a data directory");
+    dir
+}
+
+impl Server {
+    /// Starts `syncline-relay --listen 127.0.0.1:0 --data <fresh> EXTRA…`
+    /// and reads its "syncline-relay listening on ADDR" line.
+    pub async fn relay(bin: &Path, data_root: &Path, extra: &[String]) -> Server {
+        let data = fresh_dir(data_root, "relay");
+        let mut command = Command::new(bin);
+        command
+            .args(["--listen", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .args(extra)
+            .env("RUST_LOG", "error");
+        Server::start(command, data, "syncline-relay listening on ").await
+    }
+
+    /// Starts the automerge-repo sync server (`node peer-server.mjs`) in
+    /// `dir`, which prints "peer listening on ADDR".
+    pub async fn peer(dir: &Path, data_root: &Path) -> Server {
+        let data = fresh_dir(data_root, "peer");
+        let mut command = Command::new("node");
+        command
+            .current_dir(dir)
+            .arg("peer-server.mjs")
+            .env("DATA_DIR", &data);
+        Server::start(command, data, "peer listening on ").await
+    }
+
+    async fn start(mut command: Command, data: PathBuf, prefix: &str) -> Server {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let addr = timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await.expect("stdout") {
+                if let Some(addr) = line.strip_prefix(prefix) {
+                    return addr.trim().parse().expect("an address");
+                }
+            }
+            panic!("the server exited before printing {prefix:?}")
+        })
+        .await
+        .expect("the server starts in time");
+        Server {
+            child,
+            addr,
+            data,
+            _stdout: lines,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    /// Resident memory (VmRSS) in bytes.
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("a VmRSS line")
+            * 1024
+    }
+
+    /// One sample of the relay's `/metrics` (0 when absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = http_get(self.addr, "/metrics").await;
+        text.lines()
+            .find_map(|line| {
+                let (name, value) = line.rsplit_once(' ')?;
+                (name == series).then(|| value.parse().unwrap_or(0.0))
+            })
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        // Give the process a moment to go before deleting its files.
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await.ok()?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.ok()?;
+        Some(String::from_utf8_lossy(&response).into_owned())
+    };
+    timeout(Duration::from_secs(30), exchange)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}

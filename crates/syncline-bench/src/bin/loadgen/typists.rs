@@ -1,0 +1,276 @@
+//! Scenario 2 (and Syncline's half of 4): typists on one document.
+//!
+//! N clients subscribe to one document; each pushes one small delta 6 times
+//! a second (random phase). Every delta carries its typist, sequence and
+//! send time; each other subscriber records push-sent → delta-received.
+//!
+//! Two payloads:
+//! * `opaque`: random bytes of a sealed one-character change's size, with
+//!   the stamp in the clear (the relay never decrypts);
+//! * `automerge`: a real Automerge change (one character spliced into a
+//!   shared text) encoded and sealed like syncline-core does (AES-256-GCM,
+//!   HMAC id); receivers open, decode and apply it to their own replica,
+//!   and read the stamp from the change's message.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{ActorId, AutoCommit, ObjType, ReadDoc};
+use futures_util::{SinkExt, StreamExt};
+use syncline_core::DocKey;
+use syncline_core::delta;
+use syncline_protocol::{ClientFrame, DocId, PushDelta, RelayFrame, decode_relay};
+use tokio::sync::{Barrier, mpsc};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::ws::{self, Rng, now_us};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Payload {
+    Opaque,
+    Automerge,
+}
+
+/// What one typist run measured.
+pub struct Result {
+    /// Sorted latencies, µs.
+    pub latencies: Vec<u64>,
+    /// Deliveries expected in the window: pushes × (N − 1).
+    pub expected: u64,
+    /// Pushes sent in the window.
+    pub pushes: u64,
+}
+
+impl Result {
+    pub fn delivered(&self) -> u64 {
+        self.latencies.len() as u64
+    }
+}
+
+pub struct Params {
+    pub n: usize,
+    pub rate: f64,
+    pub delta_bytes: usize,
+    pub warmup: f64,
+    pub seconds: f64,
+    pub payload: Payload,
+}
+
+const STAMP: usize = 16;
+
+pub async fn run(addr: SocketAddr, p: &Params) -> Result {
+    let doc = Rng::new(now_us() ^ 0xd0c).doc();
+    let key = DocKey([7u8; 32]);
+    // The shared document: a text object every typist splices into.
+    let base = {
+        let mut d = AutoCommit::new();
+        d.put_object(automerge::ROOT, "text", ObjType::Text)
+            .expect("text");
+        d.save()
+    };
+    let barrier = Arc::new(Barrier::new(p.n + 1));
+    let window = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    let pushes = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for i in 0..p.n {
+        let (barrier, window, pushes, stop, base) = (
+            barrier.clone(),
+            window.clone(),
+            pushes.clone(),
+            stop.clone(),
+            base.clone(),
+        );
+        let (rate, size, payload) = (p.rate, p.delta_bytes, p.payload);
+        tasks.push(tokio::spawn(async move {
+            typist(
+                i, addr, doc, key, base, rate, size, payload, barrier, window, pushes, stop,
+            )
+            .await
+        }));
+    }
+    barrier.wait().await;
+    tokio::time::sleep(Duration::from_secs_f64(p.warmup)).await;
+    window.0.store(now_us(), Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs_f64(p.seconds)).await;
+    window.1.store(now_us(), Ordering::SeqCst);
+    // Let the last deltas of the window arrive.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.expect("typist"));
+    }
+    latencies.sort_unstable();
+    let pushes = pushes.load(Ordering::SeqCst);
+    Result {
+        latencies,
+        expected: pushes * (p.n as u64 - 1),
+        pushes,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn typist(
+    i: usize,
+    addr: SocketAddr,
+    doc: DocId,
+    key: DocKey,
+    base: Vec<u8>,
+    rate: f64,
+    size: usize,
+    payload: Payload,
+    barrier: Arc<Barrier>,
+    window: Arc<(AtomicU64, AtomicU64)>,
+    pushes: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> Vec<u64> {
+    let mut rng = Rng::new(0x7e57 + i as u64);
+    let mut replica = [0u8; 16];
+    rng.fill(&mut replica);
+    let mut ws = ws::connect(addr, None, replica).await;
+    ws::subscribe(&mut ws, doc).await;
+    let (mut sink, mut stream) = ws.split();
+    let replica_doc = Arc::new(std::sync::Mutex::new({
+        let mut d = AutoCommit::load(&base).expect("load the base");
+        d.set_actor(ActorId::from(replica.to_vec()));
+        d
+    }));
+    barrier.wait().await;
+
+    // Writer: one delta every 1/rate s, random phase.
+    let (tx, mut rx) = mpsc::channel::<()>(1);
+    let writer = {
+        let (window, pushes, stop, replica_doc) = (
+            window.clone(),
+            pushes.clone(),
+            stop.clone(),
+            replica_doc.clone(),
+        );
+        tokio::spawn(async move {
+            let period = Duration::from_secs_f64(1.0 / rate);
+            let phase = period.mul_f64((rng.next() % 1000) as f64 / 1000.0);
+            tokio::time::sleep(phase).await;
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let text = {
+                let d = replica_doc.lock().unwrap();
+                d.get(automerge::ROOT, "text").unwrap().expect("text").1
+            };
+            let mut seq: u32 = 0;
+            let mut body = vec![0u8; size.max(STAMP)];
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                seq += 1;
+                let sent = now_us();
+                let push = match payload {
+                    Payload::Opaque => {
+                        rng.fill(&mut body);
+                        body[..4].copy_from_slice(&(i as u32).to_le_bytes());
+                        body[4..8].copy_from_slice(&seq.to_le_bytes());
+                        body[8..16].copy_from_slice(&sent.to_le_bytes());
+                        PushDelta {
+                            id: rng.id(),
+                            bytes: body.clone(),
+                        }
+                    }
+                    Payload::Automerge => {
+                        let plaintext = {
+                            let mut d = replica_doc.lock().unwrap();
+                            let len = d.length(&text);
+                            let pos = if len == 0 {
+                                0
+                            } else {
+                                (rng.next() as usize) % (len + 1)
+                            };
+                            d.splice_text(&text, pos, 0, "x").expect("splice");
+                            d.commit_with(CommitOptions::default().with_message(format!("{sent}")));
+                            let change = d.get_last_local_change().expect("a change");
+                            delta::encode([change.raw_bytes()])
+                        };
+                        let mut nonce = [0u8; 12];
+                        rng.fill(&mut nonce);
+                        PushDelta {
+                            id: key.delta_id(&plaintext),
+                            bytes: key.seal(&doc, nonce, &plaintext),
+                        }
+                    }
+                };
+                let start = window.0.load(Ordering::Relaxed);
+                let end = window.1.load(Ordering::Relaxed);
+                if start != 0 && sent >= start && (end == 0 || sent <= end) {
+                    pushes.fetch_add(1, Ordering::Relaxed);
+                }
+                if sink
+                    .send(ws::message(&ClientFrame::Push {
+                        doc,
+                        deltas: vec![push],
+                    }))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            drop(tx);
+            let _ = sink.close().await;
+        })
+    };
+
+    // Reader: latencies of others' deltas sent inside the window.
+    let mut latencies = Vec::new();
+    loop {
+        let message = tokio::select! {
+            m = stream.next() => m,
+            _ = rx.recv() => break,
+        };
+        let bytes = match message {
+            Some(Ok(Message::Binary(bytes))) => bytes,
+            Some(Ok(_)) => continue,
+            _ => break,
+        };
+        let Ok(RelayFrame::Deltas { items, .. }) = decode_relay(&bytes) else {
+            continue;
+        };
+        let now = now_us();
+        let start = window.0.load(Ordering::Relaxed);
+        let end = window.1.load(Ordering::Relaxed);
+        for item in items {
+            let (sent, at) = match payload {
+                Payload::Opaque => {
+                    if item.bytes.len() < STAMP {
+                        continue;
+                    }
+                    (
+                        u64::from_le_bytes(item.bytes[8..16].try_into().unwrap()),
+                        now,
+                    )
+                }
+                Payload::Automerge => {
+                    let plaintext = key.open(&doc, &item.bytes).expect("open");
+                    let changes = delta::decode(&plaintext).expect("decode");
+                    let sent = changes
+                        .first()
+                        .and_then(|c| c.message())
+                        .and_then(|m| m.parse().ok())
+                        .unwrap_or(0);
+                    replica_doc
+                        .lock()
+                        .unwrap()
+                        .apply_changes(changes)
+                        .expect("apply");
+                    // Received means applied, as for automerge-repo's clients.
+                    (sent, now_us())
+                }
+            };
+            if start != 0 && sent >= start && (end == 0 || sent <= end) {
+                latencies.push(at.saturating_sub(sent));
+            }
+        }
+    }
+    let _ = writer.await;
+    latencies
+}
