@@ -2,7 +2,7 @@
 //! docs/benchmarks/relay.md for the scenarios and how to run them:
 //!
 //! ```sh
-//! cargo build --release -p syncline-relay -p syncline-bench --bin loadgen
+//! cargo build --release -p syncline-relay && cargo build --release -p syncline-bench --bin loadgen
 //! target/release/loadgen acks
 //! target/release/loadgen typists
 //! target/release/loadgen idle
