@@ -4,7 +4,7 @@
  * talks to the engine only through `CoreApi`, so the engine can move into a
  * worker later without changing the public API.
  */
-import type { JsonValue, Op, Patch, Status, TransportOptions } from "./types.js";
+import type { HistoryEntry, JsonValue, Op, Patch, Status, TransportOptions } from "./types.js";
 
 export type CoreEvent =
   /**
@@ -15,6 +15,10 @@ export type CoreEvent =
   /** The relay sent everything it had for this doc. */
   | { type: "caughtUp"; url: string }
   | { type: "status"; status: Status }
+  /** Bytes for the other tabs of this origin (posted on the repo's BroadcastChannel). */
+  | { type: "broadcast"; bytes: Uint8Array }
+  /** A peer's presence on a doc; `state` null once it is gone. */
+  | { type: "presence"; url: string; peer: string; state: Uint8Array | null }
   /** Something failed outside any call (a corrupt record skipped at load, a relay rejection...). */
   | { type: "error"; error: unknown }
   /**
@@ -25,8 +29,18 @@ export type CoreEvent =
 
 export interface CoreApi {
   create(initial: JsonValue | undefined): string;
-  /** Starts tracking a doc by URL; true if it already has local data. */
-  openDoc(url: string): boolean;
+  /** Starts tracking a doc by URL (reading it from the log if another tab made it); true if it has local data. */
+  openDoc(url: string): Promise<boolean>;
+  /** Forgets the doc on this device (log records included). */
+  deleteDoc(url: string): void;
+  history(url: string): HistoryEntry[];
+  valueAt(url: string, heads: string[]): unknown;
+  heads(url: string): string[];
+  setPresence(url: string, state: Uint8Array): void;
+  clearPresence(url: string): void;
+  setTabSync(enabled: boolean): void;
+  receivedFromTab(bytes: Uint8Array): void;
+  setCompactionEnabled(enabled: boolean): void;
   /** The whole value; later patches of this doc are relative to it. */
   value(url: string): unknown;
   /** Applies `ops` as one change; returns the patches since the last value/change/"changed". */
@@ -73,17 +87,30 @@ export function adaptCore(raw: RawCore, onTrap: (error: unknown) => void): CoreA
       throw error;
     }
   };
+  const guardAsync = async <R>(call: () => Promise<R> | R): Promise<R> => {
+    try {
+      return await call();
+    } catch (error) {
+      if (isTrap(error)) onTrap(error);
+      throw error;
+    }
+  };
   return {
     create: (initial) => guard(() => raw.create(initial)),
-    openDoc: (url) => guard(() => raw.openDoc(url)),
+    openDoc: (url) => guardAsync(() => raw.openDoc(url)),
+    deleteDoc: (url) => guard(() => raw.deleteDoc(url)),
+    history: (url) => guard(() => raw.history(url)),
+    valueAt: (url, heads) => guard(() => raw.valueAt(url, heads)),
+    heads: (url) => guard(() => raw.heads(url)),
+    setPresence: (url, state) => guard(() => raw.setPresence(url, state)),
+    clearPresence: (url) => guard(() => raw.clearPresence(url)),
+    setTabSync: (enabled) => guard(() => raw.setTabSync(enabled)),
+    receivedFromTab: (bytes) => guard(() => raw.receivedFromTab(bytes)),
+    setCompactionEnabled: (enabled) => guard(() => raw.setCompactionEnabled(enabled)),
     value: (url) => guard(() => raw.value(url)),
     change: (url, ops, message) =>
       guard(() => (message === undefined ? raw.change(url, ops) : raw.change(url, ops, message))),
-    flush: () =>
-      guard(() => raw.flush()).catch((error: unknown) => {
-        if (isTrap(error)) onTrap(error);
-        throw error;
-      }),
+    flush: () => guardAsync(() => raw.flush()),
     status: () => guard(() => raw.status()),
     setOnline: (online) => guard(() => raw.setOnline(online)),
     close: () => guard(() => raw.close()),

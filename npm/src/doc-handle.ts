@@ -1,6 +1,6 @@
-import { recordChange } from "./draft.js";
-import { applyPatches, shareAndFreeze } from "./snapshot.js";
-import type { Draft, Immutable, JsonObject, Op, Patch } from "./types.js";
+import { recordChange, toJson } from "./draft.js";
+import { applyPatches, deepFreeze, shareAndFreeze } from "./snapshot.js";
+import type { Draft, HistoryEntry, Immutable, JsonObject, JsonValue, Op, Patch, Peer } from "./types.js";
 
 export interface ChangeOptions {
   /** An app-level name for the change (the domain event, e.g. "todo.added"), kept in the log. */
@@ -23,12 +23,33 @@ export interface DocHandle<T extends object = JsonObject> {
   change(fn: (draft: Draft<T>) => void, options?: ChangeOptions): readonly Patch[];
   /** Calls `fn` at once with the current value, then on every change. Returns the unsubscribe function. */
   subscribe(fn: (value: Immutable<T>) => void): Unsubscribe;
+  /** Who else has this document open, and what they share (a cursor, a name...). Never stored. */
+  readonly presence: Presence;
+  /** Every change of the document, oldest first: when, by whom, and the app's message. */
+  history(): readonly HistoryEntry[];
+  /** The document as it was at `heads` (hashes from `history()`), deeply frozen. */
+  view(heads: readonly string[]): Immutable<T>;
+}
+
+/** This page's presence on a document, and its peers'. */
+export interface Presence<P extends JsonValue = JsonValue> {
+  /** Shares `state` (any JSON value) with the document's other viewers, until `clear()` or this page closes. */
+  set(state: P): void;
+  clear(): void;
+  /** The peers present now (a frozen array, a new one on each change). */
+  readonly peers: readonly Peer<P>[];
+  /** Calls `fn` at once with the peers, then on every change. Returns the unsubscribe function. */
+  subscribe(fn: (peers: readonly Peer<P>[]) => void): Unsubscribe;
 }
 
 /** What a handle needs from its repo. */
 export interface DocHost {
   /** Applies `ops` as one change; returns the patches since the handle's value. */
   applyChange(url: string, ops: Op[], message: string | undefined): Patch[];
+  /** Shares (or with `null` clears) this page's presence bytes. */
+  setPresence(url: string, state: Uint8Array | null): void;
+  history(url: string): HistoryEntry[];
+  valueAt(url: string, heads: readonly string[]): unknown;
 }
 
 export class Handle<T extends object = JsonObject> implements DocHandle<T> {
@@ -40,10 +61,26 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
   readonly #host: DocHost;
   readonly #subscribers = new Set<(value: Immutable<T>) => void>();
 
+  readonly presence: PresenceImpl;
+
   constructor(host: DocHost, url: string, value: unknown) {
     this.#host = host;
     this.url = url;
     this.#value = shareAndFreeze(undefined, value) as Immutable<T>;
+    this.presence = new PresenceImpl((state) => host.setPresence(url, state));
+  }
+
+  history(): readonly HistoryEntry[] {
+    return Object.freeze(this.#host.history(this.url).map((entry) => Object.freeze(entry)));
+  }
+
+  view(heads: readonly string[]): Immutable<T> {
+    return deepFreeze(this.#host.valueAt(this.url, heads)) as Immutable<T>;
+  }
+
+  /** A peer's presence arrived (bytes), or it left (`null`). */
+  presenceChanged(peer: string, state: Uint8Array | null): void {
+    this.presence.peerChanged(peer, state);
   }
 
   get value(): Immutable<T> {
@@ -93,6 +130,64 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
         subscriber(value);
       } catch (error) {
         // One broken subscriber must not starve the others or fail the change.
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
+    }
+  }
+}
+
+const utf8 = { encoder: new TextEncoder(), decoder: new TextDecoder() };
+
+class PresenceImpl implements Presence {
+  readonly #send: (state: Uint8Array | null) => void;
+  readonly #states = new Map<string, JsonValue>();
+  readonly #subscribers = new Set<(peers: readonly Peer[]) => void>();
+  #peers: readonly Peer[] = Object.freeze([]);
+
+  constructor(send: (state: Uint8Array | null) => void) {
+    this.#send = send;
+  }
+
+  set(state: JsonValue): void {
+    this.#send(utf8.encoder.encode(JSON.stringify(toJson(state))));
+  }
+
+  clear(): void {
+    this.#send(null);
+  }
+
+  get peers(): readonly Peer[] {
+    return this.#peers;
+  }
+
+  subscribe(fn: (peers: readonly Peer[]) => void): Unsubscribe {
+    const subscriber = (peers: readonly Peer[]): void => fn(peers);
+    this.#subscribers.add(subscriber);
+    fn(this.#peers);
+    return () => {
+      this.#subscribers.delete(subscriber);
+    };
+  }
+
+  peerChanged(peer: string, bytes: Uint8Array | null): void {
+    if (bytes === null) {
+      if (!this.#states.delete(peer)) return;
+    } else {
+      let state: JsonValue;
+      try {
+        state = JSON.parse(utf8.decoder.decode(bytes)) as JsonValue;
+      } catch {
+        return; // not from a syncline page: nothing to show
+      }
+      this.#states.set(peer, deepFreeze(state) as JsonValue);
+    }
+    this.#peers = Object.freeze([...this.#states].map(([id, state]) => Object.freeze({ id, state })));
+    for (const subscriber of [...this.#subscribers]) {
+      try {
+        subscriber(this.#peers);
+      } catch (error) {
         queueMicrotask(() => {
           throw error;
         });

@@ -1,9 +1,10 @@
 import { adaptCore, type CoreApi, type CoreEvent, type CoreStatic } from "./core.js";
 import { type KeyOptions, storageKey } from "./keys.js";
+import { TabLink } from "./tabs.js";
 import { Handle, type DocHandle, type DocHost, type Unsubscribe } from "./doc-handle.js";
 import { toJson } from "./draft.js";
 import { SynclineError, toSynclineError } from "./errors.js";
-import type { JsonObject, Op, Patch, Status, TransportOptions } from "./types.js";
+import type { HistoryEntry, JsonObject, Op, Patch, Status, TransportOptions } from "./types.js";
 
 export interface RepoOptions extends KeyOptions, TransportOptions {
   /** WebSocket URL of the relay (`ws://…` or `wss://…`). Without it the repo works offline, and between tabs. */
@@ -34,6 +35,12 @@ export interface Repo {
   open<T extends object = JsonObject>(url: string): Promise<DocHandle<T>>;
   /** Resolves when every change made so far is durable on this device. */
   flush(): Promise<void>;
+  /**
+   * Forgets a document on this device: stops syncing it and deletes its local
+   * records (durably, when this resolves). The relay's copy and other devices
+   * keep theirs; opening the URL again fetches it anew.
+   */
+  delete(url: string): Promise<void>;
   /** Connection state, changes not yet acknowledged by the relay, last sync time. */
   readonly status: Status;
   /**
@@ -73,10 +80,28 @@ export class RepoImpl implements Repo, DocHost {
   /** Set once the wasm module trapped: every later call fails with it. */
   #crashed: SynclineError | null = null;
 
-  constructor(core: CoreApi) {
+  readonly #tabs: TabLink;
+
+  constructor(core: CoreApi, name: string) {
     this.#core = core;
     this.#lastStatus = CLOSED;
     void this.status;
+    this.#tabs = new TabLink(name, {
+      message: (bytes) => this.#fromTab(bytes),
+      leader: () => this.#core?.setCompactionEnabled(true),
+    });
+    core.setTabSync(this.#tabs.linked);
+    if (this.#tabs.coordinated) core.setCompactionEnabled(false);
+  }
+
+  /** Another tab's change: applied (and logged) like one from the relay. */
+  #fromTab(bytes: Uint8Array): void {
+    if (!this.#core) return;
+    try {
+      this.#core.receivedFromTab(bytes);
+    } catch (error) {
+      this.#reportError(this.#failure(error));
+    }
   }
 
   /**
@@ -88,6 +113,10 @@ export class RepoImpl implements Repo, DocHost {
     if (!this.#core) return;
     if (event.type === "crashed") {
       this.#crash(event.error);
+      return;
+    }
+    if (event.type === "broadcast") {
+      this.#tabs.post(event.bytes);
       return;
     }
     // Patches apply at once, in the order the engine produced them (a local
@@ -135,7 +164,11 @@ export class RepoImpl implements Repo, DocHost {
       case "error":
         this.#reportError(toSynclineError(event.error));
         break;
+      case "presence":
+        this.#handles.get(event.url)?.presenceChanged(event.peer, event.state);
+        break;
       case "crashed":
+      case "broadcast":
         break; // handled at once in receive()
     }
   }
@@ -187,6 +220,7 @@ export class RepoImpl implements Repo, DocHost {
     const last = this.#lastStatus;
     this.#crashed = error;
     this.#core = null;
+    this.#tabs.close();
     this.#queue = [];
     for (const pending of this.#opening.values()) pending.reject(error);
     this.#opening.clear();
@@ -226,6 +260,45 @@ export class RepoImpl implements Repo, DocHost {
     }
   }
 
+  setPresence(url: string, state: Uint8Array | null): void {
+    const core = this.#requireCore();
+    try {
+      if (state) core.setPresence(url, state);
+      else core.clearPresence(url);
+    } catch (error) {
+      throw this.#failure(error);
+    }
+  }
+
+  history(url: string): HistoryEntry[] {
+    try {
+      return this.#requireCore().history(url);
+    } catch (error) {
+      throw this.#failure(error);
+    }
+  }
+
+  valueAt(url: string, heads: readonly string[]): unknown {
+    try {
+      return this.#requireCore().valueAt(url, [...heads]);
+    } catch (error) {
+      throw this.#failure(error);
+    }
+  }
+
+  async delete(url: string): Promise<void> {
+    const core = this.#requireCore();
+    url = typeof url === "string" ? url.trim() : url;
+    try {
+      if (!this.#handles.has(url)) await core.openDoc(url);
+      core.deleteDoc(url);
+      await core.flush();
+    } catch (error) {
+      throw this.#failure(error);
+    }
+    this.#handles.delete(url);
+  }
+
   applyChange(url: string, ops: Op[], message: string | undefined): Patch[] {
     const core = this.#requireCore();
     try {
@@ -259,13 +332,6 @@ export class RepoImpl implements Repo, DocHost {
     if (existing) return existing as unknown as DocHandle<T>;
     const opening = this.#opening.get(url);
     if (opening) return (await opening.promise) as unknown as DocHandle<T>;
-    let hasData: boolean;
-    try {
-      hasData = core.openDoc(url);
-      if (hasData) return this.#adopt(url, core.value(url)) as unknown as DocHandle<T>;
-    } catch (error) {
-      throw this.#failure(error);
-    }
     let resolve!: (handle: Handle<object>) => void;
     let reject!: (error: SynclineError) => void;
     const promise = new Promise<Handle<object>>((res, rej) => {
@@ -273,6 +339,15 @@ export class RepoImpl implements Repo, DocHost {
       reject = rej;
     });
     this.#opening.set(url, { promise, resolve, reject });
+    try {
+      // Resolves at once with local data; otherwise on caughtUp or a change.
+      if (await core.openDoc(url)) this.#settleOpen(url, () => this.#requireCore().value(url));
+    } catch (error) {
+      if (this.#opening.get(url)?.promise === promise) {
+        this.#opening.delete(url);
+        reject(this.#failure(error));
+      }
+    }
     return (await promise) as unknown as DocHandle<T>;
   }
 
@@ -358,6 +433,7 @@ export class RepoImpl implements Repo, DocHost {
     const last = this.status;
     this.#core = null;
     this.#queue = [];
+    this.#tabs.close();
     try {
       core.close();
     } finally {
@@ -418,7 +494,7 @@ export async function openRepo(Core: CoreStatic, options: RepoOptions = {}): Pro
   } catch (error) {
     throw toSynclineError(error);
   }
-  const created = new RepoImpl(core);
+  const created = new RepoImpl(core, name);
   void requestPersistentStorage().then((granted) => created.setPersisted(granted));
   repo = created;
   // After a macrotask, so listeners attached right after `await createRepo()` hear them.

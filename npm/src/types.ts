@@ -69,6 +69,29 @@ export type Patch =
   /** A counter at `key` changed by `value`. */
   | { action: "inc"; path: Path; key: string | number; value: number };
 
+/** One change in a document's history (`doc.history()`), oldest first. */
+export interface HistoryEntry {
+  /** The change's hash: `doc.view([hash])` shows the document just after it. */
+  readonly hash: string;
+  /** Who made it: the Automerge actor id (hex), one per repo instance. */
+  readonly actor: string;
+  /** Its number among that actor's changes, from 1. */
+  readonly seq: number;
+  /** When it was made, ms since the epoch (whole seconds; 0 if unknown). */
+  readonly time: number;
+  /** The app's name for it, from `change(fn, { message })`. */
+  readonly message: string | null;
+  /** The changes it came after. */
+  readonly deps: readonly string[];
+}
+
+/** Another replica present on a document, and the state it shared. */
+export interface Peer<P = JsonValue> {
+  /** The peer's replica id (hex), stable while its page is open. */
+  readonly id: string;
+  readonly state: P;
+}
+
 export type Connection = "offline" | "connecting" | "open" | "closed";
 
 /** Where this replica stands with the relay. */

@@ -65,6 +65,17 @@ function fakeCoreClass({ openName = "openDoc" } = {}) {
     flush: async () => {},
     status: guard(() => ({ ...state.status })),
     setOnline: guard((online) => state.calls.push(["setOnline", online])),
+    setTabSync: guard((on) => state.calls.push(["setTabSync", on])),
+    setCompactionEnabled: guard((on) => state.calls.push(["setCompactionEnabled", on])),
+    receivedFromTab: guard((bytes) => state.calls.push(["fromTab", [...bytes]])),
+    setPresence: guard((url, bytes) => state.calls.push(["setPresence", url, new TextDecoder().decode(bytes)])),
+    clearPresence: guard((url) => state.calls.push(["clearPresence", url])),
+    deleteDoc: guard((url) => {
+      state.calls.push(["deleteDoc", url]);
+      state.docs.delete(url);
+    }),
+    history: guard(() => [{ hash: "aa", actor: "01", seq: 1, time: 1000, message: "made", deps: [] }]),
+    valueAt: guard((url, heads) => ({ at: heads })),
     close: guard(() => state.calls.push(["close"])),
   };
   const emit = (event) => {
@@ -357,4 +368,38 @@ test("sendBufferBytes is checked and handed to the transport", async () => {
   const fake = fakeCoreClass();
   await assert.rejects(openRepo(fake.Core, { key: KEY, sendBufferBytes: -1 }), (e) => e.code === "BadOption");
   await assert.rejects(openRepo(fake.Core, { key: KEY, sendBufferBytes: 1.5 }), (e) => e.code === "BadOption");
+});
+
+test("presence: set sends JSON bytes; peers arrive decoded, frozen, and leave", async () => {
+  const fake = fakeCoreClass();
+  const repo = await openRepo(fake.Core, { key: KEY });
+  const doc = await repo.create({});
+  doc.presence.set({ name: "Ada", cursor: 3 });
+  assert.deepEqual(fake.state.calls.at(-1), ["setPresence", doc.url, '{"name":"Ada","cursor":3}']);
+  const seen = [];
+  doc.presence.subscribe((peers) => seen.push(peers));
+  const bytes = (v) => new TextEncoder().encode(JSON.stringify(v));
+  fake.emit({ type: "presence", url: doc.url, peer: "p1", state: bytes({ name: "Bo" }) });
+  fake.emit({ type: "presence", url: doc.url, peer: "p2", state: new Uint8Array([0xff]) }); // not JSON: ignored
+  await tick();
+  assert.deepEqual(doc.presence.peers, [{ id: "p1", state: { name: "Bo" } }]);
+  assert.ok(Object.isFrozen(doc.presence.peers) && Object.isFrozen(doc.presence.peers[0].state));
+  fake.emit({ type: "presence", url: doc.url, peer: "p1", state: null });
+  await tick();
+  assert.deepEqual(seen, [[], [{ id: "p1", state: { name: "Bo" } }], []]);
+  doc.presence.clear();
+  assert.deepEqual(fake.state.calls.at(-1), ["clearPresence", doc.url]);
+});
+
+test("history and view come from the engine, frozen; delete forgets the doc durably", async () => {
+  const fake = fakeCoreClass();
+  const repo = await openRepo(fake.Core, { key: KEY });
+  const doc = await repo.create({ a: 1 });
+  const history = doc.history();
+  assert.equal(history[0].message, "made");
+  assert.ok(Object.isFrozen(history) && Object.isFrozen(history[0]));
+  assert.deepEqual(doc.view(["aa"]), { at: ["aa"] });
+  await repo.delete(doc.url);
+  assert.deepEqual(fake.state.calls.filter((c) => c[0] === "deleteDoc"), [["deleteDoc", doc.url]]);
+  assert.notEqual(await Promise.race([repo.open(doc.url), tick().then(() => "pending")]), doc, "a new handle after delete");
 });

@@ -4,10 +4,10 @@
 //! effects to [`crate::host`], and translates the answer back. Errors are JS
 //! `Error`s with a `code` (see [`crate::errors`]).
 
-use syncline_core::{DocUrl, Engine};
+use syncline_core::{ChangeHash, DocUrl, Engine};
 use wasm_bindgen::prelude::*;
 
-use crate::convert::{initial_from_js, ops_from_js, to_js};
+use crate::convert::{history_to_js, initial_from_js, ops_from_js, to_js};
 use crate::errors::{engine_error, js_error};
 use crate::host::{self, Host, HostRef, now_ms, random_bytes};
 use crate::storage::Storage;
@@ -94,13 +94,103 @@ impl Core {
     }
 
     /// Starts tracking the document at `url`. Returns whether this replica
-    /// already has some of its content.
+    /// already has some of its content. A document this engine did not load
+    /// (another tab may have created it since) is first read from the log.
     #[wasm_bindgen(js_name = openDoc)]
-    pub fn open_doc(&self, url: &str) -> Result<bool, JsValue> {
+    pub async fn open_doc(&self, url: &str) -> Result<bool, JsValue> {
         let url = parse(url)?;
+        let loaded = self.host.borrow().engine.doc_ids().any(|d| *d == url.doc);
+        if !loaded {
+            let storage = self.host.borrow().storage();
+            let (records, mut problems) = storage
+                .load_doc(&url.doc.to_string())
+                .await
+                .map_err(|e| e.to_js())?;
+            problems.extend(self.host.borrow_mut().engine.absorb(records, now_ms()));
+            host::report(&self.host, problems);
+        }
         let known = self.host.borrow_mut().engine.open_doc(&url, now_ms());
         host::drain(&self.host);
         known.map_err(|e| engine_error(&e))
+    }
+
+    /// Forgets the document here: stops syncing it and deletes its records
+    /// from the log (the relay's copy and other replicas are untouched).
+    #[wasm_bindgen(js_name = deleteDoc)]
+    pub fn delete_doc(&self, url: &str) -> Result<(), JsValue> {
+        let doc = parse(url)?.doc;
+        let result = self.host.borrow_mut().engine.delete_doc(doc);
+        host::drain(&self.host);
+        result.map_err(|e| engine_error(&e))
+    }
+
+    /// Every change of the document, oldest first:
+    /// `[{ hash, actor, seq, time, message, deps }]`.
+    pub fn history(&self, url: &str) -> Result<JsValue, JsValue> {
+        let doc = parse(url)?.doc;
+        let entries = self.host.borrow_mut().engine.history(&doc);
+        to_js(&history_to_js(entries.map_err(|e| engine_error(&e))?))
+    }
+
+    /// The document as it was at `heads` (change hashes, as in `history`).
+    #[wasm_bindgen(js_name = valueAt)]
+    pub fn value_at(&self, url: &str, heads: Vec<String>) -> Result<JsValue, JsValue> {
+        let doc = parse(url)?.doc;
+        let heads = heads
+            .iter()
+            .map(|h| h.parse::<ChangeHash>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| js_error("BadHeads", &format!("not a change hash from history(): {e}")))?;
+        let value = self.host.borrow_mut().engine.value_at(&doc, &heads);
+        to_js(&value.map_err(|e| engine_error(&e))?)
+    }
+
+    /// The document's current heads (change hashes).
+    pub fn heads(&self, url: &str) -> Result<Vec<String>, JsValue> {
+        let doc = parse(url)?.doc;
+        let heads = self.host.borrow_mut().engine.heads(&doc);
+        Ok(heads.map_err(|e| engine_error(&e))?.iter().map(|h| h.to_string()).collect())
+    }
+
+    /// Shares this page's presence on the document (opaque bytes, sealed
+    /// with the document key); peers see it until `clearPresence` or until
+    /// this page goes away.
+    #[wasm_bindgen(js_name = setPresence)]
+    pub fn set_presence(&self, url: &str, state: Vec<u8>) -> Result<(), JsValue> {
+        let doc = parse(url)?.doc;
+        let result = self.host.borrow_mut().engine.set_presence(doc, state, now_ms());
+        host::drain(&self.host);
+        result.map_err(|e| engine_error(&e))
+    }
+
+    #[wasm_bindgen(js_name = clearPresence)]
+    pub fn clear_presence(&self, url: &str) -> Result<(), JsValue> {
+        let doc = parse(url)?.doc;
+        let result = self.host.borrow_mut().engine.clear_presence(doc);
+        host::drain(&self.host);
+        result.map_err(|e| engine_error(&e))
+    }
+
+    /// Turns on `broadcast` events (bytes for the other tabs of this origin).
+    #[wasm_bindgen(js_name = setTabSync)]
+    pub fn set_tab_sync(&self, enabled: bool) {
+        self.host.borrow_mut().engine.set_tab_sync(enabled);
+    }
+
+    /// Another tab's `broadcast` bytes arrived. Bad bytes fail with a code
+    /// and change nothing.
+    #[wasm_bindgen(js_name = receivedFromTab)]
+    pub fn received_from_tab(&self, bytes: &[u8]) -> Result<(), JsValue> {
+        let result = self.host.borrow_mut().engine.received_from_tab(bytes, now_ms());
+        host::drain(&self.host);
+        result.map_err(|e| engine_error(&e))
+    }
+
+    /// Only one tab compacts the shared log: the one holding the Web Lock.
+    #[wasm_bindgen(js_name = setCompactionEnabled)]
+    pub fn set_compaction_enabled(&self, enabled: bool) {
+        self.host.borrow_mut().engine.set_compaction_enabled(enabled);
+        host::drain(&self.host);
     }
 
     /// The document's current value as plain objects and arrays. The

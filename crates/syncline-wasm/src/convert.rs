@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 use serde_json::Value as Json;
-use syncline_core::{Op, SessionState, Status};
+use syncline_core::{HistoryEntry, Op, SessionState, Status};
 use wasm_bindgen::JsValue;
 
 use crate::errors::js_error;
@@ -93,4 +93,30 @@ pub fn status(
         }),
         buffered,
     }
+}
+
+/// One change of `doc.history()`.
+#[derive(Serialize)]
+pub struct JsHistoryEntry {
+    pub hash: String,
+    pub actor: String,
+    pub seq: u64,
+    /// ms since the epoch (whole seconds), 0 if unknown.
+    pub time: f64,
+    pub message: Option<String>,
+    pub deps: Vec<String>,
+}
+
+pub fn history_to_js(entries: Vec<HistoryEntry>) -> Vec<JsHistoryEntry> {
+    entries
+        .into_iter()
+        .map(|e| JsHistoryEntry {
+            hash: e.hash.to_string(),
+            actor: e.actor,
+            seq: e.seq,
+            time: e.time_ms as f64,
+            message: e.message,
+            deps: e.deps.iter().map(|h| h.to_string()).collect(),
+        })
+        .collect()
 }

@@ -22,7 +22,7 @@ use std::rc::{Rc, Weak};
 use futures_channel::oneshot;
 use gloo_timers::callback::Interval;
 use gloo_timers::callback::Timeout;
-use syncline_core::{Batch, DocId, Effect, Engine, EngineError, SessionState};
+use syncline_core::{Batch, DocId, Effect, Engine, EngineError, Output, SessionState};
 use syncline_protocol::{ClientFrame, ErrorCode, encode_client};
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::spawn_local;
@@ -80,6 +80,14 @@ enum Event {
     CaughtUp(DocId),
     Status,
     Error { code: &'static str, message: String },
+    /// Bytes for the other tabs (the npm layer posts them on a BroadcastChannel).
+    Broadcast(Vec<u8>),
+    /// A peer's presence on a doc: its state, or `None` once it is gone.
+    Presence {
+        doc: DocId,
+        peer: [u8; 16],
+        state: Option<Vec<u8>>,
+    },
 }
 
 impl Host {
@@ -122,6 +130,11 @@ impl Host {
         }))
     }
 
+    /// The log, for reads outside the engine's batches.
+    pub fn storage(&self) -> Rc<Storage> {
+        self.storage.clone()
+    }
+
     pub fn status_js(&self) -> Result<JsValue, JsValue> {
         let socket_backlog = self.socket.as_ref().map_or(0, Socket::buffered_amount);
         to_js(&status(
@@ -142,7 +155,30 @@ pub fn drain(host: &HostRef) {
     let start_writer;
     {
         let mut h = host.borrow_mut();
-        for effect in h.engine.take_effects() {
+        for output in h.engine.take_outputs() {
+            let effect = match output {
+                Output::Effect(effect) => effect,
+                Output::Broadcast(bytes) => {
+                    events.push(Event::Broadcast(bytes));
+                    continue;
+                }
+                Output::Presence { doc, peer, state } => {
+                    events.push(Event::Presence {
+                        doc,
+                        peer,
+                        state: Some(state),
+                    });
+                    continue;
+                }
+                Output::PresenceGone { doc, peer } => {
+                    events.push(Event::Presence {
+                        doc,
+                        peer,
+                        state: None,
+                    });
+                    continue;
+                }
+            };
             match effect {
                 Effect::Persist(batch) => {
                     h.produced = batch.id;
@@ -298,12 +334,43 @@ fn event_to_js(h: &mut Host, event: Event) -> Result<JsValue, JsValue> {
             ("type", "error".into()),
             ("error", js_error(code, &message)),
         ],
+        Event::Broadcast(bytes) => vec![
+            ("type", "broadcast".into()),
+            ("bytes", js_sys::Uint8Array::from(bytes.as_slice()).into()),
+        ],
+        Event::Presence { doc, peer, state } => vec![
+            ("type", "presence".into()),
+            ("url", doc_url(h, &doc).into()),
+            ("peer", hex(&peer).into()),
+            (
+                "state",
+                state.map_or(JsValue::NULL, |s| js_sys::Uint8Array::from(s.as_slice()).into()),
+            ),
+        ],
     };
     let object = js_sys::Object::new();
     for (key, value) in fields {
         js_sys::Reflect::set(&object, &key.into(), &value)?;
     }
     Ok(object.into())
+}
+
+/// Lowercase hex, for replica and actor ids.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Tells the app about problems found outside any call (e.g. corrupt
+/// records skipped while reading a document's log).
+pub fn report(host: &HostRef, problems: Vec<EngineError>) {
+    let events = problems
+        .into_iter()
+        .map(|e| Event::Error {
+            code: e.code(),
+            message: e.to_string(),
+        })
+        .collect();
+    emit(host, events);
 }
 
 fn doc_url(h: &Host, doc: &DocId) -> String {

@@ -144,6 +144,28 @@ impl Storage {
         Ok((records, problems))
     }
 
+    /// The records of one document (its entries, doc record and snapshot),
+    /// for a document another tab created after this one loaded. Reads the
+    /// whole log: this happens once per such document.
+    pub async fn load_doc(
+        &self,
+        doc: &str,
+    ) -> Result<(Vec<(Store, String, Vec<u8>)>, Vec<EngineError>), StorageError> {
+        let (records, problems) = self.load_all().await?;
+        let prefix = format!("{doc}/");
+        let ours = |store: Store, key: &str| match store {
+            Store::Entries => key.starts_with(&prefix),
+            Store::Docs | Store::Snapshots => key == doc,
+            Store::Meta => false,
+        };
+        let records = records.into_iter().filter(|(store, key, _)| ours(*store, key)).collect();
+        let problems = problems
+            .into_iter()
+            .filter(|p| matches!(p, EngineError::Corrupt { store, key, .. } if Store::from_name(store).is_some_and(|s| ours(s, key))))
+            .collect();
+        Ok((records, problems))
+    }
+
     /// Writes `batches` in order, in one transaction; returns once it commits.
     pub async fn write(&self, batches: &[Batch]) -> Result<(), StorageError> {
         let write = |e: rexie::Error| StorageError::write(format!("{e:?}"));
