@@ -47,6 +47,11 @@
 //!
 //! Positions in the traces count code points, the engine's count UTF-16
 //! units: they agree for text without astral characters, which is checked.
+//!
+//! These replays take minutes (catching up applies deltas one by one, each
+//! in time proportional to the document), so they are `#[ignore]`d in the
+//! CI run; run them with
+//! `cargo test --release -p syncline-core --test traces -- --ignored`.
 
 #[path = "traces/gunzip.rs"]
 mod gunzip;
@@ -549,11 +554,13 @@ fn catch_up(world: &mut World, i: usize, need: u64, cursor: &mut u64, stats: &mu
 }
 
 #[test]
+#[ignore = "minutes long: cargo test --release -p syncline-core --test traces -- --ignored"]
 fn friendsforever_converges_across_two_engines() {
     replay_concurrent("friendsforever");
 }
 
 #[test]
+#[ignore = "minutes long: cargo test --release -p syncline-core --test traces -- --ignored"]
 fn clownschool_converges_across_three_engines() {
     replay_concurrent("clownschool");
 }
@@ -567,6 +574,7 @@ fn clownschool_converges_across_three_engines() {
 const KEYSTROKES_PER_CHANGE: usize = 1024;
 
 #[test]
+#[ignore = "minutes long: cargo test --release -p syncline-core --test traces -- --ignored"]
 fn automerge_paper_reaches_a_live_and_a_late_replica() {
     let started = Instant::now();
     let name = "automerge-paper";
