@@ -1,6 +1,7 @@
 import { useEffect, useState, type FormEvent } from "react";
 import type { Immutable } from "syncline";
 import { RepoProvider, useDoc, useRepo, useSyncStatus } from "syncline/react";
+import { Avatars, HistoryPanel } from "./Collab";
 import { Note } from "./Note";
 import { newId, openSession, type Session, type Todos } from "./syncline";
 
@@ -24,8 +25,10 @@ export function App() {
           <h1>Syncline todos</h1>
           <StatusBar />
         </header>
+        <Avatars url={session.url} />
         <TodoList url={session.url} />
         <Note url={session.url} />
+        <HistoryPanel url={session.url} />
       </main>
     </RepoProvider>
   );

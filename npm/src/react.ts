@@ -16,7 +16,7 @@ import { createContext, createElement, useCallback, useContext, useEffect, useRe
 import type { ChangeOptions, DocHandle } from "./doc-handle.js";
 import { SynclineError } from "./errors.js";
 import type { Repo } from "./repo.js";
-import type { Draft, Immutable, JsonObject, Status } from "./types.js";
+import type { Draft, Immutable, JsonObject, JsonValue, Peer, Status } from "./types.js";
 
 const RepoContext = createContext<Repo | null>(null);
 
@@ -53,23 +53,7 @@ export function useDoc<T extends object = JsonObject, S = Immutable<T>>(
   url: string | null | undefined,
   selector?: (value: Immutable<T>) => S,
 ): [S | undefined, Change<T>] {
-  const repo = useRepo();
-  const [handle, setHandle] = useState<DocHandle<T>>();
-  const [error, setError] = useState<unknown>();
-  useEffect(() => {
-    setHandle(undefined);
-    if (!url) return;
-    let live = true;
-    repo.open<T>(url).then(
-      (opened) => live && setHandle(opened),
-      (e: unknown) => live && setError(e),
-    );
-    return () => {
-      live = false;
-    };
-  }, [repo, url]);
-  if (error) throw error;
-
+  const handle = useHandle<T>(url);
   const subscribe = useCallback((onChange: () => void) => (handle ? handle.subscribe(() => onChange()) : () => {}), [handle]);
   const memo = useRef<{ value: unknown; selected: S } | null>(null);
   const snapshot = (): S | undefined => {
@@ -88,4 +72,51 @@ export function useDoc<T extends object = JsonObject, S = Immutable<T>>(
     [handle],
   );
   return [selected, change];
+}
+
+/** The open handle of `url` (undefined until it opened); an open failure is thrown to the error boundary. */
+function useHandle<T extends object>(url: string | null | undefined): DocHandle<T> | undefined {
+  const repo = useRepo();
+  const [handle, setHandle] = useState<DocHandle<T>>();
+  const [error, setError] = useState<unknown>();
+  useEffect(() => {
+    setHandle(undefined);
+    if (!url) return;
+    let live = true;
+    repo.open<T>(url).then(
+      (opened) => live && setHandle(opened),
+      (e: unknown) => live && setError(e),
+    );
+    return () => {
+      live = false;
+    };
+  }, [repo, url]);
+  if (error) throw error;
+  return handle;
+}
+
+const NO_PEERS: readonly Peer[] = Object.freeze([]);
+
+/**
+ * The peers present on the document at `url`, and a function to share this
+ * page's own presence state (any JSON value: a name, a colour, a cursor).
+ */
+export function usePresence<P extends JsonValue = JsonValue>(
+  url: string | null | undefined,
+): [readonly Peer<P>[], (state: P) => void] {
+  const handle = useHandle<object>(url);
+  const subscribe = useCallback(
+    (onChange: () => void) => (handle ? handle.presence.subscribe(() => onChange()) : () => {}),
+    [handle],
+  );
+  const snapshot = (): readonly Peer[] => handle?.presence.peers ?? NO_PEERS;
+  const peers = useSyncExternalStore(subscribe, snapshot, snapshot) as readonly Peer<P>[];
+  const set = useCallback(
+    (state: P) => {
+      if (!handle) throw new SynclineError("NotReady", "the document has not opened yet: wait until its value is defined");
+      handle.presence.set(state);
+    },
+    [handle],
+  );
+  return [peers, set];
 }

@@ -3,7 +3,8 @@
  * contract: `subscribe(run)` calls `run` at once and on every change and
  * returns an unsubscribe function — Svelte 4, and Svelte 5 with `$store`).
  *
- * A `DocHandle` already is a store of its value: `$doc` in a component.
+ * A `DocHandle` already is a store of its value (`$doc` in a component), and
+ * `doc.presence` a store of the peers on it.
  *
  * ```svelte
  * <script>
@@ -15,6 +16,7 @@
  * ```
  */
 import type { DocHandle } from "./doc-handle.js";
+import type { Peer } from "./types.js";
 import type { Repo } from "./repo.js";
 import type { Immutable, Status } from "./types.js";
 
@@ -35,4 +37,9 @@ export function statusStore(repo: Repo): Readable<Status> {
 /** A document's value as a store (the handle itself; typed for Svelte). */
 export function docStore<T extends object>(doc: DocHandle<T>): Readable<Immutable<T>> {
   return { subscribe: (run) => doc.subscribe(run) };
+}
+
+/** Who else is on a document, as a store (the handle's `presence`, typed for Svelte). */
+export function presenceStore(doc: DocHandle<object>): Readable<readonly Peer[]> {
+  return { subscribe: (run) => doc.presence.subscribe(run) };
 }

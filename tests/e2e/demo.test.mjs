@@ -60,6 +60,17 @@ test("an item added in one window appears in the other", { timeout: 120_000 }, a
   );
   await one.page.getByTestId("connection").filter({ hasText: "open" }).waitFor({ timeout: TIMEOUT.sync });
   assert.deepEqual(await two.page.getByTestId("item-title").allTextContents(), ["milk", "bread"]);
+
+  // Presence: each window shows the other's avatar.
+  for (const { page } of [one, two]) {
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="peer"]').length === 1, undefined, { timeout: TIMEOUT.sync });
+  }
+  // History: the changes with their messages; viewing one shows the list just after it.
+  await one.page.getByTestId("history").locator("summary").click();
+  const messages = await one.page.getByTestId("history-entry").locator("button").allTextContents();
+  assert.deepEqual(messages.slice(0, 3), ["todo.toggled", "todo.added", "todo.added"]);
+  await one.page.getByTestId("history-entry").nth(2).locator("button").click();
+  assert.equal(await one.page.getByTestId("history-view").textContent(), "Just after that change the list was: milk");
 });
 
 test("the shared note merges two people typing; 'work offline' holds changes until switched off", { timeout: 120_000 }, async () => {
