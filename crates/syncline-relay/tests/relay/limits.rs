@@ -161,3 +161,31 @@ async fn a_connection_over_its_byte_rate_is_closed_with_1013() {
     assert_eq!(log.len(), acks);
     assert_eq!(calm.push(doc(1), vec![delta(100)]).await, acks as u64 + 1);
 }
+
+#[tokio::test]
+async fn a_delta_just_under_the_default_frame_limit_is_stored_and_delivered() {
+    // The relay's WebSocket read buffer is small (a few KiB) and grows on
+    // demand: the largest delta the protocol allows must still get through,
+    // in both directions, on the default limits.
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path()).await;
+    let (mut subscriber, _) = Client::greeted(&relay.url()).await;
+    subscriber.subscribe(doc(1), 0).await;
+    let (mut pusher, _) = Client::greeted(&relay.url()).await;
+
+    let huge = big_delta(1, syncline_relay::MAX_DELTA_BYTES);
+    assert_eq!(pusher.push(doc(1), vec![huge.clone()]).await, 1);
+    // Small frames after the big one, on the same connection.
+    assert_eq!(pusher.push(doc(1), vec![delta(2)]).await, 2);
+
+    let live = subscriber.recv_live(doc(1)).await;
+    assert_eq!(seqs(&live), vec![1]);
+    assert_eq!(live[0].bytes, huge.bytes);
+    assert_eq!(seqs(&subscriber.recv_live(doc(1)).await), vec![2]);
+
+    // And from storage, to a fresh connection.
+    let (mut reader, _) = Client::greeted(&relay.url()).await;
+    let (caught_up, _) = reader.subscribe(doc(1), 0).await;
+    assert_eq!(seqs(&caught_up), vec![1, 2]);
+    assert_eq!(caught_up[0].bytes, huge.bytes);
+}
