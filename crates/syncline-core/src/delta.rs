@@ -26,12 +26,29 @@ struct Body(Vec<Chunk>);
 #[derive(Serialize, Deserialize)]
 struct Chunk(#[serde(with = "serde_bytes")] Vec<u8>);
 
-/// Encodes change chunks as a delta.
+/// Encodes change chunks as a delta. Writes postcard's encoding of
+/// [`Body`] directly (a varint count, then each chunk as a varint length and
+/// its bytes), copying each chunk once: this is on every local change.
 pub fn encode<'a>(changes: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
-    let body = Body(changes.into_iter().map(|c| Chunk(c.to_vec())).collect());
-    let mut out = vec![DELTA_FORMAT];
-    out.extend(postcard::to_allocvec(&body).unwrap_or_default());
+    let changes: Vec<&[u8]> = changes.into_iter().collect();
+    let size = changes.iter().map(|c| c.len() + 10).sum::<usize>();
+    let mut out = Vec::with_capacity(1 + 10 + size);
+    out.push(DELTA_FORMAT);
+    varint(&mut out, changes.len());
+    for change in changes {
+        varint(&mut out, change.len());
+        out.extend_from_slice(change);
+    }
     out
+}
+
+/// Postcard's unsigned varint (LEB128).
+fn varint(out: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
 }
 
 /// Encodes a whole document (`Automerge::save`) as a snapshot delta.
@@ -112,6 +129,13 @@ mod tests {
         let mut other = AutoCommit::new();
         apply(&mut other, &delta).unwrap();
         assert_eq!(other.get_heads(), doc.get_heads());
+
+        // The hand-written encoding is postcard's.
+        let chunks = [vec![7u8; 3], vec![9u8; 300], Vec::new()];
+        let body = Body(chunks.iter().cloned().map(Chunk).collect());
+        let mut expected = vec![DELTA_FORMAT];
+        expected.extend(postcard::to_allocvec(&body).unwrap());
+        assert_eq!(encode(chunks.iter().map(Vec::as_slice)), expected);
 
         assert!(decode(&[]).is_err());
         assert!(decode(&[1, 2, 3]).is_err());

@@ -395,8 +395,12 @@ impl Engine {
             state.log.note(entry.id, entry.bytes.len(), false);
         }
         let mut batch = Batch::default();
-        batch.put(&Record::Entry(entry.clone()));
+        let record = Record::Entry(entry);
+        batch.put(&record);
         self.persist(batch);
+        let Record::Entry(entry) = record else {
+            return; // it is the entry just wrapped
+        };
         // Pushed once durable: see `persisted`.
         self.outbox.push(Outgoing {
             entry,

@@ -115,9 +115,8 @@ impl Record {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![RECORD_FORMAT];
-        out.extend(postcard::to_allocvec(self).unwrap_or_default());
-        out
+        // Serializing these plain types into a Vec cannot fail.
+        postcard::to_extend(self, vec![RECORD_FORMAT]).unwrap_or_default()
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Record, String> {

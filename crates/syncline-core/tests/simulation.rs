@@ -19,6 +19,9 @@ use serde_json::json;
 use syncline_core::{CompactionPolicy, DocUrl, Op, delta, store::Record};
 use world::{Faults, World};
 
+/// Catch-ups that started with a relay snapshot, over all seeds.
+static SNAPSHOTS_SERVED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 fn seeds() -> Range<u64> {
     let spec = std::env::var("SIM_SEEDS").unwrap_or_else(|_| "1000".into());
     match spec.split_once("..") {
@@ -41,7 +44,10 @@ fn replicas_converge_under_faults_crashes_and_relay_loss() {
             std::panic::resume_unwind(panic);
         }
     }
-    eprintln!("{count} seeds converged");
+    eprintln!(
+        "{count} seeds converged; {} catch-ups were served a snapshot (counted on each run's last relay)",
+        SNAPSHOTS_SERVED.load(std::sync::atomic::Ordering::Relaxed)
+    );
 }
 
 /// A random edit of the `items` list that is valid for the replica's view.
@@ -150,6 +156,10 @@ fn simulate(seed: u64) {
         world.collect(i);
     }
     world.heal();
+    SNAPSHOTS_SERVED.fetch_add(
+        world.relay.snapshots_served,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     check_invariants(&world, &docs);
 }
 

@@ -34,6 +34,8 @@ pub struct ModelRelay {
     pub presence: BTreeMap<DocId, BTreeMap<usize, Vec<u8>>>,
     /// `Subscribe` frames received, per connection.
     pub subscribes: BTreeMap<usize, usize>,
+    /// Catch-ups that started with a snapshot.
+    pub snapshots_served: usize,
 }
 
 impl ModelRelay {
@@ -65,6 +67,7 @@ impl ModelRelay {
                 // A snapshot above `since` replaces every delta it covers.
                 let snapshot = self.snapshots.get(&doc).filter(|s| s.seq > since);
                 let from = snapshot.map_or(since, |s| s.seq);
+                self.snapshots_served += usize::from(snapshot.is_some());
                 let items: Vec<_> = snapshot
                     .into_iter()
                     .chain(self.log(doc).iter().filter(|d| d.seq > from))
