@@ -139,13 +139,20 @@ impl Harness {
             _ => oracle.expect_ack = None,
         }
         let ended = {
-            let handle = conn.session.handle(incoming);
+            let (session, rx, oracle) = (&mut conn.session, &mut conn.rx, &mut conn.oracle);
+            // A push is only submitted by `handle`; the connection acks it
+            // once committed. Here every request is answered before the
+            // next, so each `Ack` follows its write.
+            let handle = async move {
+                session.handle(incoming).await?;
+                session.finish_pushes().await
+            };
             tokio::pin!(handle);
             loop {
                 tokio::select! {
                     biased;
                     handled = &mut handle => break handled.is_err(),
-                    Some(out) = conn.rx.recv() => check(&mut conn.oracle, out, &mut snapshots),
+                    Some(out) = rx.recv() => check(oracle, out, &mut snapshots),
                 }
             }
         };

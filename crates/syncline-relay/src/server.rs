@@ -13,10 +13,10 @@
 //!
 //! Shutdown, in order: stop accepting connections (axum's graceful shutdown,
 //! which also lets in-flight plain HTTP requests finish); then tell every
-//! WebSocket session to close. A session waiting for its next frame closes
-//! at once ("going away", 1001); one handling a frame — a push waiting for
-//! its commit — finishes it and sends the answer (the `Ack`) first. The
-//! relay waits for all of them, at most [`Config::shutdown_grace`].
+//! WebSocket session to close. A session stops reading at once; one
+//! handling a frame finishes it, and pushes it already submitted get their
+//! `Ack` once committed; then it closes ("going away", 1001). The relay
+//! waits for all of them, at most [`Config::shutdown_grace`].
 //! Upgraded WebSockets are no longer tracked by the HTTP server, hence the
 //! second step.
 
@@ -93,15 +93,17 @@ impl Shared {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Commits a push to `doc`. The store publishes what it stored to the
-    /// document's other subscribers once durable, in commit order, before
-    /// this resolves — even if the caller stops waiting.
-    pub(crate) async fn commit(
+    /// Commits a push to `doc`. The push is queued in the store **now**,
+    /// before the returned future is first polled, so pushes submitted one
+    /// after another are committed in that order. The store publishes what
+    /// it stored to the document's other subscribers once durable, in
+    /// commit order, before the future resolves — even if nobody awaits it.
+    pub(crate) fn commit(
         &self,
         doc: DocId,
         from: ConnId,
         deltas: Vec<PushDelta>,
-    ) -> Result<Appended, StoreError> {
+    ) -> impl Future<Output = Result<Appended, StoreError>> + Send + 'static {
         let hub = self.hub.clone();
         let metrics = Arc::clone(&self.metrics);
         let on_commit = Box::new(move |appended: &Appended| {
@@ -112,12 +114,16 @@ impl Shared {
             hub.publish(doc, from, &appended.stored);
         });
         let started = Instant::now();
-        let appended = self.store.append(doc, deltas, on_commit).await;
-        self.metrics.commit_seconds.observe(started.elapsed());
-        if appended.is_err() {
-            self.metrics.store_errors.inc();
+        let appended = self.store.append(doc, deltas, on_commit);
+        let metrics = Arc::clone(&self.metrics);
+        async move {
+            let appended = appended.await;
+            metrics.commit_seconds.observe(started.elapsed());
+            if appended.is_err() {
+                metrics.store_errors.inc();
+            }
+            appended
         }
-        appended
     }
 
     /// Stores a snapshot of `doc`.

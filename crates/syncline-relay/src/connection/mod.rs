@@ -5,18 +5,24 @@
 //! * the **reader** (this module's [`run`]) reads one message at a time and
 //!   hands it to the [`Session`] — the protocol state machine, which knows
 //!   nothing of sockets — to handle to completion before reading the next,
-//!   so a client's frames are answered in order;
+//!   so a client's frames are answered in order. The exception is a push:
+//!   the session submits it to the store and the reader reads on while it
+//!   commits, so a client's pipelined pushes share a group commit. The
+//!   reader sends each push's `Ack` once its commit is durable, in push
+//!   order, and handles any other frame only after every earlier push is
+//!   acked. The session bounds the pushes in flight per connection;
 //! * the **writer** drains the connection's bounded [`Outbox`] onto the
 //!   socket, batching frames into as few flushes as it can.
 //!
 //! The reader also watches two signals: a *kick* (the hub found this
 //! connection too slow to read its fan-out) and the relay's *shutdown*.
 //! A kick interrupts whatever is going on. Shutdown interrupts only the
-//! wait for the next message: a frame already being handled — say a push
-//! waiting for its commit — finishes and is answered (within the grace
-//! period), and then the connection closes with 1001 "going away". That is
-//! also safe to interrupt: a commit, once queued, completes and is
-//! published by the store's writer whether or not anyone waits for it.
+//! wait for the next message: a frame already being handled finishes and
+//! is answered, and pushes already submitted are acked once committed
+//! (within the grace period); then the connection closes with 1001 "going
+//! away". That is also safe to interrupt: a commit, once queued, completes
+//! and is published by the store's writer whether or not anyone waits for
+//! it.
 //!
 //! Close codes: 1001 shutdown; 1002 protocol error; 1008 unauthorized;
 //! 1009 frame too large; 1011 internal error; 1013 rate limit exceeded or
@@ -115,11 +121,28 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, conn: ConnId) {
     tracing::debug!("connection opened");
 
     let end = loop {
-        let message = tokio::select! {
+        let next = tokio::select! {
             biased;
             () = kick.kicked() => break End::Kicked,
             _ = shutdown.wait_for(|stopping| *stopping) => break End::Shutdown,
-            message = stream.next() => message,
+            // Acks first: they free room for more pushes.
+            done = session.committed(), if session.pushes_in_flight() => Err(done),
+            message = stream.next() => Ok(message),
+        };
+        let message = match next {
+            Ok(message) => message,
+            Err(done) => {
+                let acked = tokio::select! {
+                    biased;
+                    () = kick.kicked() => break End::Kicked,
+                    () = grace_after(&mut shutdown, grace) => break End::Shutdown,
+                    acked = session.acknowledge(done) => acked,
+                };
+                match acked {
+                    Ok(()) => continue,
+                    Err(end) => break end,
+                }
+            }
         };
         let incoming = match message {
             None => break End::Disconnected,
@@ -151,9 +174,16 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, conn: ConnId) {
             let _ = urgent_close.send(());
         }
         End::Shutdown => {
-            let _ =
-                tokio::time::timeout(grace, outbox.close(close_code::AWAY, "relay shutting down"))
-                    .await;
+            let _ = tokio::time::timeout(grace, async {
+                // Pushes already submitted are acked once durable.
+                session.finish_pushes().await?;
+                Ok::<_, End>(
+                    outbox
+                        .close(close_code::AWAY, "relay shutting down")
+                        .await?,
+                )
+            })
+            .await;
         }
         End::Fatal {
             code,
@@ -168,8 +198,10 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, conn: ConnId) {
                 fatal: true,
             };
             let _ = tokio::time::timeout(grace, async {
+                // Earlier pushes were submitted: ack them first.
+                session.finish_pushes().await?;
                 outbox.send(&frame).await?;
-                outbox.close(*close, "see the Error frame").await
+                Ok::<_, End>(outbox.close(*close, "see the Error frame").await?)
             })
             .await;
         }

@@ -2,8 +2,17 @@
 //!
 //! [`Session::handle`] takes one received message and does everything it
 //! asks — store, fan out, answer into the connection's [`Outbox`] — before
-//! returning. `Err(End)` ends the session. Nothing here touches a socket,
-//! so the fuzzer drives it directly.
+//! returning, with one exception: a `Push` is only *submitted* to the store
+//! (validated, queued for commit) and `handle` returns at once, so the
+//! connection reads on while it commits. Its `Ack` goes out once the
+//! commit is durable: the connection waits for [`Session::committed`] and
+//! passes the result to [`Session::acknowledge`]. At most
+//! [`MAX_PUSHES_IN_FLIGHT`] pushes (and [`MAX_PUSH_BYTES_IN_FLIGHT`] of
+//! their deltas) are in flight per connection; past that, `handle` waits
+//! for the oldest. Answers keep the order of the frames: acks go out in
+//! push order, and any other frame first waits until every earlier push is
+//! acked. `Err(End)` ends the session. Nothing here touches a socket, so
+//! the fuzzer drives it directly.
 //!
 //! Rules (see `syncline_protocol` for the frames, `docs/relay.md` for the
 //! whole picture):
@@ -19,7 +28,9 @@
 //!   token, a limit, a storage failure — gets a `DocError` for that
 //!   document and the session goes on.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -37,7 +48,33 @@ use crate::limits::{RateExceeded, RateLimiter};
 use crate::metrics::{AuthFailure, Limit};
 use crate::outbox::Outbox;
 use crate::server::Shared;
-use crate::store::{Snapshot, SnapshotOutcome};
+use crate::store::{Appended, Snapshot, SnapshotOutcome, StoreError};
+
+/// Most pushes one connection may have committing at once. Pushes read
+/// beyond it wait (in the socket) for the oldest to be acked.
+pub(crate) const MAX_PUSHES_IN_FLIGHT: usize = 64;
+
+/// Most delta bytes one connection may have committing at once (a single
+/// larger push is still let through, alone).
+pub(crate) const MAX_PUSH_BYTES_IN_FLIGHT: usize = 8 * 1024 * 1024;
+
+type Commit = Pin<Box<dyn Future<Output = Result<Appended, StoreError>> + Send>>;
+
+/// A push submitted to the store, not acked yet.
+struct InFlight {
+    doc: DocId,
+    ids: Vec<DeltaId>,
+    bytes: usize,
+    commit: Commit,
+}
+
+/// A push whose commit finished (or failed), ready to be answered with
+/// [`Session::acknowledge`].
+pub(crate) struct Committed {
+    doc: DocId,
+    ids: Vec<DeltaId>,
+    outcome: Result<Appended, StoreError>,
+}
 
 /// One message as received from the socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +126,10 @@ pub(crate) struct Session {
     /// Valid tokens presented, per document (only with a secret).
     grants: HashMap<DocId, Claims>,
     rate: RateLimiter,
+    /// Pushes submitted and not acked yet, oldest first.
+    in_flight: VecDeque<InFlight>,
+    /// Their delta bytes.
+    in_flight_bytes: usize,
 }
 
 /// Why access to a document was refused, and what to tell the client.
@@ -106,10 +147,65 @@ impl Session {
             subscriptions: HashSet::new(),
             grants: HashMap::new(),
             rate,
+            in_flight: VecDeque::new(),
+            in_flight_bytes: 0,
         }
     }
 
-    /// Handles one received message to completion.
+    /// Whether a push is waiting for its commit.
+    pub(crate) fn pushes_in_flight(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+
+    /// Waits until the oldest push in flight is committed (or failed) and
+    /// takes it; never resolves when none is in flight. Cancel-safe: the
+    /// push is taken only when its commit has finished.
+    pub(crate) async fn committed(&mut self) -> Committed {
+        let outcome = poll_fn(|cx| match self.in_flight.front_mut() {
+            Some(oldest) => oldest.commit.as_mut().poll(cx),
+            None => std::task::Poll::Pending,
+        })
+        .await;
+        let done = self
+            .in_flight
+            .pop_front()
+            .expect("the oldest push is there");
+        self.in_flight_bytes -= done.bytes;
+        Committed {
+            doc: done.doc,
+            ids: done.ids,
+            outcome,
+        }
+    }
+
+    /// Answers a committed push: `Ack` (it is durable), or a `DocError` if
+    /// the store failed.
+    pub(crate) async fn acknowledge(&mut self, done: Committed) -> Result<(), End> {
+        let Committed { doc, ids, outcome } = done;
+        match outcome {
+            Ok(appended) => {
+                let seq = appended.highest_seq();
+                Ok(self.outbox.send(&RelayFrame::Ack { doc, ids, seq }).await?)
+            }
+            Err(error) => {
+                tracing::error!(%doc, %error, "push failed");
+                let message = "could not store the deltas; push them again";
+                self.doc_error(doc, ErrorCode::Internal, message).await
+            }
+        }
+    }
+
+    /// Waits for every push in flight and answers each, in order.
+    pub(crate) async fn finish_pushes(&mut self) -> Result<(), End> {
+        while self.pushes_in_flight() {
+            let done = self.committed().await;
+            self.acknowledge(done).await?;
+        }
+        Ok(())
+    }
+
+    /// Handles one received message to completion — except that a push
+    /// is only submitted (see the module docs).
     pub(crate) async fn handle(&mut self, incoming: Incoming) -> Result<(), End> {
         let metrics = &self.shared.metrics;
         let len = incoming.len();
@@ -173,6 +269,10 @@ impl Session {
                     "the first frame must be Hello",
                 )),
             };
+        }
+        if !matches!(frame, ClientFrame::Push { .. }) {
+            // Answers go out in the order of the frames.
+            self.finish_pushes().await?;
         }
         match frame {
             ClientFrame::Hello { .. } => Err(fatal(
@@ -317,12 +417,12 @@ impl Session {
         Ok(())
     }
 
-    async fn deny(&self, doc: DocId, (reason, message): Denied) -> Result<(), End> {
+    async fn deny(&mut self, doc: DocId, (reason, message): Denied) -> Result<(), End> {
         self.shared.metrics.auth_failure(reason);
         self.doc_error(doc, ErrorCode::Unauthorized, &message).await
     }
 
-    async fn doc_error(&self, doc: DocId, code: ErrorCode, message: &str) -> Result<(), End> {
+    async fn doc_error(&mut self, doc: DocId, code: ErrorCode, message: &str) -> Result<(), End> {
         let frame = RelayFrame::DocError {
             doc,
             code,
@@ -431,9 +531,11 @@ impl Session {
         }
     }
 
-    /// Commits the deltas (the store publishes them), then acks.
+    /// Submits the deltas for commit (the store publishes them once
+    /// durable); the `Ack` follows from [`Session::acknowledge`].
     async fn push(&mut self, doc: DocId, deltas: Vec<PushDelta>) -> Result<(), End> {
         if let Err(denied) = self.access(doc, Rights::Write) {
+            self.finish_pushes().await?;
             return self.deny(doc, denied).await;
         }
         self.shared.metrics.deltas_in.add(deltas.len() as u64);
@@ -444,22 +546,29 @@ impl Session {
                 big.id,
                 big.bytes.len()
             );
+            self.finish_pushes().await?;
             return self
                 .doc_error(doc, ErrorCode::LimitExceeded, &message)
                 .await;
         }
-        let ids = deltas.iter().map(|d| d.id).collect();
-        match self.shared.commit(doc, self.outbox.id(), deltas).await {
-            Ok(appended) => {
-                let seq = appended.highest_seq();
-                Ok(self.outbox.send(&RelayFrame::Ack { doc, ids, seq }).await?)
-            }
-            Err(error) => {
-                tracing::error!(%doc, %error, "push failed");
-                let message = "could not store the deltas; push them again";
-                self.doc_error(doc, ErrorCode::Internal, message).await
-            }
+        let bytes = deltas.iter().map(|d| d.bytes.len()).sum::<usize>();
+        while self.in_flight.len() >= MAX_PUSHES_IN_FLIGHT
+            || (self.pushes_in_flight() && self.in_flight_bytes + bytes > MAX_PUSH_BYTES_IN_FLIGHT)
+        {
+            let done = self.committed().await;
+            self.acknowledge(done).await?;
         }
+        let ids = deltas.iter().map(|d| d.id).collect();
+        // Queued in the store now: pushes commit in the order they came.
+        let commit = Box::pin(self.shared.commit(doc, self.outbox.id(), deltas));
+        self.in_flight_bytes += bytes;
+        self.in_flight.push_back(InFlight {
+            doc,
+            ids,
+            bytes,
+            commit,
+        });
+        Ok(())
     }
 
     /// Stores a client-made compaction, then acks it like a push.

@@ -248,3 +248,72 @@ async fn sigterm_during_a_stream_of_pushes_acks_what_it_stored_and_loses_nothing
         "everything stored was acked before the close"
     );
 }
+
+#[tokio::test]
+async fn pipelined_pushes_on_one_connection_are_acked_in_order_and_durable() {
+    const PUSHES: u32 = 400;
+    const PING_AFTER: u32 = 250;
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path()).await;
+    let (_, epoch) = Client::greeted(&relay.url()).await;
+    let (mut pusher, _) = Client::greeted(&relay.url()).await;
+    let doc_of = |n: u32| doc(10 + (n % 2) as u8);
+    // One connection, two documents interleaved, nothing awaited; a ping in
+    // the middle of the stream.
+    for n in 0..PUSHES {
+        pusher
+            .send(&ClientFrame::Push {
+                doc: doc_of(n),
+                deltas: vec![delta(n)],
+            })
+            .await;
+        if n + 1 == PING_AFTER {
+            pusher.send(&ClientFrame::Ping { nonce: 77 }).await;
+        }
+    }
+    let mut acked = HashMap::new();
+    for n in 0..PUSHES {
+        if n == PING_AFTER {
+            match pusher.recv().await {
+                RelayFrame::Pong { nonce } => assert_eq!(nonce, 77),
+                other => panic!("the Pong comes after every earlier Ack, got {other:?}"),
+            }
+        }
+        match pusher.recv().await {
+            RelayFrame::Ack {
+                doc: acked_doc,
+                ids,
+                seq,
+            } => {
+                assert_eq!(acked_doc, doc_of(n), "acks come in push order");
+                assert_eq!(ids, vec![delta(n).id], "acks come in push order");
+                assert_eq!(seq, u64::from(n / 2 + 1), "pushes commit in push order");
+                acked.insert(ids[0], seq);
+            }
+            other => panic!("expected Ack, got {other:?}"),
+        }
+    }
+    // The pushes were in flight together: they shared transactions (one
+    // push at a time would take one transaction each).
+    let transactions = get_metric(relay.addr, "syncline_store_transactions_total").await;
+    assert!(
+        transactions < f64::from(PUSHES),
+        "{transactions} transactions for {PUSHES} pipelined pushes"
+    );
+
+    // Every ack was durable.
+    relay.kill9().await;
+    let relay = RelayProcess::start(data.path()).await;
+    let (mut checker, epoch_after) = Client::greeted(&relay.url()).await;
+    assert_eq!(epoch_after, epoch);
+    for d in [doc(10), doc(11)] {
+        let (log, _) = checker.subscribe(d, 0).await;
+        assert_eq!(log.len(), PUSHES as usize / 2);
+        let of_doc: HashMap<DeltaId, u64> = log
+            .iter()
+            .filter_map(|s| acked.get(&s.id).map(|seq| (s.id, *seq)))
+            .collect();
+        assert_eq!(of_doc.len(), log.len(), "every stored delta was acked");
+        assert_all_acked_stored(&log, &of_doc);
+    }
+}
