@@ -159,7 +159,10 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, conn: ConnId) {
             biased;
             () = kick.kicked() => break End::Kicked,
             () = grace_after(&mut shutdown, grace) => break End::Shutdown,
-            handled = session.handle(incoming) => handled,
+            // Boxed: handling a frame (a subscribe's catch-up above all)
+            // takes a large future, which would otherwise be part of every
+            // connection's task even while it sits idle.
+            handled = Box::pin(session.handle(incoming)) => handled,
         };
         if let Err(end) = handled {
             break end;
