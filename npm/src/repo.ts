@@ -88,10 +88,21 @@ export class RepoImpl implements Repo, DocHost {
     void this.status;
     this.#tabs = new TabLink(name, {
       message: (bytes) => this.#fromTab(bytes),
+      deleted: (url) => this.#forget(url),
       leader: () => this.#core?.setCompactionEnabled(true),
     });
     core.setTabSync(this.#tabs.linked);
     if (this.#tabs.coordinated) core.setCompactionEnabled(false);
+  }
+
+  /** Another tab deleted `url`: forget it here too. */
+  #forget(url: string): void {
+    this.#handles.delete(url);
+    try {
+      this.#core?.deleteDoc(url);
+    } catch {
+      // Not open in this tab: nothing of it in this engine to forget.
+    }
   }
 
   /** Another tab's change: applied (and logged) like one from the relay. */
@@ -297,6 +308,7 @@ export class RepoImpl implements Repo, DocHost {
       throw this.#failure(error);
     }
     this.#handles.delete(url);
+    this.#tabs.postDeleted(url);
   }
 
   applyChange(url: string, ops: Op[], message: string | undefined): Patch[] {

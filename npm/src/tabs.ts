@@ -6,7 +6,9 @@
  *   and each other tab applies it (and pushes it too, should the author's
  *   tab close before it could: the relay keeps one copy);
  * - only one tab compacts the shared log at a time: the one holding the
- *   repo's Web Lock. When it closes, the lock passes to another tab.
+ *   repo's Web Lock. When it closes, the lock passes to another tab;
+ * - a document deleted in one tab is deleted in the others, so none of them
+ *   writes records for it into the shared log afterwards.
  *
  * Where BroadcastChannel or Web Locks don't exist (old browsers, Node), the
  * repo works as a single tab.
@@ -14,6 +16,8 @@
 export interface TabEvents {
   /** Another tab's bytes arrived. */
   message(bytes: Uint8Array): void;
+  /** Another tab deleted this document from the shared log. */
+  deleted(url: string): void;
   /** This tab holds the compaction lock now. */
   leader(): void;
 }
@@ -31,7 +35,11 @@ export class TabLink {
       // Node has BroadcastChannel too; there an open channel must not keep the process alive.
       (this.#channel as { unref?: () => void }).unref?.();
       this.#channel.onmessage = (event: MessageEvent<unknown>) => {
-        if (event.data instanceof Uint8Array) events.message(event.data);
+        const data = event.data;
+        if (data instanceof Uint8Array) events.message(data);
+        else if (typeof (data as { deleted?: unknown } | null)?.deleted === "string") {
+          events.deleted((data as { deleted: string }).deleted);
+        }
       };
     }
     const locks = globalThis.navigator?.locks;
@@ -58,6 +66,11 @@ export class TabLink {
 
   post(bytes: Uint8Array): void {
     if (!this.#closed) this.#channel?.postMessage(bytes);
+  }
+
+  /** Tells the other tabs to forget `url` too (else they would keep writing its records). */
+  postDeleted(url: string): void {
+    if (!this.#closed) this.#channel?.postMessage({ deleted: url });
   }
 
   close(): void {

@@ -403,3 +403,22 @@ test("history and view come from the engine, frozen; delete forgets the doc dura
   assert.deepEqual(fake.state.calls.filter((c) => c[0] === "deleteDoc"), [["deleteDoc", doc.url]]);
   assert.notEqual(await Promise.race([repo.open(doc.url), tick().then(() => "pending")]), doc, "a new handle after delete");
 });
+
+test("tabs: changes and deletes cross a real BroadcastChannel between two repos of one name", async () => {
+  const a = fakeCoreClass();
+  const b = fakeCoreClass();
+  const repoA = await openRepo(a.Core, { key: KEY, name: "shared-tabs" });
+  const repoB = await openRepo(b.Core, { key: KEY, name: "shared-tabs" });
+  assert.deepEqual(a.state.calls.filter((c) => c[0] === "setTabSync"), [["setTabSync", true]]);
+  a.emit({ type: "broadcast", bytes: new Uint8Array([1, 2, 3]) });
+  const arrived = async (fake, kind) => {
+    for (let i = 0; i < 100 && !fake.state.calls.some((c) => c[0] === kind); i++) await new Promise((r) => setTimeout(r, 5));
+    return fake.state.calls.filter((c) => c[0] === kind);
+  };
+  assert.deepEqual(await arrived(b, "fromTab"), [["fromTab", [1, 2, 3]]]);
+  const doc = await repoA.create({});
+  await repoA.delete(doc.url);
+  assert.deepEqual(await arrived(b, "deleteDoc"), [["deleteDoc", doc.url]]);
+  repoA.close();
+  repoB.close();
+});
