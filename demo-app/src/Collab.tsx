@@ -25,9 +25,10 @@ export function Avatars({ url }: { url: string }) {
   const [peers, setPresence] = usePresence<Me & Record<string, string>>(url);
   const [self] = useState(me);
   const [value] = useDoc<Todos>(url);
+  const open = value !== undefined;
   useEffect(() => {
-    if (value) setPresence({ ...self });
-  }, [value !== undefined, setPresence, self]); // eslint-disable-line react-hooks/exhaustive-deps
+    if (open) setPresence({ ...self });
+  }, [open, setPresence, self]);
   return (
     <div className="avatars" data-testid="avatars">
       <span className="avatar" style={{ background: self.color }} title={`${self.name} (you)`}>
