@@ -164,6 +164,8 @@ async function viteDev(dir) {
   const child = spawn(process.execPath, [bin, "--host", "127.0.0.1", "--port", String(port), "--strictPort", "--force"], {
     cwd: dir,
     stdio: ["ignore", "pipe", "pipe"],
+    // Vite colours its output when CI is set (as on CI), splitting the URL with escape codes.
+    env: { ...process.env, NO_COLOR: "1" },
   });
   let log = "";
   child.stdout.on("data", (chunk) => (log += chunk));
@@ -174,7 +176,8 @@ async function viteDev(dir) {
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => (stop(), reject(new Error(`vite did not start in 60 s:\n${log}`))), 60_000);
     child.once("exit", (code) => (clearTimeout(timer), reject(new Error(`vite exited (${code}):\n${log}`))));
-    child.stdout.on("data", () => log.includes(`127.0.0.1:${port}`) && (clearTimeout(timer), resolve()));
+    const plain = () => log.replace(/\x1b\[[0-9;]*m/g, "");
+    child.stdout.on("data", () => plain().includes(`127.0.0.1:${port}`) && (clearTimeout(timer), resolve()));
   });
   return { url: `http://127.0.0.1:${port}`, stop, log: () => log };
 }
