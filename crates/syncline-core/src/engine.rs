@@ -104,6 +104,8 @@ pub(crate) struct DocState {
     pub(crate) caught_up: bool,
     /// When the current subscription was (re)sent, while not caught up.
     pub(crate) subscribed_at: Option<u64>,
+    /// When the relay last sent anything for this document.
+    pub(crate) heard_at: u64,
     /// The document's log entries, for compaction.
     pub(crate) log: LogIndex,
     /// Ephemeral state: ours and the peers'. Never stored.
@@ -332,6 +334,7 @@ impl Engine {
             cursor: 0,
             caught_up: false,
             subscribed_at: None,
+            heard_at: 0,
             log: LogIndex::default(),
             presence: Presence::default(),
             relay_snapshot: None,

@@ -54,5 +54,5 @@ pub use ops::Op;
 pub use presence::{PRESENCE_REFRESH_MS, PRESENCE_TTL_MS};
 pub use seal::DocKey;
 pub use store::{Batch, MemoryStore, Store};
-pub use sync::{HANDSHAKE_TIMEOUT_MS, RESEND_AFTER_MS};
+pub use sync::{HANDSHAKE_TIMEOUT_MS, RESEND_AFTER_MS, RESYNC_IDLE_MS};
 pub use syncline_protocol::{DeltaId, DocId};

@@ -37,6 +37,11 @@ pub const RESEND_AFTER_MS: u64 = 10_000;
 /// A `Welcome` not received after this long gives up on the connection; so
 /// does a catch-up that makes no progress for this long.
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+/// A caught-up document the relay has sent nothing for in this long is
+/// subscribed again from its cursor (anti-entropy): live deltas lost on the
+/// way, with nothing after them to reveal the gap, are fetched then. The
+/// relay answers an up-to-date cursor with one empty frame.
+pub const RESYNC_IDLE_MS: u64 = 60_000;
 /// Push frames are split so none grows past this many payload bytes.
 const PUSH_FRAME_BYTES: usize = 1 << 20;
 
@@ -72,7 +77,8 @@ impl Engine {
     }
 
     /// Time passed: re-push what was not acked, re-subscribe what did not
-    /// catch up, give up on a handshake that never finished.
+    /// catch up or has been idle for [`RESYNC_IDLE_MS`], give up on a
+    /// handshake that never finished.
     pub fn tick(&mut self, now_ms: u64) {
         let overdue = |since: u64, limit: u64| now_ms.saturating_sub(since) >= limit;
         match self.session {
@@ -92,6 +98,12 @@ impl Engine {
                     })
                     .map(|(doc, _)| *doc)
                     .collect();
+                let idle = self
+                    .docs
+                    .iter()
+                    .filter(|(_, s)| s.caught_up && overdue(s.heard_at, RESYNC_IDLE_MS))
+                    .map(|(doc, _)| *doc);
+                let stale: Vec<DocId> = stale.into_iter().chain(idle).collect();
                 for doc in stale {
                     self.subscribe_if_ready(doc, now_ms);
                 }
@@ -226,6 +238,7 @@ impl Engine {
         let Some(state) = self.docs.get_mut(&doc) else {
             return; // not ours (any more): nothing to apply, nothing to lose
         };
+        state.heard_at = now_ms;
         let mut batch = Batch::default();
         let mut problems = Vec::new();
         let mut applied = false;

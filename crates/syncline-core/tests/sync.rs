@@ -347,3 +347,29 @@ fn nothing_is_pushed_before_it_is_durable_here() {
     world.write(0);
     assert_eq!(world.to_relay[0].len(), 1, "pushed once durable");
 }
+
+#[test]
+fn a_live_delta_lost_with_nothing_after_it_is_fetched_once_the_doc_has_been_idle() {
+    // Found by the 100k-seed simulation (seed 58041): the last live deltas
+    // to a caught-up replica are lost and no later frame reveals the gap.
+    let (mut world, url) = shared_doc(2);
+    world.replicas[0]
+        .engine
+        .change(url.doc, &push("lost"), None, world.now)
+        .unwrap();
+    world.collect(0);
+    world.write(0);
+    world.deliver_to_relay(0);
+    let dropped = world.to_replica[1].pop_front();
+    assert!(dropped.is_some(), "the live delta to replica 1 was in flight");
+    world.settle();
+    assert!(items(&world, 1, &url).is_empty(), "lost, and nothing says so yet");
+    world.now += syncline_core::RESYNC_IDLE_MS - 1_000;
+    world.tick(1);
+    world.settle();
+    assert!(items(&world, 1, &url).is_empty(), "not idle long enough yet");
+    world.now += 2_000;
+    world.tick(1);
+    world.settle();
+    assert_eq!(items(&world, 1, &url), ["lost"]);
+}

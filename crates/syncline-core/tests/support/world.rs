@@ -478,8 +478,11 @@ impl World {
     }
 
     /// Heals everything (all connected, timers fired) and settles.
+    /// Quiescence includes the engine's anti-entropy: at least
+    /// [`syncline_core::RESYNC_IDLE_MS`] pass with every link reliable.
     pub fn heal(&mut self) {
-        for round in 0..20 {
+        let resync_rounds = syncline_core::RESYNC_IDLE_MS / syncline_core::RESEND_AFTER_MS + 1;
+        for round in 0..20 + resync_rounds {
             for i in 0..self.replicas.len() {
                 self.connect(i);
             }
@@ -488,7 +491,7 @@ impl World {
                 .replicas
                 .iter()
                 .all(|r| r.engine.status().pending == 0 && r.online);
-            if quiet && round > 0 {
+            if quiet && round > resync_rounds {
                 return;
             }
             self.now += syncline_core::RESEND_AFTER_MS;
