@@ -361,13 +361,22 @@ fn a_live_delta_lost_with_nothing_after_it_is_fetched_once_the_doc_has_been_idle
     world.write(0);
     world.deliver_to_relay(0);
     let dropped = world.to_replica[1].pop_front();
-    assert!(dropped.is_some(), "the live delta to replica 1 was in flight");
+    assert!(
+        dropped.is_some(),
+        "the live delta to replica 1 was in flight"
+    );
     world.settle();
-    assert!(items(&world, 1, &url).is_empty(), "lost, and nothing says so yet");
+    assert!(
+        items(&world, 1, &url).is_empty(),
+        "lost, and nothing says so yet"
+    );
     world.now += syncline_core::RESYNC_IDLE_MS - 1_000;
     world.tick(1);
     world.settle();
-    assert!(items(&world, 1, &url).is_empty(), "not idle long enough yet");
+    assert!(
+        items(&world, 1, &url).is_empty(),
+        "not idle long enough yet"
+    );
     world.now += 2_000;
     world.tick(1);
     world.settle();

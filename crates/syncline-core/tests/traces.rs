@@ -125,7 +125,11 @@ fn load(name: &str) -> Trace {
     assert!(
         !astral(&trace.start_content)
             && !astral(&trace.end_content)
-            && !trace.txns.iter().flat_map(|t| &t.patches).any(|p| astral(&p.2)),
+            && !trace
+                .txns
+                .iter()
+                .flat_map(|t| &t.patches)
+                .any(|p| astral(&p.2)),
         "{name}: has characters outside the BMP; its code-point positions would \
          need converting to the engine's UTF-16 indices"
     );
@@ -310,14 +314,21 @@ fn make_and_push(world: &mut World, url: &DocUrl, i: usize, ops: &[Op], label: &
     );
     let plain = url.key.open(&url.doc, &log[log.len() - 1].bytes).unwrap();
     let changes = delta::decode(&plain).unwrap();
-    assert_eq!(changes.len(), 1, "{label}: the pushed delta must hold the one change");
+    assert_eq!(
+        changes.len(),
+        1,
+        "{label}: the pushed delta must hold the one change"
+    );
     let hash = changes[0].hash();
     // The ack overtakes any deltas still in flight to this replica.
     let ack = world.to_replica[i]
         .pop_back()
         .unwrap_or_else(|| panic!("{label}: the relay did not answer the push"));
     let ack = decode_relay(&ack).unwrap();
-    assert!(matches!(ack, RelayFrame::Ack { .. }), "{label}: expected an ack, got {ack:?}");
+    assert!(
+        matches!(ack, RelayFrame::Ack { .. }),
+        "{label}: expected an ack, got {ack:?}"
+    );
     let mut unused = 0;
     hand(world, i, &ack, &mut unused);
     hash
@@ -334,21 +345,45 @@ fn sync_everyone(world: &mut World, url: &DocUrl, end: &str, name: &str) {
     }
     settle(world);
     let on_relay = world.relay_change_hashes(url);
-    let heads = |i: usize| world.replicas[i].engine.automerge(&url.doc).unwrap().clone().get_heads();
+    let heads = |i: usize| {
+        world.replicas[i]
+            .engine
+            .automerge(&url.doc)
+            .unwrap()
+            .clone()
+            .get_heads()
+    };
     let first_heads = heads(0);
     for (i, r) in world.replicas.iter().enumerate() {
-        assert!(r.errors.is_empty(), "{name}: replica {i} reported {:?}", r.errors);
-        assert_eq!(r.engine.status().pending, 0, "{name}: replica {i} still has an outbox");
+        assert!(
+            r.errors.is_empty(),
+            "{name}: replica {i} reported {:?}",
+            r.errors
+        );
+        assert_eq!(
+            r.engine.status().pending,
+            0,
+            "{name}: replica {i} still has an outbox"
+        );
         let text = r.engine.value_json(&url.doc).unwrap()[TEXT].clone();
-        assert!(text == end, "{name}: replica {i} does not end with endContent");
+        assert!(
+            text == end,
+            "{name}: replica {i} does not end with endContent"
+        );
         assert_eq!(heads(i), first_heads, "{name}: replica {i} has other heads");
-        assert!(r.change_hashes(&url.doc) == on_relay, "{name}: replica {i} differs from the relay");
+        assert!(
+            r.change_hashes(&url.doc) == on_relay,
+            "{name}: replica {i} differs from the relay"
+        );
     }
     // Everything survived in each replica's own storage.
     for i in 0..world.replicas.len() {
         world.crash(i);
         let text = world.replicas[i].engine.value_json(&url.doc).unwrap()[TEXT].clone();
-        assert!(text == end, "{name}: replica {i} restarted from its log without endContent");
+        assert!(
+            text == end,
+            "{name}: replica {i} restarted from its log without endContent"
+        );
     }
 }
 
@@ -408,8 +443,18 @@ fn replay_concurrent(name: &str) {
         });
     }
     let (url, base) = genesis(&mut world, &trace.start_content, 1..agents);
-    let genesis_heads = world.replicas[0].engine.automerge(&url.doc).unwrap().clone().get_heads();
-    let genesis_changes = world.replicas[0].engine.automerge(&url.doc).unwrap().stats().num_changes;
+    let genesis_heads = world.replicas[0]
+        .engine
+        .automerge(&url.doc)
+        .unwrap()
+        .clone()
+        .get_heads();
+    let genesis_changes = world.replicas[0]
+        .engine
+        .automerge(&url.doc)
+        .unwrap()
+        .stats()
+        .num_changes;
     // Replica 0 made the genesis and never received it back; the others
     // caught up to it.
     let mut cursors: Vec<u64> = (0..agents).map(|i| if i == 0 { 0 } else { base }).collect();
@@ -449,7 +494,10 @@ fn replay_concurrent(name: &str) {
             ps => ps.iter().map(|&p| hashes[run_of[p]]).collect(),
         };
         let missing = doc.get_missing_deps(&parents);
-        assert!(missing.is_empty(), "{label}: its replica lacks parents {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "{label}: its replica lacks parents {missing:?}"
+        );
         // Its ancestors are whole runs: count them.
         let ancestors: usize = (0..agents)
             .map(|b| {
@@ -478,7 +526,11 @@ fn replay_concurrent(name: &str) {
         r.set_compaction(CompactionPolicy::default());
     }
     sync_everyone(&mut world, &url, &trace.end_content, name);
-    assert_eq!(relay_len(&world, &url), base + runs.len() as u64, "{name}: relay log");
+    assert_eq!(
+        relay_len(&world, &url),
+        base + runs.len() as u64,
+        "{name}: relay log"
+    );
     eprintln!(
         "{name}: {} transactions in {} changes by {agents} authors on {agents} engines, {:?} \
          ({} catch-ups from the live fan-out, {} by reconnecting)",
@@ -524,7 +576,14 @@ fn parents_seen(seen: &[Vec<u32>], txn: &Txn, agents: usize) -> Vec<u32> {
 }
 
 /// Brings replica `i` to relay sequence `need`, and not one delta further.
-fn catch_up(world: &mut World, i: usize, need: u64, cursor: &mut u64, stats: &mut Stats, label: &str) {
+fn catch_up(
+    world: &mut World,
+    i: usize,
+    need: u64,
+    cursor: &mut u64,
+    stats: &mut Stats,
+    label: &str,
+) {
     if *cursor >= need {
         return;
     }
@@ -550,7 +609,10 @@ fn catch_up(world: &mut World, i: usize, need: u64, cursor: &mut u64, stats: &mu
         while *cursor < need && deliver_one(world, i, need, cursor) {}
     }
     world.write(i);
-    assert_eq!(*cursor, need, "{label}: its replica did not reach relay sequence {need}");
+    assert_eq!(
+        *cursor, need,
+        "{label}: its replica did not reach relay sequence {need}"
+    );
 }
 
 #[test]
@@ -594,7 +656,11 @@ fn automerge_paper_reaches_a_live_and_a_late_replica() {
         }
     }
     let changes = trace.txns.len().div_ceil(KEYSTROKES_PER_CHANGE) as u64;
-    assert_eq!(follower_cursor, base + changes, "{name}: the live follower missed deltas");
+    assert_eq!(
+        follower_cursor,
+        base + changes,
+        "{name}: the live follower missed deltas"
+    );
     world.replicas[2].engine.open_doc(&url, world.now).unwrap();
     world.collect(2);
     sync_everyone(&mut world, &url, &trace.end_content, name);

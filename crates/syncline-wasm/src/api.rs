@@ -140,7 +140,12 @@ impl Core {
             .iter()
             .map(|h| h.parse::<ChangeHash>())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| js_error("BadHeads", &format!("not a change hash from history(): {e}")))?;
+            .map_err(|e| {
+                js_error(
+                    "BadHeads",
+                    &format!("not a change hash from history(): {e}"),
+                )
+            })?;
         let value = self.host.borrow_mut().engine.value_at(&doc, &heads);
         to_js(&value.map_err(|e| engine_error(&e))?)
     }
@@ -149,7 +154,11 @@ impl Core {
     pub fn heads(&self, url: &str) -> Result<Vec<String>, JsValue> {
         let doc = parse(url)?.doc;
         let heads = self.host.borrow_mut().engine.heads(&doc);
-        Ok(heads.map_err(|e| engine_error(&e))?.iter().map(|h| h.to_string()).collect())
+        Ok(heads
+            .map_err(|e| engine_error(&e))?
+            .iter()
+            .map(|h| h.to_string())
+            .collect())
     }
 
     /// Shares this page's presence on the document (opaque bytes, sealed
@@ -158,7 +167,11 @@ impl Core {
     #[wasm_bindgen(js_name = setPresence)]
     pub fn set_presence(&self, url: &str, state: Vec<u8>) -> Result<(), JsValue> {
         let doc = parse(url)?.doc;
-        let result = self.host.borrow_mut().engine.set_presence(doc, state, now_ms());
+        let result = self
+            .host
+            .borrow_mut()
+            .engine
+            .set_presence(doc, state, now_ms());
         host::drain(&self.host);
         result.map_err(|e| engine_error(&e))
     }
@@ -181,7 +194,11 @@ impl Core {
     /// and change nothing.
     #[wasm_bindgen(js_name = receivedFromTab)]
     pub fn received_from_tab(&self, bytes: &[u8]) -> Result<(), JsValue> {
-        let result = self.host.borrow_mut().engine.received_from_tab(bytes, now_ms());
+        let result = self
+            .host
+            .borrow_mut()
+            .engine
+            .received_from_tab(bytes, now_ms());
         host::drain(&self.host);
         result.map_err(|e| engine_error(&e))
     }
@@ -189,7 +206,10 @@ impl Core {
     /// Only one tab compacts the shared log: the one holding the Web Lock.
     #[wasm_bindgen(js_name = setCompactionEnabled)]
     pub fn set_compaction_enabled(&self, enabled: bool) {
-        self.host.borrow_mut().engine.set_compaction_enabled(enabled);
+        self.host
+            .borrow_mut()
+            .engine
+            .set_compaction_enabled(enabled);
         host::drain(&self.host);
     }
 

@@ -79,7 +79,10 @@ enum Event {
     Changed(DocId),
     CaughtUp(DocId),
     Status,
-    Error { code: &'static str, message: String },
+    Error {
+        code: &'static str,
+        message: String,
+    },
     /// Bytes for the other tabs (the npm layer posts them on a BroadcastChannel).
     Broadcast(Vec<u8>),
     /// A peer's presence on a doc: its state, or `None` once it is gone.
@@ -238,7 +241,9 @@ fn pump(host: &HostRef) {
     let mut h = host.borrow_mut();
     let h = &mut *h;
     let Some(socket) = &h.socket else { return };
-    let waiting = h.sends.pump(|| socket.buffered_amount(), |frame| socket.send(frame));
+    let waiting = h
+        .sends
+        .pump(|| socket.buffered_amount(), |frame| socket.send(frame));
     if waiting && h.pump_timer.is_none() {
         let weak = Rc::downgrade(host);
         h.pump_timer = Some(Timeout::new(20, move || {
@@ -309,7 +314,11 @@ fn emit(host: &HostRef, mut events: Vec<Event>) {
 
 /// The doc's patches since the page last got its value or patches.
 pub fn patches_js(host: &HostRef, doc: &DocId) -> Result<JsValue, JsValue> {
-    let patches = host.borrow_mut().engine.patches(doc).map_err(|e| engine_error(&e))?;
+    let patches = host
+        .borrow_mut()
+        .engine
+        .patches(doc)
+        .map_err(|e| engine_error(&e))?;
     to_js(&to_js_patches(patches))
 }
 
@@ -344,7 +353,9 @@ fn event_to_js(h: &mut Host, event: Event) -> Result<JsValue, JsValue> {
             ("peer", hex(&peer).into()),
             (
                 "state",
-                state.map_or(JsValue::NULL, |s| js_sys::Uint8Array::from(s.as_slice()).into()),
+                state.map_or(JsValue::NULL, |s| {
+                    js_sys::Uint8Array::from(s.as_slice()).into()
+                }),
             ),
         ],
     };

@@ -43,11 +43,31 @@ impl From<&Prop> for Step {
 #[derive(Serialize)]
 #[serde(tag = "action", rename_all = "lowercase")]
 pub enum JsPatch {
-    Put { path: Vec<Step>, key: Step, value: Json },
-    Insert { path: Vec<Step>, index: usize, values: Vec<Json> },
-    Del { path: Vec<Step>, key: Step, length: usize },
-    Splice { path: Vec<Step>, index: usize, value: String },
-    Inc { path: Vec<Step>, key: Step, value: i64 },
+    Put {
+        path: Vec<Step>,
+        key: Step,
+        value: Json,
+    },
+    Insert {
+        path: Vec<Step>,
+        index: usize,
+        values: Vec<Json>,
+    },
+    Del {
+        path: Vec<Step>,
+        key: Step,
+        length: usize,
+    },
+    Splice {
+        path: Vec<Step>,
+        index: usize,
+        value: String,
+    },
+    Inc {
+        path: Vec<Step>,
+        key: Step,
+        value: i64,
+    },
 }
 
 /// The patches that change the JSON value, in order.
@@ -56,7 +76,11 @@ pub fn to_js_patches(patches: Vec<Patch>) -> Vec<JsPatch> {
 }
 
 fn convert(patch: Patch) -> Option<JsPatch> {
-    let path: Vec<Step> = patch.path.iter().map(|(_, prop)| Step::from(prop)).collect();
+    let path: Vec<Step> = patch
+        .path
+        .iter()
+        .map(|(_, prop)| Step::from(prop))
+        .collect();
     Some(match patch.action {
         PatchAction::PutMap { key, value, .. } => JsPatch::Put {
             path,

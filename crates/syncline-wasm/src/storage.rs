@@ -158,7 +158,10 @@ impl Storage {
             Store::Docs | Store::Snapshots => key == doc,
             Store::Meta => false,
         };
-        let records = records.into_iter().filter(|(store, key, _)| ours(*store, key)).collect();
+        let records = records
+            .into_iter()
+            .filter(|(store, key, _)| ours(*store, key))
+            .collect();
         let problems = problems
             .into_iter()
             .filter(|p| matches!(p, EngineError::Corrupt { store, key, .. } if Store::from_name(store).is_some_and(|s| ours(s, key))))

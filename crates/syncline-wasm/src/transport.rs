@@ -157,7 +157,10 @@ impl TransportOptions {
         if let Some(v) = ms("backoffCapMs", 0.0) {
             out.backoff.cap_ms = v;
         }
-        if let Some(v) = get("sendBufferBytes").as_f64().filter(|v| v.is_finite() && *v >= 1.0) {
+        if let Some(v) = get("sendBufferBytes")
+            .as_f64()
+            .filter(|v| v.is_finite() && *v >= 1.0)
+        {
             out.send_buffer_bytes = v.min(1e9) as usize;
         }
         let token = get("token");

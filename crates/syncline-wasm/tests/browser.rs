@@ -59,7 +59,10 @@ async fn a_document_round_trips_through_indexeddb() {
     drop(core);
 
     let reopened = open(&name).await;
-    assert!(reopened.open_doc(&url).await.unwrap(), "the doc is known locally");
+    assert!(
+        reopened.open_doc(&url).await.unwrap(),
+        "the doc is known locally"
+    );
     assert_eq!(
         json(&reopened.value(&url).unwrap()),
         r#"{"items":["milk",{"n":2}],"title":"groceries"}"#
@@ -81,7 +84,10 @@ async fn bad_input_is_a_typed_js_error_and_changes_nothing() {
             .as_string()
             .unwrap()
     };
-    assert_eq!(code(core.open_doc("not a url").await.unwrap_err()), "BadUrl");
+    assert_eq!(
+        code(core.open_doc("not a url").await.unwrap_err()),
+        "BadUrl"
+    );
     assert_eq!(
         code(
             core.change(&url, ops(r#"[{"op":"nope"}]"#), None)
