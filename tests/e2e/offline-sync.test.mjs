@@ -6,12 +6,10 @@ import assert from "node:assert/strict";
 import {
   TIMEOUT,
   freshDir,
-  launchBrowser,
   newPage,
   removeDir,
-  requireBuilt,
   startRelay,
-  startStaticServer,
+  useSiteAndBrowser,
 } from "./harness.mjs";
 import {
   createDocIn,
@@ -25,29 +23,23 @@ import {
 } from "./pages.mjs";
 
 let relay;
-let site;
-let browser;
+const env = useSiteAndBrowser();
 let dataDir;
 
 before(async () => {
-  requireBuilt();
   dataDir = freshDir("syncline-relay-");
   relay = await startRelay({ dataDir });
-  site = await startStaticServer();
-  browser = await launchBrowser();
 });
 
 after(async () => {
-  await browser?.close().catch(() => {});
   await relay?.kill();
-  await site?.close();
   removeDir(dataDir);
 });
 
 test("offline edits survive a relay crash and a reload, then converge", { timeout: 240_000 }, async () => {
   // A creates the doc and pushes "a".
-  const a = await newPage(browser, "A");
-  await a.page.goto(`${site.url}/`);
+  const a = await newPage(env.browser, "A");
+  await a.page.goto(`${env.site.url}/`);
   await createRepoIn(a.page, relay.wsUrl);
   const url = await createDocIn(a.page, { items: [] });
   assert.match(url, /^syncline:[1-9A-HJ-NP-Za-km-z]+#[1-9A-HJ-NP-Za-km-z]+$/, "a doc URL is syncline:<base58 id>#<base58 key>");
@@ -55,8 +47,8 @@ test("offline edits survive a relay crash and a reload, then converge", { timeou
   await waitForConnection(a.page, "synced", TIMEOUT.sync);
 
   // B (its own IndexedDB) opens the URL and gets it through the relay.
-  const b = await newPage(browser, "B");
-  await b.page.goto(`${site.url}/`);
+  const b = await newPage(env.browser, "B");
+  await b.page.goto(`${env.site.url}/`);
   await createRepoIn(b.page, relay.wsUrl);
   await openDocIn(b.page, url);
   await waitForItemSet(b.page, ["a"]);
@@ -94,8 +86,8 @@ test("offline edits survive a relay crash and a reload, then converge", { timeou
   const expected = await items(a.page);
   await a.context.close();
   await b.context.close();
-  const c = await newPage(browser, "C");
-  await c.page.goto(`${site.url}/`);
+  const c = await newPage(env.browser, "C");
+  await c.page.goto(`${env.site.url}/`);
   await createRepoIn(c.page, relay.wsUrl);
   await openDocIn(c.page, url);
   await waitForItemSet(c.page, all);

@@ -6,27 +6,21 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { createServer as createHttpServer } from "node:http";
 import { connect as netConnect, createServer as createNetServer } from "node:net";
-import { freshDir, launchBrowser, newPage, removeDir, requireBuilt, startRelay, startStaticServer } from "./harness.mjs";
+import { freshDir, newPage, removeDir, startRelay, useSiteAndBrowser } from "./harness.mjs";
 import { waitInPage } from "./pages.mjs";
 
 let relay;
-let site;
-let browser;
+const env = useSiteAndBrowser();
 const dirs = [];
 
 before(async () => {
-  requireBuilt();
   const dataDir = freshDir("syncline-relay-");
   dirs.push(dataDir);
   relay = await startRelay({ dataDir });
-  site = await startStaticServer();
-  browser = await launchBrowser();
 });
 
 after(async () => {
-  await browser?.close().catch(() => {});
   await relay?.kill();
-  await site?.close();
   dirs.forEach(removeDir);
 });
 
@@ -134,8 +128,8 @@ function startMuteRelay() {
 
 /** A page with a repo opened with `options`; statuses seen are kept in `window.statuses`. */
 async function openRepoPage(name, options) {
-  const { context, page } = await newPage(browser, name);
-  await page.goto(`${site.url}/`);
+  const { context, page } = await newPage(env.browser, name);
+  await page.goto(`${env.site.url}/`);
   await page.evaluate(async (options) => {
     const { createRepo } = await import("/dist/index.js");
     window.tokenCalls = 0;
