@@ -14,12 +14,17 @@
 //!
 //! # The rules
 //!
-//! * **Publish from the commit, in commit order.** [`Hub::publish`] is
-//!   called by the store's commit path (the `on_commit` callback of
-//!   [`Store::append`](crate::store::Store::append)), after the commit and
-//!   in commit order per document — for SQLite, by its one writer thread.
-//!   So the hub sees each document's deltas in sequence order, and a delta
-//!   is in storage before anyone hears of it.
+//! * **Publish from the commit, in commit order.** [`Hub::publish_group`]
+//!   is called by the store's commit path (the appends' `on_commit`
+//!   callbacks of [`Store::append`](crate::store::Store::append) fill a
+//!   [`CommitGroup`](crate::store::CommitGroup), published once per group
+//!   commit), after the commit and in commit order per document — for
+//!   SQLite, by its one writer thread. So the hub sees each document's
+//!   deltas in sequence order, and a delta is in storage before anyone
+//!   hears of it. Every push of one group commit to one document reaches a
+//!   subscriber as one run of `Deltas` frames (one frame unless the frame
+//!   limits split it), minus the deltas that subscriber pushed itself:
+//!   those are never echoed.
 //! * **Subscribe first, then read.** [`Hub::subscribe`] registers the
 //!   connection as *catching up* before the first storage read. From then
 //!   on, every published delta of the document is kept in the
@@ -64,7 +69,7 @@ use syncline_protocol::{DocId, RelayFrame, SequencedDelta, encode_relay};
 
 use crate::metrics::Metrics;
 use crate::outbox::{ConnId, Outbox, TrySendError};
-use crate::store::PageLimits;
+use crate::store::{Fanout, PageLimits, Publish};
 
 /// Bounds the hub enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,20 +166,68 @@ impl Hub {
 
     /// Hands newly committed deltas of `doc` to every subscriber but `from`
     /// (the pusher is not echoed). Never waits. Call it after the commit,
-    /// in commit order per document (the store's `on_commit` does).
+    /// in commit order per document. One push's worth of
+    /// [`publish_group`](Hub::publish_group).
     pub fn publish(&self, doc: DocId, from: ConnId, items: &Arc<[SequencedDelta]>) {
-        let Some(first) = items.first() else {
-            return;
-        };
+        self.publish_group(&[Fanout {
+            doc,
+            origin: from,
+            deltas: Arc::clone(items),
+        }]);
+    }
+
+    /// Hands what one group commit stored to the subscribers: per
+    /// document, **one** run of `Deltas` frames holding every fan-out of
+    /// the group in order, except that a subscriber never gets the deltas
+    /// it pushed itself (those fan-outs are left out of its copy). Never
+    /// waits. Call it after the commit, in commit order (the store's
+    /// [`CommitGroup`](crate::store::CommitGroup) does).
+    pub fn publish_group(&self, fanouts: &[Fanout]) {
+        let mut docs = self.docs();
+        let mut done = vec![false; fanouts.len()];
+        for first in 0..fanouts.len() {
+            if done[first] {
+                continue;
+            }
+            let doc = fanouts[first].doc;
+            let parts: Vec<&Fanout> = fanouts[first..]
+                .iter()
+                .zip(&mut done[first..])
+                .filter(|(f, _)| f.doc == doc)
+                .map(|(f, done)| {
+                    *done = true;
+                    f
+                })
+                .filter(|f| !f.deltas.is_empty())
+                .collect();
+            if parts.is_empty() {
+                continue;
+            }
+            if let Some(subscribers) = docs.get_mut(&doc) {
+                self.publish_doc(doc, subscribers, &parts);
+                if subscribers.is_empty() {
+                    docs.remove(&doc);
+                }
+            }
+        }
+    }
+
+    /// Publishes `parts` (fan-outs of `doc`, in sequence order) to its
+    /// subscribers.
+    fn publish_doc(
+        &self,
+        doc: DocId,
+        subscribers: &mut HashMap<ConnId, Subscription>,
+        parts: &[&Fanout],
+    ) {
         let limits = self.inner.limits;
         let metrics = &self.inner.metrics;
-        let mut frames: Option<Vec<Bytes>> = None;
+        let first_seq = parts[0].deltas[0].seq;
+        let total: usize = parts.iter().map(|p| p.deltas.len()).sum();
+        // Encoded once, for every live subscriber that pushed none of them.
+        let mut shared_frames: Option<Vec<Bytes>> = None;
         // Kicked subscribers whose presence must be reported gone.
         let mut gone = Vec::new();
-        let mut docs = self.docs();
-        let Some(subscribers) = docs.get_mut(&doc) else {
-            return;
-        };
         let mut kick = |conn: ConnId, sub: &Subscription, why: &str| {
             tracing::warn!(conn, %doc, "subscriber too slow: {why}, disconnecting");
             sub.outbox.kick();
@@ -183,20 +236,27 @@ impl Hub {
             }
         };
         subscribers.retain(|&conn, sub| {
-            if conn == from {
-                return true;
-            }
+            let pushed_some = parts.iter().any(|p| p.origin == conn);
             match &mut sub.state {
                 State::Live { sent_through } => {
                     let own_frames;
-                    let (frames, count) = if first.seq > *sent_through {
-                        let frames = frames
-                            .get_or_insert_with(|| delta_frames(doc, items, limits.frame, true));
-                        (&*frames, items.len())
+                    let (frames, count) = if !pushed_some && first_seq > *sent_through {
+                        let frames = shared_frames.get_or_insert_with(|| {
+                            let all: Vec<SequencedDelta> = parts
+                                .iter()
+                                .flat_map(|p| p.deltas.iter())
+                                .cloned()
+                                .collect();
+                            delta_frames(doc, &all, limits.frame, true)
+                        });
+                        (&*frames, total)
                     } else {
-                        // Rare: the catch-up read already saw some of these.
-                        let fresh: Vec<_> = items
+                        // Its own deltas left out, and (rarely) those the
+                        // catch-up read already sent.
+                        let fresh: Vec<SequencedDelta> = parts
                             .iter()
+                            .filter(|p| p.origin != conn)
+                            .flat_map(|p| p.deltas.iter())
                             .filter(|d| d.seq > *sent_through)
                             .cloned()
                             .collect();
@@ -220,21 +280,20 @@ impl Hub {
                     pending,
                     pending_items,
                 } => {
-                    if *pending_items + items.len() > limits.max_pending {
+                    let others = parts.iter().filter(|p| p.origin != conn);
+                    let count: usize = others.clone().map(|p| p.deltas.len()).sum();
+                    if *pending_items + count > limits.max_pending {
                         kick(conn, sub, "catch-up fell behind");
                         return false;
                     }
-                    *pending_items += items.len();
-                    pending.push(Arc::clone(items));
+                    *pending_items += count;
+                    pending.extend(others.map(|p| Arc::clone(&p.deltas)));
                     true
                 }
             }
         });
         for (conn, replica) in gone {
             self.fan_out_presence(subscribers, conn, &gone_frame(doc, replica));
-        }
-        if subscribers.is_empty() {
-            docs.remove(&doc);
         }
     }
 
@@ -359,6 +418,12 @@ impl Hub {
     /// How many documents have subscribers.
     pub fn active_docs(&self) -> usize {
         self.docs().len()
+    }
+}
+
+impl Publish for Hub {
+    fn publish(&self, fanouts: &[Fanout]) {
+        self.publish_group(fanouts);
     }
 }
 

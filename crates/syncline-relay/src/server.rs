@@ -33,8 +33,9 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::{ListenerExt, TapIo};
 use syncline_protocol::{DocId, PushDelta};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower_http::services::ServeDir;
 use tracing::Instrument;
@@ -45,7 +46,9 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::outbox::ConnId;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Appended, Snapshot, SnapshotOutcome, Store, StoreError};
+use crate::store::{
+    Appended, CommitGroup, Fanout, Publish, Snapshot, SnapshotOutcome, Store, StoreError,
+};
 
 /// Why the relay could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +65,8 @@ pub enum RelayError {
 pub(crate) struct Shared {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) hub: Hub,
+    /// The hub, as the store's commit path sees it.
+    publisher: Arc<dyn Publish>,
     pub(crate) config: Config,
     pub(crate) metrics: Arc<Metrics>,
     shutdown: watch::Sender<bool>,
@@ -73,9 +78,11 @@ impl Shared {
     pub(crate) fn new(config: Config, store: Arc<dyn Store>) -> Shared {
         let metrics = Arc::new(Metrics::default());
         let (shutdown, _) = watch::channel(false);
+        let hub = Hub::new(config.hub_limits(), Arc::clone(&metrics));
         Shared {
             store,
-            hub: Hub::new(config.hub_limits(), Arc::clone(&metrics)),
+            publisher: Arc::new(hub.clone()),
+            hub,
             config,
             metrics,
             shutdown,
@@ -97,21 +104,29 @@ impl Shared {
     /// before the returned future is first polled, so pushes submitted one
     /// after another are committed in that order. The store publishes what
     /// it stored to the document's other subscribers once durable, in
-    /// commit order, before the future resolves — even if nobody awaits it.
+    /// commit order, together with the rest of its group commit, before
+    /// the future resolves — even if nobody awaits it.
     pub(crate) fn commit(
         &self,
         doc: DocId,
         from: ConnId,
         deltas: Vec<PushDelta>,
     ) -> impl Future<Output = Result<Appended, StoreError>> + Send + 'static {
-        let hub = self.hub.clone();
+        let publisher = Arc::clone(&self.publisher);
         let metrics = Arc::clone(&self.metrics);
-        let on_commit = Box::new(move |appended: &Appended| {
+        let on_commit = Box::new(move |appended: &Appended, group: &mut CommitGroup| {
             metrics.deltas_stored.add(appended.stored.len() as u64);
             if appended.created_doc {
                 metrics.documents.inc();
             }
-            hub.publish(doc, from, &appended.stored);
+            group.fan_out(
+                &publisher,
+                Fanout {
+                    doc,
+                    origin: from,
+                    deltas: Arc::clone(&appended.stored),
+                },
+            );
         });
         let started = Instant::now();
         let appended = self.store.append(doc, deltas, on_commit);
@@ -216,7 +231,7 @@ impl Relay {
             }
         }
         let shared = Arc::clone(&self.shared);
-        axum::serve(listener, self.router())
+        axum::serve(without_nagle(listener), self.router())
             .with_graceful_shutdown(shutdown)
             .await?;
         tracing::info!("stopped accepting connections; closing sessions");
@@ -235,6 +250,20 @@ impl Relay {
         tracing::info!("relay stopped");
         Ok(())
     }
+}
+
+/// `listener`, with `TCP_NODELAY` set on every accepted connection.
+/// Nagle's algorithm would hold back a small frame (an `Ack`, a live
+/// `Deltas`) while an earlier one is unacknowledged, and the client delays
+/// its TCP ACK by up to 40 ms: measured, that was most of the typists'
+/// p99 (docs/benchmarks/relay.md).
+fn without_nagle(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)> {
+    fn set_nodelay(stream: &mut TcpStream) {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    }
+    listener.tap_io(set_nodelay)
 }
 
 /// Opens the relay described by `config` and serves `listener` until
@@ -364,5 +393,26 @@ async fn serve_file(dir: &Path, request: Request) -> Response {
             tracing::error!(%error, "cannot serve a static file");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::serve::Listener;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_have_nagle_off() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut listener = without_nagle(listener);
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await;
+        assert!(
+            accepted.nodelay().unwrap(),
+            "TCP_NODELAY on the relay's side"
+        );
+        drop(client);
     }
 }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::outbox::Outgoing;
+use crate::store::Fanout;
 use syncline_protocol::{DeltaId, decode_relay};
 use tokio::sync::mpsc;
 
@@ -92,6 +93,72 @@ fn the_pusher_is_not_echoed() {
     hub.publish(DOC, 1, &batch(&[1]));
     assert_eq!(received_seqs(&mut rx_a), Vec::<u64>::new());
     assert_eq!(received_seqs(&mut rx_b), vec![1]);
+}
+
+fn fanout(doc: DocId, origin: ConnId, seqs: &[u64]) -> Fanout {
+    Fanout {
+        doc,
+        origin,
+        deltas: batch(seqs),
+    }
+}
+
+#[test]
+fn a_group_commit_reaches_each_subscriber_as_one_frame_per_document_without_its_own_deltas() {
+    const OTHER: DocId = DocId([8; 16]);
+    let hub = hub();
+    let (a, mut rx_a) = Outbox::new(1, 16);
+    let (b, mut rx_b) = Outbox::new(2, 16);
+    let (c, mut rx_c) = Outbox::new(3, 16);
+    live(&hub, a, 1);
+    live(&hub, b, 2);
+    live(&hub, c.clone(), 3);
+    hub.subscribe(OTHER, c, [3; 16]);
+    assert!(matches!(hub.take_pending(OTHER, 3, 0), Pending::Live));
+    // One group commit: A pushed 1–2, B pushed 3, another doc in between,
+    // then A pushed 4.
+    hub.publish_group(&[
+        fanout(DOC, 1, &[1, 2]),
+        fanout(DOC, 2, &[3]),
+        fanout(OTHER, 1, &[1]),
+        fanout(DOC, 1, &[4]),
+    ]);
+    let seqs_per_frame = |rx: &mut mpsc::Receiver<Outgoing>| -> Vec<(DocId, Vec<u64>)> {
+        frames(rx)
+            .into_iter()
+            .map(|frame| match frame {
+                RelayFrame::Deltas { doc, items, .. } => {
+                    (doc, items.iter().map(|d| d.seq).collect())
+                }
+                other => panic!("unexpected frame {other:?}"),
+            })
+            .collect()
+    };
+    assert_eq!(seqs_per_frame(&mut rx_a), vec![(DOC, vec![3])]);
+    assert_eq!(seqs_per_frame(&mut rx_b), vec![(DOC, vec![1, 2, 4])]);
+    let mut c_frames = seqs_per_frame(&mut rx_c);
+    c_frames.sort_by_key(|(doc, _)| doc.0);
+    assert_eq!(c_frames, vec![(OTHER, vec![1]), (DOC, vec![1, 2, 3, 4])]);
+}
+
+#[test]
+fn a_group_commit_waits_for_a_catching_up_subscriber_without_its_own_deltas() {
+    let hub = hub();
+    let (a, mut rx_a) = Outbox::new(1, 16);
+    hub.subscribe(DOC, a, [1; 16]);
+    hub.publish_group(&[fanout(DOC, 1, &[1]), fanout(DOC, 2, &[2, 3])]);
+    assert!(
+        rx_a.try_recv().is_err(),
+        "nothing is sent while catching up"
+    );
+    let Pending::Deltas(batches) = hub.take_pending(DOC, 1, 0) else {
+        panic!("expected pending deltas");
+    };
+    let seqs: Vec<u64> = batches
+        .iter()
+        .flat_map(|b| b.iter().map(|d| d.seq))
+        .collect();
+    assert_eq!(seqs, vec![2, 3]);
 }
 
 #[tokio::test]

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use syncline_protocol::{DeltaId, DocId, PushDelta, SequencedDelta};
 
 use super::{
-    Appended, OnCommit, Page, PageLimits, Snapshot, SnapshotOutcome, Store, StoreError, StoreFuture,
+    Appended, CommitGroup, OnCommit, Page, PageLimits, Snapshot, SnapshotOutcome, Store,
+    StoreError, StoreFuture,
 };
 
 #[derive(Default)]
@@ -89,7 +90,9 @@ impl Store for MemoryStore {
             docs.remove(&doc);
         }
         self.commit_one();
-        on_commit(&appended);
+        let mut group = CommitGroup::new();
+        on_commit(&appended, &mut group);
+        group.finish();
         drop(docs);
         ready(Ok(appended))
     }
@@ -178,13 +181,13 @@ mod tests {
         let store = MemoryStore::new();
         let doc = DocId([1; 16]);
         let a = store
-            .append(doc, vec![delta(1), delta(2), delta(1)], Box::new(|_| {}))
+            .append(doc, vec![delta(1), delta(2), delta(1)], Box::new(|_, _| {}))
             .await
             .unwrap();
         assert_eq!(a.seqs, vec![1, 2, 1]);
         assert!(a.created_doc);
         store
-            .append(doc, vec![delta(3)], Box::new(|_| {}))
+            .append(doc, vec![delta(3)], Box::new(|_, _| {}))
             .await
             .unwrap();
         let snapshot = Snapshot {

@@ -13,6 +13,12 @@
 //!   after the commit and **in commit order per document**, before the
 //!   append resolves. The relay publishes to live subscribers from there,
 //!   so fan-out order is log order without any further locking.
+//! * The callbacks of one group commit share a [`CommitGroup`]: each may
+//!   leave its append's [`Fanout`] there, and once all of them ran the
+//!   store hands the group's fan-outs to their [`Publish`] **together**,
+//!   still before any append of the group resolves. The relay uses this
+//!   to send each subscriber one `Deltas` frame per document per commit
+//!   instead of one per push.
 //!
 //! A document may also have one **snapshot**: a client-made compaction
 //! standing for every delta up to its `covers_seq`. Reads from below
@@ -37,9 +43,70 @@ use syncline_protocol::{DeltaId, DocId, PushDelta, SequencedDelta};
 /// A boxed, sendable future returned by [`Store`] methods.
 pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'static>>;
 
-/// Called once an append is durable, with what it did. It runs on the
-/// store's commit path (for SQLite, the writer thread): it must not block.
-pub type OnCommit = Box<dyn FnOnce(&Appended) + Send + 'static>;
+/// Called once an append is durable, with what it did and the group commit
+/// it was part of. It runs on the store's commit path (for SQLite, the
+/// writer thread): it must not block.
+pub type OnCommit = Box<dyn FnOnce(&Appended, &mut CommitGroup) + Send + 'static>;
+
+/// Newly stored deltas of one append, to be fanned out to the document's
+/// subscribers other than the one that pushed them.
+#[derive(Debug, Clone)]
+pub struct Fanout {
+    /// The document.
+    pub doc: DocId,
+    /// Who pushed them (the relay's connection id): not echoed to it.
+    pub origin: u64,
+    /// The deltas, in sequence order.
+    pub deltas: Arc<[SequencedDelta]>,
+}
+
+/// Receives the fan-outs of each group commit, once it is durable.
+pub trait Publish: Send + Sync + 'static {
+    /// `fanouts` are in commit order (so in sequence order per document).
+    /// Called on the store's commit path: must not block.
+    fn publish(&self, fanouts: &[Fanout]);
+}
+
+/// What the [`OnCommit`] callbacks of one group commit share: the fan-outs
+/// they left, published together when the last of them has run.
+#[derive(Default)]
+pub struct CommitGroup {
+    publisher: Option<Arc<dyn Publish>>,
+    fanouts: Vec<Fanout>,
+}
+
+impl CommitGroup {
+    /// An empty group.
+    pub fn new() -> CommitGroup {
+        CommitGroup::default()
+    }
+
+    /// Leaves `fanout` to be published by `publisher` with the rest of the
+    /// group (in the order they were left).
+    pub fn fan_out(&mut self, publisher: &Arc<dyn Publish>, fanout: Fanout) {
+        let same = self
+            .publisher
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(p, publisher));
+        if !same {
+            // Another publisher (never, within one relay): keep the order.
+            self.finish();
+            self.publisher = Some(Arc::clone(publisher));
+        }
+        self.fanouts.push(fanout);
+    }
+
+    /// Publishes what was left. The store calls it after the group's last
+    /// `on_commit`, before any append of the group resolves.
+    pub fn finish(&mut self) {
+        if let Some(publisher) = &self.publisher
+            && !self.fanouts.is_empty()
+        {
+            publisher.publish(&self.fanouts);
+        }
+        self.fanouts.clear();
+    }
+}
 
 /// Storage for the relay's per-document logs.
 ///
@@ -57,8 +124,9 @@ pub trait Store: Send + Sync + 'static {
     /// Deltas whose id is already present (in the log or earlier in the same
     /// push) are not stored again. Once the commit is durable, `on_commit`
     /// is called — in commit order among all appends to `doc`, and even if
-    /// the returned future was dropped — and then the future resolves. On
-    /// failure nothing was stored and `on_commit` is not called.
+    /// the returned future was dropped — then the group's
+    /// [`CommitGroup::finish`], and then the future resolves. On failure
+    /// nothing was stored and `on_commit` is not called.
     fn append(
         &self,
         doc: DocId,

@@ -319,3 +319,55 @@ async fn pipelined_pushes_on_one_connection_are_acked_in_order_and_durable() {
         assert_all_acked_stored(&log, &of_doc);
     }
 }
+
+#[tokio::test]
+async fn a_subscriber_gets_one_frame_per_group_commit_not_one_per_push() {
+    const PUSHES: u32 = 400;
+    let data = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(data.path()).await;
+    let (mut watcher, _) = Client::greeted(&relay.url()).await;
+    let (log, _) = watcher.subscribe(doc(12), 0).await;
+    assert!(log.is_empty());
+    let (mut pusher, _) = Client::greeted(&relay.url()).await;
+    // Pipelined: the pushes share group commits.
+    for n in 0..PUSHES {
+        pusher
+            .send(&ClientFrame::Push {
+                doc: doc(12),
+                deltas: vec![delta(n)],
+            })
+            .await;
+    }
+    for _ in 0..PUSHES {
+        assert!(matches!(pusher.recv().await, RelayFrame::Ack { .. }));
+    }
+    // Every delta arrives live, gap-free and in order, in fewer frames.
+    let mut received: Vec<SequencedDelta> = Vec::new();
+    let mut frames = 0u32;
+    while received.len() < PUSHES as usize {
+        match watcher.recv().await {
+            RelayFrame::Deltas { items, .. } => {
+                frames += 1;
+                received.extend(items);
+            }
+            other => panic!("expected Deltas, got {other:?}"),
+        }
+    }
+    assert_eq!(seqs(&received), (1..=u64::from(PUSHES)).collect::<Vec<_>>());
+    let ids: Vec<DeltaId> = received.iter().map(|d| d.id).collect();
+    assert_eq!(ids, (0..PUSHES).map(|n| delta(n).id).collect::<Vec<_>>());
+    let transactions = get_metric(relay.addr, "syncline_store_transactions_total").await;
+    assert!(
+        transactions < f64::from(PUSHES),
+        "{transactions} transactions for {PUSHES} pipelined pushes"
+    );
+    // One frame per document per group commit (these are far below the
+    // frame limits), not one per push.
+    assert!(
+        f64::from(frames) <= transactions,
+        "{frames} frames for {transactions} transactions"
+    );
+    // The pusher got its acks and nothing of its own back.
+    pusher.send(&ClientFrame::Ping { nonce: 5 }).await;
+    assert_eq!(pusher.recv().await, RelayFrame::Pong { nonce: 5 });
+}

@@ -16,9 +16,10 @@
 //! each job in a savepoint of its own (a failing job is rolled back alone).
 //! One fsync then makes many pushes durable, so throughput grows with
 //! concurrency instead of being capped by the disk's fsync rate. Only after
-//! the commit does the writer call each append's `on_commit` (publishing to
-//! live subscribers) and reply — in job order, which is sequence order per
-//! document. An ack therefore still follows durability.
+//! the commit does the writer call each append's `on_commit`, in job order
+//! (which is sequence order per document), publish what they left in the
+//! [`CommitGroup`] to live subscribers in one go, and then reply. An ack
+//! therefore still follows durability.
 //!
 //! Durability: `journal_mode=WAL` + `synchronous=FULL` makes SQLite fsync the
 //! WAL on every commit, so once a batch commits, its deltas survive a power
@@ -40,7 +41,8 @@ use syncline_protocol::{DocId, PushDelta};
 use tokio::sync::oneshot;
 
 use super::{
-    Appended, OnCommit, Page, PageLimits, Snapshot, SnapshotOutcome, Store, StoreError, StoreFuture,
+    Appended, CommitGroup, OnCommit, Page, PageLimits, Snapshot, SnapshotOutcome, Store,
+    StoreError, StoreFuture,
 };
 use log::sql;
 
@@ -163,32 +165,57 @@ fn commit_batch(log: &mut SqliteLog, batch: Vec<Job>, transactions: &AtomicU64) 
                 .collect()
         }
     };
-    for (completion, outcome) in completions.into_iter().zip(outcomes) {
+    // Every `on_commit` first (they fill the group), then the group's
+    // fan-out, then the replies: an append resolves only after its deltas
+    // were handed to the subscribers.
+    let mut group = CommitGroup::new();
+    let replies: Vec<Reply> = completions
+        .into_iter()
+        .zip(outcomes)
+        .map(|(completion, outcome)| match (completion, outcome) {
+            (Completion::Append(on_commit, reply), Ok(Outcome::Appended(appended))) => {
+                on_commit(&appended, &mut group);
+                Reply::Append(reply, Ok(appended))
+            }
+            (Completion::Append(_, reply), Err(error)) => Reply::Append(reply, Err(error)),
+            (Completion::Snapshot(reply), Ok(Outcome::Snapshot(outcome))) => {
+                Reply::Snapshot(reply, Ok(outcome))
+            }
+            (Completion::Snapshot(reply), Err(error)) => Reply::Snapshot(reply, Err(error)),
+            // `run_batch` answers each work with the outcome of its kind.
+            (Completion::Append(_, reply), Ok(_)) => Reply::Append(reply, Err(mismatched())),
+            (Completion::Snapshot(reply), Ok(_)) => Reply::Snapshot(reply, Err(mismatched())),
+        })
+        .collect();
+    group.finish();
+    for reply in replies {
         // A requester may be gone; the commit stands anyway and a re-push
         // is deduplicated.
-        match (completion, outcome) {
-            (Completion::Append(on_commit, reply), Ok(Outcome::Appended(appended))) => {
-                on_commit(&appended);
-                let _ = reply.send(Ok(appended));
+        match reply {
+            Reply::Append(reply, outcome) => {
+                let _ = reply.send(outcome);
             }
-            (Completion::Snapshot(reply), Ok(Outcome::Snapshot(outcome))) => {
-                let _ = reply.send(Ok(outcome));
-            }
-            (Completion::Append(_, reply), Err(error)) => {
-                let _ = reply.send(Err(error));
-            }
-            (Completion::Snapshot(reply), Err(error)) => {
-                let _ = reply.send(Err(error));
-            }
-            // `run_batch` answers each work with the outcome of its kind.
-            (Completion::Append(_, reply), Ok(_)) => {
-                let _ = reply.send(Err(StoreError::Corrupt("mismatched outcome".into())));
-            }
-            (Completion::Snapshot(reply), Ok(_)) => {
-                let _ = reply.send(Err(StoreError::Corrupt("mismatched outcome".into())));
+            Reply::Snapshot(reply, outcome) => {
+                let _ = reply.send(outcome);
             }
         }
     }
+}
+
+/// A job's answer, sent once the whole group was handled.
+enum Reply {
+    Append(
+        oneshot::Sender<Result<Appended, StoreError>>,
+        Result<Appended, StoreError>,
+    ),
+    Snapshot(
+        oneshot::Sender<Result<SnapshotOutcome, StoreError>>,
+        Result<SnapshotOutcome, StoreError>,
+    ),
+}
+
+fn mismatched() -> StoreError {
+    StoreError::Corrupt("mismatched outcome".into())
 }
 
 /// The writer thread's loop: batch what is queued, commit, repeat. Ends

@@ -119,7 +119,7 @@ async fn the_async_store_appends_and_reads_off_the_reactor() {
     let data = dir.path().join("nested/data");
     let store = SqliteStore::open(&data).unwrap();
     let appended = store
-        .append(DOC, vec![delta(1), delta(2)], Box::new(|_| {}))
+        .append(DOC, vec![delta(1), delta(2)], Box::new(|_, _| {}))
         .await
         .unwrap();
     assert_eq!(appended.highest_seq(), 2);
@@ -276,7 +276,7 @@ fn queued_jobs_commit_in_one_transaction_and_complete_in_order() {
         tx.send(Job::Append {
             doc,
             deltas: vec![delta(n)],
-            on_commit: Box::new(move |appended: &Appended| {
+            on_commit: Box::new(move |appended: &Appended, _: &mut _| {
                 order.lock().unwrap().push((doc, appended.highest_seq()));
             }),
             reply,
@@ -327,7 +327,7 @@ async fn the_async_store_batches_concurrent_appends() {
     let store = SqliteStore::open(dir.path()).unwrap();
     // `append` queues at call time: issue them all, then await them all.
     let pending: Vec<_> = (0..200u8)
-        .map(|n| store.append(DOC, vec![delta(n)], Box::new(|_| {})))
+        .map(|n| store.append(DOC, vec![delta(n)], Box::new(|_, _| {})))
         .collect();
     let mut seqs = Vec::new();
     for appended in pending {
