@@ -14,7 +14,7 @@ use syncline_protocol::{ClientFrame, PushDelta, RelayFrame, decode_relay};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::Common;
-use crate::relay::Server;
+use crate::relay::{self, Server};
 use crate::ws::{self, Rng, ms, now_us, quantile};
 
 #[derive(clap::Args, Debug)]
@@ -51,7 +51,9 @@ pub async fn run(common: &Common, args: &Args) {
         common.seconds,
         common.warmup
     );
-    println!("pushers\tacked/s\tack p50 ms\tack p99 ms\tdeltas/txn\trelay RSS MiB");
+    println!(
+        "pushers\tacked/s\tack p50 ms\tack p99 ms\tdeltas/txn\trelay RSS MiB\trelay CPU %\tloadgen CPU %\tload avg"
+    );
     for &pushers in &args.pushers {
         let relay =
             Server::relay(&common.relay_bin(), &common.data_root, &common.relay_args()).await;
@@ -75,11 +77,19 @@ pub async fn run(common: &Common, args: &Args) {
         tokio::time::sleep(Duration::from_secs_f64(common.warmup)).await;
         let txns0 = relay.metric("syncline_store_transactions_total").await;
         let stored0 = relay.metric("syncline_deltas_stored_total").await;
+        let cpu = || {
+            (
+                relay::pid_cpu_seconds(relay.pid()),
+                relay::own_cpu_seconds(),
+            )
+        };
+        let cpu0 = cpu();
         let start = now_us();
         window.0.store(start, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_secs_f64(common.seconds)).await;
         let end = now_us();
         window.1.store(end, Ordering::Relaxed);
+        let cpu1 = cpu();
         let txns = relay.metric("syncline_store_transactions_total").await - txns0;
         let stored = relay.metric("syncline_deltas_stored_total").await - stored0;
         let rss = relay.rss();
@@ -94,12 +104,15 @@ pub async fn run(common: &Common, args: &Args) {
         latencies.sort_unstable();
         let secs = (end - start) as f64 / 1e6;
         println!(
-            "{pushers}\t{:.0}\t{}\t{}\t{:.1}\t{:.1}",
+            "{pushers}\t{:.0}\t{}\t{}\t{:.1}\t{:.1}\t{:.0}\t{:.0}\t{}",
             acked as f64 / secs,
             ms(quantile(&latencies, 0.5)),
             ms(quantile(&latencies, 0.99)),
             if txns > 0.0 { stored / txns } else { 0.0 },
-            rss as f64 / 1048576.0
+            rss as f64 / 1048576.0,
+            (cpu1.0 - cpu0.0) / secs * 100.0,
+            (cpu1.1 - cpu0.1) / secs * 100.0,
+            relay::load_average(),
         );
     }
 }

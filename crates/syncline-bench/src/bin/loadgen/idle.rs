@@ -40,7 +40,9 @@ pub async fn run(common: &Common, args: &Args) {
         "# idle connections: handshake + 1 subscription each over {} docs; {} pings, {} in flight",
         args.docs, args.pings, args.ping_concurrency
     );
-    println!("connections\trelay RSS before MiB\tafter MiB\tKiB/conn\tping p50 ms\tping p99 ms");
+    println!(
+        "connections\trelay RSS before MiB\tafter MiB\tKiB/conn\tping p50 ms\tping p99 ms\tload avg"
+    );
     let mut rng = Rng::new(42);
     let docs: Vec<_> = (0..args.docs.max(1)).map(|_| rng.doc()).collect();
     for &count in &args.connections {
@@ -117,12 +119,13 @@ pub async fn run(common: &Common, args: &Args) {
         }
         latencies.sort_unstable();
         println!(
-            "{count}\t{:.1}\t{:.1}\t{:.2}\t{}\t{}",
+            "{count}\t{:.1}\t{:.1}\t{:.2}\t{}\t{}\t{}",
             before as f64 / 1048576.0,
             after as f64 / 1048576.0,
             (after.saturating_sub(before)) as f64 / 1024.0 / count as f64,
             ms(quantile(&latencies, 0.5)),
             ms(quantile(&latencies, 0.99)),
+            crate::relay::load_average(),
         );
         drop(conns);
     }

@@ -124,7 +124,9 @@ async fn run_typists(common: &Common, args: &TypistArgs) {
         "# typists on one doc: {} deltas/s each, {:?} payload, {} s (after {} s warm-up)",
         args.rate, args.payload, common.seconds, common.warmup
     );
-    println!("typists\tpushes/s\tp50 ms\tp99 ms\tmax ms\tdelivered/expected\trelay RSS MiB");
+    println!(
+        "typists\tpushes/s\tp50 ms\tp99 ms\tmax ms\tdelivered/expected\tack p50/p99 ms\trelay RSS MiB\trelay CPU %\tloadgen CPU %\tdeltas/frame out\tdeltas/txn\tcommit p50/p99 ms\tload avg"
+    );
     for &n in &args.n {
         let relay =
             relay::Server::relay(&common.relay_bin(), &common.data_root, &common.relay_args())
@@ -138,19 +140,39 @@ async fn run_typists(common: &Common, args: &TypistArgs) {
                 warmup: common.warmup,
                 seconds: common.seconds,
                 payload: args.payload,
+                server_pid: Some(relay.pid()),
             },
         )
         .await;
+        // CPU in the window, as a share of one core (200 % = 2 cores).
+        let relay_cpu = result.server_cpu.unwrap_or(0.0);
+        let own_cpu = result.own_cpu;
+        let text = relay.metrics_text().await;
+        let sample = |name: &str| relay::metric_in(&text, name);
+        let commits = relay::histogram_buckets(&text, "syncline_commit_duration_seconds");
+        let txns = sample("syncline_store_transactions_total");
         let l = &result.latencies;
         println!(
-            "{n}\t{:.0}\t{}\t{}\t{}\t{}/{}\t{:.1}",
+            "{n}\t{:.0}\t{}\t{}\t{}\t{}/{}\t{}/{}\t{:.1}\t{relay_cpu:.0}\t{own_cpu:.0}\t{:.2}\t{:.1}\t≤{}/≤{}\t{}",
             result.pushes as f64 / common.seconds,
             ws::ms(ws::quantile(l, 0.5)),
             ws::ms(ws::quantile(l, 0.99)),
             ws::ms(l.last().copied().unwrap_or(0)),
             result.delivered(),
             result.expected,
-            relay.rss() as f64 / 1048576.0
+            ws::ms(ws::quantile(&result.acks, 0.5)),
+            ws::ms(ws::quantile(&result.acks, 0.99)),
+            relay.rss() as f64 / 1048576.0,
+            // All frames (acks and pongs too) over the whole run.
+            sample("syncline_deltas_out_total") / sample("syncline_frames_out_total").max(1.0),
+            if txns > 0.0 {
+                sample("syncline_deltas_stored_total") / txns
+            } else {
+                0.0
+            },
+            relay::histogram_quantile(&commits, 0.5) * 1000.0,
+            relay::histogram_quantile(&commits, 0.99) * 1000.0,
+            relay::load_average(),
         );
     }
 }

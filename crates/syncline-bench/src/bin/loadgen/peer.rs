@@ -52,7 +52,7 @@ pub async fn run(common: &Common, args: &Args) {
         args.payload, args.rate, common.seconds, common.warmup
     );
     println!(
-        "typists\tsyncline edits/s\tp50 ms\tp99 ms\tdelivered\tpeer edits/s\tp50 ms\tp99 ms\tdelivered\tratio p50\tratio p99\tnote"
+        "typists\tsyncline edits/s\tp50 ms\tp99 ms\tdelivered\tpeer edits/s\tp50 ms\tp99 ms\tdelivered\tratio p50\tratio p99\tload avg\tnote"
     );
     for &n in &args.n {
         let ours = {
@@ -67,6 +67,7 @@ pub async fn run(common: &Common, args: &Args) {
                     warmup: common.warmup,
                     seconds: common.seconds,
                     payload: args.payload,
+                    server_pid: Some(relay.pid()),
                 },
             )
             .await;
@@ -88,7 +89,7 @@ pub async fn run(common: &Common, args: &Args) {
             }
         };
         println!(
-            "{n}\t{:.0}\t{}\t{}\t{}/{}\t{:.0}\t{}\t{}\t{}/{}\t{}\t{}\t{}",
+            "{n}\t{:.0}\t{}\t{}\t{}/{}\t{:.0}\t{}\t{}\t{}/{}\t{}\t{}\t{}\t{}",
             ours.pushes as f64 / common.seconds,
             ms(ours.p50),
             ms(ours.p99),
@@ -101,6 +102,7 @@ pub async fn run(common: &Common, args: &Args) {
             theirs.expected,
             ratio(ours.p50, theirs.p50),
             ratio(ours.p99, theirs.p99),
+            crate::relay::load_average(),
             [ours.note, theirs.note].join(" ").trim()
         );
     }

@@ -107,16 +107,92 @@ impl Server {
             * 1024
     }
 
+    /// The relay's `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        http_get(self.addr, "/metrics").await
+    }
+
     /// One sample of the relay's `/metrics` (0 when absent).
     pub async fn metric(&self, series: &str) -> f64 {
-        let text = http_get(self.addr, "/metrics").await;
-        text.lines()
-            .find_map(|line| {
-                let (name, value) = line.rsplit_once(' ')?;
-                (name == series).then(|| value.parse().unwrap_or(0.0))
-            })
-            .unwrap_or(0.0)
+        metric_in(&http_get(self.addr, "/metrics").await, series)
     }
+}
+
+/// One sample in a `/metrics` text (0 when absent).
+pub fn metric_in(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().unwrap_or(0.0))
+        })
+        .unwrap_or(0.0)
+}
+
+/// The 1-minute load average (`/proc/loadavg`), as printed there.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// CPU time (user + system) process `pid` used so far, seconds.
+pub fn pid_cpu_seconds(pid: u32) -> f64 {
+    cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU time (user + system) this process used so far, seconds.
+pub fn own_cpu_seconds() -> f64 {
+    cpu_seconds("/proc/self/stat")
+}
+
+/// utime + stime from a `/proc/…/stat` file, in seconds (Linux clock ticks
+/// are 100 Hz on every architecture Rust supports there).
+fn cpu_seconds(stat: &str) -> f64 {
+    let text = std::fs::read_to_string(stat).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold
+    // spaces): state is field 3, utime 14, stime 15.
+    let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (tick(11) + tick(12)) as f64 / 100.0
+}
+
+/// Quantile `q` of a Prometheus histogram given as cumulative
+/// `(upper bound, count)` pairs (the bucket's upper bound; +Inf as f64::INFINITY).
+pub fn histogram_quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
+    let total = buckets.last().map(|b| b.1).unwrap_or(0.0);
+    if total <= 0.0 {
+        return 0.0;
+    }
+    let rank = q * total;
+    buckets
+        .iter()
+        .find(|(_, count)| *count >= rank)
+        .map(|(bound, _)| *bound)
+        .unwrap_or(f64::INFINITY)
+}
+
+/// The cumulative buckets of histogram `name` in a `/metrics` text.
+pub fn histogram_buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(&prefix)?;
+            let (bound, value) = rest.split_once("\"} ")?;
+            let bound = if bound == "+Inf" {
+                f64::INFINITY
+            } else {
+                bound.parse().ok()?
+            };
+            Some((bound, value.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 impl Drop for Server {

@@ -26,6 +26,7 @@ use syncline_protocol::{ClientFrame, DocId, PushDelta, RelayFrame, decode_relay}
 use tokio::sync::{Barrier, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::relay;
 use crate::ws::{self, Rng, now_us};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,10 +39,17 @@ pub enum Payload {
 pub struct Result {
     /// Sorted latencies, µs.
     pub latencies: Vec<u64>,
+    /// Sorted push → own `Ack` latencies of pushes sent in the window, µs
+    /// (the commit path as a client sees it).
+    pub acks: Vec<u64>,
     /// Deliveries expected in the window: pushes × (N − 1).
     pub expected: u64,
     /// Pushes sent in the window.
     pub pushes: u64,
+    /// CPU used in the window by the server process (if its pid was
+    /// given) and by this process, in % of one core (200 % = 2 cores).
+    pub server_cpu: Option<f64>,
+    pub own_cpu: f64,
 }
 
 impl Result {
@@ -57,6 +65,8 @@ pub struct Params {
     pub warmup: f64,
     pub seconds: f64,
     pub payload: Payload,
+    /// The server's process id, to measure its CPU in the window.
+    pub server_pid: Option<u32>,
 }
 
 const STAMP: usize = 16;
@@ -94,22 +104,44 @@ pub async fn run(addr: SocketAddr, p: &Params) -> Result {
     }
     barrier.wait().await;
     tokio::time::sleep(Duration::from_secs_f64(p.warmup)).await;
-    window.0.store(now_us(), Ordering::SeqCst);
+    let cpu = || {
+        (
+            p.server_pid.map(relay::pid_cpu_seconds),
+            relay::own_cpu_seconds(),
+        )
+    };
+    let (server_cpu0, own_cpu0) = cpu();
+    let start = now_us();
+    window.0.store(start, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs_f64(p.seconds)).await;
-    window.1.store(now_us(), Ordering::SeqCst);
+    let end = now_us();
+    window.1.store(end, Ordering::SeqCst);
+    let (server_cpu1, own_cpu1) = cpu();
+    let wall = (end - start) as f64 / 1e6;
+    let server_cpu = server_cpu0
+        .zip(server_cpu1)
+        .map(|(a, b)| (b - a) / wall * 100.0);
+    let own_cpu = (own_cpu1 - own_cpu0) / wall * 100.0;
     // Let the last deltas of the window arrive.
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::SeqCst);
     let mut latencies = Vec::new();
+    let mut acks = Vec::new();
     for task in tasks {
-        latencies.extend(task.await.expect("typist"));
+        let (delivered, acked) = task.await.expect("typist");
+        latencies.extend(delivered);
+        acks.extend(acked);
     }
     latencies.sort_unstable();
+    acks.sort_unstable();
     let pushes = pushes.load(Ordering::SeqCst);
     Result {
         latencies,
+        acks,
         expected: pushes * (p.n as u64 - 1),
         pushes,
+        server_cpu,
+        own_cpu,
     }
 }
 
@@ -127,7 +159,7 @@ async fn typist(
     window: Arc<(AtomicU64, AtomicU64)>,
     pushes: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
-) -> Vec<u64> {
+) -> (Vec<u64>, Vec<u64>) {
     let mut rng = Rng::new(0x7e57 + i as u64);
     let mut replica = [0u8; 16];
     rng.fill(&mut replica);
@@ -141,14 +173,17 @@ async fn typist(
     }));
     barrier.wait().await;
 
+    // Send times of the pushes not acked yet (acks come in push order).
+    let unacked = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
     // Writer: one delta every 1/rate s, random phase.
     let (tx, mut rx) = mpsc::channel::<()>(1);
     let writer = {
-        let (window, pushes, stop, replica_doc) = (
+        let (window, pushes, stop, replica_doc, unacked) = (
             window.clone(),
             pushes.clone(),
             stop.clone(),
             replica_doc.clone(),
+            unacked.clone(),
         );
         tokio::spawn(async move {
             let period = Duration::from_secs_f64(1.0 / rate);
@@ -204,6 +239,7 @@ async fn typist(
                 if start != 0 && sent >= start && (end == 0 || sent <= end) {
                     pushes.fetch_add(1, Ordering::Relaxed);
                 }
+                unacked.lock().unwrap().push_back(sent);
                 if sink
                     .send(ws::message(&ClientFrame::Push {
                         doc,
@@ -220,8 +256,10 @@ async fn typist(
         })
     };
 
-    // Reader: latencies of others' deltas sent inside the window.
+    // Reader: latencies of others' deltas sent inside the window, and of
+    // its own pushes' acks.
     let mut latencies = Vec::new();
+    let mut acks = Vec::new();
     loop {
         let message = tokio::select! {
             m = stream.next() => m,
@@ -232,12 +270,22 @@ async fn typist(
             Some(Ok(_)) => continue,
             _ => break,
         };
-        let Ok(RelayFrame::Deltas { items, .. }) = decode_relay(&bytes) else {
-            continue;
-        };
         let now = now_us();
         let start = window.0.load(Ordering::Relaxed);
         let end = window.1.load(Ordering::Relaxed);
+        let in_window = |sent: u64| start != 0 && sent >= start && (end == 0 || sent <= end);
+        let items = match decode_relay(&bytes) {
+            Ok(RelayFrame::Deltas { items, .. }) => items,
+            Ok(RelayFrame::Ack { .. }) => {
+                if let Some(sent) = unacked.lock().unwrap().pop_front()
+                    && in_window(sent)
+                {
+                    acks.push(now.saturating_sub(sent));
+                }
+                continue;
+            }
+            _ => continue,
+        };
         for item in items {
             let (sent, at) = match payload {
                 Payload::Opaque => {
@@ -266,11 +314,11 @@ async fn typist(
                     (sent, now_us())
                 }
             };
-            if start != 0 && sent >= start && (end == 0 || sent <= end) {
+            if in_window(sent) {
                 latencies.push(at.saturating_sub(sent));
             }
         }
     }
     let _ = writer.await;
-    latencies
+    (latencies, acks)
 }
