@@ -132,7 +132,8 @@ class Recorder {
 
   private makeNode(source: Container, parent: Node | null, key: string): Node {
     let copy: Container;
-    if (Array.isArray(source)) copy = source.slice();
+    // Spread, not slice(): V8 slices a frozen array element by element, ~50x slower.
+    if (Array.isArray(source)) copy = [...source];
     else {
       copy = {};
       for (const k of Object.keys(source)) setOwn(copy, k, source[k]);

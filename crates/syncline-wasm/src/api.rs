@@ -7,7 +7,7 @@
 use syncline_core::{ChangeHash, DocUrl, Engine};
 use wasm_bindgen::prelude::*;
 
-use crate::convert::{history_to_js, initial_from_js, ops_from_js, to_js};
+use crate::convert::{history_to_js, initial_from_js, ops_from_json, to_js};
 use crate::errors::{engine_error, js_error};
 use crate::host::{self, Host, HostRef, now_ms, random_bytes};
 use crate::storage::Storage;
@@ -224,18 +224,18 @@ impl Core {
         to_js(&h.engine.value(&doc).map_err(|e| engine_error(&e))?)
     }
 
-    /// Applies `ops` (see `syncline_core::Op`) as one change with an
-    /// optional message; returns the patches since the last `value`,
-    /// `change` or `changed` event of this doc (see [`crate::patches`]).
-    /// On error nothing changes.
+    /// Applies `ops` (a JSON array of `syncline_core::Op`) as one change
+    /// with an optional message; returns the patches since the last
+    /// `value`, `change` or `changed` event of this doc (see
+    /// [`crate::patches`]). On error nothing changes.
     pub fn change(
         &self,
         url: &str,
-        ops: JsValue,
+        ops: &str,
         message: Option<String>,
     ) -> Result<JsValue, JsValue> {
         let doc = parse(url)?.doc;
-        let ops = ops_from_js(ops)?;
+        let ops = ops_from_json(ops)?;
         let result = self
             .host
             .borrow_mut()

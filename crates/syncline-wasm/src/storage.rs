@@ -2,8 +2,8 @@
 //!
 //! One database per repo name (`syncline:<name>`), one object store per
 //! [`syncline_core::Store`], values as `Uint8Array`s under string keys. The
-//! engine's batches are written in order inside a single read-write
-//! transaction, which IndexedDB commits atomically.
+//! engine's batches are written inside a single read-write transaction,
+//! which IndexedDB commits atomically.
 //!
 //! Every value is sealed with AES-256-GCM under the repo's storage key, with
 //! a fresh random nonce and the store name and record key as associated
@@ -11,6 +11,8 @@
 //! key-check record (`meta/keycheck`) is opened first: a wrong key fails
 //! with `WrongKey` before any other record is read or written. A record that
 //! fails to open is reported as `Corrupt` and skipped; the rest loads.
+
+use std::collections::BTreeMap;
 
 use js_sys::Uint8Array;
 use rexie::{ObjectStore, Rexie, TransactionMode};
@@ -169,30 +171,52 @@ impl Storage {
         Ok((records, problems))
     }
 
-    /// Writes `batches` in order, in one transaction; returns once it commits.
+    /// Writes `batches` in one transaction; returns once it commits.
+    ///
+    /// Only each record's last state is written (a later batch's put or
+    /// delete of a key replaces an earlier one; within a batch deletes come
+    /// after puts), which is what applying them in order would leave. The
+    /// puts of a store are issued together and only the last is awaited:
+    /// IndexedDB runs a transaction's requests in order, and awaiting each
+    /// one would cost a task per record.
     pub async fn write(&self, batches: &[Batch]) -> Result<(), StorageError> {
         let write = |e: rexie::Error| StorageError::write(format!("{e:?}"));
+        let mut last: BTreeMap<(Store, &str), Option<&[u8]>> = BTreeMap::new();
+        for batch in batches {
+            for (store, key, value) in &batch.puts {
+                last.insert((*store, key), Some(value));
+            }
+            for (store, key) in &batch.deletes {
+                last.insert((*store, key), None);
+            }
+        }
         let tx = self
             .db
             .transaction(&store_names(), TransactionMode::ReadWrite)
             .map_err(write)?;
-        for batch in batches {
-            for (store, key, value) in &batch.puts {
-                let sealed = self.seal_value(*store, key, value);
-                let value: JsValue = Uint8Array::from(sealed.as_slice()).into();
-                tx.store(store.name())
-                    .map_err(write)?
-                    .put(&value, Some(&JsValue::from_str(key)))
-                    .await
-                    .map_err(write)?;
+        for store in Store::ALL {
+            let records = last
+                .range((store, "")..)
+                .take_while(|((s, _), _)| *s == store);
+            let object_store = tx.store(store.name()).map_err(write)?;
+            let mut puts = Vec::new();
+            for (&(_, key), value) in records {
+                match value {
+                    Some(plain) => {
+                        let sealed = self.seal_value(store, key, plain);
+                        let value: JsValue = Uint8Array::from(sealed.as_slice()).into();
+                        puts.push((value, Some(JsValue::from_str(key))));
+                    }
+                    None => object_store
+                        .delete(JsValue::from_str(key))
+                        .await
+                        .map_err(write)?,
+                }
             }
-            for (store, key) in &batch.deletes {
-                tx.store(store.name())
-                    .map_err(write)?
-                    .delete(JsValue::from_str(key))
-                    .await
-                    .map_err(write)?;
-            }
+            object_store
+                .put_all(puts.into_iter())
+                .await
+                .map_err(write)?;
         }
         tx.commit().await.map_err(write)
     }

@@ -26,10 +26,6 @@ fn json(value: &JsValue) -> String {
     js_sys::JSON::stringify(value).unwrap().as_string().unwrap()
 }
 
-fn ops(source: &str) -> JsValue {
-    js_sys::JSON::parse(source).unwrap()
-}
-
 #[wasm_bindgen_test]
 async fn a_document_round_trips_through_indexeddb() {
     let name = unique_name("round-trip");
@@ -41,7 +37,7 @@ async fn a_document_round_trips_through_indexeddb() {
     let patches = core
         .change(
             &url,
-            ops(r#"[{"op":"insert","obj":["items"],"index":0,"values":["milk",{"n":2}]}]"#),
+            r#"[{"op":"insert","obj":["items"],"index":0,"values":["milk",{"n":2}]}]"#,
             Some("todo.added".into()),
         )
         .unwrap();
@@ -89,17 +85,14 @@ async fn bad_input_is_a_typed_js_error_and_changes_nothing() {
         "BadUrl"
     );
     assert_eq!(
-        code(
-            core.change(&url, ops(r#"[{"op":"nope"}]"#), None)
-                .unwrap_err()
-        ),
+        code(core.change(&url, r#"[{"op":"nope"}]"#, None).unwrap_err()),
         "BadOp"
     );
     assert_eq!(
         code(
             core.change(
                 &url,
-                ops(r#"[{"op":"put","obj":["missing"],"key":"a","value":1}]"#),
+                r#"[{"op":"put","obj":["missing"],"key":"a","value":1}]"#,
                 None
             )
             .unwrap_err()
@@ -160,9 +153,7 @@ async fn nothing_readable_reaches_indexeddb() {
         .unwrap();
     core.change(
         &url,
-        ops(&format!(
-            r#"[{{"op":"insert","obj":["items"],"index":0,"values":["{canary}"]}}]"#
-        )),
+        &format!(r#"[{{"op":"insert","obj":["items"],"index":0,"values":["{canary}"]}}]"#),
         None,
     )
     .unwrap();
