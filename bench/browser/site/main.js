@@ -278,14 +278,15 @@ async function coldOpenSetup({ name, keyHex, edits, batch = 1 }) {
   await initWasm();
   const core = await Core.open(name, undefined, () => {}, fromHex(keyHex));
   const url = core.create({});
-  core.change(url, [{ op: "put_text", obj: [], key: "text", value: "" }]);
+  // The raw glue takes ops as JSON text.
+  core.change(url, JSON.stringify([{ op: "put_text", obj: [], key: "text", value: "" }]));
   const t0 = now();
   for (let i = 0; i < edits.length; i += batch) {
     const ops = [];
     for (const [pos, del, ins] of edits.slice(i, i + batch)) {
       ops.push({ op: "splice_text", obj: ["text"], index: pos, delete: del, insert: ins });
     }
-    core.change(url, ops);
+    core.change(url, JSON.stringify(ops));
     if (i % (50 * batch) === 0) {
       await core.flush();
       if (i % (200 * batch) === 0) console.info(`setup: ${i} edits, ${((now() - t0) / 1000).toFixed(1)} s`);

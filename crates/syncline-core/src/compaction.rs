@@ -1,13 +1,18 @@
 //! Compaction: keeping a document's log short.
 //!
 //! Every delta a document receives or makes is a log entry. When the entries
-//! that are safe to drop — those the relay holds (acked local ones, and
-//! everything that came from the relay) — pass a count or byte threshold,
-//! one atomic batch stores a snapshot of the whole document and deletes
-//! exactly those entries. Two rules make this safe:
+//! made or received since the last snapshot, or those that are safe to
+//! drop, pass a count or byte threshold, one atomic batch stores a snapshot of the whole document and
+//! deletes the entries that are safe to drop — those the relay holds
+//! (acked local ones, and everything that came from the relay). Two rules
+//! make this safe:
 //!
 //! - an unacknowledged entry is never deleted: it is the outbox, and the
-//!   relay does not have it yet;
+//!   relay does not have it yet. The snapshot lists the entries it keeps
+//!   beside it ([`SnapshotRecord::covers`]): their changes are in the
+//!   snapshot, so opening the document skips them (a replica that works
+//!   offline for long still opens from one snapshot, not thousands of
+//!   changes);
 //! - a document has one snapshot record, replaced in the same batch that
 //!   deletes what the new snapshot covers, so there is never a moment when
 //!   neither the old snapshot nor its successor is durable.
@@ -34,7 +39,8 @@ use crate::store::{Batch, Record, SnapshotRecord, Store, entry_key};
 /// When to compact a document's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CompactionPolicy {
-    /// Compact once this many entries could be dropped...
+    /// Compact once this many entries were logged since the last snapshot,
+    /// or could be dropped...
     pub max_entries: usize,
     /// ...or once they hold this many bytes.
     pub max_bytes: usize,
@@ -71,7 +77,9 @@ pub(crate) struct RelaySnapshot {
 #[derive(Debug, Default)]
 pub(crate) struct LogIndex {
     entries: BTreeMap<DeltaId, Entry>,
-    /// Count and bytes of the entries a snapshot may replace.
+    /// Count and bytes of the entries the last snapshot does not hold...
+    fresh: (usize, usize),
+    /// ...and of those the next snapshot may replace.
     droppable: (usize, usize),
 }
 
@@ -80,21 +88,50 @@ struct Entry {
     bytes: usize,
     /// The relay holds it: a snapshot may replace it.
     droppable: bool,
+    /// The snapshot holds its changes.
+    covered: bool,
 }
 
 impl LogIndex {
     /// Records an entry (again); a droppable entry never becomes
-    /// undroppable.
+    /// undroppable, a covered one never uncovered.
     pub(crate) fn note(&mut self, id: DeltaId, bytes: usize, droppable: bool) {
-        let entry = self.entries.entry(id).or_insert(Entry {
-            bytes,
-            droppable: false,
+        let fresh = &mut self.fresh;
+        let entry = self.entries.entry(id).or_insert_with(|| {
+            fresh.0 += 1;
+            fresh.1 += bytes;
+            Entry {
+                bytes,
+                droppable: false,
+                covered: false,
+            }
         });
         if droppable && !entry.droppable {
             entry.droppable = true;
             self.droppable.0 += 1;
             self.droppable.1 += entry.bytes;
         }
+    }
+
+    /// Marks a noted entry as held by the snapshot.
+    pub(crate) fn cover(&mut self, id: &DeltaId) {
+        if let Some(entry) = self.entries.get_mut(id)
+            && !entry.covered
+        {
+            entry.covered = true;
+            self.fresh.0 -= 1;
+            self.fresh.1 -= entry.bytes;
+        }
+    }
+
+    /// Forgets an entry if the snapshot holds it, so its record can go:
+    /// used when the relay acks it (then nothing needs it any more).
+    pub(crate) fn forget_if_covered(&mut self, id: &DeltaId) -> bool {
+        let covered = self.entries.get(id).is_some_and(|e| e.covered);
+        if covered {
+            self.entries.remove(id);
+        }
+        covered
     }
 
     /// Every entry it knows of.
@@ -108,21 +145,30 @@ impl LogIndex {
     }
 
     fn over(&self, policy: &CompactionPolicy) -> bool {
-        self.droppable.0 >= policy.max_entries || self.droppable.1 >= policy.max_bytes
+        let over = |(count, bytes): (usize, usize)| {
+            count >= policy.max_entries || bytes >= policy.max_bytes
+        };
+        over(self.fresh) || over(self.droppable)
     }
 
-    fn take_droppable(&mut self) -> Vec<DeltaId> {
-        let ids: Vec<DeltaId> = self
+    /// For a new snapshot of everything: forgets the droppable entries
+    /// (returned, to delete) and marks the rest covered (returned too).
+    fn snapshot_taken(&mut self) -> (Vec<DeltaId>, Vec<DeltaId>) {
+        let (dropped, kept): (Vec<_>, Vec<_>) = self
             .entries
             .iter()
-            .filter(|(_, e)| e.droppable)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in &ids {
+            .map(|(id, e)| (*id, e.droppable))
+            .partition(|(_, droppable)| *droppable);
+        for (id, _) in &dropped {
             self.entries.remove(id);
         }
+        for entry in self.entries.values_mut() {
+            entry.covered = true;
+        }
+        self.fresh = (0, 0);
         self.droppable = (0, 0);
-        ids
+        let ids = |list: Vec<(DeltaId, bool)>| list.into_iter().map(|(id, _)| id).collect();
+        (ids(dropped), ids(kept))
     }
 }
 
@@ -173,7 +219,8 @@ impl Engine {
         }
     }
 
-    /// Compacts `doc` if its droppable entries passed the threshold.
+    /// Compacts `doc` if the entries since its last snapshot passed the
+    /// threshold.
     pub(crate) fn maybe_compact(&mut self, doc: DocId) {
         let policy = self.compaction;
         if !self.compaction_enabled {
@@ -191,9 +238,14 @@ impl Engine {
         // Every relay delta up to the cursor is in the snapshot.
         let offer = (state.cursor > 0 && saved.len() < MAX_RELAY_SNAPSHOT_BYTES)
             .then(|| delta::encode_snapshot(&saved));
+        let (dropped, covers) = state.log.snapshot_taken();
         let mut batch = Batch::default();
-        batch.put(&Record::Snapshot(SnapshotRecord { doc, bytes: saved }));
-        for id in state.log.take_droppable() {
+        batch.put(&Record::Snapshot(SnapshotRecord {
+            doc,
+            bytes: saved,
+            covers,
+        }));
+        for id in dropped {
             batch.delete(Store::Entries, entry_key(&doc, &id));
         }
         self.persist(batch);

@@ -405,12 +405,14 @@ impl Engine {
             return; // it is the entry just wrapped
         };
         // Pushed once durable: see `persisted`.
+        let doc = entry.doc;
         self.outbox.push(Outgoing {
             entry,
             pushed_at: None,
             batch: self.batches_emitted,
         });
         self.emit(Effect::StatusChanged);
+        self.maybe_compact(doc);
     }
 }
 

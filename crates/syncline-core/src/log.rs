@@ -19,13 +19,13 @@ use crate::EngineError;
 use crate::delta;
 use crate::engine::{Effect, Engine, Outgoing, SessionState, load_automerge};
 use crate::seal::DocKey;
-use crate::store::{Batch, LogEntry, Origin, Record, Store, entry_key};
+use crate::store::{Batch, LogEntry, Origin, Record, SnapshotRecord, Store, entry_key};
 
 /// A document's records, sorted out of a pile of (store, key, bytes).
 #[derive(Default)]
 struct DocRecords {
     record: Option<(DocKey, u64)>,
-    snapshot: Option<(String, Vec<u8>)>,
+    snapshot: Option<(String, SnapshotRecord)>,
     entries: Vec<(String, LogEntry)>,
 }
 
@@ -79,7 +79,12 @@ impl Engine {
                     self.relay.get_or_insert(r);
                 }
                 Ok(Record::Snapshot(s)) => {
-                    docs.entry(s.doc).or_default().snapshot = Some((key, s.bytes))
+                    let doc = s.doc;
+                    docs.entry(doc).or_default().snapshot = Some((key, s));
+                }
+                Ok(Record::SnapshotV1(s)) => {
+                    let doc = s.doc;
+                    docs.entry(doc).or_default().snapshot = Some((key, s.into()));
                 }
                 Err(reason) => problems.push(corrupt(reason)),
             }
@@ -137,15 +142,20 @@ impl Engine {
         };
         let mut changed = false;
         let mut clean = true;
-        if let Some((key, bytes)) = records.snapshot {
+        // Entries whose changes the snapshot holds: not applied again.
+        let mut covered = HashSet::new();
+        if let Some((key, snapshot)) = records.snapshot {
             let result = if state.doc.get_heads().is_empty() {
                 // The fast path: a fresh document loads whole.
-                load_automerge(&bytes).map(|loaded| state.doc = loaded.with_actor(actor))
+                load_automerge(&snapshot.bytes).map(|loaded| state.doc = loaded.with_actor(actor))
             } else {
-                state.doc.load_incremental(&bytes).map(|_| ())
+                state.doc.load_incremental(&snapshot.bytes).map(|_| ())
             };
             match result {
-                Ok(()) => changed = true,
+                Ok(()) => {
+                    changed = true;
+                    covered.extend(snapshot.covers);
+                }
                 Err(e) => {
                     clean = false;
                     problems.push(EngineError::Corrupt {
@@ -162,6 +172,10 @@ impl Engine {
         for (key, entry) in &list {
             let droppable = entry.origin == Origin::Relay || entry.relay_seq.is_some();
             state.log.note(entry.id, entry.bytes.len(), droppable);
+            if covered.contains(&entry.id) {
+                state.log.cover(&entry.id);
+                continue;
+            }
             match delta::decode(&entry.bytes) {
                 Ok(c) => changes.extend(c),
                 Err(reason) => {

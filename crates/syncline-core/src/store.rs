@@ -86,20 +86,44 @@ pub struct RelayRecord {
     pub epoch: [u8; 16],
 }
 
-/// A document's whole state (`Automerge::save`), which replaces the log
-/// entries it covers.
+/// A document's whole state (`Automerge::save`). It replaces the log
+/// entries the relay holds; the entries it does not replace (the outbox)
+/// are listed in `covers`, so that opening the document loads the snapshot
+/// and skips their changes instead of applying them a second time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotRecord {
     pub doc: DocId,
     pub bytes: Vec<u8>,
+    /// Entries kept beside the snapshot whose changes it already holds.
+    pub covers: Vec<DeltaId>,
 }
 
-/// A record as written: postcard, behind a version tag.
+/// The snapshot record of earlier versions, without `covers`: still read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecordV1 {
+    pub doc: DocId,
+    pub bytes: Vec<u8>,
+}
+
+impl From<SnapshotRecordV1> for SnapshotRecord {
+    fn from(old: SnapshotRecordV1) -> SnapshotRecord {
+        SnapshotRecord {
+            doc: old.doc,
+            bytes: old.bytes,
+            covers: Vec::new(),
+        }
+    }
+}
+
+/// A record as written: postcard, behind a version tag. Postcard numbers
+/// the variants, so new ones are only ever appended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record {
     Entry(LogEntry),
     Doc(DocRecord),
     Relay(RelayRecord),
+    /// Read, never written (it covers no entries).
+    SnapshotV1(SnapshotRecordV1),
     Snapshot(SnapshotRecord),
 }
 
@@ -110,7 +134,10 @@ impl Record {
             Record::Entry(e) => (Store::Entries, entry_key(&e.doc, &e.id)),
             Record::Doc(d) => (Store::Docs, d.doc.to_string()),
             Record::Relay(_) => (Store::Meta, "relay".to_string()),
-            Record::Snapshot(s) => (Store::Snapshots, s.doc.to_string()),
+            Record::Snapshot(SnapshotRecord { doc, .. })
+            | Record::SnapshotV1(SnapshotRecordV1 { doc, .. }) => {
+                (Store::Snapshots, doc.to_string())
+            }
         }
     }
 

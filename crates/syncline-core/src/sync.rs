@@ -30,7 +30,7 @@ use syncline_protocol::{
 use crate::EngineError;
 use crate::delta;
 use crate::engine::{Effect, Engine, SessionState};
-use crate::store::{Batch, LogEntry, Origin, Record, RelayRecord};
+use crate::store::{Batch, LogEntry, Origin, Record, RelayRecord, Store, entry_key};
 
 /// A push not acked after this long is pushed again on the same connection.
 pub const RESEND_AFTER_MS: u64 = 10_000;
@@ -325,14 +325,23 @@ impl Engine {
         let mut batch = Batch::default();
         let mut retired = Vec::new();
         let ids: HashSet<&DeltaId> = ids.iter().collect();
+        let mut log = self.docs.get_mut(&doc).map(|state| &mut state.log);
         self.outbox.retain(|o| {
             if o.entry.doc != doc || !ids.contains(&o.entry.id) {
                 return true;
             }
-            let mut done = o.entry.clone();
-            done.relay_seq = Some(seq);
-            batch.put(&Record::Entry(done));
-            retired.push((o.entry.id, o.entry.bytes.len()));
+            if log
+                .as_mut()
+                .is_some_and(|log| log.forget_if_covered(&o.entry.id))
+            {
+                // The snapshot holds it and now the relay too: it can go.
+                batch.delete(Store::Entries, entry_key(&doc, &o.entry.id));
+            } else {
+                let mut done = o.entry.clone();
+                done.relay_seq = Some(seq);
+                batch.put(&Record::Entry(done));
+                retired.push((o.entry.id, o.entry.bytes.len()));
+            }
             false
         });
         if let Some(state) = self.docs.get_mut(&doc)
@@ -343,7 +352,7 @@ impl Engine {
         {
             state.relay_snapshot = None; // the relay holds it
         }
-        if !retired.is_empty() {
+        if !batch.is_empty() {
             if let Some(state) = self.docs.get_mut(&doc) {
                 for (id, len) in retired {
                     state.log.note(id, len, true);

@@ -1,0 +1,151 @@
+//! Compaction while offline: the snapshot covers the outbox, so a replica
+//! that made thousands of changes without a relay still opens from one
+//! snapshot; the covered entries go once the relay acks them; snapshots of
+//! the earlier record format still load.
+
+#[path = "support/world.rs"]
+mod world;
+
+use syncline_core::store::{Record, SnapshotRecordV1};
+use syncline_core::{CompactionPolicy, DocUrl, Engine, Store};
+use world::{World, items, push, shared_doc};
+
+const OFFLINE_CHANGES: usize = 10;
+
+/// Replica 0 compacts every 4 entries and makes `OFFLINE_CHANGES` changes
+/// while disconnected; all are written.
+fn offline_world() -> (World, DocUrl) {
+    let (mut world, url) = shared_doc(2);
+    world.replicas[0].set_compaction(CompactionPolicy {
+        max_entries: 4,
+        max_bytes: 1 << 20,
+    });
+    world.disconnect(0);
+    for n in 0..OFFLINE_CHANGES {
+        world.replicas[0]
+            .engine
+            .change(url.doc, &push(&format!("offline{n}")), None, 2)
+            .unwrap();
+        world.collect(0);
+    }
+    world.write(0);
+    (world, url)
+}
+
+fn decoded(world: &World, i: usize, store: Store) -> Vec<(String, Record)> {
+    world.replicas[i]
+        .store
+        .records()
+        .into_iter()
+        .filter(|(s, _, _)| *s == store)
+        .map(|(_, key, bytes)| (key, Record::decode(&bytes).unwrap()))
+        .collect()
+}
+
+/// The items, newest first (`push` inserts at the front).
+fn expected() -> Vec<String> {
+    (0..OFFLINE_CHANGES)
+        .rev()
+        .map(|n| format!("offline{n}"))
+        .collect()
+}
+
+#[test]
+fn offline_changes_are_compacted_into_a_snapshot_that_lists_the_entries_it_keeps() {
+    let (world, _) = offline_world();
+    let snapshots = decoded(&world, 0, Store::Snapshots);
+    let [(_, Record::Snapshot(snapshot))] = &snapshots[..] else {
+        panic!("one snapshot record expected: {snapshots:?}");
+    };
+    let entries = decoded(&world, 0, Store::Entries);
+    assert_eq!(entries.len(), OFFLINE_CHANGES, "nothing unacked is deleted");
+    // The document's first entry (acked) counts too: compactions at the
+    // 3rd and the 7th offline change, so the snapshot holds seven of them
+    // and the last three are newer.
+    assert_eq!(snapshot.covers.len(), 7);
+    for id in &snapshot.covers {
+        assert!(
+            entries.iter().any(
+                |(_, r)| matches!(r, Record::Entry(e) if e.id == *id && e.relay_seq.is_none())
+            ),
+            "the snapshot covers an outbox entry that is stored"
+        );
+    }
+}
+
+#[test]
+fn opening_skips_the_entries_the_snapshot_covers() {
+    let (world, url) = offline_world();
+    let Record::Snapshot(snapshot) = &decoded(&world, 0, Store::Snapshots)[0].1 else {
+        panic!("a snapshot record expected");
+    };
+    // Garble every covered entry's changes: an open that applied them
+    // again would report them corrupt.
+    let records =
+        world.replicas[0].store.records().into_iter().map(
+            |(store, key, bytes)| match Record::decode(&bytes) {
+                Ok(Record::Entry(mut entry)) if snapshot.covers.contains(&entry.id) => {
+                    entry.bytes = vec![1, 1, 3, 0xde, 0xad, 0xbe];
+                    (store, key, Record::Entry(entry).encode())
+                }
+                _ => (store, key, bytes),
+            },
+        );
+    let (engine, problems) = Engine::load([9; 32], records);
+    assert!(problems.is_empty(), "{problems:?}");
+    let value = engine.value_json(&url.doc).unwrap();
+    assert_eq!(value["items"], serde_json::json!(expected()));
+    assert_eq!(
+        engine.status().pending,
+        OFFLINE_CHANGES,
+        "covered entries stay in the outbox"
+    );
+}
+
+#[test]
+fn covered_entries_are_deleted_once_the_relay_acks_them() {
+    let (mut world, url) = offline_world();
+    let Record::Snapshot(snapshot) = decoded(&world, 0, Store::Snapshots).remove(0).1 else {
+        panic!("a snapshot record expected");
+    };
+    world.crash(0); // reopen from the snapshot: the outbox comes from the entries
+    world.heal();
+    let mut sorted = expected();
+    sorted.sort();
+    assert_eq!(items(&world, 1, &url), sorted);
+    assert_eq!(items(&world, 0, &url), sorted);
+    assert_eq!(world.replicas[0].engine.status().pending, 0);
+    for (_, record) in decoded(&world, 0, Store::Entries) {
+        let Record::Entry(entry) = record else {
+            panic!("only entries in the entries store");
+        };
+        assert!(entry.relay_seq.is_some(), "no outbox entry is left");
+        assert!(
+            !snapshot.covers.contains(&entry.id),
+            "a covered entry outlived its ack"
+        );
+    }
+}
+
+#[test]
+fn a_snapshot_in_the_earlier_format_still_loads() {
+    let (world, url) = offline_world();
+    let records =
+        world.replicas[0].store.records().into_iter().map(
+            |(store, key, bytes)| match Record::decode(&bytes) {
+                Ok(Record::Snapshot(s)) => {
+                    let old = Record::SnapshotV1(SnapshotRecordV1 {
+                        doc: s.doc,
+                        bytes: s.bytes,
+                    });
+                    (store, key, old.encode())
+                }
+                _ => (store, key, bytes),
+            },
+        );
+    let (engine, problems) = Engine::load([9; 32], records);
+    assert!(problems.is_empty(), "{problems:?}");
+    let value = engine.value_json(&url.doc).unwrap();
+    assert_eq!(value["items"], serde_json::json!(expected()));
+    assert_eq!(engine.status().pending, OFFLINE_CHANGES);
+}
