@@ -110,6 +110,12 @@ fn main() {
         .expect("tokio runtime");
     runtime.block_on(async move {
         ws::now_us();
+        let (p50, p99) = relay::fsync_probe(&cli.common.data_root);
+        println!(
+            "# disk under {}: 16 KiB append + fdatasync p50 {p50:.2} ms, p99 {p99:.2} ms; load average {}",
+            cli.common.data_root.display(),
+            relay::load_average()
+        );
         match &cli.scenario {
             Scenario::Acks(args) => acks::run(&cli.common, args).await,
             Scenario::Typists(args) => run_typists(&cli.common, args).await,

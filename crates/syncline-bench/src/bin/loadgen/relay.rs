@@ -128,6 +128,31 @@ pub fn metric_in(text: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Commit latency of the disk under `root`, probed the way the relay's
+/// SQLite commits: 200 × (append 16 KiB + fdatasync) to a scratch file.
+/// Returns (p50, p99) in ms. The relay's latency follows this closely,
+/// and it moves with other I/O on the machine.
+pub fn fsync_probe(root: &Path) -> (f64, f64) {
+    use std::io::Write;
+    let path = fresh_dir(root, "fsync-probe").join("probe");
+    let mut file = std::fs::File::create(&path).expect("create the fsync probe file");
+    let block = vec![0x5a_u8; 16 * 1024];
+    let mut times: Vec<f64> = (0..200)
+        .map(|_| {
+            file.write_all(&block).expect("write the probe");
+            let started = std::time::Instant::now();
+            file.sync_data().expect("fdatasync the probe");
+            started.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    drop(file);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    times.sort_by(f64::total_cmp);
+    (times[100], times[198])
+}
+
 /// The 1-minute load average (`/proc/loadavg`), as printed there.
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
