@@ -404,7 +404,9 @@ async fn write_loop(host: HostRef) {
             (std::mem::take(&mut h.unwritten), h.storage.clone())
         };
         let last = batches.last().map_or(0, |b| b.id);
-        let result = storage.write(&batches).await.map_err(|e| e.to_js());
+        let outcome = storage.write(&batches).await;
+        let failure = outcome.as_ref().err().map(|e| (e.code(), e.to_string()));
+        let result = outcome.map_err(|e| e.to_js());
         let waiters = {
             let mut h = host.borrow_mut();
             if result.is_ok() {
@@ -425,20 +427,10 @@ async fn write_loop(host: HostRef) {
         for (_, waiter) in waiters {
             let _ = waiter.send(result.clone());
         }
-        match result {
-            Ok(()) => drain(&host),
-            Err(error) => {
-                let message = js_sys::Error::from(error)
-                    .message()
-                    .as_string()
-                    .unwrap_or_default();
-                emit(
-                    &host,
-                    vec![Event::Error {
-                        code: "Storage",
-                        message,
-                    }],
-                );
+        match failure {
+            None => drain(&host),
+            Some((code, message)) => {
+                emit(&host, vec![Event::Error { code, message }]);
                 return;
             }
         }

@@ -1,4 +1,4 @@
-//! The replica's event log in IndexedDB, through rexie, encrypted at rest.
+//! The replica's event log in IndexedDB, through `idb`, encrypted at rest.
 //!
 //! One database per repo name (`syncline:<name>`), one object store per
 //! [`syncline_core::Store`], values as `Uint8Array`s under string keys. The
@@ -14,8 +14,8 @@
 
 use std::collections::BTreeMap;
 
+use idb::{Database, ObjectStore, Transaction, TransactionMode, TransactionResult};
 use js_sys::Uint8Array;
-use rexie::{ObjectStore, Rexie, TransactionMode};
 use syncline_core::{Batch, Store};
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -32,12 +32,20 @@ const KEYCHECK: (Store, &str) = (Store::Meta, "keycheck");
 const KEYCHECK_PLAINTEXT: &[u8] = b"syncline storage key check v1";
 
 pub struct Storage {
-    db: Rexie,
+    db: Database,
     key: [u8; 32],
 }
 
 fn aad(store: Store, key: &str) -> Vec<u8> {
     format!("syncline-record\0{}\0{key}", store.name()).into_bytes()
+}
+
+fn read_failed(e: idb::Error) -> StorageError {
+    StorageError::Read(e.to_string())
+}
+
+fn write_failed(e: idb::Error) -> StorageError {
+    StorageError::write(e.to_string())
 }
 
 fn store_names() -> Vec<&'static str> {
@@ -49,9 +57,9 @@ impl Storage {
     /// `key` is the one its records were written with.
     pub async fn open(name: &str, key: [u8; 32]) -> Result<Storage, StorageError> {
         let db_name = format!("syncline:{name}");
-        let mut builder = Rexie::builder(&db_name).version(DB_VERSION);
+        let mut builder = Database::builder(&db_name).version(DB_VERSION);
         for store in store_names() {
-            builder = builder.add_object_store(ObjectStore::new(store));
+            builder = builder.add_object_store(ObjectStore::builder(store));
         }
         let db = builder.build().await.map_err(|e| StorageError::Open {
             name: db_name,
@@ -63,18 +71,18 @@ impl Storage {
     }
 
     async fn check_key(&self) -> Result<(), StorageError> {
-        let read = |e: rexie::Error| StorageError::Read(format!("{e:?}"));
         let tx = self
             .db
             .transaction(&[KEYCHECK.0.name()], TransactionMode::ReadOnly)
-            .map_err(read)?;
+            .map_err(read_failed)?;
         let stored = tx
-            .store(KEYCHECK.0.name())
-            .map_err(read)?
+            .object_store(KEYCHECK.0.name())
+            .map_err(read_failed)?
             .get(JsValue::from_str(KEYCHECK.1))
+            .map_err(read_failed)?
             .await
-            .map_err(read)?;
-        tx.done().await.map_err(read)?;
+            .map_err(read_failed)?;
+        tx.await.map_err(read_failed)?;
         match stored.and_then(|v| v.dyn_into::<Uint8Array>().ok()) {
             Some(sealed) => match self.open_value(KEYCHECK.0, KEYCHECK.1, &sealed.to_vec()) {
                 Ok(plain) if plain == KEYCHECK_PLAINTEXT => Ok(()),
@@ -109,21 +117,22 @@ impl Storage {
     pub async fn load_all(
         &self,
     ) -> Result<(Vec<(Store, String, Vec<u8>)>, Vec<EngineError>), StorageError> {
-        let read = |e: rexie::Error| StorageError::Read(format!("{e:?}"));
         let tx = self
             .db
             .transaction(&store_names(), TransactionMode::ReadOnly)
-            .map_err(read)?;
+            .map_err(read_failed)?;
         let mut records = Vec::new();
         let mut problems = Vec::new();
         for store in Store::ALL {
-            let rows = tx
-                .store(store.name())
-                .map_err(read)?
-                .scan(None, None, None, None)
-                .await
-                .map_err(read)?;
-            for (key, value) in rows {
+            let object_store = tx.object_store(store.name()).map_err(read_failed)?;
+            // Both in key order, in one transaction: they pair up.
+            let keys = object_store.get_all_keys(None, None).map_err(read_failed)?;
+            let values = object_store.get_all(None, None).map_err(read_failed)?;
+            let (keys, values) = (
+                keys.await.map_err(read_failed)?,
+                values.await.map_err(read_failed)?,
+            );
+            for (key, value) in keys.into_iter().zip(values) {
                 let key = key.as_string().unwrap_or_default();
                 if (store, key.as_str()) == KEYCHECK {
                     continue;
@@ -142,7 +151,7 @@ impl Storage {
                 }
             }
         }
-        tx.done().await.map_err(read)?;
+        tx.await.map_err(read_failed)?;
         Ok((records, problems))
     }
 
@@ -175,12 +184,8 @@ impl Storage {
     ///
     /// Only each record's last state is written (a later batch's put or
     /// delete of a key replaces an earlier one; within a batch deletes come
-    /// after puts), which is what applying them in order would leave. The
-    /// puts of a store are issued together and only the last is awaited:
-    /// IndexedDB runs a transaction's requests in order, and awaiting each
-    /// one would cost a task per record.
+    /// after puts), which is what applying them in order would leave.
     pub async fn write(&self, batches: &[Batch]) -> Result<(), StorageError> {
-        let write = |e: rexie::Error| StorageError::write(format!("{e:?}"));
         let mut last: BTreeMap<(Store, &str), Option<&[u8]>> = BTreeMap::new();
         for batch in batches {
             for (store, key, value) in &batch.puts {
@@ -193,31 +198,39 @@ impl Storage {
         let tx = self
             .db
             .transaction(&store_names(), TransactionMode::ReadWrite)
-            .map_err(write)?;
-        for store in Store::ALL {
-            let records = last
-                .range((store, "")..)
-                .take_while(|((s, _), _)| *s == store);
-            let object_store = tx.store(store.name()).map_err(write)?;
-            let mut puts = Vec::new();
-            for (&(_, key), value) in records {
-                match value {
-                    Some(plain) => {
-                        let sealed = self.seal_value(store, key, plain);
-                        let value: JsValue = Uint8Array::from(sealed.as_slice()).into();
-                        puts.push((value, Some(JsValue::from_str(key))));
-                    }
-                    None => object_store
-                        .delete(JsValue::from_str(key))
-                        .await
-                        .map_err(write)?,
+            .map_err(write_failed)?;
+        // Requests are issued as they are made and run in order; none is
+        // awaited (that would cost a task each): a failed one aborts the
+        // transaction, which the commit reports.
+        for ((store, key), value) in last {
+            let object_store = tx.object_store(store.name()).map_err(write_failed)?;
+            let js_key = JsValue::from_str(key);
+            match value {
+                Some(plain) => {
+                    let sealed = self.seal_value(store, key, plain);
+                    let value: JsValue = Uint8Array::from(sealed.as_slice()).into();
+                    object_store
+                        .put(&value, Some(&js_key))
+                        .map_err(write_failed)?;
+                }
+                None => {
+                    object_store.delete(js_key).map_err(write_failed)?;
                 }
             }
-            object_store
-                .put_all(puts.into_iter())
-                .await
-                .map_err(write)?;
         }
-        tx.commit().await.map_err(write)
+        // The transaction's own error says why it failed (a request's error
+        // would only say it was aborted): keep a handle on it past `commit`.
+        let handle: Transaction = tx
+            .object_store(Store::Meta.name())
+            .map_err(write_failed)?
+            .transaction();
+        match tx.commit().map_err(write_failed)?.await {
+            Ok(TransactionResult::Committed) => Ok(()),
+            failed => Err(match handle.error() {
+                Some(e) if e.name() == "QuotaExceededError" => StorageError::QuotaExceeded,
+                Some(e) => StorageError::Write(format!("{}: {}", e.name(), e.message())),
+                None => StorageError::Write(format!("the transaction did not commit: {failed:?}")),
+            }),
+        }
     }
 }

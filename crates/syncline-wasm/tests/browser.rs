@@ -118,17 +118,18 @@ async fn raw_records(name: &str) -> Vec<(String, String, Vec<u8>)> {
     let db = raw_db(name).await;
     let stores = db.store_names();
     let tx = db
-        .transaction(&stores, rexie::TransactionMode::ReadOnly)
+        .transaction(&stores, idb::TransactionMode::ReadOnly)
         .unwrap();
     let mut out = Vec::new();
     for store in &stores {
-        for (k, v) in tx
-            .store(store)
+        let object_store = tx.object_store(store).unwrap();
+        let keys = object_store
+            .get_all_keys(None, None)
             .unwrap()
-            .scan(None, None, None, None)
             .await
-            .unwrap()
-        {
+            .unwrap();
+        let values = object_store.get_all(None, None).unwrap().await.unwrap();
+        for (k, v) in keys.into_iter().zip(values) {
             let bytes = js_sys::Uint8Array::new(&v).to_vec();
             out.push((store.clone(), k.as_string().unwrap(), bytes));
         }
@@ -136,8 +137,8 @@ async fn raw_records(name: &str) -> Vec<(String, String, Vec<u8>)> {
     out
 }
 
-async fn raw_db(name: &str) -> rexie::Rexie {
-    rexie::Rexie::builder(&format!("syncline:{name}"))
+async fn raw_db(name: &str) -> idb::Database {
+    idb::Database::builder(&format!("syncline:{name}"))
         .build()
         .await
         .unwrap()
@@ -223,15 +224,16 @@ async fn a_tampered_record_is_reported_and_the_rest_loads() {
     value[last] ^= 1;
     let db = raw_db(&name).await;
     let tx = db
-        .transaction(&[&store], rexie::TransactionMode::ReadWrite)
+        .transaction(&[&store], idb::TransactionMode::ReadWrite)
         .unwrap();
     let bytes: JsValue = js_sys::Uint8Array::from(value.as_slice()).into();
-    tx.store(&store)
+    tx.object_store(&store)
         .unwrap()
         .put(&bytes, Some(&JsValue::from_str(&key)))
+        .unwrap()
         .await
         .unwrap();
-    tx.done().await.unwrap();
+    tx.await.unwrap();
     db.close();
 
     let errors = std::rc::Rc::new(std::cell::RefCell::new(Vec::<JsValue>::new()));
