@@ -27,13 +27,12 @@ use futures_util::FutureExt;
 use syncline_protocol::{
     ClientFrame, DeltaId, DocId, RelayFrame, SequencedDelta, decode_client, decode_relay,
 };
-use tokio::sync::mpsc;
 
 use crate::auth::Secret;
 use crate::config::Config;
 use crate::connection::{Incoming, Session};
 use crate::limits::ConnLimits;
-use crate::outbox::{Outbox, Outgoing};
+use crate::outbox::{Outbox, Outgoing, Queue};
 use crate::server::Shared;
 use crate::store::PageLimits;
 use crate::store::memory::MemoryStore;
@@ -45,7 +44,7 @@ pub const SECRET: &str = "syncline fuzzing secret, never use it elsewhere";
 struct Conn {
     session: Session,
     kick: Outbox,
-    rx: mpsc::Receiver<Outgoing>,
+    rx: Queue,
     oracle: Oracle,
 }
 

@@ -39,10 +39,10 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use syncline_protocol::{ErrorCode, MAX_FRAME_BYTES, RelayFrame};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use crate::metrics::Metrics;
-use crate::outbox::{Closed, ConnId, Outbox, Outgoing};
+use crate::outbox::{Closed, ConnId, Outbox, Outgoing, Queue};
 use crate::server::Shared;
 
 /// Largest single delta (or snapshot) accepted. A little below the frame
@@ -256,7 +256,7 @@ fn too_long(error: axum::Error) -> Option<usize> {
 /// tries to close with 1013 at once.
 async fn write_frames(
     mut sink: SplitSink<WebSocket, Message>,
-    mut queue: mpsc::Receiver<Outgoing>,
+    mut queue: Queue,
     urgent: oneshot::Receiver<()>,
     metrics: Arc<Metrics>,
 ) {
@@ -275,11 +275,7 @@ async fn write_frames(
     }
 }
 
-async fn pump(
-    sink: &mut SplitSink<WebSocket, Message>,
-    queue: &mut mpsc::Receiver<Outgoing>,
-    metrics: &Metrics,
-) {
+async fn pump(sink: &mut SplitSink<WebSocket, Message>, queue: &mut Queue, metrics: &Metrics) {
     while let Some(first) = queue.recv().await {
         let mut next = Some(first);
         let mut fed = 0;

@@ -1,10 +1,9 @@
 //! Tests of the hub's ordering, slow-subscriber and presence rules.
 
 use super::*;
-use crate::outbox::Outgoing;
+use crate::outbox::{Outgoing, Queue};
 use crate::store::Fanout;
 use syncline_protocol::{DeltaId, decode_relay};
-use tokio::sync::mpsc;
 
 const DOC: DocId = DocId([9; 16]);
 
@@ -28,7 +27,7 @@ fn batch(seqs: &[u64]) -> Arc<[SequencedDelta]> {
     seqs.iter().copied().map(delta).collect()
 }
 
-fn frames(rx: &mut mpsc::Receiver<Outgoing>) -> Vec<RelayFrame> {
+fn frames(rx: &mut Queue) -> Vec<RelayFrame> {
     let mut frames = Vec::new();
     while let Ok(Outgoing::Frame(bytes)) = rx.try_recv() {
         frames.push(decode_relay(&bytes).unwrap());
@@ -36,7 +35,7 @@ fn frames(rx: &mut mpsc::Receiver<Outgoing>) -> Vec<RelayFrame> {
     frames
 }
 
-fn received_seqs(rx: &mut mpsc::Receiver<Outgoing>) -> Vec<u64> {
+fn received_seqs(rx: &mut Queue) -> Vec<u64> {
     let mut seqs = Vec::new();
     for frame in frames(rx) {
         match frame {
@@ -123,7 +122,7 @@ fn a_group_commit_reaches_each_subscriber_as_one_frame_per_document_without_its_
         fanout(OTHER, 1, &[1]),
         fanout(DOC, 1, &[4]),
     ]);
-    let seqs_per_frame = |rx: &mut mpsc::Receiver<Outgoing>| -> Vec<(DocId, Vec<u64>)> {
+    let seqs_per_frame = |rx: &mut Queue| -> Vec<(DocId, Vec<u64>)> {
         frames(rx)
             .into_iter()
             .map(|frame| match frame {
