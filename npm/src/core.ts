@@ -4,6 +4,7 @@
  * talks to the engine only through `CoreApi`, so the engine can move into a
  * worker later without changing the public API.
  */
+import { opsToPatches } from "./snapshot.js";
 import type { HistoryEntry, JsonValue, Op, Patch, Status, TransportOptions } from "./types.js";
 
 export type CoreEvent =
@@ -55,7 +56,8 @@ export interface CoreApi {
 /** The engine as the glue exports it. */
 /** The glue's object: `CoreApi`, except that ops cross as JSON text. */
 export type RawCore = Omit<CoreApi, "change"> & {
-  change(url: string, opsJson: string, message?: string): Patch[];
+  /** `null`: only local changes happened since the last patches; the ops are the patches. */
+  change(url: string, opsJson: string, message?: string): Patch[] | null;
 };
 
 export interface CoreStatic {
@@ -115,7 +117,8 @@ export function adaptCore(raw: RawCore, onTrap: (error: unknown) => void): CoreA
       guard(() => {
         // One string crosses into wasm faster than an array walked field by field.
         const json = JSON.stringify(ops);
-        return message === undefined ? raw.change(url, json) : raw.change(url, json, message);
+        const patches = message === undefined ? raw.change(url, json) : raw.change(url, json, message);
+        return patches ?? opsToPatches(ops);
       }),
     flush: () => guardAsync(() => raw.flush()),
     status: () => guard(() => raw.status()),

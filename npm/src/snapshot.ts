@@ -8,7 +8,7 @@
  * deeply equal between two whole values.
  */
 
-import type { Patch } from "./types.js";
+import type { Op, Patch } from "./types.js";
 
 type Tree = Record<string, unknown> | unknown[];
 
@@ -87,6 +87,38 @@ export function applyPatches(root: unknown, patches: readonly Patch[]): unknown 
   }
   for (const tree of fresh) Object.freeze(tree);
   return top;
+}
+
+/**
+ * The patches a local change's ops make when nothing else changed the
+ * document since its value was read (the engine says so): each op is
+ * exactly one edit of that value, in order.
+ */
+export function opsToPatches(ops: readonly Op[]): Patch[] {
+  const patches: Patch[] = [];
+  for (const op of ops) {
+    switch (op.op) {
+      case "put":
+      case "put_text":
+      case "put_counter":
+        patches.push({ action: "put", path: op.obj, key: op.key, value: op.value });
+        break;
+      case "delete":
+        patches.push({ action: "del", path: op.obj, key: op.key, length: op.count ?? 1 });
+        break;
+      case "insert":
+        patches.push({ action: "insert", path: op.obj, index: op.index, values: op.values });
+        break;
+      case "splice_text":
+        if (op.delete > 0) patches.push({ action: "del", path: op.obj, key: op.index, length: op.delete });
+        if (op.insert.length > 0) patches.push({ action: "splice", path: op.obj, index: op.index, value: op.insert });
+        break;
+      case "increment":
+        patches.push({ action: "inc", path: op.obj, key: op.key, value: op.by });
+        break;
+    }
+  }
+  return patches;
 }
 
 function read(tree: Tree, step: string | number): unknown {

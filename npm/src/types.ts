@@ -59,7 +59,7 @@ export type Op =
  * (for `splice` and a `del` of text units: to the text itself).
  */
 export type Patch =
-  /** A map key or list index was set (a new container arrives empty and is filled by later patches). */
+  /** A map key or list index was set (a new container arrives whole, or empty and filled by later patches). */
   | { action: "put"; path: Path; key: string | number; value: JsonValue }
   | { action: "insert"; path: Path; index: number; values: JsonValue[] }
   /** `length` list elements, or text units, removed at index `key`; or map key `key` removed. */

@@ -43,3 +43,36 @@ test("a map key named __proto__ is an ordinary key", () => {
   assert.deepEqual(Object.keys(next), ["__proto__"]);
   assert.equal({}.polluted, undefined);
 });
+
+test("a local change's ops, as patches, give the value the draft showed", async () => {
+  const { opsToPatches } = await import("../.test-build/snapshot.js");
+  const { recordChange, splice, increment } = await import("../.test-build/draft.js");
+  const { Counter, Text } = await import("../.test-build/crdt-values.js");
+  const base = frozen({ title: "t", gone: true, n: 2, note: "hello", list: [1, 2, 3, 4, 5], nested: { keep: { x: 1 }, edit: { y: 1 } } });
+  const ops = recordChange(base, (d) => {
+    d.title = "renamed";
+    delete d.gone;
+    increment(d, "n", 3);
+    splice(d, "note", 1, 3, "ipp");
+    d.list.push(6, { deep: [7] });
+    d.list.splice(1, 2, "two", "three", "more");
+    d.list.shift();
+    d.list[0] = "first";
+    d.nested.edit.y = 2;
+    d.nested.added = { z: [1] };
+    d.fresh = new Text("new text");
+    d.likes = new Counter(10);
+  });
+  const next = applyPatches(base, opsToPatches(ops));
+  assert.deepEqual(next, {
+    title: "renamed",
+    n: 5,
+    note: "hippo",
+    list: ["first", "three", "more", 4, 5, 6, { deep: [7] }],
+    nested: { keep: { x: 1 }, edit: { y: 2 }, added: { z: [1] } },
+    fresh: "new text",
+    likes: 10,
+  });
+  assert.equal(next.nested.keep, base.nested.keep, "untouched subtree shared");
+  assert.ok(Object.isFrozen(next.list[6]));
+});

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ActorId, AutoCommit, AutoSerde};
+use automerge::{ActorId, AutoCommit, AutoSerde, Change, ChangeHash};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde_json::Value as Json;
@@ -112,6 +112,9 @@ pub(crate) struct DocState {
     pub(crate) presence: Presence,
     /// A snapshot made by compaction, to offer the relay.
     pub(crate) relay_snapshot: Option<RelaySnapshot>,
+    /// Changed by something other than a local change (the relay, a tab,
+    /// the log) since [`Engine::patches`] last described it.
+    pub(crate) changed_elsewhere: bool,
 }
 
 /// An outbox entry and when it was last pushed on this connection.
@@ -144,7 +147,26 @@ pub struct Engine {
     pub(crate) compaction_enabled: bool,
     /// Emit [`Output::Broadcast`] for every local change.
     pub(crate) tab_sync: bool,
+    /// Local changes not yet logged, by document (see [`Unlogged`]).
+    pub(crate) unlogged: BTreeMap<DocId, Unlogged>,
 }
+
+/// A document's local changes committed since the outputs were last taken.
+/// They are logged together when the host takes the outputs: a burst of
+/// changes (a paste, a loop, a fast typist between two ticks) becomes one
+/// log entry, one storage record, one push and one tab broadcast, and the
+/// change bytes are extracted from Automerge once for all of them.
+pub(crate) struct Unlogged {
+    /// The document's heads before the first of them.
+    since: Vec<ChangeHash>,
+    time_ms: u64,
+    /// The first change's message.
+    message: Option<String>,
+}
+
+/// A burst of local changes is split into entries of about this size, far
+/// within the protocol's frame limit.
+const MAX_LOCAL_ENTRY_BYTES: usize = 1 << 20;
 
 impl Engine {
     /// A new, empty replica. `seed` must be fresh random bytes for every
@@ -169,6 +191,7 @@ impl Engine {
             effects: Vec::new(),
             compaction_enabled: true,
             tab_sync: false,
+            unlogged: BTreeMap::new(),
         }
     }
 
@@ -183,7 +206,8 @@ impl Engine {
         };
         self.insert_doc(url.doc, url.key).doc = automerge;
         self.persist_doc_record(url.doc);
-        self.commit_local(url.doc, None, now_ms);
+        // A new document has no heads: its first change is logged from there.
+        self.commit_local(url.doc, Some(Vec::new()), None, now_ms);
         self.subscribe_if_ready(url.doc, now_ms);
         Ok(url)
     }
@@ -216,11 +240,13 @@ impl Engine {
             .docs
             .get_mut(&doc)
             .ok_or(EngineError::DocNotFound(doc))?;
+        // No transaction is open here, so reading the heads commits nothing.
+        let since = (!self.unlogged.contains_key(&doc)).then(|| state.doc.get_heads());
         if let Err(e) = apply_ops(&mut state.doc, ops) {
             state.doc.rollback();
             return Err(e.into());
         }
-        self.commit_local(doc, message, now_ms);
+        self.commit_local(doc, since, message, now_ms);
         Ok(())
     }
 
@@ -238,7 +264,40 @@ impl Engine {
             .docs
             .get_mut(doc)
             .ok_or(EngineError::DocNotFound(*doc))?;
+        state.changed_elsewhere = false;
         Ok(state.doc.diff_incremental())
+    }
+
+    /// Starts the document's patches afresh: later ones describe what
+    /// changes after its value now (which the caller reads next).
+    pub fn restart_patches(&mut self, doc: &DocId) -> Result<(), EngineError> {
+        let state = self
+            .docs
+            .get_mut(doc)
+            .ok_or(EngineError::DocNotFound(*doc))?;
+        state.changed_elsewhere = false;
+        state.doc.update_diff_cursor();
+        Ok(())
+    }
+
+    /// Right after a local [`Engine::change`]: the patches since the last
+    /// call, or `None` when only this replica's local changes happened
+    /// since — then the caller, who knows the ops it just made, applies them
+    /// to its value itself, and Automerge computes no diff. (Diffing one
+    /// change is most of a change's cost on a large document.)
+    pub fn patches_after_local_change(
+        &mut self,
+        doc: &DocId,
+    ) -> Result<Option<Vec<automerge::Patch>>, EngineError> {
+        let state = self
+            .docs
+            .get_mut(doc)
+            .ok_or(EngineError::DocNotFound(*doc))?;
+        if state.changed_elsewhere || state.doc.diff_cursor().is_empty() {
+            return self.patches(doc).map(Some);
+        }
+        state.doc.update_diff_cursor();
+        Ok(None)
     }
 
     /// The document's current value as a `serde_json::Value`.
@@ -267,7 +326,8 @@ impl Engine {
     pub fn status(&self) -> Status {
         Status {
             session: self.session,
-            pending: self.outbox.len(),
+            // A document's unlogged burst becomes (at least) one entry.
+            pending: self.outbox.len() + self.unlogged.len(),
             last_synced_ms: self.last_synced_ms,
         }
     }
@@ -302,6 +362,7 @@ impl Engine {
     /// broadcasts and presence are dropped: a host that handles them calls
     /// [`Engine::take_outputs`] instead.
     pub fn take_effects(&mut self) -> Vec<Effect> {
+        self.log_local_changes();
         std::mem::take(&mut self.effects)
             .into_iter()
             .filter_map(|output| match output {
@@ -313,10 +374,16 @@ impl Engine {
 
     /// Everything asked for since the last call, in order.
     pub fn take_outputs(&mut self) -> Vec<Output> {
+        self.log_local_changes();
         std::mem::take(&mut self.effects)
     }
 
     pub(crate) fn emit(&mut self, effect: Effect) {
+        if let Effect::DocChanged(doc) = &effect
+            && let Some(state) = self.docs.get_mut(doc)
+        {
+            state.changed_elsewhere = true;
+        }
         self.effects.push(Output::Effect(effect));
     }
 
@@ -338,6 +405,7 @@ impl Engine {
             log: LogIndex::default(),
             presence: Presence::default(),
             relay_snapshot: None,
+            changed_elsewhere: false,
         })
     }
 
@@ -359,8 +427,15 @@ impl Engine {
     }
 
     /// Commits the open transaction of `doc` (if it holds any op) as a local
-    /// delta: logged, queued in the outbox, pushed if the session is ready.
-    fn commit_local(&mut self, doc: DocId, message: Option<String>, now_ms: u64) {
+    /// change, to be logged with the others of its burst (see [`Unlogged`]).
+    /// `since` is the document's heads before it, if it is the first.
+    fn commit_local(
+        &mut self,
+        doc: DocId,
+        since: Option<Vec<ChangeHash>>,
+        message: Option<String>,
+        now_ms: u64,
+    ) {
         let Some(state) = self.docs.get_mut(&doc) else {
             return;
         };
@@ -373,23 +448,64 @@ impl Engine {
             time: Some((now_ms / 1000) as i64),
         };
         state.doc.commit_with(options);
-        let Some(change) = state.doc.get_last_local_change() else {
-            return;
-        };
-        let bytes = delta::encode([change.raw_bytes()]);
-        let entry = LogEntry {
-            doc,
-            id: state.key.delta_id(&bytes),
-            bytes,
-            time_ms: now_ms,
-            message,
-            origin: Origin::Local,
-            relay_seq: None,
-        };
-        if self.tab_sync {
-            self.broadcast(&entry);
+        if let Some(since) = since {
+            self.unlogged.insert(
+                doc,
+                Unlogged {
+                    since,
+                    time_ms: now_ms,
+                    message,
+                },
+            );
         }
-        self.enqueue(entry);
+        self.emit(Effect::StatusChanged);
+    }
+
+    /// Turns the unlogged local changes into log entries: logged, queued in
+    /// the outbox, broadcast to tabs, pushed once durable.
+    pub(crate) fn log_local_changes(&mut self) {
+        for (doc, unlogged) in std::mem::take(&mut self.unlogged) {
+            let Some(state) = self.docs.get_mut(&doc) else {
+                continue; // deleted since
+            };
+            // Changes merged from elsewhere since then are not ours to log.
+            let changes: Vec<Change> = state
+                .doc
+                .get_changes(&unlogged.since)
+                .into_iter()
+                .filter(|c| *c.actor_id() == self.actor)
+                .collect();
+            let mut entries = Vec::new();
+            let mut rest = &changes[..];
+            while !rest.is_empty() {
+                let mut size = 0;
+                let take = rest
+                    .iter()
+                    .take_while(|c| {
+                        size += c.raw_bytes().len();
+                        size <= MAX_LOCAL_ENTRY_BYTES
+                    })
+                    .count()
+                    .max(1);
+                let bytes = delta::encode(rest[..take].iter().map(|c| c.raw_bytes()));
+                rest = &rest[take..];
+                entries.push(LogEntry {
+                    doc,
+                    id: state.key.delta_id(&bytes),
+                    bytes,
+                    time_ms: unlogged.time_ms,
+                    message: unlogged.message.clone(),
+                    origin: Origin::Local,
+                    relay_seq: None,
+                });
+            }
+            for entry in entries {
+                if self.tab_sync {
+                    self.broadcast(&entry);
+                }
+                self.enqueue(entry);
+            }
+        }
     }
 
     /// Logs a local delta and queues it for the relay.

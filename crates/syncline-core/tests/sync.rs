@@ -5,7 +5,8 @@
 mod world;
 
 use serde_json::{Value, json};
-use syncline_core::{DocUrl, Engine, EngineError, Op, Store};
+use syncline_core::store::Record;
+use syncline_core::{DocUrl, Engine, EngineError, Op, Store, delta};
 use syncline_protocol::{DeltaId, RelayFrame, SequencedDelta, encode_relay};
 use world::{World, items, push, shared_doc};
 
@@ -90,8 +91,8 @@ fn a_crash_loses_only_what_was_never_written_and_the_outbox_survives() {
     assert_eq!(items(&world, 0, &url), ["durable"]);
     assert_eq!(
         world.replicas[0].engine.status().pending,
-        2,
-        "creation + durable change"
+        1,
+        "creation + durable change, made before the outputs were taken: one entry"
     );
     world.replicas[1].engine.open_doc(&url, 0).unwrap();
     world.collect(1);
@@ -381,4 +382,100 @@ fn a_live_delta_lost_with_nothing_after_it_is_fetched_once_the_doc_has_been_idle
     world.tick(1);
     world.settle();
     assert_eq!(items(&world, 1, &url), ["lost"]);
+}
+
+#[test]
+fn a_burst_of_changes_is_logged_and_pushed_as_one_delta_without_remote_changes() {
+    let (mut world, url) = shared_doc(2);
+    let before = world.relay.logs[&url.doc].len();
+    // Replica 1's change reaches replica 0 in the middle of 0's burst.
+    world.replicas[1]
+        .engine
+        .change(url.doc, &push("remote"), None, 1)
+        .unwrap();
+    world.collect(1);
+    for n in 0..5 {
+        world.replicas[0]
+            .engine
+            .change(url.doc, &push(&format!("burst{n}")), None, 1)
+            .unwrap();
+        if n == 2 {
+            while world.deliver_to_relay(1) {}
+            while world.deliver_to_replica(0) {}
+        }
+    }
+    assert_eq!(
+        world.replicas[0].engine.status().pending,
+        1,
+        "counted before it is logged"
+    );
+    world.collect(0);
+    world.settle();
+    let log = &world.relay.logs[&url.doc];
+    assert_eq!(
+        log.len(),
+        before + 2,
+        "one delta for the remote change, one for the burst"
+    );
+    let expected = ["burst0", "burst1", "burst2", "burst3", "burst4", "remote"];
+    assert_eq!(items(&world, 0, &url), expected);
+    assert_eq!(items(&world, 1, &url), expected);
+    assert_eq!(world.replicas[0].engine.status().pending, 0);
+    // The burst's delta holds only replica 0's five changes.
+    let changes: Vec<usize> = world.replicas[0]
+        .store
+        .records()
+        .into_iter()
+        .filter_map(|(_, _, bytes)| match Record::decode(&bytes) {
+            Ok(Record::Entry(e)) => Some(delta::decode(&e.bytes).unwrap().len()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        changes.contains(&5),
+        "one entry of five changes: {changes:?}"
+    );
+}
+
+#[test]
+fn after_a_local_change_patches_are_needed_only_if_something_else_changed_the_doc() {
+    let (mut world, url) = shared_doc(2);
+    // Replica 0 pushes `item` and asks whether it needs patches.
+    let local = |world: &mut World, item: &str| {
+        let engine = &mut world.replicas[0].engine;
+        engine.change(url.doc, &push(item), None, 1).unwrap();
+        engine.patches_after_local_change(&url.doc).unwrap()
+    };
+    world.replicas[0].engine.restart_patches(&url.doc).unwrap();
+    assert_eq!(
+        local(&mut world, "mine"),
+        None,
+        "only the local change: the caller's ops are the patches"
+    );
+    // A remote change arrives in between: the diff must describe it too.
+    world.replicas[1]
+        .engine
+        .change(url.doc, &push("theirs"), None, 1)
+        .unwrap();
+    world.collect(0);
+    world.collect(1);
+    world.settle();
+    let patches = local(&mut world, "mine again").expect("a remote change came in: patches");
+    let mut inserted: Vec<String> = patches
+        .iter()
+        .filter_map(|p| match &p.action {
+            automerge::PatchAction::Insert { values, .. } => Some(
+                values
+                    .iter()
+                    .map(|(v, _, _)| v.to_string().trim_matches('"').to_string())
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    inserted.sort();
+    assert_eq!(inserted, ["mine again", "theirs"].map(String::from));
+    // Described: the next local change needs none again.
+    assert_eq!(local(&mut world, "third"), None);
 }

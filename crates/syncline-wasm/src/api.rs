@@ -10,6 +10,7 @@ use wasm_bindgen::prelude::*;
 use crate::convert::{history_to_js, initial_from_js, ops_from_json, to_js};
 use crate::errors::{engine_error, js_error};
 use crate::host::{self, Host, HostRef, now_ms, random_bytes};
+use crate::patches::to_js_patches;
 use crate::storage::Storage;
 use crate::transport::TransportOptions;
 
@@ -220,14 +221,18 @@ impl Core {
         let doc = parse(url)?.doc;
         let mut h = self.host.borrow_mut();
         // Start the doc's patch stream here.
-        h.engine.patches(&doc).map_err(|e| engine_error(&e))?;
+        h.engine
+            .restart_patches(&doc)
+            .map_err(|e| engine_error(&e))?;
         to_js(&h.engine.value(&doc).map_err(|e| engine_error(&e))?)
     }
 
     /// Applies `ops` (a JSON array of `syncline_core::Op`) as one change
     /// with an optional message; returns the patches since the last
     /// `value`, `change` or `changed` event of this doc (see
-    /// [`crate::patches`]). On error nothing changes.
+    /// [`crate::patches`]), or `null` when nothing but local changes
+    /// happened since: then the caller applies its own ops as patches. On
+    /// error nothing changes.
     pub fn change(
         &self,
         url: &str,
@@ -241,9 +246,18 @@ impl Core {
             .borrow_mut()
             .engine
             .change(doc, &ops, message, now_ms());
-        host::drain(&self.host);
+        host::drain_soon(&self.host);
         result.map_err(|e| engine_error(&e))?;
-        host::patches_js(&self.host, &doc)
+        let patches = self
+            .host
+            .borrow_mut()
+            .engine
+            .patches_after_local_change(&doc)
+            .map_err(|e| engine_error(&e))?;
+        match patches {
+            Some(patches) => to_js(&to_js_patches(patches)),
+            None => Ok(JsValue::NULL),
+        }
     }
 
     /// Resolves when every change made so far is durable in IndexedDB.

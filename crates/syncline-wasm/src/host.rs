@@ -44,6 +44,8 @@ pub struct Host {
     /// Batches not yet handed to IndexedDB.
     unwritten: Vec<Batch>,
     writer_running: bool,
+    /// A [`drain`] is queued as a microtask (see [`drain_soon`]).
+    drain_queued: bool,
     /// The last batch the engine emitted, and the last one committed.
     produced: u64,
     committed: u64,
@@ -108,6 +110,7 @@ impl Host {
             storage: Rc::new(storage),
             unwritten: Vec::new(),
             writer_running: false,
+            drain_queued: false,
             produced: 0,
             committed: 0,
             flush_waiters: Vec::new(),
@@ -148,6 +151,23 @@ impl Host {
             self.sends.bytes() + socket_backlog,
         ))
     }
+}
+
+/// Drains once the current task's synchronous code is done (a microtask):
+/// a burst of `change()` calls then becomes one log entry and one
+/// IndexedDB record, not one each (the engine logs local changes when its
+/// outputs are taken).
+pub fn drain_soon(host: &HostRef) {
+    let mut h = host.borrow_mut();
+    if h.drain_queued {
+        return;
+    }
+    h.drain_queued = true;
+    let host = host.clone();
+    spawn_local(async move {
+        host.borrow_mut().drain_queued = false;
+        drain(&host);
+    });
 }
 
 /// Processes every effect the engine has asked for since the last call.
@@ -312,16 +332,6 @@ fn emit(host: &HostRef, mut events: Vec<Event>) {
     });
 }
 
-/// The doc's patches since the page last got its value or patches.
-pub fn patches_js(host: &HostRef, doc: &DocId) -> Result<JsValue, JsValue> {
-    let patches = host
-        .borrow_mut()
-        .engine
-        .patches(doc)
-        .map_err(|e| engine_error(&e))?;
-    to_js(&to_js_patches(patches))
-}
-
 fn event_to_js(h: &mut Host, event: Event) -> Result<JsValue, JsValue> {
     let fields: Vec<(&str, JsValue)> = match event {
         Event::Changed(doc) => {
@@ -439,6 +449,7 @@ async fn write_loop(host: HostRef) {
 
 /// Resolves once everything produced before the call is committed.
 pub async fn flush(host: &HostRef) -> Result<(), JsValue> {
+    drain(host); // changes of this task are logged (and counted) now
     let receiver = {
         let mut h = host.borrow_mut();
         if h.committed >= h.produced {

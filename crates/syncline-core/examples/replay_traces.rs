@@ -1,9 +1,18 @@
-//! Real editing histories replayed through engines and a model relay.
+//! Real editing histories replayed through engines and a model relay: a
+//! convergence check that takes minutes, so it runs outside CI (CI only
+//! compiles it):
+//!
+//! ```sh
+//! cargo run --release -p syncline-core --example replay_traces [TRACE...]
+//! ```
+//!
+//! with TRACE among `friendsforever`, `clownschool`, `automerge-paper`
+//! (default: all three). It exits non-zero on the first divergence.
 //!
 //! The traces are the public `josephg/editing-traces` (CC BY 4.0), kept
 //! outside the repository in `../shared/data/editing-traces/` beside the
 //! checkout, or wherever `SYNCLINE_TRACES` points. A missing folder fails
-//! the test: it never passes by replaying nothing.
+//! the run: it never passes by replaying nothing.
 //!
 //! **Concurrent traces** (friendsforever, clownschool): one engine per
 //! author. Every transaction names its parents, and its positions are
@@ -48,14 +57,13 @@
 //! Positions in the traces count code points, the engine's count UTF-16
 //! units: they agree for text without astral characters, which is checked.
 //!
-//! These replays take minutes (catching up applies deltas one by one, each
-//! in time proportional to the document), so they are `#[ignore]`d in the
-//! CI run; run them with
-//! `cargo test --release -p syncline-core --test traces -- --ignored`.
+//! They take minutes because catching up applies deltas one by one, each in
+//! time proportional to the document.
 
-#[path = "traces/gunzip.rs"]
+#[path = "replay_traces/gunzip.rs"]
 mod gunzip;
-#[path = "support/world.rs"]
+#[path = "../tests/support/world.rs"]
+#[allow(dead_code)] // shared with the tests, which use more of it
 mod world;
 
 use std::path::PathBuf;
@@ -615,18 +623,6 @@ fn catch_up(
     );
 }
 
-#[test]
-#[ignore = "minutes long: cargo test --release -p syncline-core --test traces -- --ignored"]
-fn friendsforever_converges_across_two_engines() {
-    replay_concurrent("friendsforever");
-}
-
-#[test]
-#[ignore = "minutes long: cargo test --release -p syncline-core --test traces -- --ignored"]
-fn clownschool_converges_across_three_engines() {
-    replay_concurrent("clownschool");
-}
-
 // ------------------------------------------------------- sequential trace
 
 /// Keystrokes per change. Applying one delta costs time in proportion to
@@ -635,8 +631,6 @@ fn clownschool_converges_across_three_engines() {
 /// make this run quadratic in the trace's 259,778 edits.
 const KEYSTROKES_PER_CHANGE: usize = 1024;
 
-#[test]
-#[ignore = "minutes long: cargo test --release -p syncline-core --test traces -- --ignored"]
 fn automerge_paper_reaches_a_live_and_a_late_replica() {
     let started = Instant::now();
     let name = "automerge-paper";
@@ -670,4 +664,28 @@ fn automerge_paper_reaches_a_live_and_a_late_replica() {
         trace.txns.len(),
         started.elapsed()
     );
+}
+
+// ------------------------------------------------------------------ main
+
+fn main() {
+    let all = ["friendsforever", "clownschool", "automerge-paper"];
+    let chosen: Vec<String> = std::env::args().skip(1).collect();
+    let chosen: Vec<&str> = if chosen.is_empty() {
+        all.to_vec()
+    } else {
+        chosen.iter().map(String::as_str).collect()
+    };
+    for name in chosen {
+        match name {
+            // Two and three authors, each on its own engine.
+            "friendsforever" | "clownschool" => replay_concurrent(name),
+            "automerge-paper" => automerge_paper_reaches_a_live_and_a_late_replica(),
+            other => {
+                eprintln!("unknown trace {other:?}: pick among {all:?}");
+                std::process::exit(2);
+            }
+        }
+        eprintln!("{name}: converged");
+    }
 }
