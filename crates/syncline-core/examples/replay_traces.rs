@@ -446,7 +446,7 @@ fn replay_concurrent(name: &str) {
     // the final sync.
     for r in &mut world.replicas {
         r.set_compaction(CompactionPolicy {
-            max_entries: usize::MAX,
+            max_changes: usize::MAX,
             max_bytes: usize::MAX,
         });
     }

@@ -1,8 +1,8 @@
 //! Compaction: keeping a document's log short.
 //!
-//! Every delta a document receives or makes is a log entry. When the entries
-//! made or received since the last snapshot, or those that are safe to
-//! drop, pass a count or byte threshold, one atomic batch stores a snapshot of the whole document and
+//! Every delta a document receives or makes is a log entry. When the
+//! changes made or received since the last snapshot, or those that are safe
+//! to drop, pass a count or byte threshold, one atomic batch stores a snapshot of the whole document and
 //! deletes the entries that are safe to drop — those the relay holds
 //! (acked local ones, and everything that came from the relay). Two rules
 //! make this safe:
@@ -39,9 +39,9 @@ use crate::store::{Batch, Record, SnapshotRecord, Store, entry_key};
 /// When to compact a document's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CompactionPolicy {
-    /// Compact once this many entries were logged since the last snapshot,
-    /// or could be dropped...
-    pub max_entries: usize,
+    /// Compact once this many changes were logged since the last snapshot,
+    /// or could be dropped (an entry may hold many: a burst, a catch-up)...
+    pub max_changes: usize,
     /// ...or once they hold this many bytes.
     pub max_bytes: usize,
 }
@@ -49,7 +49,7 @@ pub struct CompactionPolicy {
 impl Default for CompactionPolicy {
     fn default() -> Self {
         CompactionPolicy {
-            max_entries: 512,
+            max_changes: 512,
             max_bytes: 1 << 20,
         }
     }
@@ -77,7 +77,7 @@ pub(crate) struct RelaySnapshot {
 #[derive(Debug, Default)]
 pub(crate) struct LogIndex {
     entries: BTreeMap<DeltaId, Entry>,
-    /// Count and bytes of the entries the last snapshot does not hold...
+    /// Changes and bytes of the entries the last snapshot does not hold...
     fresh: (usize, usize),
     /// ...and of those the next snapshot may replace.
     droppable: (usize, usize),
@@ -86,6 +86,7 @@ pub(crate) struct LogIndex {
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     bytes: usize,
+    changes: usize,
     /// The relay holds it: a snapshot may replace it.
     droppable: bool,
     /// The snapshot holds its changes.
@@ -93,22 +94,24 @@ struct Entry {
 }
 
 impl LogIndex {
-    /// Records an entry (again); a droppable entry never becomes
-    /// undroppable, a covered one never uncovered.
-    pub(crate) fn note(&mut self, id: DeltaId, bytes: usize, droppable: bool) {
+    /// Records an entry (again) from its plaintext; a droppable entry never
+    /// becomes undroppable, a covered one never uncovered.
+    pub(crate) fn note(&mut self, id: DeltaId, plain: &[u8], droppable: bool) {
         let fresh = &mut self.fresh;
         let entry = self.entries.entry(id).or_insert_with(|| {
-            fresh.0 += 1;
-            fresh.1 += bytes;
-            Entry {
-                bytes,
+            let entry = Entry {
+                bytes: plain.len(),
+                changes: delta::change_count(plain),
                 droppable: false,
                 covered: false,
-            }
+            };
+            fresh.0 += entry.changes;
+            fresh.1 += entry.bytes;
+            entry
         });
         if droppable && !entry.droppable {
             entry.droppable = true;
-            self.droppable.0 += 1;
+            self.droppable.0 += entry.changes;
             self.droppable.1 += entry.bytes;
         }
     }
@@ -119,7 +122,7 @@ impl LogIndex {
             && !entry.covered
         {
             entry.covered = true;
-            self.fresh.0 -= 1;
+            self.fresh.0 -= entry.changes;
             self.fresh.1 -= entry.bytes;
         }
     }
@@ -146,7 +149,7 @@ impl LogIndex {
 
     fn over(&self, policy: &CompactionPolicy) -> bool {
         let over = |(count, bytes): (usize, usize)| {
-            count >= policy.max_entries || bytes >= policy.max_bytes
+            count >= policy.max_changes || bytes >= policy.max_bytes
         };
         over(self.fresh) || over(self.droppable)
     }

@@ -59,6 +59,23 @@ pub fn encode_snapshot(saved: &[u8]) -> Vec<u8> {
     out
 }
 
+/// How many changes a delta's plaintext holds, read from its header (no
+/// parsing of the changes): 1 for a snapshot or anything unreadable.
+pub fn change_count(bytes: &[u8]) -> usize {
+    let Some((&DELTA_FORMAT, rest)) = bytes.split_first() else {
+        return 1;
+    };
+    let (mut count, mut shift) = (0usize, 0u32);
+    for &byte in rest.iter().take(5) {
+        count |= usize::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return count.max(1);
+        }
+        shift += 7;
+    }
+    1
+}
+
 /// Whether a delta's plaintext is a snapshot (a whole document).
 pub fn is_snapshot(bytes: &[u8]) -> bool {
     bytes.first() == Some(&SNAPSHOT_FORMAT)
@@ -147,5 +164,17 @@ mod tests {
             decode(&flipped).is_err(),
             "a flipped byte breaks the checksum"
         );
+    }
+
+    #[test]
+    fn the_change_count_is_read_from_the_header() {
+        let chunk = [1u8, 2, 3];
+        for n in [1, 2, 127, 128, 300] {
+            assert_eq!(change_count(&encode(std::iter::repeat_n(&chunk[..], n))), n);
+        }
+        assert_eq!(change_count(&encode_snapshot(b"saved")), 1);
+        for unreadable in [&[][..], &[1], &[1, 0x80], &[7, 3]] {
+            assert_eq!(change_count(unreadable), 1);
+        }
     }
 }

@@ -511,7 +511,7 @@ impl Engine {
     /// Logs a local delta and queues it for the relay.
     pub(crate) fn enqueue(&mut self, entry: LogEntry) {
         if let Some(state) = self.docs.get_mut(&entry.doc) {
-            state.log.note(entry.id, entry.bytes.len(), false);
+            state.log.note(entry.id, &entry.bytes, false);
         }
         let mut batch = Batch::default();
         let record = Record::Entry(entry);

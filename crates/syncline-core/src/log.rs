@@ -171,7 +171,7 @@ impl Engine {
         let mut changes = Vec::new();
         for (key, entry) in &list {
             let droppable = entry.origin == Origin::Relay || entry.relay_seq.is_some();
-            state.log.note(entry.id, entry.bytes.len(), droppable);
+            state.log.note(entry.id, &entry.bytes, droppable);
             if covered.contains(&entry.id) {
                 state.log.cover(&entry.id);
                 continue;

@@ -273,7 +273,7 @@ impl Engine {
             match opened.and_then(|plain| delta::apply(&mut state.doc, &plain).map(|_| plain)) {
                 Ok(plain) => {
                     applied = true;
-                    state.log.note(item.id, plain.len(), true);
+                    state.log.note(item.id, &plain, true);
                     batch.put(&Record::Entry(LogEntry {
                         doc,
                         id: item.id,
@@ -323,7 +323,6 @@ impl Engine {
 
     fn acked(&mut self, doc: DocId, ids: &[DeltaId], seq: u64, now_ms: u64) {
         let mut batch = Batch::default();
-        let mut retired = Vec::new();
         let ids: HashSet<&DeltaId> = ids.iter().collect();
         let mut log = self.docs.get_mut(&doc).map(|state| &mut state.log);
         self.outbox.retain(|o| {
@@ -340,7 +339,9 @@ impl Engine {
                 let mut done = o.entry.clone();
                 done.relay_seq = Some(seq);
                 batch.put(&Record::Entry(done));
-                retired.push((o.entry.id, o.entry.bytes.len()));
+                if let Some(log) = log.as_mut() {
+                    log.note(o.entry.id, &o.entry.bytes, true); // the relay holds it
+                }
             }
             false
         });
@@ -353,11 +354,6 @@ impl Engine {
             state.relay_snapshot = None; // the relay holds it
         }
         if !batch.is_empty() {
-            if let Some(state) = self.docs.get_mut(&doc) {
-                for (id, len) in retired {
-                    state.log.note(id, len, true);
-                }
-            }
             self.persist(batch);
             self.maybe_compact(doc);
         }

@@ -17,7 +17,7 @@ const OFFLINE_CHANGES: usize = 10;
 fn offline_world() -> (World, DocUrl) {
     let (mut world, url) = shared_doc(2);
     world.replicas[0].set_compaction(CompactionPolicy {
-        max_entries: 4,
+        max_changes: 4,
         max_bytes: 1 << 20,
     });
     world.disconnect(0);
@@ -148,4 +148,29 @@ fn a_snapshot_in_the_earlier_format_still_loads() {
     let value = engine.value_json(&url.doc).unwrap();
     assert_eq!(value["items"], serde_json::json!(expected()));
     assert_eq!(engine.status().pending, OFFLINE_CHANGES);
+}
+
+#[test]
+fn a_burst_logged_as_one_entry_counts_every_change_toward_compaction() {
+    let (mut world, url) = shared_doc(2);
+    world.replicas[0].set_compaction(CompactionPolicy {
+        max_changes: 4,
+        max_bytes: 1 << 20,
+    });
+    world.disconnect(0);
+    // Five changes before the outputs are taken: one entry.
+    for n in 0..5 {
+        world.replicas[0]
+            .engine
+            .change(url.doc, &push(&format!("burst{n}")), None, 2)
+            .unwrap();
+    }
+    world.collect(0);
+    world.write(0);
+    assert_eq!(decoded(&world, 0, Store::Entries).len(), 1, "one entry");
+    assert_eq!(
+        decoded(&world, 0, Store::Snapshots).len(),
+        1,
+        "its five changes passed the threshold of four"
+    );
 }

@@ -181,7 +181,7 @@ fn history_lists_changes_with_time_actor_and_message() {
 fn a_deleted_doc_is_gone_from_storage_memory_and_the_relay_session() {
     let (mut world, url) = shared_doc(2);
     world.replicas[0].set_compaction(syncline_core::CompactionPolicy {
-        max_entries: 2,
+        max_changes: 2,
         max_bytes: 1 << 20,
     });
     for n in 0..3 {

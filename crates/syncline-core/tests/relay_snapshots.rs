@@ -24,7 +24,7 @@ fn compacted_world(n: usize, compact: bool) -> (World, DocUrl) {
     world.collect(0);
     world.replicas[1].engine.open_doc(&url, world.now).unwrap();
     world.replicas[1].set_compaction(CompactionPolicy {
-        max_entries: 4,
+        max_changes: 4,
         max_bytes: 1 << 20,
     });
     world.replicas[1].engine.set_compaction_enabled(compact);

@@ -83,9 +83,9 @@ fn simulate(seed: u64) {
     if policy_rng.random_bool(0.5) {
         // Compact often, so crashes land between compactions too.
         for r in &mut world.replicas {
-            let max_entries = policy_rng.random_range(1..12);
+            let max_changes = policy_rng.random_range(1..12);
             r.set_compaction(CompactionPolicy {
-                max_entries,
+                max_changes,
                 max_bytes: 1 << 20,
             });
         }

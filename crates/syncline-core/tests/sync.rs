@@ -266,7 +266,7 @@ fn compaction_snapshots_and_drops_only_what_the_relay_holds() {
     use syncline_core::CompactionPolicy;
     let (mut world, url) = shared_doc(2);
     world.replicas[0].set_compaction(CompactionPolicy {
-        max_entries: 4,
+        max_changes: 4,
         max_bytes: 1 << 20,
     });
     for n in 0..3 {
@@ -315,7 +315,7 @@ fn a_crash_before_the_compaction_batch_is_written_keeps_the_old_log() {
     use syncline_core::CompactionPolicy;
     let (mut world, url) = shared_doc(2);
     world.replicas[1].set_compaction(CompactionPolicy {
-        max_entries: 2,
+        max_changes: 2,
         max_bytes: 1 << 20,
     });
     for n in 0..3 {

@@ -272,7 +272,7 @@ fn absorbing_records_is_idempotent_and_adopts_the_outbox() {
 fn only_the_tab_allowed_to_compacts() {
     let (mut store, mut a, mut b, url) = two_tabs();
     let policy = CompactionPolicy {
-        max_entries: 1,
+        max_changes: 1,
         max_bytes: 1,
     };
     a.engine.set_compaction(policy);
