@@ -670,11 +670,10 @@ fn automerge_paper_reaches_a_live_and_a_late_replica() {
 
 fn main() {
     let all = ["friendsforever", "clownschool", "automerge-paper"];
-    let chosen: Vec<String> = std::env::args().skip(1).collect();
-    let chosen: Vec<&str> = if chosen.is_empty() {
-        all.to_vec()
-    } else {
-        chosen.iter().map(String::as_str).collect()
+    let args: Vec<String> = std::env::args().collect();
+    let chosen: Vec<&str> = match &args[..] {
+        [_program] | [] => all.to_vec(),
+        [_program, names @ ..] => names.iter().map(String::as_str).collect(),
     };
     for name in chosen {
         match name {
