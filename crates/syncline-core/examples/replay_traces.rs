@@ -672,7 +672,7 @@ fn main() {
     let all = ["friendsforever", "clownschool", "automerge-paper"];
     let args: Vec<String> = std::env::args().collect();
     let chosen: Vec<&str> = match &args[..] {
-        [_program] | [] => all.to_vec(),
+        [] | [_] => all.to_vec(),
         [_program, names @ ..] => names.iter().map(String::as_str).collect(),
     };
     for name in chosen {
