@@ -167,6 +167,8 @@ impl Engine {
                 self.presence_received(doc, from, bytes, now_ms)
             }
             RelayFrame::Pong { .. } => {}
+            // Live delivery of protocol version 2: not handled yet.
+            RelayFrame::Tentative { .. } | RelayFrame::Committed { .. } => {}
         }
     }
 

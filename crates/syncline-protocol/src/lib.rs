@@ -18,8 +18,31 @@
 //!                                    ◀─  Deltas{doc, items: [(seq, bytes)], caught_up}
 //!   Push{doc, deltas: [(id, bytes)]} ─▶
 //!                                    ◀─  Ack{doc, ids, seq}     (only after commit)
-//!                                    ◀─  Deltas{..}             (live, from others)
+//!                                    ◀─  Tentative{doc, deltas} (live, from others, before commit)
+//!                                    ◀─  Committed{doc, after, seq, ids} (live, after commit)
 //! ```
+//!
+//! # Live delivery (version 2)
+//!
+//! A live subscriber should see another client's edit at network speed, not
+//! after the relay's disk has synced — but its cursor must never point past
+//! a delta the relay has not stored. So live deltas come in two steps:
+//!
+//! 1. `Tentative{doc, deltas}` as soon as a push arrives, before the relay's
+//!    commit: apply them, keep them, but do **not** advance the cursor. They
+//!    are not yet known to be stored anywhere but at their author (which may
+//!    crash): a client holds a tentative delta as its own to re-push until it
+//!    is confirmed.
+//! 2. `Committed{doc, after, seq, ids}` once the commit is durable: every
+//!    delta with a sequence in `after + 1 ..= seq` is stored, and this
+//!    connection has been sent each of them (as `Tentative` or earlier) except
+//!    its own pushes; `ids` are those others' deltas, now confirmed. A client
+//!    whose cursor is `after` (or more) and holds all of `ids` moves its
+//!    cursor to `seq`; any other client has missed something and subscribes
+//!    again from its cursor.
+//!
+//! A version 1 client gets committed deltas as `Deltas` instead, and never
+//! its own pushes.
 //!
 //! Decoding never panics: any byte string gives a frame or a [`ProtocolError`].
 
@@ -30,7 +53,11 @@ pub use ids::{DeltaId, DocId, IdParseError};
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this crate speaks. Sent in `Hello` and `Welcome`.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version 2 added live delivery by `Tentative` and `Committed`.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The oldest version a relay still serves (live delivery by `Deltas`).
+pub const MIN_PROTOCOL_VERSION: u32 = 1;
 
 /// Largest encoded frame either side accepts, in bytes.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
@@ -140,6 +167,21 @@ pub enum RelayFrame {
         code: ErrorCode,
         message: String,
     },
+    /// (Version 2.) Another client's deltas of `doc`, live, possibly before
+    /// the relay has stored them: apply them, but move no cursor (see the
+    /// module docs).
+    Tentative { doc: DocId, deltas: Vec<PushDelta> },
+    /// (Version 2.) The deltas of `doc` with sequences `after + 1 ..= seq`
+    /// are durable in the relay's log; `ids` are those of them this
+    /// connection did not push itself, all sent to it before this frame.
+    /// A group commit of more than [`MAX_DELTAS_PER_FRAME`] deltas is
+    /// confirmed by several frames, each continuing the last one's `seq`.
+    Committed {
+        doc: DocId,
+        after: u64,
+        seq: u64,
+        ids: Vec<DeltaId>,
+    },
 }
 
 /// A delta as stored by the relay, with its place in the document's log.
@@ -233,6 +275,15 @@ pub fn decode_relay(bytes: &[u8]) -> Result<RelayFrame, ProtocolError> {
         RelayFrame::Ack { ids, .. } if ids.len() > MAX_DELTAS_PER_FRAME => {
             Err(ProtocolError::OutOfBounds("too many ids in one ack"))
         }
+        RelayFrame::Tentative { deltas, .. } if deltas.len() > MAX_DELTAS_PER_FRAME => {
+            Err(ProtocolError::OutOfBounds("too many deltas in one frame"))
+        }
+        RelayFrame::Committed { ids, .. } if ids.len() > MAX_DELTAS_PER_FRAME => {
+            Err(ProtocolError::OutOfBounds("too many ids in one committed frame"))
+        }
+        RelayFrame::Committed { after, seq, .. } if after >= seq => Err(
+            ProtocolError::OutOfBounds("a committed range must not be empty"),
+        ),
         _ => Ok(frame),
     }
 }

@@ -80,6 +80,19 @@ fn every_frame_round_trips() {
             code: ErrorCode::Unauthorized,
             message: "read only".into(),
         },
+        RelayFrame::Tentative {
+            doc: doc(),
+            deltas: vec![PushDelta {
+                id: DeltaId([4; 32]),
+                bytes: vec![7; 30],
+            }],
+        },
+        RelayFrame::Committed {
+            doc: doc(),
+            after: 6,
+            seq: 9,
+            ids: vec![DeltaId([4; 32]), DeltaId([5; 32])],
+        },
     ];
     for frame in relay {
         assert_eq!(decode_relay(&encode_relay(&frame)).unwrap(), frame);
@@ -130,6 +143,42 @@ fn oversized_frames_and_empty_pushes_are_rejected() {
     });
     assert!(matches!(
         decode_client(&empty),
+        Err(ProtocolError::OutOfBounds(_))
+    ));
+}
+
+#[test]
+fn live_frames_beyond_their_bounds_are_rejected() {
+    let empty_range = encode_relay(&RelayFrame::Committed {
+        doc: doc(),
+        after: 5,
+        seq: 5,
+        ids: vec![],
+    });
+    assert!(matches!(
+        decode_relay(&empty_range),
+        Err(ProtocolError::OutOfBounds(_))
+    ));
+    let too_many_ids = encode_relay(&RelayFrame::Committed {
+        doc: doc(),
+        after: 0,
+        seq: 10_000,
+        ids: vec![DeltaId([1; 32]); MAX_DELTAS_PER_FRAME + 1],
+    });
+    assert!(matches!(
+        decode_relay(&too_many_ids),
+        Err(ProtocolError::OutOfBounds(_))
+    ));
+    let delta = PushDelta {
+        id: DeltaId([2; 32]),
+        bytes: vec![],
+    };
+    let too_many_deltas = encode_relay(&RelayFrame::Tentative {
+        doc: doc(),
+        deltas: vec![delta; MAX_DELTAS_PER_FRAME + 1],
+    });
+    assert!(matches!(
+        decode_relay(&too_many_deltas),
         Err(ProtocolError::OutOfBounds(_))
     ));
 }
