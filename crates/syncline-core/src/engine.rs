@@ -88,7 +88,8 @@ pub enum SessionState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Status {
     pub session: SessionState,
-    /// Local deltas not yet acknowledged by the relay.
+    /// Local deltas not yet acknowledged by the relay (held tentative
+    /// deltas of others are not counted).
     pub pending: usize,
     /// Last time (ms since the epoch) the relay acked a push or caught a
     /// document up.
@@ -117,7 +118,8 @@ pub(crate) struct DocState {
     pub(crate) changed_elsewhere: bool,
 }
 
-/// An outbox entry and when it was last pushed on this connection.
+/// An outbox entry and when it was last pushed on this connection (a held
+/// tentative delta counts as pushed by its author when it arrived).
 pub(crate) struct Outgoing {
     pub(crate) entry: LogEntry,
     pub(crate) pushed_at: Option<u64>,
@@ -327,7 +329,12 @@ impl Engine {
         Status {
             session: self.session,
             // A document's unlogged burst becomes (at least) one entry.
-            pending: self.outbox.len() + self.unlogged.len(),
+            pending: self
+                .outbox
+                .iter()
+                .filter(|o| o.entry.origin != Origin::Tentative)
+                .count()
+                + self.unlogged.len(),
             last_synced_ms: self.last_synced_ms,
         }
     }

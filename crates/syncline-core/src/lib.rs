@@ -36,6 +36,7 @@ mod doc_url;
 mod engine;
 mod error;
 mod history;
+mod live;
 mod log;
 pub mod ops;
 mod presence;

@@ -207,7 +207,7 @@ impl Engine {
         self.outbox.extend(
             list.into_iter()
                 .map(|(_, entry)| entry)
-                .filter(|e| e.origin == Origin::Local && e.relay_seq.is_none())
+                .filter(|e| e.origin != Origin::Relay && e.relay_seq.is_none())
                 .filter(|e| !known.contains(&(e.doc, e.id)))
                 .map(|entry| Outgoing {
                     entry,

@@ -51,6 +51,11 @@ pub enum Origin {
     Local,
     /// Received from the relay.
     Relay,
+    /// Received from the relay live, before the relay had stored it (a
+    /// `Tentative` frame). Held like an outbox entry — it may exist nowhere
+    /// else durably yet — until a `Committed` frame or a catch-up shows the
+    /// relay stored it; pushed by this replica if that takes too long.
+    Tentative,
 }
 
 /// One delta in the log: Automerge change chunks, concatenated.
@@ -65,7 +70,7 @@ pub struct LogEntry {
     pub message: Option<String>,
     pub origin: Origin,
     /// The relay's sequence once the relay holds it durably; `None` for a
-    /// local entry means it is still in the outbox.
+    /// local or tentative entry means it is still in the outbox.
     pub relay_seq: Option<u64>,
 }
 
@@ -183,6 +188,12 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.puts.is_empty() && self.deletes.is_empty()
+    }
+
+    /// Adds `other`'s writes to this batch (its puts after ours).
+    pub fn append(&mut self, other: Batch) {
+        self.puts.extend(other.puts);
+        self.deletes.extend(other.deletes);
     }
 }
 

@@ -71,7 +71,11 @@ impl Engine {
         }
         self.presence_disconnected();
         for outgoing in &mut self.outbox {
-            outgoing.pushed_at = None;
+            // A held tentative delta keeps its clock: the catch-up of the
+            // next connection will most likely confirm it.
+            if outgoing.entry.origin != Origin::Tentative {
+                outgoing.pushed_at = None;
+            }
         }
         self.emit(Effect::StatusChanged);
     }
@@ -167,8 +171,13 @@ impl Engine {
                 self.presence_received(doc, from, bytes, now_ms)
             }
             RelayFrame::Pong { .. } => {}
-            // Live delivery of protocol version 2: not handled yet.
-            RelayFrame::Tentative { .. } | RelayFrame::Committed { .. } => {}
+            RelayFrame::Tentative { doc, deltas } => self.apply_tentative(doc, deltas, now_ms),
+            RelayFrame::Committed {
+                doc,
+                after,
+                seq,
+                ids,
+            } => self.committed(doc, after, seq, &ids, now_ms),
         }
     }
 
@@ -243,21 +252,14 @@ impl Engine {
         state.heard_at = now_ms;
         let mut batch = Batch::default();
         let mut problems = Vec::new();
-        let mut applied = false;
+        let mut applied = Vec::new();
         let mut gap = false;
         for item in items {
             if item.seq <= state.cursor {
                 continue; // already have it: a duplicate or a replay
             }
             let next = item.seq == state.cursor + 1;
-            let opened = state
-                .key
-                .open(&doc, &item.bytes)
-                .map_err(|e| e.to_string())
-                .and_then(|plain| match state.key.delta_id(&plain) == item.id {
-                    true => Ok(plain),
-                    false => Err("its content does not match its id".to_string()),
-                });
+            let opened = state.key.open_delta(&doc, &item.id, &item.bytes);
             // A jump past the next sequence is a gap, unless the item is a
             // snapshot: it stands for every delta up to its sequence.
             let opened = match opened {
@@ -274,7 +276,7 @@ impl Engine {
             // harmless here.
             match opened.and_then(|plain| delta::apply(&mut state.doc, &plain).map(|_| plain)) {
                 Ok(plain) => {
-                    applied = true;
+                    applied.push(item.id);
                     state.log.note(item.id, &plain, true);
                     batch.put(&Record::Entry(LogEntry {
                         doc,
@@ -305,11 +307,14 @@ impl Engine {
         if let Some(record) = self.doc_record(doc) {
             batch.put(&record);
         }
+        // Deltas held since they came tentatively are stored at the relay.
+        let cursor = self.docs.get(&doc).map_or(0, |s| s.cursor);
+        batch.append(self.retire(doc, &applied, cursor));
         self.persist(batch);
         for problem in problems {
             self.emit(Effect::Error(problem));
         }
-        if applied {
+        if !applied.is_empty() {
             self.emit(Effect::DocChanged(doc));
         }
         if gap {
@@ -324,6 +329,26 @@ impl Engine {
     }
 
     fn acked(&mut self, doc: DocId, ids: &[DeltaId], seq: u64, now_ms: u64) {
+        let batch = self.retire(doc, ids, seq);
+        if let Some(state) = self.docs.get_mut(&doc)
+            && state
+                .relay_snapshot
+                .as_ref()
+                .is_some_and(|r| ids.contains(&r.id))
+        {
+            state.relay_snapshot = None; // the relay holds it
+        }
+        if !batch.is_empty() {
+            self.persist(batch);
+            self.maybe_compact(doc);
+        }
+        self.last_synced_ms = Some(now_ms);
+        self.emit(Effect::StatusChanged);
+    }
+
+    /// Takes the outbox entries `ids` of `doc` out of the outbox: the relay
+    /// stores them (as of `seq`). Returns the batch that records it.
+    pub(crate) fn retire(&mut self, doc: DocId, ids: &[DeltaId], seq: u64) -> Batch {
         let mut batch = Batch::default();
         let ids: HashSet<&DeltaId> = ids.iter().collect();
         let mut log = self.docs.get_mut(&doc).map(|state| &mut state.log);
@@ -347,20 +372,7 @@ impl Engine {
             }
             false
         });
-        if let Some(state) = self.docs.get_mut(&doc)
-            && state
-                .relay_snapshot
-                .as_ref()
-                .is_some_and(|r| ids.contains(&r.id))
-        {
-            state.relay_snapshot = None; // the relay holds it
-        }
-        if !batch.is_empty() {
-            self.persist(batch);
-            self.maybe_compact(doc);
-        }
-        self.last_synced_ms = Some(now_ms);
-        self.emit(Effect::StatusChanged);
+        batch
     }
 
     pub(crate) fn subscribe_if_ready(&mut self, doc: DocId, now_ms: u64) {
@@ -389,6 +401,9 @@ impl Engine {
         for i in range {
             if self.outbox[i].batch > self.batches_durable {
                 break; // not durable here yet; `persisted` pushes it later
+            }
+            if self.outbox[i].held_until_overdue(now_ms) {
+                continue; // its author's push may still be committed
             }
             let nonce = self.random();
             let outgoing = &mut self.outbox[i];

@@ -73,6 +73,8 @@ fn simulate(seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let n = rng.random_range(2..=4u8);
     let mut world = World::new(n);
+    // Live deltas go out tentatively; the relay commits when the run says.
+    world.relay.hold_commits = true;
     let faults = Faults {
         drop: rng.random_range(0.0..0.1),
         duplicate: rng.random_range(0.0..0.1),
@@ -129,7 +131,8 @@ fn simulate(seed: u64) {
                     .unwrap();
                 world.collect(i);
             }
-            250..=549 => deliver(&mut world, &mut rng, faults, i, true),
+            250..=499 => deliver(&mut world, &mut rng, faults, i, true),
+            500..=549 => world.commit_relay(),
             550..=849 => deliver(&mut world, &mut rng, faults, i, false),
             850..=909 => world.write(i),
             910..=929 => world.crash(i),

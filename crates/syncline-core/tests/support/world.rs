@@ -12,16 +12,26 @@ use syncline_core::{
     Batch, CompactionPolicy, DocUrl, Effect, Engine, MemoryStore, Op, Output, delta,
 };
 use syncline_protocol::{
-    ClientFrame, DeltaId, DocId, ErrorCode, Limits, PROTOCOL_VERSION, RelayFrame, SequencedDelta,
-    decode_client, encode_relay,
+    ClientFrame, DeltaId, DocId, ErrorCode, Limits, PROTOCOL_VERSION, PushDelta, RelayFrame,
+    SequencedDelta, decode_client, encode_relay,
 };
 
 /// The relay's semantics: dense per-doc sequence, dedup by id, ack after
-/// commit, catch-up then live fan-out to other subscribers; client
-/// snapshots served in place of the deltas they cover; presence fanned
-/// out, replayed to newcomers, and reported gone when a subscription ends.
+/// commit, catch-up then live fan-out (protocol v2: `Tentative` to the
+/// other subscribers when a push arrives, `Committed` after the commit);
+/// client snapshots served in place of the deltas they cover; presence
+/// fanned out, replayed to newcomers, and reported gone when a
+/// subscription ends. Pushes wait in `uncommitted` until [`ModelRelay::commit`]
+/// (at once unless `hold_commits`); a relay restart loses them.
 #[derive(Default)]
 pub struct ModelRelay {
+    /// Pushes wait for an explicit [`ModelRelay::commit`].
+    pub hold_commits: bool,
+    /// Pushes received and not committed yet, in arrival order.
+    pub uncommitted: Vec<Uncommitted>,
+    /// Per doc and live subscriber, the highest sequence it was sent or
+    /// confirmed.
+    pub sent_through: BTreeMap<(DocId, usize), u64>,
     pub epoch: [u8; 16],
     pub logs: BTreeMap<DocId, Vec<SequencedDelta>>,
     /// Per doc, the snapshot with the highest `covers_seq` (as its seq).
@@ -34,8 +44,19 @@ pub struct ModelRelay {
     pub presence: BTreeMap<DocId, BTreeMap<usize, Vec<u8>>>,
     /// `Subscribe` frames received, per connection.
     pub subscribes: BTreeMap<usize, usize>,
+    /// `Push` frames received, per connection.
+    pub pushes: BTreeMap<usize, usize>,
     /// Catch-ups that started with a snapshot.
     pub snapshots_served: usize,
+}
+
+/// A push the relay has fanned out tentatively but not committed.
+pub struct Uncommitted {
+    pub conn: usize,
+    pub doc: DocId,
+    pub deltas: Vec<PushDelta>,
+    /// The subscribers it went to as `Tentative`.
+    pub sent_to: BTreeSet<usize>,
 }
 
 impl ModelRelay {
@@ -82,6 +103,8 @@ impl ModelRelay {
                     },
                 ));
                 self.subscribers.entry(doc).or_default().insert(conn);
+                let head = self.log(doc).len() as u64;
+                self.sent_through.insert((doc, conn), head);
                 for (&other, bytes) in self.presence.get(&doc).into_iter().flatten() {
                     if other != conn {
                         out.push((conn, self.presence_frame(doc, other, bytes.clone())));
@@ -89,42 +112,29 @@ impl ModelRelay {
                 }
             }
             ClientFrame::Push { doc, deltas } => {
-                let ids: Vec<DeltaId> = deltas.iter().map(|d| d.id).collect();
-                let log = self.logs.entry(doc).or_default();
-                let mut fresh = Vec::new();
-                let mut seq = 0;
-                for d in deltas {
-                    match log.iter().find(|x| x.id == d.id) {
-                        Some(existing) => seq = seq.max(existing.seq),
-                        None => {
-                            let item = SequencedDelta {
-                                seq: log.len() as u64 + 1,
-                                id: d.id,
-                                bytes: d.bytes,
-                            };
-                            seq = item.seq;
-                            log.push(item.clone());
-                            fresh.push(item);
-                        }
+                *self.pushes.entry(conn).or_default() += 1;
+                let mut sent_to = BTreeSet::new();
+                for &other in self.subscribers.get(&doc).into_iter().flatten() {
+                    if other != conn {
+                        sent_to.insert(other);
+                        let deltas = deltas.clone();
+                        out.push((other, RelayFrame::Tentative { doc, deltas }));
                     }
                 }
-                out.push((conn, RelayFrame::Ack { doc, ids, seq }));
-                for &other in self.subscribers.get(&doc).into_iter().flatten() {
-                    if other != conn && !fresh.is_empty() {
-                        out.push((
-                            other,
-                            RelayFrame::Deltas {
-                                doc,
-                                items: fresh.clone(),
-                                caught_up: true,
-                            },
-                        ));
-                    }
+                self.uncommitted.push(Uncommitted {
+                    conn,
+                    doc,
+                    deltas,
+                    sent_to,
+                });
+                if !self.hold_commits {
+                    out.extend(self.commit());
                 }
             }
             ClientFrame::Ping { nonce } => out.push((conn, RelayFrame::Pong { nonce })),
             ClientFrame::Unsubscribe { doc } => {
                 self.subscribers.entry(doc).or_default().remove(&conn);
+                self.sent_through.remove(&(doc, conn));
                 self.presence_gone(doc, conn, &mut out);
             }
             ClientFrame::Presence { doc, bytes } => {
@@ -180,10 +190,100 @@ impl ModelRelay {
         out
     }
 
+    /// Commits every push received so far, in order: acks each pusher,
+    /// then confirms each document's new range to its live subscribers
+    /// (first sending any delta of it they missed as `Tentative`).
+    pub fn commit(&mut self) -> Vec<(usize, RelayFrame)> {
+        let mut out = Vec::new();
+        // Per doc, the fresh items and who pushed them, in sequence order.
+        let mut fresh: BTreeMap<DocId, Vec<(SequencedDelta, usize, BTreeSet<usize>)>> =
+            BTreeMap::new();
+        for push in std::mem::take(&mut self.uncommitted) {
+            let Uncommitted {
+                conn,
+                doc,
+                deltas,
+                sent_to,
+            } = push;
+            let ids: Vec<DeltaId> = deltas.iter().map(|d| d.id).collect();
+            let log = self.logs.entry(doc).or_default();
+            let mut seq = 0;
+            for d in deltas {
+                match log.iter().find(|x| x.id == d.id) {
+                    Some(existing) => seq = seq.max(existing.seq),
+                    None => {
+                        let item = SequencedDelta {
+                            seq: log.len() as u64 + 1,
+                            id: d.id,
+                            bytes: d.bytes,
+                        };
+                        seq = item.seq;
+                        log.push(item.clone());
+                        let tentative = sent_to.clone();
+                        fresh.entry(doc).or_default().push((item, conn, tentative));
+                    }
+                }
+            }
+            if self.greeted.contains(&conn) {
+                out.push((conn, RelayFrame::Ack { doc, ids, seq }));
+            }
+        }
+        for (doc, items) in fresh {
+            let (first, last) = (items[0].0.seq, items[items.len() - 1].0.seq);
+            for &sub in self.subscribers.get(&doc).into_iter().flatten() {
+                let Some(sent) = self.sent_through.get_mut(&(doc, sub)) else {
+                    continue;
+                };
+                if last <= *sent {
+                    continue;
+                }
+                let after = (*sent).max(first - 1);
+                let theirs = items
+                    .iter()
+                    .filter(|(item, from, _)| item.seq > after && *from != sub);
+                let missed: Vec<PushDelta> = theirs
+                    .clone()
+                    .filter(|(_, _, sent_to)| !sent_to.contains(&sub))
+                    .map(|(item, _, _)| PushDelta {
+                        id: item.id,
+                        bytes: item.bytes.clone(),
+                    })
+                    .collect();
+                if !missed.is_empty() {
+                    out.push((
+                        sub,
+                        RelayFrame::Tentative {
+                            doc,
+                            deltas: missed,
+                        },
+                    ));
+                }
+                let ids = theirs.map(|(item, _, _)| item.id).collect();
+                out.push((
+                    sub,
+                    RelayFrame::Committed {
+                        doc,
+                        after,
+                        seq: last,
+                        ids,
+                    },
+                ));
+                *sent = last;
+            }
+        }
+        out
+    }
+
+    /// The relay process dies: what it had not committed is lost.
+    pub fn crash(&mut self) {
+        self.uncommitted.clear();
+    }
+
     /// The connection closed: its subscriptions end, and peers hear that
     /// its presence is gone.
     pub fn disconnect(&mut self, conn: usize) -> Vec<(usize, RelayFrame)> {
         self.greeted.remove(&conn);
+        self.sent_through.retain(|(_, sub), _| *sub != conn);
         let mut out = Vec::new();
         let docs: Vec<DocId> = self.subscribers.keys().copied().collect();
         for doc in docs {
@@ -351,11 +451,8 @@ impl World {
             self.replicas[i].online = false;
             self.replicas[i].engine.disconnected();
         }
-        for (to, frame) in self.relay.disconnect(i) {
-            if self.replicas[to].online {
-                self.to_replica[to].push_back(encode_relay(&frame));
-            }
-        }
+        let out = self.relay.disconnect(i);
+        self.route(out);
         self.to_relay[i].clear();
         self.to_replica[i].clear();
         self.collect(i);
@@ -366,10 +463,26 @@ impl World {
         self.replicas[i].crash_and_restart();
     }
 
-    /// The relay process restarts: connections drop, the log is kept.
+    /// The relay process restarts: connections drop, the log is kept,
+    /// pushes not yet committed are lost.
     pub fn restart_relay(&mut self) {
+        self.relay.crash();
         for i in 0..self.replicas.len() {
             self.disconnect(i);
+        }
+    }
+
+    /// The relay's group commit: everything pushed so far is stored.
+    pub fn commit_relay(&mut self) {
+        let out = self.relay.commit();
+        self.route(out);
+    }
+
+    fn route(&mut self, frames: Vec<(usize, RelayFrame)>) {
+        for (to, frame) in frames {
+            if self.replicas[to].online {
+                self.to_replica[to].push_back(encode_relay(&frame));
+            }
         }
     }
 
@@ -378,6 +491,7 @@ impl World {
         self.restart_relay();
         self.relay = ModelRelay {
             epoch,
+            hold_commits: self.relay.hold_commits,
             ..Default::default()
         };
     }
@@ -432,11 +546,8 @@ impl World {
         let Some(frame) = self.to_relay[i].pop_front() else {
             return false;
         };
-        for (to, reply) in self.relay.handle(i, &frame) {
-            if self.replicas[to].online {
-                self.to_replica[to].push_back(encode_relay(&reply));
-            }
-        }
+        let out = self.relay.handle(i, &frame);
+        self.route(out);
         true
     }
 
@@ -463,6 +574,10 @@ impl World {
             for i in 0..self.replicas.len() {
                 self.write(i);
                 while self.deliver_to_relay(i) {
+                    moved = true;
+                }
+                if !self.relay.uncommitted.is_empty() {
+                    self.commit_relay();
                     moved = true;
                 }
                 while self.deliver_to_replica(i) {

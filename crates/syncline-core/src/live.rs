@@ -1,0 +1,144 @@
+//! Live delivery (protocol version 2): deltas at network speed, cursors
+//! only on what the relay stored.
+//!
+//! While a document is subscribed, the relay forwards another client's push
+//! as a [`RelayFrame::Tentative`](syncline_protocol::RelayFrame::Tentative) the moment it arrives, before its own
+//! commit, and later confirms a whole range of sequences with
+//! [`RelayFrame::Committed`](syncline_protocol::RelayFrame::Committed). The engine:
+//!
+//! - **applies a tentative delta at once** (the page sees the edit without
+//!   waiting for the relay's disk) and logs it, but does not move the
+//!   cursor: the relay may still fail to store it, and its author may crash
+//!   before pushing it again. So the delta is *held* in the outbox, as if
+//!   this replica had made it ([`Origin::Tentative`]): should nothing
+//!   confirm it within [`RESEND_AFTER_MS`](crate::RESEND_AFTER_MS), or by
+//!   the next connection, this replica pushes it itself (the relay stores a
+//!   delta once, by id). A change that reached one replica is never lost
+//!   because its author vanished.
+//! - **moves the cursor on `Committed{after, seq, ids}`** only if the cursor
+//!   is at `after` or beyond and every id listed is in the log here (the
+//!   rest of the range is this connection's own pushes, durable here before
+//!   they were pushed). The cursor record goes in a batch after the ones
+//!   holding those deltas, and the host writes batches in order, so the
+//!   cursor never points past a delta that is not durable here. Anything
+//!   else means a frame went missing: subscribe again from the cursor.
+//! - **confirms** held deltas named by `Committed`, or met again in a
+//!   catch-up: they leave the outbox, as an acked push does.
+
+use syncline_protocol::{DeltaId, DocId, PushDelta};
+
+use crate::EngineError;
+use crate::RESEND_AFTER_MS;
+use crate::delta;
+use crate::engine::{Effect, Engine, Outgoing};
+use crate::store::{Batch, LogEntry, Origin, Record};
+
+impl Outgoing {
+    /// A tentative delta, held, whose author pushed it less than
+    /// [`RESEND_AFTER_MS`] ago: not pushed by this replica (yet).
+    pub(crate) fn held_until_overdue(&self, now_ms: u64) -> bool {
+        self.entry.origin == Origin::Tentative
+            && self
+                .pushed_at
+                .is_some_and(|t| now_ms.saturating_sub(t) < RESEND_AFTER_MS)
+    }
+}
+
+impl Engine {
+    /// A [`RelayFrame::Tentative`](syncline_protocol::RelayFrame::Tentative): applies and holds the deltas this
+    /// replica does not have yet.
+    pub(crate) fn apply_tentative(&mut self, doc: DocId, deltas: Vec<PushDelta>, now_ms: u64) {
+        let Some(state) = self.docs.get_mut(&doc) else {
+            return; // not ours (any more)
+        };
+        state.heard_at = now_ms;
+        let mut held = Vec::new();
+        let mut problems = Vec::new();
+        for pushed in deltas {
+            if state.log.contains(&pushed.id) {
+                continue; // logged here already (ours, a tab's, or a repeat)
+            }
+            let applied = state
+                .key
+                .open_delta(&doc, &pushed.id, &pushed.bytes)
+                .and_then(|plain| delta::apply(&mut state.doc, &plain).map(|_| plain));
+            match applied {
+                Ok(plain) => {
+                    state.log.note(pushed.id, &plain, false);
+                    held.push(LogEntry {
+                        doc,
+                        id: pushed.id,
+                        bytes: plain,
+                        time_ms: now_ms,
+                        message: None,
+                        origin: Origin::Tentative,
+                        relay_seq: None,
+                    });
+                }
+                // Not usable, now or later: skipped, our own data untouched.
+                Err(reason) => problems.push(EngineError::BadDelta {
+                    doc,
+                    id: pushed.id,
+                    reason,
+                }),
+            }
+        }
+        for problem in problems {
+            self.emit(Effect::Error(problem));
+        }
+        if held.is_empty() {
+            return;
+        }
+        let mut batch = Batch::default();
+        for entry in &held {
+            batch.put(&Record::Entry(entry.clone()));
+        }
+        self.persist(batch);
+        let written = self.batches_emitted;
+        // Its author pushed it just now: the resend timer starts from here.
+        self.outbox.extend(held.into_iter().map(|entry| Outgoing {
+            entry,
+            pushed_at: Some(now_ms),
+            batch: written,
+        }));
+        self.emit(Effect::DocChanged(doc));
+        self.maybe_compact(doc);
+    }
+
+    /// A [`RelayFrame::Committed`](syncline_protocol::RelayFrame::Committed): confirms the held deltas `ids` and moves
+    /// the cursor to `seq` if nothing of `after + 1 ..= seq` is missing.
+    pub(crate) fn committed(
+        &mut self,
+        doc: DocId,
+        after: u64,
+        seq: u64,
+        ids: &[DeltaId],
+        now_ms: u64,
+    ) {
+        let Some(state) = self.docs.get_mut(&doc) else {
+            return;
+        };
+        state.heard_at = now_ms;
+        let whole = state.cursor >= after && ids.iter().all(|id| state.log.contains(id));
+        let advance = whole && seq > state.cursor;
+        if advance {
+            state.cursor = seq;
+        }
+        let mut batch = self.retire(doc, ids, seq);
+        if advance && let Some(record) = self.doc_record(doc) {
+            batch.put(&record);
+        }
+        if !batch.is_empty() {
+            self.persist(batch);
+        }
+        if !whole && self.docs.get(&doc).is_some_and(|s| seq > s.cursor) {
+            // A delta of the range never reached us: fetch it from the cursor.
+            self.subscribe_if_ready(doc, now_ms);
+        }
+        if advance {
+            self.last_synced_ms = Some(now_ms);
+            self.emit(Effect::StatusChanged);
+        }
+        self.maybe_compact(doc);
+    }
+}
