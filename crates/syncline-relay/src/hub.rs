@@ -20,11 +20,11 @@
 //!   [`CommitGroup`](crate::store::CommitGroup), published once per group
 //!   commit), after the commit and in commit order per document — for
 //!   SQLite, by its one writer thread. So the hub sees each document's
-//!   deltas in sequence order, and a delta is in storage before anyone
-//!   hears of it. Every push of one group commit to one document reaches a
-//!   subscriber as one run of `Deltas` frames (one frame unless the frame
-//!   limits split it), minus the deltas that subscriber pushed itself:
-//!   those are never echoed.
+//!   deltas in sequence order, and no sequence reaches anyone before it
+//!   is in storage. For version 1 subscribers, every push of one group
+//!   commit to one document arrives as one run of `Deltas` frames (one
+//!   frame unless the frame limits split it), minus the deltas that
+//!   subscriber pushed itself: those are never echoed. Version 2: below.
 //! * **Subscribe first, then read.** [`Hub::subscribe`] registers the
 //!   connection as *catching up* before the first storage read. From then
 //!   on, every published delta of the document is kept in the
@@ -46,6 +46,69 @@
 //! (or the store's writer) for everyone. A live subscriber whose queue is
 //! full, or a catching-up one whose pending list passes its bound, is
 //! [kicked](Outbox::kick) and dropped from the document.
+//!
+//! # Live delivery, version 2: tentative, then committed
+//!
+//! Waiting for the commit puts the relay's fsync on the edit → visible
+//! path. A version 2 subscription ([`Delivery::Tentative`]) hears of a
+//! push before it is stored, with no sequence, and of its place in the log
+//! once it is:
+//!
+//! * **Tentative, when the push arrives.** Once a push passed validation
+//!   (authorization, size limits), the session calls [`Hub::tentative`]
+//!   right before submitting it to the store: the pushed deltas, as they
+//!   came, go out as `Tentative` frames to every **live** version 2
+//!   subscriber of the document but the pusher (catching-up and version 1
+//!   subscribers get none). Same rules as any live frame: never waits, a
+//!   full queue is a kick. Deltas the store will find already stored are
+//!   sent all the same; clients tolerate duplicates.
+//! * **Committed, after the commit.** In [`Hub::publish_group`], for each
+//!   live version 2 subscriber S whose `sent_through` is `t` (the highest
+//!   sequence delivered to or confirmed for S), per document and group:
+//!   nothing if the group's last sequence is `<= t`; otherwise first the
+//!   group's deltas above `t` that S neither pushed nor was sent
+//!   tentatively, as `Tentative` frames; then `Committed{after, seq, ids}`
+//!   with `after = max(t, first_seq - 1)`, `seq` the group's last
+//!   sequence and `ids` the ids of its deltas in `after + 1 ..= seq` that
+//!   S did not push (past [`MAX_DELTAS_PER_FRAME`](syncline_protocol::MAX_DELTAS_PER_FRAME)
+//!   ids, several frames over consecutive sub-ranges, each `after` the
+//!   previous `seq`); then `t = seq`.
+//!
+//! **The promise.** When S receives `Committed{doc, after, seq, ids}`,
+//! every delta of `doc` with a sequence in `after + 1 ..= seq` is durable
+//! in the relay's log, and S was sent each of them earlier on this
+//! connection (as `Tentative`, or by the catch-up's `Deltas`), except the
+//! ones S pushed itself; `ids` are exactly the others. So a client whose
+//! cursor is `>= after` moves it to `seq`, and its own pushes land inside
+//! ranges it is told about (version 1 never told the pusher, which forced
+//! a re-fetch). A client whose cursor is below `after` missed something
+//! (only possible if it was not subscribed throughout) and subscribes
+//! again from its cursor. Ranges of one subscription never overlap and
+//! increase: a group's sequences are one dense run following the last
+//! group's, in the order the store committed them.
+//!
+//! **Who got what tentatively: stamps.** Each [`Hub::tentative`] call
+//! takes the next value of one process-wide counter (its *stamp*, never
+//! reused: not per document, whose entry the hub forgets when its last
+//! subscriber leaves), carried through the store in the push's
+//! [`Fanout`](crate::store::Fanout). A subscription going live records the
+//! counter's current value (`live_since`). Both happen with the registry
+//! locked, so a subscription was live (and sent the `Tentative`) exactly
+//! when `live_since < stamp`; one that went live later has
+//! `live_since >= stamp` and gets the deltas at publish time instead.
+//! Subscribing again starts a new subscription with a new `live_since`.
+//! Stamp 0 means "never fanned out": everyone gets those deltas at publish
+//! time. Since the `Tentative` is queued before the push is submitted, it
+//! is ahead of any `Committed` covering it in the same queue.
+//!
+//! **A failed commit** stores nothing and calls no `on_commit`, so nothing
+//! of it is published: no `Committed` covers a sequence that was not
+//! durably stored, and `sent_through` does not move. The sequences such a
+//! commit would have taken are given to the next deltas stored; no client
+//! ever saw them (`Tentative` frames carry none), so no client sees one
+//! sequence stand for two deltas. The tentative copies it sent stay
+//! unconfirmed: clients keep them until a `Committed` lists their ids, and
+//! their author re-pushes on its missing `Ack`.
 //!
 //! # Presence
 //!
