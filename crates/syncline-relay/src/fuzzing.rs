@@ -18,7 +18,11 @@
 //! the deltas a subscription receives are in strictly increasing sequence
 //! order, and gap-free (except where a snapshot stands in for deltas) on
 //! documents the connection never pushed to (its own pushes are not echoed
-//! back); an `Ack` names exactly the ids of the write it answers.
+//! back); an `Ack` names exactly the ids of the write it answers. Version 2
+//! connections: a `Committed` range continues the sequences the connection
+//! has (`after` is its cursor), and every id it confirms was sent to it
+//! before (as `Tentative` or `Deltas`); on documents it never pushed to,
+//! the range holds nothing but those ids.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -60,6 +64,8 @@ struct Oracle {
     expect_ack: Option<(DocId, Vec<DeltaId>, bool)>,
     /// Documents this connection pushed to.
     pushed: HashSet<DocId>,
+    /// Deltas sent to it, as `Deltas` or `Tentative`.
+    have: HashSet<(DocId, DeltaId)>,
 }
 
 /// The harness: one relay, three connection slots.
@@ -201,7 +207,34 @@ fn check(conn: &mut Oracle, out: Outgoing, snapshots: &mut Vec<DeltaId>) {
                     "{doc}: a gap from {seen} to {seq}"
                 );
                 *seen = seq;
+                conn.have.insert((doc, id));
             }
+        }
+        RelayFrame::Tentative { doc, deltas } => {
+            conn.have.extend(deltas.iter().map(|d| (doc, d.id)));
+        }
+        RelayFrame::Committed {
+            doc,
+            after,
+            seq,
+            ids,
+        } => {
+            let seen = conn.seen.entry(doc).or_insert(0);
+            assert_eq!(
+                after, *seen,
+                "{doc}: a committed range continues the cursor"
+            );
+            *seen = seq;
+            for id in &ids {
+                assert!(
+                    conn.have.contains(&(doc, *id)),
+                    "{doc}: {id} confirmed unsent"
+                );
+            }
+            assert!(
+                conn.pushed.contains(&doc) || ids.len() as u64 == seq - after,
+                "{doc}: ({after}, {seq}] holds deltas of its own or unsent"
+            );
         }
         RelayFrame::DocError { doc, .. } if conn.subscribing.is_some_and(|(d, _)| d == doc) => {
             conn.subscribing = None;
@@ -308,7 +341,7 @@ mod tests {
 
     use super::*;
     use proptest::prelude::*;
-    use syncline_protocol::{PROTOCOL_VERSION, PushDelta};
+    use syncline_protocol::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, PushDelta};
 
     fn doc(n: u8) -> DocId {
         DocId([n; 16])
@@ -319,13 +352,19 @@ mod tests {
         let id = (0u8..8).prop_map(|n| DeltaId([n; 32]));
         let bytes = proptest::collection::vec(any::<u8>(), 0..80);
         prop_oneof![
-            (0u8..3, any::<bool>(), any::<bool>()).prop_map(|(d, write, with_token)| {
-                ClientFrame::Hello {
-                    version: PROTOCOL_VERSION,
-                    replica: [d; 16],
-                    token: with_token.then(|| token(doc(d), write)),
-                }
-            }),
+            (
+                0u8..3,
+                any::<bool>(),
+                any::<bool>(),
+                MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION
+            )
+                .prop_map(|(d, write, with_token, version)| {
+                    ClientFrame::Hello {
+                        version,
+                        replica: [d; 16],
+                        token: with_token.then(|| token(doc(d), write)),
+                    }
+                }),
             (docs.clone(), 0u64..12).prop_map(|(doc, since)| ClientFrame::Subscribe { doc, since }),
             docs.clone()
                 .prop_map(|doc| ClientFrame::Unsubscribe { doc }),

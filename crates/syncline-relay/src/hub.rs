@@ -20,11 +20,11 @@
 //!   [`CommitGroup`](crate::store::CommitGroup), published once per group
 //!   commit), after the commit and in commit order per document — for
 //!   SQLite, by its one writer thread. So the hub sees each document's
-//!   deltas in sequence order, and a delta is in storage before anyone
-//!   hears of it. Every push of one group commit to one document reaches a
-//!   subscriber as one run of `Deltas` frames (one frame unless the frame
-//!   limits split it), minus the deltas that subscriber pushed itself:
-//!   those are never echoed.
+//!   deltas in sequence order, and no sequence reaches anyone before it
+//!   is in storage. For version 1 subscribers, every push of one group
+//!   commit to one document arrives as one run of `Deltas` frames (one
+//!   frame unless the frame limits split it), minus the deltas that
+//!   subscriber pushed itself: those are never echoed. Version 2: below.
 //! * **Subscribe first, then read.** [`Hub::subscribe`] registers the
 //!   connection as *catching up* before the first storage read. From then
 //!   on, every published delta of the document is kept in the
@@ -47,6 +47,69 @@
 //! full, or a catching-up one whose pending list passes its bound, is
 //! [kicked](Outbox::kick) and dropped from the document.
 //!
+//! # Live delivery, version 2: tentative, then committed
+//!
+//! Waiting for the commit puts the relay's fsync on the edit → visible
+//! path. A version 2 subscription ([`Delivery::Tentative`]) hears of a
+//! push before it is stored, with no sequence, and of its place in the log
+//! once it is:
+//!
+//! * **Tentative, when the push arrives.** Once a push passed validation
+//!   (authorization, size limits), the session calls [`Hub::tentative`]
+//!   right before submitting it to the store: the pushed deltas, as they
+//!   came, go out as `Tentative` frames to every **live** version 2
+//!   subscriber of the document but the pusher (catching-up and version 1
+//!   subscribers get none). Same rules as any live frame: never waits, a
+//!   full queue is a kick. Deltas the store will find already stored are
+//!   sent all the same; clients tolerate duplicates.
+//! * **Committed, after the commit.** In [`Hub::publish_group`], for each
+//!   live version 2 subscriber S whose `sent_through` is `t` (the highest
+//!   sequence delivered to or confirmed for S), per document and group:
+//!   nothing if the group's last sequence is `<= t`; otherwise first the
+//!   group's deltas above `t` that S neither pushed nor was sent
+//!   tentatively, as `Tentative` frames; then `Committed{after, seq, ids}`
+//!   with `after = max(t, first_seq - 1)`, `seq` the group's last
+//!   sequence and `ids` the ids of its deltas in `after + 1 ..= seq` that
+//!   S did not push (past [`MAX_DELTAS_PER_FRAME`](syncline_protocol::MAX_DELTAS_PER_FRAME)
+//!   ids, several frames over consecutive sub-ranges, each `after` the
+//!   previous `seq`); then `t = seq`.
+//!
+//! **The promise.** When S receives `Committed{doc, after, seq, ids}`,
+//! every delta of `doc` with a sequence in `after + 1 ..= seq` is durable
+//! in the relay's log, and S was sent each of them earlier on this
+//! connection (as `Tentative`, or by the catch-up's `Deltas`), except the
+//! ones S pushed itself; `ids` are exactly the others. So a client whose
+//! cursor is `>= after` moves it to `seq`, and its own pushes land inside
+//! ranges it is told about (version 1 never told the pusher, which forced
+//! a re-fetch). A client whose cursor is below `after` missed something
+//! (only possible if it was not subscribed throughout) and subscribes
+//! again from its cursor. Ranges of one subscription never overlap and
+//! increase: a group's sequences are one dense run following the last
+//! group's, in the order the store committed them.
+//!
+//! **Who got what tentatively: stamps.** Each [`Hub::tentative`] call
+//! takes the next value of one process-wide counter (its *stamp*, never
+//! reused: not per document, whose entry the hub forgets when its last
+//! subscriber leaves), carried through the store in the push's
+//! [`Fanout`](crate::store::Fanout). A subscription going live records the
+//! counter's current value (`live_since`). Both happen with the registry
+//! locked, so a subscription was live (and sent the `Tentative`) exactly
+//! when `live_since < stamp`; one that went live later has
+//! `live_since >= stamp` and gets the deltas at publish time instead.
+//! Subscribing again starts a new subscription with a new `live_since`.
+//! Stamp 0 means "never fanned out": everyone gets those deltas at publish
+//! time. Since the `Tentative` is queued before the push is submitted, it
+//! is ahead of any `Committed` covering it in the same queue.
+//!
+//! **A failed commit** stores nothing and calls no `on_commit`, so nothing
+//! of it is published: no `Committed` covers a sequence that was not
+//! durably stored, and `sent_through` does not move. The sequences such a
+//! commit would have taken are given to the next deltas stored; no client
+//! ever saw them (`Tentative` frames carry none), so no client sees one
+//! sequence stand for two deltas. The tentative copies it sent stay
+//! unconfirmed: clients keep them until a `Committed` lists their ids, and
+//! their author re-pushes on its missing `Ack`.
+//!
 //! # Presence
 //!
 //! Presence is ephemeral: the hub keeps each subscription's **latest**
@@ -61,7 +124,13 @@
 //! The hub is process-local. Several relays serving one document would feed
 //! it from a shared bus (a later issue); the rules above stay the same.
 
+mod frames;
+mod live;
+
+pub use frames::delta_frames;
+
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use axum::body::Bytes;
@@ -69,7 +138,7 @@ use syncline_protocol::{DocId, RelayFrame, SequencedDelta, encode_relay};
 
 use crate::metrics::Metrics;
 use crate::outbox::{ConnId, Outbox, TrySendError};
-use crate::store::{Fanout, PageLimits, Publish};
+use crate::store::PageLimits;
 
 /// Bounds the hub enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,14 +167,39 @@ pub struct Hub {
 
 struct Inner {
     docs: Mutex<HashMap<DocId, HashMap<ConnId, Subscription>>>,
+    /// The last tentative stamp handed out (see the module docs). Only
+    /// changed and read with `docs` locked, so the lock orders it.
+    stamps: AtomicU64,
     limits: HubLimits,
     metrics: Arc<Metrics>,
+}
+
+/// How a subscription hears of live deltas: by its connection's protocol
+/// version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Version 1: committed deltas as `Deltas`, its own pushes left out.
+    Deltas,
+    /// Version 2: `Tentative` when a push arrives, `Committed` once stored.
+    Tentative,
+}
+
+impl Delivery {
+    /// The delivery of a connection speaking protocol `version`.
+    pub fn for_version(version: u32) -> Delivery {
+        if version >= 2 {
+            Delivery::Tentative
+        } else {
+            Delivery::Deltas
+        }
+    }
 }
 
 struct Subscription {
     outbox: Outbox,
     /// The subscribing connection's replica id (the `from` of presence).
     replica: [u8; 16],
+    delivery: Delivery,
     state: State,
     /// The latest presence, as an encoded `Presence` frame.
     presence: Option<Bytes>,
@@ -118,8 +212,11 @@ enum State {
         pending_items: usize,
     },
     /// Caught up: published deltas go straight to the outbox, except those
-    /// at or below `sent_through`, which the catch-up already delivered.
-    Live { sent_through: u64 },
+    /// at or below `sent_through`, which were already delivered (version 2:
+    /// or confirmed by `Committed`). `live_since` is the tentative stamp
+    /// current when it went live: pushes stamped above it were sent to it
+    /// as `Tentative` (version 2).
+    Live { sent_through: u64, live_since: u64 },
 }
 
 /// What [`Hub::take_pending`] found.
@@ -144,6 +241,7 @@ impl Hub {
         Hub {
             inner: Arc::new(Inner {
                 docs: Mutex::new(HashMap::new()),
+                stamps: AtomicU64::new(0),
                 limits,
                 metrics,
             }),
@@ -164,143 +262,11 @@ impl Hub {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Hands newly committed deltas of `doc` to every subscriber but `from`
-    /// (the pusher is not echoed). Never waits. Call it after the commit,
-    /// in commit order per document. One push's worth of
-    /// [`publish_group`](Hub::publish_group).
-    pub fn publish(&self, doc: DocId, from: ConnId, items: &Arc<[SequencedDelta]>) {
-        self.publish_group(&[Fanout {
-            doc,
-            origin: from,
-            deltas: Arc::clone(items),
-        }]);
-    }
-
-    /// Hands what one group commit stored to the subscribers: per
-    /// document, **one** run of `Deltas` frames holding every fan-out of
-    /// the group in order, except that a subscriber never gets the deltas
-    /// it pushed itself (those fan-outs are left out of its copy). Never
-    /// waits. Call it after the commit, in commit order (the store's
-    /// [`CommitGroup`](crate::store::CommitGroup) does).
-    pub fn publish_group(&self, fanouts: &[Fanout]) {
-        let mut docs = self.docs();
-        let mut done = vec![false; fanouts.len()];
-        for first in 0..fanouts.len() {
-            if done[first] {
-                continue;
-            }
-            let doc = fanouts[first].doc;
-            let parts: Vec<&Fanout> = fanouts[first..]
-                .iter()
-                .zip(&mut done[first..])
-                .filter(|(f, _)| f.doc == doc)
-                .map(|(f, done)| {
-                    *done = true;
-                    f
-                })
-                .filter(|f| !f.deltas.is_empty())
-                .collect();
-            if parts.is_empty() {
-                continue;
-            }
-            if let Some(subscribers) = docs.get_mut(&doc) {
-                self.publish_doc(doc, subscribers, &parts);
-                if subscribers.is_empty() {
-                    docs.remove(&doc);
-                }
-            }
-        }
-    }
-
-    /// Publishes `parts` (fan-outs of `doc`, in sequence order) to its
-    /// subscribers.
-    fn publish_doc(
-        &self,
-        doc: DocId,
-        subscribers: &mut HashMap<ConnId, Subscription>,
-        parts: &[&Fanout],
-    ) {
-        let limits = self.inner.limits;
-        let metrics = &self.inner.metrics;
-        let first_seq = parts[0].deltas[0].seq;
-        let total: usize = parts.iter().map(|p| p.deltas.len()).sum();
-        // Encoded once, for every live subscriber that pushed none of them.
-        let mut shared_frames: Option<Vec<Bytes>> = None;
-        // Kicked subscribers whose presence must be reported gone.
-        let mut gone = Vec::new();
-        let mut kick = |conn: ConnId, sub: &Subscription, why: &str| {
-            tracing::warn!(conn, %doc, "subscriber too slow: {why}, disconnecting");
-            sub.outbox.kick();
-            if sub.presence.is_some() {
-                gone.push((conn, sub.replica));
-            }
-        };
-        subscribers.retain(|&conn, sub| {
-            let pushed_some = parts.iter().any(|p| p.origin == conn);
-            match &mut sub.state {
-                State::Live { sent_through } => {
-                    let own_frames;
-                    let (frames, count) = if !pushed_some && first_seq > *sent_through {
-                        let frames = shared_frames.get_or_insert_with(|| {
-                            let all: Vec<SequencedDelta> = parts
-                                .iter()
-                                .flat_map(|p| p.deltas.iter())
-                                .cloned()
-                                .collect();
-                            delta_frames(doc, &all, limits.frame, true)
-                        });
-                        (&*frames, total)
-                    } else {
-                        // Its own deltas left out, and (rarely) those the
-                        // catch-up read already sent.
-                        let fresh: Vec<SequencedDelta> = parts
-                            .iter()
-                            .filter(|p| p.origin != conn)
-                            .flat_map(|p| p.deltas.iter())
-                            .filter(|d| d.seq > *sent_through)
-                            .cloned()
-                            .collect();
-                        own_frames = delta_frames(doc, &fresh, limits.frame, true);
-                        (&own_frames, fresh.len())
-                    };
-                    for frame in frames {
-                        match sub.outbox.try_send(frame.clone()) {
-                            Ok(()) => {}
-                            Err(TrySendError::Full) => {
-                                kick(conn, sub, "queue full");
-                                return false;
-                            }
-                            Err(TrySendError::Closed) => return false,
-                        }
-                    }
-                    metrics.deltas_out.add(count as u64);
-                    true
-                }
-                State::CatchingUp {
-                    pending,
-                    pending_items,
-                } => {
-                    let others = parts.iter().filter(|p| p.origin != conn);
-                    let count: usize = others.clone().map(|p| p.deltas.len()).sum();
-                    if *pending_items + count > limits.max_pending {
-                        kick(conn, sub, "catch-up fell behind");
-                        return false;
-                    }
-                    *pending_items += count;
-                    pending.extend(others.map(|p| Arc::clone(&p.deltas)));
-                    true
-                }
-            }
-        });
-        for (conn, replica) in gone {
-            self.fan_out_presence(subscribers, conn, &gone_frame(doc, replica));
-        }
-    }
-
     /// Registers `outbox` as catching up on `doc` (replacing an earlier
-    /// subscription of the same connection, whose presence it keeps). Call
-    /// before reading the catch-up from storage.
-    pub fn subscribe(&self, doc: DocId, outbox: Outbox, replica: [u8; 16]) {
+    /// subscription of the same connection, whose presence it keeps), to be
+    /// delivered live deltas by `delivery` once live. Call before reading
+    /// the catch-up from storage.
+    pub fn subscribe(&self, doc: DocId, outbox: Outbox, replica: [u8; 16], delivery: Delivery) {
         let mut docs = self.docs();
         let subscribers = docs.entry(doc).or_default();
         let presence = subscribers
@@ -311,6 +277,7 @@ impl Hub {
             Subscription {
                 outbox,
                 replica,
+                delivery,
                 state: State::CatchingUp {
                     pending: Vec::new(),
                     pending_items: 0,
@@ -343,7 +310,13 @@ impl Hub {
                 Pending::Deltas(std::mem::take(pending))
             }
             State::CatchingUp { .. } => {
-                sub.state = State::Live { sent_through };
+                // Under the lock: every push stamped from now on is fanned
+                // out to it tentatively.
+                let live_since = self.inner.stamps.load(Ordering::Relaxed);
+                sub.state = State::Live {
+                    sent_through,
+                    live_since,
+                };
                 let outbox = sub.outbox.clone();
                 for (_, other) in subscribers.iter().filter(|(id, _)| **id != conn) {
                     if let Some(frame) = &other.presence {
@@ -421,12 +394,6 @@ impl Hub {
     }
 }
 
-impl Publish for Hub {
-    fn publish(&self, fanouts: &[Fanout]) {
-        self.publish_group(fanouts);
-    }
-}
-
 /// The empty presence that says `replica`'s presence on `doc` is gone.
 fn gone_frame(doc: DocId, replica: [u8; 16]) -> Bytes {
     Bytes::from(encode_relay(&RelayFrame::Presence {
@@ -434,39 +401,6 @@ fn gone_frame(doc: DocId, replica: [u8; 16]) -> Bytes {
         from: replica,
         bytes: Vec::new(),
     }))
-}
-
-/// Splits `items` into encoded `Deltas` frames within `limits` (each frame
-/// holds at least one delta).
-pub fn delta_frames(
-    doc: DocId,
-    items: &[SequencedDelta],
-    limits: PageLimits,
-    caught_up: bool,
-) -> Vec<Bytes> {
-    let max_items = limits.max_items.max(1);
-    let mut frames = Vec::new();
-    let mut start = 0;
-    while start < items.len() {
-        let mut end = start;
-        let mut bytes = 0usize;
-        while end < items.len() && end - start < max_items {
-            let len = items[end].bytes.len();
-            if end > start && bytes + len > limits.max_bytes {
-                break;
-            }
-            bytes += len;
-            end += 1;
-        }
-        let frame = RelayFrame::Deltas {
-            doc,
-            items: items[start..end].to_vec(),
-            caught_up,
-        };
-        frames.push(Bytes::from(encode_relay(&frame)));
-        start = end;
-    }
-    frames
 }
 
 #[cfg(test)]

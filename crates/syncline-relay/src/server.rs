@@ -105,11 +105,13 @@ impl Shared {
     /// after another are committed in that order. The store publishes what
     /// it stored to the document's other subscribers once durable, in
     /// commit order, together with the rest of its group commit, before
-    /// the future resolves — even if nobody awaits it.
+    /// the future resolves — even if nobody awaits it. `tentative` is the
+    /// push's stamp from [`Hub::tentative`] (0 if it was not fanned out).
     pub(crate) fn commit(
         &self,
         doc: DocId,
         from: ConnId,
+        tentative: u64,
         deltas: Vec<PushDelta>,
     ) -> impl Future<Output = Result<Appended, StoreError>> + Send + 'static {
         let publisher = Arc::clone(&self.publisher);
@@ -124,6 +126,7 @@ impl Shared {
                 Fanout {
                     doc,
                     origin: from,
+                    tentative,
                     deltas: Arc::clone(&appended.stored),
                 },
             );

@@ -19,9 +19,15 @@
 //!
 //! * every message counts against the connection's rate limits; exceeding
 //!   one is a fatal `Error{LimitExceeded}` (close 1013);
-//! * the first frame must be `Hello` with [`PROTOCOL_VERSION`]; anything
-//!   else is fatal. With a secret configured, a token in `Hello` must be
-//!   valid (fatal `Error{Unauthorized}` otherwise) and grants its document;
+//! * the first frame must be `Hello` with a version from
+//!   [`MIN_PROTOCOL_VERSION`] to [`PROTOCOL_VERSION`]; anything else is
+//!   fatal. The session speaks the client's version (`Welcome` says which):
+//!   version 1 gets live deltas as `Deltas`, version 2 as `Tentative` and
+//!   `Committed` (see [`crate::hub`]). With a secret configured, a token in
+//!   `Hello` must be valid (fatal `Error{Unauthorized}` otherwise) and
+//!   grants its document;
+//! * a push that passes validation is fanned out tentatively to the
+//!   document's live version 2 subscribers right before it is submitted;
 //! * a message that does not decode, a text message, or one above the
 //!   frame limit is fatal;
 //! * a request about one document that cannot be served — no or a bad
@@ -38,12 +44,12 @@ use axum::body::Bytes;
 use axum::extract::ws::{Message, close_code};
 use syncline_protocol::{
     ClientFrame, DeltaId, DocId, ErrorCode, Limits, MAX_DELTAS_PER_FRAME, MAX_TOKEN_BYTES,
-    PROTOCOL_VERSION, PushDelta, RelayFrame, SequencedDelta, decode_client,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, PushDelta, RelayFrame, SequencedDelta, decode_client,
 };
 
 use super::{End, MAX_DELTA_BYTES, fatal};
 use crate::auth::{self, Claims, Rights, TokenError};
-use crate::hub::{Pending, delta_frames};
+use crate::hub::{Delivery, Pending, delta_frames};
 use crate::limits::{RateExceeded, RateLimiter};
 use crate::metrics::{AuthFailure, Limit};
 use crate::outbox::Outbox;
@@ -119,6 +125,8 @@ pub(crate) struct Session {
     outbox: Outbox,
     /// Whether a valid `Hello` was received.
     greeted: bool,
+    /// The protocol version the session speaks (from `Hello`).
+    version: u32,
     /// The client's replica id, from `Hello`.
     replica: [u8; 16],
     /// Documents this connection subscribes to.
@@ -143,6 +151,7 @@ impl Session {
             shared,
             outbox,
             greeted: false,
+            version: PROTOCOL_VERSION,
             replica: [0; 16],
             subscriptions: HashSet::new(),
             grants: HashMap::new(),
@@ -305,11 +314,11 @@ impl Session {
         replica: [u8; 16],
         token: Option<String>,
     ) -> Result<(), End> {
-        if version != PROTOCOL_VERSION {
+        if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
             return Err(fatal(
                 ErrorCode::UnsupportedVersion,
                 format!(
-                    "this relay speaks protocol version {PROTOCOL_VERSION}; the client sent {version}"
+                    "this relay speaks protocol versions {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}; the client sent {version}"
                 ),
             ));
         }
@@ -333,12 +342,13 @@ impl Session {
         }
         // In open mode a token is accepted and ignored.
         self.greeted = true;
+        self.version = version.min(PROTOCOL_VERSION);
         self.replica = replica;
         let hex: String = replica.iter().map(|b| format!("{b:02x}")).collect();
-        tracing::debug!(replica = %hex, "hello");
+        tracing::debug!(replica = %hex, version = self.version, "hello");
         let limits = &self.shared.config.limits;
         let welcome = RelayFrame::Welcome {
-            version: PROTOCOL_VERSION,
+            version: self.version,
             epoch: self.shared.store.epoch(),
             limits: Limits {
                 max_frame_bytes: u32::try_from(limits.max_frame_bytes).unwrap_or(u32::MAX),
@@ -454,7 +464,8 @@ impl Session {
         let conn = self.outbox.id();
         let shared = Arc::clone(&self.shared);
         let hub = &shared.hub;
-        hub.subscribe(doc, self.outbox.clone(), self.replica);
+        let delivery = Delivery::for_version(self.version);
+        hub.subscribe(doc, self.outbox.clone(), self.replica, delivery);
         if self.subscriptions.insert(doc) {
             shared.metrics.subscriptions.inc();
         }
@@ -531,9 +542,10 @@ impl Session {
         }
     }
 
-    /// Submits the deltas for commit (the store publishes them once
-    /// durable); the `Ack` follows from [`Session::acknowledge`].
-    async fn push(&mut self, doc: DocId, deltas: Vec<PushDelta>) -> Result<(), End> {
+    /// Fans the deltas out tentatively, then submits them for commit (the
+    /// store publishes them once durable); the `Ack` follows from
+    /// [`Session::acknowledge`].
+    async fn push(&mut self, doc: DocId, mut deltas: Vec<PushDelta>) -> Result<(), End> {
         if let Err(denied) = self.access(doc, Rights::Write) {
             self.finish_pushes().await?;
             return self.deny(doc, denied).await;
@@ -559,8 +571,12 @@ impl Session {
             self.acknowledge(done).await?;
         }
         let ids = deltas.iter().map(|d| d.id).collect();
+        let conn = self.outbox.id();
+        // Before the commit is queued, so every `Tentative` of this push
+        // is in its subscribers' queues before any `Committed` for it.
+        let stamp = self.shared.hub.tentative(doc, conn, &mut deltas);
         // Queued in the store now: pushes commit in the order they came.
-        let commit = Box::pin(self.shared.commit(doc, self.outbox.id(), deltas));
+        let commit = Box::pin(self.shared.commit(doc, conn, stamp, deltas));
         self.in_flight_bytes += bytes;
         self.in_flight.push_back(InFlight {
             doc,

@@ -1,4 +1,7 @@
-//! Tests of the hub's ordering, slow-subscriber and presence rules.
+//! Tests of the hub's ordering, slow-subscriber and presence rules (with
+//! version 1 delivery; version 2's in `tests/tentative.rs`).
+
+mod tentative;
 
 use super::*;
 use crate::outbox::{Outgoing, Queue};
@@ -16,9 +19,11 @@ fn hub_with(limits: HubLimits) -> Hub {
 }
 
 fn delta(seq: u64) -> SequencedDelta {
+    let mut id = [0xd1; 32];
+    id[..8].copy_from_slice(&seq.to_le_bytes());
     SequencedDelta {
         seq,
-        id: DeltaId([seq as u8; 32]),
+        id: DeltaId(id),
         bytes: vec![seq as u8; 10],
     }
 }
@@ -48,7 +53,7 @@ fn received_seqs(rx: &mut Queue) -> Vec<u64> {
 
 fn live(hub: &Hub, outbox: Outbox, replica: u8) {
     let id = outbox.id();
-    hub.subscribe(DOC, outbox, [replica; 16]);
+    hub.subscribe(DOC, outbox, [replica; 16], Delivery::Deltas);
     assert!(matches!(hub.take_pending(DOC, id, 0), Pending::Live));
 }
 
@@ -56,7 +61,7 @@ fn live(hub: &Hub, outbox: Outbox, replica: u8) {
 fn deltas_published_during_catch_up_wait_then_the_subscription_goes_live() {
     let hub = hub();
     let (sub, mut rx) = Outbox::new(1, 16);
-    hub.subscribe(DOC, sub, [1; 16]);
+    hub.subscribe(DOC, sub, [1; 16], Delivery::Deltas);
     hub.publish(DOC, 2, &batch(&[1, 2]));
     assert!(rx.try_recv().is_err(), "nothing is sent while catching up");
     let Pending::Deltas(batches) = hub.take_pending(DOC, 1, 0) else {
@@ -73,7 +78,7 @@ fn deltas_published_during_catch_up_wait_then_the_subscription_goes_live() {
 fn deltas_the_catch_up_already_sent_are_not_sent_again_live() {
     let hub = hub();
     let (sub, mut rx) = Outbox::new(1, 16);
-    hub.subscribe(DOC, sub, [1; 16]);
+    hub.subscribe(DOC, sub, [1; 16], Delivery::Deltas);
     // The catch-up read saw seqs up to 5, committed but not yet published.
     assert!(matches!(hub.take_pending(DOC, 1, 5), Pending::Live));
     hub.publish(DOC, 2, &batch(&[4, 5]));
@@ -98,6 +103,7 @@ fn fanout(doc: DocId, origin: ConnId, seqs: &[u64]) -> Fanout {
     Fanout {
         doc,
         origin,
+        tentative: 0,
         deltas: batch(seqs),
     }
 }
@@ -112,7 +118,7 @@ fn a_group_commit_reaches_each_subscriber_as_one_frame_per_document_without_its_
     live(&hub, a, 1);
     live(&hub, b, 2);
     live(&hub, c.clone(), 3);
-    hub.subscribe(OTHER, c, [3; 16]);
+    hub.subscribe(OTHER, c, [3; 16], Delivery::Deltas);
     assert!(matches!(hub.take_pending(OTHER, 3, 0), Pending::Live));
     // One group commit: A pushed 1–2, B pushed 3, another doc in between,
     // then A pushed 4.
@@ -144,7 +150,7 @@ fn a_group_commit_reaches_each_subscriber_as_one_frame_per_document_without_its_
 fn a_group_commit_waits_for_a_catching_up_subscriber_without_its_own_deltas() {
     let hub = hub();
     let (a, mut rx_a) = Outbox::new(1, 16);
-    hub.subscribe(DOC, a, [1; 16]);
+    hub.subscribe(DOC, a, [1; 16], Delivery::Deltas);
     hub.publish_group(&[fanout(DOC, 1, &[1]), fanout(DOC, 2, &[2, 3])]);
     assert!(
         rx_a.try_recv().is_err(),
@@ -181,7 +187,7 @@ async fn a_subscriber_falling_behind_during_catch_up_is_kicked() {
         ..HubLimits::default()
     });
     let (sub, _rx) = Outbox::new(1, 16);
-    hub.subscribe(DOC, sub.clone(), [1; 16]);
+    hub.subscribe(DOC, sub.clone(), [1; 16], Delivery::Deltas);
     hub.publish(DOC, 2, &batch(&[1, 2]));
     hub.publish(DOC, 2, &batch(&[3, 4]));
     tokio::time::timeout(std::time::Duration::from_secs(5), sub.kicked())
@@ -194,7 +200,7 @@ async fn a_subscriber_falling_behind_during_catch_up_is_kicked() {
 fn unsubscribed_documents_are_forgotten() {
     let hub = hub();
     let (sub, _rx) = Outbox::new(1, 16);
-    hub.subscribe(DOC, sub, [1; 16]);
+    hub.subscribe(DOC, sub, [1; 16], Delivery::Deltas);
     assert_eq!(hub.active_docs(), 1);
     hub.unsubscribe(DOC, 1);
     assert_eq!(hub.active_docs(), 0);
@@ -230,7 +236,7 @@ fn presence_reaches_live_peers_newcomers_and_says_gone() {
     // A newcomer catching up hears nothing until it goes live, then gets
     // the latest presence only.
     let (c, mut rx_c) = Outbox::new(3, 16);
-    hub.subscribe(DOC, c, [0xc; 16]);
+    hub.subscribe(DOC, c, [0xc; 16], Delivery::Deltas);
     hub.set_presence(DOC, 1, b"cursor 3".to_vec()).unwrap();
     assert!(frames(&mut rx_c).is_empty());
     assert!(matches!(hub.take_pending(DOC, 3, 0), Pending::Live));

@@ -56,6 +56,11 @@ pub struct Fanout {
     pub doc: DocId,
     /// Who pushed them (the relay's connection id): not echoed to it.
     pub origin: u64,
+    /// The hub's tentative stamp of the push, from
+    /// [`Hub::tentative`](crate::hub::Hub::tentative) (0: the push was never
+    /// fanned out tentatively). It tells the hub which subscribers already
+    /// got these deltas as `Tentative`.
+    pub tentative: u64,
     /// The deltas, in sequence order.
     pub deltas: Arc<[SequencedDelta]>,
 }

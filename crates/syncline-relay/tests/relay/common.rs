@@ -48,28 +48,53 @@ impl Client {
         Client { ws }
     }
 
-    /// Connects and completes the handshake; returns the relay's epoch.
+    /// Connects and completes the handshake with protocol version 1 (live
+    /// deltas as `Deltas`, what most of these tests check); returns the
+    /// relay's epoch.
     pub async fn greeted(url: &str) -> (Client, [u8; 16]) {
         Client::greeted_as(url, [7; 16], None).await
     }
 
-    /// Connects and completes the handshake as `replica`, with `token`.
+    /// Connects and completes the handshake with [`PROTOCOL_VERSION`] (2:
+    /// live deltas as `Tentative` and `Committed`) as `replica`.
+    pub async fn greeted_v2(url: &str, replica: u8) -> Client {
+        Client::greeted_with(url, PROTOCOL_VERSION, [replica; 16], None)
+            .await
+            .0
+    }
+
+    /// Connects and completes the version 1 handshake as `replica`, with
+    /// `token`.
     pub async fn greeted_as(
         url: &str,
+        replica: [u8; 16],
+        token: Option<String>,
+    ) -> (Client, [u8; 16]) {
+        Client::greeted_with(url, 1, replica, token).await
+    }
+
+    /// Connects and completes the handshake with protocol `version`.
+    pub async fn greeted_with(
+        url: &str,
+        version: u32,
         replica: [u8; 16],
         token: Option<String>,
     ) -> (Client, [u8; 16]) {
         let mut client = Client::connect(url).await;
         client
             .send(&ClientFrame::Hello {
-                version: PROTOCOL_VERSION,
+                version,
                 replica,
                 token,
             })
             .await;
         match client.recv().await {
-            RelayFrame::Welcome { version, epoch, .. } => {
-                assert_eq!(version, PROTOCOL_VERSION);
+            RelayFrame::Welcome {
+                version: spoken,
+                epoch,
+                ..
+            } => {
+                assert_eq!(spoken, version);
                 (client, epoch)
             }
             other => panic!("expected Welcome, got {other:?}"),

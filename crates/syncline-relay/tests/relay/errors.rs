@@ -1,6 +1,8 @@
 //! Bad input gets a typed, fatal error and closes only that connection.
 
-use syncline_protocol::{ClientFrame, ErrorCode, PROTOCOL_VERSION, RelayFrame};
+use syncline_protocol::{
+    ClientFrame, ErrorCode, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, RelayFrame,
+};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::{Client, RelayProcess, delta, doc, seqs};
@@ -68,19 +70,31 @@ async fn bad_frames_get_a_typed_error_then_close_and_others_keep_working() {
 }
 
 #[tokio::test]
-async fn a_wrong_protocol_version_is_refused_and_closed() {
+async fn a_protocol_version_outside_the_supported_range_is_refused_and_closed() {
     let data = tempfile::tempdir().unwrap();
     let relay = RelayProcess::start(data.path()).await;
     let (mut good, _) = Client::greeted(&relay.url()).await;
 
-    let mut old = Client::connect(&relay.url()).await;
-    old.send(&ClientFrame::Hello {
-        version: PROTOCOL_VERSION + 1,
-        replica: [2; 16],
-        token: Some("ignored for now".into()),
-    })
-    .await;
-    expect_fatal(&mut old, ErrorCode::UnsupportedVersion).await;
+    for version in [MIN_PROTOCOL_VERSION - 1, PROTOCOL_VERSION + 1] {
+        let mut bad = Client::connect(&relay.url()).await;
+        bad.send(&ClientFrame::Hello {
+            version,
+            replica: [2; 16],
+            token: Some("ignored for now".into()),
+        })
+        .await;
+        let message = bad.expect_fatal(ErrorCode::UnsupportedVersion, 1002).await;
+        assert!(
+            message.contains("versions 1 to 2") && message.contains(&format!("sent {version}")),
+            "{message}"
+        );
+    }
+    // Every version in the range is welcomed as itself (greeted_with
+    // checks the Welcome).
+    for version in MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION {
+        let (mut client, _) = Client::greeted_with(&relay.url(), version, [3; 16], None).await;
+        client.ping(u64::from(version)).await;
+    }
 
     good.ping(1).await;
     assert_eq!(good.push(doc(1), vec![delta(1)]).await, 1);

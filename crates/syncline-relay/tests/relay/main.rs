@@ -13,3 +13,4 @@ mod http;
 mod limits;
 mod persistence;
 mod sync;
+mod tentative;
