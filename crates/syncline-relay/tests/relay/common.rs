@@ -283,6 +283,34 @@ impl Client {
     }
 }
 
+/// Pushes deltas `1..=backlog` to `doc` one by one, each acked, then
+/// returns a task that keeps pushing `backlog + 1..=total` (pipelined)
+/// and reads their acks: a log that grows while someone catches up.
+pub async fn push_backlog_then_more(
+    url: &str,
+    doc: DocId,
+    backlog: u32,
+    total: u32,
+) -> tokio::task::JoinHandle<()> {
+    let (mut pusher, _) = Client::greeted(url).await;
+    for n in 1..=backlog {
+        pusher.push(doc, vec![delta(n)]).await;
+    }
+    tokio::spawn(async move {
+        for n in backlog + 1..=total {
+            pusher
+                .send(&ClientFrame::Push {
+                    doc,
+                    deltas: vec![delta(n)],
+                })
+                .await;
+        }
+        for _ in backlog + 1..=total {
+            assert!(matches!(pusher.recv().await, RelayFrame::Ack { .. }));
+        }
+    })
+}
+
 /// The sequence numbers of `deltas`.
 pub fn seqs(deltas: &[SequencedDelta]) -> Vec<u64> {
     deltas.iter().map(|d| d.seq).collect()

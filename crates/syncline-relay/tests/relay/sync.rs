@@ -2,7 +2,7 @@
 
 use syncline_protocol::{ClientFrame, RelayFrame};
 
-use crate::common::{Client, RelayProcess, TIMEOUT, delta, doc, seqs};
+use crate::common::{Client, RelayProcess, TIMEOUT, delta, doc, push_backlog_then_more, seqs};
 
 #[tokio::test]
 async fn a_newcomer_catches_up_then_gets_live_deltas_and_the_pusher_is_not_echoed() {
@@ -71,28 +71,11 @@ async fn pushes_during_a_paged_catch_up_arrive_after_it_without_gaps() {
     let data = tempfile::tempdir().unwrap();
     let relay = RelayProcess::start_with(data.path(), &["--page-max-items", "7"]).await;
     let url = relay.url();
-    let (mut pusher, _) = Client::greeted(&url).await;
-
-    // A backlog that takes several pages.
+    // A backlog that takes several pages, and more pushes while the
+    // subscriber catches up.
     const BACKLOG: u32 = 60;
     const TOTAL: u32 = 300;
-    for n in 1..=BACKLOG {
-        pusher.push(doc(1), vec![delta(n)]).await;
-    }
-    // Keep pushing while the subscriber catches up.
-    let pushing = tokio::spawn(async move {
-        for n in BACKLOG + 1..=TOTAL {
-            pusher
-                .send(&ClientFrame::Push {
-                    doc: doc(1),
-                    deltas: vec![delta(n)],
-                })
-                .await;
-        }
-        for _ in BACKLOG + 1..=TOTAL {
-            assert!(matches!(pusher.recv().await, RelayFrame::Ack { .. }));
-        }
-    });
+    let pushing = push_backlog_then_more(&url, doc(1), BACKLOG, TOTAL).await;
 
     let (mut reader, _) = Client::greeted(&url).await;
     reader

@@ -12,7 +12,7 @@ use syncline_relay::store::{
 use syncline_relay::{Config, Relay};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::common::{Client, RelayProcess, TIMEOUT, delta, doc, seqs};
+use crate::common::{Client, RelayProcess, TIMEOUT, delta, doc, push_backlog_then_more, seqs};
 
 fn ids(deltas: &[PushDelta]) -> Vec<DeltaId> {
     deltas.iter().map(|d| d.id).collect()
@@ -174,25 +174,9 @@ async fn pushes_during_a_v2_catch_up_are_all_sent_before_they_are_committed_with
     let data = tempfile::tempdir().unwrap();
     let relay = RelayProcess::start_with(data.path(), &["--page-max-items", "7"]).await;
     let url = relay.url();
-    let (mut pusher, _) = Client::greeted(&url).await;
     const BACKLOG: u32 = 60;
     const TOTAL: u32 = 300;
-    for n in 1..=BACKLOG {
-        pusher.push(doc(1), vec![delta(n)]).await;
-    }
-    let pushing = tokio::spawn(async move {
-        for n in BACKLOG + 1..=TOTAL {
-            pusher
-                .send(&ClientFrame::Push {
-                    doc: doc(1),
-                    deltas: vec![delta(n)],
-                })
-                .await;
-        }
-        for _ in BACKLOG + 1..=TOTAL {
-            assert!(matches!(pusher.recv().await, RelayFrame::Ack { .. }));
-        }
-    });
+    let pushing = push_backlog_then_more(&url, doc(1), BACKLOG, TOTAL).await;
 
     let mut reader = Client::greeted_v2(&url, 9).await;
     reader

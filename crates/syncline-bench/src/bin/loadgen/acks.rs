@@ -70,8 +70,9 @@ pub async fn run(common: &Common, args: &Args) {
                 args.docs_per_pusher,
                 args.delta_bytes,
             );
+            let version = common.version();
             tasks.push(tokio::spawn(async move {
-                pusher(p, addr, a, stop, window_bounds).await
+                pusher(p, addr, version, a, stop, window_bounds).await
             }));
         }
         tokio::time::sleep(Duration::from_secs_f64(common.warmup)).await;
@@ -120,6 +121,7 @@ pub async fn run(common: &Common, args: &Args) {
 async fn pusher(
     p: usize,
     addr: std::net::SocketAddr,
+    version: u32,
     (window, per_push, docs, size): (usize, usize, usize, usize),
     stop: Arc<AtomicBool>,
     bounds: Arc<(AtomicU64, AtomicU64)>,
@@ -128,7 +130,7 @@ async fn pusher(
     let mut replica = [0u8; 16];
     rng.fill(&mut replica);
     let docs: Vec<_> = (0..docs).map(|_| rng.doc()).collect();
-    let ws = ws::connect(addr, None, replica).await;
+    let ws = ws::connect(addr, None, replica, version).await;
     let (mut sink, mut stream) = ws.split();
     let mut in_flight: VecDeque<u64> = VecDeque::new();
     let mut outcome = Outcome {

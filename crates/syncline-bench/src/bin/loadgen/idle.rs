@@ -57,10 +57,11 @@ pub async fn run(common: &Common, args: &Args) {
                 let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i / args.per_source) as u8));
                 let doc = docs[i % docs.len()];
                 let addr = relay.addr;
+                let version = common.version();
                 async move {
                     let mut replica = [0u8; 16];
                     replica[..8].copy_from_slice(&(i as u64).to_le_bytes());
-                    let mut ws = ws::connect(addr, Some(source), replica).await;
+                    let mut ws = ws::connect(addr, Some(source), replica, version).await;
                     ws::subscribe(&mut ws, doc).await;
                     ws
                 }

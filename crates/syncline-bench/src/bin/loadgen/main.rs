@@ -22,9 +22,10 @@ mod ws;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use syncline_protocol::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 #[derive(Parser, Debug)]
-#[command(about = "Load generator for syncline-relay (protocol v1)")]
+#[command(about = "Load generator for syncline-relay (protocol v1 or v2)")]
 struct Cli {
     #[command(flatten)]
     common: Common,
@@ -53,6 +54,12 @@ pub struct Common {
     /// Measurement window, seconds.
     #[arg(long, global = true, default_value_t = 10.0)]
     seconds: f64,
+    /// Protocol versions the clients speak, one run each (e.g. `1,2` to
+    /// compare): 1 hears of others' deltas once committed (`Deltas`), 2
+    /// at once (`Tentative`), then `Committed`.
+    #[arg(long, global = true, value_delimiter = ',', default_value = "2",
+          value_parser = clap::value_parser!(u32).range(MIN_PROTOCOL_VERSION as i64..=PROTOCOL_VERSION as i64))]
+    pub protocol: Vec<u32>,
 }
 
 impl Common {
@@ -61,6 +68,13 @@ impl Common {
             let exe = std::env::current_exe().expect("own path");
             exe.with_file_name(format!("syncline-relay{}", std::env::consts::EXE_SUFFIX))
         })
+    }
+
+    /// The protocol version of scenarios that run once (`acks`, `idle`,
+    /// `compare`): the first of `--protocol`. Neither `acks` nor `idle`
+    /// has live deltas, so there it hardly matters.
+    pub fn version(&self) -> u32 {
+        self.protocol.first().copied().unwrap_or(PROTOCOL_VERSION)
     }
 
     pub fn relay_args(&self) -> Vec<String> {
@@ -131,54 +145,62 @@ async fn run_typists(common: &Common, args: &TypistArgs) {
         args.rate, args.payload, common.seconds, common.warmup
     );
     println!(
-        "typists\tpushes/s\tp50 ms\tp99 ms\tmax ms\tdelivered/expected\tack p50/p99 ms\trelay RSS MiB\trelay CPU %\tloadgen CPU %\tdeltas/frame out\tdeltas/txn\tcommit p50/p99 ms\tload avg"
+        "protocol\ttypists\tpushes/s\tp50 ms\tp99 ms\tmax ms\tdelivered/expected\tcommitted p50/p99 ms\tack p50/p99 ms\trelay RSS MiB\trelay CPU %\tloadgen CPU %\tdeltas/frame out\tdeltas/txn\tcommit p50/p99 ms\tload avg"
     );
     for &n in &args.n {
-        let relay =
-            relay::Server::relay(&common.relay_bin(), &common.data_root, &common.relay_args())
-                .await;
-        let result = typists::run(
-            relay.addr,
-            &typists::Params {
-                n,
-                rate: args.rate,
-                delta_bytes: args.delta_bytes,
-                warmup: common.warmup,
-                seconds: common.seconds,
-                payload: args.payload,
-                server_pid: Some(relay.pid()),
-            },
-        )
-        .await;
-        // CPU in the window, as a share of one core (200 % = 2 cores).
-        let relay_cpu = result.server_cpu.unwrap_or(0.0);
-        let own_cpu = result.own_cpu;
-        let text = relay.metrics_text().await;
-        let sample = |name: &str| relay::metric_in(&text, name);
-        let commits = relay::histogram_buckets(&text, "syncline_commit_duration_seconds");
-        let txns = sample("syncline_store_transactions_total");
-        let l = &result.latencies;
-        println!(
-            "{n}\t{:.0}\t{}\t{}\t{}\t{}/{}\t{}/{}\t{:.1}\t{relay_cpu:.0}\t{own_cpu:.0}\t{:.2}\t{:.1}\t≤{}/≤{}\t{}",
-            result.pushes as f64 / common.seconds,
-            ws::ms(ws::quantile(l, 0.5)),
-            ws::ms(ws::quantile(l, 0.99)),
-            ws::ms(l.last().copied().unwrap_or(0)),
-            result.delivered(),
-            result.expected,
-            ws::ms(ws::quantile(&result.acks, 0.5)),
-            ws::ms(ws::quantile(&result.acks, 0.99)),
-            relay.rss() as f64 / 1048576.0,
-            // All frames (acks and pongs too) over the whole run.
-            sample("syncline_deltas_out_total") / sample("syncline_frames_out_total").max(1.0),
-            if txns > 0.0 {
-                sample("syncline_deltas_stored_total") / txns
-            } else {
-                0.0
-            },
-            relay::histogram_quantile(&commits, 0.5) * 1000.0,
-            relay::histogram_quantile(&commits, 0.99) * 1000.0,
-            relay::load_average(),
-        );
+        for &version in &common.protocol {
+            typists_row(common, args, n, version).await;
+        }
     }
+}
+
+async fn typists_row(common: &Common, args: &TypistArgs, n: usize, version: u32) {
+    let relay =
+        relay::Server::relay(&common.relay_bin(), &common.data_root, &common.relay_args()).await;
+    let result = typists::run(
+        relay.addr,
+        &typists::Params {
+            n,
+            rate: args.rate,
+            delta_bytes: args.delta_bytes,
+            warmup: common.warmup,
+            seconds: common.seconds,
+            payload: args.payload,
+            server_pid: Some(relay.pid()),
+            version,
+        },
+    )
+    .await;
+    // CPU in the window, as a share of one core (200 % = 2 cores).
+    let relay_cpu = result.server_cpu.unwrap_or(0.0);
+    let own_cpu = result.own_cpu;
+    let text = relay.metrics_text().await;
+    let sample = |name: &str| relay::metric_in(&text, name);
+    let commits = relay::histogram_buckets(&text, "syncline_commit_duration_seconds");
+    let txns = sample("syncline_store_transactions_total");
+    let l = &result.latencies;
+    println!(
+        "v{version}\t{n}\t{:.0}\t{}\t{}\t{}\t{}/{}\t{}/{}\t{}/{}\t{:.1}\t{relay_cpu:.0}\t{own_cpu:.0}\t{:.2}\t{:.1}\t≤{}/≤{}\t{}",
+        result.pushes as f64 / common.seconds,
+        ws::ms(ws::quantile(l, 0.5)),
+        ws::ms(ws::quantile(l, 0.99)),
+        ws::ms(l.last().copied().unwrap_or(0)),
+        result.delivered(),
+        result.expected,
+        ws::ms(ws::quantile(&result.committed, 0.5)),
+        ws::ms(ws::quantile(&result.committed, 0.99)),
+        ws::ms(ws::quantile(&result.acks, 0.5)),
+        ws::ms(ws::quantile(&result.acks, 0.99)),
+        relay.rss() as f64 / 1048576.0,
+        // All frames (acks and pongs too) over the whole run.
+        sample("syncline_deltas_out_total") / sample("syncline_frames_out_total").max(1.0),
+        if txns > 0.0 {
+            sample("syncline_deltas_stored_total") / txns
+        } else {
+            0.0
+        },
+        relay::histogram_quantile(&commits, 0.5) * 1000.0,
+        relay::histogram_quantile(&commits, 0.99) * 1000.0,
+        relay::load_average(),
+    );
 }

@@ -68,6 +68,7 @@ pub async fn run(common: &Common, args: &Args) {
                     seconds: common.seconds,
                     payload: args.payload,
                     server_pid: Some(relay.pid()),
+                    version: common.version(),
                 },
             )
             .await;

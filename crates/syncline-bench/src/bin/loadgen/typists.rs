@@ -2,7 +2,11 @@
 //!
 //! N clients subscribe to one document; each pushes one small delta 6 times
 //! a second (random phase). Every delta carries its typist, sequence and
-//! send time; each other subscriber records push-sent → delta-received.
+//! send time; each other subscriber records push-sent → delta-received, at
+//! the delta's first arrival (protocol 2: its `Tentative`, before the
+//! relay's commit; protocol 1: its `Deltas`, after it), and push-sent →
+//! committed (protocol 2: the `Committed` that confirms its id; protocol
+//! 1: the same as received).
 //!
 //! Two payloads:
 //! * `opaque`: random bytes of a sealed one-character change's size, with
@@ -12,6 +16,7 @@
 //!   HMAC id); receivers open, decode and apply it to their own replica,
 //!   and read the stamp from the change's message.
 
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,7 +27,7 @@ use automerge::{ActorId, AutoCommit, ObjType, ReadDoc};
 use futures_util::{SinkExt, StreamExt};
 use syncline_core::DocKey;
 use syncline_core::delta;
-use syncline_protocol::{ClientFrame, DocId, PushDelta, RelayFrame, decode_relay};
+use syncline_protocol::{ClientFrame, DeltaId, DocId, PushDelta, RelayFrame, decode_relay};
 use tokio::sync::{Barrier, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -39,6 +44,9 @@ pub enum Payload {
 pub struct Result {
     /// Sorted latencies, µs.
     pub latencies: Vec<u64>,
+    /// Sorted push-sent → confirmed-committed latencies at the receivers,
+    /// µs (protocol 1: the same as `latencies`).
+    pub committed: Vec<u64>,
     /// Sorted push → own `Ack` latencies of pushes sent in the window, µs
     /// (the commit path as a client sees it).
     pub acks: Vec<u64>,
@@ -67,6 +75,8 @@ pub struct Params {
     pub payload: Payload,
     /// The server's process id, to measure its CPU in the window.
     pub server_pid: Option<u32>,
+    /// The protocol version the typists speak.
+    pub version: u32,
 }
 
 const STAMP: usize = 16;
@@ -94,10 +104,11 @@ pub async fn run(addr: SocketAddr, p: &Params) -> Result {
             stop.clone(),
             base.clone(),
         );
-        let (rate, size, payload) = (p.rate, p.delta_bytes, p.payload);
+        let (rate, size, payload, version) = (p.rate, p.delta_bytes, p.payload, p.version);
         tasks.push(tokio::spawn(async move {
             typist(
-                i, addr, doc, key, base, rate, size, payload, barrier, window, pushes, stop,
+                i, addr, version, doc, key, base, rate, size, payload, barrier, window, pushes,
+                stop,
             )
             .await
         }));
@@ -126,17 +137,21 @@ pub async fn run(addr: SocketAddr, p: &Params) -> Result {
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::SeqCst);
     let mut latencies = Vec::new();
+    let mut committed = Vec::new();
     let mut acks = Vec::new();
     for task in tasks {
-        let (delivered, acked) = task.await.expect("typist");
-        latencies.extend(delivered);
-        acks.extend(acked);
+        let measured = task.await.expect("typist");
+        latencies.extend(measured.delivered);
+        committed.extend(measured.committed);
+        acks.extend(measured.acked);
     }
     latencies.sort_unstable();
+    committed.sort_unstable();
     acks.sort_unstable();
     let pushes = pushes.load(Ordering::SeqCst);
     Result {
         latencies,
+        committed,
         acks,
         expected: pushes * (p.n as u64 - 1),
         pushes,
@@ -145,10 +160,19 @@ pub async fn run(addr: SocketAddr, p: &Params) -> Result {
     }
 }
 
+/// What one typist measured, µs: others' deltas at first arrival and once
+/// confirmed committed, and its own pushes' acks.
+struct Measured {
+    delivered: Vec<u64>,
+    committed: Vec<u64>,
+    acked: Vec<u64>,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn typist(
     i: usize,
     addr: SocketAddr,
+    version: u32,
     doc: DocId,
     key: DocKey,
     base: Vec<u8>,
@@ -159,11 +183,11 @@ async fn typist(
     window: Arc<(AtomicU64, AtomicU64)>,
     pushes: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
-) -> (Vec<u64>, Vec<u64>) {
+) -> Measured {
     let mut rng = Rng::new(0x7e57 + i as u64);
     let mut replica = [0u8; 16];
     rng.fill(&mut replica);
-    let mut ws = ws::connect(addr, None, replica).await;
+    let mut ws = ws::connect(addr, None, replica, version).await;
     ws::subscribe(&mut ws, doc).await;
     let (mut sink, mut stream) = ws.split();
     let replica_doc = Arc::new(std::sync::Mutex::new({
@@ -259,7 +283,12 @@ async fn typist(
     // Reader: latencies of others' deltas sent inside the window, and of
     // its own pushes' acks.
     let mut latencies = Vec::new();
+    let mut committed = Vec::new();
     let mut acks = Vec::new();
+    // Deltas seen (only the first arrival counts), and the send times of
+    // those received tentatively, until a `Committed` confirms them.
+    let mut seen: HashSet<DeltaId> = HashSet::new();
+    let mut tentative: HashMap<DeltaId, u64> = HashMap::new();
     loop {
         let message = tokio::select! {
             m = stream.next() => m,
@@ -274,8 +303,23 @@ async fn typist(
         let start = window.0.load(Ordering::Relaxed);
         let end = window.1.load(Ordering::Relaxed);
         let in_window = |sent: u64| start != 0 && sent >= start && (end == 0 || sent <= end);
-        let items = match decode_relay(&bytes) {
-            Ok(RelayFrame::Deltas { items, .. }) => items,
+        let (items, stored): (Vec<(DeltaId, Vec<u8>)>, bool) = match decode_relay(&bytes) {
+            Ok(RelayFrame::Deltas { items, .. }) => {
+                (items.into_iter().map(|d| (d.id, d.bytes)).collect(), true)
+            }
+            Ok(RelayFrame::Tentative { deltas, .. }) => {
+                (deltas.into_iter().map(|d| (d.id, d.bytes)).collect(), false)
+            }
+            Ok(RelayFrame::Committed { ids, .. }) => {
+                for id in ids {
+                    if let Some(sent) = tentative.remove(&id)
+                        && in_window(sent)
+                    {
+                        committed.push(now.saturating_sub(sent));
+                    }
+                }
+                continue;
+            }
             Ok(RelayFrame::Ack { .. }) => {
                 if let Some(sent) = unacked.lock().unwrap().pop_front()
                     && in_window(sent)
@@ -286,19 +330,19 @@ async fn typist(
             }
             _ => continue,
         };
-        for item in items {
+        for (id, bytes) in items {
+            if !seen.insert(id) {
+                continue;
+            }
             let (sent, at) = match payload {
                 Payload::Opaque => {
-                    if item.bytes.len() < STAMP {
+                    if bytes.len() < STAMP {
                         continue;
                     }
-                    (
-                        u64::from_le_bytes(item.bytes[8..16].try_into().unwrap()),
-                        now,
-                    )
+                    (u64::from_le_bytes(bytes[8..16].try_into().unwrap()), now)
                 }
                 Payload::Automerge => {
-                    let plaintext = key.open(&doc, &item.bytes).expect("open");
+                    let plaintext = key.open(&doc, &bytes).expect("open");
                     let changes = delta::decode(&plaintext).expect("decode");
                     let sent = changes
                         .first()
@@ -314,11 +358,20 @@ async fn typist(
                     (sent, now_us())
                 }
             };
+            if !stored {
+                tentative.insert(id, sent);
+            } else if in_window(sent) {
+                committed.push(at.saturating_sub(sent));
+            }
             if in_window(sent) {
                 latencies.push(at.saturating_sub(sent));
             }
         }
     }
     let _ = writer.await;
-    (latencies, acks)
+    Measured {
+        delivered: latencies,
+        committed,
+        acked: acks,
+    }
 }

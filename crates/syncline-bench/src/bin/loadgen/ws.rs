@@ -1,13 +1,12 @@
-//! A protocol v1 client over tokio-tungstenite, and small helpers.
+//! A protocol client (version 1 or 2) over tokio-tungstenite, and small
+//! helpers.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use syncline_protocol::{
-    ClientFrame, DeltaId, DocId, PROTOCOL_VERSION, RelayFrame, decode_relay, encode_client,
-};
+use syncline_protocol::{ClientFrame, DeltaId, DocId, RelayFrame, decode_relay, encode_client};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::timeout;
 use tokio_tungstenite::WebSocketStream;
@@ -57,8 +56,13 @@ impl Rng {
 }
 
 /// Opens a WebSocket to `addr` from `source` (any 127.x address) and
-/// completes the protocol handshake.
-pub async fn connect(addr: SocketAddr, source: Option<IpAddr>, replica: [u8; 16]) -> Ws {
+/// completes the protocol handshake in `version`.
+pub async fn connect(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    replica: [u8; 16],
+    version: u32,
+) -> Ws {
     let socket = TcpSocket::new_v4().expect("socket");
     if let Some(ip) = source {
         socket
@@ -80,14 +84,16 @@ pub async fn connect(addr: SocketAddr, source: Option<IpAddr>, replica: [u8; 16]
     send(
         &mut ws,
         &ClientFrame::Hello {
-            version: PROTOCOL_VERSION,
+            version,
             replica,
             token: None,
         },
     )
     .await;
     match recv(&mut ws).await {
-        Some(RelayFrame::Welcome { .. }) => ws,
+        Some(RelayFrame::Welcome {
+            version: spoken, ..
+        }) if spoken == version => ws,
         other => panic!("expected Welcome, got {other:?}"),
     }
 }
