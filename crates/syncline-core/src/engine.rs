@@ -123,9 +123,8 @@ pub(crate) struct DocState {
 pub(crate) struct Outgoing {
     pub(crate) entry: LogEntry,
     pub(crate) pushed_at: Option<u64>,
-    /// The batch that makes it durable here. Only durable entries are
-    /// pushed, so the relay never holds a change whose dependencies could
-    /// still vanish in a crash of this replica.
+    /// The batch that makes it durable here (see `sync.rs` on why it may be
+    /// pushed before that batch is written).
     pub(crate) batch: u64,
 }
 
@@ -340,7 +339,8 @@ impl Engine {
     }
 
     /// The host wrote every batch up to and including `batch_id`. Outbox
-    /// entries that became durable are pushed now.
+    /// entries that waited for an earlier entry's write are pushed now, and
+    /// compaction snapshots that became durable are offered to the relay.
     pub fn persisted(&mut self, batch_id: u64, now_ms: u64) {
         if batch_id <= self.batches_durable {
             return;
@@ -350,11 +350,7 @@ impl Engine {
             return; // pushed at the next Welcome
         }
         self.send_snapshots_if_ready();
-        if let Some(first) = self
-            .outbox
-            .iter()
-            .position(|o| o.pushed_at.is_none() && o.batch <= self.batches_durable)
-        {
+        if let Some(first) = self.outbox.iter().position(|o| o.pushed_at.is_none()) {
             self.push_if_ready(first..self.outbox.len(), now_ms);
         }
     }
@@ -469,7 +465,7 @@ impl Engine {
     }
 
     /// Turns the unlogged local changes into log entries: logged, queued in
-    /// the outbox, broadcast to tabs, pushed once durable.
+    /// the outbox, broadcast to tabs, pushed.
     pub(crate) fn log_local_changes(&mut self) {
         for (doc, unlogged) in std::mem::take(&mut self.unlogged) {
             let Some(state) = self.docs.get_mut(&doc) else {
@@ -506,12 +502,14 @@ impl Engine {
                     relay_seq: None,
                 });
             }
+            let first = self.outbox.len();
             for entry in entries {
                 if self.tab_sync {
                     self.broadcast(&entry);
                 }
                 self.enqueue(entry);
             }
+            self.push_if_ready(first..self.outbox.len(), unlogged.time_ms);
         }
     }
 
@@ -527,7 +525,8 @@ impl Engine {
         let Record::Entry(entry) = record else {
             return; // it is the entry just wrapped
         };
-        // Pushed once durable: see `persisted`.
+        // The caller pushes it, beside the log write: see `sync.rs` on why
+        // the push need not wait for that write.
         let doc = entry.doc;
         self.outbox.push(Outgoing {
             entry,

@@ -14,6 +14,30 @@
 //! drop the connection ([`Effect::Disconnect`]). The host drives these
 //! timers by calling [`Engine::tick`].
 //!
+//! # A local change is pushed beside its log write, not after it
+//!
+//! Waiting for this replica's storage commit before pushing would put a
+//! disk write on every edit's way to the other replicas. It is not needed
+//! for safety, with one rule: **an entry is pushed before its own log write
+//! only if no earlier entry of its document is still unwritten** (otherwise
+//! it waits for that write, and [`Engine::persisted`] pushes it). Then:
+//!
+//! - every engine instance has a fresh Automerge actor, so a change lost in
+//!   a crash before its log write never has its (actor, sequence) reused:
+//!   if the relay got it, the restarted replica fetches it back like any
+//!   other replica's change;
+//! - nothing is *claimed* before it is durable: `flush()` still waits for
+//!   the log write, an outbox entry leaves only on the relay's `Ack` (sent
+//!   after the relay's own commit), and the records that say so (the acked
+//!   entry, the cursor) are written in later batches than the entry, which
+//!   the host writes in order;
+//! - a change the relay stores never depends on one this replica could
+//!   lose: its document's earlier entries were durable here when it was
+//!   pushed, so a crash loses at most that one unwritten entry and nothing
+//!   later, even if the relay lost or failed to store an earlier push.
+//!   Changes of other replicas it depends on are at the relay or held by
+//!   the replicas they reached (see [`crate::live`]).
+//!
 //! If the relay's epoch differs from the one the cursors were issued under
 //! (a relay restored from backup, or replaced), the cursors are reset and
 //! every document's whole state is pushed again: a relay that lost data never
@@ -399,11 +423,11 @@ impl Engine {
         let mut current: Option<(DocId, Vec<PushDelta>, usize)> = None;
         let mut frames = Vec::new();
         for i in range {
-            if self.outbox[i].batch > self.batches_durable {
-                break; // not durable here yet; `persisted` pushes it later
-            }
             if self.outbox[i].held_until_overdue(now_ms) {
                 continue; // its author's push may still be committed
+            }
+            if self.waits_for_an_earlier_write(i) {
+                continue; // `persisted` pushes it
             }
             let nonce = self.random();
             let outgoing = &mut self.outbox[i];
@@ -432,6 +456,18 @@ impl Engine {
         for frame in frames {
             self.send(frame);
         }
+    }
+
+    /// Whether outbox entry `i` must wait for its log write: it may be
+    /// pushed before that write only while no earlier entry of its
+    /// document is still unwritten (see the module docs).
+    fn waits_for_an_earlier_write(&self, i: usize) -> bool {
+        let durable = self.batches_durable;
+        let this = &self.outbox[i];
+        this.batch > durable
+            && self.outbox[..i]
+                .iter()
+                .any(|o| o.entry.doc == this.entry.doc && o.batch > durable)
     }
 
     pub(crate) fn send(&mut self, frame: ClientFrame) {

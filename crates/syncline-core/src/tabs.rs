@@ -106,6 +106,8 @@ impl Engine {
             origin: Origin::Local,
             relay_seq: None,
         });
+        let last = self.outbox.len() - 1;
+        self.push_if_ready(last..last + 1, now_ms);
         self.emit(Effect::DocChanged(doc));
         Ok(())
     }

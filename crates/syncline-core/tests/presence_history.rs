@@ -210,7 +210,8 @@ fn a_deleted_doc_is_gone_from_storage_memory_and_the_relay_session() {
             .collect::<Vec<Store>>()
     };
     assert!(mine(&world).contains(&Store::Snapshots));
-    // A change not yet durable, so not yet pushed: deleted with the rest.
+    // A change not yet durable here (already pushed): its entry is
+    // deleted with the rest.
     world.replicas[0]
         .engine
         .change(url.doc, &push("unpushed"), None, 2)
@@ -220,7 +221,7 @@ fn a_deleted_doc_is_gone_from_storage_memory_and_the_relay_session() {
     world.replicas[0].engine.delete_doc(url.doc).unwrap();
     world.collect(0);
     world.settle();
-    assert_eq!(world.relay.logs[&url.doc].len(), 4, "never pushed");
+    assert_eq!(world.relay.logs[&url.doc].len(), 5, "the relay has it");
     assert_eq!(mine(&world), [], "every record of the doc is deleted");
     assert_eq!(world.replicas[0].engine.status().pending, 0);
     assert!(world.replicas[0].engine.value_json(&url.doc).is_err());

@@ -46,6 +46,10 @@ pub struct ModelRelay {
     pub subscribes: BTreeMap<usize, usize>,
     /// `Push` frames received, per connection.
     pub pushes: BTreeMap<usize, usize>,
+    /// Per replica link, how many connections it has opened: a push, and
+    /// what counts as "its own", belongs to one connection, not to the
+    /// replica (a restarted replica may have lost what it pushed before).
+    pub generations: BTreeMap<usize, u64>,
     /// Catch-ups that started with a snapshot.
     pub snapshots_served: usize,
 }
@@ -53,10 +57,11 @@ pub struct ModelRelay {
 /// A push the relay has fanned out tentatively but not committed.
 pub struct Uncommitted {
     pub conn: usize,
+    pub generation: u64,
     pub doc: DocId,
     pub deltas: Vec<PushDelta>,
-    /// The subscribers it went to as `Tentative`.
-    pub sent_to: BTreeSet<usize>,
+    /// The subscribers (connection, generation) it went to as `Tentative`.
+    pub sent_to: BTreeSet<(usize, u64)>,
 }
 
 impl ModelRelay {
@@ -72,6 +77,7 @@ impl ModelRelay {
                 version, replica, ..
             } => {
                 assert_eq!(version, PROTOCOL_VERSION);
+                *self.generations.entry(conn).or_default() += 1;
                 self.greeted.insert(conn);
                 self.replicas.insert(conn, replica);
                 out.push((
@@ -116,13 +122,14 @@ impl ModelRelay {
                 let mut sent_to = BTreeSet::new();
                 for &other in self.subscribers.get(&doc).into_iter().flatten() {
                     if other != conn {
-                        sent_to.insert(other);
+                        sent_to.insert((other, self.generations[&other]));
                         let deltas = deltas.clone();
                         out.push((other, RelayFrame::Tentative { doc, deltas }));
                     }
                 }
                 self.uncommitted.push(Uncommitted {
                     conn,
+                    generation: self.generations[&conn],
                     doc,
                     deltas,
                     sent_to,
@@ -196,15 +203,18 @@ impl ModelRelay {
     pub fn commit(&mut self) -> Vec<(usize, RelayFrame)> {
         let mut out = Vec::new();
         // Per doc, the fresh items and who pushed them, in sequence order.
-        let mut fresh: BTreeMap<DocId, Vec<(SequencedDelta, usize, BTreeSet<usize>)>> =
+        type From = (usize, u64);
+        let mut fresh: BTreeMap<DocId, Vec<(SequencedDelta, From, BTreeSet<From>)>> =
             BTreeMap::new();
         for push in std::mem::take(&mut self.uncommitted) {
             let Uncommitted {
                 conn,
+                generation,
                 doc,
                 deltas,
                 sent_to,
             } = push;
+            let live = self.greeted.contains(&conn) && self.generations[&conn] == generation;
             let ids: Vec<DeltaId> = deltas.iter().map(|d| d.id).collect();
             let log = self.logs.entry(doc).or_default();
             let mut seq = 0;
@@ -220,11 +230,12 @@ impl ModelRelay {
                         seq = item.seq;
                         log.push(item.clone());
                         let tentative = sent_to.clone();
-                        fresh.entry(doc).or_default().push((item, conn, tentative));
+                        let from = (conn, generation);
+                        fresh.entry(doc).or_default().push((item, from, tentative));
                     }
                 }
             }
-            if self.greeted.contains(&conn) {
+            if live {
                 out.push((conn, RelayFrame::Ack { doc, ids, seq }));
             }
         }
@@ -238,12 +249,13 @@ impl ModelRelay {
                     continue;
                 }
                 let after = (*sent).max(first - 1);
+                let this_connection = (sub, self.generations[&sub]);
                 let theirs = items
                     .iter()
-                    .filter(|(item, from, _)| item.seq > after && *from != sub);
+                    .filter(|(item, from, _)| item.seq > after && *from != this_connection);
                 let missed: Vec<PushDelta> = theirs
                     .clone()
-                    .filter(|(_, _, sent_to)| !sent_to.contains(&sub))
+                    .filter(|(_, _, sent_to)| !sent_to.contains(&this_connection))
                     .map(|(item, _, _)| PushDelta {
                         id: item.id,
                         bytes: item.bytes.clone(),
