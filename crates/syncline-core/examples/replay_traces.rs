@@ -448,6 +448,9 @@ fn replay_concurrent(name: &str) {
         r.set_compaction(CompactionPolicy {
             max_changes: usize::MAX,
             max_bytes: usize::MAX,
+            min_ops: u64::MAX,
+            ops_divisor: 1,
+            idle_ms: None,
         });
     }
     let (url, base) = genesis(&mut world, &trace.start_content, 1..agents);

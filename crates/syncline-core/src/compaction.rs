@@ -2,10 +2,12 @@
 //!
 //! Every delta a document receives or makes is a log entry. When the
 //! changes made or received since the last snapshot, or those that are safe
-//! to drop, pass a count or byte threshold, one atomic batch stores a snapshot of the whole document and
-//! deletes the entries that are safe to drop — those the relay holds
-//! (acked local ones, and everything that came from the relay). Two rules
-//! make this safe:
+//! to drop, pass a count or byte threshold — or the operations they added
+//! pass a share of the document's, or the document has been quiet for a
+//! while with changes the snapshot lacks ([`CompactionPolicy`]) — one atomic
+//! batch stores a snapshot of the whole document and deletes the entries
+//! that are safe to drop — those the relay holds (acked local ones, and
+//! everything that came from the relay). Two rules make this safe:
 //!
 //! - an unacknowledged entry is never deleted: it is the outbox, and the
 //!   relay does not have it yet. The snapshot lists the entries it keeps
@@ -32,18 +34,50 @@ use std::collections::BTreeMap;
 
 use syncline_protocol::{ClientFrame, DeltaId, DocId, MAX_FRAME_BYTES};
 
+use automerge::ReadDoc;
+
 use crate::delta;
 use crate::engine::{Engine, SessionState};
 use crate::store::{Batch, Record, SnapshotRecord, Store, entry_key};
 
 /// When to compact a document's log.
+///
+/// Opening a document loads its snapshot and then applies the changes the
+/// snapshot lacks (the *tail*). With Automerge 0.12 the tail is the
+/// expensive part: measured on the automerge-paper document (260k
+/// operations, one text), applying even one change costs about a third of
+/// loading the whole saved document (the text is walked once per call), and
+/// each further operation about ten times what loading one costs; saving
+/// the document costs about 3 % of loading it. Hence two triggers beside the
+/// change and byte counts:
+///
+/// - by **operations**: the tail is bounded to a share of the document
+///   (`1 / ops_divisor` of the operations the snapshot holds, at least
+///   `min_ops`), so its replay stays a bounded fraction of the load
+///   whatever the document's size, while a big document is re-saved only
+///   after a proportionally long tail: the amortised cost of compaction per
+///   operation stays constant;
+/// - when **idle**: a document with a tail that received no change for
+///   `idle_ms` is compacted, so the next open usually has no tail at all
+///   (the fixed cost of applying any change is paid at most once per quiet
+///   period, by a save that costs a tenth of it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CompactionPolicy {
     /// Compact once this many changes were logged since the last snapshot,
     /// or could be dropped (an entry may hold many: a burst, a catch-up)...
     pub max_changes: usize,
-    /// ...or once they hold this many bytes.
+    /// ...or once they hold this many bytes...
     pub max_bytes: usize,
+    /// ...or once they added this many Automerge operations to the
+    /// document...
+    pub min_ops: u64,
+    /// ...or, if more, this fraction (1 / `ops_divisor`) of the operations
+    /// in the last snapshot.
+    pub ops_divisor: u64,
+    /// Also compact a document that has changes newer than its snapshot
+    /// and received none for this long (checked by [`Engine::tick`]);
+    /// `None`: never.
+    pub idle_ms: Option<u64>,
 }
 
 impl Default for CompactionPolicy {
@@ -51,6 +85,9 @@ impl Default for CompactionPolicy {
         CompactionPolicy {
             max_changes: 512,
             max_bytes: 1 << 20,
+            min_ops: 1024,
+            ops_divisor: 64,
+            idle_ms: Some(2_000),
         }
     }
 }
@@ -81,6 +118,12 @@ pub(crate) struct LogIndex {
     fresh: (usize, usize),
     /// ...and of those the next snapshot may replace.
     droppable: (usize, usize),
+    /// The document's operations when its snapshot was taken or loaded.
+    snapshot_ops: u64,
+    /// Counts the entries noted, to tell when the log last grew...
+    noted: u64,
+    /// ...and since when (ms) `noted` has not changed, as seen by ticks.
+    quiet_since: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -98,7 +141,9 @@ impl LogIndex {
     /// becomes undroppable, a covered one never uncovered.
     pub(crate) fn note(&mut self, id: DeltaId, plain: &[u8], droppable: bool) {
         let fresh = &mut self.fresh;
+        let noted = &mut self.noted;
         let entry = self.entries.entry(id).or_insert_with(|| {
+            *noted += 1;
             let entry = Entry {
                 bytes: plain.len(),
                 changes: delta::change_count(plain),
@@ -147,16 +192,45 @@ impl LogIndex {
         self.entries.contains_key(id)
     }
 
-    fn over(&self, policy: &CompactionPolicy) -> bool {
+    /// Records how many operations the document had when the snapshot
+    /// just loaded was taken.
+    pub(crate) fn set_snapshot_ops(&mut self, ops: u64) {
+        self.snapshot_ops = ops;
+    }
+
+    /// Whether the log passed a threshold; `doc_ops`: the document's
+    /// operations now.
+    fn over(&self, policy: &CompactionPolicy, doc_ops: u64) -> bool {
         let over = |(count, bytes): (usize, usize)| {
             count >= policy.max_changes || bytes >= policy.max_bytes
         };
-        over(self.fresh) || over(self.droppable)
+        let ops_limit = policy
+            .min_ops
+            .max(self.snapshot_ops / policy.ops_divisor.max(1));
+        let fresh_ops = doc_ops.saturating_sub(self.snapshot_ops);
+        over(self.fresh) || over(self.droppable) || (self.fresh.0 > 0 && fresh_ops >= ops_limit)
     }
 
-    /// For a new snapshot of everything: forgets the droppable entries
-    /// (returned, to delete) and marks the rest covered (returned too).
-    fn snapshot_taken(&mut self) -> (Vec<DeltaId>, Vec<DeltaId>) {
+    /// Whether the log has entries the snapshot lacks and noted none for
+    /// `idle_ms`, as seen by successive calls (one per tick).
+    fn idle(&mut self, now_ms: u64, idle_ms: u64) -> bool {
+        if self.fresh.0 == 0 {
+            self.quiet_since = None;
+            return false;
+        }
+        match self.quiet_since {
+            Some((noted, since)) if noted == self.noted => now_ms.saturating_sub(since) >= idle_ms,
+            _ => {
+                self.quiet_since = Some((self.noted, now_ms));
+                false
+            }
+        }
+    }
+
+    /// For a new snapshot of everything (of a document with `doc_ops`
+    /// operations): forgets the droppable entries (returned, to delete) and
+    /// marks the rest covered (returned too).
+    fn snapshot_taken(&mut self, doc_ops: u64) -> (Vec<DeltaId>, Vec<DeltaId>) {
         let (dropped, kept): (Vec<_>, Vec<_>) = self
             .entries
             .iter()
@@ -170,6 +244,8 @@ impl LogIndex {
         }
         self.fresh = (0, 0);
         self.droppable = (0, 0);
+        self.snapshot_ops = doc_ops;
+        self.quiet_since = None;
         let ids = |list: Vec<(DeltaId, bool)>| list.into_iter().map(|(id, _)| id).collect();
         (ids(dropped), ids(kept))
     }
@@ -226,6 +302,39 @@ impl Engine {
     /// threshold.
     pub(crate) fn maybe_compact(&mut self, doc: DocId) {
         let policy = self.compaction;
+        let over = self
+            .docs
+            .get(&doc)
+            .is_some_and(|s| s.log.over(&policy, s.doc.stats().num_ops));
+        if over {
+            self.compact(doc, true);
+        }
+    }
+
+    /// Compacts the documents that have changes newer than their snapshot
+    /// and received none for [`CompactionPolicy::idle_ms`]. Such a
+    /// snapshot is not offered to the relay: a quiet period is no reason to
+    /// upload the whole document again.
+    pub(crate) fn compact_idle(&mut self, now_ms: u64) {
+        let Some(idle_ms) = self.compaction.idle_ms else {
+            return;
+        };
+        if !self.compaction_enabled {
+            return;
+        }
+        let due: Vec<DocId> = self
+            .docs
+            .iter_mut()
+            .filter_map(|(doc, s)| s.log.idle(now_ms, idle_ms).then_some(*doc))
+            .collect();
+        for doc in due {
+            self.compact(doc, false);
+        }
+    }
+
+    /// Stores a snapshot of `doc` and deletes the entries it replaces;
+    /// `offer`: also offer it to the relay.
+    fn compact(&mut self, doc: DocId, offer: bool) {
         if !self.compaction_enabled {
             return;
         }
@@ -234,14 +343,14 @@ impl Engine {
         };
         // Changes whose dependencies have not arrived wait inside Automerge,
         // outside any snapshot: their entries must stay until they apply.
-        if !state.log.over(&policy) || !state.doc.get_missing_deps(&[]).is_empty() {
+        if !state.doc.get_missing_deps(&[]).is_empty() {
             return;
         }
         let saved = state.doc.save();
         // Every relay delta up to the cursor is in the snapshot.
-        let offer = (state.cursor > 0 && saved.len() < MAX_RELAY_SNAPSHOT_BYTES)
+        let offer = (offer && state.cursor > 0 && saved.len() < MAX_RELAY_SNAPSHOT_BYTES)
             .then(|| delta::encode_snapshot(&saved));
-        let (dropped, covers) = state.log.snapshot_taken();
+        let (dropped, covers) = state.log.snapshot_taken(state.doc.stats().num_ops);
         let mut batch = Batch::default();
         batch.put(&Record::Snapshot(SnapshotRecord {
             doc,

@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use syncline_protocol::{ClientFrame, DeltaId, DocId};
 
+use automerge::ReadDoc;
+
 use crate::EngineError;
 use crate::delta;
 use crate::engine::{Effect, Engine, Outgoing, SessionState, load_automerge};
@@ -147,7 +149,10 @@ impl Engine {
         if let Some((key, snapshot)) = records.snapshot {
             let result = if state.doc.get_heads().is_empty() {
                 // The fast path: a fresh document loads whole.
-                load_automerge(&snapshot.bytes).map(|loaded| state.doc = loaded.with_actor(actor))
+                load_automerge(&snapshot.bytes).map(|loaded| {
+                    state.log.set_snapshot_ops(loaded.stats().num_ops);
+                    state.doc = loaded.with_actor(actor)
+                })
             } else {
                 state.doc.load_incremental(&snapshot.bytes).map(|_| ())
             };

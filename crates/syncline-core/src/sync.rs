@@ -108,6 +108,7 @@ impl Engine {
     /// catch up or has been idle for [`RESYNC_IDLE_MS`], give up on a
     /// handshake that never finished.
     pub fn tick(&mut self, now_ms: u64) {
+        self.compact_idle(now_ms);
         let overdue = |since: u64, limit: u64| now_ms.saturating_sub(since) >= limit;
         match self.session {
             SessionState::Offline => {}

@@ -19,6 +19,7 @@ fn offline_world() -> (World, DocUrl) {
     world.replicas[0].set_compaction(CompactionPolicy {
         max_changes: 4,
         max_bytes: 1 << 20,
+        ..CompactionPolicy::default()
     });
     world.disconnect(0);
     for n in 0..OFFLINE_CHANGES {
@@ -113,6 +114,9 @@ fn covered_entries_are_deleted_once_the_relay_acks_them() {
     world.replicas[0].set_compaction(CompactionPolicy {
         max_changes: 100_000,
         max_bytes: 1 << 30,
+        min_ops: u64::MAX,
+        ops_divisor: 1,
+        idle_ms: None,
     });
     // Connected and settled, with no time passing: the outbox is pushed and
     // acked, and no re-subscription fetches the deltas back as relay ones.
@@ -165,6 +169,7 @@ fn a_burst_logged_as_one_entry_counts_every_change_toward_compaction() {
     world.replicas[0].set_compaction(CompactionPolicy {
         max_changes: 4,
         max_bytes: 1 << 20,
+        ..CompactionPolicy::default()
     });
     world.disconnect(0);
     // Five changes before the outputs are taken: one entry.
@@ -182,4 +187,143 @@ fn a_burst_logged_as_one_entry_counts_every_change_toward_compaction() {
         1,
         "its five changes passed the threshold of four"
     );
+}
+
+/// One local change inserting `n` items at the head of `items`: `n`
+/// Automerge operations.
+fn push_many(tag: &str, n: usize) -> Vec<syncline_core::Op> {
+    let values: Vec<String> = (0..n).map(|i| format!("{tag}{i}")).collect();
+    serde_json::from_value(serde_json::json!([
+        { "op": "insert", "obj": ["items"], "index": 0, "values": values }
+    ]))
+    .unwrap()
+}
+
+/// Replica 0 of a shared doc, offline, with `policy`.
+fn offline_with(policy: CompactionPolicy) -> (World, DocUrl) {
+    let (mut world, url) = shared_doc(2);
+    world.replicas[0].set_compaction(policy);
+    world.disconnect(0);
+    (world, url)
+}
+
+/// Makes one change of `n` operations on replica 0 and writes it.
+fn change_many(world: &mut World, url: &DocUrl, tag: &str, n: usize) {
+    world.replicas[0]
+        .engine
+        .change(url.doc, &push_many(tag, n), None, world.now)
+        .unwrap();
+    world.collect(0);
+    world.write(0);
+}
+
+/// The snapshot record of replica 0, if any.
+fn snapshot_of(world: &World) -> Option<syncline_core::store::SnapshotRecord> {
+    decoded(world, 0, Store::Snapshots)
+        .into_iter()
+        .find_map(|(_, r)| match r {
+            Record::Snapshot(s) => Some(s),
+            _ => None,
+        })
+}
+
+/// Counts and bytes far away: only the operation trigger can fire.
+fn by_ops_only(min_ops: u64, ops_divisor: u64) -> CompactionPolicy {
+    CompactionPolicy {
+        max_changes: 100_000,
+        max_bytes: 1 << 30,
+        min_ops,
+        ops_divisor,
+        idle_ms: None,
+    }
+}
+
+#[test]
+fn a_few_changes_with_many_operations_trigger_compaction() {
+    // The default policy: two changes are far below 512 changes and 1 MiB,
+    // but their 1,200 operations would cost more to replay than to save.
+    let (mut world, url) = offline_with(CompactionPolicy {
+        idle_ms: None,
+        ..CompactionPolicy::default()
+    });
+    change_many(&mut world, &url, "a", 600);
+    assert!(snapshot_of(&world).is_none(), "600 operations: below 1,024");
+    change_many(&mut world, &url, "b", 600);
+    let snapshot = snapshot_of(&world).expect("1,200 operations: compacted");
+    assert_eq!(snapshot.covers.len(), 2, "both outbox entries are covered");
+}
+
+#[test]
+fn the_operation_threshold_grows_with_the_document() {
+    // At least 100 operations, or half of those in the snapshot.
+    let (mut world, url) = offline_with(by_ops_only(100, 2));
+    change_many(&mut world, &url, "a", 1_000);
+    let first = snapshot_of(&world).expect("1,000 operations: compacted");
+    // The snapshot holds ~1,000 operations: the next one needs ~500 more.
+    change_many(&mut world, &url, "b", 300);
+    assert_eq!(snapshot_of(&world), Some(first.clone()), "300 < 500");
+    change_many(&mut world, &url, "c", 300);
+    let second = snapshot_of(&world).expect("a snapshot");
+    assert_ne!(second, first, "600 >= 500: compacted again");
+}
+
+#[test]
+fn the_operation_count_restarts_from_the_snapshot_a_replica_opens() {
+    let (mut world, url) = offline_with(by_ops_only(100, 2));
+    change_many(&mut world, &url, "a", 1_000);
+    let first = snapshot_of(&world).expect("compacted");
+    // Reopened from that snapshot, a small change is a small tail, not
+    // the whole document's operations.
+    world.crash(0);
+    change_many(&mut world, &url, "b", 300);
+    assert_eq!(snapshot_of(&world), Some(first), "300 < 500: no compaction");
+    change_many(&mut world, &url, "c", 300);
+    assert_ne!(snapshot_of(&world), None);
+    assert_eq!(items(&world, 0, &url).len(), 1_600);
+}
+
+#[test]
+fn a_quiet_document_with_a_tail_is_compacted_and_a_busy_one_waits() {
+    let (mut world, url) = offline_with(CompactionPolicy {
+        idle_ms: Some(2_000),
+        ..CompactionPolicy::default()
+    });
+    // The creation entry is newer than any snapshot: quiet for 2 s, it is
+    // compacted (and, the relay holding it, dropped).
+    world.tick(0);
+    world.now += 1_900;
+    world.tick(0);
+    world.write(0);
+    assert!(snapshot_of(&world).is_none(), "quiet for 1.9 s: not yet");
+    world.now += 100;
+    world.tick(0);
+    world.write(0);
+    let first = snapshot_of(&world).expect("quiet for 2 s: compacted");
+    assert!(first.covers.is_empty());
+    assert!(decoded(&world, 0, Store::Entries).is_empty());
+    // Changes 1.5 s apart keep it busy.
+    change_many(&mut world, &url, "a", 1);
+    world.tick(0);
+    world.now += 1_500;
+    change_many(&mut world, &url, "b", 1);
+    world.tick(0);
+    world.now += 1_500;
+    world.tick(0);
+    world.write(0);
+    assert_eq!(snapshot_of(&world), Some(first), "a change 1.5 s ago");
+    world.now += 600;
+    world.tick(0);
+    world.write(0);
+    let second = snapshot_of(&world).expect("a snapshot");
+    assert_eq!(second.covers.len(), 2, "quiet for 2.1 s: compacted");
+    // Reopening applies nothing but the snapshot.
+    world.crash(0);
+    assert_eq!(items(&world, 0, &url), vec!["a0", "b0"]);
+    // Nothing newer since: no further snapshot.
+    world.now += 10_000;
+    world.tick(0);
+    world.now += 10_000;
+    world.tick(0);
+    world.write(0);
+    assert_eq!(snapshot_of(&world), Some(second));
 }

@@ -183,6 +183,7 @@ fn a_deleted_doc_is_gone_from_storage_memory_and_the_relay_session() {
     world.replicas[0].set_compaction(syncline_core::CompactionPolicy {
         max_changes: 2,
         max_bytes: 1 << 20,
+        ..syncline_core::CompactionPolicy::default()
     });
     for n in 0..3 {
         world.replicas[1]

@@ -26,6 +26,7 @@ fn compacted_world(n: usize, compact: bool) -> (World, DocUrl) {
     world.replicas[1].set_compaction(CompactionPolicy {
         max_changes: 4,
         max_bytes: 1 << 20,
+        ..CompactionPolicy::default()
     });
     world.replicas[1].engine.set_compaction_enabled(compact);
     world.collect(1);

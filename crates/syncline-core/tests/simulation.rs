@@ -89,6 +89,7 @@ fn simulate(seed: u64) {
             r.set_compaction(CompactionPolicy {
                 max_changes,
                 max_bytes: 1 << 20,
+                ..CompactionPolicy::default()
             });
         }
     }

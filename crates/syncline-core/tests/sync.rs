@@ -270,6 +270,7 @@ fn compaction_snapshots_and_drops_only_what_the_relay_holds() {
     world.replicas[0].set_compaction(CompactionPolicy {
         max_changes: 4,
         max_bytes: 1 << 20,
+        ..CompactionPolicy::default()
     });
     for n in 0..3 {
         world.replicas[0]
@@ -319,6 +320,7 @@ fn a_crash_before_the_compaction_batch_is_written_keeps_the_old_log() {
     world.replicas[1].set_compaction(CompactionPolicy {
         max_changes: 2,
         max_bytes: 1 << 20,
+        ..CompactionPolicy::default()
     });
     for n in 0..3 {
         world.replicas[0]

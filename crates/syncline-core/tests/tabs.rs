@@ -274,6 +274,7 @@ fn only_the_tab_allowed_to_compacts() {
     let policy = CompactionPolicy {
         max_changes: 1,
         max_bytes: 1,
+        ..CompactionPolicy::default()
     };
     a.engine.set_compaction(policy);
     b.engine.set_compaction(policy);
