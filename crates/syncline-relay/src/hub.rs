@@ -87,6 +87,17 @@
 //! increase: a group's sequences are one dense run following the last
 //! group's, in the order the store committed them.
 //!
+//! **Frames merge in the queue.** The frames above are what the hub
+//! *offers*; a subscriber's [`Outbox`] merges a `Tentative` into the newest
+//! still-queued `Tentative` of the same document (past nothing but that
+//! document's `Committed` frames), and a `Committed` into a still-queued
+//! `Committed` whose `seq` is its `after` (see [`crate::outbox`]). So while a
+//! subscriber's writer lags, the pushes of many group commits reach it as one
+//! `Tentative` and one `Committed` per document; when it keeps up, each goes
+//! out alone, at once. Every rule here holds for the merged frames: a
+//! `Tentative` only ever moves earlier, and chained ranges merge into the
+//! range they cover.
+//!
 //! **Who got what tentatively: stamps.** Each [`Hub::tentative`] call
 //! takes the next value of one process-wide counter (its *stamp*, never
 //! reused: not per document, whose entry the hub forgets when its last

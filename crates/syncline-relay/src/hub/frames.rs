@@ -9,6 +9,7 @@ use syncline_protocol::{
     DeltaId, DocId, MAX_DELTAS_PER_FRAME, PushDelta, RelayFrame, SequencedDelta, encode_relay,
 };
 
+use crate::outbox::Live;
 use crate::store::PageLimits;
 
 /// Splits items of the given byte lengths into consecutive runs within
@@ -54,6 +55,9 @@ pub fn delta_frames(
         .collect()
 }
 
+/// An encoded live frame and what it is, for [`Outbox::try_send_live`](crate::outbox::Outbox::try_send_live).
+pub(super) type LiveFrame = (Bytes, Live);
+
 /// Splits `deltas` into encoded `Tentative` frames within `limits`. The
 /// deltas are moved into each frame to encode it and moved back after, so
 /// no delta bytes are copied; `deltas` is unchanged when this returns.
@@ -61,7 +65,7 @@ pub(super) fn tentative_frames(
     doc: DocId,
     deltas: &mut Vec<PushDelta>,
     limits: PageLimits,
-) -> Vec<Bytes> {
+) -> Vec<LiveFrame> {
     let runs = runs(deltas.iter().map(|d| d.bytes.len()), limits);
     let mut frames = Vec::with_capacity(runs.len());
     // Back to front, so each run is the tail of what is left.
@@ -71,7 +75,11 @@ pub(super) fn tentative_frames(
             doc,
             deltas: deltas.split_off(run.start),
         };
-        frames.push(Bytes::from(encode_relay(&frame)));
+        let live = Live::Tentative {
+            doc,
+            deltas: run.len(),
+        };
+        frames.push((Bytes::from(encode_relay(&frame)), live));
         if let RelayFrame::Tentative { deltas: tail, .. } = frame {
             tails.push(tail);
         }
@@ -92,18 +100,24 @@ pub(super) fn committed_frames(
     doc: DocId,
     mut after: u64,
     items: impl IntoIterator<Item = (u64, Option<DeltaId>)>,
-) -> Vec<Bytes> {
+) -> Vec<LiveFrame> {
     let mut frames = Vec::new();
     let mut ids = Vec::new();
     let mut last = after;
     let mut frame = |after: u64, seq: u64, ids: Vec<DeltaId>| {
+        let live = Live::Committed {
+            doc,
+            after,
+            seq,
+            ids: ids.len(),
+        };
         let frame = RelayFrame::Committed {
             doc,
             after,
             seq,
             ids,
         };
-        frames.push(Bytes::from(encode_relay(&frame)));
+        frames.push((Bytes::from(encode_relay(&frame)), live));
     };
     for (seq, id) in items {
         debug_assert!(seq > last, "committed sequences increase");

@@ -8,26 +8,34 @@ use std::sync::atomic::Ordering;
 use axum::body::Bytes;
 use syncline_protocol::{DocId, PushDelta, SequencedDelta};
 
-use super::frames::{committed_frames, delta_frames, tentative_frames};
+use super::frames::{LiveFrame, committed_frames, delta_frames, tentative_frames};
 use super::{Delivery, Hub, State, Subscription, gone_frame};
-use crate::outbox::{ConnId, TrySendError};
-use crate::store::{Fanout, Publish};
+use crate::outbox::{ConnId, Live, TrySendError};
+use crate::store::{Fanout, PageLimits, Publish};
 
 /// Subscribers kicked while delivering, whose presence must be reported
 /// gone: (connection, replica).
 type Gone = Vec<(ConnId, [u8; 16])>;
 
-/// Queues `frames` to a live subscriber. `false` when it must be dropped:
-/// its connection is closed, or its queue was full (then it is kicked).
+/// Queues `frames` to a live subscriber: live frames of version 2 (`Some`)
+/// to be merged with queued ones where the outbox may (within `limits`),
+/// version 1 `Deltas` (`None`) as they are. `false` when it must be
+/// dropped: its connection is closed, or its queue was full (then it is
+/// kicked).
 fn deliver<'a>(
     doc: DocId,
     conn: ConnId,
     sub: &Subscription,
-    frames: impl IntoIterator<Item = &'a Bytes>,
+    frames: impl IntoIterator<Item = (&'a Bytes, Option<Live>)>,
+    limits: PageLimits,
     gone: &mut Gone,
 ) -> bool {
-    for frame in frames {
-        match sub.outbox.try_send(frame.clone()) {
+    for (frame, live) in frames {
+        let sent = match live {
+            Some(live) => sub.outbox.try_send_live(frame.clone(), live, limits),
+            None => sub.outbox.try_send(frame.clone()),
+        };
+        match sent {
             Ok(()) => {}
             Err(TrySendError::Full) => {
                 kick(doc, conn, sub, "queue full", gone);
@@ -37,6 +45,10 @@ fn deliver<'a>(
         }
     }
     true
+}
+
+fn as_live(frames: &[LiveFrame]) -> impl Iterator<Item = (&Bytes, Option<Live>)> {
+    frames.iter().map(|(frame, live)| (frame, Some(*live)))
 }
 
 fn kick(doc: DocId, conn: ConnId, sub: &Subscription, why: &str, gone: &mut Gone) {
@@ -63,7 +75,7 @@ impl Hub {
             return stamp;
         };
         let limits = self.inner.limits;
-        let mut frames: Option<Vec<Bytes>> = None;
+        let mut frames: Option<Vec<LiveFrame>> = None;
         let mut gone = Gone::new();
         let mut sent = 0u64;
         subscribers.retain(|&conn, sub| {
@@ -75,7 +87,7 @@ impl Hub {
             }
             let frames = frames.get_or_insert_with(|| tentative_frames(doc, deltas, limits.frame));
             sent += deltas.len() as u64;
-            deliver(doc, conn, sub, frames.iter(), &mut gone)
+            deliver(doc, conn, sub, as_live(frames), limits.frame, &mut gone)
         });
         self.inner.metrics.deltas_out.add(sent);
         self.report_gone(doc, subscribers, gone);
@@ -153,7 +165,7 @@ impl Hub {
         // and has delivered none of them yet (and, in version 2, got all
         // of them tentatively).
         let mut shared_deltas: Option<Vec<Bytes>> = None;
-        let mut shared_committed: Option<Vec<Bytes>> = None;
+        let mut shared_committed: Option<Vec<LiveFrame>> = None;
         let mut gone = Gone::new();
         subscribers.retain(|&conn, sub| {
             let pushed_some = parts.iter().any(|p| p.origin == conn);
@@ -211,7 +223,8 @@ impl Hub {
                         (&own_frames, others.len())
                     };
                     metrics.deltas_out.add(count as u64);
-                    deliver(doc, conn, sub, frames, &mut gone)
+                    let frames = frames.iter().map(|f| (f, None));
+                    deliver(doc, conn, sub, frames, limits.frame, &mut gone)
                 }
                 Delivery::Tentative => {
                     // Pushed while it was not live (or never fanned out):
@@ -225,7 +238,7 @@ impl Hub {
                                 fresh().map(|(_, d)| (d.seq, Some(d.id))),
                             )
                         });
-                        return deliver(doc, conn, sub, &*frames, &mut gone);
+                        return deliver(doc, conn, sub, as_live(frames), limits.frame, &mut gone);
                     }
                     let mut late: Vec<PushDelta> = fresh()
                         .filter(|(p, _)| missed(p))
@@ -241,7 +254,7 @@ impl Hub {
                         t.max(first_seq.saturating_sub(1)),
                         fresh().map(|(p, d)| (d.seq, (p.origin != conn).then_some(d.id))),
                     ));
-                    deliver(doc, conn, sub, &frames, &mut gone)
+                    deliver(doc, conn, sub, as_live(&frames), limits.frame, &mut gone)
                 }
             }
         });

@@ -100,7 +100,8 @@ fn a_group_of_several_pushes_is_one_committed_range_without_the_receiver_s_own()
         push(&hub, 1, 4..=4),
     ];
     assert_eq!(frames(&mut rx_a), vec![tentative(3..=3)]);
-    assert_eq!(frames(&mut rx_b), vec![tentative(1..=2), tentative(4..=4)]);
+    // B's writer took nothing in between: its two tentative frames merged.
+    assert_eq!(frames(&mut rx_b), vec![tentative([1, 2, 4])]);
     hub.publish_group(&group);
     assert_eq!(frames(&mut rx_a), vec![committed(0, 4, ids([3]))]);
     assert_eq!(frames(&mut rx_b), vec![committed(0, 4, ids([1, 2, 4]))]);
@@ -275,4 +276,76 @@ async fn a_full_queue_on_a_tentative_fan_out_kicks_the_subscriber() {
         .await
         .expect("the slow subscriber was kicked");
     assert_eq!(hub.active_docs(), 0, "and dropped");
+}
+
+#[test]
+fn while_the_writer_lags_pushes_merge_into_one_tentative_and_commits_into_one_committed() {
+    let hub = hub();
+    let (a, mut rx_a) = Outbox::new(1, 64);
+    live_v2(&hub, a, 0);
+    // Nobody takes A's frames: pushes and commits interleave in its queue.
+    let g1 = [push(&hub, 2, 1..=1), push(&hub, 3, 2..=2)];
+    hub.publish_group(&g1);
+    let g2 = [push(&hub, 2, 3..=4), push(&hub, 3, 5..=5)];
+    hub.publish_group(&g2);
+    let g3 = [push(&hub, 1, 6..=6), push(&hub, 2, 7..=7)];
+    hub.publish_group(&g3);
+    // Each delta's tentative copy still comes before the range covering
+    // it; the ranges chain into one; A's own push is in it, not its ids.
+    let ids_of_others = ids([1, 2, 3, 4, 5, 7]);
+    assert_eq!(
+        frames(&mut rx_a),
+        vec![
+            tentative([1, 2, 3, 4, 5, 7]),
+            committed(0, 7, ids_of_others)
+        ]
+    );
+}
+
+#[test]
+fn an_idle_writer_gets_each_push_and_commit_at_once_as_its_own_frame() {
+    let hub = hub();
+    let (a, mut rx_a) = Outbox::new(1, 64);
+    live_v2(&hub, a, 0);
+    for seq in 1..=3 {
+        let fanout = push(&hub, 2, seq..=seq);
+        assert_eq!(frames(&mut rx_a), vec![tentative(seq..=seq)]);
+        hub.publish_group(&[fanout]);
+        assert_eq!(frames(&mut rx_a), vec![committed(seq - 1, seq, ids([seq]))]);
+    }
+}
+
+#[test]
+fn a_tentative_never_merges_past_another_kind_of_frame_or_another_document() {
+    let hub = hub();
+    let other = DocId([7; 16]);
+    let (a, mut rx_a) = Outbox::new(1, 64);
+    let (b, _rx_b) = Outbox::new(2, 64);
+    live_v2(&hub, a.clone(), 0);
+    live_v2(&hub, b, 0);
+    hub.subscribe(other, a, [1; 16], Delivery::Tentative);
+    assert!(matches!(hub.take_pending(other, 1, 0), Pending::Live));
+
+    push(&hub, 3, 1..=1);
+    hub.set_presence(DOC, 2, vec![5]).unwrap();
+    push(&hub, 3, 2..=2);
+    hub.tentative(other, 3, &mut pushed(9..=9));
+    push(&hub, 3, 3..=3);
+    assert_eq!(
+        frames(&mut rx_a),
+        vec![
+            tentative(1..=1),
+            RelayFrame::Presence {
+                doc: DOC,
+                from: [2; 16],
+                bytes: vec![5]
+            },
+            tentative(2..=2),
+            RelayFrame::Tentative {
+                doc: other,
+                deltas: pushed(9..=9)
+            },
+            tentative(3..=3),
+        ]
+    );
 }
