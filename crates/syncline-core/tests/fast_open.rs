@@ -96,6 +96,20 @@ fn loaded_json(store: &MemoryStore, url: &DocUrl) -> String {
     serde_json::to_string(&engine.value(&url.doc).unwrap()).unwrap()
 }
 
+/// Loads the log, which must report exactly one problem: the value record.
+fn load_reporting_the_value(store: &MemoryStore) -> Engine {
+    let (engine, problems) = Engine::load([7; 32], store.records());
+    let one_corrupt_value = matches!(
+        &problems[..],
+        [syncline_core::EngineError::Corrupt {
+            store: "values",
+            ..
+        }]
+    );
+    assert!(one_corrupt_value, "{problems:?}");
+    engine
+}
+
 #[test]
 fn compaction_stores_the_value_beside_the_snapshot_in_the_same_batch() {
     let mut engine = Engine::new([1; 32]);
@@ -234,17 +248,7 @@ fn a_value_of_another_snapshot_or_document_is_not_used() {
     };
     store.data.insert(key, Record::Value(other).encode());
     assert!(fast(&store).is_empty());
-    let (engine, problems) = Engine::load([7; 32], store.records());
-    assert!(
-        matches!(
-            &problems[..],
-            [syncline_core::EngineError::Corrupt {
-                store: "values",
-                ..
-            }]
-        ),
-        "{problems:?}"
-    );
+    let engine = load_reporting_the_value(&store);
     let json = serde_json::to_string(&engine.value(&url.doc).unwrap()).unwrap();
     assert!(json.contains(expected) && !json.contains("evil"));
 }
@@ -256,17 +260,7 @@ fn a_garbled_value_record_is_skipped_and_reported() {
         .data
         .insert((Store::Values, url.doc.to_string()), vec![1, 0xff, 0xff]);
     assert!(fast(&store).is_empty());
-    let (_, problems) = Engine::load([7; 32], store.records());
-    assert!(
-        matches!(
-            &problems[..],
-            [syncline_core::EngineError::Corrupt {
-                store: "values",
-                ..
-            }]
-        ),
-        "{problems:?}"
-    );
+    load_reporting_the_value(&store);
 }
 
 #[test]
