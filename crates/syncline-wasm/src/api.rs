@@ -245,7 +245,7 @@ impl Core {
     pub fn value(&self, url: &str) -> Result<JsValue, JsValue> {
         let doc = parse(url)?.doc;
         if let Some(value) = fast_open::value(&self.host, &doc) {
-            return value;
+            return Ok(value);
         }
         let mut h = self.host.borrow_mut();
         // Start the doc's patch stream here.

@@ -123,20 +123,27 @@ pub fn split(storage: &Storage, sealed: Vec<(Store, String, Vec<u8>)>) -> Split 
     }
 }
 
-/// The stored value of a deferred document (`None`: not deferred), and
-/// schedules its load for after the next frame.
-pub fn value(
-    host: &HostRef,
-    doc: &DocId,
-) -> Option<Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue>> {
+/// The stored value of a deferred document, and schedules its load for
+/// after the next frame. `None`: not deferred (any more): the engine has
+/// the value.
+pub fn value(host: &HostRef, doc: &DocId) -> Option<wasm_bindgen::JsValue> {
     let json = {
         let mut h = host.borrow_mut();
         let deferred = h.deferred.get_mut(doc)?;
         deferred.shown = true;
         deferred.json.clone()
     };
-    load_after_paint(host);
-    Some(js_sys::JSON::parse(&json))
+    match js_sys::JSON::parse(&json) {
+        Ok(value) => {
+            load_after_paint(host);
+            Some(value)
+        }
+        // Not JSON after all (it was sealed, so it was written so): load.
+        Err(_) => {
+            ensure_loaded(host, doc);
+            None
+        }
+    }
 }
 
 /// Whether `doc` is deferred with this URL's key (`None`: not deferred).
