@@ -38,7 +38,7 @@ use automerge::ReadDoc;
 
 use crate::delta;
 use crate::engine::{Engine, SessionState};
-use crate::store::{Batch, Record, SnapshotRecord, Store, entry_key};
+use crate::store::{Batch, Record, SnapshotRecord, Store, ValueRecord, entry_key, snapshot_digest};
 
 /// When to compact a document's log.
 ///
@@ -350,6 +350,15 @@ impl Engine {
         // Every relay delta up to the cursor is in the snapshot.
         let offer = (offer && state.cursor > 0 && saved.len() < MAX_RELAY_SNAPSHOT_BYTES)
             .then(|| delta::encode_snapshot(&saved));
+        // The value beside it, for opening without loading the CRDT first
+        // (`store::fast_values`): in the same batch, so the two never
+        // disagree. Serializing cannot fail (plain values into a String).
+        let value = ValueRecord {
+            doc,
+            snapshot: snapshot_digest(&saved),
+            json: serde_json::to_string(&automerge::AutoSerde::from(&state.doc))
+                .unwrap_or_default(),
+        };
         let (dropped, covers) = state.log.snapshot_taken(state.doc.stats().num_ops);
         let mut batch = Batch::default();
         batch.put(&Record::Snapshot(SnapshotRecord {
@@ -357,6 +366,9 @@ impl Engine {
             bytes: saved,
             covers,
         }));
+        if !value.json.is_empty() {
+            batch.put(&Record::Value(value));
+        }
         for id in dropped {
             batch.delete(Store::Entries, entry_key(&doc, &id));
         }

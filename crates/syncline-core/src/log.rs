@@ -88,6 +88,9 @@ impl Engine {
                     let doc = s.doc;
                     docs.entry(doc).or_default().snapshot = Some((key, s.into()));
                 }
+                // Only read before the CRDT loads (`store::fast_values`);
+                // the snapshot beside it is what loads.
+                Ok(Record::Value(_)) => {}
                 Err(reason) => problems.push(corrupt(reason)),
             }
         }
@@ -250,6 +253,7 @@ impl Engine {
         let mut batch = Batch::default();
         batch.delete(Store::Docs, doc.to_string());
         batch.delete(Store::Snapshots, doc.to_string());
+        batch.delete(Store::Values, doc.to_string());
         for id in ids {
             batch.delete(Store::Entries, entry_key(&doc, &id));
         }

@@ -9,8 +9,12 @@
 //! overwrite each other's entries.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashSet};
 use syncline_protocol::{DeltaId, DocId};
+
+use crate::DocUrl;
+use crate::seal::DocKey;
 
 /// The stores of a replica's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -23,11 +27,20 @@ pub enum Store {
     Meta,
     /// One [`SnapshotRecord`] per compacted document, keyed by the doc id.
     Snapshots,
+    /// One [`ValueRecord`] per compacted document (its snapshot's value),
+    /// keyed by the doc id.
+    Values,
 }
 
 impl Store {
     /// Every store, for hosts that create them up front.
-    pub const ALL: [Store; 4] = [Store::Entries, Store::Docs, Store::Meta, Store::Snapshots];
+    pub const ALL: [Store; 5] = [
+        Store::Entries,
+        Store::Docs,
+        Store::Meta,
+        Store::Snapshots,
+        Store::Values,
+    ];
 
     /// The store's name, as used for IndexedDB object stores and files.
     pub fn name(self) -> &'static str {
@@ -36,6 +49,7 @@ impl Store {
             Store::Docs => "docs",
             Store::Meta => "meta",
             Store::Snapshots => "snapshots",
+            Store::Values => "values",
         }
     }
 
@@ -120,6 +134,27 @@ impl From<SnapshotRecordV1> for SnapshotRecord {
     }
 }
 
+/// The document's value (what the page shows) at its snapshot, written by
+/// compaction in the same batch as the snapshot, so that a page can show a
+/// document whose log has nothing newer than the snapshot before its CRDT
+/// is loaded ([`fast_values`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValueRecord {
+    pub doc: DocId,
+    /// [`snapshot_digest`] of the snapshot's bytes: the value is that
+    /// snapshot's, and no other's (a snapshot written without a value, e.g.
+    /// by an older version, leaves a stale value that this tells apart).
+    pub snapshot: [u8; 32],
+    /// The value as JSON text, exactly as [`crate::Engine::value`]
+    /// serializes it (texts as strings, counters as numbers).
+    pub json: String,
+}
+
+/// Ties a [`ValueRecord`] to the snapshot it was made from.
+pub fn snapshot_digest(snapshot: &[u8]) -> [u8; 32] {
+    Sha256::digest(snapshot).into()
+}
+
 /// A record as written: postcard, behind a version tag. Postcard numbers
 /// the variants, so new ones are only ever appended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +165,7 @@ pub enum Record {
     /// Read, never written (it covers no entries).
     SnapshotV1(SnapshotRecordV1),
     Snapshot(SnapshotRecord),
+    Value(ValueRecord),
 }
 
 impl Record {
@@ -143,6 +179,7 @@ impl Record {
             | Record::SnapshotV1(SnapshotRecordV1 { doc, .. }) => {
                 (Store::Snapshots, doc.to_string())
             }
+            Record::Value(v) => (Store::Values, v.doc.to_string()),
         }
     }
 
@@ -164,6 +201,96 @@ const RECORD_FORMAT: u8 = 1;
 
 pub fn entry_key(doc: &DocId, id: &DeltaId) -> String {
     format!("{doc}/{id}")
+}
+
+/// A document that can be shown before its CRDT is loaded: its URL (the
+/// key from its document record) and its value as JSON text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FastValue {
+    pub url: DocUrl,
+    pub json: String,
+}
+
+/// The documents whose value can be shown straight from the log
+/// ("fast open"): those with a document record, a snapshot, and a
+/// [`ValueRecord`] made from that very snapshot, and **no entry newer than
+/// the snapshot** — every entry key of the document in `entry_keys` names
+/// an entry the snapshot covers. Then the value is exactly what loading the
+/// snapshot would show.
+///
+/// `records`: the decrypted records of the `Docs`, `Snapshots` and `Values`
+/// stores (others are ignored); `entry_keys`: every key of the `Entries` store
+/// (the entries themselves need not be decrypted). Anything unreadable,
+/// misplaced or mismatched just leaves its document out: it then loads the
+/// normal way, which reports what is wrong.
+pub fn fast_values<'a>(
+    records: &[(Store, String, Vec<u8>)],
+    entry_keys: impl IntoIterator<Item = &'a str>,
+) -> BTreeMap<DocId, FastValue> {
+    #[derive(Default)]
+    struct Found {
+        key: Option<DocKey>,
+        snapshot: Option<([u8; 32], HashSet<String>)>,
+        value: Option<ValueRecord>,
+    }
+    let mut docs: BTreeMap<DocId, Found> = BTreeMap::new();
+    for (store, key, bytes) in records {
+        if !matches!(store, Store::Docs | Store::Snapshots | Store::Values) {
+            continue;
+        }
+        let Ok(record) = Record::decode(bytes) else {
+            continue;
+        };
+        if record.address() != (*store, key.clone()) {
+            continue;
+        }
+        match record {
+            Record::Doc(d) => docs.entry(d.doc).or_default().key = Some(DocKey(d.key)),
+            Record::Snapshot(s) => {
+                let covers = s.covers.iter().map(|id| entry_key(&s.doc, id)).collect();
+                docs.entry(s.doc).or_default().snapshot = Some((snapshot_digest(&s.bytes), covers));
+            }
+            Record::Value(v) => {
+                let doc = v.doc;
+                docs.entry(doc).or_default().value = Some(v)
+            }
+            _ => {}
+        }
+    }
+    // A document with any entry its snapshot does not cover has a tail.
+    for key in entry_keys {
+        let Some(doc) = key
+            .split_once('/')
+            .and_then(|(d, _)| d.parse::<DocId>().ok())
+        else {
+            continue;
+        };
+        if let Some(found) = docs.get_mut(&doc) {
+            let covered = found
+                .snapshot
+                .as_ref()
+                .is_some_and(|(_, covers)| covers.contains(key));
+            if !covered {
+                found.snapshot = None;
+            }
+        }
+    }
+    docs.into_iter()
+        .filter_map(|(doc, found)| {
+            let (digest, _) = found.snapshot?;
+            let value = found.value.filter(|v| v.snapshot == digest)?;
+            Some((
+                doc,
+                FastValue {
+                    url: DocUrl {
+                        doc,
+                        key: found.key?,
+                    },
+                    json: value.json,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Writes the host must apply atomically, all or nothing. Batches are

@@ -9,6 +9,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::convert::{history_to_js, initial_from_js, ops_from_json, to_js};
 use crate::errors::{engine_error, js_error};
+use crate::fast_open;
 use crate::host::{self, Host, HostRef, now_ms, random_bytes};
 use crate::patches::to_js_patches;
 use crate::storage::Storage;
@@ -63,10 +64,19 @@ impl Core {
             .try_into()
             .map_err(|_| js_error("BadKey", "the storage key must be exactly 32 bytes"))?;
         let storage = Storage::open(&name, key).await.map_err(|e| e.to_js())?;
-        let (records, mut problems) = storage.load_all().await.map_err(|e| e.to_js())?;
+        let sealed = storage.read_all().await.map_err(|e| e.to_js())?;
+        // Documents that can be shown from their stored value wait (see
+        // `fast_open`); the rest loads now.
+        let fast_open::Split {
+            records,
+            mut problems,
+            deferred,
+        } = fast_open::split(&storage, sealed);
         let (engine, load_problems) = Engine::load(random_bytes(), records);
         problems.extend(load_problems);
         let host = Host::new(engine, storage, relay, on_event.clone(), options);
+        host.borrow_mut().deferred = deferred;
+        fast_open::load_in(&host, fast_open::BACKGROUND_LOAD_MS);
         for problem in problems {
             // Reported, not fatal: the rest of the log loaded.
             let event = js_sys::Object::new();
@@ -100,6 +110,12 @@ impl Core {
     #[wasm_bindgen(js_name = openDoc)]
     pub async fn open_doc(&self, url: &str) -> Result<bool, JsValue> {
         let url = parse(url)?;
+        match fast_open::matches(&self.host, &url) {
+            Some(true) => return Ok(true),
+            // The engine says what is wrong with the key.
+            Some(false) => fast_open::ensure_loaded(&self.host, &url.doc),
+            None => {}
+        }
         let loaded = self.host.borrow().engine.doc_ids().any(|d| *d == url.doc);
         if !loaded {
             let storage = self.host.borrow().storage();
@@ -120,6 +136,7 @@ impl Core {
     #[wasm_bindgen(js_name = deleteDoc)]
     pub fn delete_doc(&self, url: &str) -> Result<(), JsValue> {
         let doc = parse(url)?.doc;
+        fast_open::ensure_loaded(&self.host, &doc);
         let result = self.host.borrow_mut().engine.delete_doc(doc);
         host::drain(&self.host);
         result.map_err(|e| engine_error(&e))
@@ -129,6 +146,7 @@ impl Core {
     /// `[{ hash, actor, seq, time, message, deps }]`.
     pub fn history(&self, url: &str) -> Result<JsValue, JsValue> {
         let doc = parse(url)?.doc;
+        fast_open::ensure_loaded(&self.host, &doc);
         let entries = self.host.borrow_mut().engine.history(&doc);
         to_js(&history_to_js(entries.map_err(|e| engine_error(&e))?))
     }
@@ -137,6 +155,7 @@ impl Core {
     #[wasm_bindgen(js_name = valueAt)]
     pub fn value_at(&self, url: &str, heads: Vec<String>) -> Result<JsValue, JsValue> {
         let doc = parse(url)?.doc;
+        fast_open::ensure_loaded(&self.host, &doc);
         let heads = heads
             .iter()
             .map(|h| h.parse::<ChangeHash>())
@@ -154,6 +173,7 @@ impl Core {
     /// The document's current heads (change hashes).
     pub fn heads(&self, url: &str) -> Result<Vec<String>, JsValue> {
         let doc = parse(url)?.doc;
+        fast_open::ensure_loaded(&self.host, &doc);
         let heads = self.host.borrow_mut().engine.heads(&doc);
         Ok(heads
             .map_err(|e| engine_error(&e))?
@@ -168,6 +188,7 @@ impl Core {
     #[wasm_bindgen(js_name = setPresence)]
     pub fn set_presence(&self, url: &str, state: Vec<u8>) -> Result<(), JsValue> {
         let doc = parse(url)?.doc;
+        fast_open::ensure_loaded(&self.host, &doc);
         let result = self
             .host
             .borrow_mut()
@@ -180,6 +201,7 @@ impl Core {
     #[wasm_bindgen(js_name = clearPresence)]
     pub fn clear_presence(&self, url: &str) -> Result<(), JsValue> {
         let doc = parse(url)?.doc;
+        fast_open::ensure_loaded(&self.host, &doc);
         let result = self.host.borrow_mut().engine.clear_presence(doc);
         host::drain(&self.host);
         result.map_err(|e| engine_error(&e))
@@ -195,6 +217,8 @@ impl Core {
     /// and change nothing.
     #[wasm_bindgen(js_name = receivedFromTab)]
     pub fn received_from_tab(&self, bytes: &[u8]) -> Result<(), JsValue> {
+        // The engine ignores messages for documents it lacks.
+        fast_open::ensure_all_loaded(&self.host);
         let result = self
             .host
             .borrow_mut()
@@ -216,9 +240,13 @@ impl Core {
 
     /// The document's current value as plain objects and arrays. The
     /// patches of later `change` calls and `changed` events are relative
-    /// to it.
+    /// to it. A document opened from its stored value returns it without
+    /// loading its CRDT (which loads right after; see [`crate::fast_open`]).
     pub fn value(&self, url: &str) -> Result<JsValue, JsValue> {
         let doc = parse(url)?.doc;
+        if let Some(value) = fast_open::value(&self.host, &doc) {
+            return Ok(value);
+        }
         let mut h = self.host.borrow_mut();
         // Start the doc's patch stream here.
         h.engine
@@ -241,6 +269,9 @@ impl Core {
     ) -> Result<JsValue, JsValue> {
         let doc = parse(url)?.doc;
         let ops = ops_from_json(ops)?;
+        // A change needs the CRDT: a document shown from its stored value
+        // loads now, and the change applies on top, in order.
+        fast_open::ensure_loaded(&self.host, &doc);
         let result = self
             .host
             .borrow_mut()
@@ -258,6 +289,21 @@ impl Core {
             Some(patches) => to_js(&to_js_patches(patches)),
             None => Ok(JsValue::NULL),
         }
+    }
+
+    /// Whether the document's CRDT is loaded in the engine (`false` while it
+    /// is shown from its stored value, or unknown). For tests and tools.
+    #[wasm_bindgen(js_name = crdtLoaded)]
+    pub fn crdt_loaded(&self, url: &str) -> Result<bool, JsValue> {
+        let doc = parse(url)?.doc;
+        Ok(self.host.borrow().engine.doc_ids().any(|d| *d == doc))
+    }
+
+    /// How many documents were loaded after being shown from their stored
+    /// value. For tests and tools.
+    #[wasm_bindgen(js_name = deferredLoads)]
+    pub fn deferred_loads(&self) -> u32 {
+        self.host.borrow().crdt_loads
     }
 
     /// Resolves when every change made so far is durable in IndexedDB.

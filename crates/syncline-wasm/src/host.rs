@@ -17,6 +17,7 @@
 //! `Unauthorized` or `UnsupportedVersion` from the relay stops retrying.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
 use futures_channel::oneshot;
@@ -29,6 +30,7 @@ use wasm_bindgen_futures::spawn_local;
 
 use crate::convert::{status, to_js};
 use crate::errors::{engine_error, js_error};
+use crate::fast_open::Deferred;
 use crate::patches::to_js_patches;
 use crate::send_queue::SendQueue;
 use crate::storage::Storage;
@@ -74,6 +76,13 @@ pub struct Host {
     page: Option<PageListeners>,
     /// Drives the engine's timers (re-push, re-subscribe, handshake timeout).
     ticker: Option<Interval>,
+    /// Documents shown from their stored value, not loaded into the engine
+    /// yet (see [`crate::fast_open`]).
+    pub deferred: BTreeMap<DocId, Deferred>,
+    /// The next background load of a deferred document.
+    pub loader: Option<Timeout>,
+    /// Deferred documents loaded so far (observable by tests).
+    pub crdt_loads: u32,
 }
 
 /// An app-facing event, resolved to JS values only at delivery time.
@@ -133,6 +142,9 @@ impl Host {
             last_error: None,
             page: None,
             ticker: None,
+            deferred: BTreeMap::new(),
+            loader: None,
+            crdt_loads: 0,
         }))
     }
 
@@ -143,8 +155,16 @@ impl Host {
 
     pub fn status_js(&self) -> Result<JsValue, JsValue> {
         let socket_backlog = self.socket.as_ref().map_or(0, Socket::buffered_amount);
+        let mut engine = self.engine.status();
+        // A deferred document's kept entries are its outbox (compaction
+        // keeps only those), still sealed: counted until it loads.
+        engine.pending += self
+            .deferred
+            .values()
+            .map(Deferred::kept_entries)
+            .sum::<usize>();
         to_js(&status(
-            self.engine.status(),
+            engine,
             self.socket_state,
             self.attempt,
             self.last_error.as_ref(),
@@ -392,6 +412,12 @@ pub fn report(host: &HostRef, problems: Vec<EngineError>) {
         })
         .collect();
     emit(host, events);
+}
+
+/// Tells the app the status changed (e.g. a deferred document's outbox is
+/// now counted exactly).
+pub fn status_changed(host: &HostRef) {
+    emit(host, vec![Event::Status]);
 }
 
 fn doc_url(h: &Host, doc: &DocId) -> String {
@@ -722,6 +748,9 @@ pub fn close(host: &HostRef) {
     h.connect_timer = None;
     h.heartbeat = None;
     h.page = None;
+    // Deferred documents stay as they are on disk: they load next time.
+    h.loader = None;
+    h.deferred.clear();
     h.generation += 1;
     if let Some(socket) = h.socket.take() {
         socket.close();

@@ -21,6 +21,7 @@ pub mod api;
 mod convert;
 mod crash;
 mod errors;
+mod fast_open;
 mod host;
 mod patches;
 mod send_queue;

@@ -25,11 +25,14 @@ use syncline_core::seal::{self, NONCE_BYTES};
 use crate::errors::StorageError;
 use crate::host::random_bytes;
 
-const DB_VERSION: u32 = 2; // 2: adds the snapshots store
+const DB_VERSION: u32 = 3; // 2: adds the snapshots store; 3: the values store
 
 /// Where the key-check record lives; the engine never uses this key.
 const KEYCHECK: (Store, &str) = (Store::Meta, "keycheck");
 const KEYCHECK_PLAINTEXT: &[u8] = b"syncline storage key check v1";
+
+/// (store, key, bytes) triples: sealed as read, or decrypted.
+pub type Records = Vec<(Store, String, Vec<u8>)>;
 
 pub struct Storage {
     db: Database,
@@ -117,12 +120,18 @@ impl Storage {
     pub async fn load_all(
         &self,
     ) -> Result<(Vec<(Store, String, Vec<u8>)>, Vec<EngineError>), StorageError> {
+        Ok(self.open_records(self.read_all().await?))
+    }
+
+    /// Every record of every store, still sealed (the key check excluded),
+    /// read in one transaction: to decrypt only what is needed now
+    /// ([`Storage::open_records`]).
+    pub async fn read_all(&self) -> Result<Records, StorageError> {
         let tx = self
             .db
             .transaction(&store_names(), TransactionMode::ReadOnly)
             .map_err(read_failed)?;
         let mut records = Vec::new();
-        let mut problems = Vec::new();
         for store in Store::ALL {
             let object_store = tx.object_store(store.name()).map_err(read_failed)?;
             // Both in key order, in one transaction: they pair up.
@@ -141,21 +150,32 @@ impl Storage {
                     .dyn_into::<Uint8Array>()
                     .map(|a| a.to_vec())
                     .unwrap_or_default();
-                match self.open_value(store, &key, &sealed) {
-                    Ok(plain) => records.push((store, key, plain)),
-                    Err(e) => problems.push(EngineError::Corrupt {
-                        store: store.name(),
-                        key,
-                        reason: format!("{e} (tampered with, or damaged on disk)"),
-                    }),
-                }
+                records.push((store, key, sealed));
             }
         }
         tx.await.map_err(read_failed)?;
-        Ok((records, problems))
+        Ok(records)
     }
 
-    /// The records of one document (its entries, doc record and snapshot),
+    /// Decrypts records read by [`Storage::read_all`]; those that fail to
+    /// open are reported as `Corrupt` and skipped.
+    pub fn open_records(&self, sealed: Records) -> (Records, Vec<EngineError>) {
+        let mut records = Vec::with_capacity(sealed.len());
+        let mut problems = Vec::new();
+        for (store, key, sealed) in sealed {
+            match self.open_value(store, &key, &sealed) {
+                Ok(plain) => records.push((store, key, plain)),
+                Err(e) => problems.push(EngineError::Corrupt {
+                    store: store.name(),
+                    key,
+                    reason: format!("{e} (tampered with, or damaged on disk)"),
+                }),
+            }
+        }
+        (records, problems)
+    }
+
+    /// The records of one document (its entries, doc record, snapshot and value),
     /// for a document another tab created after this one loaded. Reads the
     /// whole log: this happens once per such document.
     pub async fn load_doc(
@@ -166,7 +186,7 @@ impl Storage {
         let prefix = format!("{doc}/");
         let ours = |store: Store, key: &str| match store {
             Store::Entries => key.starts_with(&prefix),
-            Store::Docs | Store::Snapshots => key == doc,
+            Store::Docs | Store::Snapshots | Store::Values => key == doc,
             Store::Meta => false,
         };
         let records = records

@@ -244,7 +244,7 @@ async fn a_tampered_record_is_reported_and_the_rest_loads() {
     let reopened = Core::open(name, None, on_event.as_ref().clone().into(), &KEY)
         .await
         .unwrap();
-    let errors = errors.borrow();
+    let errors = errors.borrow().clone();
     assert_eq!(errors.len(), 1, "exactly one problem reported");
     let error = js_sys::Reflect::get(&errors[0], &"error".into()).unwrap();
     assert_eq!(code(&error), "Corrupt");
@@ -256,4 +256,281 @@ async fn a_tampered_record_is_reported_and_the_rest_loads() {
     reopened.open_doc(&kept).await.unwrap();
     assert_eq!(json(&reopened.value(&kept).unwrap()), r#"{"v":"kept"}"#);
     on_event.forget();
+}
+
+// ------------------------------------------------------------ fast open
+
+fn doc_id(url: &str) -> String {
+    url.trim_start_matches("syncline:")
+        .split('#')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Replaces (or with `None` deletes) one raw record.
+async fn put_raw(name: &str, store: &str, key: &str, value: Option<Vec<u8>>) {
+    let db = raw_db(name).await;
+    let tx = db
+        .transaction(&[store], idb::TransactionMode::ReadWrite)
+        .unwrap();
+    let object_store = tx.object_store(store).unwrap();
+    match value {
+        Some(value) => {
+            let bytes: JsValue = js_sys::Uint8Array::from(value.as_slice()).into();
+            object_store
+                .put(&bytes, Some(&JsValue::from_str(key)))
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        None => object_store
+            .delete(JsValue::from_str(key))
+            .unwrap()
+            .await
+            .unwrap(),
+    }
+    tx.await.unwrap();
+    db.close();
+}
+
+fn raw_value(records: &[(String, String, Vec<u8>)], store: &str, key: &str) -> Vec<u8> {
+    records
+        .iter()
+        .find(|(s, k, _)| s == store && k == key)
+        .unwrap_or_else(|| panic!("no {store}/{key}"))
+        .2
+        .clone()
+}
+
+type Events = std::rc::Rc<std::cell::RefCell<Vec<JsValue>>>;
+
+/// Opens the repo, collecting its events (problems found while reading the
+/// log are sent during `open`, synchronously).
+async fn open_collecting(name: &str) -> (Core, Events) {
+    let events: Events = Default::default();
+    let sink = events.clone();
+    let on_event =
+        wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+            sink.borrow_mut().push(event);
+        });
+    let core = Core::open(
+        name.to_string(),
+        None,
+        on_event.into_js_value().into(),
+        &KEY,
+    )
+    .await
+    .unwrap();
+    (core, events)
+}
+
+fn error_codes(events: &Events) -> Vec<String> {
+    events
+        .borrow()
+        .iter()
+        .filter(|e| js_sys::Reflect::get(e, &"type".into()).unwrap() == "error")
+        .map(|e| code(&js_sys::Reflect::get(e, &"error".into()).unwrap()))
+        .collect()
+}
+
+/// A document with a map, a list, a text and a counter, made in one burst
+/// big enough (> 1,024 operations) to be compacted at once: its log then
+/// has nothing newer than its snapshot. Returns its URL and value (JSON).
+async fn compacted_doc(name: &str) -> (String, String) {
+    let core = open(name).await;
+    let url = core
+        .create(js_sys::JSON::parse(r#"{"title":"notes","items":[]}"#).unwrap())
+        .unwrap();
+    let long = "x".repeat(1_100);
+    core.change(
+        &url,
+        &format!(
+            r#"[{{"op":"put_text","obj":[],"key":"body","value":"hé🌍"}},
+                {{"op":"splice_text","obj":["body"],"index":4,"insert":"{long}"}},
+                {{"op":"put_counter","obj":[],"key":"likes","value":40}},
+                {{"op":"increment","obj":[],"key":"likes","by":2}},
+                {{"op":"insert","obj":["items"],"index":0,"values":[{{"n":1.5,"done":false}},null,"y"]}}]"#
+        ),
+        None,
+    )
+    .unwrap();
+    core.flush().await.unwrap();
+    let value = json(&core.value(&url).unwrap());
+    core.close();
+    let records = raw_records(name).await;
+    assert!(
+        records
+            .iter()
+            .any(|(s, k, _)| s == "values" && *k == doc_id(&url)),
+        "compaction stored the value"
+    );
+    (url, value)
+}
+
+#[wasm_bindgen_test]
+async fn a_compacted_document_shows_its_value_before_its_crdt_loads() {
+    let name = unique_name("fast-open");
+    let (url, value) = compacted_doc(&name).await;
+    assert!(value.contains(r#""likes":42"#) && value.contains("hé🌍x"));
+
+    let (core, events) = open_collecting(&name).await;
+    assert!(
+        core.open_doc(&url).await.unwrap(),
+        "the doc is known locally"
+    );
+    let shown = core.value(&url).unwrap();
+    assert!(
+        !core.crdt_loaded(&url).unwrap(),
+        "the value came without loading the CRDT"
+    );
+    assert_eq!(json(&shown), value, "exactly the value a full load gives");
+    assert_eq!(
+        js_sys::Reflect::get(&core.status().unwrap(), &"pending".into()).unwrap(),
+        2,
+        "its outbox (two entries, still sealed) is counted"
+    );
+
+    // A change before the load: loads the CRDT, applies on top, in order.
+    let patches = core
+        .change(
+            &url,
+            r#"[{"op":"put","obj":[],"key":"late","value":1},{"op":"increment","obj":[],"key":"likes","by":1}]"#,
+            None,
+        )
+        .unwrap();
+    assert!(core.crdt_loaded(&url).unwrap());
+    assert_eq!(core.deferred_loads(), 1);
+    assert!(
+        patches.is_null(),
+        "nothing but this change since the value shown: the page applies its own ops"
+    );
+    let after = json(&core.value(&url).unwrap());
+    assert!(after.contains(r#""late":1"#) && after.contains(r#""likes":43"#));
+    core.flush().await.unwrap();
+    core.close();
+    assert!(
+        error_codes(&events).is_empty(),
+        "{:?}",
+        error_codes(&events)
+    );
+    drop(core);
+
+    let again = open(&name).await;
+    again.open_doc(&url).await.unwrap();
+    assert_eq!(
+        json(&again.value(&url).unwrap()),
+        after,
+        "the change made before the load survived the reload"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn a_deferred_document_loads_in_the_background() {
+    let name = unique_name("fast-open-bg");
+    let (url, value) = compacted_doc(&name).await;
+    // Each event resolves the promise the test waits on (the load ends
+    // with a status event: its outbox is now counted exactly).
+    type Slot = std::rc::Rc<std::cell::RefCell<Option<js_sys::Function>>>;
+    let slot: Slot = Default::default();
+    let wake = slot.clone();
+    let on_event = wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |_: JsValue| {
+        if let Some(resolve) = wake.borrow_mut().take() {
+            let _ = resolve.call0(&JsValue::NULL);
+        }
+    });
+    let core = Core::open(name, None, on_event.into_js_value().into(), &KEY)
+        .await
+        .unwrap();
+    assert!(!core.crdt_loaded(&url).unwrap(), "deferred, not opened");
+    // No one opens it: it still loads (its outbox must be pushed).
+    while !core.crdt_loaded(&url).unwrap() {
+        let next = js_sys::Promise::new(&mut |resolve, _| *slot.borrow_mut() = Some(resolve));
+        wasm_bindgen_futures::JsFuture::from(next).await.unwrap();
+    }
+    assert_eq!(core.deferred_loads(), 1);
+    assert_eq!(json(&core.value(&url).unwrap()), value);
+}
+
+#[wasm_bindgen_test]
+async fn a_tail_or_a_missing_value_means_a_full_load_without_error() {
+    // A change newer than the snapshot: a tail.
+    let name = unique_name("fast-open-tail");
+    let (url, _) = compacted_doc(&name).await;
+    let core = open(&name).await;
+    core.open_doc(&url).await.unwrap();
+    core.change(
+        &url,
+        r#"[{"op":"put","obj":[],"key":"late","value":1}]"#,
+        None,
+    )
+    .unwrap();
+    let expected = json(&core.value(&url).unwrap());
+    core.flush().await.unwrap();
+    core.close();
+    drop(core);
+    let (core, events) = open_collecting(&name).await;
+    assert!(core.crdt_loaded(&url).unwrap(), "a tail: loaded at open");
+    core.open_doc(&url).await.unwrap();
+    assert_eq!(json(&core.value(&url).unwrap()), expected);
+    assert!(error_codes(&events).is_empty());
+    core.close();
+
+    // A snapshot written before values existed: no value record.
+    let name = unique_name("fast-open-old");
+    let (url, value) = compacted_doc(&name).await;
+    put_raw(&name, "values", &doc_id(&url), None).await;
+    let (core, events) = open_collecting(&name).await;
+    assert!(core.crdt_loaded(&url).unwrap(), "no value: loaded at open");
+    core.open_doc(&url).await.unwrap();
+    assert_eq!(json(&core.value(&url).unwrap()), value);
+    assert!(
+        error_codes(&events).is_empty(),
+        "the old format is no error"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn a_tampered_or_foreign_value_is_reported_and_the_document_loads_fully() {
+    // One byte flipped in the sealed value.
+    let name = unique_name("fast-open-tamper");
+    let (url, value) = compacted_doc(&name).await;
+    let mut sealed = raw_value(&raw_records(&name).await, "values", &doc_id(&url));
+    let last = sealed.len() - 1;
+    sealed[last] ^= 1;
+    put_raw(&name, "values", &doc_id(&url), Some(sealed)).await;
+    let (core, events) = open_collecting(&name).await;
+    assert_eq!(error_codes(&events), ["Corrupt"]);
+    assert!(core.crdt_loaded(&url).unwrap(), "loaded the normal way");
+    core.open_doc(&url).await.unwrap();
+    assert_eq!(json(&core.value(&url).unwrap()), value);
+    core.close();
+
+    // Another document's (valid) value record put under this one's key.
+    let name = unique_name("fast-open-swap");
+    let (url, value) = compacted_doc(&name).await;
+    let core = open(&name).await;
+    let other = core
+        .create(js_sys::JSON::parse(r#"{"evil":true}"#).unwrap())
+        .unwrap();
+    core.change(
+        &other,
+        &format!(
+            r#"[{{"op":"put_text","obj":[],"key":"t","value":"{}"}}]"#,
+            "z".repeat(1_100)
+        ),
+        None,
+    )
+    .unwrap();
+    core.flush().await.unwrap();
+    core.close();
+    drop(core);
+    let records = raw_records(&name).await;
+    let foreign = raw_value(&records, "values", &doc_id(&other));
+    put_raw(&name, "values", &doc_id(&url), Some(foreign)).await;
+    let (core, events) = open_collecting(&name).await;
+    assert_eq!(error_codes(&events), ["Corrupt"]);
+    assert!(core.crdt_loaded(&url).unwrap());
+    core.open_doc(&url).await.unwrap();
+    assert_eq!(json(&core.value(&url).unwrap()), value);
 }
