@@ -287,6 +287,19 @@ async function latency() {
     await new Promise((d) => setTimeout(d, 2000));
     const r = await b.page.evaluate(() => window.bench.latencyResults());
     const flushMs = (await a.page.evaluate(() => window.bench.latencyResults())).flushMs.slice(10);
+    // Where Syncline's time goes: the socket sends of A and receives of B,
+    // timestamped in the pages on the shared clock, matched to each edit.
+    const sends = (await a.page.evaluate(() => window.bench.latencySocketLog())).filter((e) => e.dir === "send");
+    const recvs = (await b.page.evaluate(() => window.bench.latencySocketLog())).filter((e) => e.dir === "recv");
+    const legs = { send: [], wire: [], apply: [] };
+    for (const x of r.syncline.slice(skipS)) {
+      const sent = sends.find((e) => e.at >= x.t0);
+      const got = sent && recvs.find((e) => e.at >= sent.at);
+      if (!got || got.at > x.t1) continue;
+      legs.send.push(sent.at - x.t0);
+      legs.wire.push(got.at - sent.at);
+      legs.apply.push(x.t1 - got.at);
+    }
     // The measured edits carry seq ≥ 1000: keep only the samples after the warm-up ones.
     const s = r.syncline.slice(skipS).map((x) => x.ms), am = r.automerge.slice(skipA).map((x) => x.ms);
     const summary = [
@@ -297,8 +310,9 @@ async function latency() {
       `| p99 | ${f(pct(s, 99))} ms | ${f(pct(am, 99))} ms | ${ratio(pct(s, 99), pct(am, 99))} |`,
       `| max | ${f(Math.max(...s))} ms | ${f(Math.max(...am))} ms | |`,
       `| in A: change → local IndexedDB commit (flush resolved), p50 / p99 | ${f(median(flushMs))} / ${f(pct(flushMs, 99))} ms | | |`,
+      `| Syncline's legs, p50 / p99: A change → socket send; → B socket receive (relay included); → B subscriber | ${f(median(legs.send))} / ${f(pct(legs.send, 99))}; ${f(median(legs.wire))} / ${f(pct(legs.wire, 99))}; ${f(median(legs.apply))} / ${f(pct(legs.apply, 99))} ms | | |`,
     ];
-    return { args, raw: { syncline: s, automerge: am, flushMs }, summary };
+    return { args, raw: { syncline: s, automerge: am, flushMs, legs }, summary };
   } finally {
     await browser.close();
     await web.close();

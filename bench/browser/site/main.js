@@ -204,8 +204,38 @@ async function durable({ changes = 2000, rounds = 5, op = "push" }) {
 }
 
 // ---------------------------------------------------------------- scenario 5
+/**
+ * Timestamps (shared clock) every send and receive on Syncline's relay
+ * socket, by wrapping the WebSocket constructor before the repo opens one:
+ * the A → B latency is then split into its legs.
+ */
+function watchSyncSocket(relay) {
+  const Native = window.WebSocket;
+  const log = (window.socketLog = []);
+  const relayHost = new URL(relay).host;
+  function Watched(url, protocols) {
+    const ws = protocols === undefined ? new Native(url) : new Native(url, protocols);
+    if (new URL(url).host !== relayHost) return ws;
+    ws.addEventListener("message", () => log.push({ dir: "recv", at: wallMs() }));
+    const send = ws.send.bind(ws);
+    ws.send = (data) => {
+      log.push({ dir: "send", at: wallMs() });
+      return send(data);
+    };
+    return ws;
+  }
+  Watched.prototype = Native.prototype;
+  Object.assign(Watched, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
+  window.WebSocket = Watched;
+}
+
+function latencySocketLog() {
+  return window.socketLog ?? [];
+}
+
 /** One side of the A → B latency benchmark; the state lives on window. */
 async function latencySetup({ role, relay, amRelay, sUrl, aUrl }) {
+  watchSyncSocket(relay);
   await initWasm();
   const state = (window.lat = { samplesS: [], samplesA: [] });
   state.srepo = await createRepo({ relay, name: `s5-${role}-${uniq()}`, key: randomKey() });
@@ -227,7 +257,7 @@ async function latencySetup({ role, relay, amRelay, sUrl, aUrl }) {
     const t = wallMs();
     if (v.seq > lastS) {
       lastS = v.seq;
-      state.samplesS.push({ seq: v.seq, ms: t - v.t });
+      state.samplesS.push({ seq: v.seq, ms: t - v.t, t0: v.t, t1: t });
     }
   });
   let lastA = -1;
@@ -251,8 +281,8 @@ async function latencyDrive({ count = 200, gapMs = 150, from = 0 }) {
       d.seq = from + i;
       d.t = wallMs();
     });
-    // Diagnosis: Syncline pushes a change only once it is durable locally,
-    // so A's IndexedDB commit is on the A → B path.
+    // Diagnosis: how long A's IndexedDB commit takes (off the A → B path
+    // since Syncline pushes a change beside its log write).
     srepo.flush().then(() => window.lat.flushMs.push(now() - t0));
     await sleep(gapMs);
     ahandle.change((d) => {
@@ -449,5 +479,5 @@ async function aesBench({ size, n, reps = 5 }) {
   return out;
 }
 
-window.bench = { initWasm, changePatch, durable, latencySetup, latencyDrive, latencyResults, coldOpenSetup, coldOpenMeasure, aesBench };
+window.bench = { initWasm, changePatch, durable, latencySetup, latencyDrive, latencyResults, latencySocketLog, coldOpenSetup, coldOpenMeasure, aesBench };
 window.benchReady = true;

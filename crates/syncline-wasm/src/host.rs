@@ -262,9 +262,6 @@ pub fn drain(host: &HostRef) {
         h.writer_running |= start_writer;
     }
     pump(host);
-    if start_writer {
-        spawn_local(write_loop(host.clone()));
-    }
     if let Some(message) = fatal {
         // Retrying with the same token or version would fail the same way.
         end_attempt(host, Some(("RelayRejected", message)), false);
@@ -272,7 +269,13 @@ pub fn drain(host: &HostRef) {
     } else if disconnect {
         drop_connection(host);
     }
+    // Both run as microtasks, in this order: the page hears of a change
+    // before the write's synchronous part (sealing every record, opening the
+    // transaction: about a millisecond) runs.
     emit(host, events);
+    if start_writer {
+        spawn_local(write_loop(host.clone()));
+    }
 }
 
 /// Moves queued frames to the socket while it has room; while it is backed
