@@ -278,9 +278,9 @@ pub fn decode_relay(bytes: &[u8]) -> Result<RelayFrame, ProtocolError> {
         RelayFrame::Tentative { deltas, .. } if deltas.len() > MAX_DELTAS_PER_FRAME => {
             Err(ProtocolError::OutOfBounds("too many deltas in one frame"))
         }
-        RelayFrame::Committed { ids, .. } if ids.len() > MAX_DELTAS_PER_FRAME => {
-            Err(ProtocolError::OutOfBounds("too many ids in one committed frame"))
-        }
+        RelayFrame::Committed { ids, .. } if ids.len() > MAX_DELTAS_PER_FRAME => Err(
+            ProtocolError::OutOfBounds("too many ids in one committed frame"),
+        ),
         RelayFrame::Committed { after, seq, .. } if after >= seq => Err(
             ProtocolError::OutOfBounds("a committed range must not be empty"),
         ),
