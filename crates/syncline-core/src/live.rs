@@ -45,8 +45,8 @@ impl Outgoing {
 }
 
 impl Engine {
-    /// A [`RelayFrame::Tentative`](syncline_protocol::RelayFrame::Tentative): applies and holds the deltas this
-    /// replica does not have yet.
+    /// A `Tentative` frame: applies and holds the deltas this replica does
+    /// not have yet.
     pub(crate) fn apply_tentative(&mut self, doc: DocId, deltas: Vec<PushDelta>, now_ms: u64) {
         let Some(state) = self.docs.get_mut(&doc) else {
             return; // not ours (any more)
@@ -105,8 +105,8 @@ impl Engine {
         self.maybe_compact(doc);
     }
 
-    /// A [`RelayFrame::Committed`](syncline_protocol::RelayFrame::Committed): confirms the held deltas `ids` and moves
-    /// the cursor to `seq` if nothing of `after + 1 ..= seq` is missing.
+    /// A `Committed` frame: confirms the held deltas `ids`, and moves the
+    /// cursor to `seq` if nothing of `after + 1 ..= seq` is missing here.
     pub(crate) fn committed(
         &mut self,
         doc: DocId,
