@@ -2,9 +2,9 @@
 //! only on what the relay stored.
 //!
 //! While a document is subscribed, the relay forwards another client's push
-//! as a [`RelayFrame::Tentative`](syncline_protocol::RelayFrame::Tentative) the moment it arrives, before its own
-//! commit, and later confirms a whole range of sequences with
-//! [`RelayFrame::Committed`](syncline_protocol::RelayFrame::Committed). The engine:
+//! as a `Tentative` frame the moment it arrives, before its own commit, and
+//! later confirms a whole range of sequences with a `Committed` frame (see
+//! [`syncline_protocol::RelayFrame`]). The engine:
 //!
 //! - **applies a tentative delta at once** (the page sees the edit without
 //!   waiting for the relay's disk) and logs it, but does not move the
