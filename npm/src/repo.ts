@@ -11,6 +11,14 @@ export interface RepoOptions extends KeyOptions, TransportOptions {
   relay?: string;
   /** Name of the local database; repos with different names keep separate data. Default "default". */
   name?: string;
+  /**
+   * How IndexedDB commits the log's writes, i.e. what `flush()` waits for.
+   * "default" (the browser's choice, relaxed in current browsers) and
+   * "relaxed": once the data is handed to the operating system — it
+   * survives a tab or browser crash, not necessarily a power cut. "strict":
+   * once it is on the disk, at the cost of a disk sync per write.
+   */
+  durability?: "default" | "relaxed" | "strict";
 }
 
 export interface RepoEvents {
@@ -481,7 +489,11 @@ export async function openRepo(Core: CoreStatic, options: RepoOptions = {}): Pro
   if (sendBufferBytes !== undefined && !(Number.isSafeInteger(sendBufferBytes) && sendBufferBytes > 0)) {
     throw new SynclineError("BadOption", "`sendBufferBytes` must be a positive whole number of bytes");
   }
-  const transport: TransportOptions = {
+  const durability = options.durability ?? "default";
+  if (!["default", "relaxed", "strict"].includes(durability)) {
+    throw new SynclineError("BadOption", '`durability` must be "default", "relaxed" or "strict"');
+  }
+  const transport: TransportOptions & { durability: string } = {
     connectTimeoutMs: options.connectTimeoutMs,
     heartbeatMs: options.heartbeatMs,
     pongTimeoutMs: options.pongTimeoutMs,
@@ -489,6 +501,7 @@ export async function openRepo(Core: CoreStatic, options: RepoOptions = {}): Pro
     backoffCapMs: options.backoffCapMs,
     sendBufferBytes,
     token,
+    durability,
   };
   let repo: RepoImpl | undefined;
   const early: CoreEvent[] = [];

@@ -12,7 +12,7 @@ use crate::errors::{engine_error, js_error};
 use crate::fast_open;
 use crate::host::{self, Host, HostRef, now_ms, random_bytes};
 use crate::patches::to_js_patches;
-use crate::storage::Storage;
+use crate::storage::{Durability, Storage};
 use crate::transport::TransportOptions;
 
 /// A replica in this page: its documents, its log, its relay connection.
@@ -47,10 +47,11 @@ impl Core {
         Core::open_with(name, relay, on_event, key, JsValue::UNDEFINED).await
     }
 
-    /// [`Core::open`] with transport options: `{ connectTimeoutMs,
-    /// heartbeatMs, pongTimeoutMs, backoffBaseMs, backoffCapMs, token }`,
+    /// [`Core::open`] with options: `{ connectTimeoutMs, heartbeatMs,
+    /// pongTimeoutMs, backoffBaseMs, backoffCapMs, token, durability }`,
     /// where `token` is a string or a function returning one (or a promise
-    /// of one), called before every connection attempt.
+    /// of one), called before every connection attempt, and `durability`
+    /// ("strict", "relaxed" or "default") is how the log's writes commit.
     #[wasm_bindgen(js_name = openWith)]
     pub async fn open_with(
         name: String,
@@ -59,11 +60,14 @@ impl Core {
         key: &[u8],
         options: JsValue,
     ) -> Result<Core, JsValue> {
+        let durability = Durability::from_js(&options);
         let options = TransportOptions::from_js(&options);
         let key: [u8; 32] = key
             .try_into()
             .map_err(|_| js_error("BadKey", "the storage key must be exactly 32 bytes"))?;
-        let storage = Storage::open(&name, key).await.map_err(|e| e.to_js())?;
+        let storage = Storage::open(&name, key, durability)
+            .await
+            .map_err(|e| e.to_js())?;
         let sealed = storage.read_all().await.map_err(|e| e.to_js())?;
         // Documents that can be shown from their stored value wait (see
         // `fast_open`); the rest loads now.

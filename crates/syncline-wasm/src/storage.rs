@@ -36,7 +36,58 @@ pub type Records = Vec<(Store, String, Vec<u8>)>;
 
 pub struct Storage {
     db: Database,
+    /// The same connection, for what `idb` does not expose (durability).
+    raw: web_sys::IdbDatabase,
     key: [u8; 32],
+    durability: Durability,
+}
+
+/// How the browser commits the log's write transactions (IndexedDB's
+/// `durability` hint). Browsers default to *relaxed*: a commit is reported
+/// once the data is handed to the operating system, so it survives a tab or
+/// browser crash but not necessarily a power cut; *strict* waits until it is
+/// flushed to the disk, at the cost of a sync per transaction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    #[default]
+    Default,
+    Relaxed,
+    Strict,
+}
+
+impl Durability {
+    /// The `durability` field of the open options: "strict", "relaxed", or
+    /// anything else for the browser's default.
+    pub fn from_js(options: &JsValue) -> Durability {
+        let value = js_sys::Reflect::get(options, &"durability".into()).ok();
+        match value.and_then(|v| v.as_string()).as_deref() {
+            Some("strict") => Durability::Strict,
+            Some("relaxed") => Durability::Relaxed,
+            _ => Durability::Default,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Durability::Default => "default",
+            Durability::Relaxed => "relaxed",
+            Durability::Strict => "strict",
+        }
+    }
+}
+
+/// `db.transaction(stores, "readwrite", { durability })`: web-sys has the
+/// options dictionary only behind its unstable-API flag, so the method is
+/// called through `Reflect`.
+fn readwrite_transaction(
+    db: &web_sys::IdbDatabase,
+    stores: &js_sys::Array,
+    options: &js_sys::Object,
+) -> Result<web_sys::IdbTransaction, JsValue> {
+    let method: js_sys::Function = js_sys::Reflect::get(db, &"transaction".into())?.dyn_into()?;
+    method
+        .call3(db, stores, &"readwrite".into(), options)?
+        .dyn_into()
 }
 
 fn aad(store: Store, key: &str) -> Vec<u8> {
@@ -57,8 +108,13 @@ fn store_names() -> Vec<&'static str> {
 
 impl Storage {
     /// Opens (creating if needed) the database for `name` and checks that
-    /// `key` is the one its records were written with.
-    pub async fn open(name: &str, key: [u8; 32]) -> Result<Storage, StorageError> {
+    /// `key` is the one its records were written with. Writes commit with
+    /// `durability`.
+    pub async fn open(
+        name: &str,
+        key: [u8; 32],
+        durability: Durability,
+    ) -> Result<Storage, StorageError> {
         let db_name = format!("syncline:{name}");
         let mut builder = Database::builder(&db_name).version(DB_VERSION);
         for store in store_names() {
@@ -68,9 +124,31 @@ impl Storage {
             name: db_name,
             reason: format!("{e:?}"),
         })?;
-        let storage = Storage { db, key };
+        let raw: web_sys::IdbDatabase = db.into();
+        let storage = Storage {
+            db: Database::from(raw.clone()),
+            raw,
+            key,
+            durability,
+        };
         storage.check_key().await?;
         Ok(storage)
+    }
+
+    /// A read-write transaction over every store, committed with the chosen
+    /// durability.
+    fn write_transaction(&self) -> Result<idb::Transaction, StorageError> {
+        let names: js_sys::Array = store_names().into_iter().map(JsValue::from).collect();
+        let options = js_sys::Object::new();
+        js_sys::Reflect::set(
+            &options,
+            &"durability".into(),
+            &self.durability.name().into(),
+        )
+        .map_err(|e| write_failed(idb::Error::TransactionOpenFailed(e)))?;
+        readwrite_transaction(&self.raw, &names, &options)
+            .map(idb::Transaction::from)
+            .map_err(|e| write_failed(idb::Error::TransactionOpenFailed(e)))
     }
 
     async fn check_key(&self) -> Result<(), StorageError> {
@@ -215,10 +293,7 @@ impl Storage {
                 last.insert((*store, key), None);
             }
         }
-        let tx = self
-            .db
-            .transaction(&store_names(), TransactionMode::ReadWrite)
-            .map_err(write_failed)?;
+        let tx = self.write_transaction()?;
         // Requests are issued as they are made and run in order; none is
         // awaited (that would cost a task each): a failed one aborts the
         // transaction, which the commit reports.
