@@ -3,26 +3,14 @@
 // same value a full load gives), then its CRDT loads and nothing that
 // arrives meanwhile is lost — a relay change made while this replica was
 // away, another tab's change, a change made right after open.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { freshDir, newPage, removeDir, startRelay, TIMEOUT, useSiteAndBrowser } from "./harness.mjs";
-import { createRepoIn, openDocIn, waitInPage } from "./pages.mjs";
+import { newPage, TIMEOUT, useRelay, useSiteAndBrowser } from "./harness.mjs";
+import { createRepoIn, openDocIn, waitForConnection, waitInPage } from "./pages.mjs";
 
 const env = useSiteAndBrowser();
-let relay;
-const dataDir = freshDir("syncline-relay-");
-
-before(async () => {
-  relay = await startRelay({ dataDir });
-});
-
-after(async () => {
-  await relay?.kill();
-  removeDir(dataDir);
-});
-
-const waitSynced = (page) =>
-  waitInPage(page, () => window.repo.status.connection === "open" && window.repo.status.pending === 0, undefined, TIMEOUT.sync, "synced");
+const relays = useRelay();
+const waitSynced = (page) => waitForConnection(page, "synced", TIMEOUT.sync);
 
 /** Makes a doc with a map, list, text and counter, big enough (> 1,024 operations) to be compacted at once. */
 const createCompacted = (page) =>
@@ -43,7 +31,7 @@ test("a compacted doc opens with its full value; a relay change made meanwhile s
   const b = await newPage(env.browser, "b");
   try {
     await a.page.goto(`${env.site.url}/`);
-    await createRepoIn(a.page, relay.wsUrl);
+    await createRepoIn(a.page, relays.relay.wsUrl);
     const { url, value } = await createCompacted(a.page);
     assert.equal(value.likes, 40);
     await waitSynced(a.page);
@@ -51,7 +39,7 @@ test("a compacted doc opens with its full value; a relay change made meanwhile s
     // While a is away, b changes the doc through the relay.
     await a.page.goto("about:blank");
     await b.page.goto(`${env.site.url}/`);
-    await createRepoIn(b.page, relay.wsUrl);
+    await createRepoIn(b.page, relays.relay.wsUrl);
     await openDocIn(b.page, url);
     await b.page.evaluate(async () => {
       const { increment } = await import("/dist/index.js");
@@ -72,7 +60,7 @@ test("a compacted doc opens with its full value; a relay change made meanwhile s
       window.seen = [];
       window.doc.subscribe((v) => window.seen.push(v.items.length));
       return window.doc.value;
-    }, { url, relay: relay.wsUrl });
+    }, { url, relay: relays.relay.wsUrl });
     assert.deepEqual(opened, value, "the stored value: text as a string, counter as a number");
     await waitInPage(a.page, () => window.doc.value.items.includes("from b") && window.doc.value.likes === 42, undefined, TIMEOUT.sync, "b's change at a");
     await a.page.evaluate(() =>

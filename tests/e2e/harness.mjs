@@ -196,3 +196,17 @@ export function useSiteAndBrowser() {
   });
   return shared;
 }
+
+/** One relay process on a fresh data directory for a whole test file. */
+export function useRelay() {
+  const shared = { relay: undefined };
+  const dataDir = freshDir("syncline-relay-");
+  before(async () => {
+    shared.relay = await startRelay({ dataDir });
+  });
+  after(async () => {
+    await shared.relay?.kill();
+    removeDir(dataDir);
+  });
+  return shared;
+}

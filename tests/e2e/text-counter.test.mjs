@@ -1,26 +1,14 @@
 // Collaborative text and counters through the real engine and relay: two
 // browsers edit the same text and bump the same counter while offline, and
 // both edits survive the merge (a plain string or number would keep one).
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { freshDir, newPage, removeDir, startRelay, TIMEOUT, useSiteAndBrowser } from "./harness.mjs";
-import { createRepoIn, openDocIn, waitInPage } from "./pages.mjs";
+import { newPage, TIMEOUT, useRelay, useSiteAndBrowser } from "./harness.mjs";
+import { createRepoIn, openDocIn, waitForConnection, waitInPage } from "./pages.mjs";
 
 const env = useSiteAndBrowser();
-let relay;
-const dataDir = freshDir("syncline-relay-");
-
-before(async () => {
-  relay = await startRelay({ dataDir });
-});
-
-after(async () => {
-  await relay?.kill();
-  removeDir(dataDir);
-});
-
-const waitSynced = (page) =>
-  waitInPage(page, () => window.repo.status.connection === "open" && window.repo.status.pending === 0, undefined, TIMEOUT.sync, "synced");
+const relays = useRelay();
+const waitSynced = (page) => waitForConnection(page, "synced", TIMEOUT.sync);
 
 test("concurrent text splices and counter increments from two offline browsers all apply", { timeout: 90_000 }, async () => {
   const a = await newPage(env.browser, "a");
@@ -28,7 +16,7 @@ test("concurrent text splices and counter increments from two offline browsers a
   try {
     for (const { page } of [a, b]) {
       await page.goto(`${env.site.url}/`);
-      await createRepoIn(page, relay.wsUrl);
+      await createRepoIn(page, relays.relay.wsUrl);
     }
     const url = await a.page.evaluate(async () => {
       const { Counter, Text } = await import("/dist/index.js");
