@@ -12,6 +12,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { chromium } from "playwright-core";
+import { WebSocketServer } from "ws";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, "..", "..");
@@ -291,7 +292,7 @@ async function latency() {
     // timestamped in the pages on the shared clock, matched to each edit.
     const sends = (await a.page.evaluate(() => window.bench.latencySocketLog())).filter((e) => e.dir === "send");
     const recvs = (await b.page.evaluate(() => window.bench.latencySocketLog())).filter((e) => e.dir === "recv");
-    const legs = { send: [], wire: [], apply: [] };
+    const legs = { send: [], wire: [], apply: [], bytes: [] };
     for (const x of r.syncline.slice(skipS)) {
       const sent = sends.find((e) => e.at >= x.t0);
       const got = sent && recvs.find((e) => e.at >= sent.at);
@@ -299,7 +300,9 @@ async function latency() {
       legs.send.push(sent.at - x.t0);
       legs.wire.push(got.at - sent.at);
       legs.apply.push(x.t1 - got.at);
+      legs.bytes.push(got.bytes);
     }
+    const floor = await wireFloor(a.page, b.page, { count: args.count, bytes: Math.round(median(legs.bytes)) });
     // The measured edits carry seq ≥ 1000: keep only the samples after the warm-up ones.
     const s = r.syncline.slice(skipS).map((x) => x.ms), am = r.automerge.slice(skipA).map((x) => x.ms);
     const summary = [
@@ -311,14 +314,46 @@ async function latency() {
       `| max | ${f(Math.max(...s))} ms | ${f(Math.max(...am))} ms | |`,
       `| in A: change → local IndexedDB commit (flush resolved), p50 / p99 | ${f(median(flushMs))} / ${f(pct(flushMs, 99))} ms | | |`,
       `| Syncline's legs, p50 / p99: A change → socket send; → B socket receive (relay included); → B subscriber | ${f(median(legs.send))} / ${f(pct(legs.send, 99))}; ${f(median(legs.wire))} / ${f(pct(legs.wire, 99))}; ${f(median(legs.apply))} / ${f(pct(legs.apply, 99))} ms | | |`,
+      `| the browser's floor, p50 / p99: A socket send → B socket receive through a bare forwarder (Node \`ws\`, ${floor.bytes} B frames, ${floor.ms.length} frames) | ${f(median(floor.ms))} / ${f(pct(floor.ms, 99))} ms | | |`,
     ];
-    return { args, raw: { syncline: s, automerge: am, flushMs, legs }, summary };
+    return { args, raw: { syncline: s, automerge: am, flushMs, legs, floor: floor.ms }, summary };
   } finally {
     await browser.close();
     await web.close();
     await relay.stop();
     await amServer.stop();
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * What any relay costs at least here: page A sends `bytes`-byte frames on a
+ * plain WebSocket to a forwarder that does nothing but pass them to page B's
+ * socket (Node's `ws`, TCP_NODELAY), one every 50 ms; B timestamps each on
+ * the shared clock. Chromium's network service, twice, and the loopback.
+ */
+async function wireFloor(pageA, pageB, { count, bytes }) {
+  const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await new Promise((ok) => server.once("listening", ok));
+  const peers = new Set();
+  server.on("connection", (ws, req) => {
+    req.socket.setNoDelay(true);
+    peers.add(ws);
+    ws.on("message", (data) => {
+      for (const other of peers) if (other !== ws) other.send(data, { binary: true });
+    });
+    ws.on("close", () => peers.delete(ws));
+  });
+  const url = `ws://127.0.0.1:${server.address().port}`;
+  try {
+    await pageB.evaluate((url) => window.bench.floorReceive(url), url);
+    await pageA.evaluate((x) => window.bench.floorSend(x), { url, count: count + 10, bytes, gapMs: 50 });
+    await pageB.evaluate((n) => window.bench.floorWait(n), count + 10);
+    const ms = (await pageB.evaluate(() => window.bench.floorResults())).slice(10);
+    return { ms, bytes };
+  } finally {
+    for (const ws of peers) ws.terminate();
+    await new Promise((ok) => server.close(ok));
   }
 }
 

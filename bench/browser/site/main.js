@@ -216,7 +216,7 @@ function watchSyncSocket(relay) {
   function Watched(url, protocols) {
     const ws = protocols === undefined ? new Native(url) : new Native(url, protocols);
     if (new URL(url).host !== relayHost) return ws;
-    ws.addEventListener("message", () => log.push({ dir: "recv", at: wallMs() }));
+    ws.addEventListener("message", (e) => log.push({ dir: "recv", at: wallMs(), bytes: e.data.byteLength ?? e.data.size }));
     const send = ws.send.bind(ws);
     ws.send = (data) => {
       log.push({ dir: "send", at: wallMs() });
@@ -295,6 +295,51 @@ async function latencyDrive({ count = 200, gapMs = 150, from = 0 }) {
 
 function latencyResults() {
   return { syncline: window.lat.samplesS, automerge: window.lat.samplesA, flushMs: window.lat.flushMs ?? [] };
+}
+
+/** The floor under scenario 5: B's side of a bare forwarder (see run.mjs `wireFloor`). */
+function floorReceive(url) {
+  const ws = new WebSocket(url);
+  ws.binaryType = "arraybuffer";
+  window.floor = { ws, ms: [] };
+  ws.onmessage = (e) => {
+    const at = wallMs();
+    window.floor.ms.push(at - new Float64Array(e.data, 0, 1)[0]);
+  };
+  return new Promise((ok, fail) => {
+    ws.onopen = ok;
+    ws.onerror = () => fail(new Error(`cannot reach ${url}`));
+  });
+}
+
+/** A's side: `count` frames of `bytes` bytes, each stamped with its send time. */
+async function floorSend({ url, count, bytes, gapMs }) {
+  const ws = new WebSocket(url);
+  ws.binaryType = "arraybuffer";
+  await new Promise((ok, fail) => {
+    ws.onopen = ok;
+    ws.onerror = () => fail(new Error(`cannot reach ${url}`));
+  });
+  for (let i = 0; i < count; i++) {
+    const frame = new Float64Array(Math.max(1, Math.ceil(bytes / 8)));
+    frame[0] = wallMs();
+    ws.send(frame);
+    await sleep(gapMs);
+  }
+  ws.close();
+}
+
+async function floorWait(n) {
+  const deadline = performance.now() + 10_000;
+  while (window.floor.ms.length < n) {
+    if (performance.now() > deadline) throw new Error(`the forwarder delivered ${window.floor.ms.length} of ${n} frames`);
+    await sleep(20);
+  }
+}
+
+function floorResults() {
+  window.floor.ws.close();
+  return window.floor.ms;
 }
 
 // ---------------------------------------------------------------- scenario 2
@@ -479,5 +524,5 @@ async function aesBench({ size, n, reps = 5 }) {
   return out;
 }
 
-window.bench = { initWasm, changePatch, durable, latencySetup, latencyDrive, latencyResults, latencySocketLog, coldOpenSetup, coldOpenMeasure, aesBench };
+window.bench = { initWasm, changePatch, durable, latencySetup, latencyDrive, latencyResults, latencySocketLog, floorReceive, floorSend, floorWait, floorResults, coldOpenSetup, coldOpenMeasure, aesBench };
 window.benchReady = true;

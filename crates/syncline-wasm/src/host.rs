@@ -26,7 +26,7 @@ use gloo_timers::callback::Timeout;
 use syncline_core::{Batch, DocId, Effect, Engine, EngineError, Output, SessionState};
 use syncline_protocol::{ClientFrame, ErrorCode, encode_client};
 use wasm_bindgen::JsValue;
-use wasm_bindgen_futures::spawn_local;
+use wasm_bindgen_futures::{JsFuture, spawn_local};
 
 use crate::convert::{status, to_js};
 use crate::errors::{engine_error, js_error};
@@ -269,9 +269,8 @@ pub fn drain(host: &HostRef) {
     } else if disconnect {
         drop_connection(host);
     }
-    // Both run as microtasks, in this order: the page hears of a change
-    // before the write's synchronous part (sealing every record, opening the
-    // transaction: about a millisecond) runs.
+    // The page hears first: the writer lets the page's microtasks run
+    // before it starts (see `after_page_microtasks`).
     emit(host, events);
     if start_writer {
         spawn_local(write_loop(host.clone()));
@@ -433,6 +432,7 @@ fn doc_url(h: &Host, doc: &DocId) -> String {
 /// in front, so a later success never vouches for an earlier failure; the
 /// next change retries them.
 async fn write_loop(host: HostRef) {
+    after_page_microtasks().await;
     loop {
         let (batches, storage) = {
             let mut h = host.borrow_mut();
@@ -474,6 +474,15 @@ async fn write_loop(host: HostRef) {
             }
         }
     }
+}
+
+/// Lets the page's microtasks queued so far run first. [`emit`] hands
+/// events to the page in a microtask, and the page tells its subscribers in
+/// one it queues from there; a write started in the same turn would seal
+/// its records and open its transaction (about a millisecond) before any
+/// subscriber sees the change. Durability moves by one microtask.
+async fn after_page_microtasks() {
+    let _ = JsFuture::from(js_sys::Promise::resolve(&JsValue::UNDEFINED)).await;
 }
 
 /// Resolves once everything produced before the call is committed.
