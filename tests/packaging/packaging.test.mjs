@@ -3,7 +3,10 @@
 // Vite + Svelte, webpack 5 — each built with its bundler, served as static
 // files from 127.0.0.1 and checked in headless Chromium: the wasm loads,
 // a document is created in IndexedDB, a change shows, and the value survives
-// a reload. Also: the package's files served as they are (native ESM, no
+// a reload. The same check for a Next.js app (App Router, no next.config),
+// built with `next build` and served by `next start`, which server-renders
+// the page in Node at each request with syncline and syncline/react
+// imported. Also: the package's files served as they are (native ESM, no
 // bundler), and importing every entry point in Node (server-side rendering)
 // without a crash.
 //
@@ -27,16 +30,20 @@ const apps = [
   // webpack's defaults: src/index.js -> dist/main.js; the page is plain HTML.
   { name: "webpack", dist: "dist", page: "public/index.html" },
 ];
+// Built with `next build` and served by `next start` (not as static files).
+const nextDir = join(appsDir, "next");
+// Next.js sends anonymous telemetry unless told not to: no network beyond 127.0.0.1 here.
+const nextEnv = { ...process.env, NEXT_TELEMETRY_DISABLED: "1", NO_COLOR: "1" };
 
 let packDir;
 let tarball;
 let browser;
 
 /** Prints and runs a command, returning its stdout; throws with its output if it fails. */
-function sh(cwd, program, args) {
+function sh(cwd, program, args, env = process.env) {
   console.error(`$ (cd ${cwd} && ${program} ${args.join(" ")})`);
   try {
-    return execFileSync(program, args, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], maxBuffer: 64 << 20 });
+    return execFileSync(program, args, { cwd, env, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], maxBuffer: 64 << 20 });
   } catch (error) {
     throw new Error(`${program} ${args.join(" ")} failed in ${cwd}:\n${error.stdout}\n${error.stderr}`);
   }
@@ -53,8 +60,7 @@ before(async () => {
   for (const file of ["dist/index.js", "dist/react.js", "dist/svelte.js", "dist/wasm/syncline_wasm.js", "dist/wasm/syncline_wasm_bg.wasm"]) {
     assert.ok(files.includes(file), `the tarball lacks ${file}`);
   }
-  for (const app of apps) {
-    const dir = join(appsDir, app.name);
+  for (const dir of [...apps.map((app) => join(appsDir, app.name)), nextDir]) {
     if (!existsSync(join(dir, "node_modules"))) {
       throw new Error(`${dir}/node_modules is missing: run \`cargo xtask install\` (npm ci in each packaging app)`);
     }
@@ -199,6 +205,86 @@ for (const name of ["vite-react", "vite-svelte"]) {
       throw new Error(`${error.message}\nvite's output:\n${dev.log()}`, { cause: error });
     } finally {
       dev.stop();
+    }
+  });
+}
+
+/** `next start` in `dir` on 127.0.0.1 (a free port): resolves once it prints that it is ready. */
+async function nextStart(dir) {
+  const port = await freePort();
+  const bin = join(dir, "node_modules", "next", "dist", "bin", "next");
+  const child = spawn(process.execPath, [bin, "start", "--hostname", "127.0.0.1", "--port", String(port)], {
+    cwd: dir,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: nextEnv,
+  });
+  let log = "";
+  child.stdout.on("data", (chunk) => (log += chunk));
+  child.stderr.on("data", (chunk) => (log += chunk));
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  /** SIGTERM, then SIGKILL if it has not exited within 5 s; resolves once it has exited. */
+  const stop = async () => {
+    // No pid: it never started (a spawn error), so there is no exit to wait for.
+    if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+    await exited;
+    clearTimeout(timer);
+  };
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => stop().then(() => reject(new Error(`next start was not ready in 60 s:\n${log}`))), 60_000);
+    child.once("error", (error) => (clearTimeout(timer), reject(error)));
+    exited.then((code) => (clearTimeout(timer), reject(new Error(`next start exited (${code}):\n${log}`))));
+    child.stdout.on("data", () => /\bReady in\b/.test(log) && (clearTimeout(timer), resolve()));
+  });
+  return { url: `http://127.0.0.1:${port}`, stop, log: () => log };
+}
+
+// Next.js bundles the page twice (server and browser): the server bundle
+// imports syncline in Node, the browser bundle must emit the .wasm. The
+// page is dynamic, so `next start` renders it in Node at each request.
+// Next 16 builds with Turbopack by default and with webpack on `--webpack`
+// (apps with a custom webpack config): both, one after the other in .next/.
+for (const bundler of ["turbopack", "webpack"]) {
+  test(`next (${bundler}): \`next build\` with zero configuration, \`next start\` server-renders the page, and it runs in Chromium`, { timeout: 300_000 }, async () => {
+    removeDir(join(nextDir, ".next"));
+    const started = performance.now();
+    sh(nextDir, "npm", ["run", bundler === "webpack" ? "build:webpack" : "build"], nextEnv);
+    console.log(`# next build (${bundler}): ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    const emitted = readdirSync(join(nextDir, ".next", "static"), { recursive: true }).filter((f) => String(f).endsWith(".wasm"));
+    assert.equal(emitted.length, 1, `next should emit the .wasm as one browser asset, found: ${emitted.join(", ")}`);
+
+    const server = await nextStart(nextDir);
+    try {
+      // The server-rendered HTML, before any script runs: the server component
+      // (which imports syncline) echoes a header of this request, so it was
+      // rendered now, and the client component (syncline + syncline/react)
+      // rendered its first state on the server.
+      const nonce = `n${Math.random().toString(36).slice(2)}`;
+      const response = await fetch(`${server.url}/`, { headers: { "x-packaging-nonce": nonce } });
+      const html = await response.text();
+      assert.equal(response.status, 200, html);
+      assert.ok(html.includes(`<h1 id="ssr">server-rendered with syncline (function, function) for ${nonce}</h1>`), html);
+      assert.ok(html.includes(`<p id="status">loading</p>`), html);
+
+      const { context, page, errors } = await open(`${server.url}/`, `next-${bundler}`);
+      // Hydration mismatches and failed loads are console errors, not page errors.
+      const consoleErrors = [];
+      page.on("console", (message) => message.type() === "error" && consoleErrors.push(message.text()));
+      await valueIs(page, "41");
+      await page.click("#inc");
+      await valueIs(page, "42");
+      // The change is durable in IndexedDB: a reload reopens the document from it.
+      await page.evaluate(() => new Promise((r) => setTimeout(r, 200)));
+      await page.reload();
+      await valueIs(page, "42");
+      assert.deepEqual(errors, []);
+      assert.deepEqual(consoleErrors, []);
+      await context.close();
+    } catch (error) {
+      throw new Error(`${error.message}\nnext start's output:\n${server.log()}`, { cause: error });
+    } finally {
+      await server.stop();
     }
   });
 }

@@ -5,7 +5,7 @@
 //!   `chromium-driver`), for the browser and end-to-end tests;
 //! - `wasm-bindgen-cli` at exactly the version in `Cargo.lock` (the CLI and
 //!   the crate must match);
-//! - the npm dependencies of `npm/`, `demo-app/`, `tests/` and the three
+//! - the npm dependencies of `npm/`, `demo-app/`, `tests/` and the four
 //!   packaging apps in `tests/packaging/apps/`, from their lockfiles (`npm ci`).
 //!
 //! Every step checks first, so a second run does nothing.
@@ -110,6 +110,7 @@ fn node_packages(root: &Path) -> Result<()> {
         "tests/packaging/apps/vite-react",
         "tests/packaging/apps/vite-svelte",
         "tests/packaging/apps/webpack",
+        "tests/packaging/apps/next",
     ] {
         let dir = root.join(dir);
         let lock = dir.join("package-lock.json");

@@ -176,7 +176,7 @@ fn test(root: &Path) -> Result<()> {
             vec!["test"],
         ),
         (
-            "packaging (npm pack into Vite+React, Vite+Svelte, webpack 5; Chromium; SSR import)",
+            "packaging (npm pack into Vite+React, Vite+Svelte, webpack 5, Next.js SSR; Chromium; SSR import)",
             &root.join("tests"),
             "node",
             vec![
