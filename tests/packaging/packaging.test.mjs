@@ -140,8 +140,9 @@ for (const app of apps) {
       await valueIs(page, "41");
       await page.click("#inc");
       await valueIs(page, "42");
-      // The change is durable in IndexedDB: a reload reopens the document from it.
-      await page.evaluate(() => new Promise((r) => setTimeout(r, 200)));
+      // Once the app says the change is durable (its `repo.flush()`
+      // resolved), a reload reopens the document from IndexedDB.
+      await page.waitForFunction(() => document.documentElement.dataset.saved === "1", undefined, { timeout: 30_000 });
       await page.reload();
       await valueIs(page, "42");
       assert.deepEqual(errors, []);
@@ -274,8 +275,9 @@ for (const bundler of ["turbopack", "webpack"]) {
       await valueIs(page, "41");
       await page.click("#inc");
       await valueIs(page, "42");
-      // The change is durable in IndexedDB: a reload reopens the document from it.
-      await page.evaluate(() => new Promise((r) => setTimeout(r, 200)));
+      // Once the app says the change is durable (its `repo.flush()`
+      // resolved), a reload reopens the document from IndexedDB.
+      await page.waitForFunction(() => document.documentElement.dataset.saved === "1", undefined, { timeout: 30_000 });
       await page.reload();
       await valueIs(page, "42");
       assert.deepEqual(errors, []);

@@ -4,15 +4,21 @@
 // IndexedDB. On the server it renders `loading` (effects don't run there).
 import { useEffect, useState } from "react";
 import { createRepo } from "syncline";
-import { RepoProvider, useDoc } from "syncline/react";
+import { RepoProvider, useDoc, useRepo } from "syncline/react";
+
+/** Marks the page once a change is durable in IndexedDB (`repo.flush()`), so a test can reload then. */
+const saved = () => {
+  document.documentElement.dataset.saved = String(Number(document.documentElement.dataset.saved ?? 0) + 1);
+};
 
 function Value({ url }) {
+  const repo = useRepo();
   const [value, change] = useDoc(url);
   if (!value) return <p id="status">opening</p>;
   return (
     <>
       <p id="value">{value.count}</p>
-      <button id="inc" onClick={() => change((d) => { d.count += 1; })}>+1</button>
+      <button id="inc" onClick={() => { change((d) => { d.count += 1; }); void repo.flush().then(saved); }}>+1</button>
     </>
   );
 }

@@ -20,7 +20,13 @@ async function main() {
   }
   const value = Object.assign(document.createElement("p"), { id: "value" });
   const button = Object.assign(document.createElement("button"), { id: "inc", textContent: "+1" });
-  button.onclick = () => doc.change((d) => { d.count += 1; });
+  button.onclick = () => {
+    doc.change((d) => { d.count += 1; });
+    // Marks the page once the change is durable in IndexedDB, so a test can reload then.
+    repo.flush().then(() => {
+      document.documentElement.dataset.saved = String(Number(document.documentElement.dataset.saved ?? 0) + 1);
+    });
+  };
   document.body.replaceChildren(value, button);
   doc.subscribe((v) => { value.textContent = String(v.count); });
 }
