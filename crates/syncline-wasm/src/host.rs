@@ -3,7 +3,8 @@
 //!
 //! Two rules keep this safe on a single thread:
 //! - the app's callback is never called while the engine is borrowed: events
-//!   are collected under the borrow and delivered from a separate microtask;
+//!   are collected under the borrow and delivered from a separate microtask
+//!   (and the page hears of them before a storage write they caused starts);
 //! - writes are write-behind: batches pile up while one IndexedDB
 //!   transaction is in flight and all go into the next one, so a burst of
 //!   changes costs one transaction, and `flush()` waits for the transaction
