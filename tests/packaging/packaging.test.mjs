@@ -124,6 +124,20 @@ async function valueIs(page, text) {
   await page.waitForFunction((want) => document.querySelector("#value")?.textContent === want, text, { timeout: 30_000 });
 }
 
+/**
+ * The app's check: its document shows 41, +1 makes it 42, and once the app
+ * says that change is durable (its `repo.flush()` resolved, marked on
+ * `<html data-saved>`), a reload reopens 42 from IndexedDB.
+ */
+async function incrementSurvivesReload(page) {
+  await valueIs(page, "41");
+  await page.click("#inc");
+  await valueIs(page, "42");
+  await page.waitForFunction(() => document.documentElement.dataset.saved === "1", undefined, { timeout: 30_000 });
+  await page.reload();
+  await valueIs(page, "42");
+}
+
 for (const app of apps) {
   test(`${app.name}: the tarball builds with zero bundler configuration and runs in Chromium`, { timeout: 300_000 }, async () => {
     const dir = join(appsDir, app.name);
@@ -137,14 +151,7 @@ for (const app of apps) {
     const site = await serve(dist);
     try {
       const { context, page, errors } = await open(`${site.url}/`, app.name);
-      await valueIs(page, "41");
-      await page.click("#inc");
-      await valueIs(page, "42");
-      // Once the app says the change is durable (its `repo.flush()`
-      // resolved), a reload reopens the document from IndexedDB.
-      await page.waitForFunction(() => document.documentElement.dataset.saved === "1", undefined, { timeout: 30_000 });
-      await page.reload();
-      await valueIs(page, "42");
+      await incrementSurvivesReload(page);
       assert.deepEqual(errors, []);
       await context.close();
     } finally {
@@ -272,14 +279,7 @@ for (const bundler of ["turbopack", "webpack"]) {
       // Hydration mismatches and failed loads are console errors, not page errors.
       const consoleErrors = [];
       page.on("console", (message) => message.type() === "error" && consoleErrors.push(message.text()));
-      await valueIs(page, "41");
-      await page.click("#inc");
-      await valueIs(page, "42");
-      // Once the app says the change is durable (its `repo.flush()`
-      // resolved), a reload reopens the document from IndexedDB.
-      await page.waitForFunction(() => document.documentElement.dataset.saved === "1", undefined, { timeout: 30_000 });
-      await page.reload();
-      await valueIs(page, "42");
+      await incrementSurvivesReload(page);
       assert.deepEqual(errors, []);
       assert.deepEqual(consoleErrors, []);
       await context.close();
