@@ -41,13 +41,16 @@ export function freshDir(prefix) {
 }
 
 /**
- * Starts the relay: `--listen 127.0.0.1:<port|0> --data <dir> [--serve <dir>]`.
+ * Starts the relay: `--listen 127.0.0.1:<port|0> --data <dir> [--serve <dir>]`,
+ * with `SYNCLINE_AUTH_SECRET` set to `authSecret` if given.
  * Resolves once it printed `syncline-relay listening on 127.0.0.1:PORT`.
  */
-export function startRelay({ dataDir, port = 0, serve } = {}) {
+export function startRelay({ dataDir, port = 0, serve, authSecret } = {}) {
   const args = ["--listen", `127.0.0.1:${port}`, "--data", dataDir];
   if (serve) args.push("--serve", serve);
-  const child = spawn(relayBin, args, { stdio: ["ignore", "pipe", "pipe"], env: { RUST_LOG: "info", ...process.env } });
+  const env = { RUST_LOG: "info", ...process.env };
+  if (authSecret) env.SYNCLINE_AUTH_SECRET = authSecret;
+  const child = spawn(relayBin, args, { stdio: ["ignore", "pipe", "pipe"], env });
   const log = [];
   const keep = (line) => {
     log.push(line);

@@ -218,13 +218,15 @@ fn a_deleted_doc_is_gone_from_storage_memory_and_the_relay_session() {
         .change(url.doc, &push("unpushed"), None, 2)
         .unwrap();
     world.collect(0);
-    assert_eq!(world.replicas[0].engine.status().pending, 1);
+    let status = world.replicas[0].engine.status();
+    assert_eq!((status.unsaved, status.pending), (1, 0));
     world.replicas[0].engine.delete_doc(url.doc).unwrap();
     world.collect(0);
     world.settle();
     assert_eq!(world.relay.logs[&url.doc].len(), 5, "the relay has it");
     assert_eq!(mine(&world), [], "every record of the doc is deleted");
-    assert_eq!(world.replicas[0].engine.status().pending, 0);
+    let status = world.replicas[0].engine.status();
+    assert_eq!((status.unsaved, status.pending), (0, 0));
     assert!(world.replicas[0].engine.value_json(&url.doc).is_err());
     assert!(
         !world.relay.subscribers[&url.doc].contains(&0),

@@ -49,8 +49,9 @@ impl Core {
 
     /// [`Core::open`] with options: `{ connectTimeoutMs, heartbeatMs,
     /// pongTimeoutMs, backoffBaseMs, backoffCapMs, token, durability }`,
-    /// where `token` is a string or a function returning one (or a promise
-    /// of one), called before every connection attempt, and `durability`
+    /// where `token` is a string (for every document) or a function
+    /// `(docId) => string | Promise<string>` called per document when the
+    /// engine needs its token (see `syncline_core`'s `access` module), and `durability`
     /// ("strict", "relaxed" or "default") is how the log's writes commit.
     #[wasm_bindgen(js_name = openWith)]
     pub async fn open_with(
@@ -76,9 +77,11 @@ impl Core {
             mut problems,
             deferred,
         } = fast_open::split(&storage, sealed);
-        let (engine, load_problems) = Engine::load(random_bytes(), records);
+        let seed = random_bytes().map_err(|e| e.to_js())?;
+        let replica = random_bytes().map_err(|e| e.to_js())?;
+        let (engine, load_problems) = Engine::load(seed, records);
         problems.extend(load_problems);
-        let host = Host::new(engine, storage, relay, on_event.clone(), options);
+        let host = Host::new(engine, replica, storage, relay, on_event.clone(), options);
         host.borrow_mut().deferred = deferred;
         fast_open::load_in(&host, fast_open::BACKGROUND_LOAD_MS);
         for problem in problems {
@@ -318,6 +321,16 @@ impl Core {
     /// `{ connection, pending, lastSyncedAt, attempt, lastError?, buffered }`.
     pub fn status(&self) -> Result<JsValue, JsValue> {
         self.host.borrow().status_js()
+    }
+
+    /// `{ unsaved, pending, lastError? }` of one document: its changes not
+    /// yet durable here, durable but not acknowledged, and the relay's last
+    /// refusal of it (`Unauthorized`, `ReadOnly`, `TokenExpired`,
+    /// `TokenProvider`) until it serves the document again.
+    #[wasm_bindgen(js_name = docStatus)]
+    pub fn doc_status(&self, url: &str) -> Result<JsValue, JsValue> {
+        let url = parse(url)?;
+        self.host.borrow().doc_status_js(&url.doc)
     }
 
     /// `false` takes the repo offline until `setOnline(true)`: the socket

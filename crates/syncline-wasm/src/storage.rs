@@ -179,9 +179,9 @@ impl Storage {
         }
     }
 
-    fn seal_value(&self, store: Store, key: &str, plain: &[u8]) -> Vec<u8> {
-        let nonce: [u8; NONCE_BYTES] = random_bytes();
-        seal::seal(&self.key, nonce, &aad(store, key), plain)
+    fn seal_value(&self, store: Store, key: &str, plain: &[u8]) -> Result<Vec<u8>, StorageError> {
+        let nonce: [u8; NONCE_BYTES] = random_bytes()?;
+        Ok(seal::seal(&self.key, nonce, &aad(store, key), plain))
     }
 
     fn open_value(
@@ -293,16 +293,25 @@ impl Storage {
                 last.insert((*store, key), None);
             }
         }
+        // Sealed before the transaction opens: a failure here (no random
+        // nonce) writes nothing, where one between requests would leave
+        // IndexedDB to auto-commit part of the batches.
+        let mut sealed = Vec::with_capacity(last.len());
+        for ((store, key), value) in last {
+            let value = value
+                .map(|plain| self.seal_value(store, key, plain))
+                .transpose()?;
+            sealed.push(((store, key), value));
+        }
         let tx = self.write_transaction()?;
         // Requests are issued as they are made and run in order; none is
         // awaited (that would cost a task each): a failed one aborts the
         // transaction, which the commit reports.
-        for ((store, key), value) in last {
+        for ((store, key), value) in sealed {
             let object_store = tx.object_store(store.name()).map_err(write_failed)?;
             let js_key = JsValue::from_str(key);
             match value {
-                Some(plain) => {
-                    let sealed = self.seal_value(store, key, plain);
+                Some(sealed) => {
                     let value: JsValue = Uint8Array::from(sealed.as_slice()).into();
                     object_store
                         .put(&value, Some(&js_key))
