@@ -27,8 +27,16 @@ export interface DocHandle<T extends object = JsonObject> {
   readonly presence: Presence;
   /** Every change of the document, oldest first: when, by whom, and the app's message. */
   history(): readonly HistoryEntry[];
-  /** The document as it was at `heads` (hashes from `history()`), deeply frozen. */
+  /** The document as it was at `heads` (hashes from `history()` or `heads()`), deeply frozen. */
   view(heads: readonly string[]): Immutable<T>;
+  /**
+   * The heads of `value`: the hashes (hex, as history's `hash`) of the
+   * latest changes it reflects, a new frozen array each call. Keep them to
+   * pin a view (`doc.view(doc.heads())` is `doc.value`) or to tell versions
+   * apart: equal heads, equal documents. Changes that arrived but were not
+   * yet applied to `value` are not in them.
+   */
+  heads(): readonly string[];
 }
 
 /** This page's presence on a document, and its peers'. */
@@ -50,6 +58,8 @@ export interface DocHost {
   setPresence(url: string, state: Uint8Array | null): void;
   history(url: string): HistoryEntry[];
   valueAt(url: string, heads: readonly string[]): unknown;
+  /** The heads of the value the handle holds (it applies every patch at once). */
+  heads(url: string): string[];
 }
 
 export class Handle<T extends object = JsonObject> implements DocHandle<T> {
@@ -76,6 +86,10 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
 
   view(heads: readonly string[]): Immutable<T> {
     return deepFreeze(this.#host.valueAt(this.url, heads)) as Immutable<T>;
+  }
+
+  heads(): readonly string[] {
+    return Object.freeze([...this.#host.heads(this.url)]);
   }
 
   /** A peer's presence arrived (bytes), or it left (`null`). */
