@@ -39,6 +39,7 @@ export interface CoreApi {
   deleteDoc(url: string): void;
   history(url: string): HistoryEntry[];
   valueAt(url: string, heads: string[]): unknown;
+  /** The heads of the value handed out: the last `value()`, plus every patch since. */
   heads(url: string): string[];
   setPresence(url: string, state: Uint8Array): void;
   clearPresence(url: string): void;

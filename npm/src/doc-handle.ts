@@ -28,7 +28,7 @@ export interface DocHandle<T extends object = JsonObject> {
   readonly presence: Presence;
   /** Every change of the document, oldest first: when, by whom, and the app's message. */
   history(): readonly HistoryEntry[];
-  /** The document as it was at `heads` (hashes from `history()`), deeply frozen. */
+  /** The document as it was at `heads` (hashes from `history()` or `heads()`), deeply frozen. */
   view(heads: readonly string[]): Immutable<T>;
   /**
    * This document's changes not yet durable here (`unsaved`), durable but not
@@ -43,6 +43,14 @@ export interface DocHandle<T extends object = JsonObject> {
    * "TokenProvider"). Returns the unsubscribe function.
    */
   on<K extends keyof DocEvents>(event: K, listener: DocEvents[K]): Unsubscribe;
+  /**
+   * The heads of `value`: the hashes (hex, as history's `hash`) of the
+   * latest changes it reflects, a new frozen array each call. Keep them to
+   * pin a view (`doc.view(doc.heads())` is `doc.value`) or to tell versions
+   * apart: equal heads, equal documents. Changes that arrived but were not
+   * yet applied to `value` are not in them.
+   */
+  heads(): readonly string[];
 }
 
 export interface DocEvents {
@@ -70,6 +78,8 @@ export interface DocHost {
   history(url: string): HistoryEntry[];
   valueAt(url: string, heads: readonly string[]): unknown;
   docStatus(url: string): DocStatus;
+  /** The heads of the value the handle holds (it applies every patch at once). */
+  heads(url: string): string[];
 }
 
 export class Handle<T extends object = JsonObject> implements DocHandle<T> {
@@ -145,6 +155,10 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
   failed(error: SynclineError): boolean {
     for (const listener of [...this.#errorListeners]) callSafely(listener, error);
     return this.#errorListeners.size > 0;
+  }
+
+  heads(): readonly string[] {
+    return Object.freeze([...this.#host.heads(this.url)]);
   }
 
   /** A peer's presence arrived (bytes), or it left (`null`). */

@@ -341,6 +341,14 @@ export class RepoImpl implements Repo, DocHost {
     }
   }
 
+  heads(url: string): string[] {
+    try {
+      return this.#requireCore().heads(url);
+    } catch (error) {
+      throw this.#failure(error);
+    }
+  }
+
   async delete(url: string): Promise<void> {
     const core = this.#requireCore();
     url = typeof url === "string" ? url.trim() : url;

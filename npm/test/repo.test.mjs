@@ -82,6 +82,7 @@ function fakeCoreClass({ openName = "openDoc" } = {}) {
     }),
     history: guard(() => [{ hash: "aa", actor: "01", seq: 1, time: 1000, message: "made", deps: [] }]),
     valueAt: guard((url, heads) => ({ at: heads })),
+    heads: guard((url) => [`heads-of-${url}`]),
     close: guard(() => state.calls.push(["close"])),
   };
   const emit = (event) => {
@@ -397,7 +398,7 @@ test("presence: set sends JSON bytes; peers arrive decoded, frozen, and leave", 
   assert.deepEqual(fake.state.calls.at(-1), ["clearPresence", doc.url]);
 });
 
-test("history and view come from the engine, frozen; delete forgets the doc durably", async () => {
+test("history, heads and view come from the engine, frozen; delete forgets the doc durably", async () => {
   const fake = fakeCoreClass();
   const repo = await openRepo(fake.Core, { key: KEY });
   const doc = await repo.create({ a: 1 });
@@ -405,6 +406,10 @@ test("history and view come from the engine, frozen; delete forgets the doc dura
   assert.equal(history[0].message, "made");
   assert.ok(Object.isFrozen(history) && Object.isFrozen(history[0]));
   assert.deepEqual(doc.view(["aa"]), { at: ["aa"] });
+  const heads = doc.heads();
+  assert.deepEqual(heads, [`heads-of-${doc.url}`], "the engine's heads of the value shown");
+  assert.ok(Object.isFrozen(heads));
+  assert.deepEqual(doc.view(heads), { at: heads });
   await repo.delete(doc.url);
   assert.deepEqual(fake.state.calls.filter((c) => c[0] === "deleteDoc"), [["deleteDoc", doc.url]]);
   assert.notEqual(await Promise.race([repo.open(doc.url), tick().then(() => "pending")]), doc, "a new handle after delete");

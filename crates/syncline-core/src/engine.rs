@@ -169,13 +169,13 @@ pub struct Engine {
 /// They are logged together when the host takes the outputs: a burst of
 /// changes (a paste, a loop, a fast typist between two ticks) becomes one
 /// log entry, one storage record, one push and one tab broadcast, and the
-/// change bytes are extracted from Automerge once for all of them.
+/// change bytes are extracted from Automerge once for all of them. Each
+/// change stays a change of its own inside the entry, with its own message
+/// and time: that is what [`Engine::history`] lists.
 pub(crate) struct Unlogged {
     /// The document's heads before the first of them.
     since: Vec<ChangeHash>,
     time_ms: u64,
-    /// The first change's message.
-    message: Option<String>,
 }
 
 /// A burst of local changes is split into entries of about this size, far
@@ -488,7 +488,7 @@ impl Engine {
             return;
         }
         let options = CommitOptions {
-            message: message.clone(),
+            message,
             time: Some((now_ms / 1000) as i64),
         };
         state.doc.commit_with(options);
@@ -498,7 +498,6 @@ impl Engine {
                 Unlogged {
                     since,
                     time_ms: now_ms,
-                    message,
                 },
             );
         }
@@ -531,14 +530,15 @@ impl Engine {
                     })
                     .count()
                     .max(1);
-                let bytes = delta::encode(rest[..take].iter().map(|c| c.raw_bytes()));
-                rest = &rest[take..];
+                let (these, others) = rest.split_at(take);
+                rest = others;
+                let bytes = delta::encode(these.iter().map(|c| c.raw_bytes()));
                 entries.push(LogEntry {
                     doc,
                     id: state.key.delta_id(&bytes),
                     bytes,
                     time_ms: unlogged.time_ms,
-                    message: unlogged.message.clone(),
+                    message: entry_message(these),
                     origin: Origin::Local,
                     relay_seq: None,
                 });
@@ -577,6 +577,13 @@ impl Engine {
         self.emit(Effect::StatusChanged);
         self.maybe_compact(doc);
     }
+}
+
+/// A log entry's label: the first message among its changes (each change
+/// keeps its own message; this only names the entry, as for an entry
+/// received from another tab).
+pub(crate) fn entry_message(changes: &[Change]) -> Option<String> {
+    changes.iter().find_map(|c| c.message().map(str::to_owned))
 }
 
 /// Text indices count UTF-16 code units, as JavaScript strings do.

@@ -177,11 +177,16 @@ impl Core {
         to_js(&value.map_err(|e| engine_error(&e))?)
     }
 
-    /// The document's current heads (change hashes).
+    /// The heads (change hashes, as in `history`) of the value this page
+    /// holds: the last `value`, plus the patches of every `change` and
+    /// `changed` event since. Changes the engine has but has not yet
+    /// delivered in a `changed` event are not included, so `valueAt(heads)`
+    /// is that value. A document shown from its stored value loads first;
+    /// its heads are then those of the value shown (see [`crate::fast_open`]).
     pub fn heads(&self, url: &str) -> Result<Vec<String>, JsValue> {
         let doc = parse(url)?.doc;
         fast_open::ensure_loaded(&self.host, &doc);
-        let heads = self.host.borrow_mut().engine.heads(&doc);
+        let heads = self.host.borrow().engine.shown_heads(&doc);
         Ok(heads
             .map_err(|e| engine_error(&e))?
             .iter()
