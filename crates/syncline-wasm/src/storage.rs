@@ -158,7 +158,7 @@ impl Storage {
     async fn check_key(&self) -> Result<(), StorageError> {
         // Sealed up front: nothing but IndexedDB requests may happen while
         // the transaction waits (it would commit).
-        let sealed_check = self.seal_value(KEYCHECK.0, KEYCHECK.1, KEYCHECK_PLAINTEXT);
+        let sealed_check = self.seal_value(KEYCHECK.0, KEYCHECK.1, KEYCHECK_PLAINTEXT)?;
         let tx = self.write_transaction()?;
         let store = tx.object_store(KEYCHECK.0.name()).map_err(read_failed)?;
         let key = JsValue::from_str(KEYCHECK.1);
