@@ -65,7 +65,7 @@ async fn a_document_round_trips_through_indexeddb() {
     let status = reopened.status().unwrap();
     assert_eq!(
         json(&status),
-        r#"{"connection":"offline","pending":2,"lastSyncedAt":null,"buffered":0}"#
+        r#"{"connection":"offline","unsaved":0,"pending":2,"lastSyncedAt":null,"buffered":0}"#
     );
 }
 
