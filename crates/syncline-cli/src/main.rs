@@ -23,9 +23,18 @@ use syncline_cli::commands::{self, CommandError, Options};
                   input (URL, pointer, JSON); 3 on timeout; 4 when the relay refused."
 )]
 struct Cli {
-    /// The relay's WebSocket URL, e.g. ws://127.0.0.1:8787.
-    #[arg(long, global = true, env = "SYNCLINE_RELAY", value_name = "URL")]
-    relay: Option<String>,
+    /// The relay's WebSocket URL, e.g. ws://127.0.0.1:8787. Give it several
+    /// times (or comma-separated in SYNCLINE_RELAY) for the relays of a
+    /// cluster: an unreachable one is skipped at once, a lost connection
+    /// moves on to the next after a backoff.
+    #[arg(
+        long,
+        global = true,
+        env = "SYNCLINE_RELAY",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    relay: Vec<String>,
 
     /// An access token, sent to the relay in Hello (needed when the relay
     /// has an auth secret).
@@ -106,7 +115,7 @@ fn parse_secs(text: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.relay.as_deref().is_none_or(|r| r.trim().is_empty()) {
+    if cli.relay.iter().all(|r| r.trim().is_empty()) {
         eprintln!("error: no relay given: pass --relay ws://HOST:PORT or set SYNCLINE_RELAY");
         return ExitCode::from(2);
     }
@@ -124,7 +133,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let options = Options {
-        relay: cli.relay.unwrap_or_default(),
+        relay: cli.relay.join(","),
         token: cli.token,
         timeout: cli.timeout,
         state: cli.state,
