@@ -14,7 +14,8 @@
 //! # }
 //! ```
 
-pub mod services;
+/// Real PostgreSQL and NATS servers for cluster tests.
+pub use syncline_services as services;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
