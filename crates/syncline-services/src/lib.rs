@@ -90,6 +90,10 @@ impl Postgres {
     pub fn start(dir: &Path) -> Postgres {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).expect("the Postgres directory can be made");
+        // Absolute: the server runs from its data directory.
+        let dir = &dir
+            .canonicalize()
+            .expect("the Postgres directory has a path");
         if is_root() {
             run(
                 {
