@@ -5,7 +5,7 @@
  * worker later without changing the public API.
  */
 import { opsToPatches } from "./snapshot.js";
-import type { HistoryEntry, JsonValue, Op, Patch, Status, TransportOptions } from "./types.js";
+import type { DocStatus, HistoryEntry, JsonValue, Op, Patch, Status, TransportOptions } from "./types.js";
 
 export type CoreEvent =
   /**
@@ -20,8 +20,11 @@ export type CoreEvent =
   | { type: "broadcast"; bytes: Uint8Array }
   /** A peer's presence on a doc; `state` null once it is gone. */
   | { type: "presence"; url: string; peer: string; state: Uint8Array | null }
-  /** Something failed outside any call (a corrupt record skipped at load, a relay rejection...). */
-  | { type: "error"; error: unknown }
+  /**
+   * Something failed outside any call (a corrupt record skipped at load, a
+   * relay rejection...); `url` when it concerns one document.
+   */
+  | { type: "error"; error: unknown; url?: string }
   /**
    * The wasm module trapped (a panic, or a trap seen by a call): no further call
    * into it can be trusted. Sent synchronously, possibly from inside a call.
@@ -36,6 +39,7 @@ export interface CoreApi {
   deleteDoc(url: string): void;
   history(url: string): HistoryEntry[];
   valueAt(url: string, heads: string[]): unknown;
+  /** The heads of the value handed out: the last `value()`, plus every patch since. */
   heads(url: string): string[];
   setPresence(url: string, state: Uint8Array): void;
   clearPresence(url: string): void;
@@ -48,6 +52,8 @@ export interface CoreApi {
   change(url: string, ops: Op[], message?: string): Patch[];
   flush(): Promise<void>;
   status(): Status;
+  /** One document's unsaved and pending changes, and the relay's last refusal of it. */
+  docStatus(url: string): DocStatus;
   /** `false`: disconnect and stay offline until `true`. */
   setOnline(online: boolean): void;
   close(): void;
@@ -122,6 +128,7 @@ export function adaptCore(raw: RawCore, onTrap: (error: unknown) => void): CoreA
       }),
     flush: () => guardAsync(() => raw.flush()),
     status: () => guard(() => raw.status()),
+    docStatus: (url) => guard(() => raw.docStatus(url)),
     setOnline: (online) => guard(() => raw.setOnline(online)),
     close: () => guard(() => raw.close()),
   };

@@ -1,6 +1,7 @@
 import { recordChange, toJson } from "./draft.js";
 import { applyPatches, deepFreeze, shareAndFreeze } from "./snapshot.js";
-import type { Draft, HistoryEntry, Immutable, JsonObject, JsonValue, Op, Patch, Peer } from "./types.js";
+import { SynclineError } from "./errors.js";
+import type { DocStatus, Draft, HistoryEntry, Immutable, JsonObject, JsonValue, Op, Patch, Peer } from "./types.js";
 
 export interface ChangeOptions {
   /** An app-level name for the change (the domain event, e.g. "todo.added"), kept in the log. */
@@ -27,8 +28,34 @@ export interface DocHandle<T extends object = JsonObject> {
   readonly presence: Presence;
   /** Every change of the document, oldest first: when, by whom, and the app's message. */
   history(): readonly HistoryEntry[];
-  /** The document as it was at `heads` (hashes from `history()`), deeply frozen. */
+  /** The document as it was at `heads` (hashes from `history()` or `heads()`), deeply frozen. */
   view(heads: readonly string[]): Immutable<T>;
+  /**
+   * This document's changes not yet durable here (`unsaved`), durable but not
+   * acknowledged by the relay (`pending`), and the relay's last refusal of it
+   * (`lastError`), until it serves the document again. A frozen object, the
+   * same one for as long as nothing changes.
+   */
+  readonly status: DocStatus;
+  /**
+   * Listens to this document's `status` changes, or its `error`s (the relay
+   * refusing it: `err.code` is "Unauthorized", "ReadOnly", "TokenExpired" or
+   * "TokenProvider"). Returns the unsubscribe function.
+   */
+  on<K extends keyof DocEvents>(event: K, listener: DocEvents[K]): Unsubscribe;
+  /**
+   * The heads of `value`: the hashes (hex, as history's `hash`) of the
+   * latest changes it reflects, a new frozen array each call. Keep them to
+   * pin a view (`doc.view(doc.heads())` is `doc.value`) or to tell versions
+   * apart: equal heads, equal documents. Changes that arrived but were not
+   * yet applied to `value` are not in them.
+   */
+  heads(): readonly string[];
+}
+
+export interface DocEvents {
+  status: (status: DocStatus) => void;
+  error: (error: SynclineError) => void;
 }
 
 /** This page's presence on a document, and its peers'. */
@@ -50,6 +77,9 @@ export interface DocHost {
   setPresence(url: string, state: Uint8Array | null): void;
   history(url: string): HistoryEntry[];
   valueAt(url: string, heads: readonly string[]): unknown;
+  docStatus(url: string): DocStatus;
+  /** The heads of the value the handle holds (it applies every patch at once). */
+  heads(url: string): string[];
 }
 
 export class Handle<T extends object = JsonObject> implements DocHandle<T> {
@@ -60,6 +90,9 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
   #notified = 0;
   readonly #host: DocHost;
   readonly #subscribers = new Set<(value: Immutable<T>) => void>();
+  #status: DocStatus = CLEAN;
+  readonly #statusListeners = new Set<(status: DocStatus) => void>();
+  readonly #errorListeners = new Set<(error: SynclineError) => void>();
 
   readonly presence: PresenceImpl;
 
@@ -76,6 +109,56 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
 
   view(heads: readonly string[]): Immutable<T> {
     return deepFreeze(this.#host.valueAt(this.url, heads)) as Immutable<T>;
+  }
+
+  get status(): DocStatus {
+    return this.#status;
+  }
+
+  on<K extends keyof DocEvents>(event: K, listener: DocEvents[K]): Unsubscribe {
+    let listeners: Set<(value: never) => void>;
+    if (event === "status") listeners = this.#statusListeners;
+    else if (event === "error") listeners = this.#errorListeners;
+    else throw new SynclineError("BadEvent", `unknown event "${String(event)}": use "status" or "error"`);
+    // A wrapper, so the same function added twice is two subscriptions.
+    const wrapped = (value: never): void => (listener as (value: never) => void)(value);
+    listeners.add(wrapped);
+    return () => {
+      listeners.delete(wrapped);
+    };
+  }
+
+  /** Re-reads the status from the repo; tells listeners if it changed. */
+  refreshStatus(): void {
+    let next: DocStatus;
+    try {
+      next = this.#host.docStatus(this.url);
+    } catch {
+      return; // closed or deleted: the last status stands
+    }
+    const last = this.#status;
+    if (
+      next.unsaved === last.unsaved &&
+      next.pending === last.pending &&
+      next.lastError?.code === last.lastError?.code &&
+      next.lastError?.message === last.lastError?.message
+    ) {
+      return;
+    }
+    const status: DocStatus = { unsaved: next.unsaved, pending: next.pending };
+    if (next.lastError) status.lastError = Object.freeze({ code: next.lastError.code, message: next.lastError.message });
+    this.#status = Object.freeze(status);
+    for (const listener of [...this.#statusListeners]) callSafely(listener, this.#status);
+  }
+
+  /** The relay refused this document; returns whether anyone listened. */
+  failed(error: SynclineError): boolean {
+    for (const listener of [...this.#errorListeners]) callSafely(listener, error);
+    return this.#errorListeners.size > 0;
+  }
+
+  heads(): readonly string[] {
+    return Object.freeze([...this.#host.heads(this.url)]);
   }
 
   /** A peer's presence arrived (bytes), or it left (`null`). */
@@ -135,6 +218,19 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
         });
       }
     }
+  }
+}
+
+const CLEAN: DocStatus = Object.freeze({ unsaved: 0, pending: 0 });
+
+/** Calls an app's listener; what it throws is rethrown from a microtask, so one broken listener starves no other. */
+function callSafely<A>(listener: (arg: A) => void, arg: A): void {
+  try {
+    listener(arg);
+  } catch (error) {
+    queueMicrotask(() => {
+      throw error;
+    });
   }
 }
 

@@ -5,11 +5,14 @@
  */
 export class SynclineError extends Error {
   readonly code: string;
+  /** The document it concerns, when one (e.g. a per-document refusal by the relay): its URL without the key. */
+  readonly docId?: string;
 
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  constructor(code: string, message: string, options?: { cause?: unknown; docId?: string }) {
     super(message, options);
     this.name = "SynclineError";
     this.code = code;
+    if (options?.docId !== undefined) this.docId = options.docId;
   }
 }
 

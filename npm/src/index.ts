@@ -10,7 +10,7 @@ import type { CoreStatic } from "./core.js";
 import { SynclineError } from "./errors.js";
 import { openRepo, type Repo, type RepoOptions } from "./repo.js";
 
-export type { ChangeOptions, DocHandle, Unsubscribe } from "./doc-handle.js";
+export type { ChangeOptions, DocEvents, DocHandle, Unsubscribe } from "./doc-handle.js";
 export type { Repo, RepoEvents, RepoOptions } from "./repo.js";
 export type * from "./types.js";
 export { SynclineError } from "./errors.js";

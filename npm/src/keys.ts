@@ -61,11 +61,10 @@ export async function storageKey(name: string, options: KeyOptions): Promise<Uin
 }
 
 async function fromPassphrase(subtle: SubtleCrypto, name: string, passphrase: string): Promise<Uint8Array> {
-  let record = await readRecord(`passphrase:${name}`);
-  if (record?.kind !== "passphrase") {
-    record = { kind: "passphrase", salt: crypto.getRandomValues(new Uint8Array(16)) };
-    await writeRecord(`passphrase:${name}`, record);
-  }
+  const record = await readOrCreate(`passphrase:${name}`, "passphrase", async () => ({
+    kind: "passphrase",
+    salt: crypto.getRandomValues(new Uint8Array(16)),
+  }));
   const material = await subtle.importKey("raw", new TextEncoder().encode(passphrase), "PBKDF2", false, ["deriveBits"]);
   const bits = await subtle.deriveBits(
     { name: "PBKDF2", hash: "SHA-256", salt: record.salt, iterations: PBKDF2_ITERATIONS },
@@ -76,22 +75,68 @@ async function fromPassphrase(subtle: SubtleCrypto, name: string, passphrase: st
 }
 
 async function fromDeviceKey(subtle: SubtleCrypto, name: string): Promise<Uint8Array> {
-  const id = `device:${name}`;
-  const record = await readRecord(id);
-  if (record?.kind === "device") {
-    try {
-      const raw = await subtle.decrypt({ name: "AES-GCM", iv: record.iv }, record.wrappingKey, record.wrapped);
-      return new Uint8Array(raw);
-    } catch {
-      throw new SynclineError("WrongKey", "this browser's device key for the repo can no longer unwrap its data key");
-    }
+  const record = await readOrCreate(`device:${name}`, "device", async () => {
+    const wrappingKey = await subtle.generateKey({ name: "AES-GCM", length: 256 }, false, ["encrypt", "decrypt"]);
+    const dataKey = crypto.getRandomValues(new Uint8Array(32));
+    const iv = crypto.getRandomValues(new Uint8Array(12));
+    const wrapped = await subtle.encrypt({ name: "AES-GCM", iv }, wrappingKey, dataKey);
+    return { kind: "device", wrappingKey, iv, wrapped };
+  });
+  try {
+    const raw = await subtle.decrypt({ name: "AES-GCM", iv: record.iv }, record.wrappingKey, record.wrapped);
+    return new Uint8Array(raw);
+  } catch {
+    throw new SynclineError("WrongKey", "this browser's device key for the repo can no longer unwrap its data key");
   }
-  const wrappingKey = await subtle.generateKey({ name: "AES-GCM", length: 256 }, false, ["encrypt", "decrypt"]);
-  const dataKey = crypto.getRandomValues(new Uint8Array(32));
-  const iv = crypto.getRandomValues(new Uint8Array(12));
-  const wrapped = await subtle.encrypt({ name: "AES-GCM", iv }, wrappingKey, dataKey);
-  await writeRecord(id, { kind: "device", wrappingKey, iv, wrapped });
-  return dataKey;
+}
+
+/**
+ * The stored record `id` of this kind, made with `make()` and stored first
+ * if there is none. First-time set-up is atomic across tabs: two tabs
+ * opening the repo at once must end with the same record (the same salt,
+ * the same device key), or each would encrypt with its own key.
+ *
+ * `make()` is asynchronous (WebCrypto), so it can't run inside an IndexedDB
+ * transaction (which commits as soon as it has no request pending). It
+ * makes a candidate instead, and one read-write transaction then reads the
+ * record again and writes the candidate only if there still is none.
+ * IndexedDB runs read-write transactions on the same store one after the
+ * other, across tabs too: the second tab's transaction sees the first's
+ * record and keeps it, dropping its own candidate.
+ */
+async function readOrCreate<K extends KeyRecord["kind"]>(
+  id: string,
+  kind: K,
+  make: () => Promise<Extract<KeyRecord, { kind: K }>>,
+): Promise<Extract<KeyRecord, { kind: K }>> {
+  type Wanted = Extract<KeyRecord, { kind: K }>;
+  const isWanted = (record: KeyRecord | undefined): record is Wanted => record?.kind === kind;
+  const db = await openKeysDb();
+  try {
+    const existing = await new Promise<KeyRecord | undefined>((resolve, reject) => {
+      const request = db.transaction(STORE, "readonly").objectStore(STORE).get(id);
+      request.onsuccess = () => resolve(request.result as KeyRecord | undefined);
+      request.onerror = () => reject(new SynclineError("Storage", `cannot read the key database: ${request.error?.message}`));
+    });
+    if (isWanted(existing)) return existing;
+    const candidate = await make();
+    return await new Promise<Wanted>((resolve, reject) => {
+      const tx = db.transaction(STORE, "readwrite");
+      const store = tx.objectStore(STORE);
+      let kept: Wanted = candidate;
+      const read = store.get(id);
+      read.onsuccess = () => {
+        const found = read.result as KeyRecord | undefined;
+        if (isWanted(found)) kept = found;
+        else store.put(candidate, id);
+      };
+      tx.oncomplete = () => resolve(kept);
+      tx.onerror = () => reject(new SynclineError("Storage", `cannot write the key database: ${tx.error?.message}`));
+      tx.onabort = () => reject(new SynclineError("Storage", `cannot write the key database: ${tx.error?.message ?? "aborted"}`));
+    });
+  } finally {
+    db.close();
+  }
 }
 
 function openKeysDb(): Promise<IDBDatabase> {
@@ -101,31 +146,4 @@ function openKeysDb(): Promise<IDBDatabase> {
     request.onsuccess = () => resolve(request.result);
     request.onerror = () => reject(new SynclineError("Storage", `cannot open the key database: ${request.error?.message}`));
   });
-}
-
-async function readRecord(id: string): Promise<KeyRecord | undefined> {
-  const db = await openKeysDb();
-  try {
-    return await new Promise((resolve, reject) => {
-      const request = db.transaction(STORE, "readonly").objectStore(STORE).get(id);
-      request.onsuccess = () => resolve(request.result as KeyRecord | undefined);
-      request.onerror = () => reject(new SynclineError("Storage", `cannot read the key database: ${request.error?.message}`));
-    });
-  } finally {
-    db.close();
-  }
-}
-
-async function writeRecord(id: string, record: KeyRecord): Promise<void> {
-  const db = await openKeysDb();
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const tx = db.transaction(STORE, "readwrite");
-      tx.objectStore(STORE).put(record, id);
-      tx.oncomplete = () => resolve();
-      tx.onerror = () => reject(new SynclineError("Storage", `cannot write the key database: ${tx.error?.message}`));
-    });
-  } finally {
-    db.close();
-  }
 }

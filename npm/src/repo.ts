@@ -4,7 +4,7 @@ import { TabLink } from "./tabs.js";
 import { Handle, type DocHandle, type DocHost, type Unsubscribe } from "./doc-handle.js";
 import { toJson } from "./draft.js";
 import { SynclineError, toSynclineError } from "./errors.js";
-import type { HistoryEntry, JsonObject, Op, Patch, Status, TransportOptions } from "./types.js";
+import type { DocStatus, HistoryEntry, JsonObject, Op, Patch, Status, TransportOptions } from "./types.js";
 
 export interface RepoOptions extends KeyOptions, TransportOptions {
   /** WebSocket URL of the relay (`ws://…` or `wss://…`). Without it the repo works offline, and between tabs. */
@@ -38,7 +38,9 @@ export interface Repo {
   /**
    * Opens a document by URL. Resolves once it has local data, or the relay
    * has sent all it has for it (or another tab sent it). Rejects with code
-   * "BadUrl" for a malformed URL.
+   * "BadUrl" for a malformed URL, and with the relay's refusal
+   * ("Unauthorized", "TokenExpired", "TokenProvider") if it refuses a
+   * document this device has no data of.
    */
   open<T extends object = JsonObject>(url: string): Promise<DocHandle<T>>;
   /** Resolves when every change made so far is durable on this device. */
@@ -49,7 +51,11 @@ export interface Repo {
    * keep theirs; opening the URL again fetches it anew.
    */
   delete(url: string): Promise<void>;
-  /** Connection state, changes not yet acknowledged by the relay, last sync time. */
+  /**
+   * Connection state, changes not yet durable on this device (`unsaved`: not
+   * safe to close) and durable but not acknowledged by the relay (`pending`),
+   * last sync time. Per document: `doc.status`.
+   */
   readonly status: Status;
   /**
    * `setOnline(false)` disconnects from the relay and stays offline, whatever
@@ -73,7 +79,7 @@ interface QueuedEvent {
   event: CoreEvent;
 }
 
-const CLOSED: Status = Object.freeze({ connection: "closed", pending: 0, lastSyncedAt: null, buffered: 0 });
+const CLOSED: Status = Object.freeze({ connection: "closed", unsaved: 0, pending: 0, lastSyncedAt: null, buffered: 0 });
 
 export class RepoImpl implements Repo, DocHost {
   #core: CoreApi | null;
@@ -179,10 +185,31 @@ export class RepoImpl implements Repo, DocHost {
         break;
       case "status":
         this.#setStatus(event.status);
+        for (const handle of this.#handles.values()) handle.refreshStatus();
         break;
-      case "error":
-        this.#reportError(toSynclineError(event.error));
+      case "error": {
+        const error = toSynclineError(event.error);
+        if (event.url === undefined) {
+          this.#reportError(error);
+          break;
+        }
+        // A refusal of one document: its handle hears it, and so does the repo.
+        const docId = event.url.split("#")[0];
+        const scoped = new SynclineError(error.code, error.message, { cause: error.cause, docId });
+        const handle = this.#handles.get(event.url);
+        handle?.refreshStatus();
+        // An open waiting for the relay's copy would wait for a retry that
+        // may never be granted: it fails with the refusal (open it again
+        // to retry at once).
+        const opening = this.#opening.get(event.url);
+        if (opening) {
+          this.#opening.delete(event.url);
+          opening.reject(scoped);
+        }
+        const heard = (handle?.failed(scoped) ?? false) || opening !== undefined;
+        if (this.#errorListeners.size > 0 || !heard) this.#reportError(scoped);
         break;
+      }
       case "presence":
         this.#handles.get(event.url)?.presenceChanged(event.peer, event.state);
         break;
@@ -206,6 +233,7 @@ export class RepoImpl implements Repo, DocHost {
   #adopt(url: string, value: unknown): Handle<object> {
     const handle = new Handle<object>(this, url, value);
     this.#handles.set(url, handle);
+    handle.refreshStatus();
     return handle;
   }
 
@@ -297,9 +325,25 @@ export class RepoImpl implements Repo, DocHost {
     }
   }
 
+  docStatus(url: string): DocStatus {
+    try {
+      return this.#requireCore().docStatus(url);
+    } catch (error) {
+      throw this.#failure(error);
+    }
+  }
+
   valueAt(url: string, heads: readonly string[]): unknown {
     try {
       return this.#requireCore().valueAt(url, [...heads]);
+    } catch (error) {
+      throw this.#failure(error);
+    }
+  }
+
+  heads(url: string): string[] {
+    try {
+      return this.#requireCore().heads(url);
     } catch (error) {
       throw this.#failure(error);
     }
@@ -401,6 +445,7 @@ export class RepoImpl implements Repo, DocHost {
     const last = this.#lastStatus;
     if (
       status.connection === last.connection &&
+      status.unsaved === last.unsaved &&
       status.pending === last.pending &&
       status.lastSyncedAt === last.lastSyncedAt &&
       (status.buffered ?? 0) === last.buffered &&
@@ -413,6 +458,7 @@ export class RepoImpl implements Repo, DocHost {
     }
     const next: Status = {
       connection: status.connection,
+      unsaved: status.unsaved,
       pending: status.pending,
       lastSyncedAt: status.lastSyncedAt ?? null,
       buffered: status.buffered ?? 0,

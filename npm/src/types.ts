@@ -97,7 +97,9 @@ export type Connection = "offline" | "connecting" | "open" | "closed";
 /** Where this replica stands with the relay. */
 export interface Status {
   connection: Connection;
-  /** Local changes saved on this device but not yet acknowledged by the relay. */
+  /** Local changes not yet durable on this device: closing the page now could lose them. */
+  unsaved: number;
+  /** Local changes durable on this device, not yet acknowledged by the relay. */
   pending: number;
   /** When the relay last acknowledged or delivered something (ms since epoch). */
   lastSyncedAt: number | null;
@@ -127,6 +129,23 @@ export interface Status {
   buffered: number;
 }
 
+/** Why the relay refuses (part of) one document. */
+export type AccessErrorCode = "Unauthorized" | "ReadOnly" | "TokenExpired" | "TokenProvider";
+
+/**
+ * One document's state (`doc.status`): `unsaved` and `pending` as in
+ * `Status`, for this document only, and the relay's last refusal of it, if
+ * the relay does not (fully) serve it now. A refusal concerns this document
+ * only: the repo and every other document keep syncing. With `ReadOnly`,
+ * local changes stay on this device (durable, counted in `pending`) and
+ * remote changes keep arriving.
+ */
+export interface DocStatus {
+  unsaved: number;
+  pending: number;
+  lastError?: { code: AccessErrorCode; message: string };
+}
+
 /** How the repo talks to the relay. All optional. */
 export interface TransportOptions {
   /** An attempt that hasn't opened after this long is abandoned (and retried after backoff). Default 5000. */
@@ -140,6 +159,14 @@ export interface TransportOptions {
   backoffCapMs?: number;
   /** Bound of the in-memory send buffer, in bytes. Default 8 MiB. */
   sendBufferBytes?: number;
-  /** The relay's access token, or a function returning it, called before every connection attempt. */
-  token?: string | (() => string | Promise<string>);
+  /**
+   * Access tokens, for a relay started with a secret: one string for every
+   * document, or a function called per document — when it opens, on every
+   * reconnect, and when the relay says its token expired — with the
+   * document's id (its URL without the `#key` fragment: the key never goes
+   * to your token service). A function that throws, rejects or returns no
+   * string gives that document `lastError.code === "TokenProvider"`, and is
+   * retried with backoff.
+   */
+  token?: string | ((docId: string) => string | Promise<string>);
 }

@@ -8,7 +8,7 @@ import { SynclineError } from "../.test-build/errors.js";
 const KEY = new Uint8Array(32).fill(7);
 
 function fakeCoreClass({ openName = "openDoc" } = {}) {
-  const state = { docs: new Map(), calls: [], onEvent: null, status: { connection: "open", pending: 0, lastSyncedAt: null }, next: 1 };
+  const state = { docs: new Map(), calls: [], onEvent: null, status: { connection: "open", unsaved: 0, pending: 0, lastSyncedAt: null }, docStatus: new Map(), next: 1 };
   const inCore = { depth: 0 };
   const guard = (fn) => (...args) => {
     inCore.depth++;
@@ -66,6 +66,10 @@ function fakeCoreClass({ openName = "openDoc" } = {}) {
     }),
     flush: async () => {},
     status: guard(() => ({ ...state.status })),
+    docStatus: guard((url) => {
+      if (!state.docs.has(url)) throw fail("DocNotFound", "no doc");
+      return { ...(state.docStatus.get(url) ?? { unsaved: 0, pending: 0 }) };
+    }),
     setOnline: guard((online) => state.calls.push(["setOnline", online])),
     setTabSync: guard((on) => state.calls.push(["setTabSync", on])),
     setCompactionEnabled: guard((on) => state.calls.push(["setCompactionEnabled", on])),
@@ -78,6 +82,7 @@ function fakeCoreClass({ openName = "openDoc" } = {}) {
     }),
     history: guard(() => [{ hash: "aa", actor: "01", seq: 1, time: 1000, message: "made", deps: [] }]),
     valueAt: guard((url, heads) => ({ at: heads })),
+    heads: guard((url) => [`heads-of-${url}`]),
     close: guard(() => state.calls.push(["close"])),
   };
   const emit = (event) => {
@@ -256,7 +261,7 @@ test("status events reach listeners; close rejects pending opens and ends change
   const repo = await openRepo(fake.Core, { key: KEY });
   await tick();
   // Node has no navigator.storage: persistence can't be granted there.
-  assert.deepEqual(repo.status, { connection: "open", pending: 0, lastSyncedAt: null, buffered: 0, persisted: false });
+  assert.deepEqual(repo.status, { connection: "open", unsaved: 0, pending: 0, lastSyncedAt: null, buffered: 0, persisted: false });
   const statuses = [];
   const off = repo.on("status", (s) => statuses.push(s.connection));
   fake.emit({ type: "status", status: { connection: "offline", pending: 2, lastSyncedAt: 5 } });
@@ -393,7 +398,7 @@ test("presence: set sends JSON bytes; peers arrive decoded, frozen, and leave", 
   assert.deepEqual(fake.state.calls.at(-1), ["clearPresence", doc.url]);
 });
 
-test("history and view come from the engine, frozen; delete forgets the doc durably", async () => {
+test("history, heads and view come from the engine, frozen; delete forgets the doc durably", async () => {
   const fake = fakeCoreClass();
   const repo = await openRepo(fake.Core, { key: KEY });
   const doc = await repo.create({ a: 1 });
@@ -401,6 +406,10 @@ test("history and view come from the engine, frozen; delete forgets the doc dura
   assert.equal(history[0].message, "made");
   assert.ok(Object.isFrozen(history) && Object.isFrozen(history[0]));
   assert.deepEqual(doc.view(["aa"]), { at: ["aa"] });
+  const heads = doc.heads();
+  assert.deepEqual(heads, [`heads-of-${doc.url}`], "the engine's heads of the value shown");
+  assert.ok(Object.isFrozen(heads));
+  assert.deepEqual(doc.view(heads), { at: heads });
   await repo.delete(doc.url);
   assert.deepEqual(fake.state.calls.filter((c) => c[0] === "deleteDoc"), [["deleteDoc", doc.url]]);
   assert.notEqual(await Promise.race([repo.open(doc.url), tick().then(() => "pending")]), doc, "a new handle after delete");
@@ -423,4 +432,42 @@ test("tabs: changes and deletes cross a real BroadcastChannel between two repos 
   assert.deepEqual(await arrived(b, "deleteDoc"), [["deleteDoc", doc.url]]);
   repoA.close();
   repoB.close();
+});
+
+test("a refusal of one document reaches its handle's status and error listeners, not the others'", async () => {
+  const fake = fakeCoreClass();
+  const repo = await openRepo(fake.Core, { key: KEY });
+  const a = await repo.create({ n: 1 });
+  const b = await repo.create({ n: 2 });
+  assert.deepEqual(a.status, { unsaved: 0, pending: 0 });
+  const first = a.status;
+  const aStatuses = [];
+  const aErrors = [];
+  const bErrors = [];
+  const repoErrors = [];
+  a.on("status", (s) => aStatuses.push(s));
+  a.on("error", (e) => aErrors.push(e));
+  b.on("error", (e) => bErrors.push(e));
+  repo.on("error", (e) => repoErrors.push(e));
+
+  const refusal = { code: "ReadOnly", message: "the token grants read only" };
+  fake.state.docStatus.set(a.url, { unsaved: 0, pending: 1, lastError: refusal });
+  fake.emit({ type: "error", url: a.url, error: Object.assign(new Error(refusal.message), { code: "ReadOnly" }) });
+  fake.emit({ type: "status", status: { connection: "open", unsaved: 0, pending: 1, lastSyncedAt: null } });
+  await new Promise((resolve) => setTimeout(resolve, 0));
+
+  assert.deepEqual(a.status, { unsaved: 0, pending: 1, lastError: refusal });
+  assert.ok(Object.isFrozen(a.status));
+  assert.notEqual(a.status, first);
+  assert.equal(aStatuses.length, 1, "one status event for one change");
+  assert.equal(aErrors.length, 1);
+  assert.ok(aErrors[0] instanceof SynclineError);
+  assert.equal(aErrors[0].code, "ReadOnly");
+  assert.equal(aErrors[0].docId, a.url.split("#")[0]);
+  assert.equal(repoErrors.length, 1, "the repo hears it too");
+  assert.deepEqual(bErrors, []);
+  assert.deepEqual(b.status, { unsaved: 0, pending: 0 });
+  assert.equal(repo.status.connection, "open", "the repo keeps syncing");
+  assert.throws(() => a.on("nope", () => {}), (e) => e.code === "BadEvent");
+  repo.close();
 });

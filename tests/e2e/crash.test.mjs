@@ -1,6 +1,8 @@
 // If the wasm module ever panics, the page must not go silently dead: every
 // open repo hears code "Crashed", closes itself, and fails later calls with
 // that code; after a reload, everything that was durable is still there.
+// The panic comes from `crashForTesting`, which only the test-hooks build
+// of the package exports (served at /test-hooks/; see harness.mjs).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { newPage, useSiteAndBrowser } from "./harness.mjs";
@@ -12,7 +14,7 @@ test("a panic in the wasm module reaches every repo as code Crashed; the data su
   try {
     await page.goto(`${env.site.url}/`);
     const seen = await page.evaluate(async () => {
-      const { createRepo } = await import("/dist/index.js");
+      const { createRepo } = await import("/test-hooks/index.js");
       const repos = [await createRepo({ name: "crash-a" }), await createRepo({ name: "crash-b" })];
       const errors = [];
       repos.forEach((repo, i) => repo.on("error", (e) => errors.push(`${i}:${e.code}`)));
@@ -21,7 +23,7 @@ test("a panic in the wasm module reaches every repo as code Crashed; the data su
       localStorage.setItem("url", doc.url);
 
       // The same module instance the repos run on (already initialised).
-      const wasm = await import("/dist/wasm/syncline_wasm.js");
+      const wasm = await import("/test-hooks/wasm/syncline_wasm.js");
       let thrown;
       try {
         wasm.crashForTesting();
@@ -60,12 +62,17 @@ test("a panic in the wasm module reaches every repo as code Crashed; the data su
 
     await page.reload();
     const value = await page.evaluate(async () => {
-      const { createRepo } = await import("/dist/index.js");
+      const { createRepo } = await import("/test-hooks/index.js");
       const repo = await createRepo({ name: "crash-a" });
       const doc = await repo.open(localStorage.getItem("url"));
       return doc.value;
     });
     assert.deepEqual(value, { kept: "before the crash" });
+
+    // The shipped build has no such hook: no page script can crash it.
+    const shipped = await page.evaluate(async () => Object.keys(await import("/dist/wasm/syncline_wasm.js")));
+    assert.ok(shipped.includes("Core"), `the shipped glue exports Core: ${shipped}`);
+    assert.ok(!shipped.includes("crashForTesting"), `the shipped glue exports crashForTesting: ${shipped}`);
   } finally {
     await context.close();
   }

@@ -13,6 +13,12 @@ import { chromium } from "playwright-core";
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const siteDir = join(repoRoot, "tests", "e2e", "site");
 const npmDist = join(repoRoot, "npm", "dist");
+/**
+ * The same package with a wasm built with the `test-hooks` feature
+ * (`crashForTesting`), left by `cargo xtask build`; served at
+ * `/test-hooks/` for the tests that need it. `/dist/` is what ships.
+ */
+const testHooksDist = resolve(repoRoot, process.env.CARGO_TARGET_DIR ?? "target", "test-hooks", "dist");
 
 /** Bounded waits used by the tests (ms). Generous: CI machines are small. */
 export const TIMEOUT = { start: 30_000, sync: 60_000, offline: 30_000 };
@@ -22,6 +28,8 @@ export const relayBin = resolve(repoRoot, process.env.SYNCLINE_RELAY_BIN ?? join
 /** Fails with what to do when the built artifacts are missing. */
 export function requireBuilt({ demo = false } = {}) {
   const missing = [];
+  const hooks = join(testHooksDist, "wasm", "syncline_wasm_bg.wasm");
+  if (!existsSync(join(testHooksDist, "index.js")) || !existsSync(hooks)) missing.push(join(testHooksDist, "index.js"), hooks);
   if (!existsSync(relayBin)) missing.push(relayBin);
   const wasm = join(npmDist, "wasm", "syncline_wasm_bg.wasm");
   if (!existsSync(join(npmDist, "index.js")) || !existsSync(wasm)) missing.push(join(npmDist, "index.js"), wasm);
@@ -31,7 +39,7 @@ export function requireBuilt({ demo = false } = {}) {
   if (missing.length > 0) {
     throw new Error(
       `end-to-end tests need built artifacts, missing:\n  ${missing.join("\n  ")}\n` +
-        "Run `cargo xtask build` (relay, wasm, npm package" + (demo ? ", demo" : "") + ") first.",
+        "Run `cargo xtask build` (relay, wasm, npm package, its test-hooks build" + (demo ? ", demo" : "") + ") first.",
     );
   }
 }
@@ -41,13 +49,16 @@ export function freshDir(prefix) {
 }
 
 /**
- * Starts the relay: `--listen 127.0.0.1:<port|0> --data <dir> [--serve <dir>]`.
+ * Starts the relay: `--listen 127.0.0.1:<port|0> --data <dir> [--serve <dir>]`,
+ * with `SYNCLINE_AUTH_SECRET` set to `authSecret` if given.
  * Resolves once it printed `syncline-relay listening on 127.0.0.1:PORT`.
  */
-export function startRelay({ dataDir, port = 0, serve } = {}) {
+export function startRelay({ dataDir, port = 0, serve, authSecret } = {}) {
   const args = ["--listen", `127.0.0.1:${port}`, "--data", dataDir];
   if (serve) args.push("--serve", serve);
-  const child = spawn(relayBin, args, { stdio: ["ignore", "pipe", "pipe"], env: { RUST_LOG: "info", ...process.env } });
+  const env = { RUST_LOG: "info", ...process.env };
+  if (authSecret) env.SYNCLINE_AUTH_SECRET = authSecret;
+  const child = spawn(relayBin, args, { stdio: ["ignore", "pipe", "pipe"], env });
   const log = [];
   const keep = (line) => {
     log.push(line);
@@ -106,11 +117,19 @@ const MIME = {
   ".ts": "text/plain; charset=utf-8",
 };
 
-/** Serves tests/e2e/site/ at `/` and npm/dist/ at `/dist/`. */
+/**
+ * Serves tests/e2e/site/ at `/`, npm/dist/ at `/dist/`, and the test-hooks
+ * build of the package at `/test-hooks/`.
+ */
 export function startStaticServer() {
   const server = createServer((req, res) => {
     const path = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname);
-    const [base, rel] = path.startsWith("/dist/") ? [npmDist, path.slice("/dist/".length)] : [siteDir, path.slice(1) || "index.html"];
+    const mounts = [
+      ["/dist/", npmDist],
+      ["/test-hooks/", testHooksDist],
+    ];
+    const mount = mounts.find(([prefix]) => path.startsWith(prefix));
+    const [base, rel] = mount ? [mount[1], path.slice(mount[0].length)] : [siteDir, path.slice(1) || "index.html"];
     const file = normalize(join(base, rel));
     if (!file.startsWith(base + sep) || !existsSync(file) || !statSync(file).isFile()) {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found");

@@ -59,6 +59,18 @@ test("two tabs with no relay converge, and one tab at a time compacts", { timeou
 
     for (const page of [a, b]) assert.deepEqual(await page.evaluate(() => window.errors), []);
 
+    // Both tabs show the same version, and their heads say so: a view at a
+    // tab's heads is exactly its value.
+    const pinned = (page) =>
+      page.evaluate(() => {
+        const heads = window.doc.heads();
+        return { heads: [...heads].sort(), same: JSON.stringify(window.doc.view(heads)) === JSON.stringify(window.doc.value) };
+      });
+    const [pinnedA, pinnedB] = [await pinned(a), await pinned(b)];
+    assert.ok(pinnedA.same && pinnedB.same, "doc.view(doc.heads()) is doc.value");
+    assert.ok(pinnedA.heads.length > 0);
+    assert.deepEqual(pinnedA.heads, pinnedB.heads, "one version, the same heads");
+
     // After a reload, B loads everything from the shared log.
     await b.evaluate(() => window.repo.flush());
     await b.reload();

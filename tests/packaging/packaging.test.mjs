@@ -358,3 +358,36 @@ test(`the shipped wasm is at most ${WASM_GZIP_BUDGET} B gzipped`, () => {
   console.log(`# syncline_wasm_bg.wasm: ${wasm.length} B raw, ${gzip} B gzip`);
   assert.ok(gzip <= WASM_GZIP_BUDGET, `syncline_wasm_bg.wasm is ${gzip} B gzipped (${wasm.length} B raw), over the ${WASM_GZIP_BUDGET} B budget`);
 });
+
+// Test hooks never ship: `crashForTesting` (a deliberate panic, behind
+// syncline-wasm's `test-hooks` feature) would let any script on the page
+// close every repo. Checked in the tarball itself: no file mentions it, and
+// the wasm exports no such function.
+const TEST_HOOKS = ["crashForTesting", "crash_for_testing"];
+
+test("the tarball contains no test hook (crashForTesting), in its JS or its wasm", () => {
+  const unpacked = freshDir("syncline-unpacked-");
+  try {
+    sh(unpacked, "tar", ["-xzf", tarball]);
+    const files = [];
+    const walk = (dir) => {
+      for (const entry of readdirSync(dir, { withFileTypes: true })) {
+        const path = join(dir, entry.name);
+        if (entry.isDirectory()) walk(path);
+        else files.push(path);
+      }
+    };
+    walk(join(unpacked, "package"));
+    const wasmFile = files.find((f) => f.endsWith(".wasm"));
+    assert.ok(wasmFile && files.some((f) => f.endsWith(".js")), `the tarball has JS and wasm: ${files}`);
+    for (const file of files) {
+      const bytes = readFileSync(file);
+      for (const hook of TEST_HOOKS) assert.equal(bytes.indexOf(hook), -1, `${file} contains ${hook}`);
+    }
+    const exports = WebAssembly.Module.exports(new WebAssembly.Module(readFileSync(wasmFile))).map((e) => e.name);
+    assert.ok(exports.some((name) => name.startsWith("core_")), `the wasm exports the Core class: ${exports}`);
+    for (const hook of TEST_HOOKS) assert.ok(!exports.some((name) => name.includes(hook)), `the wasm exports ${hook}`);
+  } finally {
+    removeDir(unpacked);
+  }
+});

@@ -6,7 +6,9 @@
 //! - `test`: install what is missing, build, run every test layer, and end
 //!   with one line `N passed, M failed`.
 //! - `build`: leave `target/release/syncline-relay`, the `syncline` CLI in
-//!   `target/release/syncline`, and the npm package in `npm/dist/`.
+//!   `target/release/syncline`, and the npm package in `npm/dist/`; and, for
+//!   the end-to-end tests only, the package with a test-hooks wasm in
+//!   `target/test-hooks/dist/` (see [`build_test_hooks`]).
 //! - `install`: only the idempotent installs (including `nats-server` for
 //!   the relay cluster's tests, which start and stop their own PostgreSQL
 //!   and NATS servers under `target/`).
@@ -92,25 +94,7 @@ fn build(root: &Path) -> Result<()> {
         "cargo",
         &["build", "--release", "-p", "syncline-relay"],
     )?;
-    // cdylib-only build of the wasm crate, so LTO applies (it is skipped for
-    // cdylib+rlib crates).
-    run(
-        root,
-        "cargo",
-        &[
-            "rustc",
-            "-p",
-            "syncline-wasm",
-            "--lib",
-            "--crate-type",
-            "cdylib",
-            "--target",
-            "wasm32-unknown-unknown",
-            "--profile",
-            "wasm-release",
-        ],
-    )?;
-    let wasm = target_dir(root).join("wasm32-unknown-unknown/wasm-release/syncline_wasm.wasm");
+    let wasm = build_wasm(root, "wasm-release", &[])?;
     // The `name` section (function names, for stack traces) is ~380 KB raw,
     // ~100 KB gzip: browsers don't need it. (`wasm-opt -Oz` on top saves 6%
     // raw and nothing gzipped, for minutes of build: not used; see README.)
@@ -130,6 +114,80 @@ fn build(root: &Path) -> Result<()> {
     report_wasm_size(&root.join("npm/src/wasm/syncline_wasm_bg.wasm"));
     run(&root.join("npm"), "npm", &["run", "build"])?;
     run(&root.join("demo-app"), "npm", &["run", "build"])?;
+    build_test_hooks(root)
+}
+
+/// The package again, with a wasm built with syncline-wasm's `test-hooks`
+/// feature (it exports `crashForTesting`), into `target/test-hooks/dist/`:
+/// the end-to-end crash test loads it from there; nothing else does, and
+/// `npm/dist/` (what is packed and shipped) never has it.
+///
+/// Only the wasm is built again, in its own profile (`wasm-test-hooks`: no
+/// LTO, so it takes seconds once its dependencies are built), never
+/// writing the shipped build's output (a cdylib's file name does not
+/// depend on its features: two builds taking turns at one file would let
+/// cargo take one's file for the other's). The package's compiled JS is
+/// copied from `npm/dist/`.
+fn build_test_hooks(root: &Path) -> Result<()> {
+    let wasm = build_wasm(root, "wasm-test-hooks", &["--features", "test-hooks"])?;
+    let out = target_dir(root).join("test-hooks");
+    let dist = out.join("dist");
+    if out.exists() {
+        std::fs::remove_dir_all(&out).with_context(|| format!("removing {}", out.display()))?;
+    }
+    copy_dir(&root.join("npm/dist"), &dist)?;
+    let glue = dist.join("wasm");
+    std::fs::remove_dir_all(&glue).with_context(|| format!("removing {}", glue.display()))?;
+    run(
+        root,
+        "wasm-bindgen",
+        &[
+            "--target",
+            "web",
+            "--out-dir",
+            glue.to_str().context("non-UTF-8 path")?,
+            wasm.to_str().context("non-UTF-8 path")?,
+        ],
+    )
+}
+
+/// Builds the wasm crate in `profile` (with `extra` cargo arguments) and
+/// returns the module's path. A cdylib-only build, so LTO applies where the
+/// profile asks for it (it is skipped for cdylib+rlib crates).
+fn build_wasm(root: &Path, profile: &str, extra: &[&str]) -> Result<PathBuf> {
+    let mut args = vec![
+        "rustc",
+        "-p",
+        "syncline-wasm",
+        "--lib",
+        "--crate-type",
+        "cdylib",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--profile",
+        profile,
+    ];
+    args.extend_from_slice(extra);
+    run(root, "cargo", &args)?;
+    Ok(target_dir(root)
+        .join("wasm32-unknown-unknown")
+        .join(profile)
+        .join("syncline_wasm.wasm"))
+}
+
+/// Copies the directory `from` to `to` (created), recursively.
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
     Ok(())
 }
 

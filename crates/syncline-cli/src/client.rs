@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value as Json;
-use syncline_core::{DocId, DocUrl, Effect, Engine, EngineError, Op, SessionState, Status};
+use syncline_core::{DocId, DocUrl, Effect, Engine, EngineError, Op, Output, SessionState, Status};
 use syncline_protocol::ErrorCode;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -60,6 +60,11 @@ pub enum ClientError {
     BadRelayUrl(String),
     #[error("no randomness from the operating system: {0}")]
     Random(String),
+    /// The relay refuses one document (or its token could not be had);
+    /// `code` is `Unauthorized`, `ReadOnly`, `TokenExpired` or
+    /// `TokenProvider`.
+    #[error("{message} ({code})")]
+    Access { code: &'static str, message: String },
 }
 
 fn seconds(d: Duration) -> String {
@@ -72,8 +77,39 @@ pub struct ClientConfig {
     /// `ws://HOST:PORT[/path]`, or several relays of one cluster separated
     /// by commas: the client fails over from one to the next.
     pub relay: String,
-    /// Sent in `Hello` on every connection.
-    pub token: Option<String>,
+    /// Where each document's access token comes from.
+    pub tokens: Tokens,
+}
+
+/// A function from a document (`syncline:<id>`, never its key) to its
+/// access token, or why there is none. It runs on a blocking thread.
+pub type TokenProvider = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+
+/// Where the client gets access tokens. A relay with a secret wants one per
+/// document, presented with `Authorize` before anything about it; the
+/// client asks for each document on every connection, and again when the
+/// relay says its token expired (see `syncline_core`'s `access` module).
+#[derive(Clone, Default)]
+pub enum Tokens {
+    /// An open relay: no tokens.
+    #[default]
+    None,
+    /// This token for every document (right for a command that works on
+    /// one document).
+    Fixed(String),
+    /// A token per document.
+    Provider(TokenProvider),
+}
+
+impl std::fmt::Debug for Tokens {
+    /// Never prints a token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Tokens::None => "Tokens::None",
+            Tokens::Fixed(_) => "Tokens::Fixed(..)",
+            Tokens::Provider(_) => "Tokens::Provider(..)",
+        })
+    }
 }
 
 /// What subscribers of [`Client::subscribe`] hear.
@@ -96,6 +132,10 @@ pub(crate) enum Failure {
         fatal: bool,
     },
     Storage(String),
+    Access {
+        code: &'static str,
+        message: String,
+    },
 }
 
 impl From<Failure> for ClientError {
@@ -111,6 +151,7 @@ impl From<Failure> for ClientError {
                 fatal,
             },
             Failure::Storage(s) => ClientError::StorageFailed(s),
+            Failure::Access { code, message } => ClientError::Access { code, message },
         }
     }
 }
@@ -133,6 +174,8 @@ pub(crate) struct Inner {
     /// Why the last connection attempt or connection ended.
     pub(crate) link_error: Option<String>,
     pub(crate) connected: bool,
+    /// Documents the engine wants a token for, to the token task.
+    token_requests: mpsc::UnboundedSender<DocId>,
 }
 
 pub(crate) struct Shared {
@@ -171,12 +214,21 @@ impl Shared {
 impl Inner {
     fn drain(&mut self, now: u64, events: &mut Vec<Event>) {
         loop {
-            let effects = self.engine.take_effects();
-            if effects.is_empty() {
+            let outputs = self.engine.take_outputs();
+            if outputs.is_empty() {
                 return;
             }
-            for effect in effects {
-                self.effect(effect, now, events);
+            for output in outputs {
+                match output {
+                    Output::Effect(effect) => self.effect(effect, now, events),
+                    Output::TokenWanted { doc } => {
+                        let _ = self.token_requests.send(doc);
+                    }
+                    // No tabs and no presence in this client.
+                    Output::Broadcast(_)
+                    | Output::Presence { .. }
+                    | Output::PresenceGone { .. } => {}
+                }
             }
         }
     }
@@ -212,6 +264,11 @@ impl Inner {
             }
             Effect::StatusChanged => {}
             Effect::Error(error) => {
+                if let EngineError::Access { message, .. } = &error {
+                    let code = error.code();
+                    let message = message.clone();
+                    self.rejections.push(Failure::Access { code, message });
+                }
                 if let EngineError::RelayRejected {
                     code,
                     message,
@@ -271,10 +328,10 @@ impl Inner {
                 if let Some(doc) = doc.filter(|d| !self.caught_up.contains(d)) {
                     parts.push(format!("the relay has not finished sending document {doc}"));
                 }
-                if status.pending > 0 {
+                let unacked = status.unsaved + status.pending;
+                if unacked > 0 {
                     parts.push(format!(
-                        "{} local change(s) not yet acknowledged by the relay",
-                        status.pending
+                        "{unacked} local change(s) not yet acknowledged by the relay"
                     ));
                 }
                 if parts.is_empty() {
@@ -308,7 +365,9 @@ impl Client {
         }
         let seed: [u8; 32] = random()?;
         let replica: [u8; 16] = random()?;
-        let (engine, problems) = Engine::load(seed, store.records());
+        let (mut engine, problems) = Engine::load(seed, store.records());
+        engine.set_tokens_required(!matches!(config.tokens, Tokens::None));
+        let (token_requests, wanted) = mpsc::unbounded_channel();
         let inner = Inner {
             engine,
             store,
@@ -320,6 +379,7 @@ impl Client {
             fatal: None,
             link_error: None,
             connected: false,
+            token_requests,
         };
         let shared = Arc::new(Shared {
             inner: Mutex::new(inner),
@@ -329,7 +389,11 @@ impl Client {
             config,
             replica,
         });
-        let task = tokio::spawn(connection::run(shared.clone()));
+        let connection = connection::run(shared.clone());
+        let tokens = fetch_tokens(shared.clone(), wanted);
+        let task = tokio::spawn(async move {
+            tokio::join!(connection, tokens);
+        });
         Ok(Client {
             shared,
             task: Some(task),
@@ -436,7 +500,8 @@ impl Client {
     pub async fn wait_synced(&self, within: Duration) -> Result<(), ClientError> {
         let what = "the relay to acknowledge the change".to_string();
         self.wait(what, within, None, |inner| {
-            inner.engine.status().pending == 0
+            let status = inner.engine.status();
+            status.unsaved + status.pending == 0
         })
         .await
     }
@@ -496,6 +561,46 @@ impl Drop for Client {
             task.abort();
         }
     }
+}
+
+/// Answers the engine's token requests until the client goes away: a fixed
+/// token at once, a provider's on a blocking thread (a slow token endpoint
+/// holds up only its own document).
+async fn fetch_tokens(shared: Arc<Shared>, mut wanted: mpsc::UnboundedReceiver<DocId>) {
+    let mut closing = shared.closing.subscribe();
+    loop {
+        let doc = tokio::select! {
+            doc = wanted.recv() => match doc {
+                Some(doc) => doc,
+                None => return,
+            },
+            _ = closing.wait_for(|c| *c) => return,
+        };
+        let answer = match &shared.config.tokens {
+            Tokens::None => Err("no token was configured".to_string()),
+            Tokens::Fixed(token) => Ok(token.clone()),
+            Tokens::Provider(provider) => {
+                let provider = provider.clone();
+                let url = format!("syncline:{doc}");
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let answer = tokio::task::spawn_blocking(move || provider(&url))
+                        .await
+                        .unwrap_or_else(|e| Err(format!("the token provider panicked: {e}")));
+                    answer_token(&shared, doc, answer);
+                });
+                continue;
+            }
+        };
+        answer_token(&shared, doc, answer);
+    }
+}
+
+fn answer_token(shared: &Shared, doc: DocId, answer: Result<String, String>) {
+    shared.step(|inner, now| match answer {
+        Ok(token) => inner.engine.token_ready(doc, token, now),
+        Err(why) => inner.engine.token_failed(doc, why, now),
+    });
 }
 
 /// Milliseconds since the Unix epoch.

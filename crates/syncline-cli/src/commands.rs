@@ -18,7 +18,7 @@ use syncline_core::{DocUrl, EngineError};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
-use crate::client::{Client, ClientConfig, ClientError, Event};
+use crate::client::{Client, ClientConfig, ClientError, Event, Tokens};
 use crate::pointer::{self, PointerError};
 use crate::store::{FileStore, StoreError};
 
@@ -27,7 +27,8 @@ use crate::store::{FileStore, StoreError};
 pub struct Options {
     /// `ws://HOST:PORT`.
     pub relay: String,
-    pub token: Option<String>,
+    /// Where each document's access token comes from.
+    pub tokens: Tokens,
     /// The bound on the whole command (for `watch`: on its first value).
     pub timeout: Duration,
     /// Where the replica lives; `None` for a temporary directory.
@@ -66,10 +67,42 @@ impl CommandError {
             | CommandError::InitNotObject
             | CommandError::Client(ClientError::BadRelayUrl(_)) => 2,
             CommandError::Client(ClientError::Timeout { .. }) => 3,
-            CommandError::Client(ClientError::Relay { .. }) => 4,
+            CommandError::Client(ClientError::Relay { .. } | ClientError::Access { .. }) => 4,
             _ => 1,
         }
     }
+}
+
+/// A token provider that runs `command` through `sh -c`, with the
+/// document (`syncline:<id>`, never its key) as its first argument (`$1`,
+/// also appended when the command does not mention it); its standard
+/// output, trimmed, is the token. A failure or empty output is the
+/// provider's error, with the command's standard error.
+pub fn token_command(command: &str) -> Tokens {
+    let command = command.to_owned();
+    Tokens::Provider(std::sync::Arc::new(move |doc: &str| {
+        let script = if command.contains("$1") {
+            command.clone()
+        } else {
+            format!("{command} \"$1\"")
+        };
+        let output = std::process::Command::new("sh")
+            .args(["-c", &script, "syncline-token"])
+            .arg(doc)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run the token command: {e}"))?;
+        let token = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        if !output.status.success() || token.is_empty() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            return Err(format!(
+                "the token command failed ({}): {}",
+                output.status,
+                stderr.trim()
+            ));
+        }
+        Ok(token)
+    }))
 }
 
 /// `syncline create`: prints the URL of a new document once the relay has
@@ -233,7 +266,7 @@ impl Session {
             store,
             ClientConfig {
                 relay: options.relay.clone(),
-                token: options.token.clone(),
+                tokens: options.tokens.clone(),
             },
         )?;
         for problem in client.load_problems() {

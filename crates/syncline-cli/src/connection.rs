@@ -115,13 +115,13 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 async fn session(shared: &Shared, socket: Socket, closing: &mut watch::Receiver<bool>) -> bool {
     let (mut sink, mut stream) = socket.split();
     let (frames, mut outgoing) = mpsc::unbounded_channel::<Vec<u8>>();
-    let token = shared.config.token.clone();
     shared.step(|inner, now| {
         inner.conn = Some(frames);
         inner.connected = true;
         inner.link_error = None;
         inner.drop_conn = false;
-        inner.engine.connected(shared.replica, token, now);
+        // Tokens go per document, in `Authorize` (see `client::Tokens`).
+        inner.engine.connected(shared.replica, None, now);
     });
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);

@@ -15,11 +15,11 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), syncline_cli::client::ClientError> {
 //! use std::time::Duration;
-//! use syncline_cli::client::{Client, ClientConfig};
+//! use syncline_cli::client::{Client, ClientConfig, Tokens};
 //! use syncline_cli::store::FileStore;
 //!
 //! let store = FileStore::open("./replica")?;
-//! let config = ClientConfig { relay: "ws://127.0.0.1:8787".into(), token: None };
+//! let config = ClientConfig { relay: "ws://127.0.0.1:8787".into(), tokens: Tokens::None };
 //! let client = Client::start(store, config)?;
 //! let url = client.create_doc(&serde_json::json!({"items": []}))?;
 //! client.wait_synced(Duration::from_secs(10)).await?; // the relay has it on disk
@@ -34,6 +34,6 @@ mod connection;
 pub mod pointer;
 pub mod store;
 
-pub use client::{Client, ClientConfig, ClientError, Event};
+pub use client::{Client, ClientConfig, ClientError, Event, TokenProvider, Tokens};
 pub use connection::{CONNECT_TIMEOUT, TICK};
 pub use store::{FileStore, StoreError};

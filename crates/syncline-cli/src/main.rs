@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use syncline_cli::client::Tokens;
 use syncline_cli::commands::{self, CommandError, Options};
 
 /// Read, write and watch Syncline documents through a relay.
@@ -36,16 +37,30 @@ struct Cli {
     )]
     relay: Vec<String>,
 
-    /// An access token, sent to the relay in Hello (needed when the relay
-    /// has an auth secret).
+    /// An access token for the document the command works on (needed when
+    /// the relay has an auth secret).
     #[arg(
         long,
         global = true,
         env = "SYNCLINE_TOKEN",
         hide_env_values = true,
-        value_name = "T"
+        value_name = "T",
+        conflicts_with = "token_command"
     )]
     token: Option<String>,
+
+    /// Get a token per document by running CMD (with `sh -c`) with the
+    /// document, `syncline:<id>` (never its key), as its argument `$1`;
+    /// its output is the token. Needed for `create` against a relay with
+    /// a secret, e.g. --token-command 'syncline-relay token --rights write
+    /// --ttl 1h --doc'.
+    #[arg(
+        long,
+        global = true,
+        env = "SYNCLINE_TOKEN_COMMAND",
+        value_name = "CMD"
+    )]
+    token_command: Option<String>,
 
     /// Give up after this many seconds (watch: waiting for the first value).
     #[arg(long, global = true, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
@@ -134,7 +149,11 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let options = Options {
         relay: cli.relay.join(","),
-        token: cli.token,
+        tokens: match (cli.token, cli.token_command) {
+            (Some(token), _) => Tokens::Fixed(token),
+            (None, Some(command)) => commands::token_command(&command),
+            (None, None) => Tokens::None,
+        },
         timeout: cli.timeout,
         state: cli.state,
     };

@@ -302,12 +302,13 @@ async fn relay_refusals_print_their_code_and_message() {
     let output = run(&["--relay", &r, "--token", &read, "set", url, "/a", "2"]).await;
     assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
     assert!(
-        stderr(&output).contains("the relay refused the request: Unauthorized (code 3)"),
+        stderr(&output).contains("(ReadOnly)"),
         "{}",
         stderr(&output)
     );
+    assert!(stderr(&output).contains("read only"), "{}", stderr(&output));
 
-    // A forged token is refused at the handshake.
+    // A forged token is refused for its document.
     let output = run(&["--relay", &r, "--token", "sl1.forged", "get", url]).await;
     assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
     assert!(
@@ -315,6 +316,50 @@ async fn relay_refusals_print_their_code_and_message() {
         "{}",
         stderr(&output)
     );
+}
+
+#[tokio::test]
+async fn a_token_command_gives_each_document_its_own_token() {
+    let secret = "a-test-secret-that-is-long-enough-0123456789";
+    let data = tempfile::tempdir().unwrap();
+    let relay = Relay::start_with(data.path(), &["--auth-secret", secret]).await;
+    let r = relay.url();
+    let bin = syncline_relay::testing::relay_bin();
+    let bin = bin.display();
+    let minting = format!("'{bin}' token --secret '{secret}' --rights write --ttl 1h --doc");
+    // `create` cannot know its document's id in advance: the command mints
+    // a token for it once it exists.
+    let created = run_ok(&[
+        "--relay",
+        &r,
+        "--token-command",
+        &minting,
+        "create",
+        "--init",
+        r#"{"n":1}"#,
+    ])
+    .await;
+    let url = created.trim();
+    let value = run_ok(&["--relay", &r, "--token-command", &minting, "get", url]).await;
+    assert_eq!(json(&value), json!({"n": 1}));
+
+    // A command that fails: the document's refusal names it, exit 4.
+    let output = run(&[
+        "--relay",
+        &r,
+        "--token-command",
+        "echo nope >&2; exit 3",
+        "get",
+        url,
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(
+        message.contains("TokenProvider") && message.contains("nope"),
+        "{message}"
+    );
+    assert!(!message.contains('#'), "the key never shows: {message}");
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ fn client(dir: &std::path::Path, relay: &str) -> Client {
     let store = FileStore::open(dir).expect("the store opens");
     let config = ClientConfig {
         relay: relay.to_string(),
-        token: None,
+        tokens: syncline_cli::Tokens::None,
     };
     Client::start(store, config).expect("the client starts")
 }
@@ -122,7 +122,7 @@ async fn a_relay_url_that_is_not_a_websocket_is_refused_up_front() {
     let store = FileStore::open(dir.path()).unwrap();
     let config = ClientConfig {
         relay: "http://127.0.0.1:1".into(),
-        token: None,
+        tokens: syncline_cli::Tokens::None,
     };
     let err = Client::start(store, config).err().expect("refused");
     assert!(matches!(err, ClientError::BadRelayUrl(_)), "{err}");

@@ -278,6 +278,7 @@ impl Engine {
                     .is_some_and(|r| !r.sent && r.batch <= durable)
             })
             .map(|(doc, _)| *doc)
+            .filter(|doc| self.may_write(doc))
             .collect();
         for doc in due {
             let nonce = self.random();

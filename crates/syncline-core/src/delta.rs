@@ -4,7 +4,10 @@
 //! Automerge change chunks. Each chunk is parsed (and its checksum checked)
 //! before anything is applied, so a damaged delta is rejected whole with a
 //! typed error instead of being half-applied or silently ignored. Its id is
-//! the SHA-256 of the plaintext, so the same delta pushed twice is one delta.
+//! an HMAC-SHA256 of the plaintext under the document key
+//! ([`crate::DocKey::delta_id`], see [`crate::seal`]), so the same delta
+//! pushed twice is one delta, and the relay, which lacks the key, can't
+//! test guesses of a plaintext against the id.
 //!
 //! A second format carries a whole document instead: format byte `2`, then
 //! the bytes of `Automerge::save`. The engine sends one to the relay as a
@@ -14,8 +17,6 @@
 
 use automerge::{AutoCommit, Change};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use syncline_protocol::DeltaId;
 
 const DELTA_FORMAT: u8 = 1;
 const SNAPSHOT_FORMAT: u8 = 2;
@@ -111,11 +112,6 @@ pub fn apply(doc: &mut AutoCommit, bytes: &[u8]) -> Result<(), String> {
     }
     let changes = decode(bytes)?;
     doc.apply_changes(changes).map_err(|e| e.to_string())
-}
-
-/// A delta's id: the SHA-256 of its plaintext.
-pub fn id(bytes: &[u8]) -> DeltaId {
-    DeltaId(Sha256::digest(bytes).into())
 }
 
 /// Serializes `Vec<u8>` as one length-prefixed byte string.

@@ -19,6 +19,7 @@ use rand_core::{RngCore, SeedableRng};
 use serde_json::Value as Json;
 use syncline_protocol::DocId;
 
+use crate::access::Access;
 use crate::compaction::{CompactionPolicy, LogIndex, RelaySnapshot};
 use crate::delta;
 use crate::ops::{Op, apply_ops, put_root_object};
@@ -71,6 +72,11 @@ pub enum Output {
     /// A peer's presence on `doc` is gone (it left, cleared it, went silent
     /// for [`crate::PRESENCE_TTL_MS`], or our connection dropped).
     PresenceGone { doc: DocId, peer: [u8; 16] },
+    /// Get an access token for `doc` and pass it to [`Engine::token_ready`]
+    /// (or the failure to [`Engine::token_failed`]). Emitted only when
+    /// tokens are required ([`Engine::set_tokens_required`]); see
+    /// [`crate::access`].
+    TokenWanted { doc: DocId },
 }
 
 /// Where the session with the relay stands, as the engine sees it.
@@ -84,12 +90,15 @@ pub enum SessionState {
     Ready,
 }
 
-/// What an app shows as "saved / synced".
+/// What an app shows as "saved / synced", for the whole replica (per
+/// document: [`crate::DocStatus`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Status {
     pub session: SessionState,
-    /// Local deltas not yet acknowledged by the relay (held tentative
-    /// deltas of others are not counted).
+    /// Local changes not yet durable on this device (not safe to close).
+    pub unsaved: usize,
+    /// Local changes durable on this device, not yet acknowledged by the
+    /// relay (held tentative deltas of others are not counted).
     pub pending: usize,
     /// Last time (ms since the epoch) the relay acked a push or caught a
     /// document up.
@@ -116,6 +125,8 @@ pub(crate) struct DocState {
     /// Changed by something other than a local change (the relay, a tab,
     /// the log) since [`Engine::patches`] last described it.
     pub(crate) changed_elsewhere: bool,
+    /// What the relay lets this replica do with it (see [`crate::access`]).
+    pub(crate) access: Access,
 }
 
 /// An outbox entry and when it was last pushed on this connection (a held
@@ -150,19 +161,21 @@ pub struct Engine {
     pub(crate) tab_sync: bool,
     /// Local changes not yet logged, by document (see [`Unlogged`]).
     pub(crate) unlogged: BTreeMap<DocId, Unlogged>,
+    /// The relay wants a token per document (see [`crate::access`]).
+    pub(crate) tokens_required: bool,
 }
 
 /// A document's local changes committed since the outputs were last taken.
 /// They are logged together when the host takes the outputs: a burst of
 /// changes (a paste, a loop, a fast typist between two ticks) becomes one
 /// log entry, one storage record, one push and one tab broadcast, and the
-/// change bytes are extracted from Automerge once for all of them.
+/// change bytes are extracted from Automerge once for all of them. Each
+/// change stays a change of its own inside the entry, with its own message
+/// and time: that is what [`Engine::history`] lists.
 pub(crate) struct Unlogged {
     /// The document's heads before the first of them.
     since: Vec<ChangeHash>,
     time_ms: u64,
-    /// The first change's message.
-    message: Option<String>,
 }
 
 /// A burst of local changes is split into entries of about this size, far
@@ -193,6 +206,7 @@ impl Engine {
             compaction_enabled: true,
             tab_sync: false,
             unlogged: BTreeMap::new(),
+            tokens_required: false,
         }
     }
 
@@ -209,7 +223,7 @@ impl Engine {
         self.persist_doc_record(url.doc);
         // A new document has no heads: its first change is logged from there.
         self.commit_local(url.doc, Some(Vec::new()), None, now_ms);
-        self.subscribe_if_ready(url.doc, now_ms);
+        self.request_access(url.doc, now_ms);
         Ok(url)
     }
 
@@ -224,7 +238,7 @@ impl Engine {
         }
         self.insert_doc(url.doc, url.key);
         self.persist_doc_record(url.doc);
-        self.subscribe_if_ready(url.doc, now_ms);
+        self.request_access(url.doc, now_ms);
         Ok(false)
     }
 
@@ -325,17 +339,34 @@ impl Engine {
     }
 
     pub fn status(&self) -> Status {
+        let (unsaved, pending) = self.outbox_counts(None);
         Status {
             session: self.session,
-            // A document's unlogged burst becomes (at least) one entry.
-            pending: self
-                .outbox
-                .iter()
-                .filter(|o| o.entry.origin != Origin::Tentative)
-                .count()
-                + self.unlogged.len(),
+            unsaved,
+            pending,
             last_synced_ms: self.last_synced_ms,
         }
+    }
+
+    /// Local changes of `doc` (or of every document) not yet durable here,
+    /// and durable but not acked. Held tentative deltas of others are
+    /// neither; a document's unlogged burst counts as one unsaved entry
+    /// (it becomes at least one).
+    pub(crate) fn outbox_counts(&self, doc: Option<&DocId>) -> (usize, usize) {
+        let ours = |d: &DocId| doc.is_none_or(|doc| doc == d);
+        let mut unsaved = self.unlogged.keys().filter(|d| ours(d)).count();
+        let mut pending = 0;
+        for o in &self.outbox {
+            if o.entry.origin == Origin::Tentative || !ours(&o.entry.doc) {
+                continue;
+            }
+            if o.batch > self.batches_durable {
+                unsaved += 1;
+            } else {
+                pending += 1;
+            }
+        }
+        (unsaved, pending)
     }
 
     /// The host wrote every batch up to and including `batch_id`. Outbox
@@ -345,7 +376,16 @@ impl Engine {
         if batch_id <= self.batches_durable {
             return;
         }
+        let before = self.batches_durable;
         self.batches_durable = batch_id.min(self.batches_emitted);
+        let durable = self.batches_durable;
+        if self
+            .outbox
+            .iter()
+            .any(|o| o.batch > before && o.batch <= durable)
+        {
+            self.emit(Effect::StatusChanged); // unsaved changes became pending
+        }
         if self.session != SessionState::Ready {
             return; // pushed at the next Welcome
         }
@@ -409,6 +449,7 @@ impl Engine {
             presence: Presence::default(),
             relay_snapshot: None,
             changed_elsewhere: false,
+            access: Access::default(),
         })
     }
 
@@ -447,7 +488,7 @@ impl Engine {
             return;
         }
         let options = CommitOptions {
-            message: message.clone(),
+            message,
             time: Some((now_ms / 1000) as i64),
         };
         state.doc.commit_with(options);
@@ -457,7 +498,6 @@ impl Engine {
                 Unlogged {
                     since,
                     time_ms: now_ms,
-                    message,
                 },
             );
         }
@@ -490,14 +530,15 @@ impl Engine {
                     })
                     .count()
                     .max(1);
-                let bytes = delta::encode(rest[..take].iter().map(|c| c.raw_bytes()));
-                rest = &rest[take..];
+                let (these, others) = rest.split_at(take);
+                rest = others;
+                let bytes = delta::encode(these.iter().map(|c| c.raw_bytes()));
                 entries.push(LogEntry {
                     doc,
                     id: state.key.delta_id(&bytes),
                     bytes,
                     time_ms: unlogged.time_ms,
-                    message: unlogged.message.clone(),
+                    message: entry_message(these),
                     origin: Origin::Local,
                     relay_seq: None,
                 });
@@ -536,6 +577,13 @@ impl Engine {
         self.emit(Effect::StatusChanged);
         self.maybe_compact(doc);
     }
+}
+
+/// A log entry's label: the first message among its changes (each change
+/// keeps its own message; this only names the entry, as for an entry
+/// received from another tab).
+pub(crate) fn entry_message(changes: &[Change]) -> Option<String> {
+    changes.iter().find_map(|c| c.message().map(str::to_owned))
 }
 
 /// Text indices count UTF-16 code units, as JavaScript strings do.

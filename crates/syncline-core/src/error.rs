@@ -3,6 +3,7 @@
 
 use syncline_protocol::{DeltaId, DocId, ErrorCode, ProtocolError};
 
+use crate::access::AccessError;
 use crate::ops::OpError;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,13 @@ pub enum EngineError {
     BadPresence { doc: DocId, reason: String },
     #[error("document {doc} has no change {hash}: pass heads from its history")]
     UnknownHeads { doc: DocId, hash: String },
+    /// The relay refuses (part of) one document; the others sync on.
+    #[error("{message}")]
+    Access {
+        doc: DocId,
+        error: AccessError,
+        message: String,
+    },
 }
 
 impl EngineError {
@@ -61,6 +69,7 @@ impl EngineError {
             EngineError::BadTabMessage(_) => "BadTabMessage",
             EngineError::BadPresence { .. } => "BadPresence",
             EngineError::UnknownHeads { .. } => "UnknownHeads",
+            EngineError::Access { error, .. } => error.code(),
         }
     }
 }

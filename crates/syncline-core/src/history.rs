@@ -5,7 +5,8 @@
 //! second, as Automerge stores it) and the app's message (its domain event
 //! name, e.g. `"todo.added"`). [`Engine::history`] lists them in causal
 //! order; [`Engine::value_at`] shows the document as it was at a set of
-//! heads (the hashes of the changes it had last).
+//! heads (the hashes of the changes it had last); [`Engine::shown_heads`]
+//! are the heads of the value a host shows.
 
 use automerge::{AutoSerde, ChangeHash};
 use serde_json::Value as Json;
@@ -65,6 +66,18 @@ impl Engine {
             .get_mut(doc)
             .ok_or(EngineError::DocNotFound(*doc))?;
         Ok(state.doc.get_heads())
+    }
+
+    /// The heads of the value a host shows for `doc`: where the document's
+    /// patch stream stands — the heads when [`Engine::restart_patches`],
+    /// [`Engine::patches`] or [`Engine::patches_after_local_change`] was
+    /// last called. A host that applies every patch it is given to the
+    /// value it read shows exactly the document at these heads, while
+    /// [`Engine::heads`] may already include changes from elsewhere that
+    /// it has not been given yet.
+    pub fn shown_heads(&self, doc: &DocId) -> Result<Vec<ChangeHash>, EngineError> {
+        let state = self.docs.get(doc).ok_or(EngineError::DocNotFound(*doc))?;
+        Ok(state.doc.diff_cursor())
     }
 
     /// The value of `doc` as it was at `heads` (as [`Engine::value_json`]

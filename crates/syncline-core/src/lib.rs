@@ -30,6 +30,7 @@
 //! assert_eq!(reloaded.value_json(&url.doc).unwrap(), serde_json::json!({"items": []}));
 //! ```
 
+mod access;
 mod compaction;
 pub mod delta;
 mod doc_url;
@@ -45,6 +46,7 @@ pub mod store;
 mod sync;
 mod tabs;
 
+pub use access::{AccessError, DocStatus, TOKEN_RETRY_BASE_MS, TOKEN_RETRY_CAP_MS};
 pub use automerge::ChangeHash;
 pub use compaction::CompactionPolicy;
 pub use doc_url::DocUrl;

@@ -224,7 +224,7 @@ impl Engine {
                 }),
         );
         if is_new {
-            self.subscribe_if_ready(doc, now_ms);
+            self.request_access(doc, now_ms);
         } else if changed {
             self.emit(Effect::DocChanged(doc));
         }

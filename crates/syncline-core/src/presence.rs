@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use syncline_protocol::{ClientFrame, DocId};
 
 use crate::EngineError;
-use crate::engine::{Effect, Engine, Output, SessionState};
+use crate::engine::{Effect, Engine, Output};
 use crate::seal;
 
 /// While connected, our presence is re-sent this often.
@@ -74,7 +74,7 @@ impl Engine {
             .presence;
         let had = presence.ours.take().is_some();
         presence.sent_at = None;
-        if had && self.session == SessionState::Ready {
+        if had && self.may_read(&doc) {
             let bytes = Vec::new(); // empty: "none", for the relay and peers
             self.send(ClientFrame::Presence { doc, bytes });
         }
@@ -83,7 +83,7 @@ impl Engine {
 
     /// Sends our presence on `doc`, if we have one and are connected.
     pub(crate) fn send_presence(&mut self, doc: DocId, now_ms: u64) {
-        if self.session != SessionState::Ready {
+        if !self.may_read(&doc) {
             return;
         }
         let nonce = self.random();

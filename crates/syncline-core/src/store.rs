@@ -80,7 +80,9 @@ pub struct LogEntry {
     pub bytes: Vec<u8>,
     /// Wall time when the entry was made or received, in ms since the epoch.
     pub time_ms: u64,
-    /// The app's name for the change, e.g. `"todo.added"`.
+    /// The first app message among its changes, e.g. `"todo.added"`: a
+    /// label for the entry. Every change keeps its own message inside
+    /// `bytes` (history lists those).
     pub message: Option<String>,
     pub origin: Origin,
     /// The relay's sequence once the relay holds it durably; `None` for a

@@ -52,6 +52,7 @@ use syncline_protocol::{
 };
 
 use crate::EngineError;
+use crate::access::is_access_refusal;
 use crate::delta;
 use crate::engine::{Effect, Engine, SessionState};
 use crate::store::{Batch, LogEntry, Origin, Record, RelayRecord, Store, entry_key};
@@ -94,6 +95,7 @@ impl Engine {
             }
         }
         self.presence_disconnected();
+        self.access_disconnected();
         for outgoing in &mut self.outbox {
             // A held tentative delta keeps its clock: the catch-up of the
             // next connection will most likely confirm it.
@@ -136,6 +138,7 @@ impl Engine {
                 for doc in stale {
                     self.subscribe_if_ready(doc, now_ms);
                 }
+                self.retry_parked(now_ms);
                 if let Some(first) = self
                     .outbox
                     .iter()
@@ -175,6 +178,9 @@ impl Engine {
                     message,
                     fatal,
                 }));
+            }
+            RelayFrame::DocError { doc, code, message } if is_access_refusal(code) => {
+                self.refused(doc, code, message, now_ms)
             }
             RelayFrame::DocError { doc, code, message } => {
                 self.emit(Effect::Error(EngineError::RelayRejected {
@@ -221,12 +227,12 @@ impl Engine {
             self.persist(batch);
         }
         self.session = SessionState::Ready;
+        // Each document subscribes, pushes its outbox entries and offers
+        // its snapshot once it may (at once on an open relay).
         let docs: Vec<DocId> = self.docs.keys().copied().collect();
         for doc in docs {
-            self.subscribe_if_ready(doc, now_ms);
+            self.request_access(doc, now_ms);
         }
-        self.push_if_ready(0..self.outbox.len(), now_ms);
-        self.send_snapshots_if_ready();
         self.emit(Effect::StatusChanged);
     }
 
@@ -271,6 +277,7 @@ impl Engine {
         caught_up: bool,
         now_ms: u64,
     ) {
+        self.served(doc, false);
         let Some(state) = self.docs.get_mut(&doc) else {
             return; // not ours (any more): nothing to apply, nothing to lose
         };
@@ -354,6 +361,7 @@ impl Engine {
     }
 
     fn acked(&mut self, doc: DocId, ids: &[DeltaId], seq: u64, now_ms: u64) {
+        self.served(doc, true);
         let batch = self.retire(doc, ids, seq);
         if let Some(state) = self.docs.get_mut(&doc)
             && state
@@ -400,8 +408,10 @@ impl Engine {
         batch
     }
 
+    /// Subscribes `doc` from its cursor, if the relay may be asked to
+    /// serve it now (see [`crate::access`]).
     pub(crate) fn subscribe_if_ready(&mut self, doc: DocId, now_ms: u64) {
-        if self.session != SessionState::Ready {
+        if !self.may_read(&doc) {
             return;
         }
         let Some(state) = self.docs.get_mut(&doc) else {
@@ -418,17 +428,32 @@ impl Engine {
     /// Seals and sends the outbox entries in `range` as `Push` frames,
     /// grouped by document in order, each frame within the protocol's bounds.
     pub(crate) fn push_if_ready(&mut self, range: Range<usize>, now_ms: u64) {
+        self.push_entries(range, None, now_ms);
+    }
+
+    /// Like [`Engine::push_if_ready`], for the entries of `doc` only.
+    pub(crate) fn push_doc_if_ready(&mut self, doc: DocId, now_ms: u64) {
+        self.push_entries(0..self.outbox.len(), Some(doc), now_ms);
+    }
+
+    fn push_entries(&mut self, range: Range<usize>, only: Option<DocId>, now_ms: u64) {
         if self.session != SessionState::Ready {
             return;
         }
         let mut current: Option<(DocId, Vec<PushDelta>, usize)> = None;
         let mut frames = Vec::new();
         for i in range {
+            if only.is_some_and(|doc| doc != self.outbox[i].entry.doc) {
+                continue;
+            }
             if self.outbox[i].held_until_overdue(now_ms) {
                 continue; // its author's push may still be committed
             }
             if self.waits_for_an_earlier_write(i) {
                 continue; // `persisted` pushes it
+            }
+            if !self.may_write(&self.outbox[i].entry.doc) {
+                continue; // pushed once the relay lets us (`access.rs`)
             }
             let nonce = self.random();
             let outgoing = &mut self.outbox[i];

@@ -92,7 +92,7 @@ impl Engine {
         {
             return Ok(()); // already applied (e.g. from the relay)
         }
-        let message = changes.iter().find_map(|c| c.message().map(str::to_owned));
+        let message = crate::engine::entry_message(&changes);
         state
             .doc
             .apply_changes(changes)

@@ -5,6 +5,7 @@
 mod world;
 
 use serde_json::json;
+use syncline_core::store::{Origin, Record};
 use syncline_core::{ChangeHash, Engine, PRESENCE_REFRESH_MS, PRESENCE_TTL_MS, Store};
 use syncline_protocol::{RelayFrame, encode_relay};
 use world::{World, push, shared_doc};
@@ -218,13 +219,15 @@ fn a_deleted_doc_is_gone_from_storage_memory_and_the_relay_session() {
         .change(url.doc, &push("unpushed"), None, 2)
         .unwrap();
     world.collect(0);
-    assert_eq!(world.replicas[0].engine.status().pending, 1);
+    let status = world.replicas[0].engine.status();
+    assert_eq!((status.unsaved, status.pending), (1, 0));
     world.replicas[0].engine.delete_doc(url.doc).unwrap();
     world.collect(0);
     world.settle();
     assert_eq!(world.relay.logs[&url.doc].len(), 5, "the relay has it");
     assert_eq!(mine(&world), [], "every record of the doc is deleted");
-    assert_eq!(world.replicas[0].engine.status().pending, 0);
+    let status = world.replicas[0].engine.status();
+    assert_eq!((status.unsaved, status.pending), (0, 0));
     assert!(world.replicas[0].engine.value_json(&url.doc).is_err());
     assert!(
         !world.relay.subscribers[&url.doc].contains(&0),
@@ -249,5 +252,76 @@ fn a_deleted_doc_is_gone_from_storage_memory_and_the_relay_session() {
             .unwrap_err()
             .code(),
         "DocNotFound"
+    );
+}
+
+#[test]
+fn every_change_of_a_burst_keeps_its_own_message() {
+    let (mut world, url) = shared_doc(2);
+    // Three changes between two takes of the outputs: one log entry.
+    for (item, message) in [("a", None), ("b", Some("two")), ("c", Some("three"))] {
+        world.replicas[0]
+            .engine
+            .change(url.doc, &push(item), message.map(Into::into), 7_250)
+            .unwrap();
+    }
+    world.collect(0);
+    world.settle();
+    let messages = |world: &mut World, i: usize| {
+        let history = world.replicas[i].engine.history(&url.doc).unwrap();
+        history.into_iter().map(|e| e.message).collect::<Vec<_>>()
+    };
+    let expected = [None, None, Some("two".into()), Some("three".into())];
+    assert_eq!(messages(&mut world, 0), expected, "where they were made");
+    assert_eq!(messages(&mut world, 1), expected, "at another replica");
+    world.replicas[0].crash_and_restart();
+    assert_eq!(messages(&mut world, 0), expected, "after a reload");
+    // The burst's log entry is labelled with the first message among its
+    // changes (as an entry received from a tab is), not the first change's
+    // missing one.
+    let labels: Vec<_> = world.replicas[0]
+        .store
+        .records()
+        .into_iter()
+        .filter_map(|(_, _, bytes)| match Record::decode(&bytes) {
+            Ok(Record::Entry(entry)) if entry.origin == Origin::Local => Some(entry.message),
+            _ => None,
+        })
+        .collect();
+    assert!(labels.contains(&Some("two".into())), "{labels:?}");
+}
+
+#[test]
+fn shown_heads_are_those_of_the_value_the_host_was_given() {
+    let (mut world, url) = shared_doc(2);
+    let engine = &mut world.replicas[1].engine;
+    engine.restart_patches(&url.doc).unwrap();
+    let shown = engine.value_json(&url.doc).unwrap();
+    let at_read = engine.shown_heads(&url.doc).unwrap();
+    assert_eq!(at_read, engine.heads(&url.doc).unwrap());
+    // A change from elsewhere arrives: not shown until its patches are taken.
+    world.replicas[0]
+        .engine
+        .change(url.doc, &push("remote"), None, 1)
+        .unwrap();
+    world.collect(0);
+    world.settle();
+    let engine = &mut world.replicas[1].engine;
+    assert_ne!(engine.heads(&url.doc).unwrap(), at_read);
+    assert_eq!(engine.shown_heads(&url.doc).unwrap(), at_read);
+    assert_eq!(engine.value_at(&url.doc, &at_read).unwrap(), shown);
+    engine.patches(&url.doc).unwrap();
+    assert_eq!(
+        engine.shown_heads(&url.doc).unwrap(),
+        engine.heads(&url.doc).unwrap()
+    );
+    // A local change is shown by the caller as soon as it is made.
+    engine.change(url.doc, &push("local"), None, 2).unwrap();
+    engine.patches_after_local_change(&url.doc).unwrap();
+    let heads = engine.shown_heads(&url.doc).unwrap();
+    assert_eq!(heads, engine.heads(&url.doc).unwrap());
+    assert_eq!(
+        engine.value_at(&url.doc, &heads).unwrap(),
+        engine.value_json(&url.doc).unwrap()
     );
 }

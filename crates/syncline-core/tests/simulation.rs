@@ -21,6 +21,8 @@ use world::{Faults, World};
 
 /// Catch-ups that started with a relay snapshot, over all seeds.
 static SNAPSHOTS_SERVED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Requests the relay refused for want of a valid token, over all seeds.
+static REFUSALS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 fn seeds() -> Range<u64> {
     let spec = std::env::var("SIM_SEEDS").unwrap_or_else(|_| "1000".into());
@@ -45,8 +47,9 @@ fn replicas_converge_under_faults_crashes_and_relay_loss() {
         }
     }
     eprintln!(
-        "{count} seeds converged; {} catch-ups were served a snapshot (counted on each run's last relay)",
-        SNAPSHOTS_SERVED.load(std::sync::atomic::Ordering::Relaxed)
+        "{count} seeds converged; {} catch-ups were served a snapshot and {} requests were refused for their token (counted on each run's last relay)",
+        SNAPSHOTS_SERVED.load(std::sync::atomic::Ordering::Relaxed),
+        REFUSALS.load(std::sync::atomic::Ordering::Relaxed)
     );
 }
 
@@ -92,6 +95,15 @@ fn simulate(seed: u64) {
                 ..CompactionPolicy::default()
             });
         }
+    }
+    // Half the runs against a relay that wants a token per document, from
+    // an endpoint that hands out short-lived tokens and is sometimes down.
+    let mut token_rng = StdRng::seed_from_u64(seed ^ 0x70c3);
+    let tokens = token_rng.random_bool(0.5);
+    if tokens {
+        let service = world.require_tokens();
+        service.everyone_writes = true;
+        service.ttl_ms = token_rng.random_range(5_000..120_000);
     }
     let docs: Vec<DocUrl> = (0..rng.random_range(1..=2))
         .map(|_| {
@@ -146,6 +158,12 @@ fn simulate(seed: u64) {
             }
             960..=969 => world.restart_relay(),
             970..=972 => world.replace_relay(rng.random()),
+            973..=979 if tokens => {
+                let failing = &mut world.tokens.as_mut().unwrap().failing;
+                if !failing.remove(&i) {
+                    failing.insert(i);
+                }
+            }
             _ => {
                 world.now += rng.random_range(100..15_000);
                 world.tick(i);
@@ -159,9 +177,16 @@ fn simulate(seed: u64) {
         }
         world.collect(i);
     }
+    if let Some(service) = &mut world.tokens {
+        service.failing.clear(); // the endpoint comes back
+    }
     world.heal();
     SNAPSHOTS_SERVED.fetch_add(
         world.relay.snapshots_served,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    REFUSALS.fetch_add(
+        world.relay.refusals.values().sum(),
         std::sync::atomic::Ordering::Relaxed,
     );
     check_invariants(&world, &docs);
@@ -199,12 +224,22 @@ fn check_invariants(world: &World, docs: &[DocUrl]) {
         let first = &world.replicas[0];
         for (i, r) in world.replicas.iter().enumerate() {
             assert!(r.online, "replica {i} did not reconnect");
+            let status = r.engine.status();
             assert_eq!(
-                r.engine.status().pending,
+                status.unsaved + status.pending,
                 0,
                 "replica {i} still has an outbox"
             );
-            assert!(r.errors.is_empty(), "replica {i} reported {:?}", r.errors);
+            // With tokens, a failing endpoint and tokens that expired on
+            // the way are reported (and retried); nothing else may be.
+            let unexpected: Vec<&String> = r
+                .errors
+                .iter()
+                .filter(|code| !matches!(code.as_str(), "TokenProvider" | "TokenExpired"))
+                .collect();
+            assert!(unexpected.is_empty(), "replica {i} reported {:?}", r.errors);
+            let status = r.engine.doc_status(&url.doc).unwrap();
+            assert_eq!(status.last_error, None, "replica {i} is still refused");
             // Same changes as the relay holds: everything acked is
             // everywhere, and nothing is missing or extra.
             assert_eq!(

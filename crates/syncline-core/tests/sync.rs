@@ -460,7 +460,7 @@ fn a_burst_of_changes_is_logged_and_pushed_as_one_delta_without_remote_changes()
         }
     }
     assert_eq!(
-        world.replicas[0].engine.status().pending,
+        world.replicas[0].engine.status().unsaved,
         1,
         "counted before it is logged"
     );

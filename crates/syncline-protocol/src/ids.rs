@@ -9,8 +9,10 @@ use std::str::FromStr;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct DocId(pub [u8; 16]);
 
-/// A delta's id: the SHA-256 of its plaintext, so the same delta pushed
-/// twice has the same id and the relay stores it once.
+/// A delta's id: HMAC-SHA256 of its plaintext under the document key
+/// (computed by the client; the relay, without the key, treats it as
+/// opaque), so the same delta pushed twice has the same id and the relay
+/// stores it once.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct DeltaId(pub [u8; 32]);
 

@@ -53,8 +53,10 @@ pub use ids::{DeltaId, DocId, IdParseError};
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this crate speaks. Sent in `Hello` and `Welcome`.
-/// Version 2 added live delivery by `Tentative` and `Committed`.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// Version 2 added live delivery by `Tentative` and `Committed`; version 3
+/// the error codes [`ErrorCode::ReadOnly`] and [`ErrorCode::TokenExpired`]
+/// (a relay sends older clients `Unauthorized` in their place).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The oldest version a relay still serves (live delivery by `Deltas`).
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
@@ -218,12 +220,19 @@ pub enum ErrorCode {
     UnsupportedVersion,
     /// A frame arrived that is not valid in the session's state.
     UnexpectedFrame,
-    /// The token is missing, invalid, expired, or lacks the right.
+    /// No token for the document, or one that is invalid or for another
+    /// document (before version 3 also: expired, or read-only).
     Unauthorized,
     /// A frame or rate limit was exceeded.
     LimitExceeded,
     /// The relay failed to store something; retry later.
     Internal,
+    /// (Version 3.) The token for the document grants read only: the push
+    /// or snapshot was refused; reading goes on.
+    ReadOnly,
+    /// (Version 3.) The token for the document has expired: present a
+    /// fresh one with `Authorize`.
+    TokenExpired,
 }
 
 /// Why bytes could not be turned into a frame.

@@ -49,8 +49,9 @@ impl Core {
 
     /// [`Core::open`] with options: `{ connectTimeoutMs, heartbeatMs,
     /// pongTimeoutMs, backoffBaseMs, backoffCapMs, token, durability }`,
-    /// where `token` is a string or a function returning one (or a promise
-    /// of one), called before every connection attempt, and `durability`
+    /// where `token` is a string (for every document) or a function
+    /// `(docId) => string | Promise<string>` called per document when the
+    /// engine needs its token (see `syncline_core`'s `access` module), and `durability`
     /// ("strict", "relaxed" or "default") is how the log's writes commit.
     #[wasm_bindgen(js_name = openWith)]
     pub async fn open_with(
@@ -76,9 +77,11 @@ impl Core {
             mut problems,
             deferred,
         } = fast_open::split(&storage, sealed);
-        let (engine, load_problems) = Engine::load(random_bytes(), records);
+        let seed = random_bytes().map_err(|e| e.to_js())?;
+        let replica = random_bytes().map_err(|e| e.to_js())?;
+        let (engine, load_problems) = Engine::load(seed, records);
         problems.extend(load_problems);
-        let host = Host::new(engine, storage, relay, on_event.clone(), options);
+        let host = Host::new(engine, replica, storage, relay, on_event.clone(), options);
         host.borrow_mut().deferred = deferred;
         fast_open::load_in(&host, fast_open::BACKGROUND_LOAD_MS);
         for problem in problems {
@@ -174,11 +177,16 @@ impl Core {
         to_js(&value.map_err(|e| engine_error(&e))?)
     }
 
-    /// The document's current heads (change hashes).
+    /// The heads (change hashes, as in `history`) of the value this page
+    /// holds: the last `value`, plus the patches of every `change` and
+    /// `changed` event since. Changes the engine has but has not yet
+    /// delivered in a `changed` event are not included, so `valueAt(heads)`
+    /// is that value. A document shown from its stored value loads first;
+    /// its heads are then those of the value shown (see [`crate::fast_open`]).
     pub fn heads(&self, url: &str) -> Result<Vec<String>, JsValue> {
         let doc = parse(url)?.doc;
         fast_open::ensure_loaded(&self.host, &doc);
-        let heads = self.host.borrow_mut().engine.heads(&doc);
+        let heads = self.host.borrow().engine.shown_heads(&doc);
         Ok(heads
             .map_err(|e| engine_error(&e))?
             .iter()
@@ -318,6 +326,16 @@ impl Core {
     /// `{ connection, pending, lastSyncedAt, attempt, lastError?, buffered }`.
     pub fn status(&self) -> Result<JsValue, JsValue> {
         self.host.borrow().status_js()
+    }
+
+    /// `{ unsaved, pending, lastError? }` of one document: its changes not
+    /// yet durable here, durable but not acknowledged, and the relay's last
+    /// refusal of it (`Unauthorized`, `ReadOnly`, `TokenExpired`,
+    /// `TokenProvider`) until it serves the document again.
+    #[wasm_bindgen(js_name = docStatus)]
+    pub fn doc_status(&self, url: &str) -> Result<JsValue, JsValue> {
+        let url = parse(url)?;
+        self.host.borrow().doc_status_js(&url.doc)
     }
 
     /// `false` takes the repo offline until `setOnline(true)`: the socket

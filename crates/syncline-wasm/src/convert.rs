@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 use serde_json::Value as Json;
-use syncline_core::{HistoryEntry, Op, SessionState, Status};
+use syncline_core::{DocStatus, HistoryEntry, Op, SessionState, Status};
 use wasm_bindgen::JsValue;
 
 use crate::errors::js_error;
@@ -45,6 +45,9 @@ pub fn ops_from_json(text: &str) -> Result<Vec<Op>, JsValue> {
 #[serde(rename_all = "camelCase")]
 pub struct JsStatus {
     pub connection: &'static str,
+    /// Local changes not yet durable on this device.
+    pub unsaved: usize,
+    /// Local changes durable here, not yet acknowledged by the relay.
     pub pending: usize,
     pub last_synced_at: Option<f64>,
     /// The current connection attempt from 1; 0 while the session is open.
@@ -83,6 +86,7 @@ pub fn status(
     };
     JsStatus {
         connection,
+        unsaved: engine.unsaved,
         pending: engine.pending,
         last_synced_at: engine.last_synced_ms.map(|ms| ms as f64),
         attempt: match (socket, connection) {
@@ -95,6 +99,27 @@ pub fn status(
             message: message.clone(),
         }),
         buffered,
+    }
+}
+
+/// What the app sees as `doc.status`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JsDocStatus {
+    pub unsaved: usize,
+    pub pending: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<JsLastError>,
+}
+
+pub fn doc_status(status: DocStatus) -> JsDocStatus {
+    JsDocStatus {
+        unsaved: status.unsaved,
+        pending: status.pending,
+        last_error: status.last_error.map(|(error, message)| JsLastError {
+            code: error.code(),
+            message,
+        }),
     }
 }
 

@@ -16,6 +16,7 @@ use std::cell::RefCell;
 use std::sync::Once;
 
 use wasm_bindgen::JsValue;
+#[cfg(feature = "test-hooks")]
 use wasm_bindgen::prelude::wasm_bindgen;
 
 use crate::errors::js_error;
@@ -61,8 +62,10 @@ fn on_panic(info: &std::panic::PanicHookInfo<'_>) {
     }
 }
 
-/// Panics on purpose, to test that a crash reaches every open repo. Not
-/// part of the API.
+/// Panics on purpose, to test that a crash reaches every open repo. Only
+/// in builds with the `test-hooks` feature (never the shipped package):
+/// on a real page it would let any script close every repo.
+#[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 #[wasm_bindgen(js_name = crashForTesting)]
 pub fn crash_for_testing() {

@@ -36,6 +36,22 @@ pub enum StorageError {
         "this local database was written with another key: pass the key (or passphrase) it was created with"
     )]
     WrongKey,
+    #[error("nothing was written: {0}")]
+    NoRandomness(#[from] NoRandomness),
+}
+
+/// The browser's CSPRNG (`crypto.getRandomValues`) failed. Keys and nonces
+/// are never made up in its place: the operation that needed them fails.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the browser gave no random bytes ({0}); keys and nonces need them. Reload the page; if it persists, the browser's crypto API is broken or blocked"
+)]
+pub struct NoRandomness(pub String);
+
+impl NoRandomness {
+    pub fn to_js(&self) -> JsValue {
+        js_error("NoRandomness", &self.to_string())
+    }
 }
 
 impl StorageError {
@@ -52,6 +68,7 @@ impl StorageError {
         match self {
             StorageError::QuotaExceeded => "QuotaExceeded",
             StorageError::WrongKey => "WrongKey",
+            StorageError::NoRandomness(_) => "NoRandomness",
             StorageError::Open { .. } | StorageError::Read(_) | StorageError::Write(_) => "Storage",
         }
     }

@@ -10,8 +10,12 @@
 //!   changes costs one transaction, and `flush()` waits for the transaction
 //!   that covers everything made before it was called.
 //!
-//! The connection: each attempt fetches a token, opens a socket and must
-//! open within `connectTimeoutMs`; while open a `Ping` goes out every
+//! Tokens: the engine asks for one per document ([`Output::TokenWanted`]);
+//! each is fetched in its own task (the app's token function may await a
+//! server) and handed back with `token_ready` or `token_failed`.
+//!
+//! The connection: each attempt opens a socket that must open within
+//! `connectTimeoutMs`; while open a `Ping` goes out every
 //! `heartbeatMs` and some frame must come back within `pongTimeoutMs`, or
 //! the socket is taken for half-open and replaced. A failed attempt waits
 //! a backoff delay; `online` and a visible tab retry at once. A fatal
@@ -30,7 +34,7 @@ use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 
 use crate::convert::{status, to_js};
-use crate::errors::{engine_error, js_error};
+use crate::errors::{NoRandomness, engine_error, js_error};
 use crate::fast_open::Deferred;
 use crate::patches::to_js_patches;
 use crate::send_queue::SendQueue;
@@ -94,6 +98,8 @@ enum Event {
     Error {
         code: &'static str,
         message: String,
+        /// The document it concerns, if one (a per-document refusal).
+        doc: Option<DocId>,
     },
     /// Bytes for the other tabs (the npm layer posts them on a BroadcastChannel).
     Broadcast(Vec<u8>),
@@ -106,16 +112,20 @@ enum Event {
 }
 
 impl Host {
+    /// `replica` identifies this repo instance to the relay (fresh random
+    /// bytes, like the engine's seed).
     pub fn new(
-        engine: Engine,
+        mut engine: Engine,
+        replica: [u8; 16],
         storage: Storage,
         relay: Option<String>,
         on_event: js_sys::Function,
         options: TransportOptions,
     ) -> HostRef {
+        engine.set_tokens_required(options.token.required());
         Rc::new(RefCell::new(Host {
             engine,
-            replica: random_bytes(),
+            replica,
             on_event,
             storage: Rc::new(storage),
             unwritten: Vec::new(),
@@ -152,6 +162,21 @@ impl Host {
     /// The log, for reads outside the engine's batches.
     pub fn storage(&self) -> Rc<Storage> {
         self.storage.clone()
+    }
+
+    /// `{ unsaved, pending, lastError? }` of one document.
+    pub fn doc_status_js(&self, doc: &DocId) -> Result<JsValue, JsValue> {
+        let status = match (self.engine.doc_status(doc), self.deferred.get(doc)) {
+            (Some(status), _) => status,
+            // Not loaded yet: its kept entries are its outbox, durable.
+            (None, Some(deferred)) => syncline_core::DocStatus {
+                unsaved: 0,
+                pending: deferred.kept_entries(),
+                last_error: None,
+            },
+            (None, None) => return Err(engine_error(&EngineError::DocNotFound(*doc))),
+        };
+        to_js(&crate::convert::doc_status(status))
     }
 
     pub fn status_js(&self) -> Result<JsValue, JsValue> {
@@ -196,6 +221,7 @@ pub fn drain(host: &HostRef) {
     let mut events = Vec::new();
     let mut disconnect = false;
     let mut fatal = None;
+    let mut tokens_wanted = Vec::new();
     let start_writer;
     {
         let mut h = host.borrow_mut();
@@ -220,6 +246,10 @@ pub fn drain(host: &HostRef) {
                         peer,
                         state: None,
                     });
+                    continue;
+                }
+                Output::TokenWanted { doc } => {
+                    tokens_wanted.push(doc);
                     continue;
                 }
             };
@@ -252,9 +282,14 @@ pub fn drain(host: &HostRef) {
                     {
                         fatal = Some(e.to_string());
                     }
+                    let doc = match &e {
+                        EngineError::Access { doc, .. } => Some(*doc),
+                        _ => None,
+                    };
                     events.push(Event::Error {
                         code: e.code(),
                         message: e.to_string(),
+                        doc,
                     })
                 }
             }
@@ -276,6 +311,31 @@ pub fn drain(host: &HostRef) {
     if start_writer {
         spawn_local(write_loop(host.clone()));
     }
+    for doc in tokens_wanted {
+        fetch_token(host, doc);
+    }
+}
+
+/// Gets `doc`'s token in a task of its own (the app's function may await
+/// a server, and is never called under a borrow), then hands it to the
+/// engine. The engine ignores an answer it no longer waits for.
+fn fetch_token(host: &HostRef, doc: DocId) {
+    let token = host.borrow().options.token.clone();
+    let weak = Rc::downgrade(host);
+    spawn_local(async move {
+        // The document's URL without its key: the key never goes to the
+        // app's token service.
+        let answer = token.fetch(&format!("syncline:{doc}")).await;
+        let Some(host) = weak.upgrade() else { return };
+        {
+            let mut h = host.borrow_mut();
+            match answer {
+                Ok(token) => h.engine.token_ready(doc, token, now_ms()),
+                Err(why) => h.engine.token_failed(doc, why, now_ms()),
+            }
+        }
+        drain(&host);
+    });
 }
 
 /// Moves queued frames to the socket while it has room; while it is backed
@@ -372,10 +432,16 @@ fn event_to_js(h: &mut Host, event: Event) -> Result<JsValue, JsValue> {
             ("url", doc_url(h, &doc).into()),
         ],
         Event::Status => vec![("type", "status".into()), ("status", h.status_js()?)],
-        Event::Error { code, message } => vec![
-            ("type", "error".into()),
-            ("error", js_error(code, &message)),
-        ],
+        Event::Error { code, message, doc } => {
+            let mut fields = vec![
+                ("type", "error".into()),
+                ("error", js_error(code, &message)),
+            ];
+            if let Some(doc) = doc {
+                fields.push(("url", doc_url(h, &doc).into()));
+            }
+            fields
+        }
         Event::Broadcast(bytes) => vec![
             ("type", "broadcast".into()),
             ("bytes", js_sys::Uint8Array::from(bytes.as_slice()).into()),
@@ -412,6 +478,7 @@ pub fn report(host: &HostRef, problems: Vec<EngineError>) {
         .map(|e| Event::Error {
             code: e.code(),
             message: e.to_string(),
+            doc: None,
         })
         .collect();
     emit(host, events);
@@ -470,7 +537,8 @@ async fn write_loop(host: HostRef) {
         match failure {
             None => drain(&host),
             Some((code, message)) => {
-                emit(&host, vec![Event::Error { code, message }]);
+                let doc = None;
+                emit(&host, vec![Event::Error { code, message, doc }]);
                 return;
             }
         }
@@ -499,7 +567,14 @@ pub async fn flush(host: &HostRef) -> Result<(), JsValue> {
         h.flush_waiters.push((target, sender));
         receiver
     };
-    receiver.await.unwrap_or(Ok(()))
+    // Dropped unanswered only if the repo went away first: nothing says
+    // the changes are durable, so this must not resolve as if they were.
+    receiver.await.unwrap_or_else(|_| {
+        Err(js_error(
+            "Closed",
+            "the repo closed before these changes were known to be durable: reopen it and check",
+        ))
+    })
 }
 
 /// Calls the engine's `tick` every second while the repo is open.
@@ -541,10 +616,11 @@ pub fn watch_page(host: &HostRef) {
     host.borrow_mut().page = Some(listeners);
 }
 
-/// Starts an attempt: fetches the token, then opens a socket to the relay,
-/// if there is one and the repo is not closed or already connecting.
+/// Starts an attempt: opens a socket to the relay, if there is one and the
+/// repo is not closed or already connecting. (Tokens are asked for per
+/// document once the relay welcomes us.)
 pub fn connect(host: &HostRef) {
-    let (url, token, generation) = {
+    let (url, generation) = {
         let mut h = host.borrow_mut();
         let url = match (&h.relay, h.socket_state) {
             (Some(url), SocketState::Waiting) => url.clone(),
@@ -554,37 +630,13 @@ pub fn connect(host: &HostRef) {
         h.attempt = h.attempt.saturating_add(1);
         h.generation += 1;
         h.socket_state = SocketState::Connecting;
-        (url, h.options.token.clone(), h.generation)
+        (url, h.generation)
     };
     emit(host, vec![Event::Status]);
-    let weak = Rc::downgrade(host);
-    spawn_local(async move {
-        let token = token.fetch().await;
-        let Some(host) = weak.upgrade() else { return };
-        if host.borrow().generation != generation {
-            return; // closed, or superseded while the token was fetched
-        }
-        match token {
-            Ok(token) => open_socket(&host, &url, token, generation),
-            Err(message) => {
-                host.borrow_mut().last_error = Some(("TokenProvider", message.clone()));
-                schedule_reconnect(&host);
-                emit(
-                    &host,
-                    vec![
-                        Event::Error {
-                            code: "TokenProvider",
-                            message,
-                        },
-                        Event::Status,
-                    ],
-                );
-            }
-        }
-    });
+    open_socket(host, &url, generation);
 }
 
-fn open_socket(host: &HostRef, url: &str, token: Option<String>, generation: u64) {
+fn open_socket(host: &HostRef, url: &str, generation: u64) {
     let weak = Rc::downgrade(host);
     let current = move |weak: &Weak<RefCell<Host>>| {
         weak.upgrade()
@@ -601,7 +653,7 @@ fn open_socket(host: &HostRef, url: &str, token: Option<String>, generation: u64
                     h.socket_state = SocketState::Open;
                     h.last_frame_ms = now_ms();
                     let replica = h.replica;
-                    h.engine.connected(replica, token.clone(), now_ms());
+                    h.engine.connected(replica, None, now_ms());
                 }
                 schedule_ping(&host, generation);
                 drain(&host);
@@ -666,6 +718,7 @@ fn open_socket(host: &HostRef, url: &str, token: Option<String>, generation: u64
                     Event::Error {
                         code: "BadRelayUrl",
                         message,
+                        doc: None,
                     },
                     Event::Status,
                 ],
@@ -687,7 +740,8 @@ fn schedule_ping(host: &HostRef, generation: u64) {
         if h.generation != generation {
             return;
         }
-        let nonce = u64::from_le_bytes(random_bytes());
+        // Only told apart from earlier pings: it need not be random.
+        let nonce = now_ms();
         if let Some(socket) = &h.socket {
             socket.send(&encode_client(&ClientFrame::Ping { nonce }));
         }
@@ -778,11 +832,11 @@ pub fn now_ms() -> u64 {
     js_sys::Date::now() as u64
 }
 
-/// Fresh random bytes from the browser's CSPRNG.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
+/// Fresh random bytes from the browser's CSPRNG (getrandom's `wasm_js`
+/// backend: `crypto.getRandomValues`). A failure is an error, never bytes
+/// made up in their place: they become keys and nonces.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], NoRandomness> {
     let mut bytes = [0u8; N];
-    // getrandom's wasm_js backend uses crypto.getRandomValues, present in
-    // every browser and worker; without it nothing here could work anyway.
-    let _ = getrandom::fill(&mut bytes);
-    bytes
+    getrandom::fill(&mut bytes).map_err(|e| NoRandomness(e.to_string()))?;
+    Ok(bytes)
 }

@@ -151,37 +151,44 @@ impl Storage {
             .map_err(|e| write_failed(idb::Error::TransactionOpenFailed(e)))
     }
 
+    /// Opens the key-check record, or writes it if there is none: in one
+    /// read-write transaction, so two tabs setting up the same repo at once
+    /// can't both find it missing (IndexedDB runs read-write transactions
+    /// over the same stores one after the other, across tabs too).
     async fn check_key(&self) -> Result<(), StorageError> {
-        let tx = self
-            .db
-            .transaction(&[KEYCHECK.0.name()], TransactionMode::ReadOnly)
-            .map_err(read_failed)?;
-        let stored = tx
-            .object_store(KEYCHECK.0.name())
-            .map_err(read_failed)?
-            .get(JsValue::from_str(KEYCHECK.1))
+        // Sealed up front: nothing but IndexedDB requests may happen while
+        // the transaction waits (it would commit).
+        let sealed_check = self.seal_value(KEYCHECK.0, KEYCHECK.1, KEYCHECK_PLAINTEXT)?;
+        let tx = self.write_transaction()?;
+        let store = tx.object_store(KEYCHECK.0.name()).map_err(read_failed)?;
+        let key = JsValue::from_str(KEYCHECK.1);
+        let stored = store
+            .get(key.clone())
             .map_err(read_failed)?
             .await
             .map_err(read_failed)?;
-        tx.await.map_err(read_failed)?;
-        match stored.and_then(|v| v.dyn_into::<Uint8Array>().ok()) {
+        let result = match stored.and_then(|v| v.dyn_into::<Uint8Array>().ok()) {
             Some(sealed) => match self.open_value(KEYCHECK.0, KEYCHECK.1, &sealed.to_vec()) {
                 Ok(plain) if plain == KEYCHECK_PLAINTEXT => Ok(()),
                 _ => Err(StorageError::WrongKey),
             },
             None => {
-                let mut batch = Batch::default();
-                batch
-                    .puts
-                    .push((KEYCHECK.0, KEYCHECK.1.into(), KEYCHECK_PLAINTEXT.to_vec()));
-                self.write(&[batch]).await
+                let value: JsValue = Uint8Array::from(sealed_check.as_slice()).into();
+                store.put(&value, Some(&key)).map_err(write_failed)?;
+                Ok(())
             }
+        };
+        match tx.commit().map_err(write_failed)?.await {
+            Ok(TransactionResult::Committed) => result,
+            failed => Err(StorageError::Write(format!(
+                "the key check did not commit: {failed:?}"
+            ))),
         }
     }
 
-    fn seal_value(&self, store: Store, key: &str, plain: &[u8]) -> Vec<u8> {
-        let nonce: [u8; NONCE_BYTES] = random_bytes();
-        seal::seal(&self.key, nonce, &aad(store, key), plain)
+    fn seal_value(&self, store: Store, key: &str, plain: &[u8]) -> Result<Vec<u8>, StorageError> {
+        let nonce: [u8; NONCE_BYTES] = random_bytes()?;
+        Ok(seal::seal(&self.key, nonce, &aad(store, key), plain))
     }
 
     fn open_value(
@@ -293,16 +300,25 @@ impl Storage {
                 last.insert((*store, key), None);
             }
         }
+        // Sealed before the transaction opens: a failure here (no random
+        // nonce) writes nothing, where one between requests would leave
+        // IndexedDB to auto-commit part of the batches.
+        let mut sealed = Vec::with_capacity(last.len());
+        for ((store, key), value) in last {
+            let value = value
+                .map(|plain| self.seal_value(store, key, plain))
+                .transpose()?;
+            sealed.push(((store, key), value));
+        }
         let tx = self.write_transaction()?;
         // Requests are issued as they are made and run in order; none is
         // awaited (that would cost a task each): a failed one aborts the
         // transaction, which the commit reports.
-        for ((store, key), value) in last {
+        for ((store, key), value) in sealed {
             let object_store = tx.object_store(store.name()).map_err(write_failed)?;
             let js_key = JsValue::from_str(key);
             match value {
-                Some(plain) => {
-                    let sealed = self.seal_value(store, key, plain);
+                Some(sealed) => {
                     let value: JsValue = Uint8Array::from(sealed.as_slice()).into();
                     object_store
                         .put(&value, Some(&js_key))

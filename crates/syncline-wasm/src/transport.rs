@@ -63,33 +63,47 @@ impl Backoff {
     }
 }
 
-/// Where each connection attempt gets its token from.
+/// Where each document's access token comes from (the engine asks for
+/// one per document: see `syncline_core`'s `access` module).
 #[derive(Clone)]
 pub enum Token {
+    /// An open relay: no tokens.
     None,
+    /// The same token for every document.
     Fixed(String),
-    /// `() => string | Promise<string>`, called before every attempt.
+    /// `(docId) => string | Promise<string>`, where `docId` is the
+    /// document's URL without its `#key` fragment.
     Provider(Function),
 }
 
 impl Token {
-    /// The token for one attempt; an `Err` carries the provider's failure.
-    pub async fn fetch(&self) -> Result<Option<String>, String> {
+    /// Whether the engine must ask for a token per document.
+    pub fn required(&self) -> bool {
+        !matches!(self, Token::None)
+    }
+
+    /// The token for `doc_id` (`syncline:<id>`); an `Err` says how the
+    /// provider failed (it threw, rejected, or returned no string).
+    pub async fn fetch(&self, doc_id: &str) -> Result<String, String> {
         let provider = match self {
-            Token::None => return Ok(None),
-            Token::Fixed(token) => return Ok(Some(token.clone())),
+            Token::None => return Err("no token is configured".into()),
+            Token::Fixed(token) => return Ok(token.clone()),
             Token::Provider(f) => f,
         };
-        let mut value = provider.call0(&JsValue::NULL).map_err(describe)?;
+        let mut value = provider
+            .call1(&JsValue::NULL, &doc_id.into())
+            .map_err(describe)?;
         if value.is_instance_of::<js_sys::Promise>() {
             value = JsFuture::from(js_sys::Promise::from(value))
                 .await
                 .map_err(describe)?;
         }
         match value.as_string() {
-            Some(token) => Ok(Some(token)),
-            None if value.is_undefined() || value.is_null() => Ok(None),
-            None => Err("the token provider must return a string".into()),
+            Some(token) if !token.is_empty() => Ok(token),
+            _ => Err(format!(
+                "the token function must return a non-empty string (or a promise of one), not {}",
+                value.js_typeof().as_string().unwrap_or_default()
+            )),
         }
     }
 }

@@ -534,3 +534,117 @@ async fn a_tampered_or_foreign_value_is_reported_and_the_document_loads_fully() 
     core.open_doc(&url).await.unwrap();
     assert_eq!(json(&core.value(&url).unwrap()), value);
 }
+
+/// The `message` of every entry of `core.history(url)`.
+fn history_messages(core: &Core, url: &str) -> Vec<Option<String>> {
+    let history: js_sys::Array = core.history(url).unwrap().into();
+    history
+        .iter()
+        .map(|e| {
+            js_sys::Reflect::get(&e, &"message".into())
+                .unwrap()
+                .as_string()
+        })
+        .collect()
+}
+
+#[wasm_bindgen_test]
+async fn changes_made_in_one_task_keep_their_own_messages() {
+    let name = unique_name("messages");
+    let core = open(&name).await;
+    let url = core
+        .create(js_sys::JSON::parse(r#"{"items":[]}"#).unwrap())
+        .unwrap();
+    core.value(&url).unwrap();
+    for (item, message) in [("a", Some("one")), ("b", None), ("c", Some("three"))] {
+        let op = format!(r#"[{{"op":"insert","obj":["items"],"index":0,"values":["{item}"]}}]"#);
+        core.change(&url, &op, message.map(Into::into)).unwrap();
+    }
+    let expected = [None, Some("one".into()), None, Some("three".into())];
+    assert_eq!(history_messages(&core, &url), expected);
+    core.flush().await.unwrap();
+    core.close();
+    drop(core);
+    let reopened = open(&name).await;
+    reopened.open_doc(&url).await.unwrap();
+    assert_eq!(
+        history_messages(&reopened, &url),
+        expected,
+        "after a reload"
+    );
+}
+
+/// Yields to the event loop until `events` holds one of type `kind`
+/// (events come from a fresh task); returns it.
+async fn next_event(events: &Events, kind: &str) -> JsValue {
+    loop {
+        let found = events
+            .borrow()
+            .iter()
+            .find(|e| js_sys::Reflect::get(e, &"type".into()).unwrap() == kind)
+            .cloned();
+        if let Some(event) = found {
+            return event;
+        }
+        gloo_timers::future::TimeoutFuture::new(0).await;
+    }
+}
+
+#[wasm_bindgen_test]
+async fn heads_are_those_of_the_value_the_page_holds() {
+    // Two tabs of one repo: a change made in one reaches the other.
+    let name = unique_name("heads");
+    let (a, a_events) = open_collecting(&name).await;
+    a.set_tab_sync(true);
+    let url = a
+        .create(js_sys::JSON::parse(r#"{"items":[]}"#).unwrap())
+        .unwrap();
+    a.value(&url).unwrap();
+    a.flush().await.unwrap();
+    let (b, b_events) = open_collecting(&name).await;
+    b.open_doc(&url).await.unwrap();
+    let shown = json(&b.value(&url).unwrap());
+    let before = b.heads(&url).unwrap();
+    assert_eq!(json(&b.value_at(&url, before.clone()).unwrap()), shown);
+
+    a_events.borrow_mut().clear(); // the creation's broadcast: B has it
+    a.change(
+        &url,
+        r#"[{"op":"insert","obj":["items"],"index":0,"values":["from a"]}]"#,
+        None,
+    )
+    .unwrap();
+    assert_eq!(a.heads(&url).unwrap().len(), 1);
+    assert_ne!(
+        a.heads(&url).unwrap(),
+        before,
+        "a local change is shown at once"
+    );
+    let broadcast = next_event(&a_events, "broadcast").await;
+    let bytes: js_sys::Uint8Array = js_sys::Reflect::get(&broadcast, &"bytes".into())
+        .unwrap()
+        .into();
+    b.received_from_tab(&bytes.to_vec()).unwrap();
+    // B's engine has the change, but the page has not been given it yet.
+    assert_eq!(b.heads(&url).unwrap(), before, "not shown yet");
+    next_event(&b_events, "changed").await;
+    let after = b.heads(&url).unwrap();
+    assert_eq!(after, a.heads(&url).unwrap(), "shown with its patches");
+    assert_eq!(
+        json(&b.value_at(&url, after).unwrap()),
+        r#"{"items":["from a"]}"#
+    );
+}
+
+#[wasm_bindgen_test]
+async fn a_document_shown_from_its_stored_value_has_that_values_heads() {
+    let name = unique_name("fast-open-heads");
+    let (url, value) = compacted_doc(&name).await;
+    let core = open(&name).await;
+    core.open_doc(&url).await.unwrap();
+    assert_eq!(json(&core.value(&url).unwrap()), value);
+    assert!(!core.crdt_loaded(&url).unwrap());
+    let heads = core.heads(&url).unwrap();
+    assert!(!heads.is_empty());
+    assert_eq!(json(&core.value_at(&url, heads).unwrap()), value);
+}

@@ -52,6 +52,68 @@ pub struct ModelRelay {
     pub generations: BTreeMap<usize, u64>,
     /// Catch-ups that started with a snapshot.
     pub snapshots_served: usize,
+    /// Require a token per document, as a relay with a secret does
+    /// (tokens from [`TokenService`]; `Unauthorized`, `ReadOnly` and
+    /// `TokenExpired` refusals as the real relay sends them).
+    pub auth: bool,
+    /// Valid tokens presented, per connection and document.
+    pub grants: BTreeMap<(usize, DocId), Grant>,
+    /// The relay's clock (the world keeps it at its own time).
+    pub now: u64,
+    /// Requests refused, by code.
+    pub refusals: BTreeMap<String, usize>,
+}
+
+/// What a token presented to the model relay allows, until when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub write: bool,
+    pub expires_at: u64,
+}
+
+/// The app's token endpoint, as the world plays it: a token per replica
+/// and document, with the rights in `rights` (none: a token for another
+/// document), valid for `ttl_ms`. Tokens are `doc.read|write.expiry`
+/// strings the model relay reads (it checks no signature: forging is the
+/// real relay's test).
+#[derive(Default)]
+pub struct TokenService {
+    /// Rights per (replica index, document): `true` for write.
+    pub rights: BTreeMap<(usize, DocId), bool>,
+    /// Everyone gets a write token for every document (overrides `rights`).
+    pub everyone_writes: bool,
+    pub ttl_ms: u64,
+    /// Replicas whose token provider fails (throws) for now.
+    pub failing: BTreeSet<usize>,
+    /// Tokens asked for, per replica and document.
+    pub asked: BTreeMap<(usize, DocId), usize>,
+}
+
+impl TokenService {
+    /// The token replica `i` gets for `doc` at `now`, or why not.
+    pub fn token(&mut self, i: usize, doc: DocId, now: u64) -> Result<String, String> {
+        *self.asked.entry((i, doc)).or_default() += 1;
+        if self.failing.contains(&i) {
+            return Err("the token endpoint is down".into());
+        }
+        let expiry = now + self.ttl_ms;
+        let write = if self.everyone_writes {
+            Some(true)
+        } else {
+            self.rights.get(&(i, doc)).copied()
+        };
+        Ok(match write {
+            Some(write) => model_token(doc, write, expiry),
+            // No rights: the app hands out the wrong document's token.
+            None => model_token(DocId([0xee; 16]), true, expiry),
+        })
+    }
+}
+
+/// A token the model relay accepts.
+pub fn model_token(doc: DocId, write: bool, expires_at: u64) -> String {
+    let rights = if write { "write" } else { "read" };
+    format!("{doc}.{rights}.{expires_at}")
 }
 
 /// A push the relay has fanned out tentatively but not committed.
@@ -88,6 +150,16 @@ impl ModelRelay {
                         limits: Limits::default(),
                     },
                 ));
+            }
+            ClientFrame::Subscribe { doc, .. } | ClientFrame::Presence { doc, .. }
+                if self.refuse(conn, doc, false, &mut out) =>
+            {
+                return out;
+            }
+            ClientFrame::Push { doc, .. } | ClientFrame::Snapshot { doc, .. }
+                if self.refuse(conn, doc, true, &mut out) =>
+            {
+                return out;
             }
             ClientFrame::Subscribe { doc, since } => {
                 *self.subscribes.entry(conn).or_default() += 1;
@@ -192,9 +264,73 @@ impl ModelRelay {
                 };
                 out.push((conn, ack));
             }
-            ClientFrame::Authorize { .. } => {}
+            ClientFrame::Authorize { doc, token } => self.authorize(conn, doc, &token, &mut out),
         }
         out
+    }
+
+    /// The real relay's `Authorize`: a valid token for `doc` replaces the
+    /// last one; anything else is refused (and the last one kept).
+    fn authorize(
+        &mut self,
+        conn: usize,
+        doc: DocId,
+        token: &str,
+        out: &mut Vec<(usize, RelayFrame)>,
+    ) {
+        if !self.auth {
+            return;
+        }
+        let parsed = (|| {
+            let mut fields = token.split('.');
+            let for_doc: DocId = fields.next()?.parse().ok()?;
+            let write = fields.next()? == "write";
+            let expires_at: u64 = fields.next()?.parse().ok()?;
+            Some((for_doc, Grant { write, expires_at }))
+        })();
+        let code = match parsed {
+            Some((for_doc, grant)) if for_doc == doc && grant.expires_at > self.now => {
+                self.grants.insert((conn, doc), grant);
+                return;
+            }
+            Some((for_doc, _)) if for_doc == doc => ErrorCode::TokenExpired,
+            _ => ErrorCode::Unauthorized,
+        };
+        self.deny(conn, doc, code, out);
+    }
+
+    /// Whether `conn` may not read (or with `write`, write) `doc`; if so,
+    /// the refusal is queued.
+    fn refuse(
+        &mut self,
+        conn: usize,
+        doc: DocId,
+        write: bool,
+        out: &mut Vec<(usize, RelayFrame)>,
+    ) -> bool {
+        if !self.auth {
+            return false;
+        }
+        let code = match self.grants.get(&(conn, doc)) {
+            None => ErrorCode::Unauthorized,
+            Some(grant) if grant.expires_at <= self.now => ErrorCode::TokenExpired,
+            Some(grant) if write && !grant.write => ErrorCode::ReadOnly,
+            Some(_) => return false,
+        };
+        self.deny(conn, doc, code, out);
+        true
+    }
+
+    fn deny(
+        &mut self,
+        conn: usize,
+        doc: DocId,
+        code: ErrorCode,
+        out: &mut Vec<(usize, RelayFrame)>,
+    ) {
+        *self.refusals.entry(format!("{code:?}")).or_default() += 1;
+        let message = format!("document {doc}: {code:?}");
+        out.push((conn, RelayFrame::DocError { doc, code, message }));
     }
 
     /// Commits every push received so far, in order: acks each pusher,
@@ -295,6 +431,7 @@ impl ModelRelay {
     /// its presence is gone.
     pub fn disconnect(&mut self, conn: usize) -> Vec<(usize, RelayFrame)> {
         self.greeted.remove(&conn);
+        self.grants.retain(|(c, _), _| *c != conn);
         self.sent_through.retain(|(_, sub), _| *sub != conn);
         let mut out = Vec::new();
         let docs: Vec<DocId> = self.subscribers.keys().copied().collect();
@@ -343,11 +480,15 @@ pub struct Replica {
     pub broadcasts: Vec<Vec<u8>>,
     /// Peers' presence as this replica last heard it.
     pub presence: BTreeMap<(DocId, [u8; 16]), Vec<u8>>,
+    /// Documents the engine wants a token for, not answered yet.
+    pub token_requests: Vec<DocId>,
     pub online: bool,
     /// The engine asked to drop its connection.
     pub wants_disconnect: bool,
     /// Applied to the engine at start and after every restart.
     pub compaction: CompactionPolicy,
+    /// Applied to the engine at start and after every restart.
+    pub tokens_required: bool,
     restarts: u32,
     id: u8,
 }
@@ -362,9 +503,11 @@ impl Replica {
             changed: Vec::new(),
             broadcasts: Vec::new(),
             presence: BTreeMap::new(),
+            token_requests: Vec::new(),
             online: false,
             wants_disconnect: false,
             compaction: CompactionPolicy::default(),
+            tokens_required: false,
             restarts: 0,
             id,
         }
@@ -389,12 +532,15 @@ impl Replica {
     /// Loses everything not written, and restarts from the store.
     pub fn crash_and_restart(&mut self) {
         self.unwritten.clear();
+        self.token_requests.clear();
         self.online = false;
         self.restarts += 1;
         let (engine, problems) = Engine::load(seed(self.id, self.restarts), self.store.records());
         assert!(problems.is_empty(), "{problems:?}");
+        let tokens_required = self.tokens_required;
         self.engine = engine;
         self.engine.set_compaction(self.compaction);
+        self.engine.set_tokens_required(tokens_required);
     }
 
     /// Change hashes of a document, as Automerge has them.
@@ -429,6 +575,8 @@ pub struct Faults {
 /// Replicas, a relay, and a link per replica.
 pub struct World {
     pub relay: ModelRelay,
+    /// With `Some`, the relay wants tokens and replicas get them here.
+    pub tokens: Option<TokenService>,
     pub replicas: Vec<Replica>,
     pub to_relay: Vec<VecDeque<Vec<u8>>>,
     pub to_replica: Vec<VecDeque<Vec<u8>>>,
@@ -439,11 +587,47 @@ impl World {
     pub fn new(n: u8) -> World {
         World {
             relay: ModelRelay::default(),
+            tokens: None,
             replicas: (0..n).map(|i| Replica::new(i + 1)).collect(),
             to_relay: (0..n).map(|_| VecDeque::new()).collect(),
             to_replica: (0..n).map(|_| VecDeque::new()).collect(),
             now: 1_000,
         }
+    }
+
+    /// The relay wants a token per document, which every replica gets
+    /// from the returned service.
+    pub fn require_tokens(&mut self) -> &mut TokenService {
+        self.relay.auth = true;
+        for r in &mut self.replicas {
+            r.tokens_required = true;
+            r.engine.set_tokens_required(true);
+        }
+        self.tokens.get_or_insert_with(|| TokenService {
+            ttl_ms: 3_600_000,
+            ..TokenService::default()
+        })
+    }
+
+    /// Answers replica `i`'s token requests from the token service.
+    /// Returns whether there were any.
+    pub fn answer_tokens(&mut self, i: usize) -> bool {
+        let requests = std::mem::take(&mut self.replicas[i].token_requests);
+        if requests.is_empty() {
+            return false;
+        }
+        let service = self
+            .tokens
+            .as_mut()
+            .expect("tokens asked for without a service");
+        for doc in requests {
+            match service.token(i, doc, self.now) {
+                Ok(token) => self.replicas[i].engine.token_ready(doc, token, self.now),
+                Err(why) => self.replicas[i].engine.token_failed(doc, why, self.now),
+            }
+        }
+        self.collect(i);
+        true
     }
 
     pub fn connect(&mut self, i: usize) {
@@ -504,6 +688,7 @@ impl World {
         self.relay = ModelRelay {
             epoch,
             hold_commits: self.relay.hold_commits,
+            auth: self.relay.auth,
             ..Default::default()
         };
     }
@@ -524,6 +709,10 @@ impl World {
                 }
                 Output::PresenceGone { doc, peer } => {
                     r.presence.remove(&(doc, peer));
+                    continue;
+                }
+                Output::TokenWanted { doc } => {
+                    r.token_requests.push(doc);
                     continue;
                 }
             };
@@ -558,6 +747,7 @@ impl World {
         let Some(frame) = self.to_relay[i].pop_front() else {
             return false;
         };
+        self.relay.now = self.now;
         let out = self.relay.handle(i, &frame);
         self.route(out);
         true
@@ -585,6 +775,7 @@ impl World {
             let mut moved = false;
             for i in 0..self.replicas.len() {
                 self.write(i);
+                moved |= self.answer_tokens(i);
                 while self.deliver_to_relay(i) {
                     moved = true;
                 }
@@ -614,10 +805,10 @@ impl World {
                 self.connect(i);
             }
             self.settle();
-            let quiet = self
-                .replicas
-                .iter()
-                .all(|r| r.engine.status().pending == 0 && r.online);
+            let quiet = self.replicas.iter().all(|r| {
+                let status = r.engine.status();
+                status.unsaved + status.pending == 0 && r.online
+            });
             if quiet && round > resync_rounds {
                 return;
             }

@@ -93,7 +93,9 @@ pub(crate) fn fatal(code: ErrorCode, message: impl Into<String>) -> End {
         ErrorCode::Malformed | ErrorCode::UnexpectedFrame | ErrorCode::UnsupportedVersion => {
             close_code::PROTOCOL
         }
-        ErrorCode::Unauthorized => close_code::POLICY,
+        ErrorCode::Unauthorized | ErrorCode::ReadOnly | ErrorCode::TokenExpired => {
+            close_code::POLICY
+        }
         ErrorCode::LimitExceeded => close_code::SIZE,
         ErrorCode::Internal => close_code::ERROR,
     };

@@ -427,9 +427,20 @@ impl Session {
         Ok(())
     }
 
+    /// Refuses a request about `doc`. Version 3 clients learn exactly why
+    /// (`ReadOnly`, `TokenExpired`), so they can keep reading or fetch a
+    /// fresh token; older ones only know `Unauthorized`.
     async fn deny(&mut self, doc: DocId, (reason, message): Denied) -> Result<(), End> {
         self.shared.metrics.auth_failure(reason);
-        self.doc_error(doc, ErrorCode::Unauthorized, &message).await
+        let code = match reason {
+            _ if self.version < 3 => ErrorCode::Unauthorized,
+            AuthFailure::ReadOnly => ErrorCode::ReadOnly,
+            AuthFailure::Expired => ErrorCode::TokenExpired,
+            AuthFailure::Missing | AuthFailure::Invalid | AuthFailure::WrongDoc => {
+                ErrorCode::Unauthorized
+            }
+        };
+        self.doc_error(doc, code, &message).await
     }
 
     async fn doc_error(&mut self, doc: DocId, code: ErrorCode, message: &str) -> Result<(), End> {

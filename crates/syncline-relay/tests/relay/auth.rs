@@ -112,7 +112,7 @@ async fn the_token_matrix() {
 
     // Read token via Authorize: subscribe and presence yes, push and
     // snapshot no.
-    let (mut reader, _) = Client::greeted_as(&url, [2; 16], None).await;
+    let (mut reader, _) = Client::greeted_with(&url, PROTOCOL_VERSION, [2; 16], None).await;
     reader
         .send(&ClientFrame::Authorize {
             doc: doc(1),
@@ -127,9 +127,7 @@ async fn the_token_matrix() {
             deltas: vec![delta(2)],
         })
         .await;
-    let message = reader
-        .expect_doc_error(doc(1), ErrorCode::Unauthorized)
-        .await;
+    let message = reader.expect_doc_error(doc(1), ErrorCode::ReadOnly).await;
     assert!(message.contains("read only"), "{message}");
     reader
         .send(&ClientFrame::Snapshot {
@@ -139,9 +137,7 @@ async fn the_token_matrix() {
             bytes: vec![1],
         })
         .await;
-    reader
-        .expect_doc_error(doc(1), ErrorCode::Unauthorized)
-        .await;
+    reader.expect_doc_error(doc(1), ErrorCode::ReadOnly).await;
     reader
         .send(&ClientFrame::Presence {
             doc: doc(1),
@@ -156,10 +152,37 @@ async fn the_token_matrix() {
     }
     // The refused push was not stored; the writer's next push is seq 2.
     assert_eq!(writer.push(doc(1), vec![delta(3)]).await, 2);
-    assert_eq!(seqs(&reader.recv_live(doc(1)).await), vec![2]);
+    match reader.recv().await {
+        RelayFrame::Tentative { deltas, .. } => assert_eq!(deltas, vec![delta(3)]),
+        other => panic!("expected Tentative, got {other:?}"),
+    }
+    match reader.recv().await {
+        RelayFrame::Committed { after, seq, .. } => assert_eq!((after, seq), (1, 2)),
+        other => panic!("expected Committed, got {other:?}"),
+    }
+
+    // A version 1 or 2 client knows only `Unauthorized`: it gets that for
+    // a read-only push.
+    let (mut old_reader, _) = Client::greeted_with(&url, 2, [4; 16], None).await;
+    old_reader
+        .send(&ClientFrame::Authorize {
+            doc: doc(1),
+            token: cli_token(&doc(1).to_string(), "read", "1h").await,
+        })
+        .await;
+    old_reader
+        .send(&ClientFrame::Push {
+            doc: doc(1),
+            deltas: vec![delta(5)],
+        })
+        .await;
+    let message = old_reader
+        .expect_doc_error(doc(1), ErrorCode::Unauthorized)
+        .await;
+    assert!(message.contains("read only"), "{message}");
 
     // Expired, another document's, tampered: refused per document.
-    let (mut client, _) = Client::greeted(&url).await;
+    let (mut client, _) = Client::greeted_with(&url, PROTOCOL_VERSION, [5; 16], None).await;
     let expired = token(doc(1), Rights::Write, auth::unix_now() - 1);
     client
         .send(&ClientFrame::Authorize {
@@ -168,7 +191,7 @@ async fn the_token_matrix() {
         })
         .await;
     let message = client
-        .expect_doc_error(doc(1), ErrorCode::Unauthorized)
+        .expect_doc_error(doc(1), ErrorCode::TokenExpired)
         .await;
     assert!(message.contains("expired"), "{message}");
     client
@@ -255,7 +278,7 @@ async fn the_token_matrix() {
         }
     };
     assert_eq!(failures("missing").await, 3.0);
-    assert_eq!(failures("read_only").await, 2.0);
+    assert_eq!(failures("read_only").await, 3.0);
     assert_eq!(failures("expired").await, 2.0);
     assert_eq!(failures("wrong_doc").await, 1.0);
     assert_eq!(failures("invalid").await, 4.0);

@@ -64,9 +64,10 @@ impl Client {
         Client::greeted_as(url, [7; 16], None).await
     }
 
-    /// Connects and completes the handshake with [`PROTOCOL_VERSION`] (2:
-    /// live deltas as `Tentative` and `Committed`) as `replica`.
-    pub async fn greeted_v2(url: &str, replica: u8) -> Client {
+    /// Connects and completes the handshake with the current
+    /// [`PROTOCOL_VERSION`] (live deltas as `Tentative` and `Committed`,
+    /// refusals with their exact code) as `replica`.
+    pub async fn greeted_current(url: &str, replica: u8) -> Client {
         Client::greeted_with(url, PROTOCOL_VERSION, [replica; 16], None)
             .await
             .0

@@ -85,7 +85,9 @@ async fn a_protocol_version_outside_the_supported_range_is_refused_and_closed() 
         .await;
         let message = bad.expect_fatal(ErrorCode::UnsupportedVersion, 1002).await;
         assert!(
-            message.contains("versions 1 to 2") && message.contains(&format!("sent {version}")),
+            message.contains(&format!(
+                "versions {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}"
+            )) && message.contains(&format!("sent {version}")),
             "{message}"
         );
     }

@@ -59,8 +59,8 @@ async fn recv_ack(client: &mut Client, doc: DocId) -> u64 {
 async fn a_v2_subscriber_gets_tentative_then_committed_and_the_seqs_match_a_catch_up() {
     let data = tempfile::tempdir().unwrap();
     let relay = RelayProcess::start(data.path()).await;
-    let mut alice = Client::greeted_v2(&relay.url(), 1).await;
-    let mut bob = Client::greeted_v2(&relay.url(), 2).await;
+    let mut alice = Client::greeted_current(&relay.url(), 1).await;
+    let mut bob = Client::greeted_current(&relay.url(), 2).await;
     alice.subscribe(doc(1), 0).await;
     bob.subscribe(doc(1), 0).await;
 
@@ -109,8 +109,8 @@ async fn a_v1_client_beside_v2_ones_still_gets_deltas_and_no_tentative() {
     let data = tempfile::tempdir().unwrap();
     let relay = RelayProcess::start(data.path()).await;
     let (mut old, _) = Client::greeted(&relay.url()).await;
-    let mut new = Client::greeted_v2(&relay.url(), 2).await;
-    let mut pusher = Client::greeted_v2(&relay.url(), 3).await;
+    let mut new = Client::greeted_current(&relay.url(), 2).await;
+    let mut pusher = Client::greeted_current(&relay.url(), 3).await;
     old.subscribe(doc(1), 0).await;
     new.subscribe(doc(1), 0).await;
 
@@ -178,7 +178,7 @@ async fn pushes_during_a_v2_catch_up_are_all_sent_before_they_are_committed_with
     const TOTAL: u32 = 300;
     let pushing = push_backlog_then_more(&url, doc(1), BACKLOG, TOTAL).await;
 
-    let mut reader = Client::greeted_v2(&url, 9).await;
+    let mut reader = Client::greeted_current(&url, 9).await;
     reader
         .send(&ClientFrame::Subscribe {
             doc: doc(1),
@@ -278,8 +278,8 @@ async fn tentative_arrives_while_the_commit_is_held_and_committed_only_after_it(
         let _ = stopped.await;
     }));
 
-    let mut alice = Client::greeted_v2(&url, 1).await;
-    let mut bob = Client::greeted_v2(&url, 2).await;
+    let mut alice = Client::greeted_current(&url, 1).await;
+    let mut bob = Client::greeted_current(&url, 2).await;
     alice.subscribe(doc(1), 0).await;
     bob.subscribe(doc(1), 0).await;
     bob.send(&ClientFrame::Push {
