@@ -6,7 +6,9 @@
 //! - `wasm-bindgen-cli` at exactly the version in `Cargo.lock` (the CLI and
 //!   the crate must match);
 //! - the npm dependencies of `npm/`, `demo-app/`, `tests/` and the four
-//!   packaging apps in `tests/packaging/apps/`, from their lockfiles (`npm ci`).
+//!   packaging apps in `tests/packaging/apps/`, from their lockfiles (`npm ci`);
+//! - for the relay cluster's tests and demo: `nats-server` (Debian's
+//!   package) and PostgreSQL's server (`postgresql`, usually in the image).
 //!
 //! Every step checks first, so a second run does nothing.
 
@@ -20,6 +22,7 @@ use crate::run;
 pub fn all(root: &Path) -> Result<()> {
     wasm_target(root)?;
     browser()?;
+    cluster_services()?;
     wasm_bindgen_cli(root)?;
     node_packages(root)
 }
@@ -47,6 +50,28 @@ fn browser() -> Result<()> {
     if have("/usr/bin/chromium") && have("/usr/bin/chromedriver") {
         return Ok(());
     }
+    apt_install(&["chromium", "chromium-driver"])
+}
+
+/// The servers the relay cluster's tests run (they start and stop them
+/// themselves: `syncline_relay::testing::services`).
+pub fn cluster_services() -> Result<()> {
+    if output("nats-server", &["--version"]).is_none() {
+        apt_install(&["nats-server"])?;
+    }
+    let has_postgres = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|v| v.path().join("bin/pg_ctl").is_file());
+    if !has_postgres {
+        apt_install(&["postgresql"])?;
+    }
+    Ok(())
+}
+
+/// `apt-get install` (as root, or through passwordless sudo).
+fn apt_install(packages: &[&str]) -> Result<()> {
     let root_user = output("id", &["-u"]).is_some_and(|id| id.trim() == "0");
     let (program, prefix): (&str, &[&str]) = if root_user {
         ("apt-get", &[])
@@ -55,13 +80,17 @@ fn browser() -> Result<()> {
     };
     let apt = |args: &[&str]| -> Result<()> {
         let all: Vec<&str> = prefix.iter().chain(args).copied().collect();
-        run(Path::new("/"), program, &all).context(
-            "installing Chromium needs root (or passwordless sudo): \
-             apt-get install chromium chromium-driver",
-        )
+        run(Path::new("/"), program, &all).with_context(|| {
+            format!(
+                "installing needs root (or passwordless sudo): apt-get install {}",
+                packages.join(" ")
+            )
+        })
     };
     apt(&["update", "-qq"])?;
-    apt(&["install", "-y", "-qq", "chromium", "chromium-driver"])
+    let mut install = vec!["install", "-y", "-qq"];
+    install.extend_from_slice(packages);
+    apt(&install)
 }
 
 /// The wasm-bindgen version pinned in Cargo.lock.

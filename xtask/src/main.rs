@@ -1,18 +1,22 @@
 //! `cargo xtask <command>`: the project's only entry points.
 //!
 //! - `demo`: install what is missing, build, and serve the demo app from a
-//!   relay on 127.0.0.1:8787.
+//!   relay on 127.0.0.1:8787. `demo --cluster`: PostgreSQL, NATS and three
+//!   relays (8787, 8788, 8789) sharing one log, each serving the demo.
 //! - `test`: install what is missing, build, run every test layer, and end
 //!   with one line `N passed, M failed`.
 //! - `build`: leave `target/release/syncline-relay`, the `syncline` CLI in
 //!   `target/release/syncline`, and the npm package in `npm/dist/`; and, for
 //!   the end-to-end tests only, the package with a test-hooks wasm in
 //!   `target/test-hooks/dist/` (see [`build_test_hooks`]).
-//! - `install`: only the idempotent installs.
+//! - `install`: only the idempotent installs (including `nats-server` for
+//!   the relay cluster's tests, which start and stop their own PostgreSQL
+//!   and NATS servers under `target/`).
 //!
 //! Everything is plain `std::process::Command`s, so what each step runs is
 //! printed and can be run by hand.
 
+mod cluster;
 mod install;
 mod summary;
 
@@ -24,7 +28,7 @@ use anyhow::{Context, Result, bail};
 
 use summary::Tally;
 
-const USAGE: &str = "usage: cargo xtask <demo|test|build|install>";
+const USAGE: &str = "usage: cargo xtask <demo [--cluster]|test|build|install>";
 
 fn main() -> Result<()> {
     let command = std::env::args().nth(1).unwrap_or_default();
@@ -43,7 +47,12 @@ fn main() -> Result<()> {
         "demo" => {
             install::all(&root)?;
             build(&root)?;
-            demo(&root)
+            if std::env::args().nth(2).as_deref() == Some("--cluster") {
+                let relay = target_dir(&root).join("release/syncline-relay");
+                cluster::demo(&root, &relay)
+            } else {
+                demo(&root)
+            }
         }
         _ => bail!("{USAGE}"),
     }

@@ -74,7 +74,8 @@ fn seconds(d: Duration) -> String {
 /// How to reach the relay.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// `ws://HOST:PORT[/path]`.
+    /// `ws://HOST:PORT[/path]`, or several relays of one cluster separated
+    /// by commas: the client fails over from one to the next.
     pub relay: String,
     /// Where each document's access token comes from.
     pub tokens: Tokens,
@@ -357,8 +358,9 @@ impl Client {
     /// Loads the replica from `store` and starts connecting to the relay.
     /// Must be called inside a tokio runtime.
     pub fn start(store: FileStore, config: ClientConfig) -> Result<Client, ClientError> {
-        let relay = config.relay.trim();
-        if !relay.starts_with("ws://") || relay.len() <= "ws://".len() {
+        let relays = connection::relay_urls(&config.relay);
+        let bad = |url: &&str| !url.starts_with("ws://") || url.len() <= "ws://".len();
+        if relays.is_empty() || relays.iter().any(bad) {
             return Err(ClientError::BadRelayUrl(config.relay.clone()));
         }
         let seed: [u8; 32] = random()?;

@@ -9,6 +9,16 @@
 //! reason the engine hears `disconnected` and the task reconnects after an
 //! exponential backoff with full jitter — unless the relay refused us for
 //! good (a bad token, an unsupported version) or the client is closing.
+//!
+//! **Failover.** The relay setting may list several relays of one cluster
+//! (comma-separated, see [`relay_urls`]). A connection that cannot be made
+//! (refused, no handshake) moves on to the next relay **at once**; only
+//! once every relay failed in a row does the backoff apply. A connection
+//! that was made and then lost moves on to the next relay after the usual
+//! backoff. The engine re-pushes every unacknowledged change on the new
+//! connection (the relays deduplicate by id, so a push whose ack was lost
+//! with a relay is stored once) and resumes subscriptions from its cursors,
+//! valid on every relay of a cluster, which share one log and one epoch.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,35 +48,56 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// The relays of a relay setting: one URL, or several separated by commas
+/// (or whitespace), in the order to try them.
+pub fn relay_urls(setting: &str) -> Vec<&str> {
+    setting
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|url| !url.is_empty())
+        .collect()
+}
+
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut closing = shared.closing.subscribe();
     let mut attempt: u32 = 0;
+    let urls = relay_urls(&shared.config.relay);
+    let mut next = 0usize;
+    // Relays that could not be reached in a row.
+    let mut unreachable = 0usize;
     loop {
         if *closing.borrow() || shared.lock().fatal.is_some() {
             return;
         }
-        let connect = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            tokio_tungstenite::connect_async(shared.config.relay.trim()),
-        );
+        let url = urls.get(next % urls.len().max(1)).copied().unwrap_or("");
+        next = next.wrapping_add(1);
+        let connect = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url));
         let result = tokio::select! {
             result = connect => result,
             () = closed(&mut closing) => return,
         };
         match result {
             Ok(Ok((socket, _))) => {
+                unreachable = 0;
                 if session(&shared, socket, &mut closing).await {
                     attempt = 0;
                 }
             }
-            Ok(Err(e)) => shared.lock().link_error = Some(format!("cannot connect: {e}")),
+            Ok(Err(e)) => {
+                unreachable += 1;
+                shared.lock().link_error = Some(format!("cannot connect to {url}: {e}"));
+            }
             Err(_) => {
+                unreachable += 1;
                 shared.lock().link_error = Some(format!(
-                    "no WebSocket handshake within {}s",
+                    "no WebSocket handshake from {url} within {}s",
                     CONNECT_TIMEOUT.as_secs()
                 ))
             }
         }
+        if unreachable > 0 && unreachable < urls.len() {
+            continue; // the next relay, at once
+        }
+        unreachable = 0;
         if *closing.borrow() || shared.lock().fatal.is_some() {
             return;
         }
@@ -201,6 +232,16 @@ fn backoff(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_relay_setting_lists_one_or_more_relays() {
+        assert_eq!(relay_urls("ws://a:1"), vec!["ws://a:1"]);
+        assert_eq!(
+            relay_urls(" ws://a:1, ws://b:2,,ws://c:3 "),
+            vec!["ws://a:1", "ws://b:2", "ws://c:3"]
+        );
+        assert!(relay_urls(" , ").is_empty());
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

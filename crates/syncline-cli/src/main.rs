@@ -24,9 +24,18 @@ use syncline_cli::commands::{self, CommandError, Options};
                   input (URL, pointer, JSON); 3 on timeout; 4 when the relay refused."
 )]
 struct Cli {
-    /// The relay's WebSocket URL, e.g. ws://127.0.0.1:8787.
-    #[arg(long, global = true, env = "SYNCLINE_RELAY", value_name = "URL")]
-    relay: Option<String>,
+    /// The relay's WebSocket URL, e.g. ws://127.0.0.1:8787. Give it several
+    /// times (or comma-separated in SYNCLINE_RELAY) for the relays of a
+    /// cluster: an unreachable one is skipped at once, a lost connection
+    /// moves on to the next after a backoff.
+    #[arg(
+        long,
+        global = true,
+        env = "SYNCLINE_RELAY",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    relay: Vec<String>,
 
     /// An access token for the document the command works on (needed when
     /// the relay has an auth secret).
@@ -121,7 +130,7 @@ fn parse_secs(text: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.relay.as_deref().is_none_or(|r| r.trim().is_empty()) {
+    if cli.relay.iter().all(|r| r.trim().is_empty()) {
         eprintln!("error: no relay given: pass --relay ws://HOST:PORT or set SYNCLINE_RELAY");
         return ExitCode::from(2);
     }
@@ -139,7 +148,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let options = Options {
-        relay: cli.relay.unwrap_or_default(),
+        relay: cli.relay.join(","),
         tokens: match (cli.token, cli.token_command) {
             (Some(token), _) => Tokens::Fixed(token),
             (None, Some(command)) => commands::token_command(&command),

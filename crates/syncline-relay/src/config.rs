@@ -101,8 +101,26 @@ pub struct ServeArgs {
 
     /// Directory of the relay's database (created if missing). Keep it: it
     /// holds every document's log and the relay's epoch.
-    #[arg(long, env = "SYNCLINE_DATA", value_name = "DIR", required = true)]
+    #[arg(
+        long,
+        env = "SYNCLINE_DATA",
+        value_name = "DIR",
+        required_unless_present = "store",
+        conflicts_with = "store"
+    )]
     pub data: Option<PathBuf>,
+
+    /// Keep the logs in Postgres instead of --data's SQLite file
+    /// (postgres://USER@HOST:PORT/DATABASE), so several relays can share
+    /// them. The schema is created or migrated at start.
+    #[arg(long, env = "SYNCLINE_STORE", value_name = "URL")]
+    pub store: Option<String>,
+
+    /// Join a cluster of relays over this NATS server (nats://HOST:PORT):
+    /// deltas committed on any relay reach subscribers on all of them, and
+    /// presence too. Needs --store postgres://… shared by every relay.
+    #[arg(long, env = "SYNCLINE_BUS", value_name = "URL")]
+    pub bus: Option<String>,
 
     /// Also serve the static files of DIR over plain HTTP (`GET /` gives
     /// DIR/index.html), e.g. a demo app.
@@ -207,6 +225,8 @@ impl ServeArgs {
     pub fn config(&self) -> Result<Config, crate::auth::TokenError> {
         let data = self.data.clone().unwrap_or_default();
         let mut config = Config::new(data);
+        config.store_url = self.store.clone();
+        config.bus_url = self.bus.clone();
         config.serve_dir = self.serve.clone();
         config.queue_capacity = self.queue_capacity;
         config.page = PageLimits {
@@ -231,8 +251,12 @@ impl ServeArgs {
 /// Everything the relay runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Where the database lives.
+    /// Where the SQLite database lives (unused with `store_url`).
     pub data_dir: PathBuf,
+    /// A `postgres://` URL: the logs live there instead of `data_dir`.
+    pub store_url: Option<String>,
+    /// A `nats://` URL: the cluster's bus (needs `store_url`).
+    pub bus_url: Option<String>,
     /// A folder of static files to serve, if any.
     pub serve_dir: Option<PathBuf>,
     /// Bound of each connection's outgoing queue, in frames.
@@ -254,6 +278,8 @@ impl Config {
     pub fn new(data_dir: impl Into<PathBuf>) -> Config {
         Config {
             data_dir: data_dir.into(),
+            store_url: None,
+            bus_url: None,
             serve_dir: None,
             queue_capacity: 1024,
             page: PageLimits::default(),
@@ -335,6 +361,25 @@ mod tests {
         assert!(
             Cli::try_parse_from(["syncline-relay", "--listen", "x"]).is_err(),
             "serving needs --data"
+        );
+        let cli = Cli::try_parse_from([
+            "syncline-relay",
+            "--store",
+            "postgres://u@127.0.0.1/db",
+            "--bus",
+            "nats://127.0.0.1:4222",
+        ])
+        .unwrap();
+        let config = cli.serve.config().unwrap();
+        assert_eq!(
+            config.store_url.as_deref(),
+            Some("postgres://u@127.0.0.1/db")
+        );
+        assert_eq!(config.bus_url.as_deref(), Some("nats://127.0.0.1:4222"));
+        assert!(
+            Cli::try_parse_from(["syncline-relay", "--data", "d", "--store", "postgres://x"])
+                .is_err(),
+            "--store replaces --data"
         );
         assert!(
             Cli::try_parse_from([

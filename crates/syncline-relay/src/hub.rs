@@ -132,11 +132,17 @@
 //! "gone". Presence is not worth a disconnect: to a full queue it is
 //! dropped (and counted), not forced.
 //!
-//! The hub is process-local. Several relays serving one document would feed
-//! it from a shared bus (a later issue); the rules above stay the same.
+//! The hub is process-local. In a cluster (`--bus`), the bus feeds it the
+//! other relays' commits through [`crate::bus`]'s sequencer, which keeps
+//! each document's publications in sequence order and gap-free (repairing
+//! from the shared store what the bus lost), so the rules above stay the
+//! same; see [`cluster`] for what the bus reads from and writes to the hub.
 
+mod cluster;
 mod frames;
 mod live;
+
+pub use cluster::{PresenceSink, REMOTE_ORIGIN};
 
 pub use frames::delta_frames;
 
@@ -183,6 +189,8 @@ struct Inner {
     stamps: AtomicU64,
     limits: HubLimits,
     metrics: Arc<Metrics>,
+    /// Where local presence changes also go (the bus), if anywhere.
+    presence_sink: std::sync::OnceLock<PresenceSink>,
 }
 
 /// How a subscription hears of live deltas: by its connection's protocol
@@ -255,6 +263,7 @@ impl Hub {
                 stamps: AtomicU64::new(0),
                 limits,
                 metrics,
+                presence_sink: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -358,6 +367,7 @@ impl Hub {
         }));
         sub.presence = (!clear).then(|| frame.clone());
         self.fan_out_presence(subscribers, conn, &frame);
+        self.to_sink(doc, &frame);
         Ok(())
     }
 
@@ -392,7 +402,9 @@ impl Hub {
         if let Some(sub) = subscribers.remove(&conn)
             && sub.presence.is_some()
         {
-            self.fan_out_presence(subscribers, conn, &gone_frame(doc, sub.replica));
+            let gone = gone_frame(doc, sub.replica);
+            self.fan_out_presence(subscribers, conn, &gone);
+            self.to_sink(doc, &gone);
         }
         if subscribers.is_empty() {
             docs.remove(&doc);

@@ -30,7 +30,11 @@
 //!  store       durable per-document logs behind the `Store` trait
 //!    ├── sqlite      SQLite (WAL, synchronous=FULL), group commit on a
 //!    │               writer thread, which also publishes to the hub
+//!    ├── postgres    one log shared by several relays (--store), group
+//!    │               commit on a writer task
 //!    └── memory      the same rules in memory, for tests and fuzzing
+//!  bus         a cluster's NATS bus (--bus): commits to and from the other
+//!              relays, ordered and gap-repaired before the hub
 //! ```
 //!
 //! Start one with [`server::run`], or [`Relay::open`] + [`Relay::serve`]:
@@ -44,6 +48,7 @@
 //! ```
 
 pub mod auth;
+pub mod bus;
 pub mod config;
 mod connection;
 #[cfg(any(test, feature = "fuzzing"))]

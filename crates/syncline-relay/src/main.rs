@@ -48,10 +48,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
 
     let config = args.config().context("--auth-secret")?;
-    let data = config.data_dir.clone();
+    let data = match &config.store_url {
+        Some(_) => "Postgres (--store)".to_string(),
+        None => config.data_dir.display().to_string(),
+    };
     let relay = Relay::open(config)
         .await
-        .with_context(|| format!("opening the relay's data in {}", data.display()))?;
+        .with_context(|| format!("opening the relay's data in {data}"))?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -62,7 +65,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     writeln!(stdout, "{LISTENING_PREFIX}{addr}")?;
     stdout.flush()?;
     drop(stdout);
-    tracing::info!(%addr, data = %data.display(), "relay started");
+    tracing::info!(%addr, %data, "relay started");
 
     relay.serve(listener, shutdown).await?;
     Ok(())

@@ -218,6 +218,18 @@ pub struct Metrics {
     pub protocol_errors: Counter,
     /// Store operations that failed.
     pub store_errors: Counter,
+    /// 1 while the store can commit, 0 while it cannot (Postgres lost).
+    pub store_up: Gauge,
+    /// 1 while connected to the bus (NATS), 0 otherwise or without one.
+    pub bus_up: Gauge,
+    /// Commit messages published to the bus.
+    pub bus_out: Counter,
+    /// Commit messages from other relays received over the bus.
+    pub bus_in: Counter,
+    /// Gaps in what the bus brought, repaired by reading the store.
+    pub gap_repairs: Counter,
+    /// Deltas read from the store by gap repairs.
+    pub repaired_deltas: Counter,
 }
 
 impl Metrics {
@@ -260,6 +272,16 @@ impl Metrics {
                 "subscriptions",
                 "Document subscriptions across all connections.",
                 self.subscriptions.get(),
+            ),
+            (
+                "store_up",
+                "1 while the store can commit; 0 while it cannot (nothing is acknowledged).",
+                self.store_up.get(),
+            ),
+            (
+                "bus_up",
+                "1 while connected to the bus (NATS); 0 otherwise or without --bus.",
+                self.bus_up.get(),
             ),
         ];
         for (name, help, value) in gauges {
@@ -341,6 +363,26 @@ impl Metrics {
                 "store_errors_total",
                 "Store operations that failed.",
                 &self.store_errors,
+            ),
+            (
+                "bus_out_total",
+                "Commit messages published to the bus.",
+                &self.bus_out,
+            ),
+            (
+                "bus_in_total",
+                "Commit messages from other relays received over the bus.",
+                &self.bus_in,
+            ),
+            (
+                "gap_repairs_total",
+                "Gaps in what the bus brought, repaired from the store.",
+                &self.gap_repairs,
+            ),
+            (
+                "repaired_deltas_total",
+                "Deltas read from the store by gap repairs.",
+                &self.repaired_deltas,
             ),
         ];
         for (name, help, counter) in counters {

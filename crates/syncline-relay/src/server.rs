@@ -7,7 +7,7 @@
 //! |------------------|-------------------------------------------------------------|
 //! | `GET /` (upgrade)| the sync WebSocket (`ws://host:port`)                       |
 //! | `GET /sync`      | the same WebSocket, at an explicit path                     |
-//! | `GET /healthz`   | `200 ok`                                                    |
+//! | `GET /healthz`   | `200 ok`; `503` while the store cannot commit               |
 //! | `GET /metrics`   | Prometheus text (see [`crate::metrics`])                    |
 //! | any other `GET`  | with `--serve DIR`: DIR's files (`/` → `DIR/index.html`)    |
 //!
@@ -40,14 +40,17 @@ use tokio::sync::watch;
 use tower_http::services::ServeDir;
 use tracing::Instrument;
 
+use crate::bus::{Bus, BusError};
 use crate::config::Config;
 use crate::connection;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::outbox::ConnId;
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
     Appended, CommitGroup, Fanout, Publish, Snapshot, SnapshotOutcome, Store, StoreError,
+    StoreHealth,
 };
 
 /// Why the relay could not start or stopped with an error.
@@ -56,6 +59,12 @@ pub enum RelayError {
     /// The store could not be opened.
     #[error("cannot open the relay's store: {0}")]
     Store(#[from] StoreError),
+    /// The bus could not be joined.
+    #[error("cannot join the cluster's bus: {0}")]
+    Bus(#[from] BusError),
+    /// The configuration cannot work.
+    #[error("{0}")]
+    Config(String),
     /// The listener failed.
     #[error("the server failed: {0}")]
     Io(#[from] std::io::Error),
@@ -65,8 +74,11 @@ pub enum RelayError {
 pub(crate) struct Shared {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) hub: Hub,
-    /// The hub, as the store's commit path sees it.
+    /// The hub, as the store's commit path sees it (in a cluster, the
+    /// bus, which feeds the hub and the other relays).
     publisher: Arc<dyn Publish>,
+    /// The cluster's bus, if any.
+    bus: Option<Arc<Bus>>,
     pub(crate) config: Config,
     pub(crate) metrics: Arc<Metrics>,
     shutdown: watch::Sender<bool>,
@@ -75,13 +87,30 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// Shared state over `store`, with `config` as given (normalize first).
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn new(config: Config, store: Arc<dyn Store>) -> Shared {
         let metrics = Arc::new(Metrics::default());
-        let (shutdown, _) = watch::channel(false);
         let hub = Hub::new(config.hub_limits(), Arc::clone(&metrics));
+        Shared::with_parts(config, store, metrics, hub, None)
+    }
+
+    /// Shared state with its parts made already (a bus needs the hub).
+    fn with_parts(
+        config: Config,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        hub: Hub,
+        bus: Option<Arc<Bus>>,
+    ) -> Shared {
+        let (shutdown, _) = watch::channel(false);
+        let publisher: Arc<dyn Publish> = match &bus {
+            Some(bus) => Arc::clone(bus) as Arc<dyn Publish>,
+            None => Arc::new(hub.clone()),
+        };
         Shared {
             store,
-            publisher: Arc::new(hub.clone()),
+            publisher,
+            bus,
             hub,
             config,
             metrics,
@@ -168,8 +197,24 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Opens the SQLite store in `config.data_dir` (off the reactor).
+    /// Opens the store: Postgres at `config.store_url` if set, else SQLite
+    /// in `config.data_dir` (off the reactor); then joins the bus at
+    /// `config.bus_url`, if set.
     pub async fn open(config: Config) -> Result<Relay, RelayError> {
+        if let Some(url) = &config.store_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(RelayError::Config(format!(
+                    "--store {url}: only postgres:// URLs are supported (or use --data DIR for SQLite)"
+                )));
+            }
+            let store = PostgresStore::connect(url).await?;
+            return Relay::with_store(config, Arc::new(store)).await;
+        }
+        if config.bus_url.is_some() {
+            return Err(RelayError::Config(
+                "--bus needs --store postgres://…: the relays of a cluster share one log".into(),
+            ));
+        }
         let data_dir = config.data_dir.clone();
         let store = tokio::task::spawn_blocking(move || SqliteStore::open(&data_dir))
             .await
@@ -177,10 +222,26 @@ impl Relay {
         Relay::with_store(config, Arc::new(store)).await
     }
 
-    /// A relay over any [`Store`].
+    /// A relay over any [`Store`] (joining `config.bus_url`, if set).
     pub async fn with_store(config: Config, store: Arc<dyn Store>) -> Result<Relay, RelayError> {
         let documents = store.document_count().await?;
-        let shared = Shared::new(config.normalized(), store);
+        let config = config.normalized();
+        let metrics = Arc::new(Metrics::default());
+        let hub = Hub::new(config.hub_limits(), Arc::clone(&metrics));
+        let bus = match &config.bus_url {
+            Some(url) => {
+                if !url.starts_with("nats://") {
+                    return Err(RelayError::Config(format!(
+                        "--bus {url}: use a nats://HOST:PORT URL"
+                    )));
+                }
+                let store = Arc::clone(&store);
+                let page = config.page;
+                Some(Bus::connect(url, hub.clone(), store, Arc::clone(&metrics), page).await?)
+            }
+            None => None,
+        };
+        let shared = Shared::with_parts(config, store, metrics, hub, bus);
         shared
             .metrics
             .documents
@@ -205,7 +266,7 @@ impl Relay {
         let mut router = Router::new()
             .route("/", get(root))
             .route("/sync", get(sync))
-            .route("/healthz", get(|| async { "ok" }))
+            .route("/healthz", get(healthz))
             .route("/metrics", get(metrics));
         if let Some(dir) = &self.shared.config.serve_dir {
             router = router.fallback_service(ServeDir::new(dir));
@@ -342,8 +403,30 @@ async fn sync(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Respon
     upgrade(ws, shared)
 }
 
+/// `GET /healthz`: `200 ok` while the store commits (with a note if the
+/// bus is down: deliveries then come from store polling); `503` with the
+/// reason while it cannot (nothing is acknowledged meanwhile).
+async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+    let bus_down = shared.bus.as_ref().is_some_and(|bus| !bus.is_up());
+    match shared.store.health() {
+        StoreHealth::Down(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store down: {why}\nnot acknowledging pushes until it is back\n"),
+        )
+            .into_response(),
+        StoreHealth::Up if bus_down => {
+            "ok\nbus down: other relays' changes arrive by polling the store\n".into_response()
+        }
+        StoreHealth::Up => "ok".into_response(),
+    }
+}
+
 /// `GET /metrics`: Prometheus text exposition.
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let up = shared.store.health() == StoreHealth::Up;
+    shared.metrics.store_up.set(i64::from(up));
+    let bus_up = shared.bus.as_ref().is_some_and(|bus| bus.is_up());
+    shared.metrics.bus_up.set(i64::from(bus_up));
     let body = shared.metrics.render(shared.store.transactions());
     (
         [(

@@ -14,6 +14,9 @@
 //! # }
 //! ```
 
+/// Real PostgreSQL and NATS servers for cluster tests.
+pub use syncline_services as services;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -89,11 +92,31 @@ impl RelayProcess {
     /// address. The `SYNCLINE_*` server settings of the environment are
     /// removed, logs go to stderr at `error` level.
     pub async fn spawn(bin: &Path, data: &Path, listen: &str, extra: &[&str]) -> RelayProcess {
+        let data = data.to_str().expect("a UTF-8 data path");
+        let mut args = vec!["--listen", listen, "--data", data];
+        args.extend_from_slice(extra);
+        RelayProcess::launch(bin, &args).await
+    }
+
+    /// Starts a relay of a cluster on a free port of 127.0.0.1: its log in
+    /// Postgres at `store`, its bus at `bus` (if any), with `extra` flags.
+    pub async fn start_cluster(store: &str, bus: Option<&str>, extra: &[&str]) -> RelayProcess {
+        let mut args = vec!["--listen", "127.0.0.1:0", "--store", store];
+        if let Some(bus) = bus {
+            args.extend(["--bus", bus]);
+        }
+        args.extend_from_slice(extra);
+        RelayProcess::launch(&relay_bin(), &args).await
+    }
+
+    /// Starts `bin` with exactly `args` and waits for it to announce its
+    /// address.
+    pub async fn launch(bin: &Path, args: &[&str]) -> RelayProcess {
         let mut child = Command::new(bin)
-            .args(["--listen", listen, "--data"])
-            .arg(data)
-            .args(extra)
+            .args(args)
             .env("RUST_LOG", "error")
+            .env_remove("SYNCLINE_STORE")
+            .env_remove("SYNCLINE_BUS")
             .env_remove("SYNCLINE_LISTEN")
             .env_remove("SYNCLINE_DATA")
             .env_remove("SYNCLINE_SERVE")

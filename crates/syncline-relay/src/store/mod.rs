@@ -25,13 +25,16 @@
 //! `covers_seq` get the snapshot (as one delta with `seq = covers_seq`) in
 //! place of the deltas it covers, so a store may drop those deltas' bytes.
 //!
-//! The relay talks to storage only through the [`Store`] trait, so a later
-//! backend (Postgres, for several relays sharing one log) slots in beside
-//! [`sqlite::SqliteStore`] without touching the protocol code. The trait is
+//! The relay talks to storage only through the [`Store`] trait:
+//! [`sqlite::SqliteStore`] (one relay, embedded) and
+//! [`postgres::PostgresStore`] (several relays sharing one log) slot in
+//! without touching the protocol code. The trait is
 //! object-safe (`Arc<dyn Store>`): its methods return boxed futures, which
 //! costs one allocation per call — noise next to a durable commit.
 
+mod job;
 pub mod memory;
+pub mod postgres;
 pub mod sqlite;
 
 use std::future::Future;
@@ -158,6 +161,29 @@ pub trait Store: Send + Sync + 'static {
     fn transactions(&self) -> u64 {
         0
     }
+
+    /// The heads (highest sequences) of those of `docs` that have a log.
+    /// Relays sharing a log compare them with what they delivered, to
+    /// repair what the bus did not bring. Stores that only one relay uses
+    /// need not answer (the default: nothing).
+    fn heads(&self, docs: Vec<DocId>) -> StoreFuture<Vec<(DocId, u64)>> {
+        drop(docs);
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+
+    /// Whether the store can commit now (`/healthz`, `syncline_store_up`).
+    fn health(&self) -> StoreHealth {
+        StoreHealth::Up
+    }
+}
+
+/// What [`Store::health`] says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreHealth {
+    /// Commits go through.
+    Up,
+    /// The store cannot commit (nothing is acknowledged meanwhile): why.
+    Down(String),
 }
 
 /// A client-made compaction of a document's log.
@@ -269,6 +295,30 @@ pub enum StoreError {
     /// A group commit failed as a whole; nothing of it was stored.
     #[error("the commit failed: {0}")]
     CommitFailed(String),
+    /// Postgres refused an operation (or the connection broke during it).
+    #[error("Postgres failed while {action}: {source}")]
+    Postgres {
+        action: &'static str,
+        source: tokio_postgres::Error,
+    },
+    /// `--store` is not a Postgres URL the driver understands.
+    #[error(
+        "--store {url} is not a valid postgres:// URL ({why}); use postgres://USER@HOST:PORT/DATABASE"
+    )]
+    BadUrl { url: String, why: String },
+    /// The Postgres server of `--store` cannot be reached at start.
+    #[error(
+        "cannot reach Postgres at {url}: {why}; check that the server runs and the URL is right"
+    )]
+    Unreachable { url: String, why: String },
+    /// Postgres is unreachable now; nothing was acknowledged.
+    #[error("Postgres is unavailable ({0}); nothing was acknowledged: retry")]
+    Unavailable(String),
+    /// The database was set up by a newer relay.
+    #[error(
+        "the database's schema is version {found}, newer than this relay's {supported}: upgrade the relay"
+    )]
+    SchemaTooNew { found: i64, supported: i64 },
 }
 
 /// Converts a stored id blob back into a [`DeltaId`].

@@ -33,12 +33,21 @@ pub fn delta(tag: u32) -> PushDelta {
     }
 }
 
+/// The WebSocket of a [`Client`].
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
 /// A protocol client over tokio-tungstenite.
 pub struct Client {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    ws: Ws,
 }
 
 impl Client {
+    /// The socket, to read and write frames directly.
+    #[allow(dead_code)]
+    pub fn ws_mut(&mut self) -> &mut Ws {
+        &mut self.ws
+    }
+
     /// Opens a WebSocket to `url` without saying anything.
     pub async fn connect(url: &str) -> Client {
         let (ws, _) = timeout(TIMEOUT, tokio_tungstenite::connect_async(url))

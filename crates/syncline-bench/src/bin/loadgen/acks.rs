@@ -57,11 +57,53 @@ pub async fn run(common: &Common, args: &Args) {
     for &pushers in &args.pushers {
         let relay =
             Server::relay(&common.relay_bin(), &common.data_root, &common.relay_args()).await;
+        let txns0 = relay.metric("syncline_store_transactions_total").await;
+        let stored0 = relay.metric("syncline_deltas_stored_total").await;
+        let measured = measure(&[relay.addr], &[relay.pid()], common, args, pushers).await;
+        let txns = relay.metric("syncline_store_transactions_total").await - txns0;
+        let stored = relay.metric("syncline_deltas_stored_total").await - stored0;
+        println!(
+            "{pushers}\t{:.0}\t{}\t{}\t{:.1}\t{:.1}\t{:.0}\t{:.0}\t{}",
+            measured.per_sec,
+            ms(quantile(&measured.latencies, 0.5)),
+            ms(quantile(&measured.latencies, 0.99)),
+            if txns > 0.0 { stored / txns } else { 0.0 },
+            relay.rss() as f64 / 1048576.0,
+            measured.servers_cpu,
+            measured.own_cpu,
+            relay::load_average(),
+        );
+    }
+}
+
+/// What [`measure`] saw in its window.
+pub struct Measured {
+    /// Acked deltas per second.
+    pub per_sec: f64,
+    /// Ack latencies, µs, sorted.
+    pub latencies: Vec<u64>,
+    /// CPU of the servers `pids`, % of one core.
+    pub servers_cpu: f64,
+    /// This process's CPU, % of one core.
+    pub own_cpu: f64,
+}
+
+/// `pushers` pushers spread round robin over `addrs` (relays of one
+/// cluster, or one relay), measured for `common.seconds` after the
+/// warm-up.
+pub async fn measure(
+    addrs: &[std::net::SocketAddr],
+    pids: &[u32],
+    common: &Common,
+    args: &Args,
+    pushers: usize,
+) -> Measured {
+    {
         let stop = Arc::new(AtomicBool::new(false));
         let window = Arc::new((AtomicU64::new(0), AtomicU64::new(0))); // (start, end) in µs; 0 = open
         let mut tasks = Vec::new();
         for p in 0..pushers {
-            let addr = relay.addr;
+            let addr = addrs[p % addrs.len()];
             let stop = stop.clone();
             let window_bounds = window.clone();
             let a = (
@@ -76,11 +118,11 @@ pub async fn run(common: &Common, args: &Args) {
             }));
         }
         tokio::time::sleep(Duration::from_secs_f64(common.warmup)).await;
-        let txns0 = relay.metric("syncline_store_transactions_total").await;
-        let stored0 = relay.metric("syncline_deltas_stored_total").await;
         let cpu = || {
             (
-                relay::pid_cpu_seconds(relay.pid()),
+                pids.iter()
+                    .map(|&pid| relay::pid_cpu_seconds(pid))
+                    .sum::<f64>(),
                 relay::own_cpu_seconds(),
             )
         };
@@ -91,9 +133,6 @@ pub async fn run(common: &Common, args: &Args) {
         let end = now_us();
         window.1.store(end, Ordering::Relaxed);
         let cpu1 = cpu();
-        let txns = relay.metric("syncline_store_transactions_total").await - txns0;
-        let stored = relay.metric("syncline_deltas_stored_total").await - stored0;
-        let rss = relay.rss();
         stop.store(true, Ordering::Relaxed);
         let mut acked = 0;
         let mut latencies = Vec::new();
@@ -104,17 +143,12 @@ pub async fn run(common: &Common, args: &Args) {
         }
         latencies.sort_unstable();
         let secs = (end - start) as f64 / 1e6;
-        println!(
-            "{pushers}\t{:.0}\t{}\t{}\t{:.1}\t{:.1}\t{:.0}\t{:.0}\t{}",
-            acked as f64 / secs,
-            ms(quantile(&latencies, 0.5)),
-            ms(quantile(&latencies, 0.99)),
-            if txns > 0.0 { stored / txns } else { 0.0 },
-            rss as f64 / 1048576.0,
-            (cpu1.0 - cpu0.0) / secs * 100.0,
-            (cpu1.1 - cpu0.1) / secs * 100.0,
-            relay::load_average(),
-        );
+        Measured {
+            per_sec: acked as f64 / secs,
+            latencies,
+            servers_cpu: (cpu1.0 - cpu0.0) / secs * 100.0,
+            own_cpu: (cpu1.1 - cpu0.1) / secs * 100.0,
+        }
     }
 }
 

@@ -7,12 +7,14 @@
 //! target/release/loadgen typists
 //! target/release/loadgen idle
 //! target/release/loadgen compare      # vs the automerge-repo sync server
+//! target/release/loadgen cluster      # 3 relays on Postgres + NATS vs 1 on SQLite
 //! ```
 //!
 //! Every server is a real child process on 127.0.0.1 with a fresh data
 //! directory; every client lives in this process, sharing one clock.
 
 mod acks;
+mod cluster;
 mod idle;
 mod peer;
 mod relay;
@@ -98,6 +100,9 @@ enum Scenario {
     /// Typists against syncline-relay and the automerge-repo sync server,
     /// in the same run, with real Automerge edits on both sides.
     Compare(peer::Args),
+    /// Three relays on Postgres and NATS against one on SQLite: acked
+    /// deltas/s, same- vs cross-relay latency, a crowd over the cluster.
+    Cluster(cluster::Args),
 }
 
 #[derive(clap::Args, Debug)]
@@ -135,6 +140,7 @@ fn main() {
             Scenario::Typists(args) => run_typists(&cli.common, args).await,
             Scenario::Idle(args) => idle::run(&cli.common, args).await,
             Scenario::Compare(args) => peer::run(&cli.common, args).await,
+            Scenario::Cluster(args) => cluster::run(&cli.common, args).await,
         }
     });
 }

@@ -48,6 +48,23 @@ impl Server {
         Server::start(command, data, "syncline-relay listening on ").await
     }
 
+    /// Starts a relay of a cluster: `--store STORE --bus BUS EXTRA…`.
+    pub async fn cluster_relay(
+        bin: &Path,
+        data_root: &Path,
+        store: &str,
+        bus: &str,
+        extra: &[String],
+    ) -> Server {
+        let data = fresh_dir(data_root, "cluster");
+        let mut command = Command::new(bin);
+        command
+            .args(["--listen", "127.0.0.1:0", "--store", store, "--bus", bus])
+            .args(extra)
+            .env("RUST_LOG", "error");
+        Server::start(command, data, "syncline-relay listening on ").await
+    }
+
     /// Starts the automerge-repo sync server (`node peer-server.mjs`) in
     /// `dir`, which prints "peer listening on ADDR".
     pub async fn peer(dir: &Path, data_root: &Path) -> Server {

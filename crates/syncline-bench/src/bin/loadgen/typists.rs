@@ -82,6 +82,12 @@ pub struct Params {
 const STAMP: usize = 16;
 
 pub async fn run(addr: SocketAddr, p: &Params) -> Result {
+    run_on(&[addr], p).await
+}
+
+/// [`run`] with the typists spread over several relays of one cluster,
+/// round robin (typist `i` on `addrs[i % len]`).
+pub async fn run_on(addrs: &[SocketAddr], p: &Params) -> Result {
     let doc = Rng::new(now_us() ^ 0xd0c).doc();
     let key = DocKey([7u8; 32]);
     // The shared document: a text object every typist splices into.
@@ -97,6 +103,7 @@ pub async fn run(addr: SocketAddr, p: &Params) -> Result {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for i in 0..p.n {
+        let addr = addrs[i % addrs.len()];
         let (barrier, window, pushes, stop, base) = (
             barrier.clone(),
             window.clone(),

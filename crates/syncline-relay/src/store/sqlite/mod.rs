@@ -40,6 +40,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use syncline_protocol::{DocId, PushDelta};
 use tokio::sync::oneshot;
 
+use super::job::Job;
 use super::{
     Appended, CommitGroup, OnCommit, Page, PageLimits, Snapshot, SnapshotOutcome, Store,
     StoreError, StoreFuture,
@@ -57,30 +58,6 @@ pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 
 /// Idle read connections kept for reuse.
 const MAX_IDLE_READERS: usize = 8;
-
-/// Work for the writer thread.
-enum Job {
-    Append {
-        doc: DocId,
-        deltas: Vec<PushDelta>,
-        on_commit: OnCommit,
-        reply: oneshot::Sender<Result<Appended, StoreError>>,
-    },
-    Snapshot {
-        doc: DocId,
-        snapshot: Snapshot,
-        reply: oneshot::Sender<Result<SnapshotOutcome, StoreError>>,
-    },
-}
-
-impl Job {
-    fn payload_bytes(&self) -> usize {
-        match self {
-            Job::Append { deltas, .. } => deltas.iter().map(|d| d.bytes.len() + 32).sum(),
-            Job::Snapshot { snapshot, .. } => snapshot.bytes.len(),
-        }
-    }
-}
 
 /// What a job needs done in the transaction.
 enum Work {

@@ -1,0 +1,262 @@
+//! The SQL of the Postgres store: one group commit, a snapshot, a page of
+//! a log, the heads of some documents. Plain async functions over a
+//! client, free of the writer's queueing and retries.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use syncline_protocol::{DeltaId, DocId, PushDelta, SequencedDelta};
+use tokio_postgres::{Client, GenericClient};
+
+use super::pg_error;
+use crate::store::{
+    Appended, Page, PageLimits, Snapshot, SnapshotOutcome, StoreError, delta_id_from_blob,
+};
+
+/// Appends every push of `pushes` (in order) in **one** transaction and
+/// commits it. The rows of the documents involved are locked in document
+/// order (so two relays' group commits cannot deadlock on them), each
+/// push's new deltas are numbered after its document's head, and the heads
+/// are bumped before the commit. Returns one [`Appended`] per push.
+pub async fn append_group(
+    client: &mut Client,
+    pushes: &[(DocId, Vec<PushDelta>)],
+) -> Result<Vec<Appended>, StoreError> {
+    let docs: BTreeSet<DocId> = pushes.iter().map(|(doc, _)| *doc).collect();
+    let doc_keys: Vec<Vec<u8>> = docs.iter().map(|d| d.0.to_vec()).collect();
+    let tx = client
+        .transaction()
+        .await
+        .map_err(pg_error("starting a group commit"))?;
+    tx.execute(
+        "INSERT INTO syncline_docs (doc) SELECT unnest($1::bytea[]) ON CONFLICT (doc) DO NOTHING",
+        &[&doc_keys],
+    )
+    .await
+    .map_err(pg_error("adding documents"))?;
+    let mut heads: HashMap<DocId, u64> = HashMap::with_capacity(docs.len());
+    for row in tx
+        .query(
+            "SELECT doc, head FROM syncline_docs WHERE doc = ANY($1) ORDER BY doc FOR UPDATE",
+            &[&doc_keys],
+        )
+        .await
+        .map_err(pg_error("locking document heads"))?
+    {
+        heads.insert(doc_from(row.get(0))?, seq_from(row.get(1))?);
+    }
+    // Which pushed ids are stored already (by this relay or another).
+    let (ask_docs, ask_ids): (Vec<Vec<u8>>, Vec<Vec<u8>>) = pushes
+        .iter()
+        .flat_map(|(doc, deltas)| deltas.iter().map(|d| (doc.0.to_vec(), d.id.0.to_vec())))
+        .unzip();
+    let mut known: HashMap<(DocId, DeltaId), u64> = HashMap::new();
+    for row in tx
+        .query(
+            "SELECT d.doc, d.id, d.seq FROM syncline_deltas d
+             JOIN unnest($1::bytea[], $2::bytea[]) AS p(doc, id) ON d.doc = p.doc AND d.id = p.id",
+            &[&ask_docs, &ask_ids],
+        )
+        .await
+        .map_err(pg_error("looking up pushed ids"))?
+    {
+        let key = (doc_from(row.get(0))?, delta_id_from_blob(row.get(1))?);
+        known.insert(key, seq_from(row.get(2))?);
+    }
+    let starts = heads.clone();
+    let mut rows = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut appended = Vec::with_capacity(pushes.len());
+    for (doc, deltas) in pushes {
+        let head = heads.get_mut(doc).ok_or_else(|| {
+            StoreError::Corrupt(format!("document {doc} has no head row after insert"))
+        })?;
+        let before = *head;
+        let mut seqs = Vec::with_capacity(deltas.len());
+        let mut stored = Vec::new();
+        for delta in deltas {
+            if let Some(&seq) = known.get(&(*doc, delta.id)) {
+                seqs.push(seq);
+                continue;
+            }
+            *head += 1;
+            known.insert((*doc, delta.id), *head);
+            seqs.push(*head);
+            rows.0.push(doc.0.to_vec());
+            rows.1.push(*head as i64);
+            rows.2.push(delta.id.0.to_vec());
+            rows.3.push(delta.bytes.clone());
+            stored.push(SequencedDelta {
+                seq: *head,
+                id: delta.id,
+                bytes: delta.bytes.clone(),
+            });
+        }
+        appended.push(Appended {
+            seqs,
+            created_doc: before == 0 && *head > 0,
+            stored: Arc::from(stored),
+        });
+    }
+    if !rows.0.is_empty() {
+        tx.execute(
+            "INSERT INTO syncline_deltas (doc, seq, id, bytes)
+             SELECT * FROM unnest($1::bytea[], $2::int8[], $3::bytea[], $4::bytea[])",
+            &[&rows.0, &rows.1, &rows.2, &rows.3],
+        )
+        .await
+        .map_err(pg_error("inserting deltas"))?;
+        let (bumped, new_heads): (Vec<Vec<u8>>, Vec<i64>) = heads
+            .iter()
+            .filter(|(doc, head)| starts.get(doc) != Some(head))
+            .map(|(doc, head)| (doc.0.to_vec(), *head as i64))
+            .unzip();
+        tx.execute(
+            "UPDATE syncline_docs d SET head = v.head
+             FROM unnest($1::bytea[], $2::int8[]) AS v(doc, head) WHERE d.doc = v.doc",
+            &[&bumped, &new_heads],
+        )
+        .await
+        .map_err(pg_error("bumping heads"))?;
+    }
+    tx.commit()
+        .await
+        .map_err(pg_error("committing a group commit"))?;
+    Ok(appended)
+}
+
+/// Stores `snapshot` for `doc` in its own transaction, unless refused or
+/// superseded; drops the bytes of the deltas it covers.
+pub async fn snapshot(
+    client: &mut Client,
+    doc: DocId,
+    snapshot: &Snapshot,
+) -> Result<SnapshotOutcome, StoreError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(pg_error("starting a snapshot"))?;
+    let key = doc.0.to_vec();
+    let row = tx
+        .query_opt(
+            "SELECT head, snap_seq, snap_id FROM syncline_docs WHERE doc = $1 FOR UPDATE",
+            &[&key],
+        )
+        .await
+        .map_err(pg_error("locking the document"))?;
+    let Some(row) = row else {
+        return Ok(SnapshotOutcome::BeyondHead { head: 0 });
+    };
+    let head = seq_from(row.get(0))?;
+    let old = seq_from(row.get(1))?;
+    let old_id: Option<Vec<u8>> = row.get(2);
+    if snapshot.covers_seq > head {
+        return Ok(SnapshotOutcome::BeyondHead { head });
+    }
+    if old >= snapshot.covers_seq || old_id.as_deref() == Some(&snapshot.id.0[..]) {
+        return Ok(SnapshotOutcome::Superseded { covers_seq: old });
+    }
+    let covers = snapshot.covers_seq as i64;
+    tx.execute(
+        "UPDATE syncline_docs SET snap_seq = $2, snap_id = $3, snap_bytes = $4 WHERE doc = $1",
+        &[&key, &covers, &snapshot.id.0.to_vec(), &snapshot.bytes],
+    )
+    .await
+    .map_err(pg_error("storing the snapshot"))?;
+    tx.execute(
+        "UPDATE syncline_deltas SET bytes = NULL WHERE doc = $1 AND seq <= $2 AND bytes IS NOT NULL",
+        &[&key, &covers],
+    )
+    .await
+    .map_err(pg_error("dropping covered deltas"))?;
+    tx.commit()
+        .await
+        .map_err(pg_error("committing the snapshot"))?;
+    Ok(SnapshotOutcome::Stored)
+}
+
+/// One page of `doc`'s log after `after`, the snapshot first when it
+/// covers more than `after`. One statement, so one consistent view.
+pub async fn read_page(
+    client: &impl GenericClient,
+    doc: DocId,
+    after: u64,
+    limits: PageLimits,
+) -> Result<Page, StoreError> {
+    let max_items = limits.max_items.max(1);
+    let rows = client
+        .query(
+            "SELECT snap_seq, snap_id, snap_bytes FROM syncline_docs
+               WHERE doc = $1 AND snap_seq > $2
+             UNION ALL
+             (SELECT seq, id, bytes FROM syncline_deltas
+               WHERE doc = $1
+                 AND seq > GREATEST($2, (SELECT snap_seq FROM syncline_docs WHERE doc = $1))
+               ORDER BY seq LIMIT $3)",
+            &[&doc.0.to_vec(), &(after as i64), &(max_items as i64 + 1)],
+        )
+        .await
+        .map_err(pg_error("reading a page"))?;
+    let mut items = Vec::with_capacity(rows.len());
+    for row in rows {
+        let bytes: Option<Vec<u8>> = row.get(2);
+        items.push(SequencedDelta {
+            seq: seq_from(row.get(0))?,
+            id: delta_id_from_blob(row.get(1))?,
+            bytes: bytes.ok_or_else(|| {
+                StoreError::Corrupt(format!("a delta of {doc} above its snapshot has no bytes"))
+            })?,
+        });
+    }
+    items.sort_by_key(|d| d.seq);
+    let mut page = Page::default();
+    let mut bytes = 0usize;
+    for item in items {
+        let full = page.items.len() == max_items
+            || (!page.items.is_empty() && bytes + item.bytes.len() > limits.max_bytes);
+        if full {
+            page.more = true;
+            break;
+        }
+        bytes += item.bytes.len();
+        page.items.push(item);
+    }
+    Ok(page)
+}
+
+/// The heads of those of `docs` that have a log.
+pub async fn heads(
+    client: &impl GenericClient,
+    docs: &[DocId],
+) -> Result<Vec<(DocId, u64)>, StoreError> {
+    let keys: Vec<Vec<u8>> = docs.iter().map(|d| d.0.to_vec()).collect();
+    let rows = client
+        .query(
+            "SELECT doc, head FROM syncline_docs WHERE doc = ANY($1) AND head > 0",
+            &[&keys],
+        )
+        .await
+        .map_err(pg_error("reading heads"))?;
+    rows.into_iter()
+        .map(|row| Ok((doc_from(row.get(0))?, seq_from(row.get(1))?)))
+        .collect()
+}
+
+/// How many documents have a log.
+pub async fn document_count(client: &impl GenericClient) -> Result<u64, StoreError> {
+    let row = client
+        .query_one("SELECT count(*) FROM syncline_docs WHERE head > 0", &[])
+        .await
+        .map_err(pg_error("counting documents"))?;
+    seq_from(row.get(0))
+}
+
+fn doc_from(blob: Vec<u8>) -> Result<DocId, StoreError> {
+    let len = blob.len();
+    blob.try_into()
+        .map(DocId)
+        .map_err(|_| StoreError::Corrupt(format!("a document id of {len} bytes (expected 16)")))
+}
+
+fn seq_from(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("a negative sequence {value}")))
+}
