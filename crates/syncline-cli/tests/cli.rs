@@ -7,7 +7,7 @@ use std::process::Stdio;
 
 use serde_json::json;
 use support::{Relay, TIMEOUT, json, relay_token, run, run_ok, stderr, syncline};
-use syncline_core::{DocId, DocKey, DocUrl};
+use syncline_core::{DocKey, DocUrl};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::time::timeout;
@@ -15,12 +15,7 @@ use tokio::time::timeout;
 /// A well-formed document URL the relay has never heard of.
 fn fresh_url(n: u8) -> String {
     let bytes: [u8; 32] = std::array::from_fn(|i| n.wrapping_add(i as u8));
-    let id: [u8; 16] = std::array::from_fn(|i| bytes[31 - i]);
-    DocUrl {
-        doc: DocId(id),
-        key: DocKey(bytes),
-    }
-    .to_string()
+    DocUrl::for_key(DocKey(bytes)).to_string()
 }
 
 /// Creates a document on `relay` and returns its URL.

@@ -59,6 +59,8 @@ pub mod metrics;
 pub mod outbox;
 pub mod server;
 pub mod store;
+#[cfg(any(test, feature = "fuzzing", feature = "test-support"))]
+pub mod test_docs;
 #[cfg(feature = "test-support")]
 pub mod testing;
 

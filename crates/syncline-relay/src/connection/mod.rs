@@ -93,9 +93,10 @@ pub(crate) fn fatal(code: ErrorCode, message: impl Into<String>) -> End {
         ErrorCode::Malformed | ErrorCode::UnexpectedFrame | ErrorCode::UnsupportedVersion => {
             close_code::PROTOCOL
         }
-        ErrorCode::Unauthorized | ErrorCode::ReadOnly | ErrorCode::TokenExpired => {
-            close_code::POLICY
-        }
+        ErrorCode::Unauthorized
+        | ErrorCode::ReadOnly
+        | ErrorCode::TokenExpired
+        | ErrorCode::Unproven => close_code::POLICY,
         ErrorCode::LimitExceeded => close_code::SIZE,
         ErrorCode::Internal => close_code::ERROR,
     };

@@ -27,7 +27,7 @@ use automerge::{ActorId, AutoCommit, ObjType, ReadDoc};
 use futures_util::{SinkExt, StreamExt};
 use syncline_core::DocKey;
 use syncline_core::delta;
-use syncline_protocol::{ClientFrame, DeltaId, DocId, PushDelta, RelayFrame, decode_relay};
+use syncline_protocol::{DeltaId, DocId, PushDelta, RelayFrame, decode_relay};
 use tokio::sync::{Barrier, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -271,14 +271,7 @@ async fn typist(
                     pushes.fetch_add(1, Ordering::Relaxed);
                 }
                 unacked.lock().unwrap().push_back(sent);
-                if sink
-                    .send(ws::message(&ClientFrame::Push {
-                        doc,
-                        deltas: vec![push],
-                    }))
-                    .await
-                    .is_err()
-                {
+                if sink.send(ws::push(doc, vec![push])).await.is_err() {
                     break;
                 }
             }
