@@ -144,6 +144,45 @@ async fn a_second_replica_reads_through_the_relay_which_only_sees_sealed_bytes()
     assert!(contains(&all_bytes(Path::new(a)), marker));
 }
 
+/// `--state` holds document keys: the directory the CLI creates and the
+/// log in it are for the owner only, and `--help` says so.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_state_directory_is_owner_only_and_help_says_so() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let data = tempfile::tempdir().unwrap();
+    let relay = Relay::start(data.path()).await;
+    let root = tempfile::tempdir().unwrap();
+    let state = root.path().join("replica");
+    let url = run_ok(&[
+        "--relay",
+        &relay.url(),
+        "--state",
+        state.to_str().unwrap(),
+        "create",
+        "--init",
+        r#"{"list":[]}"#,
+    ])
+    .await;
+    let key = url.trim().parse::<DocUrl>().unwrap().key.0;
+    let stored = all_bytes(&state);
+    assert!(
+        stored.windows(key.len()).any(|w| w == key),
+        "the state holds the document key"
+    );
+    assert_eq!(mode(&state), 0o700, "the state directory");
+    for entry in std::fs::read_dir(&state).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+    let help = run_ok(&["--help"]).await;
+    assert!(
+        help.contains("0700") && help.contains("0600"),
+        "--help tells what --state's permissions are: {help}"
+    );
+}
+
 #[tokio::test]
 async fn a_kept_replica_reseeds_a_relay_that_lost_its_data() {
     let state = tempfile::tempdir().unwrap();
