@@ -19,8 +19,10 @@
 //! Waiting for this replica's storage commit before pushing would put a
 //! disk write on every edit's way to the other replicas. It is not needed
 //! for safety, with one rule: **an entry is pushed before its own log write
-//! only if no earlier entry of its document is still unwritten** (otherwise
-//! it waits for that write, and [`Engine::persisted`] pushes it). Then:
+//! only if no earlier entry of its document is still unwritten here and
+//! unacknowledged by the relay** (otherwise it waits for that write, and
+//! [`Engine::persisted`] pushes it, or for that ack: while local writes
+//! fail, changes still leave, one acknowledgement at a time). Then:
 //!
 //! - every engine instance has a fresh Automerge actor, so a change lost in
 //!   a crash before its log write never has its (actor, sequence) reused:
@@ -411,6 +413,15 @@ impl Engine {
         }
         self.last_synced_ms = Some(now_ms);
         self.emit(Effect::StatusChanged);
+        // Entries that waited for an earlier one's write may go now that
+        // the relay holds it: changes keep leaving while local writes fail.
+        if let Some(first) = self
+            .outbox
+            .iter()
+            .position(|o| o.entry.doc == doc && o.pushed_at.is_none())
+        {
+            self.push_entries(first..self.outbox.len(), Some(doc), now_ms);
+        }
     }
 
     /// Takes the outbox entries `ids` of `doc` out of the outbox: the relay

@@ -396,6 +396,34 @@ fn a_change_waits_for_the_write_of_an_earlier_unwritten_one() {
 }
 
 #[test]
+fn while_local_writes_fail_changes_still_leave_one_ack_at_a_time() {
+    // Replica 0's storage fails (its batches are never written): each
+    // change goes once the relay has acked the one before it, so none
+    // depends on a change only this replica holds, and all reach replica 1.
+    let (mut world, url) = shared_doc(2);
+    world.write(0);
+    for (n, item) in ["a", "b", "c", "d"].into_iter().enumerate() {
+        world.replicas[0]
+            .engine
+            .change(url.doc, &push(item), None, n as u64)
+            .unwrap();
+        world.collect(0);
+    }
+    for _ in 0..20 {
+        while world.deliver_to_relay(0) {}
+        world.commit_relay();
+        while world.deliver_to_replica(0) {}
+        world.write(1);
+        while world.deliver_to_relay(1) {}
+        while world.deliver_to_replica(1) {}
+    }
+    assert!(!world.replicas[0].unwritten.is_empty(), "storage never wrote");
+    assert_eq!(items(&world, 1, &url), ["a", "b", "c", "d"]);
+    let status = world.replicas[0].engine.status();
+    assert_eq!((status.unsaved, status.pending), (0, 0), "all acked");
+}
+
+#[test]
 fn a_live_delta_lost_with_nothing_after_it_is_fetched_once_the_doc_has_been_idle() {
     // Found by the 100k-seed simulation (seed 58041): the last live deltas
     // to a caught-up replica are lost and no later frame reveals the gap.
