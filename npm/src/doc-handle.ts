@@ -1,6 +1,7 @@
 import { recordChange, toJson } from "./draft.js";
 import { applyPatches, deepFreeze, shareAndFreeze } from "./snapshot.js";
-import { SynclineError } from "./errors.js";
+import type { SynclineError } from "./errors.js";
+import { StatusAndErrorListeners, type Unsubscribe, callSafely } from "./listeners.js";
 import type { DocStatus, Draft, HistoryEntry, Immutable, JsonObject, JsonValue, Op, Patch, Peer } from "./types.js";
 
 export interface ChangeOptions {
@@ -8,7 +9,7 @@ export interface ChangeOptions {
   message?: string;
 }
 
-export type Unsubscribe = () => void;
+export type { Unsubscribe } from "./listeners.js";
 
 /** A live document. Get one from `repo.create()` or `repo.open()`. */
 export interface DocHandle<T extends object = JsonObject> {
@@ -91,8 +92,7 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
   readonly #host: DocHost;
   readonly #subscribers = new Set<(value: Immutable<T>) => void>();
   #status: DocStatus = CLEAN;
-  readonly #statusListeners = new Set<(status: DocStatus) => void>();
-  readonly #errorListeners = new Set<(error: SynclineError) => void>();
+  readonly #listeners = new StatusAndErrorListeners<DocStatus>();
 
   readonly presence: PresenceImpl;
 
@@ -116,16 +116,7 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
   }
 
   on<K extends keyof DocEvents>(event: K, listener: DocEvents[K]): Unsubscribe {
-    let listeners: Set<(value: never) => void>;
-    if (event === "status") listeners = this.#statusListeners;
-    else if (event === "error") listeners = this.#errorListeners;
-    else throw new SynclineError("BadEvent", `unknown event "${String(event)}": use "status" or "error"`);
-    // A wrapper, so the same function added twice is two subscriptions.
-    const wrapped = (value: never): void => (listener as (value: never) => void)(value);
-    listeners.add(wrapped);
-    return () => {
-      listeners.delete(wrapped);
-    };
+    return this.#listeners.on(event, listener as (value: never) => void);
   }
 
   /** Re-reads the status from the repo; tells listeners if it changed. */
@@ -148,13 +139,13 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
     const status: DocStatus = { unsaved: next.unsaved, pending: next.pending };
     if (next.lastError) status.lastError = Object.freeze({ code: next.lastError.code, message: next.lastError.message });
     this.#status = Object.freeze(status);
-    for (const listener of [...this.#statusListeners]) callSafely(listener, this.#status);
+    for (const listener of [...this.#listeners.status]) callSafely(listener, this.#status);
   }
 
   /** The relay refused this document; returns whether anyone listened. */
   failed(error: SynclineError): boolean {
-    for (const listener of [...this.#errorListeners]) callSafely(listener, error);
-    return this.#errorListeners.size > 0;
+    for (const listener of [...this.#listeners.error]) callSafely(listener, error);
+    return this.#listeners.error.size > 0;
   }
 
   heads(): readonly string[] {
@@ -222,17 +213,6 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
 }
 
 const CLEAN: DocStatus = Object.freeze({ unsaved: 0, pending: 0 });
-
-/** Calls an app's listener; what it throws is rethrown from a microtask, so one broken listener starves no other. */
-function callSafely<A>(listener: (arg: A) => void, arg: A): void {
-  try {
-    listener(arg);
-  } catch (error) {
-    queueMicrotask(() => {
-      throw error;
-    });
-  }
-}
 
 const utf8 = { encoder: new TextEncoder(), decoder: new TextDecoder() };
 

@@ -4,6 +4,7 @@ import { TabLink } from "./tabs.js";
 import { Handle, type DocHandle, type DocHost, type Unsubscribe } from "./doc-handle.js";
 import { toJson } from "./draft.js";
 import { SynclineError, toSynclineError } from "./errors.js";
+import { StatusAndErrorListeners, callSafely } from "./listeners.js";
 import type { DocStatus, HistoryEntry, JsonObject, Op, Patch, Status, TransportOptions } from "./types.js";
 
 export interface RepoOptions extends KeyOptions, TransportOptions {
@@ -92,8 +93,7 @@ export class RepoImpl implements Repo, DocHost {
   #persisted: boolean | undefined;
   readonly #handles = new Map<string, Handle<object>>();
   readonly #opening = new Map<string, PendingOpen>();
-  readonly #statusListeners = new Set<(status: Status) => void>();
-  readonly #errorListeners = new Set<(error: SynclineError) => void>();
+  readonly #listeners = new StatusAndErrorListeners<Status>();
   #queue: QueuedEvent[] = [];
   #draining = false;
   /** Set once the wasm module trapped: every later call fails with it. */
@@ -212,7 +212,7 @@ export class RepoImpl implements Repo, DocHost {
           opening.reject(scoped);
         }
         const heard = (handle?.failed(scoped) ?? false) || opening !== undefined;
-        if (this.#errorListeners.size > 0 || !heard) this.#reportError(scoped);
+        if (this.#listeners.error.size > 0 || !heard) this.#reportError(scoped);
         break;
       }
       case "presence":
@@ -285,31 +285,15 @@ export class RepoImpl implements Repo, DocHost {
 
   #setStatus(next: Status): void {
     const status = this.#remember(next);
-    for (const listener of [...this.#statusListeners]) {
-      try {
-        listener(status);
-      } catch (error) {
-        queueMicrotask(() => {
-          throw error;
-        });
-      }
-    }
+    for (const listener of [...this.#listeners.status]) callSafely(listener, status);
   }
 
   #reportError(error: SynclineError): void {
-    if (this.#errorListeners.size === 0) {
+    if (this.#listeners.error.size === 0) {
       console.warn("syncline:", error);
       return;
     }
-    for (const listener of [...this.#errorListeners]) {
-      try {
-        listener(error);
-      } catch (thrown) {
-        queueMicrotask(() => {
-          throw thrown;
-        });
-      }
-    }
+    for (const listener of [...this.#listeners.error]) callSafely(listener, error);
   }
 
   setPresence(url: string, state: Uint8Array | null): void {
@@ -433,7 +417,7 @@ export class RepoImpl implements Repo, DocHost {
   setPersisted(persisted: boolean): void {
     this.#persisted = persisted;
     const status = this.status;
-    for (const listener of [...this.#statusListeners]) listener(status);
+    for (const listener of [...this.#listeners.status]) callSafely(listener, status);
   }
 
   /** A frozen object, the same one for as long as nothing changes (fit for `useSyncExternalStore`). */
@@ -486,16 +470,7 @@ export class RepoImpl implements Repo, DocHost {
   }
 
   on<K extends keyof RepoEvents>(event: K, listener: RepoEvents[K]): Unsubscribe {
-    let listeners: Set<(value: never) => void>;
-    if (event === "status") listeners = this.#statusListeners;
-    else if (event === "error") listeners = this.#errorListeners;
-    else throw new SynclineError("BadEvent", `unknown event "${String(event)}": use "status" or "error"`);
-    // A wrapper, so the same function added twice is two subscriptions.
-    const wrapped = (value: never): void => (listener as (value: never) => void)(value);
-    listeners.add(wrapped);
-    return () => {
-      listeners.delete(wrapped);
-    };
+    return this.#listeners.on(event, listener as (value: never) => void);
   }
 
   close(): void {

@@ -34,6 +34,19 @@
 //! is dropped. The last refusal is the document's
 //! [`DocStatus::last_error`] until the relay serves it again.
 //!
+//! Three more reasons a document does not fully sync live here, with the
+//! same per-document status and backoff:
+//!
+//! - `UnsupportedDocument`: its id does not derive from its key (made before
+//!   signed writes, see `syncline_protocol::proof`), so its writes cannot
+//!   be proven: it is read-only for good, and the app hears so at its first
+//!   local change;
+//! - `Unproven`: the relay could not verify a write's proof; writes wait
+//!   for the next token or connection, like `ReadOnly`;
+//! - `Unreadable`: the relay served it from a snapshot this replica cannot
+//!   read (see `sync.rs`): nothing is applied, and it is parked and asked
+//!   for again with backoff, never in a loop.
+//!
 //! Without [`Engine::set_tokens_required`] the engine assumes an open relay:
 //! every document may be read and written, and no token is asked for.
 
