@@ -417,7 +417,10 @@ fn while_local_writes_fail_changes_still_leave_one_ack_at_a_time() {
         while world.deliver_to_relay(1) {}
         while world.deliver_to_replica(1) {}
     }
-    assert!(!world.replicas[0].unwritten.is_empty(), "storage never wrote");
+    assert!(
+        !world.replicas[0].unwritten.is_empty(),
+        "storage never wrote"
+    );
     assert_eq!(items(&world, 1, &url), ["a", "b", "c", "d"]);
     let status = world.replicas[0].engine.status();
     assert_eq!((status.unsaved, status.pending), (0, 0), "all acked");

@@ -614,14 +614,36 @@ pub async fn flush(host: &HostRef) -> Result<(), JsValue> {
         h.flush_waiters.push((target, sender));
         receiver
     };
-    // Dropped unanswered only if the repo went away first: nothing says
-    // the changes are durable, so this must not resolve as if they were.
-    receiver.await.unwrap_or_else(|_| {
+    flush_answer(receiver.await)
+}
+
+/// What `flush()` resolves with, from its waiter's answer. A waiter dropped
+/// unanswered (the repo went away first) proves nothing durable: that is
+/// the error `Closed`, never success.
+fn flush_answer(answer: Result<Result<(), JsValue>, oneshot::Canceled>) -> Result<(), JsValue> {
+    answer.unwrap_or_else(|_| {
         Err(js_error(
             "Closed",
             "the repo closed before these changes were known to be durable: reopen it and check",
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    #[wasm_bindgen_test]
+    fn a_flush_whose_waiter_was_dropped_fails_with_closed() {
+        let (sender, mut receiver) = oneshot::channel::<Result<(), JsValue>>();
+        drop(sender);
+        let answer = receiver.try_recv().map(|a| a.unwrap_or(Ok(())));
+        let error = flush_answer(answer).expect_err("not durable");
+        let code = js_sys::Reflect::get(&error, &"code".into()).unwrap();
+        assert_eq!(code.as_string().as_deref(), Some("Closed"));
+        assert!(flush_answer(Ok(Ok(()))).is_ok());
+    }
 }
 
 /// Calls the engine's `tick` every second while the repo is open.
