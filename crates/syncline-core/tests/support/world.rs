@@ -264,6 +264,13 @@ impl ModelRelay {
                         bytes,
                     };
                     self.snapshots.insert(doc, item);
+                    // As the real relay (store/sqlite/log.rs): the covered
+                    // deltas' bytes go, only the snapshot stands for them.
+                    for covered in self.logs.entry(doc).or_default() {
+                        if covered.seq <= covers_seq {
+                            covered.bytes.clear();
+                        }
+                    }
                 }
                 let ack = RelayFrame::Ack {
                     doc,
@@ -877,7 +884,9 @@ impl World {
     pub fn relay_change_hashes(&self, url: &DocUrl) -> BTreeSet<ChangeHash> {
         let mut hashes = BTreeSet::new();
         let logged = self.relay.logs.get(&url.doc).into_iter().flatten();
-        for item in logged.chain(self.relay.snapshots.get(&url.doc)) {
+        // Covered deltas are emptied: their changes are in the snapshot.
+        let held = logged.filter(|item| !item.bytes.is_empty());
+        for item in held.chain(self.relay.snapshots.get(&url.doc)) {
             let plain = url
                 .key
                 .open(&url.doc, &item.bytes)
