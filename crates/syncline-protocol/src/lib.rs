@@ -55,7 +55,8 @@ use serde::{Deserialize, Serialize};
 /// The protocol version this crate speaks. Sent in `Hello` and `Welcome`.
 /// Version 2 added live delivery by `Tentative` and `Committed`; version 3
 /// the error codes [`ErrorCode::ReadOnly`] and [`ErrorCode::TokenExpired`]
-/// (a relay sends older clients `Unauthorized` in their place).
+/// (a relay sends older clients `Unauthorized` in their place), and later
+/// [`ErrorCode::QuotaExceeded`] (older clients get `LimitExceeded`).
 pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The oldest version a relay still serves (live delivery by `Deltas`).
@@ -233,6 +234,11 @@ pub enum ErrorCode {
     /// (Version 3.) The token for the document has expired: present a
     /// fresh one with `Authorize`.
     TokenExpired,
+    /// (Version 3.) The relay's storage quota (per document or in all) is
+    /// reached: nothing of the push was stored; compact the document with
+    /// a snapshot or retry later (relays send older clients
+    /// `LimitExceeded` in its place).
+    QuotaExceeded,
 }
 
 /// Why bytes could not be turned into a frame.
