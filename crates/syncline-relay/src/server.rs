@@ -546,8 +546,7 @@ fn upgrade(ws: WebSocketUpgrade, shared: Arc<Shared>, request: &Request) -> Resp
             let span = tracing::info_span!("conn", id = conn);
             async move {
                 match admitted {
-                    // Held while the connection lives.
-                    Ok(_ticket) => connection::run(socket, shared, conn).await,
+                    Ok(ticket) => connection::run(socket, shared, conn, ticket).await,
                     Err(refused) => connection::refuse(socket, refused).await,
                 }
             }

@@ -52,7 +52,7 @@ use futures_util::{SinkExt, StreamExt};
 use syncline_protocol::{ErrorCode, MAX_FRAME_BYTES, RelayFrame, encode_relay};
 use tokio::sync::{oneshot, watch};
 
-use crate::guard::GateRefused;
+use crate::guard::{GateRefused, Ticket};
 use crate::metrics::{Limit, Metrics};
 use crate::outbox::{Closed, ConnId, Outbox, Outgoing, Queue};
 use crate::server::Shared;
@@ -121,8 +121,9 @@ pub(crate) fn fatal(code: ErrorCode, message: impl Into<String>) -> End {
     }
 }
 
-/// Runs one connection until it ends.
-pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, conn: ConnId) {
+/// Runs one connection until it ends; `ticket` is its place in the
+/// relay's connection caps, freed as it ends.
+pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, conn: ConnId, ticket: Ticket) {
     let metrics = Arc::clone(&shared.metrics);
     metrics.connections.inc();
     metrics.connections_total.inc();
@@ -264,6 +265,7 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, conn: ConnId) {
     if tokio::time::timeout(grace, &mut writer).await.is_err() {
         writer.abort();
     }
+    drop(ticket);
     metrics.connections.dec();
 }
 

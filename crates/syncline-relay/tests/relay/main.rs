@@ -6,6 +6,7 @@
 //! [`common::TIMEOUT`]; nothing sleeps to synchronise.
 
 mod auth;
+mod bounds;
 mod common;
 mod errors;
 mod frames;
@@ -14,3 +15,4 @@ mod limits;
 mod persistence;
 mod sync;
 mod tentative;
+mod tokens;
