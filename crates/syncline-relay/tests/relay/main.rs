@@ -10,6 +10,7 @@ mod bounds;
 mod common;
 mod errors;
 mod frames;
+mod fsync;
 mod http;
 mod limits;
 mod persistence;
