@@ -68,11 +68,11 @@ export type RawCore = Omit<CoreApi, "change"> & {
 
 export interface CoreStatic {
   /** Opens the local database `name`, encrypted with the 32-byte `key`. */
-  open(name: string, relay: string | undefined, onEvent: (event: CoreEvent) => void, key: Uint8Array): Promise<RawCore>;
+  open(name: string, relay: string[] | undefined, onEvent: (event: CoreEvent) => void, key: Uint8Array): Promise<RawCore>;
   /** `open` with transport options (connect timeout, heartbeat, backoff, token). */
   openWith?(
     name: string,
-    relay: string | undefined,
+    relay: string[] | undefined,
     onEvent: (event: CoreEvent) => void,
     key: Uint8Array,
     options: TransportOptions,

@@ -7,8 +7,13 @@ import { SynclineError, toSynclineError } from "./errors.js";
 import type { DocStatus, HistoryEntry, JsonObject, Op, Patch, Status, TransportOptions } from "./types.js";
 
 export interface RepoOptions extends KeyOptions, TransportOptions {
-  /** WebSocket URL of the relay (`ws://…` or `wss://…`). Without it the repo works offline, and between tabs. */
-  relay?: string;
+  /**
+   * WebSocket URL of the relay (`ws://…` or `wss://…`), or the URLs of the
+   * relays of one cluster: a refused connection moves to the next at once,
+   * a lost one after the backoff. Without it the repo works offline, and
+   * between tabs.
+   */
+  relay?: string | readonly string[];
   /** Name of the local database; repos with different names keep separate data. Default "default". */
   name?: string;
   /**
@@ -518,8 +523,14 @@ export class RepoImpl implements Repo, DocHost {
 export async function openRepo(Core: CoreStatic, options: RepoOptions = {}): Promise<Repo> {
   const name = options.name ?? "default";
   if (typeof name !== "string" || name === "") throw new SynclineError("BadOption", "`name` must be a non-empty string");
-  if (options.relay !== undefined && !/^wss?:\/\//i.test(options.relay)) {
-    throw new SynclineError("BadOption", `\`relay\` must be a ws:// or wss:// URL, not "${options.relay}"`);
+  const relays = options.relay === undefined ? [] : typeof options.relay === "string" ? [options.relay] : options.relay;
+  if (!Array.isArray(relays) || (options.relay !== undefined && relays.length === 0)) {
+    throw new SynclineError("BadOption", "`relay` must be a ws:// or wss:// URL or a non-empty array of them");
+  }
+  for (const relay of relays) {
+    if (typeof relay !== "string" || !/^wss?:\/\//i.test(relay)) {
+      throw new SynclineError("BadOption", `\`relay\` must be a ws:// or wss:// URL, not "${String(relay)}"`);
+    }
   }
   const token = options.token;
   if (token !== undefined && typeof token !== "string" && typeof token !== "function") {
@@ -558,9 +569,10 @@ export async function openRepo(Core: CoreStatic, options: RepoOptions = {}): Pro
       if (repo) repo.receive(event);
       else early.push(event);
     };
+    const relay = relays.length === 0 ? undefined : [...relays];
     const raw = Core.openWith
-      ? await Core.openWith(name, options.relay, onEvent, key, transport)
-      : await Core.open(name, options.relay, onEvent, key);
+      ? await Core.openWith(name, relay, onEvent, key, transport)
+      : await Core.open(name, relay, onEvent, key);
     core = adaptCore(raw, (error) => onEvent({ type: "crashed", error }));
   } catch (error) {
     throw toSynclineError(error);

@@ -129,8 +129,18 @@ export interface Status {
   buffered: number;
 }
 
-/** Why the relay refuses (part of) one document. */
-export type AccessErrorCode = "Unauthorized" | "ReadOnly" | "TokenExpired" | "TokenProvider";
+/** Why one document does not (fully) sync. */
+export type AccessErrorCode =
+  | "Unauthorized"
+  | "ReadOnly"
+  | "TokenExpired"
+  | "TokenProvider"
+  /** Made before signed writes (its id does not derive from its key): readable, changes stay on this device. */
+  | "UnsupportedDocument"
+  /** The relay could not verify a write's proof of the document key. */
+  | "Unproven"
+  /** The relay served a snapshot this device cannot read; it asks again with backoff. */
+  | "Unreadable";
 
 /**
  * One document's state (`doc.status`): `unsaved` and `pending` as in

@@ -135,7 +135,7 @@ test("create, change, subscribe: one core call per change, subscribers after it"
   const fake = fakeCoreClass();
   const repo = await openRepo(fake.Core, { relay: "ws://127.0.0.1:1", key: KEY });
   assert.equal(fake.state.name, "default");
-  assert.equal(fake.state.relay, "ws://127.0.0.1:1");
+  assert.deepEqual(fake.state.relay, ["ws://127.0.0.1:1"]);
   const doc = await repo.create({ items: [] });
   assert.match(doc.url, /^syncline:/);
   assert.deepEqual(doc.value, { items: [] });
@@ -254,6 +254,11 @@ test("errors are SynclineErrors with the core's code", async () => {
     (e) => e instanceof SynclineError && e.code === "DocNotFound" && e.cause instanceof Error,
   );
   await assert.rejects(openRepo(fake.Core, { relay: "http://x", key: KEY }), (e) => e.code === "BadOption");
+  await assert.rejects(openRepo(fake.Core, { relay: [], key: KEY }), (e) => e.code === "BadOption");
+  await assert.rejects(openRepo(fake.Core, { relay: ["ws://a:1", "ftp://b"], key: KEY }), (e) => e.code === "BadOption");
+  const cluster = fakeCoreClass();
+  (await openRepo(cluster.Core, { relay: ["ws://a:1", "wss://b:2"], key: KEY })).close();
+  assert.deepEqual(cluster.state.relay, ["ws://a:1", "wss://b:2"]);
 });
 
 test("status events reach listeners; close rejects pending opens and ends changes", async () => {

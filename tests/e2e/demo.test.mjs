@@ -1,6 +1,8 @@
 // The demo app as a new user tries it, served by the relay itself
 // (`--serve demo-app/dist`): two windows on one address share the todo list
-// and the note; "work offline" holds changes back until it is switched off.
+// and the note; "work offline" holds changes back until it is switched off
+// (observed in each page: its WebSockets are closed and no frame is sent
+// nor socket opened while it works offline).
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
@@ -31,6 +33,39 @@ async function addItem(page, title) {
 
 function itemTitle(page, title) {
   return page.getByTestId("item-title").filter({ hasText: title });
+}
+
+/**
+ * Counts, inside the page and as it happens, the WebSockets it opens and the
+ * frames it sends on them (`window.sockets`). Installed before the app loads.
+ */
+function countSockets(page) {
+  return page.addInitScript(() => {
+    const Native = window.WebSocket;
+    const seen = { opened: 0, sent: 0, all: [] };
+    window.sockets = seen;
+    const send = Native.prototype.send;
+    Native.prototype.send = function (data) {
+      seen.sent += 1;
+      return send.call(this, data);
+    };
+    window.WebSocket = class extends Native {
+      constructor(...args) {
+        super(...args);
+        seen.opened += 1;
+        seen.all.push(this);
+      }
+    };
+  });
+}
+
+/** The page's socket counts, and how many of its sockets are not closed. */
+function sockets(page) {
+  return page.evaluate(() => ({
+    opened: window.sockets.opened,
+    sent: window.sockets.sent,
+    notClosed: window.sockets.all.filter((s) => s.readyState !== WebSocket.CLOSED).length,
+  }));
 }
 
 test("an item added in one window appears in the other", { timeout: 120_000 }, async () => {
@@ -75,9 +110,11 @@ test("an item added in one window appears in the other", { timeout: 120_000 }, a
 
 test("the shared note merges two people typing; 'work offline' holds changes until switched off", { timeout: 120_000 }, async () => {
   const one = await newPage(browser, "demo-note-1");
+  await countSockets(one.page);
   await one.page.goto(`${relay.httpUrl}/`);
   await one.page.waitForFunction(() => location.hash.startsWith("#syncline:"), undefined, { timeout: TIMEOUT.start });
   const two = await newPage(browser, "demo-note-2");
+  await countSockets(two.page);
   await two.page.goto(one.page.url());
   const note = (page) => page.getByTestId("note");
   await note(two.page).waitFor({ timeout: TIMEOUT.sync });
@@ -86,17 +123,34 @@ test("the shared note merges two people typing; 'work offline' holds changes unt
   await one.page.keyboard.type("Hello");
   await two.page.waitForFunction(() => document.querySelector('[data-testid="note"]').value === "Hello", undefined, { timeout: TIMEOUT.sync });
 
-  // Both go offline, and type at either end of the same note.
+  // Both go offline: each page's sockets close (bounded wait), and from
+  // then on none opens and no frame is sent until the switch is off.
   for (const { page } of [one, two]) await page.getByTestId("work-offline").check();
   await one.page.getByTestId("connection").filter({ hasText: "offline" }).waitFor({ timeout: TIMEOUT.sync });
+  const offline = [];
+  for (const { page } of [one, two]) {
+    assert.ok((await sockets(page)).opened >= 1, "the page was connected before");
+    await page.waitForFunction(() => window.sockets.all.every((s) => s.readyState === WebSocket.CLOSED), undefined, {
+      timeout: TIMEOUT.sync,
+      polling: 50,
+    });
+    offline.push(await sockets(page));
+  }
+  // They type at either end of the same note, and one adds an item.
   await note(one.page).press("End");
   await one.page.keyboard.type(" world");
   await note(two.page).click();
   await note(two.page).press("Home");
   await two.page.keyboard.type("Oh, ");
   await addItem(one.page, "tea");
-  await one.page.getByTestId("pending").filter({ hasText: "pending" }).waitFor({ timeout: TIMEOUT.sync });
-  assert.equal(await itemTitle(two.page, "tea").count(), 0, "nothing leaves a window that works offline");
+  // Saved locally and waiting for the relay, in both windows.
+  for (const { page } of [one, two]) {
+    await page.getByTestId("pending").filter({ hasText: "pending" }).waitFor({ timeout: TIMEOUT.sync });
+  }
+  for (const [i, { page }] of [one, two].entries()) {
+    assert.deepEqual(await sockets(page), offline[i], `nothing leaves window ${i + 1} while it works offline`);
+  }
+  assert.equal(await itemTitle(two.page, "tea").count(), 0);
 
   for (const { page } of [one, two]) await page.getByTestId("work-offline").uncheck();
   for (const { page } of [one, two]) {

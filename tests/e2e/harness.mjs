@@ -157,22 +157,25 @@ export function startStaticServer() {
   });
 }
 
+/** How every test starts Chromium: the executable and its flags. */
+export const CHROMIUM = {
+  executablePath: process.env.SYNCLINE_CHROMIUM ?? "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+  ],
+};
+
 export function launchBrowser() {
-  return chromium.launch({
-    executablePath: process.env.SYNCLINE_CHROMIUM ?? "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--headless=new",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-dev-shm-usage",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--disable-quic",
-      "--no-first-run",
-    ],
-  });
+  return chromium.launch(CHROMIUM);
 }
 
 /**

@@ -67,7 +67,9 @@ struct Cli {
     timeout: Duration,
 
     /// Keep the replica in DIR across runs (default: a fresh temporary
-    /// directory, removed on exit).
+    /// directory, removed on exit). DIR holds the documents' keys: on Unix
+    /// it is created owner-only (0700) and its files 0600; a DIR that
+    /// already exists keeps its own mode.
     #[arg(long, global = true, value_name = "DIR")]
     state: Option<PathBuf>,
 

@@ -25,6 +25,11 @@
 //!
 //! The directory is locked (`lock`, an OS advisory lock) while a store is
 //! open, so two processes never append to one log.
+//!
+//! The log holds document keys. On Unix the state directory (and any parent
+//! it has to create) is created 0700 and every file in it 0600; a log left
+//! wider by an older version is narrowed to 0600 when opened. A directory
+//! that already existed keeps its mode.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -88,11 +93,8 @@ impl FileStore {
                 source,
             }
         };
-        std::fs::create_dir_all(&dir).map_err(io_err("creating the directory"))?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
+        create_private_dir(&dir).map_err(io_err("creating the directory"))?;
+        let lock = private(OpenOptions::new().create(true).truncate(false).write(true))
             .open(dir.join(LOCK))
             .map_err(io_err("opening the lock file"))?;
         match lock.try_lock() {
@@ -104,13 +106,17 @@ impl FileStore {
         let _ = std::fs::remove_file(dir.join(LOG_TMP));
 
         let path = dir.join(LOG);
-        let mut log = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err("opening the log"))?;
+        let mut log = private(
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .append(true),
+        )
+        .open(&path)
+        .map_err(io_err("opening the log"))?;
+        // A log created by an older version may be readable by others.
+        narrow(&log).map_err(io_err("narrowing the log's permissions"))?;
         let mut bytes = Vec::new();
         log.read_to_end(&mut bytes)
             .map_err(io_err("reading the log"))?;
@@ -217,7 +223,9 @@ impl FileStore {
             bytes.extend(frame(&all));
         }
         let tmp = self.dir.join(LOG_TMP);
-        let mut file = File::create(&tmp).map_err(io_err("writing log.tmp"))?;
+        let mut file = private(OpenOptions::new().write(true).create(true).truncate(true))
+            .open(&tmp)
+            .map_err(io_err("writing log.tmp"))?;
         file.write_all(&bytes)
             .and_then(|()| file.sync_all())
             .map_err(io_err("writing log.tmp"))?;
@@ -349,6 +357,39 @@ fn crc32(bytes: &[u8]) -> u32 {
         }
     }
     !crc
+}
+
+/// Creates `dir` and any missing parent as owner-only (0700 on Unix); a
+/// directory that already exists keeps its mode (it may be the user's).
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Files it creates are owner-only (0600 on Unix): the log holds document
+/// keys.
+fn private(options: &mut OpenOptions) -> &mut OpenOptions {
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(options, 0o600);
+    options
+}
+
+/// Takes away group and other permissions from an open file (Unix).
+fn narrow(file: &File) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file.metadata()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = file;
+    Ok(())
 }
 
 /// Makes a rename or a file creation in `dir` durable.
@@ -531,5 +572,36 @@ mod tests {
         drop(store);
         let store = FileStore::open(dir.path()).unwrap();
         assert_eq!(contents(&store).len(), 3);
+    }
+
+    /// The log holds document keys: a new state directory and every file in
+    /// it are for the owner only.
+    #[cfg(unix)]
+    #[test]
+    fn the_state_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("nested").join("state");
+        {
+            let mut store = FileStore::open(&dir).unwrap();
+            store.apply(&batch(&[("k", "v")], &[])).unwrap();
+        }
+        assert_eq!(mode(&dir), 0o700, "a new state directory");
+        assert_eq!(mode(&root.path().join("nested")), 0o700, "a new parent");
+        assert_eq!(mode(&dir.join(LOG)), 0o600, "the log");
+        assert_eq!(mode(&dir.join(LOCK)), 0o600, "the lock file");
+
+        // A log left wider (by an older version) is narrowed; a directory
+        // that already existed is the user's and keeps its mode.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(dir.join(LOG), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut store = FileStore::open(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o755, "an existing directory is left alone");
+        assert_eq!(mode(&dir.join(LOG)), 0o600);
+
+        // So is a rewritten log (compaction writes log.tmp, renamed over log).
+        store.compact().unwrap();
+        assert_eq!(mode(&dir.join(LOG)), 0o600, "the compacted log");
     }
 }

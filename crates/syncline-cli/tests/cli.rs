@@ -7,7 +7,7 @@ use std::process::Stdio;
 
 use serde_json::json;
 use support::{Relay, TIMEOUT, json, relay_token, run, run_ok, stderr, syncline};
-use syncline_core::{DocId, DocKey, DocUrl};
+use syncline_core::{DocKey, DocUrl};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::time::timeout;
@@ -15,12 +15,7 @@ use tokio::time::timeout;
 /// A well-formed document URL the relay has never heard of.
 fn fresh_url(n: u8) -> String {
     let bytes: [u8; 32] = std::array::from_fn(|i| n.wrapping_add(i as u8));
-    let id: [u8; 16] = std::array::from_fn(|i| bytes[31 - i]);
-    DocUrl {
-        doc: DocId(id),
-        key: DocKey(bytes),
-    }
-    .to_string()
+    DocUrl::for_key(DocKey(bytes)).to_string()
 }
 
 /// Creates a document on `relay` and returns its URL.
@@ -147,6 +142,45 @@ async fn a_second_replica_reads_through_the_relay_which_only_sees_sealed_bytes()
     assert!(!contains(&stored, key), "the relay stored the key");
     // The replicas' own logs hold it (they have the key).
     assert!(contains(&all_bytes(Path::new(a)), marker));
+}
+
+/// `--state` holds document keys: the directory the CLI creates and the
+/// log in it are for the owner only, and `--help` says so.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_state_directory_is_owner_only_and_help_says_so() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let data = tempfile::tempdir().unwrap();
+    let relay = Relay::start(data.path()).await;
+    let root = tempfile::tempdir().unwrap();
+    let state = root.path().join("replica");
+    let url = run_ok(&[
+        "--relay",
+        &relay.url(),
+        "--state",
+        state.to_str().unwrap(),
+        "create",
+        "--init",
+        r#"{"list":[]}"#,
+    ])
+    .await;
+    let key = url.trim().parse::<DocUrl>().unwrap().key.0;
+    let stored = all_bytes(&state);
+    assert!(
+        stored.windows(key.len()).any(|w| w == key),
+        "the state holds the document key"
+    );
+    assert_eq!(mode(&state), 0o700, "the state directory");
+    for entry in std::fs::read_dir(&state).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+    let help = run_ok(&["--help"]).await;
+    assert!(
+        help.contains("0700") && help.contains("0600"),
+        "--help tells what --state's permissions are: {help}"
+    );
 }
 
 #[tokio::test]

@@ -58,6 +58,17 @@ pub enum AccessError {
     TokenExpired,
     /// The host's token provider failed (threw, rejected, returned junk).
     TokenProvider,
+    /// The document was made before signed writes (its id does not derive
+    /// from its key): the relay serves it for reading only, and local
+    /// changes stay local. Copy it into a new document to write again.
+    UnsupportedDocument,
+    /// The relay could not verify a write's proof of the document key.
+    /// Writes wait for the next connection.
+    Unproven,
+    /// The relay served the document from a snapshot this replica cannot
+    /// read (damaged, or a newer format): nothing of it was applied, and
+    /// the document asks again with backoff.
+    Unreadable,
 }
 
 impl AccessError {
@@ -68,6 +79,9 @@ impl AccessError {
             AccessError::ReadOnly => "ReadOnly",
             AccessError::TokenExpired => "TokenExpired",
             AccessError::TokenProvider => "TokenProvider",
+            AccessError::UnsupportedDocument => "UnsupportedDocument",
+            AccessError::Unproven => "Unproven",
+            AccessError::Unreadable => "Unreadable",
         }
     }
 }
@@ -102,15 +116,38 @@ enum Grant {
 }
 
 /// A document's access state. Owned by its `DocState`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Access {
     grant: Grant,
     /// The relay refused a push with the current token: pushes wait for
     /// the next one.
     read_only: bool,
+    /// Writes cannot be signed (see [`AccessError::UnsupportedDocument`]):
+    /// never pushed, for good.
+    unprovable: bool,
+    /// The app was told so (at its first local change).
+    told: bool,
     /// Refusals in a row, for the backoff.
     refusals: u32,
     last_error: Option<(AccessError, String)>,
+}
+
+impl Access {
+    /// A document's state before its first connection; `provable`: its id
+    /// derives from its key, so its writes can be signed.
+    pub(crate) fn new(provable: bool) -> Access {
+        Access {
+            grant: Grant::Idle,
+            read_only: false,
+            unprovable: !provable,
+            told: false,
+            refusals: 0,
+            last_error: (!provable).then(|| {
+                let message = "this document was made before signed writes: the relay serves it read-only, and changes made here stay here. Copy its content into a new document to keep editing it with others".to_string();
+                (AccessError::UnsupportedDocument, message)
+            }),
+        }
+    }
 }
 
 impl Engine {
@@ -160,6 +197,25 @@ impl Engine {
             .is_some_and(|s| s.access.grant == Grant::Wanted)
     }
 
+    /// After a local change to a document whose writes cannot be proven:
+    /// the app hears, once, that it stays local.
+    pub(crate) fn tell_if_unprovable(&mut self, doc: DocId) {
+        let Some(state) = self.docs.get_mut(&doc) else {
+            return;
+        };
+        let access = &mut state.access;
+        if !access.unprovable || std::mem::replace(&mut access.told, true) {
+            return;
+        }
+        if let Some((error, message)) = access.last_error.clone() {
+            self.emit(Effect::Error(EngineError::Access {
+                doc,
+                error,
+                message,
+            }));
+        }
+    }
+
     /// Whether the relay may be sent requests to read `doc` now.
     pub(crate) fn may_read(&self, doc: &DocId) -> bool {
         self.session == SessionState::Ready
@@ -171,7 +227,11 @@ impl Engine {
 
     /// Whether `doc`'s deltas and snapshots may be pushed now.
     pub(crate) fn may_write(&self, doc: &DocId) -> bool {
-        self.may_read(doc) && self.docs.get(doc).is_some_and(|s| !s.access.read_only)
+        self.may_read(doc)
+            && self
+                .docs
+                .get(doc)
+                .is_some_and(|s| !s.access.read_only && !s.access.unprovable)
     }
 
     /// Starts syncing `doc` on the ready session: asks the host for its
@@ -217,7 +277,7 @@ impl Engine {
         }
         access.refusals = 0;
         access.read_only &= !wrote;
-        if access.last_error.is_some() && !access.read_only {
+        if access.last_error.is_some() && !access.read_only && !access.unprovable {
             access.last_error = None;
             self.emit(Effect::StatusChanged);
         }
@@ -236,12 +296,15 @@ impl Engine {
             return;
         }
         match code {
-            ErrorCode::ReadOnly => {
+            ErrorCode::ReadOnly | ErrorCode::Unproven => {
+                let error = match code {
+                    ErrorCode::ReadOnly => AccessError::ReadOnly,
+                    _ => AccessError::Unproven,
+                };
                 access.read_only = true;
-                let again = matches!(access.last_error, Some((AccessError::ReadOnly, _)));
-                access.last_error = Some((AccessError::ReadOnly, message.clone()));
+                let again = access.last_error.as_ref().is_some_and(|(e, _)| *e == error);
+                access.last_error = Some((error, message.clone()));
                 if !again {
-                    let error = AccessError::ReadOnly;
                     self.emit(Effect::Error(EngineError::Access {
                         doc,
                         error,
@@ -263,7 +326,7 @@ impl Engine {
 
     /// Stops syncing `doc` until a backoff delay has passed; then
     /// [`Engine::retry_parked`] asks for its token again.
-    fn park(&mut self, doc: DocId, error: AccessError, message: String, now_ms: u64) {
+    pub(crate) fn park(&mut self, doc: DocId, error: AccessError, message: String, now_ms: u64) {
         let random = self.random::<8>();
         let Some(state) = self.docs.get_mut(&doc) else {
             return;
@@ -315,7 +378,10 @@ impl Engine {
 pub(crate) fn is_access_refusal(code: ErrorCode) -> bool {
     matches!(
         code,
-        ErrorCode::Unauthorized | ErrorCode::ReadOnly | ErrorCode::TokenExpired
+        ErrorCode::Unauthorized
+            | ErrorCode::ReadOnly
+            | ErrorCode::TokenExpired
+            | ErrorCode::Unproven
     )
 }
 

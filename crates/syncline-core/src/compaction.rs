@@ -37,7 +37,7 @@ use syncline_protocol::{ClientFrame, DeltaId, DocId, MAX_FRAME_BYTES};
 use automerge::ReadDoc;
 
 use crate::delta;
-use crate::engine::{Engine, SessionState};
+use crate::engine::{DocState, Engine, SessionState};
 use crate::store::{Batch, Record, SnapshotRecord, Store, ValueRecord, entry_key, snapshot_digest};
 
 /// When to compact a document's log.
@@ -374,9 +374,17 @@ impl Engine {
             batch.delete(Store::Entries, entry_key(&doc, &id));
         }
         self.persist(batch);
-        if let (Some(plain), Some(state)) = (offer, self.docs.get_mut(&doc)) {
+        // It never covers a delta this replica could not use: the relay
+        // would drop it for every replica (see `UnusableRecord`).
+        let covers_seq = |state: &DocState| match state.unusable_from {
+            Some(from) => state.cursor.min(from - 1),
+            None => state.cursor,
+        };
+        if let (Some(plain), Some(state)) = (offer, self.docs.get_mut(&doc))
+            && covers_seq(state) > 0
+        {
             state.relay_snapshot = Some(RelaySnapshot {
-                covers_seq: state.cursor,
+                covers_seq: covers_seq(state),
                 id: state.key.delta_id(&plain),
                 plain,
                 batch: self.batches_emitted,

@@ -3,7 +3,10 @@
 //!
 //! `syncline:<base58 doc id>#<base58 key>`. The key sits in the fragment,
 //! which browsers never send to a server: whoever has the URL can read and
-//! write the document; the relay, which only ever sees the id, can't.
+//! write the document; the relay, which only ever sees the id, can't. The
+//! id derives from the key ([`DocUrl::for_key`]): the relay checks with it
+//! that a write was made with the key (see `syncline_protocol::proof`).
+//! URLs made before that (any id) still open, read-only.
 
 use syncline_protocol::DocId;
 
@@ -17,6 +20,22 @@ const SCHEME: &str = "syncline:";
 pub struct DocUrl {
     pub doc: DocId,
     pub key: DocKey,
+}
+
+impl DocUrl {
+    /// The URL of the document with this key: its id derives from the key.
+    pub fn for_key(key: DocKey) -> DocUrl {
+        DocUrl {
+            doc: key.signer().doc_id(),
+            key,
+        }
+    }
+
+    /// Whether the id derives from the key, so writes can be proven to the
+    /// relay; `false` for URLs made before signed writes.
+    pub fn is_provable(&self) -> bool {
+        self.key.signer().doc_id() == self.doc
+    }
 }
 
 impl std::fmt::Display for DocUrl {

@@ -17,7 +17,7 @@ use automerge::{ActorId, AutoCommit, AutoSerde, Change, ChangeHash};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde_json::Value as Json;
-use syncline_protocol::DocId;
+use syncline_protocol::{DocId, Signer};
 
 use crate::access::Access;
 use crate::compaction::{CompactionPolicy, LogIndex, RelaySnapshot};
@@ -127,6 +127,13 @@ pub(crate) struct DocState {
     pub(crate) changed_elsewhere: bool,
     /// What the relay lets this replica do with it (see [`crate::access`]).
     pub(crate) access: Access,
+    /// The lowest relay sequence whose delta this replica could not use
+    /// and skipped (see [`crate::store::UnusableRecord`]).
+    pub(crate) unusable_from: Option<u64>,
+    /// Signs its writes for the relay (see `syncline_protocol::proof`);
+    /// `None` for a document whose id does not derive from its key (made
+    /// before signed writes): the relay serves it for reading only.
+    pub(crate) signer: Option<Signer>,
 }
 
 /// An outbox entry and when it was last pushed on this connection (a held
@@ -163,6 +170,9 @@ pub struct Engine {
     pub(crate) unlogged: BTreeMap<DocId, Unlogged>,
     /// The relay wants a token per document (see [`crate::access`]).
     pub(crate) tokens_required: bool,
+    /// This replica's id on the current connection (from `connected`):
+    /// presence is signed and sealed for it.
+    pub(crate) replica: [u8; 16],
 }
 
 /// A document's local changes committed since the outputs were last taken.
@@ -207,6 +217,7 @@ impl Engine {
             tab_sync: false,
             unlogged: BTreeMap::new(),
             tokens_required: false,
+            replica: [0; 16],
         }
     }
 
@@ -215,10 +226,9 @@ impl Engine {
     pub fn create_doc(&mut self, initial: &Json, now_ms: u64) -> Result<DocUrl, EngineError> {
         let mut automerge = new_automerge(self.actor.clone());
         put_root_object(&mut automerge, initial)?;
-        let url = DocUrl {
-            doc: DocId(self.random()),
-            key: DocKey(self.random()),
-        };
+        // The id derives from the key: self-certifying, so the relay can
+        // check who may write (see `syncline_protocol::proof`).
+        let url = DocUrl::for_key(DocKey(self.random()));
         self.insert_doc(url.doc, url.key).doc = automerge;
         self.persist_doc_record(url.doc);
         // A new document has no heads: its first change is logged from there.
@@ -262,6 +272,7 @@ impl Engine {
             return Err(e.into());
         }
         self.commit_local(doc, since, message, now_ms);
+        self.tell_if_unprovable(doc);
         Ok(())
     }
 
@@ -438,18 +449,23 @@ impl Engine {
 
     pub(crate) fn insert_doc(&mut self, doc: DocId, key: DocKey) -> &mut DocState {
         let actor = self.actor.clone();
-        self.docs.entry(doc).or_insert_with(|| DocState {
-            doc: new_automerge(actor),
-            key,
-            cursor: 0,
-            caught_up: false,
-            subscribed_at: None,
-            heard_at: 0,
-            log: LogIndex::default(),
-            presence: Presence::default(),
-            relay_snapshot: None,
-            changed_elsewhere: false,
-            access: Access::default(),
+        self.docs.entry(doc).or_insert_with(|| {
+            let signer = Some(key.signer()).filter(|s| s.doc_id() == doc);
+            DocState {
+                doc: new_automerge(actor),
+                key,
+                cursor: 0,
+                caught_up: false,
+                subscribed_at: None,
+                heard_at: 0,
+                log: LogIndex::default(),
+                presence: Presence::default(),
+                relay_snapshot: None,
+                changed_elsewhere: false,
+                access: Access::new(signer.is_some()),
+                unusable_from: None,
+                signer,
+            }
         })
     }
 

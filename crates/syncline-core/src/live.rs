@@ -11,10 +11,12 @@
 //!   cursor: the relay may still fail to store it, and its author may crash
 //!   before pushing it again. So the delta is *held* in the outbox, as if
 //!   this replica had made it ([`Origin::Tentative`]): should nothing
-//!   confirm it within [`RESEND_AFTER_MS`](crate::RESEND_AFTER_MS), or by
-//!   the next connection, this replica pushes it itself (the relay stores a
-//!   delta once, by id). A change that reached one replica is never lost
-//!   because its author vanished.
+//!   confirm it within [`RESEND_AFTER_MS`](crate::RESEND_AFTER_MS) of its
+//!   arrival (the hold survives a reconnect: the catch-up of the next
+//!   connection will most likely confirm it), this replica pushes it itself
+//!   (the relay stores a delta once, by id). A change that reached one
+//!   replica is never lost because its author vanished — as long as a
+//!   replica that may write holds it: a read-only replica cannot push.
 //! - **moves the cursor on `Committed{after, seq, ids}`** only if the cursor
 //!   is at `after` or beyond and every id listed is in the log here (the
 //!   rest of the range is this connection's own pushes, durable here before

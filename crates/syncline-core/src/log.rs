@@ -21,7 +21,9 @@ use crate::EngineError;
 use crate::delta;
 use crate::engine::{Effect, Engine, Outgoing, SessionState, load_automerge};
 use crate::seal::DocKey;
-use crate::store::{Batch, LogEntry, Origin, Record, SnapshotRecord, Store, entry_key};
+use crate::store::{
+    Batch, LogEntry, Origin, Record, SnapshotRecord, Store, entry_key, unusable_key,
+};
 
 /// A document's records, sorted out of a pile of (store, key, bytes).
 #[derive(Default)]
@@ -29,6 +31,7 @@ struct DocRecords {
     record: Option<(DocKey, u64)>,
     snapshot: Option<(String, SnapshotRecord)>,
     entries: Vec<(String, LogEntry)>,
+    unusable_from: Option<u64>,
 }
 
 impl Engine {
@@ -91,6 +94,9 @@ impl Engine {
                 // Only read before the CRDT loads (`store::fast_values`);
                 // the snapshot beside it is what loads.
                 Ok(Record::Value(_)) => {}
+                Ok(Record::Unusable(u)) => {
+                    docs.entry(u.doc).or_default().unusable_from = Some(u.from_seq)
+                }
                 Err(reason) => problems.push(corrupt(reason)),
             }
         }
@@ -145,6 +151,9 @@ impl Engine {
         let Some(state) = self.docs.get_mut(&doc) else {
             return;
         };
+        if let Some(from) = records.unusable_from {
+            state.unusable_from = Some(state.unusable_from.map_or(from, |f| f.min(from)));
+        }
         let mut changed = false;
         let mut clean = true;
         // Entries whose changes the snapshot holds: not applied again.
@@ -254,6 +263,7 @@ impl Engine {
         batch.delete(Store::Docs, doc.to_string());
         batch.delete(Store::Snapshots, doc.to_string());
         batch.delete(Store::Values, doc.to_string());
+        batch.delete(Store::Meta, unusable_key(&doc));
         for id in ids {
             batch.delete(Store::Entries, entry_key(&doc, &id));
         }

@@ -39,10 +39,13 @@ pub(crate) struct Presence {
     peers: BTreeMap<[u8; 16], u64>,
 }
 
-fn aad(doc: &DocId) -> [u8; 24] {
-    let mut aad = [0u8; 24];
+/// Presence is sealed for one document and one replica: a peer's state
+/// cannot be passed off as another's (or as a delta).
+fn aad(doc: &DocId, replica: &[u8; 16]) -> [u8; 40] {
+    let mut aad = [0u8; 40];
     aad[..16].copy_from_slice(&doc.0);
-    aad[16..].copy_from_slice(b"presence");
+    aad[16..24].copy_from_slice(b"presence");
+    aad[24..].copy_from_slice(replica);
     aad
 }
 
@@ -93,7 +96,7 @@ impl Engine {
         let Some(ours) = &state.presence.ours else {
             return;
         };
-        let bytes = seal::seal(&state.key.0, nonce, &aad(&doc), ours);
+        let bytes = seal::seal(&state.key.0, nonce, &aad(&doc, &self.replica), ours);
         state.presence.sent_at = Some(now_ms);
         self.send(ClientFrame::Presence { doc, bytes });
     }
@@ -116,7 +119,7 @@ impl Engine {
             }
             return;
         }
-        match seal::open(&state.key.0, &aad(&doc), &bytes) {
+        match seal::open(&state.key.0, &aad(&doc, &peer), &bytes) {
             Ok(plain) => {
                 peers.insert(peer, now_ms);
                 self.effects.push(Output::Presence {

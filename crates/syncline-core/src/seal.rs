@@ -17,7 +17,7 @@ use aes_gcm::aead::{Aead, Nonce, Payload};
 use aes_gcm::{Aes256Gcm, Key, KeyInit};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use syncline_protocol::{DeltaId, DocId};
+use syncline_protocol::{DeltaId, DocId, Signer};
 
 const SEAL_VERSION: u8 = 1;
 pub const NONCE_BYTES: usize = 12;
@@ -63,6 +63,16 @@ impl DocKey {
             true => Ok(plain),
             false => Err("its content does not match its id".to_string()),
         }
+    }
+
+    /// The document's signing key (see `syncline_protocol::proof`): the
+    /// Ed25519 seed is HMAC-SHA256(doc key, "syncline/v1/signing-key"), so
+    /// whoever has the key can sign writes and nobody else can.
+    pub fn signer(&self) -> Signer {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"syncline/v1/signing-key");
+        Signer::from_seed(&mac.finalize().into_bytes().into())
     }
 
     pub fn delta_id(&self, plaintext: &[u8]) -> DeltaId {

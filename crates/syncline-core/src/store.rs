@@ -119,6 +119,16 @@ pub struct SnapshotRecord {
     pub covers: Vec<DeltaId>,
 }
 
+/// The lowest relay sequence of a document whose delta this replica could
+/// not use (another key, tampered, a newer format) and skipped: its
+/// snapshots offered to the relay never cover it, so the relay keeps that
+/// delta for replicas that can use it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnusableRecord {
+    pub doc: DocId,
+    pub from_seq: u64,
+}
+
 /// The snapshot record of earlier versions, without `covers`: still read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotRecordV1 {
@@ -168,6 +178,7 @@ pub enum Record {
     SnapshotV1(SnapshotRecordV1),
     Snapshot(SnapshotRecord),
     Value(ValueRecord),
+    Unusable(UnusableRecord),
 }
 
 impl Record {
@@ -182,6 +193,7 @@ impl Record {
                 (Store::Snapshots, doc.to_string())
             }
             Record::Value(v) => (Store::Values, v.doc.to_string()),
+            Record::Unusable(u) => (Store::Meta, unusable_key(&u.doc)),
         }
     }
 
@@ -200,6 +212,11 @@ impl Record {
 }
 
 const RECORD_FORMAT: u8 = 1;
+
+/// Where a document's [`UnusableRecord`] lives (in [`Store::Meta`]).
+pub fn unusable_key(doc: &DocId) -> String {
+    format!("unusable/{doc}")
+}
 
 pub fn entry_key(doc: &DocId, id: &DeltaId) -> String {
     format!("{doc}/{id}")

@@ -52,10 +52,12 @@ use syncline_protocol::{
 };
 
 use crate::EngineError;
-use crate::access::is_access_refusal;
+use crate::access::{AccessError, is_access_refusal};
 use crate::delta;
 use crate::engine::{Effect, Engine, SessionState};
-use crate::store::{Batch, LogEntry, Origin, Record, RelayRecord, Store, entry_key};
+use crate::store::{
+    Batch, LogEntry, Origin, Record, RelayRecord, Store, UnusableRecord, entry_key,
+};
 
 /// A push not acked after this long is pushed again on the same connection.
 pub const RESEND_AFTER_MS: u64 = 10_000;
@@ -73,6 +75,7 @@ const PUSH_FRAME_BYTES: usize = 1 << 20;
 impl Engine {
     /// A connection to the relay opened. `replica` identifies this device.
     pub fn connected(&mut self, replica: [u8; 16], token: Option<String>, now_ms: u64) {
+        self.replica = replica;
         self.session = SessionState::Handshaking;
         self.session_since = now_ms;
         self.send(ClientFrame::Hello {
@@ -277,7 +280,6 @@ impl Engine {
         caught_up: bool,
         now_ms: u64,
     ) {
-        self.served(doc, false);
         let Some(state) = self.docs.get_mut(&doc) else {
             return; // not ours (any more): nothing to apply, nothing to lose
         };
@@ -286,6 +288,9 @@ impl Engine {
         let mut problems = Vec::new();
         let mut applied = Vec::new();
         let mut gap = false;
+        // A jump this replica cannot read (a snapshot it cannot open or
+        // apply): the cursor stays, and the document asks again later.
+        let mut unreadable = None;
         for item in items {
             if item.seq <= state.cursor {
                 continue; // already have it: a duplicate or a replay
@@ -297,16 +302,26 @@ impl Engine {
             let opened = match opened {
                 Ok(plain) if next || delta::is_snapshot(&plain) => Ok(plain),
                 Err(reason) if next => Err(reason),
-                _ => {
+                Ok(_) => {
                     gap = true; // a frame was lost or reordered: ask again
                     break;
                 }
+                Err(reason) => {
+                    unreadable = Some(reason);
+                    break;
+                }
             };
-            state.cursor = item.seq;
             // Automerge ignores changes it already has and parks those whose
             // dependencies have not arrived yet, so order and duplicates are
             // harmless here.
-            match opened.and_then(|plain| delta::apply(&mut state.doc, &plain).map(|_| plain)) {
+            let outcome =
+                opened.and_then(|plain| delta::apply(&mut state.doc, &plain).map(|_| plain));
+            if let (Err(reason), false) = (&outcome, next) {
+                unreadable = Some(reason.clone());
+                break;
+            }
+            state.cursor = item.seq;
+            match outcome {
                 Ok(plain) => {
                     applied.push(item.id);
                     state.log.note(item.id, &plain, true);
@@ -321,12 +336,22 @@ impl Engine {
                     }));
                 }
                 // A delta we can never use is skipped for good: it is not
-                // ours, and our own data is untouched.
-                Err(reason) => problems.push(EngineError::BadDelta {
-                    doc,
-                    id: item.id,
-                    reason,
-                }),
+                // ours, and our own data is untouched. Our snapshots will
+                // not cover it (so the relay keeps it for others).
+                Err(reason) => {
+                    if state.unusable_from.is_none_or(|from| item.seq < from) {
+                        state.unusable_from = Some(item.seq);
+                        batch.put(&Record::Unusable(UnusableRecord {
+                            doc,
+                            from_seq: item.seq,
+                        }));
+                    }
+                    problems.push(EngineError::BadDelta {
+                        doc,
+                        id: item.id,
+                        reason,
+                    })
+                }
             }
         }
         let newly_caught_up = caught_up && !gap && !state.caught_up;
@@ -351,6 +376,15 @@ impl Engine {
         }
         if gap {
             self.subscribe_if_ready(doc, now_ms);
+        }
+        match unreadable {
+            None => self.served(doc, false),
+            Some(reason) => {
+                let message = format!(
+                    "the relay served document {doc} from a snapshot this replica cannot read ({reason}); local data is untouched, and it asks again later"
+                );
+                self.park(doc, AccessError::Unreadable, message, now_ms);
+            }
         }
         self.maybe_compact(doc);
         if newly_caught_up {
@@ -496,7 +530,21 @@ impl Engine {
                 .any(|o| o.entry.doc == this.entry.doc && o.batch > durable)
     }
 
+    /// Sends `frame`; a write (push, snapshot, presence) goes signed with
+    /// its document's key, or not at all for a document that cannot be
+    /// signed for (which the engine never writes to the relay).
     pub(crate) fn send(&mut self, frame: ClientFrame) {
+        let frame = match &frame {
+            ClientFrame::Push { doc, .. }
+            | ClientFrame::Snapshot { doc, .. }
+            | ClientFrame::Presence { doc, .. } => {
+                match self.docs.get(doc).and_then(|s| s.signer.as_ref()) {
+                    Some(signer) => frame.signed(signer, &self.replica),
+                    None => return,
+                }
+            }
+            _ => frame,
+        };
         self.emit(Effect::Send(encode_client(&frame)));
     }
 }

@@ -368,3 +368,86 @@ fn a_change_becoming_durable_is_announced_as_a_status_change() {
         "{effects:?}"
     );
 }
+
+#[test]
+fn a_document_made_before_signed_writes_is_read_only_and_says_so() {
+    // Its id does not derive from its key: the relay cannot check its
+    // writes, so it serves it for reading only.
+    let mut world = World::new(2);
+    let url = world.replicas[0]
+        .engine
+        .create_doc(&json!({}), world.now)
+        .unwrap();
+    let legacy = DocUrl {
+        doc: syncline_protocol::DocId([0x42; 16]),
+        key: url.key,
+    };
+    assert!(url.is_provable() && !legacy.is_provable());
+    // Its old log is on the relay (written before version 3): a change
+    // replica 0 made offline, sealed for that id.
+    let engine = &mut world.replicas[0].engine;
+    engine.open_doc(&legacy, world.now).unwrap();
+    let init: Vec<syncline_core::Op> =
+        serde_json::from_value(json!([{"op": "put", "obj": [], "key": "items", "value": []}]))
+            .unwrap();
+    engine.change(legacy.doc, &init, None, world.now).unwrap();
+    world.collect(0);
+    world.write(0);
+    let entry = world.replicas[0]
+        .store
+        .records()
+        .into_iter()
+        .find_map(
+            |(_, _, bytes)| match syncline_core::store::Record::decode(&bytes) {
+                Ok(syncline_core::store::Record::Entry(e)) if e.doc == legacy.doc => Some(e),
+                _ => None,
+            },
+        )
+        .unwrap();
+    let sealed = legacy.key.seal(&legacy.doc, [9; 12], &entry.bytes);
+    let old = syncline_protocol::SequencedDelta {
+        seq: 1,
+        id: entry.id,
+        bytes: sealed,
+    };
+    world.relay.logs.insert(legacy.doc, vec![old]);
+
+    world.connect(1);
+    world.replicas[1]
+        .engine
+        .open_doc(&legacy, world.now)
+        .unwrap();
+    world.collect(1);
+    world.settle();
+    assert_eq!(
+        last_error(&world, 1, &legacy),
+        Some(AccessError::UnsupportedDocument)
+    );
+    assert!(world.replicas[1].errors.is_empty(), "opening it is fine");
+    assert_eq!(
+        world.replicas[1].engine.value_json(&legacy.doc).unwrap(),
+        json!({"items": []})
+    );
+
+    for n in 0..2 {
+        world.replicas[1]
+            .engine
+            .change(legacy.doc, &push(&format!("local {n}")), None, world.now)
+            .unwrap();
+        world.collect(1);
+    }
+    world.settle();
+    assert_eq!(
+        world.replicas[1].errors,
+        ["UnsupportedDocument"],
+        "told once"
+    );
+    assert_eq!(world.relay.logs[&legacy.doc].len(), 1, "nothing pushed");
+    assert!(
+        world.relay.refusals.is_empty(),
+        "not even tried: {:?}",
+        world.relay.refusals
+    );
+    let status = world.replicas[1].engine.doc_status(&legacy.doc).unwrap();
+    assert_eq!(status.pending, 2, "both kept here, durable");
+}

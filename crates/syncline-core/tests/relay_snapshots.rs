@@ -115,3 +115,108 @@ fn a_jump_that_is_no_snapshot_is_a_gap() {
         "nothing applied past the gap"
     );
 }
+
+/// A delta no replica can open, appended to the relay's log of `url` as if
+/// pushed (the real relay only stores signed writes, but another key
+/// holder's newer format, say, is unreadable all the same).
+fn append_unusable(world: &mut World, url: &DocUrl) -> u64 {
+    let log = world.relay.logs.get_mut(&url.doc).unwrap();
+    let seq = log.len() as u64 + 1;
+    log.push(SequencedDelta {
+        seq,
+        id: syncline_protocol::DeltaId([0x77; 32]),
+        bytes: vec![0x77; 48],
+    });
+    seq
+}
+
+#[test]
+fn a_snapshot_never_covers_a_delta_its_author_could_not_use_even_after_a_restart() {
+    let (mut world, url) = compacted_world(2, true);
+    let unusable = append_unusable(&mut world, &url);
+    for k in 0..12 {
+        world.replicas[0]
+            .engine
+            .change(url.doc, &push(&format!("y{k:02}")), None, world.now)
+            .unwrap();
+        world.collect(0);
+        world.settle();
+    }
+    assert_eq!(world.replicas[1].errors, ["BadDelta"], "skipped once");
+    assert_eq!(items(&world, 1, &url).len(), 14);
+    let covers = |world: &World| world.relay.snapshots.get(&url.doc).map(|s| s.seq);
+    assert!(
+        covers(&world).is_some_and(|seq| seq < unusable),
+        "{:?}",
+        covers(&world)
+    );
+
+    // The replica restarts: it still knows, from its log, not to cover it.
+    world.crash(1);
+    world.connect(1);
+    world.settle();
+    for k in 0..12 {
+        world.replicas[1]
+            .engine
+            .change(url.doc, &push(&format!("z{k:02}")), None, world.now)
+            .unwrap();
+        world.collect(1);
+        world.settle();
+    }
+    assert!(
+        covers(&world).is_some_and(|seq| seq < unusable),
+        "{:?}",
+        covers(&world)
+    );
+    let log = &world.relay.logs[&url.doc];
+    assert_eq!(log[unusable as usize - 1].bytes, vec![0x77; 48]);
+}
+
+#[test]
+fn an_unreadable_snapshot_is_asked_for_again_with_backoff_not_in_a_loop() {
+    let (mut world, url) = compacted_world(10, true);
+    let good = world.relay.snapshots[&url.doc].clone();
+    let garbage = SequencedDelta {
+        bytes: vec![0x66; 64],
+        ..good.clone()
+    };
+    world.relay.snapshots.insert(url.doc, garbage);
+
+    world.replicas[2].engine.open_doc(&url, world.now).unwrap();
+    world.collect(2);
+    world.connect(2);
+    world.settle();
+    let status = world.replicas[2].engine.doc_status(&url.doc).unwrap();
+    assert_eq!(status.last_error.map(|(e, _)| e.code()), Some("Unreadable"));
+    assert_eq!(
+        items(&world, 2, &url),
+        Vec::<String>::new(),
+        "nothing applied"
+    );
+    // Ten seconds of ticks: a handful of attempts, not a loop.
+    for _ in 0..100 {
+        world.now += 100;
+        world.tick(2);
+        world.settle();
+    }
+    let subscribes = world.relay.subscribes[&2];
+    assert!(
+        (2..=8).contains(&subscribes),
+        "{subscribes} subscriptions in 10 s"
+    );
+
+    // The relay serves a readable snapshot again: the replica catches up.
+    world.relay.snapshots.insert(url.doc, good);
+    world.now += syncline_core::TOKEN_RETRY_CAP_MS + 1;
+    world.tick(2);
+    world.settle();
+    assert_eq!(items(&world, 2, &url), items(&world, 0, &url));
+    assert_eq!(
+        world.replicas[2]
+            .engine
+            .doc_status(&url.doc)
+            .unwrap()
+            .last_error,
+        None
+    );
+}

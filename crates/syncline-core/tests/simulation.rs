@@ -4,19 +4,30 @@
 //! relay replaced by an empty one. After healing, every replica must agree
 //! with every other and with the relay.
 //!
+//! The durability oracle runs before every step and after healing, not only
+//! at the end: a change the relay once held committed (what its `Ack`
+//! stands for) is still on the relay (in its log or its snapshot), and a
+//! change once in a replica's store (an entry or a snapshot) is still in
+//! that store — crashes, compaction and acks included. A relay *replaced*
+//! by an empty one lost its disk by construction: from then on nothing is
+//! expected of it but what it stores anew.
+//!
 //! Seeds come from `SIM_SEEDS`: a count (`1000`: seeds 0..1000) or a range
 //! (`5000..6000`). A failure prints its seed; `SIM_SEEDS=N..N+1` replays it.
 
 #[path = "support/world.rs"]
 mod world;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ops::Range;
 
+use automerge::ChangeHash;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use syncline_core::{CompactionPolicy, DocUrl, Op, delta, store::Record};
+use syncline_core::{CompactionPolicy, DocUrl, Op, delta, store::Record, store::Store};
+use syncline_protocol::DocId;
 use world::{Faults, World};
 
 /// Catch-ups that started with a relay snapshot, over all seeds.
@@ -124,8 +135,11 @@ fn simulate(seed: u64) {
         world.collect(i);
     }
 
+    let mut oracle = Durability::default();
+    oracle.check(&world, &docs, "set-up");
     let steps = rng.random_range(50..250);
     for step in 0..steps {
+        oracle.check(&world, &docs, &format!("step {step}"));
         let i = rng.random_range(0..n as usize);
         match rng.random_range(0..1000) {
             0..=249 => {
@@ -157,7 +171,10 @@ fn simulate(seed: u64) {
                 }
             }
             960..=969 => world.restart_relay(),
-            970..=972 => world.replace_relay(rng.random()),
+            970..=972 => {
+                world.replace_relay(rng.random());
+                oracle.relay_replaced();
+            }
             973..=979 if tokens => {
                 let failing = &mut world.tokens.as_mut().unwrap().failing;
                 if !failing.remove(&i) {
@@ -180,7 +197,9 @@ fn simulate(seed: u64) {
     if let Some(service) = &mut world.tokens {
         service.failing.clear(); // the endpoint comes back
     }
+    oracle.check(&world, &docs, "the end of the steps");
     world.heal();
+    oracle.check(&world, &docs, "healing");
     SNAPSHOTS_SERVED.fetch_add(
         world.relay.snapshots_served,
         std::sync::atomic::Ordering::Relaxed,
@@ -287,4 +306,139 @@ fn durable_change_hashes(world: &World, i: usize, url: &DocUrl) -> BTreeSet<auto
         }
     }
     hashes
+}
+
+/// The per-step durability oracle (see the module docs): per document, every
+/// change the relay ever held committed and every change each replica ever
+/// held in its store; decoded records are cached by identity (a delta's
+/// changes never change under its id; snapshots by a hash of their bytes).
+#[derive(Default)]
+struct Durability {
+    relay: BTreeMap<DocId, BTreeSet<ChangeHash>>,
+    replicas: BTreeMap<(usize, DocId), BTreeSet<ChangeHash>>,
+    decoded: HashMap<(u8, String, u64), Vec<ChangeHash>>,
+}
+
+fn bytes_hash(bytes: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+/// The changes in a delta or snapshot as the relay stores it (sealed).
+fn sealed_changes(url: &DocUrl, sealed: &[u8]) -> Vec<ChangeHash> {
+    let plain = url
+        .key
+        .open(&url.doc, sealed)
+        .expect("the relay holds bytes we can't open");
+    delta::decode(&plain)
+        .expect("the relay holds a malformed delta")
+        .iter()
+        .map(|c| c.hash())
+        .collect()
+}
+
+/// The changes in a replica's log entry or snapshot record.
+fn record_changes(bytes: &[u8]) -> Vec<ChangeHash> {
+    match Record::decode(bytes) {
+        Ok(Record::Entry(e)) => delta::decode(&e.bytes)
+            .unwrap()
+            .iter()
+            .map(|c| c.hash())
+            .collect(),
+        Ok(Record::Snapshot(s)) => automerge::AutoCommit::load(&s.bytes)
+            .unwrap()
+            .get_changes(&[])
+            .iter()
+            .map(|c| c.hash())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl Durability {
+    fn cached(
+        decoded: &mut HashMap<(u8, String, u64), Vec<ChangeHash>>,
+        key: (u8, String, u64),
+        decode: impl FnOnce() -> Vec<ChangeHash>,
+    ) -> &[ChangeHash] {
+        decoded.entry(key).or_insert_with(decode)
+    }
+
+    /// Changes of `url` committed on the relay now (its log and snapshot).
+    fn on_relay(&mut self, world: &World, url: &DocUrl) -> BTreeSet<ChangeHash> {
+        let mut hashes = BTreeSet::new();
+        for item in world.relay.logs.get(&url.doc).into_iter().flatten() {
+            let key = (0, item.id.to_string(), 0);
+            hashes.extend(
+                Self::cached(&mut self.decoded, key, || sealed_changes(url, &item.bytes))
+                    .iter()
+                    .copied(),
+            );
+        }
+        if let Some(snapshot) = world.relay.snapshots.get(&url.doc) {
+            let key = (1, String::new(), bytes_hash(&snapshot.bytes));
+            hashes.extend(
+                Self::cached(&mut self.decoded, key, || {
+                    sealed_changes(url, &snapshot.bytes)
+                })
+                .iter()
+                .copied(),
+            );
+        }
+        hashes
+    }
+
+    /// Changes of `url` in replica `i`'s store now (entries and snapshot).
+    fn on_replica(&mut self, world: &World, i: usize, url: &DocUrl) -> BTreeSet<ChangeHash> {
+        let mut hashes = BTreeSet::new();
+        let doc = url.doc.to_string();
+        for ((store, key), bytes) in &world.replicas[i].store.data {
+            let cache_key = match store {
+                Store::Entries if key.starts_with(&doc) => (2, key.clone(), 0),
+                Store::Snapshots if *key == doc => (3, key.clone(), bytes_hash(bytes)),
+                _ => continue,
+            };
+            hashes.extend(
+                Self::cached(&mut self.decoded, cache_key, || record_changes(bytes))
+                    .iter()
+                    .copied(),
+            );
+        }
+        hashes
+    }
+
+    /// What the relay once committed is still on the relay, and what a
+    /// replica once stored is still in its store; then records what is
+    /// there now.
+    fn check(&mut self, world: &World, docs: &[DocUrl], when: &str) {
+        for url in docs {
+            let relay = self.on_relay(world, url);
+            let ever = self.relay.entry(url.doc).or_default();
+            let lost = ever.difference(&relay).count();
+            assert_eq!(
+                lost, 0,
+                "at {when}: the relay lost {lost} committed change(s) of {}",
+                url.doc
+            );
+            ever.extend(relay);
+            for i in 0..world.replicas.len() {
+                let stored = self.on_replica(world, i, url);
+                let ever = self.replicas.entry((i, url.doc)).or_default();
+                let lost = ever.difference(&stored).count();
+                assert_eq!(
+                    lost, 0,
+                    "at {when}: replica {i} lost {lost} durable change(s) of {}",
+                    url.doc
+                );
+                ever.extend(stored);
+            }
+        }
+    }
+
+    /// The relay was replaced by an empty one: it lost its disk by
+    /// construction, so nothing is expected of it any more.
+    fn relay_replaced(&mut self) {
+        self.relay.clear();
+    }
 }

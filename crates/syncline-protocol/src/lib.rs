@@ -47,15 +47,19 @@
 //! Decoding never panics: any byte string gives a frame or a [`ProtocolError`].
 
 mod ids;
+pub mod proof;
 
 pub use ids::{DeltaId, DocId, IdParseError};
+pub use proof::{ProofError, Signature, Signer, WriteProof};
 
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this crate speaks. Sent in `Hello` and `Welcome`.
 /// Version 2 added live delivery by `Tentative` and `Committed`; version 3
-/// the error codes [`ErrorCode::ReadOnly`] and [`ErrorCode::TokenExpired`]
-/// (a relay sends older clients `Unauthorized` in their place), and later
+/// the error codes [`ErrorCode::ReadOnly`], [`ErrorCode::TokenExpired`]
+/// and [`ErrorCode::Unproven`] (a relay sends older clients `Unauthorized`
+/// in their place) and signed writes (`SignedPush`, `SignedSnapshot`,
+/// `SignedPresence`: see [`proof`]), the only writes a relay accepts; and
 /// [`ErrorCode::QuotaExceeded`] (older clients get `LimitExceeded`).
 pub const PROTOCOL_VERSION: u32 = 3;
 
@@ -112,6 +116,64 @@ pub enum ClientFrame {
         #[serde(with = "serde_bytes_vec")]
         bytes: Vec<u8>,
     },
+    /// (Version 3.) `Push` with a proof of the document key
+    /// ([`proof::push_digest`]); the only push a relay accepts.
+    SignedPush {
+        doc: DocId,
+        deltas: Vec<PushDelta>,
+        proof: WriteProof,
+    },
+    /// (Version 3.) `Snapshot` with a proof ([`proof::snapshot_digest`]).
+    SignedSnapshot {
+        doc: DocId,
+        covers_seq: u64,
+        id: DeltaId,
+        #[serde(with = "serde_bytes_vec")]
+        bytes: Vec<u8>,
+        proof: WriteProof,
+    },
+    /// (Version 3.) `Presence` with a proof ([`proof::presence_digest`],
+    /// bound to the session's replica id).
+    SignedPresence {
+        doc: DocId,
+        #[serde(with = "serde_bytes_vec")]
+        bytes: Vec<u8>,
+        proof: WriteProof,
+    },
+}
+
+impl ClientFrame {
+    /// This frame with a proof of `signer`'s key, if it is a write (`Push`,
+    /// `Snapshot`, `Presence`; `replica` is the session's, from `Hello`);
+    /// any other frame unchanged.
+    pub fn signed(self, signer: &Signer, replica: &[u8; 16]) -> ClientFrame {
+        match self {
+            ClientFrame::Push { doc, deltas } => {
+                let proof = signer.prove(&proof::push_digest(&doc, &deltas));
+                ClientFrame::SignedPush { doc, deltas, proof }
+            }
+            ClientFrame::Snapshot {
+                doc,
+                covers_seq,
+                id,
+                bytes,
+            } => {
+                let proof = signer.prove(&proof::snapshot_digest(&doc, covers_seq, &id, &bytes));
+                ClientFrame::SignedSnapshot {
+                    doc,
+                    covers_seq,
+                    id,
+                    bytes,
+                    proof,
+                }
+            }
+            ClientFrame::Presence { doc, bytes } => {
+                let proof = signer.prove(&proof::presence_digest(&doc, replica, &bytes));
+                ClientFrame::SignedPresence { doc, bytes, proof }
+            }
+            other => other,
+        }
+    }
 }
 
 /// One delta offered in a `Push`: opaque bytes and their content-derived id.
@@ -234,6 +296,10 @@ pub enum ErrorCode {
     /// (Version 3.) The token for the document has expired: present a
     /// fresh one with `Authorize`.
     TokenExpired,
+    /// (Version 3.) A write without a valid proof of the document key
+    /// (unsigned, a key that is not the document's, a bad signature): the
+    /// relay did nothing. Documents made before version 3 are read-only.
+    Unproven,
     /// (Version 3.) The relay's storage quota (per document or in all) is
     /// reached: nothing of the push was stored; compact the document with
     /// a snapshot or retry later (relays send older clients
@@ -270,12 +336,18 @@ pub fn decode_client(bytes: &[u8]) -> Result<ClientFrame, ProtocolError> {
         ClientFrame::Hello { token: Some(t), .. } if t.len() > MAX_TOKEN_BYTES => {
             Err(ProtocolError::OutOfBounds("token too long"))
         }
-        ClientFrame::Push { deltas, .. } if deltas.len() > MAX_DELTAS_PER_FRAME => {
+        ClientFrame::Push { deltas, .. } | ClientFrame::SignedPush { deltas, .. }
+            if deltas.len() > MAX_DELTAS_PER_FRAME =>
+        {
             Err(ProtocolError::OutOfBounds("too many deltas in one push"))
         }
-        ClientFrame::Push { deltas, .. } if deltas.is_empty() => Err(ProtocolError::OutOfBounds(
-            "a push must carry at least one delta",
-        )),
+        ClientFrame::Push { deltas, .. } | ClientFrame::SignedPush { deltas, .. }
+            if deltas.is_empty() =>
+        {
+            Err(ProtocolError::OutOfBounds(
+                "a push must carry at least one delta",
+            ))
+        }
         _ => Ok(frame),
     }
 }

@@ -144,11 +144,12 @@ impl Harness {
             Some(ClientFrame::Subscribe { doc, since }) => {
                 oracle.subscribing = Some((*doc, *since))
             }
-            Some(ClientFrame::Push { doc, deltas }) => {
+            // Only signed writes can be acked (unsigned ones are refused).
+            Some(ClientFrame::SignedPush { doc, deltas, .. }) => {
                 oracle.pushed.insert(*doc);
                 oracle.expect_ack = Some((*doc, deltas.iter().map(|d| d.id).collect(), false));
             }
-            Some(ClientFrame::Snapshot { doc, id, .. }) => {
+            Some(ClientFrame::SignedSnapshot { doc, id, .. }) => {
                 oracle.expect_ack = Some((*doc, vec![*id], true));
             }
             _ => oracle.expect_ack = None,
@@ -363,10 +364,20 @@ mod tests {
     use syncline_protocol::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, PushDelta};
 
     fn doc(n: u8) -> DocId {
-        DocId([n; 16])
+        crate::test_docs::doc(n)
     }
 
+    /// A frame; most writes signed (for one of the replica ids `Hello`
+    /// uses), so sessions reach the store, and some not, or for another
+    /// replica, so refusals are exercised too.
     fn frame() -> impl Strategy<Value = ClientFrame> {
+        (unsigned_frame(), 0u8..4).prop_map(|(frame, replica)| match replica {
+            3 => frame,
+            r => crate::test_docs::sign(frame, &[r; 16]),
+        })
+    }
+
+    fn unsigned_frame() -> impl Strategy<Value = ClientFrame> {
         let docs = (0u8..3).prop_map(doc);
         let id = (0u8..8).prop_map(|n| DeltaId([n; 32]));
         let bytes = proptest::collection::vec(any::<u8>(), 0..80);

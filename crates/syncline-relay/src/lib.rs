@@ -61,6 +61,8 @@ pub mod outbox;
 pub mod quota;
 pub mod server;
 pub mod store;
+#[cfg(any(test, feature = "fuzzing", feature = "test-support"))]
+pub mod test_docs;
 #[cfg(feature = "test-support")]
 pub mod testing;
 

@@ -112,15 +112,19 @@ pub enum AuthFailure {
     WrongDoc,
     /// The token grants read, the request needs write.
     ReadOnly,
+    /// A write without a valid proof of the document key (see
+    /// `syncline_protocol::proof`), with or without a token.
+    Unproven,
 }
 
 impl AuthFailure {
-    const ALL: [AuthFailure; 5] = [
+    const ALL: [AuthFailure; 6] = [
         AuthFailure::Missing,
         AuthFailure::Invalid,
         AuthFailure::Expired,
         AuthFailure::WrongDoc,
         AuthFailure::ReadOnly,
+        AuthFailure::Unproven,
     ];
 
     fn label(self) -> &'static str {
@@ -130,6 +134,7 @@ impl AuthFailure {
             AuthFailure::Expired => "expired",
             AuthFailure::WrongDoc => "wrong_doc",
             AuthFailure::ReadOnly => "read_only",
+            AuthFailure::Unproven => "unproven",
         }
     }
 }

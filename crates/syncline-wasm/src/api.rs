@@ -33,14 +33,17 @@ impl Drop for Core {
 impl Core {
     /// Opens (creating if needed) the local database for `name`, encrypted
     /// with `key` (32 bytes), loads every document from it, and connects to
-    /// `relay` if given. A wrong key fails with code `WrongKey`.
+    /// `relay` if given: a URL, or an array of them (the relays of one
+    /// cluster, tried in turn: a refused connection moves to the next at
+    /// once, a lost one after the backoff). A wrong key fails with code
+    /// `WrongKey`.
     /// `on_event` receives `{type: "changed" | "caughtUp" | "status" | "error", ...}`
     /// objects, always from a fresh task, never from inside a `Core` call —
     /// except `{type: "crashed", error}`, sent synchronously if the module
     /// ever panics (see [`crate::crash`]).
     pub async fn open(
         name: String,
-        relay: Option<String>,
+        relay: JsValue,
         on_event: js_sys::Function,
         key: &[u8],
     ) -> Result<Core, JsValue> {
@@ -56,11 +59,12 @@ impl Core {
     #[wasm_bindgen(js_name = openWith)]
     pub async fn open_with(
         name: String,
-        relay: Option<String>,
+        relay: JsValue,
         on_event: js_sys::Function,
         key: &[u8],
         options: JsValue,
     ) -> Result<Core, JsValue> {
+        let relays = relays_from_js(&relay)?;
         let durability = Durability::from_js(&options);
         let options = TransportOptions::from_js(&options);
         let key: [u8; 32] = key
@@ -81,7 +85,7 @@ impl Core {
         let replica = random_bytes().map_err(|e| e.to_js())?;
         let (engine, load_problems) = Engine::load(seed, records);
         problems.extend(load_problems);
-        let host = Host::new(engine, replica, storage, relay, on_event.clone(), options);
+        let host = Host::new(engine, replica, storage, relays, on_event.clone(), options);
         host.borrow_mut().deferred = deferred;
         fast_open::load_in(&host, fast_open::BACKGROUND_LOAD_MS);
         for problem in problems {
@@ -352,6 +356,29 @@ impl Core {
         crate::crash::unregister(self.crash_listener);
         host::close(&self.host);
     }
+}
+
+/// `undefined` or `null` (no relay), a URL, or an array of URLs.
+fn relays_from_js(relay: &JsValue) -> Result<Vec<String>, JsValue> {
+    if relay.is_undefined() || relay.is_null() {
+        return Ok(Vec::new());
+    }
+    if let Some(url) = relay.as_string() {
+        return Ok(vec![url]);
+    }
+    if js_sys::Array::is_array(relay) {
+        let urls: Option<Vec<String>> = js_sys::Array::from(relay)
+            .iter()
+            .map(|url| url.as_string())
+            .collect();
+        if let Some(urls) = urls.filter(|urls| !urls.is_empty()) {
+            return Ok(urls);
+        }
+    }
+    Err(js_error(
+        "BadOption",
+        "`relay` must be a ws:// URL or a non-empty array of them",
+    ))
 }
 
 fn parse(url: &str) -> Result<DocUrl, JsValue> {

@@ -57,7 +57,13 @@ pub struct Host {
     produced: u64,
     committed: u64,
     flush_waiters: Vec<(u64, oneshot::Sender<Result<(), JsValue>>)>,
-    relay: Option<String>,
+    /// The relays to try, in order (several for a cluster; empty: none).
+    relays: Vec<String>,
+    /// The one the current or next attempt goes to.
+    relay_index: usize,
+    /// Attempts refused in a row (closed before opening): after one round
+    /// of the list, the next waits a backoff.
+    refused_in_row: usize,
     socket: Option<Socket>,
     /// Frames waiting for the socket to drain (bounded; see [`SendQueue`]).
     sends: SendQueue,
@@ -118,7 +124,7 @@ impl Host {
         mut engine: Engine,
         replica: [u8; 16],
         storage: Storage,
-        relay: Option<String>,
+        relays: Vec<String>,
         on_event: js_sys::Function,
         options: TransportOptions,
     ) -> HostRef {
@@ -134,14 +140,16 @@ impl Host {
             produced: 0,
             committed: 0,
             flush_waiters: Vec::new(),
-            socket_state: if relay.is_some() {
+            socket_state: if !relays.is_empty() {
                 SocketState::Waiting
             } else {
                 SocketState::NoRelay
             },
             sends: SendQueue::new(options.send_buffer_bytes),
             pump_timer: None,
-            relay,
+            relays,
+            relay_index: 0,
+            refused_in_row: 0,
             socket: None,
             attempt: 0,
             options,
@@ -300,7 +308,7 @@ pub fn drain(host: &HostRef) {
     pump(host);
     if let Some(message) = fatal {
         // Retrying with the same token or version would fail the same way.
-        end_attempt(host, Some(("RelayRejected", message)), false);
+        end_attempt(host, Some(("RelayRejected", message)), Retry::Never);
         events.push(Event::Status);
     } else if disconnect {
         drop_connection(host);
@@ -361,14 +369,25 @@ fn pump(host: &HostRef) {
 /// The engine gave up on the connection: close it and retry after backoff.
 fn drop_connection(host: &HostRef) {
     if host.borrow().socket.is_some() {
-        end_attempt(host, None, true);
+        let retry = next_relay(&mut host.borrow_mut(), false);
+        end_attempt(host, None, retry);
     }
 }
 
+/// What to do after an attempt ends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Try again after the backoff delay.
+    Backoff,
+    /// Try the next relay of the list now (this one refused us).
+    AtOnce,
+    /// Stop for good (or until the app goes online again).
+    Never,
+}
+
 /// Closes the current socket (if any) and tells the engine; then retries
-/// after backoff, or with `retry == false` stops for good. `error` becomes
-/// the status's `lastError`.
-fn end_attempt(host: &HostRef, error: Option<(&'static str, String)>, retry: bool) {
+/// as `retry` says. `error` becomes the status's `lastError`.
+fn end_attempt(host: &HostRef, error: Option<(&'static str, String)>, retry: Retry) {
     {
         let mut h = host.borrow_mut();
         h.generation += 1;
@@ -381,16 +400,44 @@ fn end_attempt(host: &HostRef, error: Option<(&'static str, String)>, retry: boo
         if error.is_some() {
             h.last_error = error;
         }
-        if !retry {
+        if retry == Retry::Never {
             h.socket_state = SocketState::Closed;
             h.retry = None;
         }
         h.engine.disconnected();
     }
-    if retry {
-        schedule_reconnect(host);
+    match retry {
+        Retry::Backoff => schedule_reconnect(host),
+        Retry::AtOnce => {
+            let mut h = host.borrow_mut();
+            if h.socket_state != SocketState::Closed {
+                h.socket_state = SocketState::Waiting;
+                drop(h);
+                connect(host);
+            }
+        }
+        Retry::Never => {}
     }
     drain(host);
+}
+
+/// Moves on to the next relay of the list after an attempt ended;
+/// `refused`: it closed before it opened. Returns how to retry: the next
+/// relay at once after a refusal, until each was tried once in a row;
+/// otherwise after the backoff.
+fn next_relay(h: &mut Host, refused: bool) -> Retry {
+    h.relay_index = (h.relay_index + 1) % h.relays.len().max(1);
+    if !refused {
+        h.refused_in_row = 0;
+        return Retry::Backoff;
+    }
+    h.refused_in_row += 1;
+    if h.refused_in_row < h.relays.len() {
+        Retry::AtOnce
+    } else {
+        h.refused_in_row = 0;
+        Retry::Backoff
+    }
 }
 
 /// Delivers events from a fresh microtask, never under a borrow.
@@ -607,7 +654,7 @@ pub fn watch_page(host: &HostRef) {
                 end_attempt(
                     &host,
                     Some(("Offline", "the browser went offline".into())),
-                    true,
+                    Retry::Backoff,
                 );
             }
             _ => {}
@@ -622,7 +669,7 @@ pub fn watch_page(host: &HostRef) {
 pub fn connect(host: &HostRef) {
     let (url, generation) = {
         let mut h = host.borrow_mut();
-        let url = match (&h.relay, h.socket_state) {
+        let url = match (h.relays.get(h.relay_index), h.socket_state) {
             (Some(url), SocketState::Waiting) => url.clone(),
             _ => return,
         };
@@ -651,6 +698,7 @@ fn open_socket(host: &HostRef, url: &str, generation: u64) {
                     let mut h = host.borrow_mut();
                     h.connect_timer = None;
                     h.socket_state = SocketState::Open;
+                    h.refused_in_row = 0;
                     h.last_frame_ms = now_ms();
                     let replica = h.replica;
                     h.engine.connected(replica, None, now_ms());
@@ -679,7 +727,12 @@ fn open_socket(host: &HostRef, url: &str, generation: u64) {
             let weak = weak.clone();
             move |_code: u16, _reason: String| {
                 if let Some(host) = current(&weak) {
-                    end_attempt(&host, None, true);
+                    let retry = {
+                        let mut h = host.borrow_mut();
+                        let refused = h.socket_state == SocketState::Connecting;
+                        next_relay(&mut h, refused)
+                    };
+                    end_attempt(&host, None, retry);
                 }
             }
         }),
@@ -702,7 +755,8 @@ fn open_socket(host: &HostRef, url: &str, generation: u64) {
                     };
                     if !stale {
                         let message = format!("the relay did not answer within {ms} ms");
-                        end_attempt(&host, Some(("ConnectTimeout", message)), true);
+                        let retry = next_relay(&mut host.borrow_mut(), false);
+                        end_attempt(&host, Some(("ConnectTimeout", message)), retry);
                     }
                 }
             }));
@@ -758,7 +812,8 @@ fn schedule_ping(host: &HostRef, generation: u64) {
                 schedule_ping(&host, generation);
             } else if current {
                 let message = format!("no answer to a ping within {deadline} ms");
-                end_attempt(&host, Some(("HeartbeatTimeout", message)), true);
+                let retry = next_relay(&mut host.borrow_mut(), false);
+                end_attempt(&host, Some(("HeartbeatTimeout", message)), retry);
             }
         }));
     }));
@@ -790,7 +845,7 @@ pub fn set_online(host: &HostRef, online: bool) {
     let state = host.borrow().socket_state;
     match (online, state) {
         (false, SocketState::Open | SocketState::Connecting | SocketState::Waiting) => {
-            end_attempt(host, None, false);
+            end_attempt(host, None, Retry::Never);
             let mut h = host.borrow_mut();
             h.socket_state = SocketState::Paused;
             h.attempt = 0;

@@ -17,7 +17,7 @@ fn no_events() -> js_sys::Function {
 const KEY: [u8; 32] = [42; 32];
 
 async fn open(name: &str) -> Core {
-    Core::open(name.to_string(), None, no_events(), &KEY)
+    Core::open(name.to_string(), JsValue::UNDEFINED, no_events(), &KEY)
         .await
         .unwrap()
 }
@@ -181,13 +181,13 @@ async fn a_wrong_key_fails_at_open_and_writes_nothing() {
     core.flush().await.unwrap();
     core.close();
     let before = raw_records(&name).await;
-    let err = Core::open(name.clone(), None, no_events(), &[7; 32])
+    let err = Core::open(name.clone(), JsValue::UNDEFINED, no_events(), &[7; 32])
         .await
         .err()
         .unwrap();
     assert_eq!(code(&err), "WrongKey");
     assert_eq!(raw_records(&name).await, before, "nothing was written");
-    let err = Core::open(name, None, no_events(), &[7; 5])
+    let err = Core::open(name, JsValue::UNDEFINED, no_events(), &[7; 5])
         .await
         .err()
         .unwrap();
@@ -241,9 +241,14 @@ async fn a_tampered_record_is_reported_and_the_rest_loads() {
         wasm_bindgen::closure::Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
             sink.borrow_mut().push(event);
         });
-    let reopened = Core::open(name, None, on_event.as_ref().clone().into(), &KEY)
-        .await
-        .unwrap();
+    let reopened = Core::open(
+        name,
+        JsValue::UNDEFINED,
+        on_event.as_ref().clone().into(),
+        &KEY,
+    )
+    .await
+    .unwrap();
     let errors = errors.borrow().clone();
     assert_eq!(errors.len(), 1, "exactly one problem reported");
     let error = js_sys::Reflect::get(&errors[0], &"error".into()).unwrap();
@@ -316,7 +321,7 @@ async fn open_collecting(name: &str) -> (Core, Events) {
         });
     let core = Core::open(
         name.to_string(),
-        None,
+        JsValue::UNDEFINED,
         on_event.into_js_value().into(),
         &KEY,
     )
@@ -439,9 +444,14 @@ async fn a_deferred_document_loads_in_the_background() {
             let _ = resolve.call0(&JsValue::NULL);
         }
     });
-    let core = Core::open(name, None, on_event.into_js_value().into(), &KEY)
-        .await
-        .unwrap();
+    let core = Core::open(
+        name,
+        JsValue::UNDEFINED,
+        on_event.into_js_value().into(),
+        &KEY,
+    )
+    .await
+    .unwrap();
     assert!(!core.crdt_loaded(&url).unwrap(), "deferred, not opened");
     // No one opens it: it still loads (its outbox must be pushed).
     while !core.crdt_loaded(&url).unwrap() {

@@ -13,7 +13,7 @@ use syncline_core::{
 };
 use syncline_protocol::{
     ClientFrame, DeltaId, DocId, ErrorCode, Limits, PROTOCOL_VERSION, PushDelta, RelayFrame,
-    SequencedDelta, decode_client, encode_relay,
+    SequencedDelta, decode_client, encode_relay, proof,
 };
 
 /// The relay's semantics: dense per-doc sequence, dedup by id, ack after
@@ -134,6 +134,14 @@ impl ModelRelay {
         if !self.greeted.contains(&conn) && !matches!(frame, ClientFrame::Hello { .. }) {
             return out; // the real relay would close; the engine times out
         }
+        // As the real relay: a write is acted on only with a valid proof.
+        let frame = match self.proven(conn, frame) {
+            Ok(frame) => frame,
+            Err(doc) => {
+                self.deny(conn, doc, ErrorCode::Unproven, &mut out);
+                return out;
+            }
+        };
         match frame {
             ClientFrame::Hello {
                 version, replica, ..
@@ -265,8 +273,53 @@ impl ModelRelay {
                 out.push((conn, ack));
             }
             ClientFrame::Authorize { doc, token } => self.authorize(conn, doc, &token, &mut out),
+            ClientFrame::SignedPush { .. }
+            | ClientFrame::SignedSnapshot { .. }
+            | ClientFrame::SignedPresence { .. } => {
+                unreachable!("`proven` turned signed writes into plain ones")
+            }
         }
         out
+    }
+
+    /// A signed write as the unsigned frame it proves; any other frame as
+    /// it is. `Err(doc)`: an unsigned write, or one whose proof fails.
+    fn proven(&self, conn: usize, frame: ClientFrame) -> Result<ClientFrame, DocId> {
+        let replica = self.replicas.get(&conn).copied().unwrap_or_default();
+        let (frame, doc, digest, proof) = match frame {
+            ClientFrame::SignedPush { doc, deltas, proof } => {
+                let digest = proof::push_digest(&doc, &deltas);
+                (ClientFrame::Push { doc, deltas }, doc, digest, proof)
+            }
+            ClientFrame::SignedSnapshot {
+                doc,
+                covers_seq,
+                id,
+                bytes,
+                proof,
+            } => {
+                let digest = proof::snapshot_digest(&doc, covers_seq, &id, &bytes);
+                let frame = ClientFrame::Snapshot {
+                    doc,
+                    covers_seq,
+                    id,
+                    bytes,
+                };
+                (frame, doc, digest, proof)
+            }
+            ClientFrame::SignedPresence { doc, bytes, proof } => {
+                let digest = proof::presence_digest(&doc, &replica, &bytes);
+                (ClientFrame::Presence { doc, bytes }, doc, digest, proof)
+            }
+            ClientFrame::Push { doc, .. }
+            | ClientFrame::Snapshot { doc, .. }
+            | ClientFrame::Presence { doc, .. } => return Err(doc),
+            other => return Ok(other),
+        };
+        match proof::verify(&doc, &digest, &proof) {
+            Ok(()) => Ok(frame),
+            Err(_) => Err(doc),
+        }
     }
 
     /// The real relay's `Authorize`: a valid token for `doc` replaces the

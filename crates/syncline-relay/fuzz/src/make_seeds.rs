@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use syncline_protocol::{ClientFrame, DeltaId, DocId, PROTOCOL_VERSION, PushDelta};
+use syncline_protocol::{ClientFrame, DeltaId, PROTOCOL_VERSION, PushDelta};
 use syncline_relay::fuzzing::{encode_input, token};
 
 fn main() -> std::io::Result<()> {
@@ -14,18 +14,22 @@ fn main() -> std::io::Result<()> {
             .unwrap_or_else(|| "corpus/session".into()),
     );
     std::fs::create_dir_all(&dir)?;
-    let doc = |n: u8| DocId([n; 16]);
+    let doc = syncline_relay::test_docs::doc;
     let hello = |replica: u8, token: Option<String>| ClientFrame::Hello {
         version: PROTOCOL_VERSION,
         replica: [replica; 16],
         token,
     };
-    let push = |d: u8, n: u8| ClientFrame::Push {
-        doc: doc(d),
-        deltas: vec![PushDelta {
-            id: DeltaId([n; 32]),
-            bytes: vec![n; 8],
-        }],
+    // Writes signed for replica 1, the writer of the scripts below.
+    let push = |d: u8, n: u8| {
+        let push = ClientFrame::Push {
+            doc: doc(d),
+            deltas: vec![PushDelta {
+                id: DeltaId([n; 32]),
+                bytes: vec![n; 8],
+            }],
+        };
+        syncline_relay::test_docs::sign(push, &[1; 16])
     };
     let scripts: Vec<Vec<(u8, ClientFrame)>> = vec![
         vec![

@@ -107,9 +107,10 @@ pub(crate) fn fatal(code: ErrorCode, message: impl Into<String>) -> End {
         ErrorCode::Malformed | ErrorCode::UnexpectedFrame | ErrorCode::UnsupportedVersion => {
             close_code::PROTOCOL
         }
-        ErrorCode::Unauthorized | ErrorCode::ReadOnly | ErrorCode::TokenExpired => {
-            close_code::POLICY
-        }
+        ErrorCode::Unauthorized
+        | ErrorCode::ReadOnly
+        | ErrorCode::TokenExpired
+        | ErrorCode::Unproven => close_code::POLICY,
         ErrorCode::LimitExceeded => close_code::SIZE,
         ErrorCode::QuotaExceeded => close_code::AGAIN,
         ErrorCode::Internal => close_code::ERROR,

@@ -46,7 +46,8 @@ use axum::body::Bytes;
 use axum::extract::ws::{Message, close_code};
 use syncline_protocol::{
     ClientFrame, DeltaId, DocId, ErrorCode, Limits, MAX_DELTAS_PER_FRAME, MAX_TOKEN_BYTES,
-    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, PushDelta, RelayFrame, SequencedDelta, decode_client,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ProofError, PushDelta, RelayFrame, SequencedDelta,
+    decode_client, proof,
 };
 
 use super::{End, MAX_DELTA_BYTES, fatal};
@@ -281,7 +282,7 @@ impl Session {
                 )),
             };
         }
-        if !matches!(frame, ClientFrame::Push { .. }) {
+        if !matches!(frame, ClientFrame::SignedPush { .. }) {
             // Answers go out in the order of the frames.
             self.finish_pushes().await?;
         }
@@ -295,19 +296,53 @@ impl Session {
                 self.unsubscribe(doc);
                 Ok(())
             }
-            ClientFrame::Push { doc, deltas } => self.push(doc, deltas).await,
+            // Writes are acted on only with a proof of the document key.
+            ClientFrame::Push { doc, .. }
+            | ClientFrame::Snapshot { doc, .. }
+            | ClientFrame::Presence { doc, .. } => {
+                let message = format!(
+                    "a write to {doc} must be signed with the document key (SignedPush, SignedSnapshot, SignedPresence: protocol version 3)"
+                );
+                self.deny(doc, (AuthFailure::Unproven, message)).await
+            }
+            ClientFrame::SignedPush { doc, deltas, proof } => {
+                match proof::verify(&doc, &proof::push_digest(&doc, &deltas), &proof) {
+                    Ok(()) => self.push(doc, deltas).await,
+                    Err(error) => self.unproven(doc, error).await,
+                }
+            }
             ClientFrame::Ping { nonce } => {
                 Ok(self.outbox.send(&RelayFrame::Pong { nonce }).await?)
             }
             ClientFrame::Authorize { doc, token } => self.authorize(doc, token).await,
-            ClientFrame::Presence { doc, bytes } => self.presence(doc, bytes).await,
-            ClientFrame::Snapshot {
+            ClientFrame::SignedPresence { doc, bytes, proof } => {
+                let digest = proof::presence_digest(&doc, &self.replica, &bytes);
+                match proof::verify(&doc, &digest, &proof) {
+                    Ok(()) => self.presence(doc, bytes).await,
+                    Err(error) => self.unproven(doc, error).await,
+                }
+            }
+            ClientFrame::SignedSnapshot {
                 doc,
                 covers_seq,
                 id,
                 bytes,
-            } => self.snapshot(doc, covers_seq, id, bytes).await,
+                proof,
+            } => {
+                let digest = proof::snapshot_digest(&doc, covers_seq, &id, &bytes);
+                match proof::verify(&doc, &digest, &proof) {
+                    Ok(()) => self.snapshot(doc, covers_seq, id, bytes).await,
+                    Err(error) => self.unproven(doc, error).await,
+                }
+            }
         }
+    }
+
+    /// Refuses a write whose proof did not verify: nothing is stored,
+    /// fanned out or deleted on its account.
+    async fn unproven(&mut self, doc: DocId, error: ProofError) -> Result<(), End> {
+        let message = format!("the write to {doc} was refused: {error}");
+        self.deny(doc, (AuthFailure::Unproven, message)).await
     }
 
     async fn hello(
@@ -438,6 +473,7 @@ impl Session {
             _ if self.version < 3 => ErrorCode::Unauthorized,
             AuthFailure::ReadOnly => ErrorCode::ReadOnly,
             AuthFailure::Expired => ErrorCode::TokenExpired,
+            AuthFailure::Unproven => ErrorCode::Unproven,
             AuthFailure::Missing | AuthFailure::Invalid | AuthFailure::WrongDoc => {
                 ErrorCode::Unauthorized
             }

@@ -81,9 +81,11 @@ async fn postgres_down_means_no_acks_then_recovery_without_restarting_relays() {
             doc: d,
             deltas: vec![delta(tag)],
         };
-        ws.send(Message::Binary(encode_client(&push).into()))
-            .await
-            .unwrap();
+        ws.send(Message::Binary(
+            encode_client(&syncline_relay::test_docs::sign(push.clone(), &[7; 16])).into(),
+        ))
+        .await
+        .unwrap();
     }
     // Nothing is acknowledged while Postgres is down...
     assert!(

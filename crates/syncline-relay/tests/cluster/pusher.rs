@@ -81,7 +81,10 @@ pub async fn push_all(
                     deltas: vec![delta],
                 };
                 if ws
-                    .send(Message::Binary(encode_client(&push).into()))
+                    .send(Message::Binary(
+                        encode_client(&syncline_relay::test_docs::sign(push.clone(), &[3; 16]))
+                            .into(),
+                    ))
                     .await
                     .is_err()
                 {

@@ -71,9 +71,11 @@ pub async fn peer(
             doc,
             deltas: vec![delta],
         };
-        ws.send(Message::Binary(encode_client(&push).into()))
-            .await
-            .unwrap();
+        ws.send(Message::Binary(
+            encode_client(&syncline_relay::test_docs::sign(push.clone(), &[7; 16])).into(),
+        ))
+        .await
+        .unwrap();
         let before = seen.own.len();
         while seen.own.len() == before {
             let frame = next(ws, TIMEOUT).await.expect("an ack in time");

@@ -17,10 +17,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub use syncline_relay::testing::{RelayProcess, TIMEOUT};
 
-/// A document id for tests.
-pub fn doc(n: u8) -> DocId {
-    DocId([n; 16])
-}
+/// Test document `n`: its writes are signed by [`Client::send`].
+pub use syncline_relay::test_docs::doc;
 
 /// A delta whose id is derived from `tag` (like a content hash would be).
 pub fn delta(tag: u32) -> PushDelta {
@@ -39,6 +37,8 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// A protocol client over tokio-tungstenite.
 pub struct Client {
     ws: Ws,
+    /// The replica id of its last `Hello` (presence is signed for it).
+    replica: [u8; 16],
 }
 
 impl Client {
@@ -54,7 +54,10 @@ impl Client {
             .await
             .expect("connect in time")
             .expect("the WebSocket handshake succeeds");
-        Client { ws }
+        Client {
+            ws,
+            replica: [0; 16],
+        }
     }
 
     /// Connects and completes the handshake with protocol version 1 (live
@@ -111,7 +114,19 @@ impl Client {
         }
     }
 
+    /// Sends `frame`; a write to a test document goes signed with its key,
+    /// as a real client sends it.
     pub async fn send(&mut self, frame: &ClientFrame) {
+        if let ClientFrame::Hello { replica, .. } = frame {
+            self.replica = *replica;
+        }
+        let frame = syncline_relay::test_docs::sign(frame.clone(), &self.replica);
+        self.send_unsigned(&frame).await;
+    }
+
+    /// Sends `frame` as it is: a write without a proof, for tests of what
+    /// the relay does with those.
+    pub async fn send_unsigned(&mut self, frame: &ClientFrame) {
         self.send_message(Message::Binary(encode_client(frame).into()))
             .await;
     }

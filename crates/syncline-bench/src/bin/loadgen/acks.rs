@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use syncline_protocol::{ClientFrame, PushDelta, RelayFrame, decode_relay};
+use syncline_protocol::{PushDelta, RelayFrame, decode_relay};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::Common;
@@ -186,7 +186,7 @@ async fn pusher(
                 .collect();
             let doc = docs[next_doc % docs.len()];
             next_doc += 1;
-            let frame = ws::message(&ClientFrame::Push { doc, deltas });
+            let frame = ws::push(doc, deltas);
             sink.send(frame).await.expect("push");
             in_flight.push_back(now_us());
         }

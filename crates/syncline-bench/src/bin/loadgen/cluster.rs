@@ -65,6 +65,9 @@ fn params(common: &Common, n: usize, version: u32) -> typists::Params {
 /// p50 and p99 of others' deltas' arrival, ms.
 async fn latency(addrs: &[SocketAddr], p: &typists::Params) -> (f64, f64) {
     let r = typists::run_on(addrs, p).await;
+    if let Some(warning) = r.duplicates_warning() {
+        println!("{warning}");
+    }
     (in_ms(&r.latencies, 0.5), in_ms(&r.latencies, 0.99))
 }
 

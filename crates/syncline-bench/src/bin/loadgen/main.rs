@@ -151,7 +151,7 @@ async fn run_typists(common: &Common, args: &TypistArgs) {
         args.rate, args.payload, common.seconds, common.warmup
     );
     println!(
-        "protocol\ttypists\tpushes/s\tp50 ms\tp99 ms\tmax ms\tdelivered/expected\tcommitted p50/p99 ms\tack p50/p99 ms\trelay RSS MiB\trelay CPU %\tloadgen CPU %\tdeltas/frame out\tdeltas/txn\tcommit p50/p99 ms\tload avg"
+        "protocol\ttypists\tpushes/s\tp50 ms\tp99 ms\tmax ms\tdelivered/expected\tduplicates\tcommitted p50/p99 ms\tack p50/p99 ms\trelay RSS MiB\trelay CPU %\tloadgen CPU %\tdeltas/frame out\tdeltas/txn\tcommit p50/p99 ms\tload avg"
     );
     for &n in &args.n {
         for &version in &common.protocol {
@@ -186,13 +186,14 @@ async fn typists_row(common: &Common, args: &TypistArgs, n: usize, version: u32)
     let txns = sample("syncline_store_transactions_total");
     let l = &result.latencies;
     println!(
-        "v{version}\t{n}\t{:.0}\t{}\t{}\t{}\t{}/{}\t{}/{}\t{}/{}\t{:.1}\t{relay_cpu:.0}\t{own_cpu:.0}\t{:.2}\t{:.1}\t≤{}/≤{}\t{}",
+        "v{version}\t{n}\t{:.0}\t{}\t{}\t{}\t{}/{}\t{}\t{}/{}\t{}/{}\t{:.1}\t{relay_cpu:.0}\t{own_cpu:.0}\t{:.2}\t{:.1}\t≤{}/≤{}\t{}",
         result.pushes as f64 / common.seconds,
         ws::ms(ws::quantile(l, 0.5)),
         ws::ms(ws::quantile(l, 0.99)),
         ws::ms(l.last().copied().unwrap_or(0)),
         result.delivered(),
         result.expected,
+        result.duplicates,
         ws::ms(ws::quantile(&result.committed, 0.5)),
         ws::ms(ws::quantile(&result.committed, 0.99)),
         ws::ms(ws::quantile(&result.acks, 0.5)),
@@ -209,4 +210,7 @@ async fn typists_row(common: &Common, args: &TypistArgs, n: usize, version: u32)
         relay::histogram_quantile(&commits, 0.99) * 1000.0,
         relay::load_average(),
     );
+    if let Some(warning) = result.duplicates_warning() {
+        println!("{warning}");
+    }
 }

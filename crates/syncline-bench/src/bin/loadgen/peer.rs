@@ -72,6 +72,9 @@ pub async fn run(common: &Common, args: &Args) {
                 },
             )
             .await;
+            if let Some(warning) = r.duplicates_warning() {
+                println!("{warning}");
+            }
             Side {
                 pushes: r.pushes,
                 p50: quantile(&r.latencies, 0.5),

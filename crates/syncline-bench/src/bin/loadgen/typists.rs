@@ -15,6 +15,11 @@
 //!   shared text) encoded and sealed like syncline-core does (AES-256-GCM,
 //!   HMAC id); receivers open, decode and apply it to their own replica,
 //!   and read the stamp from the change's message.
+//!
+//! A delta that reaches one subscriber twice (in `Deltas` or `Tentative`
+//! frames: the protocol promises no duplicate between the catch-up and the
+//! live stream) counts once for latency and is reported as a duplicate
+//! delivery ([`Result::duplicates`]); a run with any says so.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -27,7 +32,7 @@ use automerge::{ActorId, AutoCommit, ObjType, ReadDoc};
 use futures_util::{SinkExt, StreamExt};
 use syncline_core::DocKey;
 use syncline_core::delta;
-use syncline_protocol::{ClientFrame, DeltaId, DocId, PushDelta, RelayFrame, decode_relay};
+use syncline_protocol::{DeltaId, DocId, PushDelta, RelayFrame, decode_relay};
 use tokio::sync::{Barrier, mpsc};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -54,6 +59,9 @@ pub struct Result {
     pub expected: u64,
     /// Pushes sent in the window.
     pub pushes: u64,
+    /// Deltas delivered a second (or later) time to the same subscriber,
+    /// over the whole run.
+    pub duplicates: u64,
     /// CPU used in the window by the server process (if its pid was
     /// given) and by this process, in % of one core (200 % = 2 cores).
     pub server_cpu: Option<f64>,
@@ -63,6 +71,35 @@ pub struct Result {
 impl Result {
     pub fn delivered(&self) -> u64 {
         self.latencies.len() as u64
+    }
+
+    /// A line saying the run had duplicate deliveries, if it had any.
+    pub fn duplicates_warning(&self) -> Option<String> {
+        (self.duplicates > 0).then(|| {
+            format!(
+                "# WARNING: {} duplicate deliveries (a delta delivered twice to one subscriber)",
+                self.duplicates
+            )
+        })
+    }
+}
+
+/// The deltas one subscriber received: the first arrival of an id counts,
+/// later ones are duplicates.
+#[derive(Default)]
+pub struct Deliveries {
+    seen: HashSet<DeltaId>,
+    pub duplicates: u64,
+}
+
+impl Deliveries {
+    /// Whether this is `id`'s first arrival (otherwise counted a duplicate).
+    pub fn first(&mut self, id: DeltaId) -> bool {
+        let first = self.seen.insert(id);
+        if !first {
+            self.duplicates += 1;
+        }
+        first
     }
 }
 
@@ -146,8 +183,10 @@ pub async fn run_on(addrs: &[SocketAddr], p: &Params) -> Result {
     let mut latencies = Vec::new();
     let mut committed = Vec::new();
     let mut acks = Vec::new();
+    let mut duplicates = 0;
     for task in tasks {
         let measured = task.await.expect("typist");
+        duplicates += measured.duplicates;
         latencies.extend(measured.delivered);
         committed.extend(measured.committed);
         acks.extend(measured.acked);
@@ -162,6 +201,7 @@ pub async fn run_on(addrs: &[SocketAddr], p: &Params) -> Result {
         acks,
         expected: pushes * (p.n as u64 - 1),
         pushes,
+        duplicates,
         server_cpu,
         own_cpu,
     }
@@ -171,6 +211,7 @@ pub async fn run_on(addrs: &[SocketAddr], p: &Params) -> Result {
 /// confirmed committed, and its own pushes' acks.
 struct Measured {
     delivered: Vec<u64>,
+    duplicates: u64,
     committed: Vec<u64>,
     acked: Vec<u64>,
 }
@@ -271,14 +312,7 @@ async fn typist(
                     pushes.fetch_add(1, Ordering::Relaxed);
                 }
                 unacked.lock().unwrap().push_back(sent);
-                if sink
-                    .send(ws::message(&ClientFrame::Push {
-                        doc,
-                        deltas: vec![push],
-                    }))
-                    .await
-                    .is_err()
-                {
+                if sink.send(ws::push(doc, vec![push])).await.is_err() {
                     break;
                 }
             }
@@ -294,7 +328,7 @@ async fn typist(
     let mut acks = Vec::new();
     // Deltas seen (only the first arrival counts), and the send times of
     // those received tentatively, until a `Committed` confirms them.
-    let mut seen: HashSet<DeltaId> = HashSet::new();
+    let mut seen = Deliveries::default();
     let mut tentative: HashMap<DeltaId, u64> = HashMap::new();
     loop {
         let message = tokio::select! {
@@ -338,7 +372,7 @@ async fn typist(
             _ => continue,
         };
         for (id, bytes) in items {
-            if !seen.insert(id) {
+            if !seen.first(id) {
                 continue;
             }
             let (sent, at) = match payload {
@@ -378,7 +412,44 @@ async fn typist(
     let _ = writer.await;
     Measured {
         delivered: latencies,
+        duplicates: seen.duplicates,
         committed,
         acked: acks,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delta_delivered_twice_is_a_duplicate_and_the_run_says_so() {
+        let mut seen = Deliveries::default();
+        let (a, b) = (DeltaId([1; 32]), DeltaId([2; 32]));
+        assert!(seen.first(a));
+        assert!(seen.first(b));
+        assert!(
+            !seen.first(a),
+            "the second arrival is not counted as delivered"
+        );
+        assert!(!seen.first(a));
+        assert_eq!(seen.duplicates, 2);
+
+        let mut run = Result {
+            latencies: vec![1, 2],
+            committed: Vec::new(),
+            acks: Vec::new(),
+            expected: 2,
+            pushes: 2,
+            duplicates: 0,
+            server_cpu: None,
+            own_cpu: 0.0,
+        };
+        assert_eq!(run.duplicates_warning(), None, "a clean run says nothing");
+        run.duplicates = seen.duplicates;
+        let warning = run
+            .duplicates_warning()
+            .expect("a run with duplicates says so");
+        assert!(warning.contains("2 duplicate deliveries"), "{warning}");
     }
 }

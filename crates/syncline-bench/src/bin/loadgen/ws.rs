@@ -6,7 +6,12 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use syncline_protocol::{ClientFrame, DeltaId, DocId, RelayFrame, decode_relay, encode_client};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use syncline_protocol::{
+    ClientFrame, DeltaId, DocId, PushDelta, RelayFrame, Signer, decode_relay, encode_client,
+};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::timeout;
 use tokio_tungstenite::WebSocketStream;
@@ -52,11 +57,36 @@ impl Rng {
         self.fill(&mut id);
         DeltaId(id)
     }
+    /// A fresh document: its id derives from a random signing key, kept
+    /// so [`push`] can sign writes to it as real clients do.
     pub fn doc(&mut self) -> DocId {
-        let mut id = [0u8; 16];
-        self.fill(&mut id);
-        DocId(id)
+        let mut seed = [0u8; 32];
+        self.fill(&mut seed);
+        let signer = Signer::from_seed(&seed);
+        let doc = signer.doc_id();
+        signers()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(doc, signer);
+        doc
     }
+}
+
+fn signers() -> &'static Mutex<HashMap<DocId, Signer>> {
+    static SIGNERS: OnceLock<Mutex<HashMap<DocId, Signer>>> = OnceLock::new();
+    SIGNERS.get_or_init(Default::default)
+}
+
+/// A signed push of `deltas` to `doc` (made by [`Rng::doc`]).
+pub fn push(doc: DocId, deltas: Vec<PushDelta>) -> Message {
+    let signer = signers()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&doc)
+        .cloned()
+        .expect("a document made by Rng::doc");
+    // Pushes need no replica id (only presence is bound to one).
+    message(&ClientFrame::Push { doc, deltas }.signed(&signer, &[0; 16]))
 }
 
 /// Opens a WebSocket to `addr` from `source` (any 127.x address) and
