@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use automerge::ChangeHash;
+use syncline_core::ChangeHash;
 use syncline_core::{
     Batch, CompactionPolicy, DocUrl, Effect, Engine, MemoryStore, Op, Output, delta,
 };
@@ -393,11 +393,14 @@ impl ModelRelay {
         out.push((conn, RelayFrame::DocError { doc, code, message }));
     }
 
-    /// Commits every push received so far, in order: acks each pusher,
-    /// then confirms each document's new range to its live subscribers
-    /// (first sending any delta of it they missed as `Tentative`).
+    /// Commits every push received so far, in order: confirms each
+    /// document's new range to its live subscribers (first sending any
+    /// delta of it they missed as `Tentative`), then acks each pusher.
     pub fn commit(&mut self) -> Vec<(usize, RelayFrame)> {
         let mut out = Vec::new();
+        // As the real relay: a commit's `Committed` frames go out before
+        // its acks (tests/model_vs_relay.rs in syncline-cli compares them).
+        let mut acks = Vec::new();
         // Per doc, the fresh items and who pushed them, in sequence order.
         type From = (usize, u64);
         let mut fresh: BTreeMap<DocId, Vec<(SequencedDelta, From, BTreeSet<From>)>> =
@@ -432,7 +435,7 @@ impl ModelRelay {
                 }
             }
             if live {
-                out.push((conn, RelayFrame::Ack { doc, ids, seq }));
+                acks.push((conn, RelayFrame::Ack { doc, ids, seq }));
             }
         }
         for (doc, items) in fresh {
@@ -479,6 +482,7 @@ impl ModelRelay {
                 *sent = last;
             }
         }
+        out.extend(acks);
         out
     }
 
