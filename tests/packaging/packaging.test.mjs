@@ -349,8 +349,11 @@ test("importing syncline, syncline/react and syncline/svelte in Node (SSR) does 
 // little larger than `gzip -9` — on 2026-11-23 with protocol v2 and fast
 // open: Automerge is most of it). This bound only catches a regression such
 // as the name section coming back (+100 KB gzip) while leaving room for
-// features; lower it as the module shrinks.
-const WASM_GZIP_BUDGET = 600_000;
+// features; lower it as the module shrinks. Raised from 600,000 to 615,000
+// on 2026-12-04 for signed writes (issue 20): Ed25519 signing, without the
+// precomputed tables, took the module from 581,647 to 596,014 B (`gzip -9`;
+// 601,359 B by this measure); with the tables it was 630,383 B.
+const WASM_GZIP_BUDGET = 615_000;
 
 test(`the shipped wasm is at most ${WASM_GZIP_BUDGET} B gzipped`, () => {
   const wasm = readFileSync(join(appsDir, "webpack", "node_modules", "syncline", "dist", "wasm", "syncline_wasm_bg.wasm"));

@@ -95,7 +95,12 @@ impl SendQueue {
 fn sheddable(frame: &[u8]) -> bool {
     matches!(
         decode_client(frame),
-        Ok(ClientFrame::Push { .. } | ClientFrame::Presence { .. } | ClientFrame::Snapshot { .. })
+        Ok(ClientFrame::Push { .. }
+            | ClientFrame::Presence { .. }
+            | ClientFrame::Snapshot { .. }
+            | ClientFrame::SignedPush { .. }
+            | ClientFrame::SignedPresence { .. }
+            | ClientFrame::SignedSnapshot { .. })
     )
 }
 
@@ -104,14 +109,17 @@ mod tests {
     use super::*;
     use syncline_protocol::{DeltaId, DocId, PushDelta, encode_client};
 
+    /// A push as the engine sends it: signed.
     fn push_frame(size: usize) -> Vec<u8> {
-        encode_client(&ClientFrame::Push {
-            doc: DocId([1; 16]),
+        let signer = syncline_protocol::Signer::from_seed(&[1; 32]);
+        let push = ClientFrame::Push {
+            doc: signer.doc_id(),
             deltas: vec![PushDelta {
                 id: DeltaId([2; 32]),
                 bytes: vec![0; size],
             }],
-        })
+        };
+        encode_client(&push.signed(&signer, &[0; 16]))
     }
 
     fn subscribe_frame() -> Vec<u8> {
