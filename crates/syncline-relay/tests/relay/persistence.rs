@@ -200,7 +200,10 @@ async fn sigterm_during_a_stream_of_pushes_acks_what_it_stored_and_loses_nothing
     // to 64 pushes per connection): the stream is cut mid-way.
     const PUSHES: u32 = 3000;
     let data = tempfile::tempdir().unwrap();
-    let relay = RelayProcess::start(data.path()).await;
+    // 3000 frames as fast as the client sends them: past the default rate
+    // limit (1000 frames/s, bursts of 2000) whenever the sending outpaces
+    // the relay's reading, which this test is not about.
+    let relay = RelayProcess::start_with(data.path(), &["--rate-frames", "0"]).await;
     let (mut pusher, _) = Client::greeted(&relay.url()).await;
     let (mut idle, _) = Client::greeted(&relay.url()).await;
     idle.subscribe(doc(7), 0).await;
