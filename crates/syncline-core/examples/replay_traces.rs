@@ -106,9 +106,7 @@ struct Txn {
 fn traces_dir() -> PathBuf {
     std::env::var_os("SYNCLINE_TRACES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/traces")
-        })
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/traces"))
 }
 
 fn load(name: &str) -> Trace {
