@@ -8,7 +8,9 @@
 //! - the npm dependencies of `npm/`, `demo-app/`, `tests/` and the four
 //!   packaging apps in `tests/packaging/apps/`, from their lockfiles (`npm ci`);
 //! - for the relay cluster's tests and demo: `nats-server` (Debian's
-//!   package) and PostgreSQL's server (`postgresql`, usually in the image).
+//!   package) and PostgreSQL's server (`postgresql`, usually in the image);
+//! - `strace`, for the relay's test that every ack follows its fsync
+//!   (`crates/syncline-relay/tests/relay/fsync.rs`).
 //!
 //! Every step checks first, so a second run does nothing.
 
@@ -23,6 +25,7 @@ pub fn all(root: &Path) -> Result<()> {
     wasm_target(root)?;
     browser()?;
     cluster_services()?;
+    strace()?;
     wasm_bindgen_cli(root)?;
     node_packages(root)
 }
@@ -68,6 +71,14 @@ pub fn cluster_services() -> Result<()> {
         apt_install(&["postgresql"])?;
     }
     Ok(())
+}
+
+/// `strace`: the relay's fsync-before-ack test traces its system calls.
+fn strace() -> Result<()> {
+    if output("strace", &["-V"]).is_some() {
+        return Ok(());
+    }
+    apt_install(&["strace"])
 }
 
 /// `apt-get install` (as root, or through passwordless sudo).

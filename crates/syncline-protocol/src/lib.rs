@@ -59,7 +59,8 @@ use serde::{Deserialize, Serialize};
 /// the error codes [`ErrorCode::ReadOnly`], [`ErrorCode::TokenExpired`]
 /// and [`ErrorCode::Unproven`] (a relay sends older clients `Unauthorized`
 /// in their place) and signed writes (`SignedPush`, `SignedSnapshot`,
-/// `SignedPresence`: see [`proof`]), the only writes a relay accepts.
+/// `SignedPresence`: see [`proof`]), the only writes a relay accepts; and
+/// [`ErrorCode::QuotaExceeded`] (older clients get `LimitExceeded`).
 pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The oldest version a relay still serves (live delivery by `Deltas`).
@@ -299,6 +300,11 @@ pub enum ErrorCode {
     /// (unsigned, a key that is not the document's, a bad signature): the
     /// relay did nothing. Documents made before version 3 are read-only.
     Unproven,
+    /// (Version 3.) The relay's storage quota (per document or in all) is
+    /// reached: nothing of the push was stored; compact the document with
+    /// a snapshot or retry later (relays send older clients
+    /// `LimitExceeded` in its place).
+    QuotaExceeded,
 }
 
 /// Why bytes could not be turned into a frame.

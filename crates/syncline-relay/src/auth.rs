@@ -1,34 +1,53 @@
 //! Signed, per-document access tokens.
 //!
-//! With a secret configured (`--auth-secret`), a connection may touch a
-//! document only with a valid token for it. A token is five dot-separated
-//! fields, all URL-safe:
+//! With secrets configured (`--auth-secret`, at least [`MIN_SECRET_BYTES`]
+//! each), a connection may touch a document only with a valid token for
+//! it. A token is dot-separated fields, all URL-safe, in one of two
+//! formats:
 //!
 //! ```text
+//! sl2.<key id>.<doc id, base58>.<read|write>.<expiry, unix seconds>.<signature>
 //! sl1.<doc id, base58>.<read|write>.<expiry, unix seconds>.<signature>
 //! ```
 //!
-//! The signature is HMAC-SHA256, keyed with the secret, over everything
-//! before the last dot (`sl1.<doc>.<rights>.<expiry>`), in unpadded
-//! base64url. So any backend can mint tokens with a standard HMAC and no
-//! Syncline code; [`mint`] and `syncline-relay token` do it here.
+//! The signature is HMAC-SHA256, keyed with a secret, over everything
+//! before the last dot, in unpadded base64url. So any backend can mint
+//! tokens with a standard HMAC and no Syncline code; [`mint`] and
+//! `syncline-relay token` do it here (format `sl2`).
+//!
+//! The **key id** ([`Secret::kid`]) names the secret that signed the token:
+//! the first 8 characters of the unpadded base64url SHA-256 of
+//! `syncline-kid:` followed by the secret. A relay holding several secrets
+//! ([`Keys`], to rotate them: the new one and the old one are both
+//! accepted for a while) checks an `sl2` token against the secret it names
+//! only; an `sl1` token, which names none, against each in turn.
 //!
 //! Claims are deliberately few: the **document** (a token is for exactly
 //! one), the **rights** (`read` lets a connection subscribe and send
-//! presence; `write` also lets it push and snapshot) and the **expiry**
-//! (checked whenever the token is used for a request; an established
-//! subscription is not cut when its token expires later).
+//! presence; `write` also lets it push and snapshot) and the **expiry**.
+//! A relay refuses a token whose expiry is further out than its maximum
+//! lifetime ([`Keys::max_ttl`]), and ends a subscription when the token it
+//! was made with expires.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use syncline_protocol::DocId;
 
-/// The first field of every token this relay issues and accepts.
-pub const TOKEN_VERSION: &str = "sl1";
+/// The first field of tokens with a key id: what this relay mints.
+pub const TOKEN_VERSION: &str = "sl2";
+
+/// The first field of tokens without a key id (still accepted).
+pub const TOKEN_VERSION_1: &str = "sl1";
+
+/// The shortest secret accepted: HMAC-SHA256 wants a 32-byte key.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// The longest token lifetime a relay accepts unless configured otherwise.
+pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(7 * 86_400);
 
 /// What a token allows on its document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -76,18 +95,26 @@ pub struct Claims {
 pub struct Secret(Vec<u8>);
 
 impl Secret {
-    /// A secret from its bytes (e.g. the `--auth-secret` string).
+    /// A secret from its bytes (e.g. the `--auth-secret` string); at least
+    /// [`MIN_SECRET_BYTES`] of them.
     pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Secret, TokenError> {
         let bytes = bytes.into();
-        if bytes.is_empty() {
-            return Err(TokenError::EmptySecret);
+        if bytes.len() < MIN_SECRET_BYTES {
+            return Err(TokenError::WeakSecret { len: bytes.len() });
         }
         Ok(Secret(bytes))
     }
 
-    /// Whether the secret is shorter than the 32 bytes HMAC-SHA256 wants.
-    pub fn is_weak(&self) -> bool {
-        self.0.len() < 32
+    /// The key id of this secret, as `sl2` tokens carry it: 8 characters
+    /// of base64url SHA-256 of `syncline-kid:` and the secret (it tells
+    /// nothing usable about the secret).
+    pub fn kid(&self) -> String {
+        let mut hash = Sha256::new();
+        hash.update(b"syncline-kid:");
+        hash.update(&self.0);
+        let mut kid = URL_SAFE_NO_PAD.encode(hash.finalize());
+        kid.truncate(8);
+        kid
     }
 
     fn mac(&self, signed: &str) -> Hmac<Sha256> {
@@ -121,9 +148,32 @@ pub enum TokenError {
         /// The expiry it carried.
         at: u64,
     },
-    /// An empty secret was configured.
-    #[error("the auth secret must not be empty")]
-    EmptySecret,
+    /// A secret shorter than [`MIN_SECRET_BYTES`] was configured.
+    #[error(
+        "the auth secret is {len} bytes; it must be at least 32 random bytes: make one with `openssl rand -base64 48`"
+    )]
+    WeakSecret {
+        /// Its length.
+        len: usize,
+    },
+    /// An `sl2` token names a key this relay does not hold.
+    #[error(
+        "the token was signed with key {kid}, which this relay does not have: mint it with one of the relay's current secrets"
+    )]
+    UnknownKey {
+        /// The key id it carried.
+        kid: String,
+    },
+    /// The token's expiry is further out than the relay's maximum lifetime.
+    #[error(
+        "the token expires at {at} (unix seconds), more than {max_secs} s from now, beyond this relay's maximum token lifetime: mint a shorter-lived one"
+    )]
+    TooLong {
+        /// The expiry it carried.
+        at: u64,
+        /// The maximum lifetime, in seconds.
+        max_secs: u64,
+    },
     /// A document argument is neither `syncline:<id>` nor a bare id.
     #[error("`{0}` is not a document URL (`syncline:<id>`) or id")]
     BadDoc(String),
@@ -140,10 +190,11 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Signs `claims` into a token.
+/// Signs `claims` into an `sl2` token carrying `secret`'s key id.
 pub fn mint(secret: &Secret, claims: Claims) -> String {
     let signed = format!(
-        "{TOKEN_VERSION}.{}.{}.{}",
+        "{TOKEN_VERSION}.{}.{}.{}.{}",
+        secret.kid(),
         claims.doc,
         claims.rights.as_str(),
         claims.expires_at
@@ -152,49 +203,98 @@ pub fn mint(secret: &Secret, claims: Claims) -> String {
     format!("{signed}.{signature}")
 }
 
-/// Checks `token`'s shape, signature and expiry (against `now`, in unix
-/// seconds) and returns its claims. Which document it is for is the
-/// caller's business.
+/// Checks `token`'s shape, signature (against `secret`) and expiry
+/// (against `now`, in unix seconds) and returns its claims. Which document
+/// it is for is the caller's business. No maximum lifetime: see
+/// [`Keys::verify`].
 pub fn verify(secret: &Secret, token: &str, now: u64) -> Result<Claims, TokenError> {
-    let (signed, signature) = token
-        .rsplit_once('.')
-        .ok_or(TokenError::Malformed("no signature"))?;
-    let mut fields = signed.split('.');
-    let (Some(version), Some(doc), Some(rights), Some(expiry), None) = (
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-    ) else {
-        return Err(TokenError::Malformed("expected five dot-separated fields"));
+    let keys = Keys {
+        secrets: vec![secret.clone()],
+        max_ttl: Duration::MAX,
     };
-    if version != TOKEN_VERSION {
-        return Err(TokenError::Malformed("unknown token version"));
+    keys.verify(token, now)
+}
+
+/// The secrets a relay accepts tokens from, and their maximum lifetime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    /// Every accepted secret (at least one); the first is the current one.
+    pub secrets: Vec<Secret>,
+    /// Tokens expiring further out than this from now are refused.
+    pub max_ttl: Duration,
+}
+
+impl Keys {
+    /// `secrets` (not empty) with the [`DEFAULT_MAX_TTL`].
+    pub fn new(secrets: Vec<Secret>) -> Keys {
+        Keys {
+            secrets,
+            max_ttl: DEFAULT_MAX_TTL,
+        }
     }
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature)
-        .map_err(|_| TokenError::Malformed("the signature is not base64url"))?;
-    // Constant-time comparison, before any claim is trusted.
-    secret
-        .mac(signed)
-        .verify_slice(&signature)
-        .map_err(|_| TokenError::BadSignature)?;
-    let claims = Claims {
-        doc: doc
-            .parse()
-            .map_err(|_| TokenError::Malformed("bad document id"))?,
-        rights: rights.parse()?,
-        expires_at: expiry
-            .parse()
-            .map_err(|_| TokenError::Malformed("bad expiry"))?,
-    };
-    if claims.expires_at <= now {
-        return Err(TokenError::Expired {
-            at: claims.expires_at,
-        });
+
+    /// Checks `token`'s shape, signature, expiry and lifetime at `now`
+    /// (unix seconds) and returns its claims.
+    pub fn verify(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
+        let (signed, signature) = token
+            .rsplit_once('.')
+            .ok_or(TokenError::Malformed("no signature"))?;
+        let fields: Vec<&str> = signed.splitn(6, '.').collect();
+        let (kid, claims) = match fields.as_slice() {
+            [TOKEN_VERSION, kid, doc, rights, expiry] => (Some(*kid), [*doc, *rights, *expiry]),
+            [TOKEN_VERSION_1, doc, rights, expiry] => (None, [*doc, *rights, *expiry]),
+            [TOKEN_VERSION | TOKEN_VERSION_1, ..] => {
+                return Err(TokenError::Malformed(
+                    "expected sl2.kid.doc.rights.expiry.signature",
+                ));
+            }
+            _ => return Err(TokenError::Malformed("unknown token version")),
+        };
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| TokenError::Malformed("the signature is not base64url"))?;
+        // Constant-time comparison, before any claim is trusted.
+        let signed_by = |secret: &Secret| secret.mac(signed).verify_slice(&signature).is_ok();
+        let verified = match kid {
+            Some(kid) => {
+                let secret = self
+                    .secrets
+                    .iter()
+                    .find(|s| s.kid() == kid)
+                    .ok_or_else(|| TokenError::UnknownKey {
+                        kid: kid.chars().take(16).collect(),
+                    })?;
+                signed_by(secret)
+            }
+            None => self.secrets.iter().any(signed_by),
+        };
+        if !verified {
+            return Err(TokenError::BadSignature);
+        }
+        let [doc, rights, expiry] = claims;
+        let claims = Claims {
+            doc: doc
+                .parse()
+                .map_err(|_| TokenError::Malformed("bad document id"))?,
+            rights: rights.parse()?,
+            expires_at: expiry
+                .parse()
+                .map_err(|_| TokenError::Malformed("bad expiry"))?,
+        };
+        if claims.expires_at <= now {
+            return Err(TokenError::Expired {
+                at: claims.expires_at,
+            });
+        }
+        let max_secs = self.max_ttl.as_secs();
+        if claims.expires_at - now > max_secs {
+            return Err(TokenError::TooLong {
+                at: claims.expires_at,
+                max_secs,
+            });
+        }
+        Ok(claims)
     }
-    Ok(claims)
 }
 
 /// Reads a document URL (`syncline:<id>`, optionally followed by `#…` or
@@ -251,7 +351,9 @@ mod tests {
     #[test]
     fn a_minted_token_verifies_until_it_expires() {
         let token = mint(&secret(), claims(Rights::Write, 1000));
-        assert!(token.starts_with(&format!("sl1.{DOC}.write.1000.")));
+        let kid = secret().kid();
+        assert_eq!(kid.len(), 8);
+        assert!(token.starts_with(&format!("sl2.{kid}.{DOC}.write.1000.")));
         assert!(
             token
                 .chars()
@@ -280,8 +382,13 @@ mod tests {
             verify(&secret(), &extended, 0),
             Err(TokenError::BadSignature)
         );
-        let other = Secret::new("another secret").unwrap();
-        assert_eq!(verify(&other, &token, 0), Err(TokenError::BadSignature));
+        let other = Secret::new("another secret, also of 32 bytes or more").unwrap();
+        assert_eq!(
+            verify(&other, &token, 0),
+            Err(TokenError::UnknownKey {
+                kid: secret().kid()
+            })
+        );
         let mut flipped = token.clone().into_bytes();
         let last = flipped.len() - 2;
         flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
@@ -297,6 +404,8 @@ mod tests {
             "sl2.a.b.c.d",
             "a.b.c.d.e.f",
             "sl1.a.read.1.!!",
+            "sl2.kid.a.read.1",
+            "sl2.a.b.c.d.e.f",
         ] {
             assert!(
                 matches!(
@@ -332,9 +441,76 @@ mod tests {
         for bad in ["", "h", "0", "1w", "-1h", "99999999999999999999d"] {
             assert!(parse_ttl(bad).is_err(), "{bad}");
         }
-        assert!(Secret::new("").is_err());
-        assert!(!secret().is_weak());
-        assert!(Secret::new("short").unwrap().is_weak());
+        assert_eq!(Secret::new(""), Err(TokenError::WeakSecret { len: 0 }));
+        assert_eq!(
+            Secret::new("31 bytes, one short of the 32.."),
+            Err(TokenError::WeakSecret { len: 31 })
+        );
+        assert!(Secret::new("32 bytes: just what HMAC wants..").is_ok());
         assert_eq!(format!("{:?}", secret()), "Secret(..)");
+    }
+
+    /// An `sl1` token (no key id), signed as backends minted them before.
+    fn sl1(secret: &Secret, claims: Claims) -> String {
+        let signed = format!(
+            "sl1.{}.{}.{}",
+            claims.doc,
+            claims.rights.as_str(),
+            claims.expires_at
+        );
+        let signature = URL_SAFE_NO_PAD.encode(secret.mac(&signed).finalize().into_bytes());
+        format!("{signed}.{signature}")
+    }
+
+    #[test]
+    fn rotated_secrets_are_both_accepted_and_kids_pick_the_key() {
+        let old = secret();
+        let new = Secret::new("the new secret, rotated in this week, 32+").unwrap();
+        assert_ne!(old.kid(), new.kid());
+        let both = Keys::new(vec![new.clone(), old.clone()]);
+        let only_new = Keys::new(vec![new.clone()]);
+        let now = 1000;
+        let c = claims(Rights::Read, now + 60);
+        for token in [mint(&old, c), sl1(&old, c), mint(&new, c), sl1(&new, c)] {
+            assert_eq!(both.verify(&token, now), Ok(c), "{token}");
+        }
+        assert_eq!(
+            only_new.verify(&sl1(&old, c), now),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(
+            only_new.verify(&mint(&old, c), now),
+            Err(TokenError::UnknownKey { kid: old.kid() })
+        );
+        // A kid names the key: the other key's signature does not count.
+        let forged = mint(&old, c).replacen(&old.kid(), &new.kid(), 1);
+        assert_eq!(both.verify(&forged, now), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn a_token_living_longer_than_the_maximum_is_refused() {
+        let keys = Keys {
+            secrets: vec![secret()],
+            max_ttl: Duration::from_secs(3600),
+        };
+        let now = 10_000;
+        let ok = claims(Rights::Write, now + 3600);
+        assert_eq!(keys.verify(&mint(&secret(), ok), now), Ok(ok));
+        let long = claims(Rights::Write, now + 3601);
+        assert_eq!(
+            keys.verify(&mint(&secret(), long), now),
+            Err(TokenError::TooLong {
+                at: now + 3601,
+                max_secs: 3600
+            })
+        );
+        assert_eq!(
+            keys.verify(&sl1(&secret(), long), now),
+            Err(TokenError::TooLong {
+                at: now + 3601,
+                max_secs: 3600
+            })
+        );
+        assert_eq!(Keys::new(vec![secret()]).max_ttl, DEFAULT_MAX_TTL);
     }
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use syncline_protocol::{MAX_DELTAS_PER_FRAME, MAX_FRAME_BYTES};
 
-use crate::auth::{Rights, Secret};
+use crate::auth::{Keys, Rights, Secret};
+use crate::guard::{Guard, GuardArgs};
 use crate::hub::HubLimits;
 use crate::limits::ConnLimits;
 use crate::store::PageLimits;
@@ -127,17 +128,28 @@ pub struct ServeArgs {
     #[arg(long, env = "SYNCLINE_SERVE", value_name = "DIR")]
     pub serve: Option<PathBuf>,
 
-    /// Require signed access tokens, verified with this secret (use 32+
-    /// random bytes; prefer the environment variable to the flag, which
-    /// other users can see in the process list). Without it the relay runs
-    /// in OPEN mode: anyone who can connect reads and writes every document.
+    /// Require signed access tokens, verified with this secret (32+
+    /// random bytes, or the relay refuses to start; prefer the environment
+    /// variable to the flag, which other users can see in the process
+    /// list). To rotate, repeat the flag (the environment variable holds
+    /// one): tokens signed with any of them are accepted. Without it the relay runs in OPEN mode: anyone who can
+    /// connect reads and writes every document.
     #[arg(
         long,
         env = "SYNCLINE_AUTH_SECRET",
         hide_env_values = true,
         value_name = "S"
     )]
-    pub auth_secret: Option<String>,
+    pub auth_secret: Vec<String>,
+
+    /// Refuse tokens expiring further out than this (90s, 30m, 1h, 7d).
+    #[arg(
+        long,
+        env = "SYNCLINE_MAX_TOKEN_TTL",
+        value_name = "DURATION",
+        default_value = "7d"
+    )]
+    pub max_token_ttl: String,
 
     /// Frames queued per connection before a slow reader is disconnected.
     #[arg(
@@ -218,6 +230,10 @@ pub struct ServeArgs {
         default_value_t = 32 * 1024 * 1024
     )]
     pub rate_bytes: u64,
+
+    /// Caps, timeouts, quotas, /metrics access, allowed origins.
+    #[command(flatten)]
+    pub guard: GuardArgs,
 }
 
 impl ServeArgs {
@@ -240,9 +256,17 @@ impl ServeArgs {
             frames_per_sec: self.rate_frames,
             bytes_per_sec: self.rate_bytes,
         };
-        config.auth = match &self.auth_secret {
-            Some(secret) => Some(Secret::new(secret.as_bytes())?),
-            None => None,
+        config.guard = self.guard.guard();
+        let secrets = self.auth_secret.iter().filter(|s| !s.is_empty());
+        let secrets = secrets
+            .map(|secret| Secret::new(secret.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        config.auth = match secrets.is_empty() {
+            true => None,
+            false => Some(Keys {
+                secrets,
+                max_ttl: crate::auth::parse_ttl(&self.max_token_ttl)?,
+            }),
         };
         Ok(config.normalized())
     }
@@ -269,8 +293,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Per-connection limits.
     pub limits: ConnLimits,
-    /// The token secret; `None` is open mode.
-    pub auth: Option<Secret>,
+    /// The token secrets; `None` is open mode.
+    pub auth: Option<Keys>,
+    /// Caps, timeouts, quotas and access rules (see [`crate::guard`]).
+    pub guard: Guard,
 }
 
 impl Config {
@@ -287,6 +313,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(5),
             limits: ConnLimits::default(),
             auth: None,
+            guard: Guard::default(),
         }
     }
 
@@ -296,6 +323,7 @@ impl Config {
         self.page.max_items = self.page.max_items.clamp(1, MAX_DELTAS_PER_FRAME);
         self.page.max_bytes = self.page.max_bytes.max(1);
         self.limits = self.limits.normalized();
+        self.guard = self.guard.normalized();
         self
     }
 
@@ -329,7 +357,9 @@ mod tests {
             "--max-frame-bytes",
             "1",
             "--auth-secret",
-            "s3cret",
+            "an auth secret for tests, 32 bytes or more",
+            "--auth-secret",
+            "the previous secret, still accepted for now",
         ]);
         assert!(cli.command.is_none());
         let config = cli.serve.config().unwrap();
@@ -337,7 +367,12 @@ mod tests {
         assert_eq!(config.queue_capacity, 1);
         assert_eq!(config.limits.max_frame_bytes, 1024);
         assert_eq!(config.serve_dir, None);
-        assert_eq!(config.auth, Some(Secret::new("s3cret").unwrap()));
+        let keys = config.auth.unwrap();
+        assert_eq!(keys.secrets.len(), 2);
+        assert_eq!(keys.max_ttl, crate::auth::DEFAULT_MAX_TTL);
+        let short = Cli::parse_from(["syncline-relay", "--data", "d", "--auth-secret", "s3cret"]);
+        let refused = short.serve.config().unwrap_err().to_string();
+        assert!(refused.contains("at least 32"), "{refused}");
     }
 
     #[test]

@@ -18,7 +18,10 @@
 //! the deltas a subscription receives are in strictly increasing sequence
 //! order, and gap-free (except where a snapshot stands in for deltas) on
 //! documents the connection never pushed to (its own pushes are not echoed
-//! back); an `Ack` names exactly the ids of the write it answers. Version 2
+//! back); an `Ack` names exactly the ids of the write it answers, and
+//! every write (`Push`, `Snapshot`) is answered — by its `Ack` or by a
+//! `DocError` for its document — before the next frame, unless the
+//! connection ended (a relay that drops a push silently fails). Version 2
 //! connections: a `Committed` range continues the sequences the connection
 //! has (`after` is its cursor), and every id it confirms was sent to it
 //! before (as `Tentative` or `Deltas`); on documents it never pushed to,
@@ -32,7 +35,7 @@ use syncline_protocol::{
     ClientFrame, DeltaId, DocId, RelayFrame, SequencedDelta, decode_client, decode_relay,
 };
 
-use crate::auth::Secret;
+use crate::auth::{Keys, Secret};
 use crate::config::Config;
 use crate::connection::{Incoming, Session};
 use crate::limits::ConnLimits;
@@ -80,7 +83,11 @@ impl Harness {
     fn new(config_byte: u8) -> Harness {
         let mut config = Config::new("unused");
         if config_byte & 1 != 0 {
-            config.auth = Some(Secret::new(SECRET).unwrap_or_else(|_| unreachable!()));
+            let secret = Secret::new(SECRET).unwrap_or_else(|_| unreachable!());
+            config.auth = Some(Keys {
+                secrets: vec![secret],
+                max_ttl: std::time::Duration::MAX,
+            });
         }
         if config_byte & 2 != 0 {
             config.queue_capacity = 8;
@@ -96,6 +103,9 @@ impl Harness {
                 frames_per_sec: 20,
                 bytes_per_sec: 4096,
             };
+            // Small enough that pushes reach it.
+            config.guard.doc_quota = 512;
+            config.guard.total_quota = 2048;
         } else {
             config.queue_capacity = 4096;
         }
@@ -164,6 +174,9 @@ impl Harness {
         };
         drain(conn, &mut snapshots);
         let kicked = conn.kick.kicked().now_or_never().is_some();
+        if let (false, false, Some((doc, ids, _))) = (ended, kicked, &conn.oracle.expect_ack) {
+            panic!("a write to {doc} of {ids:?} got no answer: neither Ack nor DocError");
+        }
         if ended || kicked {
             self.conns[slot] = None;
         }
@@ -237,8 +250,14 @@ fn check(conn: &mut Oracle, out: Outgoing, snapshots: &mut Vec<DeltaId>) {
                 "{doc}: ({after}, {seq}] holds deltas of its own or unsent"
             );
         }
-        RelayFrame::DocError { doc, .. } if conn.subscribing.is_some_and(|(d, _)| d == doc) => {
-            conn.subscribing = None;
+        RelayFrame::DocError { doc, .. } => {
+            if conn.subscribing.is_some_and(|(d, _)| d == doc) {
+                conn.subscribing = None;
+            }
+            // A typed refusal answers the write.
+            if conn.expect_ack.as_ref().is_some_and(|(d, ..)| *d == doc) {
+                conn.expect_ack = None;
+            }
         }
         RelayFrame::Ack { doc, ids, seq } => {
             let expected = conn.expect_ack.take();

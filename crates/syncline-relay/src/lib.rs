@@ -53,10 +53,12 @@ pub mod config;
 mod connection;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
+pub mod guard;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
 pub mod outbox;
+pub mod quota;
 pub mod server;
 pub mod store;
 #[cfg(any(test, feature = "fuzzing", feature = "test-support"))]
@@ -71,3 +73,7 @@ pub use server::{Relay, RelayError, run, shutdown_signal};
 /// The start of the one line the binary prints on stdout once it listens;
 /// the bound address follows (`syncline-relay listening on 127.0.0.1:8787`).
 pub const LISTENING_PREFIX: &str = "syncline-relay listening on ";
+
+/// The start of the second stdout line, with `--metrics-listen`: the
+/// address `/metrics` is served on follows.
+pub const METRICS_PREFIX: &str = "syncline-relay metrics on ";

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use syncline_relay::auth::{self, Claims, Secret};
 use syncline_relay::{
-    Cli, Command, LISTENING_PREFIX, Relay, ServeArgs, TokenArgs, shutdown_signal,
+    Cli, Command, LISTENING_PREFIX, METRICS_PREFIX, Relay, ServeArgs, TokenArgs, shutdown_signal,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -47,7 +47,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Installed first, so a signal during startup already means "stop".
     let shutdown = shutdown_signal();
 
-    let config = args.config().context("--auth-secret")?;
+    let config = args.config().context("--auth-secret or --max-token-ttl")?;
     let data = match &config.store_url {
         Some(_) => "Postgres (--store)".to_string(),
         None => config.data_dir.display().to_string(),
@@ -59,14 +59,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let metrics = match &args.guard.metrics_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("listening for /metrics on {at}"))?,
+        ),
+        None => None,
+    };
 
-    // The one stdout line: scripts and tests wait for it and read the port.
+    // The first stdout line: scripts and tests wait for it and read the
+    // port. With --metrics-listen, a second one says where /metrics is.
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{LISTENING_PREFIX}{addr}")?;
+    if let Some(metrics) = &metrics {
+        writeln!(stdout, "{METRICS_PREFIX}{}", metrics.local_addr()?)?;
+    }
     stdout.flush()?;
     drop(stdout);
     tracing::info!(%addr, %data, "relay started");
 
-    relay.serve(listener, shutdown).await?;
+    relay
+        .with_metrics_listener(metrics)
+        .serve(listener, shutdown)
+        .await?;
     Ok(())
 }

@@ -154,16 +154,35 @@ pub enum Limit {
     DeltaSize,
     /// A presence message too large to fan out.
     PresenceSize,
+    /// A connection refused: the relay holds `--max-connections`.
+    Connections,
+    /// A connection refused: its IP holds `--max-connections-per-ip`.
+    ConnectionsPerIp,
+    /// A connection closed for not sending `Hello` in time.
+    HelloTimeout,
+    /// A connection dropped for silence (pings unanswered) or for a
+    /// socket that took no bytes for the idle timeout.
+    IdleTimeout,
+    /// A push refused: its document would pass `--doc-quota`.
+    DocQuota,
+    /// A push refused: the relay would pass `--total-quota`.
+    TotalQuota,
 }
 
 impl Limit {
-    const ALL: [Limit; 6] = [
+    const ALL: [Limit; 12] = [
         Limit::FrameSize,
         Limit::Subscriptions,
         Limit::FrameRate,
         Limit::ByteRate,
         Limit::DeltaSize,
         Limit::PresenceSize,
+        Limit::Connections,
+        Limit::ConnectionsPerIp,
+        Limit::HelloTimeout,
+        Limit::IdleTimeout,
+        Limit::DocQuota,
+        Limit::TotalQuota,
     ];
 
     fn label(self) -> &'static str {
@@ -174,6 +193,12 @@ impl Limit {
             Limit::ByteRate => "byte_rate",
             Limit::DeltaSize => "delta_size",
             Limit::PresenceSize => "presence_size",
+            Limit::Connections => "connections",
+            Limit::ConnectionsPerIp => "connections_per_ip",
+            Limit::HelloTimeout => "hello_timeout",
+            Limit::IdleTimeout => "idle_timeout",
+            Limit::DocQuota => "doc_quota",
+            Limit::TotalQuota => "total_quota",
         }
     }
 }

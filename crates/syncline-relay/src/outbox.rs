@@ -58,6 +58,17 @@
 //! kicked after exactly as many unsent offers as before, and the memory
 //! queued per connection is bounded as before.
 //!
+//! # Bounded in bytes too
+//!
+//! Besides slots, a queue holds at most a budget of encoded bytes
+//! ([`Outbox::with_bytes`], `--queue-bytes`): each frame (each part of a
+//! merged one) takes its length from the budget, a frame larger than the
+//! whole budget takes all of it, and the writer gives it back when it
+//! takes the frame. A fan-out that finds no room — slots or bytes — kicks
+//! the subscriber; the connection's own sends wait, and the writer drops a
+//! socket that takes no bytes for the idle timeout. So 1,024 queued frames
+//! of a few MiB each cannot pile up for a client that stopped reading.
+//!
 //! The alternative — a per-document batcher flushing on the next scheduler
 //! turn — would encode once per batch for every subscriber, but adds a hop
 //! to every push even when idle, and needs its own ordering against the
@@ -108,6 +119,12 @@ pub enum TrySendError {
 #[error("nothing is queued")]
 pub struct Empty;
 
+/// The part of a byte budget of `max` a frame of `len` bytes takes: its
+/// length, or all of it for a larger frame.
+fn charge(len: usize, max: u32) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX).min(max)
+}
+
 /// Above this many slots, an emptied queue gives its memory back.
 const KEEP_SLOTS: usize = 64;
 
@@ -155,6 +172,17 @@ impl Item {
         match self {
             Item::Frame(_) | Item::Close { .. } => 1,
             Item::Tentative { parts, .. } | Item::Committed { parts, .. } => parts.len(),
+        }
+    }
+
+    /// How much of the byte budget `max` it holds.
+    fn charge(&self, max: u32) -> u32 {
+        match self {
+            Item::Frame(bytes) => charge(bytes.len(), max),
+            Item::Close { .. } => 0,
+            Item::Tentative { parts, .. } | Item::Committed { parts, .. } => {
+                parts.iter().map(|p| charge(p.len(), max)).sum()
+            }
         }
     }
 
@@ -324,6 +352,10 @@ struct Shared {
     items: Mutex<VecDeque<Item>>,
     /// One permit per free slot (a merged live frame holds one per part).
     room: Semaphore,
+    /// One permit per free byte of the budget.
+    bytes: Semaphore,
+    /// The budget.
+    max_bytes: u32,
     /// Wakes the receiver: a frame was queued or the last sender left.
     ready: Notify,
     senders: AtomicUsize,
@@ -397,6 +429,7 @@ impl Shared {
         }
         drop(items);
         self.room.add_permits(next.slots());
+        self.bytes.add_permits(next.charge(self.max_bytes) as usize);
         Some(next.into_outgoing())
     }
 }
@@ -441,6 +474,7 @@ impl Drop for Queue {
     fn drop(&mut self) {
         // Senders waiting for room, and every later send, see `Closed`.
         self.shared.room.close();
+        self.shared.bytes.close();
     }
 }
 
@@ -466,16 +500,31 @@ impl Queue {
     pub fn try_recv(&mut self) -> Result<Outgoing, Empty> {
         self.shared.pop().ok_or(Empty)
     }
+
+    /// Disconnects the connection from the writer's side (its socket took
+    /// nothing for too long).
+    pub fn kick(&self) {
+        self.shared.kicked.notify_one();
+    }
 }
 
 impl Outbox {
     /// A queue holding at most `capacity` frames, and its receiving end.
     /// Allocates no slots until something is queued.
     pub fn new(id: ConnId, capacity: usize) -> (Outbox, Queue) {
+        Outbox::with_bytes(id, capacity, usize::MAX)
+    }
+
+    /// A queue holding at most `capacity` frames and `max_bytes` of them
+    /// (at most 4 GiB), and its receiving end.
+    pub fn with_bytes(id: ConnId, capacity: usize, max_bytes: usize) -> (Outbox, Queue) {
         let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);
+        let max_bytes = u32::try_from(max_bytes.max(1)).unwrap_or(u32::MAX);
         let shared = Arc::new(Shared {
             items: Mutex::new(VecDeque::new()),
             room: Semaphore::new(capacity),
+            bytes: Semaphore::new(max_bytes as usize),
+            max_bytes,
             ready: Notify::new(),
             senders: AtomicUsize::new(1),
             kicked: Notify::new(),
@@ -509,26 +558,31 @@ impl Outbox {
     async fn send_waiting(&self, item: Item) -> Result<(), Closed> {
         // Fair: senders get room in the order they asked.
         let slot = self.shared.room.acquire().await.map_err(|_| Closed)?;
+        let charge = item.charge(self.shared.max_bytes);
+        let bytes = self.shared.bytes.acquire_many(charge).await;
         slot.forget();
+        bytes.map_err(|_| Closed)?.forget();
         self.shared.push(item);
         Ok(())
     }
 
-    /// Takes a slot if there is one right now.
-    fn try_slot(&self) -> Result<(), TrySendError> {
-        match self.shared.room.try_acquire() {
-            Ok(slot) => {
-                slot.forget();
-                Ok(())
-            }
-            Err(TryAcquireError::NoPermits) => Err(TrySendError::Full),
-            Err(TryAcquireError::Closed) => Err(TrySendError::Closed),
-        }
+    /// Takes a slot and `len` bytes of the budget if there are right now.
+    fn try_slot(&self, len: usize) -> Result<(), TrySendError> {
+        let closed = |e| match e {
+            TryAcquireError::NoPermits => TrySendError::Full,
+            TryAcquireError::Closed => TrySendError::Closed,
+        };
+        let slot = self.shared.room.try_acquire().map_err(closed)?;
+        let charge = charge(len, self.shared.max_bytes);
+        let bytes = self.shared.bytes.try_acquire_many(charge).map_err(closed)?;
+        slot.forget();
+        bytes.forget();
+        Ok(())
     }
 
     /// Queues an encoded frame if there is room right now.
     pub fn try_send(&self, frame: Bytes) -> Result<(), TrySendError> {
-        self.try_slot()?;
+        self.try_slot(frame.len())?;
         self.shared.push(Item::Frame(frame));
         Ok(())
     }
@@ -543,7 +597,7 @@ impl Outbox {
         live: Live,
         limits: PageLimits,
     ) -> Result<(), TrySendError> {
-        self.try_slot()?;
+        self.try_slot(frame.len())?;
         self.shared.push_live(frame, live, limits);
         Ok(())
     }

@@ -8,7 +8,7 @@
 //! | `GET /` (upgrade)| the sync WebSocket (`ws://host:port`)                       |
 //! | `GET /sync`      | the same WebSocket, at an explicit path                     |
 //! | `GET /healthz`   | `200 ok`; `503` while the store cannot commit               |
-//! | `GET /metrics`   | Prometheus text (see [`crate::metrics`])                    |
+//! | `GET /metrics`   | Prometheus text (see [`crate::metrics`]): to loopback peers, with `--metrics-token`, or only on `--metrics-listen` |
 //! | any other `GET`  | with `--serve DIR`: DIR's files (`/` → `DIR/index.html`)    |
 //!
 //! Shutdown, in order: stop accepting connections (axum's graceful shutdown,
@@ -21,6 +21,7 @@
 //! second step.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +30,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -43,9 +44,11 @@ use tracing::Instrument;
 use crate::bus::{Bus, BusError};
 use crate::config::Config;
 use crate::connection;
+use crate::guard::{Gate, MetricsAccess};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::outbox::ConnId;
+use crate::quota::Quota;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
@@ -81,6 +84,10 @@ pub(crate) struct Shared {
     bus: Option<Arc<Bus>>,
     pub(crate) config: Config,
     pub(crate) metrics: Arc<Metrics>,
+    /// Open connections, in all and per IP.
+    gate: Arc<Gate>,
+    /// The storage quotas.
+    pub(crate) quota: Arc<Quota>,
     shutdown: watch::Sender<bool>,
     next_conn: AtomicU64,
 }
@@ -91,7 +98,9 @@ impl Shared {
     pub(crate) fn new(config: Config, store: Arc<dyn Store>) -> Shared {
         let metrics = Arc::new(Metrics::default());
         let hub = Hub::new(config.hub_limits(), Arc::clone(&metrics));
-        Shared::with_parts(config, store, metrics, hub, None)
+        let guard = &config.guard;
+        let quota = Quota::with_total(Arc::clone(&store), guard.doc_quota, guard.total_quota, 0);
+        Shared::with_parts(config, store, metrics, hub, None, quota)
     }
 
     /// Shared state with its parts made already (a bus needs the hub).
@@ -101,6 +110,7 @@ impl Shared {
         metrics: Arc<Metrics>,
         hub: Hub,
         bus: Option<Arc<Bus>>,
+        quota: Quota,
     ) -> Shared {
         let (shutdown, _) = watch::channel(false);
         let publisher: Arc<dyn Publish> = match &bus {
@@ -114,6 +124,8 @@ impl Shared {
             hub,
             config,
             metrics,
+            gate: Arc::default(),
+            quota: Arc::new(quota),
             shutdown,
             next_conn: AtomicU64::new(1),
         }
@@ -145,8 +157,11 @@ impl Shared {
     ) -> impl Future<Output = Result<Appended, StoreError>> + Send + 'static {
         let publisher = Arc::clone(&self.publisher);
         let metrics = Arc::clone(&self.metrics);
+        let quota = Arc::clone(&self.quota);
         let on_commit = Box::new(move |appended: &Appended, group: &mut CommitGroup| {
             metrics.deltas_stored.add(appended.stored.len() as u64);
+            let bytes = appended.stored.iter().map(|d| d.bytes.len() as u64);
+            quota.committed(doc, bytes.sum());
             if appended.created_doc {
                 metrics.documents.inc();
             }
@@ -183,7 +198,10 @@ impl Shared {
         let outcome = self.store.snapshot(doc, snapshot).await;
         self.metrics.commit_seconds.observe(started.elapsed());
         match &outcome {
-            Ok(SnapshotOutcome::Stored) => self.metrics.snapshots_stored.inc(),
+            Ok(SnapshotOutcome::Stored) => {
+                self.metrics.snapshots_stored.inc();
+                self.quota.snapshot_stored(doc).await;
+            }
             Ok(_) => {}
             Err(_) => self.metrics.store_errors.inc(),
         }
@@ -194,6 +212,8 @@ impl Shared {
 /// A relay ready to serve: its store is open.
 pub struct Relay {
     shared: Arc<Shared>,
+    /// Where `/metrics` is served instead of the public listener.
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Relay {
@@ -241,14 +261,24 @@ impl Relay {
             }
             None => None,
         };
-        let shared = Shared::with_parts(config, store, metrics, hub, bus);
+        let guard = &config.guard;
+        let quota = Quota::open(Arc::clone(&store), guard.doc_quota, guard.total_quota).await?;
+        let shared = Shared::with_parts(config, store, metrics, hub, bus, quota);
         shared
             .metrics
             .documents
             .set(i64::try_from(documents).unwrap_or(i64::MAX));
         Ok(Relay {
             shared: Arc::new(shared),
+            metrics_listener: None,
         })
+    }
+
+    /// Serves `/metrics` on `listener` (when given) rather than on the
+    /// public listener (`--metrics-listen`).
+    pub fn with_metrics_listener(mut self, listener: Option<TcpListener>) -> Relay {
+        self.metrics_listener = listener;
+        self
     }
 
     /// The epoch of the relay's log.
@@ -277,7 +307,7 @@ impl Relay {
     /// Serves `listener` until `shutdown` resolves, then closes every
     /// connection gracefully.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), RelayError> {
@@ -287,15 +317,24 @@ impl Relay {
                  and write EVERY document. Set --auth-secret (or SYNCLINE_AUTH_SECRET) to \
                  require signed tokens."
             ),
-            Some(secret) if secret.is_weak() => {
-                tracing::warn!("the auth secret is shorter than 32 bytes: use a longer random one")
-            }
             Some(_) => {
                 tracing::info!("tokens required: connections need a signed token per document")
             }
         }
         let shared = Arc::clone(&self.shared);
-        axum::serve(without_nagle(listener), self.router())
+        if let Some(listener) = self.metrics_listener.take() {
+            let only_metrics = Router::new()
+                .route("/metrics", get(metrics_anyone))
+                .with_state(Arc::clone(&shared));
+            tokio::spawn(async move {
+                if let Err(error) = axum::serve(listener, only_metrics).await {
+                    tracing::error!(%error, "the /metrics listener failed");
+                }
+            });
+        }
+        let app = self.router();
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(without_nagle(listener), app)
             .with_graceful_shutdown(shutdown)
             .await?;
         tracing::info!("stopped accepting connections; closing sessions");
@@ -392,15 +431,19 @@ async fn root(
     request: Request,
 ) -> Response {
     match (ws, &shared.config.serve_dir) {
-        (Ok(ws), _) => upgrade(ws, shared),
+        (Ok(ws), _) => upgrade(ws, shared, &request),
         (Err(_), Some(dir)) => serve_file(dir, request).await,
         (Err(rejection), None) => rejection.into_response(),
     }
 }
 
 /// `GET /sync`: the WebSocket only.
-async fn sync(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Response {
-    upgrade(ws, shared)
+async fn sync(
+    State(shared): State<Arc<Shared>>,
+    ws: WebSocketUpgrade,
+    request: Request,
+) -> Response {
+    upgrade(ws, shared, &request)
 }
 
 /// `GET /healthz`: `200 ok` while the store commits (with a note if the
@@ -421,8 +464,32 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
+/// The peer of a request served with connect info.
+fn peer(request: &Request) -> Option<SocketAddr> {
+    let info = request.extensions().get::<ConnectInfo<SocketAddr>>();
+    info.map(|ConnectInfo(addr)| *addr)
+}
+
+/// `GET /metrics` on the public listener: to whom `--metrics-*` allow.
+async fn metrics(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let access = &shared.config.guard.metrics;
+    if !access.allows(peer(&request).map(|p| p.ip()), request.headers()) {
+        let why = match access {
+            MetricsAccess::Listener(_) => {
+                "metrics are served on the relay's --metrics-listen address\n"
+            }
+            MetricsAccess::Token(_) => "send Authorization: Bearer <the relay's --metrics-token>\n",
+            MetricsAccess::Loopback => {
+                "metrics are served to loopback only: set --metrics-listen or --metrics-token\n"
+            }
+        };
+        return (StatusCode::FORBIDDEN, why).into_response();
+    }
+    metrics_anyone(State(shared)).await
+}
+
 /// `GET /metrics`: Prometheus text exposition.
-async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+async fn metrics_anyone(State(shared): State<Arc<Shared>>) -> Response {
     let up = shared.store.health() == StoreHealth::Up;
     shared.metrics.store_up.set(i64::from(up));
     let bus_up = shared.bus.as_ref().is_some_and(|bus| bus.is_up());
@@ -450,7 +517,15 @@ const READ_BUFFER_BYTES: usize = 1024;
 /// them to the socket (grown on demand, not preallocated).
 const WRITE_BUFFER_BYTES: usize = 4 * 1024;
 
-fn upgrade(ws: WebSocketUpgrade, shared: Arc<Shared>) -> Response {
+fn upgrade(ws: WebSocketUpgrade, shared: Arc<Shared>, request: &Request) -> Response {
+    if !shared.config.guard.origin_allowed(request.headers()) {
+        let message =
+            "this relay does not accept WebSockets from this page's origin (--allow-origin)\n";
+        return (StatusCode::FORBIDDEN, message).into_response();
+    }
+    let admitted = shared
+        .gate
+        .enter(peer(request), &shared.config.guard, &shared.metrics);
     let conn = shared.next_conn();
     // Larger messages are refused by the WebSocket layer before they are
     // buffered; the session turns that into Error{LimitExceeded}.
@@ -468,7 +543,14 @@ fn upgrade(ws: WebSocketUpgrade, shared: Arc<Shared>) -> Response {
         // socket fails, and the outbox bounds what is queued.
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| {
-            connection::run(socket, shared, conn).instrument(tracing::info_span!("conn", id = conn))
+            let span = tracing::info_span!("conn", id = conn);
+            async move {
+                match admitted {
+                    Ok(ticket) => connection::run(socket, shared, conn, ticket).await,
+                    Err(refused) => connection::refuse(socket, refused).await,
+                }
+            }
+            .instrument(span)
         })
 }
 

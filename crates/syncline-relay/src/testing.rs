@@ -146,6 +146,15 @@ impl RelayProcess {
         }
     }
 
+    /// The next line the relay printed on stdout (with `--metrics-listen`,
+    /// the second: `syncline-relay metrics on HOST:PORT`).
+    pub async fn stdout_line(&mut self) -> Option<String> {
+        timeout(TIMEOUT, self._stdout.next_line())
+            .await
+            .expect("a stdout line in time")
+            .expect("stdout is readable")
+    }
+
     /// `ws://` URL of the relay's root.
     pub fn url(&self) -> String {
         format!("ws://{}", self.addr)

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use automerge::ChangeHash;
+use syncline_core::ChangeHash;
 use syncline_core::{
     Batch, CompactionPolicy, DocUrl, Effect, Engine, MemoryStore, Op, Output, delta,
 };
@@ -264,6 +264,13 @@ impl ModelRelay {
                         bytes,
                     };
                     self.snapshots.insert(doc, item);
+                    // As the real relay (store/sqlite/log.rs): the covered
+                    // deltas' bytes go, only the snapshot stands for them.
+                    for covered in self.logs.entry(doc).or_default() {
+                        if covered.seq <= covers_seq {
+                            covered.bytes.clear();
+                        }
+                    }
                 }
                 let ack = RelayFrame::Ack {
                     doc,
@@ -386,11 +393,14 @@ impl ModelRelay {
         out.push((conn, RelayFrame::DocError { doc, code, message }));
     }
 
-    /// Commits every push received so far, in order: acks each pusher,
-    /// then confirms each document's new range to its live subscribers
-    /// (first sending any delta of it they missed as `Tentative`).
+    /// Commits every push received so far, in order: confirms each
+    /// document's new range to its live subscribers (first sending any
+    /// delta of it they missed as `Tentative`), then acks each pusher.
     pub fn commit(&mut self) -> Vec<(usize, RelayFrame)> {
         let mut out = Vec::new();
+        // As the real relay: a commit's `Committed` frames go out before
+        // its acks (tests/model_vs_relay.rs in syncline-cli compares them).
+        let mut acks = Vec::new();
         // Per doc, the fresh items and who pushed them, in sequence order.
         type From = (usize, u64);
         let mut fresh: BTreeMap<DocId, Vec<(SequencedDelta, From, BTreeSet<From>)>> =
@@ -425,7 +435,7 @@ impl ModelRelay {
                 }
             }
             if live {
-                out.push((conn, RelayFrame::Ack { doc, ids, seq }));
+                acks.push((conn, RelayFrame::Ack { doc, ids, seq }));
             }
         }
         for (doc, items) in fresh {
@@ -472,6 +482,7 @@ impl ModelRelay {
                 *sent = last;
             }
         }
+        out.extend(acks);
         out
     }
 
@@ -877,7 +888,9 @@ impl World {
     pub fn relay_change_hashes(&self, url: &DocUrl) -> BTreeSet<ChangeHash> {
         let mut hashes = BTreeSet::new();
         let logged = self.relay.logs.get(&url.doc).into_iter().flatten();
-        for item in logged.chain(self.relay.snapshots.get(&url.doc)) {
+        // Covered deltas are emptied: their changes are in the snapshot.
+        let held = logged.filter(|item| !item.bytes.is_empty());
+        for item in held.chain(self.relay.snapshots.get(&url.doc)) {
             let plain = url
                 .key
                 .open(&url.doc, &item.bytes)

@@ -24,9 +24,18 @@
 //! and is published by the store's writer whether or not anyone waits for
 //! it.
 //!
+//! Time bounds ([`crate::guard`]): a connection that has not sent `Hello`
+//! within the hello timeout gets a fatal `Error{UnexpectedFrame}`; the
+//! writer pings (WebSocket ping) every half idle timeout, and a connection
+//! the relay has heard nothing from — no frame, no pong — for the idle
+//! timeout is dropped, as is one whose socket takes none of the relay's
+//! bytes for as long (the writer kicks it). The reader also ends
+//! subscriptions whose token expired (see the session).
+//!
 //! Close codes: 1001 shutdown; 1002 protocol error; 1008 unauthorized;
-//! 1009 frame too large; 1011 internal error; 1013 rate limit exceeded or
-//! too slow a reader (reconnect later, with backoff).
+//! 1009 frame too large; 1011 internal error; 1013 rate limit exceeded,
+//! too slow a reader, or too many connections (reconnect later, with
+//! backoff).
 
 mod session;
 
@@ -35,13 +44,16 @@ pub(crate) use session::{Incoming, Session};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
-use syncline_protocol::{ErrorCode, MAX_FRAME_BYTES, RelayFrame};
+use syncline_protocol::{ErrorCode, MAX_FRAME_BYTES, RelayFrame, encode_relay};
 use tokio::sync::{oneshot, watch};
 
-use crate::metrics::Metrics;
+use crate::guard::{GateRefused, Ticket};
+use crate::metrics::{Limit, Metrics};
 use crate::outbox::{Closed, ConnId, Outbox, Outgoing, Queue};
 use crate::server::Shared;
 
@@ -77,6 +89,8 @@ pub(crate) enum End {
     },
     /// The client reads too slowly: close with 1013 if the socket lets us.
     Kicked,
+    /// Nothing heard from the client for the idle timeout: a dead peer.
+    Idle,
     /// The relay is shutting down: close with "going away".
     Shutdown,
 }
@@ -98,6 +112,7 @@ pub(crate) fn fatal(code: ErrorCode, message: impl Into<String>) -> End {
         | ErrorCode::TokenExpired
         | ErrorCode::Unproven => close_code::POLICY,
         ErrorCode::LimitExceeded => close_code::SIZE,
+        ErrorCode::QuotaExceeded => close_code::AGAIN,
         ErrorCode::Internal => close_code::ERROR,
     };
     End::Fatal {
@@ -107,15 +122,21 @@ pub(crate) fn fatal(code: ErrorCode, message: impl Into<String>) -> End {
     }
 }
 
-/// Runs one connection until it ends.
-pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, conn: ConnId) {
+/// Runs one connection until it ends; `ticket` is its place in the
+/// relay's connection caps, freed as it ends.
+pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, conn: ConnId, ticket: Ticket) {
     let metrics = Arc::clone(&shared.metrics);
     metrics.connections.inc();
     metrics.connections_total.inc();
-    let (outbox, queue) = Outbox::new(conn, shared.config.queue_capacity);
+    let guard = &shared.config.guard;
+    let (outbox, queue) = Outbox::with_bytes(conn, shared.config.queue_capacity, guard.queue_bytes);
     let (sink, mut stream) = socket.split();
     let (urgent_close, urgent) = oneshot::channel();
-    let mut writer = tokio::spawn(write_frames(sink, queue, urgent, Arc::clone(&metrics)));
+    let idle = guard.idle_timeout;
+    let writer = write_frames(sink, queue, urgent, Arc::clone(&metrics), idle);
+    let mut writer = tokio::spawn(writer);
+    let hello_by = Instant::now() + guard.hello_timeout;
+    let mut heard = Instant::now();
     let mut shutdown = shared.shutdown_receiver();
     let grace = shared.config.shutdown_grace;
     let max_frame = shared.config.limits.max_frame_bytes;
@@ -124,17 +145,35 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, conn: ConnId) {
     tracing::debug!("connection opened");
 
     let end = loop {
+        let expiry = session.until_token_expiry();
         let next = tokio::select! {
             biased;
             () = kick.kicked() => break End::Kicked,
             _ = shutdown.wait_for(|stopping| *stopping) => break End::Shutdown,
             // Acks first: they free room for more pushes.
-            done = session.committed(), if session.pushes_in_flight() => Err(done),
+            done = session.committed(), if session.pushes_in_flight() => Err(Some(done)),
             message = stream.next() => Ok(message),
+            () = tokio::time::sleep_until(hello_by), if !session.greeted() => {
+                metrics.limit_exceeded(Limit::HelloTimeout);
+                let message = format!(
+                    "no Hello within {} ms of connecting: send Hello first",
+                    shared.config.guard.hello_timeout.as_millis()
+                );
+                break fatal(ErrorCode::UnexpectedFrame, message);
+            }
+            () = tokio::time::sleep_until(heard + idle) => break End::Idle,
+            () = tokio::time::sleep(expiry.unwrap_or_default()), if expiry.is_some() => Err(None),
         };
         let message = match next {
-            Ok(message) => message,
-            Err(done) => {
+            Ok(message) => {
+                heard = Instant::now();
+                message
+            }
+            Err(None) => match session.end_expired_subscriptions().await {
+                Ok(()) => continue,
+                Err(end) => break end,
+            },
+            Err(Some(done)) => {
                 let acked = tokio::select! {
                     biased;
                     () = kick.kicked() => break End::Kicked,
@@ -178,6 +217,10 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, conn: ConnId) {
             metrics.slow_consumer_disconnects.inc();
             tracing::warn!("disconnecting a slow client");
             let _ = urgent_close.send(());
+        }
+        End::Idle => {
+            metrics.limit_exceeded(Limit::IdleTimeout);
+            tracing::info!("dropping a connection silent for the idle timeout");
         }
         End::Shutdown => {
             let _ = tokio::time::timeout(grace, async {
@@ -223,7 +266,33 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, conn: ConnId) {
     if tokio::time::timeout(grace, &mut writer).await.is_err() {
         writer.abort();
     }
+    drop(ticket);
     metrics.connections.dec();
+}
+
+/// Refuses a connection the gate did not admit: a fatal
+/// `Error{LimitExceeded}` saying why, then close 1013 (try again later).
+pub(crate) async fn refuse(mut socket: WebSocket, refused: GateRefused) {
+    tracing::info!(%refused, "refusing a connection");
+    let frame = RelayFrame::Error {
+        code: ErrorCode::LimitExceeded,
+        message: refused.to_string(),
+        fatal: true,
+    };
+    let close = CloseFrame {
+        code: close_code::AGAIN,
+        reason: "too many connections: see the Error frame".into(),
+    };
+    let _ = tokio::time::timeout(LINGER, async {
+        socket
+            .send(Message::Binary(encode_relay(&frame).into()))
+            .await?;
+        socket.send(Message::Close(Some(close))).await?;
+        // Until the client's close: unread input would reset the socket.
+        while let Some(Ok(_)) = socket.next().await {}
+        Ok::<_, axum::Error>(())
+    })
+    .await;
 }
 
 /// Resolves `grace` after the relay starts shutting down.
@@ -255,19 +324,26 @@ fn too_long(error: axum::Error) -> Option<usize> {
 }
 
 /// Sends queued frames on the socket until the queue closes or a `Close`
-/// is sent; on `urgent` (the reader was kicked), skips what is queued and
-/// tries to close with 1013 at once.
+/// is sent, and a ping every half `idle`; on `urgent` (the reader was
+/// kicked), skips what is queued and tries to close with 1013 at once. A
+/// socket that takes nothing for `idle` kicks the connection.
 async fn write_frames(
     mut sink: SplitSink<WebSocket, Message>,
     mut queue: Queue,
     urgent: oneshot::Receiver<()>,
     metrics: Arc<Metrics>,
+    idle: Duration,
 ) {
-    let kicked = tokio::select! {
+    let pumped = tokio::select! {
         biased;
-        Ok(()) = urgent => true,
-        () = pump(&mut sink, &mut queue, &metrics) => false,
+        Ok(()) = urgent => None,
+        stalled = pump(&mut sink, &mut queue, &metrics, idle) => Some(stalled),
     };
+    if pumped == Some(true) {
+        tracing::info!("the socket took nothing for the idle timeout");
+        queue.kick();
+    }
+    let kicked = pumped.is_none();
     if kicked {
         let close = CloseFrame {
             code: close_code::AGAIN,
@@ -278,8 +354,30 @@ async fn write_frames(
     }
 }
 
-async fn pump(sink: &mut SplitSink<WebSocket, Message>, queue: &mut Queue, metrics: &Metrics) {
-    while let Some(first) = queue.recv().await {
+/// Writes until the queue ends or the socket fails (`false`), or until
+/// the socket took nothing for `idle` (`true`).
+async fn pump(
+    sink: &mut SplitSink<WebSocket, Message>,
+    queue: &mut Queue,
+    metrics: &Metrics,
+    idle: Duration,
+) -> bool {
+    let keepalive = idle / 2;
+    let mut ping = tokio::time::interval_at(Instant::now() + keepalive, keepalive);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let first = tokio::select! {
+            first = queue.recv() => first,
+            _ = ping.tick() => {
+                let ping = sink.send(Message::Ping(Default::default()));
+                match tokio::time::timeout(idle, ping).await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(_)) => return false,
+                    Err(_) => return true,
+                }
+            }
+        };
+        let Some(first) = first else { break };
         let mut next = Some(first);
         let mut fed = 0;
         while let Some(outgoing) = next.take() {
@@ -287,8 +385,11 @@ async fn pump(sink: &mut SplitSink<WebSocket, Message>, queue: &mut Queue, metri
                 Outgoing::Frame(bytes) => {
                     metrics.frames_out.inc();
                     metrics.bytes_out.add(bytes.len() as u64);
-                    if sink.feed(Message::Binary(bytes)).await.is_err() {
-                        return;
+                    let feed = sink.feed(Message::Binary(bytes));
+                    match tokio::time::timeout(idle, feed).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return false,
+                        Err(_) => return true,
                     }
                 }
                 Outgoing::Close { code, reason } => {
@@ -296,8 +397,9 @@ async fn pump(sink: &mut SplitSink<WebSocket, Message>, queue: &mut Queue, metri
                         code,
                         reason: reason.into(),
                     };
-                    let _ = sink.send(Message::Close(Some(close))).await;
-                    return;
+                    let _ =
+                        tokio::time::timeout(idle, sink.send(Message::Close(Some(close)))).await;
+                    return false;
                 }
             }
             fed += 1;
@@ -305,9 +407,12 @@ async fn pump(sink: &mut SplitSink<WebSocket, Message>, queue: &mut Queue, metri
                 next = queue.try_recv().ok();
             }
         }
-        if sink.flush().await.is_err() {
-            return;
+        match tokio::time::timeout(idle, sink.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return false,
+            Err(_) => return true,
         }
     }
-    let _ = sink.close().await;
+    let _ = tokio::time::timeout(idle, sink.close()).await;
+    false
 }

@@ -34,6 +34,8 @@
 //!   token, a limit, a storage failure — gets a `DocError` for that
 //!   document and the session goes on.
 
+mod bounds;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
@@ -358,7 +360,7 @@ impl Session {
             ));
         }
         if let (Some(secret), Some(token)) = (&self.shared.config.auth, token) {
-            match auth::verify(secret, &token, auth::unix_now()) {
+            match secret.verify(&token, auth::unix_now()) {
                 Ok(claims) => {
                     self.grants.insert(claims.doc, claims);
                 }
@@ -401,7 +403,7 @@ impl Session {
         let verified = if token.len() > MAX_TOKEN_BYTES {
             Err(TokenError::Malformed("longer than any token"))
         } else {
-            auth::verify(secret, &token, auth::unix_now())
+            secret.verify(&token, auth::unix_now())
         };
         let denied = match verified {
             Ok(claims) if claims.doc == doc => {
@@ -611,6 +613,14 @@ impl Session {
                 .await;
         }
         let bytes = deltas.iter().map(|d| d.bytes.len()).sum::<usize>();
+        let quota = self
+            .shared
+            .quota
+            .admit(doc, bytes as u64, &self.shared.metrics);
+        if let Err(exceeded) = quota.await {
+            self.finish_pushes().await?;
+            return self.over_quota(doc, exceeded).await;
+        }
         while self.in_flight.len() >= MAX_PUSHES_IN_FLIGHT
             || (self.pushes_in_flight() && self.in_flight_bytes + bytes > MAX_PUSH_BYTES_IN_FLIGHT)
         {

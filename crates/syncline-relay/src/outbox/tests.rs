@@ -313,3 +313,25 @@ async fn merged_offers_still_take_a_slot_each_so_a_lagging_subscriber_is_refused
     assert_eq!(drain(&mut rx), vec![decoded(tentative(DOC, 0..3))]);
     offer(&outbox, tentative(DOC, [3])).unwrap();
 }
+
+#[tokio::test]
+async fn the_queue_is_bounded_in_bytes_as_well_as_frames() {
+    let (outbox, mut rx) = Outbox::with_bytes(1, 1024, 1000);
+    outbox.try_send(Bytes::from(vec![1; 600])).unwrap();
+    assert_eq!(
+        outbox.try_send(Bytes::from(vec![2; 600])),
+        Err(TrySendError::Full),
+        "1,022 free slots, but 400 free bytes"
+    );
+    outbox.try_send(Bytes::from(vec![3; 400])).unwrap();
+    assert!(matches!(rx.try_recv(), Ok(Outgoing::Frame(f)) if f.len() == 600));
+    // A frame larger than the whole budget takes all of it, once free.
+    let waiting = tokio::spawn(async move {
+        outbox.send_bytes(Bytes::from(vec![4; 5000])).await.unwrap();
+        outbox
+    });
+    assert!(matches!(rx.recv().await, Some(Outgoing::Frame(f)) if f.len() == 400));
+    let outbox = waiting.await.unwrap();
+    assert!(matches!(rx.recv().await, Some(Outgoing::Frame(f)) if f.len() == 5000));
+    outbox.try_send(Bytes::from(vec![5; 1000])).unwrap();
+}

@@ -160,6 +160,19 @@ impl Store for MemoryStore {
         ready(Ok(self.docs().len() as u64))
     }
 
+    fn stored_bytes(&self, doc: Option<DocId>) -> StoreFuture<u64> {
+        let docs = self.docs();
+        let bytes = |log: &DocLog| -> u64 {
+            let snapshot = log.snapshot.iter();
+            let all = log.deltas.iter().chain(snapshot);
+            all.map(|d| d.bytes.len() as u64).sum()
+        };
+        ready(Ok(match doc {
+            Some(doc) => docs.get(&doc).map_or(0, bytes),
+            None => docs.values().map(bytes).sum(),
+        }))
+    }
+
     fn transactions(&self) -> u64 {
         self.transactions.load(std::sync::atomic::Ordering::Relaxed)
     }

@@ -156,6 +156,14 @@ pub trait Store: Send + Sync + 'static {
     /// How many documents have a log (called once, at startup).
     fn document_count(&self) -> StoreFuture<u64>;
 
+    /// The delta and snapshot bytes stored for `doc`, or for every
+    /// document with `None` (for the storage quotas, `crate::quota`). A
+    /// store that cannot say answers 0 (the default): the quotas then
+    /// count only what this relay commits.
+    fn stored_bytes(&self, _doc: Option<DocId>) -> StoreFuture<u64> {
+        Box::pin(std::future::ready(Ok(0)))
+    }
+
     /// How many write transactions the store committed so far (for metrics;
     /// with group commit, fewer than the appends).
     fn transactions(&self) -> u64 {

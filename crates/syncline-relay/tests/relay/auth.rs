@@ -54,7 +54,8 @@ async fn the_token_subcommand_prints_one_verifiable_token() {
         assert!((before + 7200..=auth::unix_now() + 7200).contains(&claims.expires_at));
     }
     let read = cli_token(&id, "read", "90").await;
-    assert!(read.starts_with(&format!("sl1.{id}.read.")));
+    let kid = Secret::new(SECRET).unwrap().kid();
+    assert!(read.starts_with(&format!("sl2.{kid}.{id}.read.")), "{read}");
 
     // A bad document is a clear error and a non-zero exit.
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_syncline-relay"))

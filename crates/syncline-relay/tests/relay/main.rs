@@ -6,11 +6,14 @@
 //! [`common::TIMEOUT`]; nothing sleeps to synchronise.
 
 mod auth;
+mod bounds;
 mod common;
 mod errors;
 mod frames;
+mod fsync;
 mod http;
 mod limits;
 mod persistence;
 mod sync;
 mod tentative;
+mod tokens;

@@ -226,6 +226,10 @@ impl Store for PostgresStore {
         self.read(|client| async move { sql::document_count(&**client).await })
     }
 
+    fn stored_bytes(&self, doc: Option<DocId>) -> StoreFuture<u64> {
+        self.read(move |client| async move { sql::stored_bytes(&**client, doc).await })
+    }
+
     fn transactions(&self) -> u64 {
         self.transactions.load(Ordering::Relaxed)
     }

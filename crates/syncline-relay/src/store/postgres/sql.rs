@@ -250,6 +250,26 @@ pub async fn document_count(client: &impl GenericClient) -> Result<u64, StoreErr
     seq_from(row.get(0))
 }
 
+/// The delta and snapshot bytes stored for `doc`, or for all.
+pub async fn stored_bytes(
+    client: &impl GenericClient,
+    doc: Option<DocId>,
+) -> Result<u64, StoreError> {
+    let doc = doc.map(|doc| doc.0.to_vec());
+    let row = client
+        .query_one(
+            "SELECT (SELECT COALESCE(SUM(length(bytes)), 0) FROM syncline_deltas
+                      WHERE $1::bytea IS NULL OR doc = $1)
+                  + (SELECT COALESCE(SUM(length(snap_bytes)), 0) FROM syncline_docs
+                      WHERE $1::bytea IS NULL OR doc = $1)",
+            &[&doc],
+        )
+        .await
+        .map_err(pg_error("summing stored bytes"))?;
+    // length() is an int4, so each SUM is a bigint.
+    seq_from(row.get(0))
+}
+
 fn doc_from(blob: Vec<u8>) -> Result<DocId, StoreError> {
     let len = blob.len();
     blob.try_into()

@@ -159,6 +159,21 @@ impl SqliteLog {
         seq_from_sql(count)
     }
 
+    /// The delta and snapshot bytes stored for `doc`, or for all.
+    pub fn stored_bytes(&self, doc: Option<DocId>) -> Result<u64, StoreError> {
+        let sum = |table: &str| -> Result<i64, StoreError> {
+            let all = format!("SELECT COALESCE(SUM(length(bytes)), 0) FROM {table}");
+            let one = format!("{all} WHERE doc = ?1");
+            let row = |row: &rusqlite::Row<'_>| row.get(0);
+            match doc {
+                Some(doc) => self.conn.query_row(&one, params![&doc.0[..]], row),
+                None => self.conn.query_row(&all, [], row),
+            }
+            .map_err(sql("summing stored bytes"))
+        };
+        seq_from_sql(sum("deltas")? + sum("snapshots")?)
+    }
+
     /// Appends `deltas` to `doc`'s log in a transaction of its own. See
     /// [`crate::store::Store::append`]; the store batches appends instead.
     pub fn append(&mut self, doc: DocId, deltas: Vec<PushDelta>) -> Result<Appended, StoreError> {

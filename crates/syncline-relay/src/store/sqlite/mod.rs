@@ -314,6 +314,10 @@ impl Store for SqliteStore {
         self.read(|reader| reader.document_count())
     }
 
+    fn stored_bytes(&self, doc: Option<DocId>) -> StoreFuture<u64> {
+        self.read(move |reader| reader.stored_bytes(doc))
+    }
+
     fn transactions(&self) -> u64 {
         self.transactions.load(Ordering::Relaxed)
     }
