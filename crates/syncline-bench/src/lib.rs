@@ -31,9 +31,7 @@ pub struct Trace {
 pub fn traces_dir() -> PathBuf {
     std::env::var_os("SYNCLINE_TRACES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/traces")
-        })
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/traces"))
 }
 
 /// Loads `<name>.json.gz` from the traces folder.

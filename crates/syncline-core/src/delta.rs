@@ -96,23 +96,24 @@ pub enum DeltaError {
     #[error("unknown delta format {0}")]
     UnknownFormat(u8),
     #[error("not a delta: {0}")]
-    NotADelta(#[source] postcard::Error),
+    NotADelta(#[source] Box<postcard::Error>),
     #[error("bad change: {0}")]
-    BadChange(#[source] LoadChangeError),
+    BadChange(#[source] Box<LoadChangeError>),
     #[error("bad snapshot: {0}")]
-    BadSnapshot(#[source] AutomergeError),
+    BadSnapshot(#[source] Box<AutomergeError>),
     #[error("cannot apply it: {0}")]
-    Apply(#[source] AutomergeError),
+    Apply(#[source] Box<AutomergeError>),
 }
 
 /// Parses a delta (either format) into Automerge changes, all or nothing.
 pub fn decode(bytes: &[u8]) -> Result<Vec<Change>, DeltaError> {
     let body = match bytes.split_first() {
         Some((&DELTA_FORMAT, rest)) => {
-            postcard::from_bytes::<Body>(rest).map_err(DeltaError::NotADelta)?
+            postcard::from_bytes::<Body>(rest).map_err(|e| DeltaError::NotADelta(Box::new(e)))?
         }
         Some((&SNAPSHOT_FORMAT, saved)) => {
-            let mut doc = AutoCommit::load(saved).map_err(DeltaError::BadSnapshot)?;
+            let mut doc =
+                AutoCommit::load(saved).map_err(|e| DeltaError::BadSnapshot(Box::new(e)))?;
             return Ok(doc.get_changes(&[]));
         }
         Some((other, _)) => return Err(DeltaError::UnknownFormat(*other)),
@@ -120,7 +121,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Change>, DeltaError> {
     };
     body.0
         .into_iter()
-        .map(|Chunk(c)| Change::from_bytes(c).map_err(DeltaError::BadChange))
+        .map(|Chunk(c)| Change::from_bytes(c).map_err(|e| DeltaError::BadChange(Box::new(e))))
         .collect()
 }
 
@@ -131,10 +132,11 @@ pub fn apply(doc: &mut AutoCommit, bytes: &[u8]) -> Result<(), DeltaError> {
         return doc
             .load_incremental(saved)
             .map(|_| ())
-            .map_err(DeltaError::BadSnapshot);
+            .map_err(|e| DeltaError::BadSnapshot(Box::new(e)));
     }
     let changes = decode(bytes)?;
-    doc.apply_changes(changes).map_err(DeltaError::Apply)
+    doc.apply_changes(changes)
+        .map_err(|e| DeltaError::Apply(Box::new(e)))
 }
 
 /// Serializes `Vec<u8>` as one length-prefixed byte string.

@@ -93,7 +93,7 @@ impl Engine {
         state
             .doc
             .apply_changes(changes)
-            .map_err(|e| bad(DeltaError::Apply(e)))?;
+            .map_err(|e| bad(DeltaError::Apply(Box::new(e))))?;
         self.enqueue(LogEntry {
             doc,
             id,
