@@ -6,7 +6,7 @@
 //   3. aes-wasm (this folder's own crate: syncline-core's seal/open) into
 //      .build/aes-wasm, and at opt-level 3 into .build/aes-wasm-speed;
 //   4. the page with Vite into .build/site.
-// Cargo writes to $CARGO_TARGET_DIR, default <repo>/../target-bench.
+// Cargo writes to $CARGO_TARGET_DIR, default <repo>/target/bench.
 // `node build.mjs --skip-cargo` only re-bundles the page.
 import { spawnSync } from "node:child_process";
 import { dirname, join, resolve } from "node:path";
@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, "..", "..");
-export const targetDir = resolve(process.env.CARGO_TARGET_DIR ?? join(repoRoot, "..", "target-bench"));
+export const targetDir = resolve(process.env.CARGO_TARGET_DIR ?? join(repoRoot, "target", "bench"));
 const build = join(here, ".build");
 const env = { ...process.env, CARGO_TARGET_DIR: targetDir };
 

@@ -18,7 +18,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, "..", "..");
 const build = join(here, ".build");
 const site = join(build, "site");
-const targetDir = resolve(process.env.CARGO_TARGET_DIR ?? join(repoRoot, "..", "target-bench"));
+const targetDir = resolve(process.env.CARGO_TARGET_DIR ?? join(repoRoot, "target", "bench"));
 
 // ------------------------------------------------------------------ flags
 const [scenario, ...rest] = process.argv.slice(2);
@@ -359,7 +359,7 @@ async function wireFloor(pageA, pageB, { count, bytes }) {
 
 /** The trace's edits as [pos, del, insert], one per transaction's patch. */
 function loadTrace() {
-  const dir = resolve(flags.traces ?? process.env.SYNCLINE_TRACES ?? join(repoRoot, "..", "shared", "data", "editing-traces"));
+  const dir = resolve(flags.traces ?? process.env.SYNCLINE_TRACES ?? join(repoRoot, "bench", "traces"));
   const file = join(dir, "automerge-paper.json.gz");
   if (!existsSync(file)) throw new Error(`no trace at ${file}: pass --traces DIR`);
   const trace = JSON.parse(gunzipSync(readFileSync(file)).toString("utf8"));

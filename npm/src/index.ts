@@ -13,7 +13,8 @@ import { openRepo, type Repo, type RepoOptions } from "./repo.js";
 export type { ChangeOptions, DocEvents, DocHandle, Unsubscribe } from "./doc-handle.js";
 export type { Repo, RepoEvents, RepoOptions } from "./repo.js";
 export type * from "./types.js";
-export { SynclineError } from "./errors.js";
+export { SYNCLINE_ERROR_CODES, SynclineError, isSynclineErrorCode } from "./errors.js";
+export type { SynclineErrorCode } from "./errors.js";
 export { Counter, Text } from "./crdt-values.js";
 export { increment, splice } from "./draft.js";
 

@@ -1,4 +1,5 @@
 import type { Counter, Text } from "./crdt-values.js";
+import type { SynclineErrorCode } from "./errors.js";
 
 /** A JSON value as stored in a document. */
 export type JsonPrimitive = string | number | boolean | null;
@@ -112,7 +113,7 @@ export interface Status {
    * Why the last attempt failed or the relay refused us: e.g. code "ConnectTimeout",
    * "HeartbeatTimeout", "Offline", "TokenProvider", "RelayRejected" (with "closed": final).
    */
-  lastError?: { code: string; message: string };
+  lastError?: { code: SynclineErrorCode; message: string };
   /**
    * Whether the browser granted persistent storage (`navigator.storage.persist()`,
    * requested at `createRepo`): if not, it may evict the local data under storage
@@ -129,18 +130,19 @@ export interface Status {
   buffered: number;
 }
 
-/** Why one document does not (fully) sync. */
-export type AccessErrorCode =
-  | "Unauthorized"
-  | "ReadOnly"
-  | "TokenExpired"
-  | "TokenProvider"
-  /** Made before signed writes (its id does not derive from its key): readable, changes stay on this device. */
-  | "UnsupportedDocument"
-  /** The relay could not verify a write's proof of the document key. */
-  | "Unproven"
-  /** The relay served a snapshot this device cannot read; it asks again with backoff. */
-  | "Unreadable";
+/**
+ * Why one document does not (fully) sync: a subset of {@link SynclineErrorCode}.
+ * "UnsupportedDocument": made before signed writes (its id does not derive
+ * from its key): readable, changes stay on this device. "Unproven": the relay
+ * could not verify a write's proof of the document key. "Unreadable": the
+ * relay served a snapshot this device cannot read; it asks again with backoff.
+ */
+export type AccessErrorCode = CodesOf<
+  "Unauthorized" | "ReadOnly" | "TokenExpired" | "TokenProvider" | "UnsupportedDocument" | "Unproven" | "Unreadable"
+>;
+
+/** `T`, checked to hold only codes of {@link SynclineErrorCode} (a misspelt one fails to compile). */
+type CodesOf<T extends SynclineErrorCode> = T;
 
 /**
  * One document's state (`doc.status`): `unsaved` and `pending` as in

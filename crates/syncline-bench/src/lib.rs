@@ -1,7 +1,7 @@
 //! Shared helpers for the benchmarks: loading the editing traces.
 //!
-//! The traces live in `../shared/data/editing-traces/` beside the checkout
-//! (or wherever `SYNCLINE_TRACES` points).
+//! The traces live in `bench/traces/` of the repository, not committed (the
+//! README says how to fetch them), or wherever `SYNCLINE_TRACES` points.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -31,9 +31,7 @@ pub struct Trace {
 pub fn traces_dir() -> PathBuf {
     std::env::var_os("SYNCLINE_TRACES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/editing-traces")
-        })
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/traces"))
 }
 
 /// Loads `<name>.json.gz` from the traces folder.

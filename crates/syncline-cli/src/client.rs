@@ -23,7 +23,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value as Json;
-use syncline_core::{DocId, DocUrl, Effect, Engine, EngineError, Op, Output, SessionState, Status};
+use syncline_core::{
+    DocId, DocUrl, Effect, Engine, EngineError, Op, Output, SessionState, Status, SynclineErrorCode,
+};
 use syncline_protocol::ErrorCode;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -64,7 +66,10 @@ pub enum ClientError {
     /// `code` is `Unauthorized`, `ReadOnly`, `TokenExpired` or
     /// `TokenProvider`.
     #[error("{message} ({code})")]
-    Access { code: &'static str, message: String },
+    Access {
+        code: SynclineErrorCode,
+        message: String,
+    },
 }
 
 fn seconds(d: Duration) -> String {
@@ -120,7 +125,10 @@ pub enum Event {
     /// The relay has sent everything it had for a document.
     CaughtUp(DocId),
     /// Something went wrong; the client carries on unless a wait fails.
-    Error { code: &'static str, message: String },
+    Error {
+        code: SynclineErrorCode,
+        message: String,
+    },
 }
 
 /// A failure that ends waits: the relay's refusal or a broken disk.
@@ -133,7 +141,7 @@ pub(crate) enum Failure {
     },
     Storage(String),
     Access {
-        code: &'static str,
+        code: SynclineErrorCode,
         message: String,
     },
 }
@@ -244,7 +252,7 @@ impl Inner {
                     Err(e) => {
                         let message = e.to_string();
                         events.push(Event::Error {
-                            code: "Storage",
+                            code: SynclineErrorCode::Storage,
                             message: message.clone(),
                         });
                         self.fatal = Some(Failure::Storage(message));

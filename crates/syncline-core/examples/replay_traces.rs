@@ -9,9 +9,9 @@
 //! with TRACE among `friendsforever`, `clownschool`, `automerge-paper`
 //! (default: all three). It exits non-zero on the first divergence.
 //!
-//! The traces are the public `josephg/editing-traces` (CC BY 4.0), kept
-//! outside the repository in `../shared/data/editing-traces/` beside the
-//! checkout, or wherever `SYNCLINE_TRACES` points. A missing folder fails
+//! The traces are the public `josephg/editing-traces` (CC BY 4.0), not
+//! committed: put them in `bench/traces/` (the README says how to fetch
+//! them), or wherever `SYNCLINE_TRACES` points. A missing folder fails
 //! the run: it never passes by replaying nothing.
 //!
 //! **Concurrent traces** (friendsforever, clownschool): one engine per
@@ -106,9 +106,7 @@ struct Txn {
 fn traces_dir() -> PathBuf {
     std::env::var_os("SYNCLINE_TRACES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/editing-traces")
-        })
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/traces"))
 }
 
 fn load(name: &str) -> Trace {
@@ -120,7 +118,7 @@ fn load(name: &str) -> Trace {
              https://github.com/josephg/editing-traces (CC BY 4.0): \
              concurrent_traces/{{friendsforever,clownschool}}.json.gz and the \
              ASCII-only automerge-paper.json.gz from sequential_traces/, and put \
-             them in ../shared/data/editing-traces/ beside the checkout, or set \
+             them in bench/traces/ of the repository, or set \
              SYNCLINE_TRACES to the folder that holds them.\n",
             path.display()
         )

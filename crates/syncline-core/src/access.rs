@@ -52,6 +52,7 @@
 
 use syncline_protocol::{ClientFrame, DocId, ErrorCode};
 
+use crate::codes::SynclineErrorCode;
 use crate::engine::{Effect, Engine, Output, SessionState};
 use crate::error::EngineError;
 
@@ -86,15 +87,15 @@ pub enum AccessError {
 
 impl AccessError {
     /// The stable code apps see (`lastError.code`).
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> SynclineErrorCode {
         match self {
-            AccessError::Unauthorized => "Unauthorized",
-            AccessError::ReadOnly => "ReadOnly",
-            AccessError::TokenExpired => "TokenExpired",
-            AccessError::TokenProvider => "TokenProvider",
-            AccessError::UnsupportedDocument => "UnsupportedDocument",
-            AccessError::Unproven => "Unproven",
-            AccessError::Unreadable => "Unreadable",
+            AccessError::Unauthorized => SynclineErrorCode::Unauthorized,
+            AccessError::ReadOnly => SynclineErrorCode::ReadOnly,
+            AccessError::TokenExpired => SynclineErrorCode::TokenExpired,
+            AccessError::TokenProvider => SynclineErrorCode::TokenProvider,
+            AccessError::UnsupportedDocument => SynclineErrorCode::UnsupportedDocument,
+            AccessError::Unproven => SynclineErrorCode::Unproven,
+            AccessError::Unreadable => SynclineErrorCode::Unreadable,
         }
     }
 }

@@ -15,7 +15,7 @@
 //! relay sequence it covers, and a replica catching up recognises it (after
 //! opening it) by that byte.
 
-use automerge::{AutoCommit, Change};
+use automerge::{AutoCommit, AutomergeError, Change, LoadChangeError};
 use serde::{Deserialize, Serialize};
 
 const DELTA_FORMAT: u8 = 1;
@@ -82,36 +82,61 @@ pub fn is_snapshot(bytes: &[u8]) -> bool {
     bytes.first() == Some(&SNAPSHOT_FORMAT)
 }
 
+/// Why a delta (from the relay or another tab) is unusable. The message
+/// names the failure; its cause, when there is one, is its
+/// [`std::error::Error::source`].
+#[derive(Debug, thiserror::Error)]
+pub enum DeltaError {
+    #[error("cannot open it: {0}")]
+    Seal(#[from] crate::seal::SealError),
+    #[error("its content does not match its id")]
+    IdMismatch,
+    #[error("empty delta")]
+    Empty,
+    #[error("unknown delta format {0}")]
+    UnknownFormat(u8),
+    #[error("not a delta: {0}")]
+    NotADelta(#[source] Box<postcard::Error>),
+    #[error("bad change: {0}")]
+    BadChange(#[source] Box<LoadChangeError>),
+    #[error("bad snapshot: {0}")]
+    BadSnapshot(#[source] Box<AutomergeError>),
+    #[error("cannot apply it: {0}")]
+    Apply(#[source] Box<AutomergeError>),
+}
+
 /// Parses a delta (either format) into Automerge changes, all or nothing.
-pub fn decode(bytes: &[u8]) -> Result<Vec<Change>, String> {
+pub fn decode(bytes: &[u8]) -> Result<Vec<Change>, DeltaError> {
     let body = match bytes.split_first() {
         Some((&DELTA_FORMAT, rest)) => {
-            postcard::from_bytes::<Body>(rest).map_err(|e| format!("not a delta: {e}"))?
+            postcard::from_bytes::<Body>(rest).map_err(|e| DeltaError::NotADelta(Box::new(e)))?
         }
         Some((&SNAPSHOT_FORMAT, saved)) => {
-            let mut doc = AutoCommit::load(saved).map_err(|e| format!("bad snapshot: {e}"))?;
+            let mut doc =
+                AutoCommit::load(saved).map_err(|e| DeltaError::BadSnapshot(Box::new(e)))?;
             return Ok(doc.get_changes(&[]));
         }
-        Some((other, _)) => return Err(format!("unknown delta format {other}")),
-        None => return Err("empty delta".into()),
+        Some((other, _)) => return Err(DeltaError::UnknownFormat(*other)),
+        None => return Err(DeltaError::Empty),
     };
     body.0
         .into_iter()
-        .map(|Chunk(c)| Change::from_bytes(c).map_err(|e| format!("bad change: {e}")))
+        .map(|Chunk(c)| Change::from_bytes(c).map_err(|e| DeltaError::BadChange(Box::new(e))))
         .collect()
 }
 
 /// Decodes and applies a delta. Changes already present are ignored and
 /// changes whose dependencies are missing wait inside Automerge.
-pub fn apply(doc: &mut AutoCommit, bytes: &[u8]) -> Result<(), String> {
+pub fn apply(doc: &mut AutoCommit, bytes: &[u8]) -> Result<(), DeltaError> {
     if let Some((&SNAPSHOT_FORMAT, saved)) = bytes.split_first() {
         return doc
             .load_incremental(saved)
             .map(|_| ())
-            .map_err(|e| format!("bad snapshot: {e}"));
+            .map_err(|e| DeltaError::BadSnapshot(Box::new(e)));
     }
     let changes = decode(bytes)?;
-    doc.apply_changes(changes).map_err(|e| e.to_string())
+    doc.apply_changes(changes)
+        .map_err(|e| DeltaError::Apply(Box::new(e)))
 }
 
 /// Serializes `Vec<u8>` as one length-prefixed byte string.

@@ -4,7 +4,10 @@
 use syncline_protocol::{DeltaId, DocId, ErrorCode, ProtocolError};
 
 use crate::access::AccessError;
+use crate::codes::SynclineErrorCode;
+use crate::delta::DeltaError;
 use crate::ops::OpError;
+use crate::seal::SealError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -32,16 +35,21 @@ pub enum EngineError {
         message: String,
         fatal: bool,
     },
-    #[error("delta {id} of document {doc} from the relay is unusable and was skipped: {reason}")]
+    #[error("delta {id} of document {doc} is unusable and was skipped: {error}")]
     BadDelta {
         doc: DocId,
         id: DeltaId,
-        reason: String,
+        #[source]
+        error: DeltaError,
     },
     #[error("a message from another tab could not be read and was ignored: {0}")]
     BadTabMessage(String),
-    #[error("presence for document {doc} could not be opened and was ignored: {reason}")]
-    BadPresence { doc: DocId, reason: String },
+    #[error("presence for document {doc} could not be opened and was ignored: {error}")]
+    BadPresence {
+        doc: DocId,
+        #[source]
+        error: SealError,
+    },
     #[error("document {doc} has no change {hash}: pass heads from its history")]
     UnknownHeads { doc: DocId, hash: String },
     /// The relay refuses (part of) one document; the others sync on.
@@ -55,20 +63,20 @@ pub enum EngineError {
 
 impl EngineError {
     /// A stable, machine-readable name for the error.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> SynclineErrorCode {
         match self {
-            EngineError::DocNotFound(_) => "DocNotFound",
-            EngineError::DocExists(_) => "DocExists",
-            EngineError::BadOp(_) => "BadOp",
-            EngineError::BadUrl { .. } => "BadUrl",
-            EngineError::KeyMismatch(_) => "KeyMismatch",
-            EngineError::Corrupt { .. } => "Corrupt",
-            EngineError::Protocol(_) => "Protocol",
-            EngineError::RelayRejected { .. } => "RelayRejected",
-            EngineError::BadDelta { .. } => "BadDelta",
-            EngineError::BadTabMessage(_) => "BadTabMessage",
-            EngineError::BadPresence { .. } => "BadPresence",
-            EngineError::UnknownHeads { .. } => "UnknownHeads",
+            EngineError::DocNotFound(_) => SynclineErrorCode::DocNotFound,
+            EngineError::DocExists(_) => SynclineErrorCode::DocExists,
+            EngineError::BadOp(_) => SynclineErrorCode::BadOp,
+            EngineError::BadUrl { .. } => SynclineErrorCode::BadUrl,
+            EngineError::KeyMismatch(_) => SynclineErrorCode::KeyMismatch,
+            EngineError::Corrupt { .. } => SynclineErrorCode::Corrupt,
+            EngineError::Protocol(_) => SynclineErrorCode::Protocol,
+            EngineError::RelayRejected { .. } => SynclineErrorCode::RelayRejected,
+            EngineError::BadDelta { .. } => SynclineErrorCode::BadDelta,
+            EngineError::BadTabMessage(_) => SynclineErrorCode::BadTabMessage,
+            EngineError::BadPresence { .. } => SynclineErrorCode::BadPresence,
+            EngineError::UnknownHeads { .. } => SynclineErrorCode::UnknownHeads,
             EngineError::Access { error, .. } => error.code(),
         }
     }

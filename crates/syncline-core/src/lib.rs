@@ -31,6 +31,7 @@
 //! ```
 
 mod access;
+mod codes;
 mod compaction;
 pub mod delta;
 mod doc_url;
@@ -48,6 +49,7 @@ mod tabs;
 
 pub use access::{AccessError, DocStatus, TOKEN_RETRY_BASE_MS, TOKEN_RETRY_CAP_MS};
 pub use automerge::ChangeHash;
+pub use codes::SynclineErrorCode;
 pub use compaction::CompactionPolicy;
 pub use doc_url::DocUrl;
 pub use engine::{Effect, Engine, Output, SessionState, Status};

@@ -78,10 +78,10 @@ impl Engine {
                     });
                 }
                 // Not usable, now or later: skipped, our own data untouched.
-                Err(reason) => problems.push(EngineError::BadDelta {
+                Err(error) => problems.push(EngineError::BadDelta {
                     doc,
                     id: pushed.id,
-                    reason,
+                    error,
                 }),
             }
         }

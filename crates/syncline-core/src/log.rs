@@ -195,12 +195,12 @@ impl Engine {
             }
             match delta::decode(&entry.bytes) {
                 Ok(c) => changes.extend(c),
-                Err(reason) => {
+                Err(error) => {
                     clean = false;
                     problems.push(EngineError::Corrupt {
                         store: Store::Entries.name(),
                         key: key.clone(),
-                        reason,
+                        reason: error.to_string(),
                     })
                 }
             }

@@ -128,10 +128,7 @@ impl Engine {
                     state: plain,
                 });
             }
-            Err(e) => self.emit(Effect::Error(EngineError::BadPresence {
-                doc,
-                reason: e.to_string(),
-            })),
+            Err(error) => self.emit(Effect::Error(EngineError::BadPresence { doc, error })),
         }
     }
 

@@ -57,11 +57,16 @@ impl DocKey {
     /// The id of a delta with this plaintext.
     /// Opens a sealed delta that claims the id `id`: the plaintext, or why
     /// it is unusable (wrong key, tampered, or content not matching its id).
-    pub fn open_delta(&self, doc: &DocId, id: &DeltaId, sealed: &[u8]) -> Result<Vec<u8>, String> {
-        let plain = self.open(doc, sealed).map_err(|e| e.to_string())?;
+    pub fn open_delta(
+        &self,
+        doc: &DocId,
+        id: &DeltaId,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, crate::delta::DeltaError> {
+        let plain = self.open(doc, sealed)?;
         match self.delta_id(&plain) == *id {
             true => Ok(plain),
-            false => Err("its content does not match its id".to_string()),
+            false => Err(crate::delta::DeltaError::IdMismatch),
         }
     }
 

@@ -308,8 +308,8 @@ impl Engine {
                     gap = true; // a frame was lost or reordered: ask again
                     break;
                 }
-                Err(reason) => {
-                    unreadable = Some(reason);
+                Err(error) => {
+                    unreadable = Some(error.to_string());
                     break;
                 }
             };
@@ -318,8 +318,8 @@ impl Engine {
             // harmless here.
             let outcome =
                 opened.and_then(|plain| delta::apply(&mut state.doc, &plain).map(|_| plain));
-            if let (Err(reason), false) = (&outcome, next) {
-                unreadable = Some(reason.clone());
+            if let (Err(error), false) = (&outcome, next) {
+                unreadable = Some(error.to_string());
                 break;
             }
             state.cursor = item.seq;
@@ -340,7 +340,7 @@ impl Engine {
                 // A delta we can never use is skipped for good: it is not
                 // ours, and our own data is untouched. Our snapshots will
                 // not cover it (so the relay keeps it for others).
-                Err(reason) => {
+                Err(error) => {
                     if state.unusable_from.is_none_or(|from| item.seq < from) {
                         state.unusable_from = Some(item.seq);
                         batch.put(&Record::Unusable(UnusableRecord {
@@ -351,7 +351,7 @@ impl Engine {
                     problems.push(EngineError::BadDelta {
                         doc,
                         id: item.id,
-                        reason,
+                        error,
                     })
                 }
             }

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use syncline_protocol::{DeltaId, DocId};
 
 use crate::EngineError;
-use crate::delta;
+use crate::delta::{self, DeltaError};
 use crate::engine::{Effect, Engine, Output};
 use crate::store::{LogEntry, Origin};
 
@@ -74,14 +74,11 @@ impl Engine {
         let Some(state) = self.docs.get_mut(&doc) else {
             return Ok(());
         };
-        let bad = |reason: String| EngineError::BadDelta { doc, id, reason };
+        let bad = |error: DeltaError| EngineError::BadDelta { doc, id, error };
         let plain = state
             .key
-            .open(&doc, &message.sealed)
-            .map_err(|e| bad(e.to_string()))?;
-        if state.key.delta_id(&plain) != id {
-            return Err(bad("its content does not match its id".into()));
-        }
+            .open_delta(&doc, &id, &message.sealed)
+            .map_err(bad)?;
         if state.log.contains(&id) || self.outbox.iter().any(|o| o.entry.id == id) {
             return Ok(()); // already logged here
         }
@@ -96,7 +93,7 @@ impl Engine {
         state
             .doc
             .apply_changes(changes)
-            .map_err(|e| bad(e.to_string()))?;
+            .map_err(|e| bad(DeltaError::Apply(Box::new(e))))?;
         self.enqueue(LogEntry {
             doc,
             id,

@@ -187,7 +187,10 @@ fn an_unreadable_snapshot_is_asked_for_again_with_backoff_not_in_a_loop() {
     world.connect(2);
     world.settle();
     let status = world.replicas[2].engine.doc_status(&url.doc).unwrap();
-    assert_eq!(status.last_error.map(|(e, _)| e.code()), Some("Unreadable"));
+    assert_eq!(
+        status.last_error.map(|(e, _)| e.code().as_str()),
+        Some("Unreadable")
+    );
     assert_eq!(
         items(&world, 2, &url),
         Vec::<String>::new(),

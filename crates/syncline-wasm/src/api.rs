@@ -4,7 +4,7 @@
 //! effects to [`crate::host`], and translates the answer back. Errors are JS
 //! `Error`s with a `code` (see [`crate::errors`]).
 
-use syncline_core::{ChangeHash, DocUrl, Engine};
+use syncline_core::{ChangeHash, DocUrl, Engine, SynclineErrorCode};
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{history_to_js, initial_from_js, ops_from_json, to_js};
@@ -67,9 +67,12 @@ impl Core {
         let relays = relays_from_js(&relay)?;
         let durability = Durability::from_js(&options);
         let options = TransportOptions::from_js(&options);
-        let key: [u8; 32] = key
-            .try_into()
-            .map_err(|_| js_error("BadKey", "the storage key must be exactly 32 bytes"))?;
+        let key: [u8; 32] = key.try_into().map_err(|_| {
+            js_error(
+                SynclineErrorCode::BadKey,
+                "the storage key must be exactly 32 bytes",
+            )
+        })?;
         let storage = Storage::open(&name, key, durability)
             .await
             .map_err(|e| e.to_js())?;
@@ -173,7 +176,7 @@ impl Core {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| {
                 js_error(
-                    "BadHeads",
+                    SynclineErrorCode::BadHeads,
                     &format!("not a change hash from history(): {e}"),
                 )
             })?;
@@ -376,7 +379,7 @@ fn relays_from_js(relay: &JsValue) -> Result<Vec<String>, JsValue> {
         }
     }
     Err(js_error(
-        "BadOption",
+        SynclineErrorCode::BadOption,
         "`relay` must be a ws:// URL or a non-empty array of them",
     ))
 }

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 use serde_json::Value as Json;
-use syncline_core::{DocStatus, HistoryEntry, Op, SessionState, Status};
+use syncline_core::{DocStatus, HistoryEntry, Op, SessionState, Status, SynclineErrorCode};
 use wasm_bindgen::JsValue;
 
 use crate::errors::js_error;
@@ -14,9 +14,12 @@ fn serializer() -> serde_wasm_bindgen::Serializer {
 
 /// Any serializable value as a plain JS value.
 pub fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, JsValue> {
-    value
-        .serialize(&serializer())
-        .map_err(|e| js_error("Internal", &format!("could not convert a value to JS: {e}")))
+    value.serialize(&serializer()).map_err(|e| {
+        js_error(
+            SynclineErrorCode::Internal,
+            &format!("could not convert a value to JS: {e}"),
+        )
+    })
 }
 
 /// An app's initial document value: `undefined` means `{}`.
@@ -26,7 +29,7 @@ pub fn initial_from_js(value: JsValue) -> Result<Json, JsValue> {
     }
     serde_wasm_bindgen::from_value(value).map_err(|e| {
         js_error(
-            "BadValue",
+            SynclineErrorCode::BadValue,
             &format!("the initial value is not plain JSON: {e}"),
         )
     })
@@ -36,8 +39,12 @@ pub fn initial_from_js(value: JsValue) -> Result<Json, JsValue> {
 /// faster than wasm can walk a JS array, and parsing text in wasm is
 /// cheaper than one JS call per field.
 pub fn ops_from_json(text: &str) -> Result<Vec<Op>, JsValue> {
-    serde_json::from_str(text)
-        .map_err(|e| js_error("BadOp", &format!("the change's ops are malformed: {e}")))
+    serde_json::from_str(text).map_err(|e| {
+        js_error(
+            SynclineErrorCode::BadOp,
+            &format!("the change's ops are malformed: {e}"),
+        )
+    })
 }
 
 /// What the app sees as `repo.status`.
@@ -73,7 +80,7 @@ pub fn status(
     engine: Status,
     socket: crate::transport::SocketState,
     attempt: u32,
-    last_error: Option<&(&'static str, String)>,
+    last_error: Option<&(SynclineErrorCode, String)>,
     buffered: usize,
 ) -> JsStatus {
     use crate::transport::SocketState;
@@ -95,7 +102,7 @@ pub fn status(
             _ => Some(attempt),
         },
         last_error: last_error.map(|(code, message)| JsLastError {
-            code,
+            code: code.as_str(),
             message: message.clone(),
         }),
         buffered,
@@ -117,7 +124,7 @@ pub fn doc_status(status: DocStatus) -> JsDocStatus {
         unsaved: status.unsaved,
         pending: status.pending,
         last_error: status.last_error.map(|(error, message)| JsLastError {
-            code: error.code(),
+            code: error.code().as_str(),
             message,
         }),
     }

@@ -15,6 +15,7 @@
 use std::cell::RefCell;
 use std::sync::Once;
 
+use syncline_core::SynclineErrorCode;
 use wasm_bindgen::JsValue;
 #[cfg(feature = "test-hooks")]
 use wasm_bindgen::prelude::wasm_bindgen;
@@ -57,7 +58,11 @@ fn on_panic(info: &std::panic::PanicHookInfo<'_>) {
     for (_, callback) in listeners {
         let event = js_sys::Object::new();
         let _ = js_sys::Reflect::set(&event, &"type".into(), &"crashed".into());
-        let _ = js_sys::Reflect::set(&event, &"error".into(), &js_error("Crashed", &message));
+        let _ = js_sys::Reflect::set(
+            &event,
+            &"error".into(),
+            &js_error(SynclineErrorCode::Crashed, &message),
+        );
         let _ = callback.call1(&JsValue::NULL, &event);
     }
 }

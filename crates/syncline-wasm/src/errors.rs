@@ -1,15 +1,16 @@
 //! Errors as JavaScript sees them: an `Error` named `SynclineError` with a
-//! stable `code` property (`"BadUrl"`, `"DocNotFound"`, `"Storage"`, …).
+//! stable `code` property, one of [`SynclineErrorCode`] (`"BadUrl"`,
+//! `"DocNotFound"`, `"Storage"`, …).
 
-use syncline_core::EngineError;
+use syncline_core::{EngineError, SynclineErrorCode};
 use wasm_bindgen::JsValue;
 
 /// Builds a JS `Error` with `name = "SynclineError"` and the given `code`.
-pub fn js_error(code: &str, message: &str) -> JsValue {
+pub fn js_error(code: SynclineErrorCode, message: &str) -> JsValue {
     let error = js_sys::Error::new(message);
     error.set_name("SynclineError");
     // Setting a property on a fresh Error object cannot fail.
-    let _ = js_sys::Reflect::set(&error, &"code".into(), &code.into());
+    let _ = js_sys::Reflect::set(&error, &"code".into(), &code.as_str().into());
     error.into()
 }
 
@@ -50,7 +51,7 @@ pub struct NoRandomness(pub String);
 
 impl NoRandomness {
     pub fn to_js(&self) -> JsValue {
-        js_error("NoRandomness", &self.to_string())
+        js_error(SynclineErrorCode::NoRandomness, &self.to_string())
     }
 }
 
@@ -64,12 +65,14 @@ impl StorageError {
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> SynclineErrorCode {
         match self {
-            StorageError::QuotaExceeded => "QuotaExceeded",
-            StorageError::WrongKey => "WrongKey",
-            StorageError::NoRandomness(_) => "NoRandomness",
-            StorageError::Open { .. } | StorageError::Read(_) | StorageError::Write(_) => "Storage",
+            StorageError::QuotaExceeded => SynclineErrorCode::QuotaExceeded,
+            StorageError::WrongKey => SynclineErrorCode::WrongKey,
+            StorageError::NoRandomness(_) => SynclineErrorCode::NoRandomness,
+            StorageError::Open { .. } | StorageError::Read(_) | StorageError::Write(_) => {
+                SynclineErrorCode::Storage
+            }
         }
     }
 

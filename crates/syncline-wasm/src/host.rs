@@ -28,7 +28,9 @@ use std::rc::{Rc, Weak};
 use futures_channel::oneshot;
 use gloo_timers::callback::Interval;
 use gloo_timers::callback::Timeout;
-use syncline_core::{Batch, DocId, Effect, Engine, EngineError, Output, SessionState};
+use syncline_core::{
+    Batch, DocId, Effect, Engine, EngineError, Output, SessionState, SynclineErrorCode,
+};
 use syncline_protocol::{ClientFrame, ErrorCode, encode_client};
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
@@ -83,7 +85,7 @@ pub struct Host {
     /// Bumped per attempt, so late callbacks of an old one do nothing.
     generation: u64,
     /// Why the last attempt failed or the relay refused us.
-    last_error: Option<(&'static str, String)>,
+    last_error: Option<(SynclineErrorCode, String)>,
     page: Option<PageListeners>,
     /// Drives the engine's timers (re-push, re-subscribe, handshake timeout).
     ticker: Option<Interval>,
@@ -102,7 +104,7 @@ enum Event {
     CaughtUp(DocId),
     Status,
     Error {
-        code: &'static str,
+        code: SynclineErrorCode,
         message: String,
         /// The document it concerns, if one (a per-document refusal).
         doc: Option<DocId>,
@@ -308,7 +310,11 @@ pub fn drain(host: &HostRef) {
     pump(host);
     if let Some(message) = fatal {
         // Retrying with the same token or version would fail the same way.
-        end_attempt(host, Some(("RelayRejected", message)), Retry::Never);
+        end_attempt(
+            host,
+            Some((SynclineErrorCode::RelayRejected, message)),
+            Retry::Never,
+        );
         events.push(Event::Status);
     } else if disconnect {
         drop_connection(host);
@@ -387,7 +393,7 @@ enum Retry {
 
 /// Closes the current socket (if any) and tells the engine; then retries
 /// as `retry` says. `error` becomes the status's `lastError`.
-fn end_attempt(host: &HostRef, error: Option<(&'static str, String)>, retry: Retry) {
+fn end_attempt(host: &HostRef, error: Option<(SynclineErrorCode, String)>, retry: Retry) {
     {
         let mut h = host.borrow_mut();
         h.generation += 1;
@@ -623,7 +629,7 @@ pub async fn flush(host: &HostRef) -> Result<(), JsValue> {
 fn flush_answer(answer: Result<Result<(), JsValue>, oneshot::Canceled>) -> Result<(), JsValue> {
     answer.unwrap_or_else(|_| {
         Err(js_error(
-            "Closed",
+            SynclineErrorCode::Closed,
             "the repo closed before these changes were known to be durable: reopen it and check",
         ))
     })
@@ -675,7 +681,10 @@ pub fn watch_page(host: &HostRef) {
                 // heartbeat. Retries go on (`offline` can be wrong).
                 end_attempt(
                     &host,
-                    Some(("Offline", "the browser went offline".into())),
+                    Some((
+                        SynclineErrorCode::Offline,
+                        "the browser went offline".into(),
+                    )),
                     Retry::Backoff,
                 );
             }
@@ -778,7 +787,11 @@ fn open_socket(host: &HostRef, url: &str, generation: u64) {
                     if !stale {
                         let message = format!("the relay did not answer within {ms} ms");
                         let retry = next_relay(&mut host.borrow_mut(), false);
-                        end_attempt(&host, Some(("ConnectTimeout", message)), retry);
+                        end_attempt(
+                            &host,
+                            Some((SynclineErrorCode::ConnectTimeout, message)),
+                            retry,
+                        );
                     }
                 }
             }));
@@ -786,13 +799,13 @@ fn open_socket(host: &HostRef, url: &str, generation: u64) {
         Err(reason) => {
             h.socket_state = SocketState::Closed;
             let message = format!("cannot connect to relay `{url}`: {reason}");
-            h.last_error = Some(("BadRelayUrl", message.clone()));
+            h.last_error = Some((SynclineErrorCode::BadRelayUrl, message.clone()));
             drop(h);
             emit(
                 host,
                 vec![
                     Event::Error {
-                        code: "BadRelayUrl",
+                        code: SynclineErrorCode::BadRelayUrl,
                         message,
                         doc: None,
                     },
@@ -835,7 +848,11 @@ fn schedule_ping(host: &HostRef, generation: u64) {
             } else if current {
                 let message = format!("no answer to a ping within {deadline} ms");
                 let retry = next_relay(&mut host.borrow_mut(), false);
-                end_attempt(&host, Some(("HeartbeatTimeout", message)), retry);
+                end_attempt(
+                    &host,
+                    Some((SynclineErrorCode::HeartbeatTimeout, message)),
+                    retry,
+                );
             }
         }));
     }));
