@@ -255,6 +255,47 @@ fn test(root: &Path) -> Result<()> {
     ];
     let mut total = Tally::default();
     let mut failed_layers = Vec::new();
+    // Format and lints first: each counts as one check, passed or failed.
+    let checks: [(&str, Vec<&str>); 3] = [
+        (
+            "format (cargo fmt --check)",
+            vec!["fmt", "--all", "--", "--check"],
+        ),
+        (
+            "lints (clippy -D warnings, native)",
+            vec![
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        (
+            "lints (clippy -D warnings, wasm32)",
+            vec![
+                "clippy",
+                "-p",
+                "syncline-wasm",
+                "--target",
+                "wasm32-unknown-unknown",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+    ];
+    for (name, args) in checks {
+        eprintln!("\n=== {name} ===");
+        if run(root, "cargo", &args).is_ok() {
+            total.passed += 1;
+        } else {
+            total.failed += 1;
+            failed_layers.push(name);
+        }
+    }
     for (name, dir, program, args) in layers {
         eprintln!("\n=== {name} ===");
         let (ok, tally) = run_counting(dir, program, &args, &[("SYNCLINE_RELAY_BIN", relay)])?;

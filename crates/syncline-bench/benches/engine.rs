@@ -140,7 +140,7 @@ fn map_set(c: &mut Criterion) {
             n += 1;
             let ops: Vec<Op> = serde_json::from_value(json!([
                 {"op": "put", "obj": [], "key": "n", "value": n},
-                {"op": "put", "obj": [], "key": "done", "value": n % 2 == 0},
+                {"op": "put", "obj": [], "key": "done", "value": n.is_multiple_of(2)},
             ]))
             .unwrap();
             engine.change(url.doc, &ops, None, n).unwrap();

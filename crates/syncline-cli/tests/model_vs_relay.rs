@@ -10,8 +10,7 @@
 
 mod support;
 #[path = "../../syncline-core/tests/support/world.rs"]
-#[allow(dead_code, unused_imports)]
-mod world;
+mod world; // (it allows its own dead code)
 
 use futures_util::{SinkExt, StreamExt};
 use support::{Relay, TIMEOUT};

@@ -63,8 +63,7 @@
 #[path = "replay_traces/gunzip.rs"]
 mod gunzip;
 #[path = "../tests/support/world.rs"]
-#[allow(dead_code)] // shared with the tests, which use more of it
-mod world;
+mod world; // shared with the tests (it allows its own dead code)
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -282,12 +281,12 @@ fn settle(world: &mut World) {
     let mut cursors = vec![0; world.replicas.len()]; // not needed here
     loop {
         let mut moved = false;
-        for i in 0..world.replicas.len() {
+        for (i, cursor) in cursors.iter_mut().enumerate() {
             world.write(i);
             while to_relay(world, i) {
                 moved = true;
             }
-            while deliver_one(world, i, u64::MAX, &mut cursors[i]) {
+            while deliver_one(world, i, u64::MAX, cursor) {
                 moved = true;
             }
         }

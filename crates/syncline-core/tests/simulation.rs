@@ -225,10 +225,10 @@ fn deliver(world: &mut World, rng: &mut StdRng, faults: Faults, i: usize, to_rel
         link.pop_front();
         return;
     }
-    if rng.random_bool(faults.duplicate) {
-        if let Some(frame) = link.front().cloned() {
-            link.push_front(frame);
-        }
+    if rng.random_bool(faults.duplicate)
+        && let Some(frame) = link.front().cloned()
+    {
+        link.push_front(frame);
     }
     if to_relay {
         world.deliver_to_relay(i);

@@ -4,7 +4,7 @@
 #[path = "support/world.rs"]
 mod world;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use syncline_core::store::Record;
 use syncline_core::{DocUrl, Engine, EngineError, Op, Store, delta};
 use syncline_protocol::{DeltaId, RelayFrame, SequencedDelta, encode_relay};
@@ -257,10 +257,7 @@ fn changes_to_unknown_docs_bad_ops_and_wrong_keys_are_typed_errors() {
         engine.open_doc(&wrong, 0).unwrap_err().code(),
         "KeyMismatch"
     );
-    assert_eq!(
-        engine.value_json(&url.doc).unwrap(),
-        Value::from(json!({"items": []}))
-    );
+    assert_eq!(engine.value_json(&url.doc).unwrap(), json!({"items": []}));
 }
 
 #[test]

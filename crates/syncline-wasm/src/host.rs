@@ -635,23 +635,6 @@ fn flush_answer(answer: Result<Result<(), JsValue>, oneshot::Canceled>) -> Resul
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use wasm_bindgen_test::wasm_bindgen_test;
-
-    #[wasm_bindgen_test]
-    fn a_flush_whose_waiter_was_dropped_fails_with_closed() {
-        let (sender, mut receiver) = oneshot::channel::<Result<(), JsValue>>();
-        drop(sender);
-        let answer = receiver.try_recv().map(|a| a.unwrap_or(Ok(())));
-        let error = flush_answer(answer).expect_err("not durable");
-        let code = js_sys::Reflect::get(&error, &"code".into()).unwrap();
-        assert_eq!(code.as_string().as_deref(), Some("Closed"));
-        assert!(flush_answer(Ok(Ok(()))).is_ok());
-    }
-}
-
 /// Calls the engine's `tick` every second while the repo is open.
 pub fn start_ticker(host: &HostRef) {
     let weak = Rc::downgrade(host);
@@ -933,4 +916,21 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], NoRandomness> {
     let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes).map_err(|e| NoRandomness(e.to_string()))?;
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    #[wasm_bindgen_test]
+    fn a_flush_whose_waiter_was_dropped_fails_with_closed() {
+        let (sender, mut receiver) = oneshot::channel::<Result<(), JsValue>>();
+        drop(sender);
+        let answer = receiver.try_recv().map(|a| a.unwrap_or(Ok(())));
+        let error = flush_answer(answer).expect_err("not durable");
+        let code = js_sys::Reflect::get(&error, &"code".into()).unwrap();
+        assert_eq!(code.as_string().as_deref(), Some("Closed"));
+        assert!(flush_answer(Ok(Ok(()))).is_ok());
+    }
 }
