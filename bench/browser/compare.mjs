@@ -2,10 +2,11 @@
 // --before SITE --after SITE [--rounds N] [--only a,b]`. Each SITE is a
 // bundle of the benchmark page (`SYNCLINE_BENCH_NPM_SRC=... SYNCLINE_BENCH_GLUE=...
 // SYNCLINE_BENCH_SITE=... npx vite build --config vite.config.mjs`, see
-// docs/benchmarks/size.md). Every round runs each scenario once per build,
+// docs/benchmarks.md, issue 21). Every round runs each scenario once per build,
 // alternating which goes first, on the same machine, relay and Chromium;
 // the table gives, per figure, the median over rounds of each run's
-// Syncline figure, and the change from before to after.
+// Syncline figure (of an even count, the lower middle one), and the change
+// from before to after.
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
