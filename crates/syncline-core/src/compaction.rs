@@ -61,11 +61,13 @@ use crate::store::{Batch, Record, SnapshotRecord, Store, ValueRecord, entry_key,
 ///   which keep the log short; entries it would only cover (the outbox,
 ///   offline) at counts that grow with the document once it holds more
 ///   than `min_ops × ops_divisor` operations (twice that size, twice the
-///   counts). Covering them only spares replaying them at open, which the
-///   operations trigger already bounds; at fixed counts a long offline
-///   session on a large document re-saved the whole document every 512
-///   changes — quadratic: on the automerge-paper trace (260k changes)
-///   compaction was 46 % of the engine's instructions.
+///   counts), and no sooner than there are as many new changes as entries
+///   the last snapshot covered (each snapshot lists them all). Covering
+///   them only spares replaying them at open, which the operations
+///   trigger already bounds; at fixed counts a long offline session on a
+///   large document re-saved the whole document, and listed every entry
+///   kept, every 512 changes — quadratic: on the automerge-paper trace
+///   (260k changes) compaction was 46 % of the engine's instructions.
 /// - when **idle**: a document with a tail that received no change for
 ///   `idle_ms` is compacted, so the next open usually has no tail at all
 ///   (the fixed cost of applying any change is paid at most once per quiet
@@ -127,6 +129,9 @@ pub(crate) struct LogIndex {
     fresh: (usize, usize),
     /// ...and of those the next snapshot may replace.
     droppable: (usize, usize),
+    /// Entries kept beside the snapshot that it covers (the outbox, while
+    /// offline): every compaction lists them all again.
+    covered: usize,
     /// The document's operations when its snapshot was taken or loaded.
     snapshot_ops: u64,
     /// Counts the entries noted, to tell when the log last grew...
@@ -176,6 +181,7 @@ impl LogIndex {
             && !entry.covered
         {
             entry.covered = true;
+            self.covered += 1;
             self.fresh.0 -= entry.changes;
             self.fresh.1 -= entry.bytes;
         }
@@ -187,6 +193,7 @@ impl LogIndex {
         let covered = self.entries.get(id).is_some_and(|e| e.covered);
         if covered {
             self.entries.remove(id);
+            self.covered -= 1;
         }
         covered
     }
@@ -210,8 +217,8 @@ impl LogIndex {
     /// Whether the log passed a threshold; `doc_ops`: the document's
     /// operations now.
     fn over(&self, policy: &CompactionPolicy, doc_ops: u64) -> bool {
-        let over = |(count, bytes): (usize, usize), scale: usize| {
-            count >= policy.max_changes.saturating_mul(scale)
+        let over = |(count, bytes): (usize, usize), scale: usize, at_least: usize| {
+            count >= policy.max_changes.saturating_mul(scale).max(at_least)
                 || bytes >= policy.max_bytes.saturating_mul(scale)
         };
         let ops_divisor = policy.ops_divisor.max(1);
@@ -222,8 +229,11 @@ impl LogIndex {
         let scale = self.snapshot_ops / policy.min_ops.saturating_mul(ops_divisor).max(1);
         let scale = usize::try_from(scale).unwrap_or(usize::MAX).max(1);
         let fresh_ops = doc_ops.saturating_sub(self.snapshot_ops);
-        over(self.fresh, scale)
-            || over(self.droppable, 1)
+        // ...and to the entries the last snapshot covered, which the next
+        // one lists again: an offline session compacts O(log n) times by
+        // count, not every `max_changes`.
+        over(self.fresh, scale, self.covered)
+            || over(self.droppable, 1, 0)
             || (self.fresh.0 > 0 && fresh_ops >= ops_limit)
     }
 
@@ -258,6 +268,7 @@ impl LogIndex {
         for entry in self.entries.values_mut() {
             entry.covered = true;
         }
+        self.covered = self.entries.len();
         self.fresh = (0, 0);
         self.droppable = (0, 0);
         self.snapshot_ops = doc_ops;
