@@ -1,9 +1,11 @@
-//! The [`Engine`]: documents, the outbox, and loading from the log.
+//! The [`Engine`]: documents and local changes.
 //!
 //! Frame handling — the sync session with the relay — lives in
-//! [`crate::sync`]; loading and deleting in [`crate::log`]; tabs in
-//! [`crate::tabs`]; presence in [`crate::presence`]; history in
-//! [`crate::history`]. This file covers documents and local changes.
+//! [`crate::sync`]; the outbox (what the relay has not acknowledged, and
+//! the persist batches that log it) in [`crate::outbox`]; loading and
+//! deleting in [`crate::log`]; tabs in [`crate::tabs`]; presence in
+//! [`crate::presence`]; history in [`crate::history`]. This file covers
+//! documents and local changes.
 //!
 //! What the engine asks of its host comes out as [`Output`]s, in order:
 //! every classic [`Effect`], plus what only a host with tabs and presence
