@@ -186,7 +186,7 @@ pub(crate) struct Inner {
     token_requests: mpsc::UnboundedSender<DocId>,
 }
 
-pub(crate) struct Shared {
+pub(crate) struct ClientState {
     inner: Mutex<Inner>,
     /// Bumped after every engine step; waits watch it.
     version: watch::Sender<u64>,
@@ -196,7 +196,7 @@ pub(crate) struct Shared {
     pub(crate) replica: [u8; 16],
 }
 
-impl Shared {
+impl ClientState {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -357,7 +357,7 @@ impl Inner {
 /// A replica syncing with one relay. Dropping it stops the background task;
 /// [`Client::close`] also closes the socket politely.
 pub struct Client {
-    shared: Arc<Shared>,
+    shared: Arc<ClientState>,
     task: Option<JoinHandle<()>>,
     problems: Vec<EngineError>,
 }
@@ -389,7 +389,7 @@ impl Client {
             connected: false,
             token_requests,
         };
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(ClientState {
             inner: Mutex::new(inner),
             version: watch::Sender::new(0),
             events: broadcast::Sender::new(1024),
@@ -574,7 +574,7 @@ impl Drop for Client {
 /// Answers the engine's token requests until the client goes away: a fixed
 /// token at once, a provider's on a blocking thread (a slow token endpoint
 /// holds up only its own document).
-async fn fetch_tokens(shared: Arc<Shared>, mut wanted: mpsc::UnboundedReceiver<DocId>) {
+async fn fetch_tokens(shared: Arc<ClientState>, mut wanted: mpsc::UnboundedReceiver<DocId>) {
     let mut closing = shared.closing.subscribe();
     loop {
         let doc = tokio::select! {
@@ -604,7 +604,7 @@ async fn fetch_tokens(shared: Arc<Shared>, mut wanted: mpsc::UnboundedReceiver<D
     }
 }
 
-fn answer_token(shared: &Shared, doc: DocId, answer: Result<String, String>) {
+fn answer_token(shared: &ClientState, doc: DocId, answer: Result<String, String>) {
     shared.step(|inner, now| match answer {
         Ok(token) => inner.engine.token_ready(doc, token, now),
         Err(why) => inner.engine.token_failed(doc, why, now),

@@ -31,7 +31,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::client::{Shared, random};
+use crate::client::{ClientState, random};
 
 /// A connection attempt (TCP and WebSocket handshake) gives up after this.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -57,7 +57,7 @@ pub fn relay_urls(setting: &str) -> Vec<&str> {
         .collect()
 }
 
-pub(crate) async fn run(shared: Arc<Shared>) {
+pub(crate) async fn run(shared: Arc<ClientState>) {
     let mut closing = shared.closing.subscribe();
     let mut attempt: u32 = 0;
     let urls = relay_urls(&shared.config.relay);
@@ -112,7 +112,11 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 
 /// Runs one connection until it ends; returns whether the relay welcomed
 /// us on it (which resets the backoff).
-async fn session(shared: &Shared, socket: Socket, closing: &mut watch::Receiver<bool>) -> bool {
+async fn session(
+    shared: &ClientState,
+    socket: Socket,
+    closing: &mut watch::Receiver<bool>,
+) -> bool {
     let (mut sink, mut stream) = socket.split();
     let (frames, mut outgoing) = mpsc::unbounded_channel::<Vec<u8>>();
     shared.step(|inner, now| {

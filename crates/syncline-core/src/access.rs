@@ -197,7 +197,7 @@ impl Engine {
     /// last refusal.
     pub fn doc_status(&self, doc: &DocId) -> Option<DocStatus> {
         let state = self.docs.get(doc)?;
-        let (unsaved, pending) = self.outbox_counts(Some(doc));
+        let (unsaved, pending) = self.outbox.counts(Some(doc));
         Some(DocStatus {
             unsaved,
             pending,

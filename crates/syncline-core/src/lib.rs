@@ -41,6 +41,7 @@ mod history;
 mod live;
 mod log;
 pub mod ops;
+mod outbox;
 mod presence;
 pub mod seal;
 pub mod store;

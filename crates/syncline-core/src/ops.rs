@@ -349,20 +349,7 @@ pub fn apply_ops(doc: &mut AutoCommit, ops: &[Op]) -> Result<(), OpError> {
                 insert,
             } => {
                 let (id, kind) = resolve(doc, obj)?;
-                if kind != ObjType::Text {
-                    return Err(OpError::NotText {
-                        path: format!("{obj:?}"),
-                    });
-                }
-                let len = doc.length(&id);
-                if index.saturating_add(*delete) > len as u64 {
-                    return Err(OpError::TextOutOfRange {
-                        index: *index,
-                        delete: *delete,
-                        len,
-                    });
-                }
-                doc.splice_text(&id, *index as usize, *delete as isize, insert)?;
+                splice(doc, obj, &id, kind, (*index, *delete, insert))?;
             }
             Op::PutCounter { obj, key, value } => {
                 let (id, kind) = resolve(doc, obj)?;
@@ -458,6 +445,83 @@ fn index_in(index: u64, len: usize, at_end_ok: bool) -> Result<usize, OpError> {
     } else {
         Err(OpError::OutOfRange { index, len })
     }
+}
+
+/// Where a path led in one state of a document: the object and its type.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    pub(crate) path: Path,
+    obj: ObjId,
+    kind: ObjType,
+}
+
+/// Like [`apply_ops`], sparing the path lookups of a change that only
+/// splices text (a typist's): for such a change, `known` (where a path led
+/// in the document as it is now, with no op applied yet — the caller
+/// checks the heads) is used for that path, and the result says where the
+/// last splice's path led. Splices never move a container, so every path
+/// leads where it led before the change.
+pub(crate) fn apply_ops_resolving(
+    doc: &mut AutoCommit,
+    ops: &[Op],
+    known: Option<Resolved>,
+) -> Result<Option<Resolved>, OpError> {
+    if !ops.iter().all(|op| matches!(op, Op::SpliceText { .. })) {
+        return apply_ops(doc, ops).map(|()| None);
+    }
+    let mut last = known;
+    for op in ops {
+        let Op::SpliceText {
+            obj,
+            index,
+            delete,
+            insert,
+        } = op
+        else {
+            unreachable!("checked above: only splices");
+        };
+        let resolved = match last.take() {
+            Some(known) if known.path == *obj => known,
+            _ => {
+                let (id, kind) = resolve(doc, obj)?;
+                Resolved {
+                    path: obj.clone(),
+                    obj: id,
+                    kind,
+                }
+            }
+        };
+        splice(
+            doc,
+            obj,
+            &resolved.obj,
+            resolved.kind,
+            (*index, *delete, insert),
+        )?;
+        last = Some(resolved);
+    }
+    Ok(last)
+}
+
+/// Splices `(index, delete, insert)` into the text `id` (reached by `path`).
+fn splice(
+    doc: &mut AutoCommit,
+    path: &[Key],
+    id: &ObjId,
+    kind: ObjType,
+    (index, delete, insert): (u64, u64, &str),
+) -> Result<(), OpError> {
+    if kind != ObjType::Text {
+        return Err(OpError::NotText {
+            path: format!("{path:?}"),
+        });
+    }
+    let len = doc.length(id);
+    if index.saturating_add(delete) > len as u64 {
+        return Err(OpError::TextOutOfRange { index, delete, len });
+    }
+    doc.splice_text(id, index as usize, delete as isize, insert)?;
+    Ok(())
 }
 
 fn resolve(doc: &AutoCommit, path: &[Key]) -> Result<(ObjId, ObjType), OpError> {

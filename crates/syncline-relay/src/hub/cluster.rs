@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use syncline_protocol::DocId;
 
 use super::{Hub, State};
-use crate::outbox::ConnId;
+use crate::frame_queue::ConnId;
 
 /// The `origin` of deltas committed by another relay: no local connection
 /// has this id (they start at 1), so every subscriber gets them.
