@@ -121,6 +121,8 @@ impl Engine {
             SessionState::Offline => {}
             SessionState::Handshaking => {
                 if overdue(self.session_since, HANDSHAKE_TIMEOUT_MS) {
+                    // Asked again a timeout later should the host not act.
+                    self.session_since = now_ms;
                     self.emit(Effect::Disconnect);
                 }
             }
@@ -532,7 +534,7 @@ impl Engine {
     /// Whether outbox entry `i` must wait for its log write: it may be
     /// pushed before that write only while no earlier entry of its
     /// document is still unwritten (see the module docs).
-    fn waits_for_an_earlier_write(&self, i: usize) -> bool {
+    pub(crate) fn waits_for_an_earlier_write(&self, i: usize) -> bool {
         let durable = self.batches_durable;
         let this = &self.outbox[i];
         this.batch > durable
