@@ -105,7 +105,8 @@ enum Wake {
     Closing,
     Deadline,
     Stepped,
-    Connected(Result<Socket, String>),
+    /// Boxed: a socket is large.
+    Connected(Box<Result<Socket, String>>),
     Outgoing(Option<Vec<u8>>),
     Incoming(Option<Result<Message, tungstenite::Error>>),
 }
@@ -150,11 +151,18 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             () = closed(&mut closing) => Wake::Closing,
             () = sleep_until(deadline) => Wake::Deadline,
             _ = steps.changed() => Wake::Stepped,
-            result = connected(&mut link.connecting) => Wake::Connected(result),
+            result = connected(&mut link.connecting) => Wake::Connected(Box::new(result)),
             frame = recv(&mut link.outgoing) => Wake::Outgoing(frame),
             message = next(&mut link.stream) => Wake::Incoming(message),
         };
         match wake {
+            Wake::Connected(result) => match *result {
+                Ok(socket) => opened(&shared, &mut link, socket),
+                Err(e) => {
+                    link.connecting = None;
+                    ended(&shared, e);
+                }
+            },
             Wake::Closing => {
                 link.hang_up().await;
                 shared.step(|inner, _| {
@@ -177,29 +185,6 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 }
             }),
             Wake::Stepped => {}
-            Wake::Connected(Ok(socket)) => {
-                let (sink, stream) = socket.split();
-                let (frames, outgoing) = mpsc::unbounded_channel();
-                link = Link {
-                    connecting: None,
-                    sink: Some(sink),
-                    stream: Some(stream),
-                    outgoing: Some(outgoing),
-                };
-                let replica = shared.replica;
-                shared.step(|inner, now| {
-                    inner.conn = Some(frames);
-                    inner.connected = true;
-                    inner.link_error = None;
-                    inner.dialer.opened(now);
-                    // Tokens go per document, in `Authorize` (see `client::Tokens`).
-                    inner.engine.connected(replica, None, now);
-                });
-            }
-            Wake::Connected(Err(e)) => {
-                link.connecting = None;
-                ended(&shared, e);
-            }
             Wake::Outgoing(Some(bytes)) => {
                 if let Err(e) = link.send(bytes).await {
                     ended(&shared, e);
@@ -232,6 +217,28 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             },
         }
     }
+}
+
+/// The socket of the current attempt opened: the link carries it, and
+/// the dialer and the engine hear.
+fn opened(shared: &Shared, link: &mut Link, socket: Socket) {
+    let (sink, stream) = socket.split();
+    let (frames, outgoing) = mpsc::unbounded_channel();
+    *link = Link {
+        connecting: None,
+        sink: Some(sink),
+        stream: Some(stream),
+        outgoing: Some(outgoing),
+    };
+    let replica = shared.replica;
+    shared.step(|inner, now| {
+        inner.conn = Some(frames);
+        inner.connected = true;
+        inner.link_error = None;
+        inner.dialer.opened(now);
+        // Tokens go per document, in `Authorize` (see `client::Tokens`).
+        inner.engine.connected(replica, None, now);
+    });
 }
 
 /// The socket ended (or never opened) by itself: the dialer decides what

@@ -435,6 +435,10 @@ mod tests {
     /// The only way into a borrowed host is a call from inside one of its
     /// own: it gets `Reentrant` and changes nothing; a close is queued.
     #[wasm_bindgen_test]
+    #[allow(
+        clippy::await_holding_refcell_ref,
+        reason = "the test holds the borrow on purpose, as an outer call would"
+    )]
     async fn a_call_into_a_borrowed_host_is_a_typed_error_and_close_is_queued() {
         let name = format!("reentrant-{}", js_sys::Math::random());
         let on_event = js_sys::Function::new_no_args("");
