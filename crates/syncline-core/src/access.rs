@@ -147,6 +147,14 @@ pub(crate) struct Access {
 }
 
 impl Access {
+    /// When a parked document is asked for again ([`Engine::retry_parked`]).
+    pub(crate) fn retry_at(&self) -> Option<u64> {
+        match self.grant {
+            Grant::Parked { retry_at } => Some(retry_at),
+            _ => None,
+        }
+    }
+
     /// A document's state before its first connection; `provable`: its id
     /// derives from its key, so its writes can be signed.
     pub(crate) fn new(provable: bool) -> Access {

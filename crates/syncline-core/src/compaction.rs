@@ -245,11 +245,32 @@ impl LogIndex {
             return false;
         }
         match self.quiet_since {
-            Some((noted, since)) if noted == self.noted => now_ms.saturating_sub(since) >= idle_ms,
+            Some((noted, since)) if noted == self.noted => {
+                let idle = now_ms.saturating_sub(since) >= idle_ms;
+                if idle {
+                    // Should the compaction not happen (changes still wait
+                    // for their dependencies), the next try is one quiet
+                    // period later, not at every tick.
+                    self.quiet_since = Some((noted, now_ms));
+                }
+                idle
+            }
             _ => {
                 self.quiet_since = Some((self.noted, now_ms));
                 false
             }
+        }
+    }
+
+    /// When [`LogIndex::idle`] next has something to do: `Some(0)` (now)
+    /// when the quiet period has not been noted since the last entry.
+    pub(crate) fn idle_deadline(&self, idle_ms: u64) -> Option<u64> {
+        if self.fresh.0 == 0 {
+            return None;
+        }
+        match self.quiet_since {
+            Some((noted, since)) if noted == self.noted => Some(since.saturating_add(idle_ms)),
+            _ => Some(0),
         }
     }
 

@@ -247,6 +247,16 @@ impl Outbox {
                 .any(|o| o.entry.doc == this.entry.doc && o.batch > self.durable)
     }
 
+    /// Each entry pushed on this connection that may be pushed again, with
+    /// when it was pushed (its resend falls due [`RESEND_AFTER_MS`] later).
+    pub(crate) fn pushed(&self) -> impl Iterator<Item = (&DocId, u64)> + '_ {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.waits_for_an_earlier_write(*i))
+            .filter_map(|(_, o)| o.pushed_at.map(|t| (&o.entry.doc, t)))
+    }
+
     /// Records that entry `i` is pushed at `now_ms`, and returns it. The
     /// caller checked [`Outbox::may_push`].
     pub(crate) fn mark_pushed(&mut self, i: usize, now_ms: u64) -> &LogEntry {

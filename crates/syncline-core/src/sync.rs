@@ -114,6 +114,8 @@ impl Engine {
             SessionState::Offline => {}
             SessionState::Handshaking => {
                 if overdue(self.session_since, HANDSHAKE_TIMEOUT_MS) {
+                    // Asked again a timeout later should the host not act.
+                    self.session_since = now_ms;
                     self.emit(Effect::Disconnect);
                 }
             }
