@@ -250,11 +250,13 @@ impl Outbox {
     /// Each entry pushed on this connection that may be pushed again, with
     /// when it was pushed (its resend falls due [`RESEND_AFTER_MS`] later).
     pub(crate) fn pushed(&self) -> impl Iterator<Item = (&DocId, u64)> + '_ {
+        // The cheap test first: most entries are unpushed or written.
         self.entries
             .iter()
             .enumerate()
-            .filter(|(i, _)| !self.waits_for_an_earlier_write(*i))
-            .filter_map(|(_, o)| o.pushed_at.map(|t| (&o.entry.doc, t)))
+            .filter_map(|(i, o)| Some((i, &o.entry.doc, o.pushed_at?)))
+            .filter(|(i, _, _)| !self.waits_for_an_earlier_write(*i))
+            .map(|(_, doc, t)| (doc, t))
     }
 
     /// Records that entry `i` is pushed at `now_ms`, and returns it. The
