@@ -21,7 +21,14 @@
 //!   once per microtask or tick;
 //! - `engine-nocompact:B`: the same with compaction off
 //!   ([`Engine::set_compaction_enabled`]): the per-change path alone,
-//!   without the snapshots compaction writes every few hundred changes.
+//!   without the snapshots compaction writes every few hundred changes;
+//! - `raw-saves:B`: `raw-extract:B` plus Automerge's own `save()` after
+//!   each transaction where `engine:B` compacted (read from the file named
+//!   by `SYNCLINE_SAVES`, one transaction index per line, which `engine:B`
+//!   writes when that variable is set and the file does not exist yet):
+//!   raw Automerge doing what the engine does in the same places, so the
+//!   ratio `engine:B` ÷ `raw-saves:B` is the engine's own overhead with
+//!   compaction on.
 //!
 //! The modes run interleaved for `R` rounds (default 5); it prints each
 //! mode's median seconds and its ratio to `raw`. Under
@@ -34,11 +41,12 @@ use automerge::{AutoCommit, ChangeHash, ObjType};
 use serde_json::json;
 use syncline_bench::{Trace, load_trace};
 use syncline_core::ops::Key;
-use syncline_core::{Effect, Engine, Op};
+use syncline_core::{Effect, Engine, Op, Store};
 
 enum Mode {
     Raw { time: bool },
     RawExtract(usize),
+    RawSaves(usize),
     Engine { drain_every: usize, compact: bool },
 }
 
@@ -48,6 +56,7 @@ fn parse(mode: &str) -> Mode {
         None if mode == "raw" => Mode::Raw { time: true },
         None if mode == "raw-notime" => Mode::Raw { time: false },
         Some(("raw-extract", b)) => Mode::RawExtract(every(b)),
+        Some(("raw-saves", b)) => Mode::RawSaves(every(b)),
         Some(("engine", b)) => Mode::Engine {
             drain_every: every(b),
             compact: true,
@@ -57,12 +66,31 @@ fn parse(mode: &str) -> Mode {
             compact: false,
         },
         _ => panic!(
-            "unknown mode {mode}: raw, raw-notime, raw-extract:B, engine:B or engine-nocompact:B"
+            "unknown mode {mode}: raw, raw-notime, raw-extract:B, raw-saves:B, engine:B or engine-nocompact:B"
         ),
     }
 }
 
-fn raw(trace: &Trace, txns: usize, time: bool, extract_every: Option<usize>) -> usize {
+/// The file `SYNCLINE_SAVES` names: where `engine:B` compacted.
+fn saves_file() -> Option<std::path::PathBuf> {
+    std::env::var_os("SYNCLINE_SAVES").map(Into::into)
+}
+
+/// The transaction indices `engine:B` recorded (empty without the file).
+fn recorded_saves() -> std::collections::BTreeSet<usize> {
+    let text = saves_file()
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .expect("raw-saves needs SYNCLINE_SAVES naming a file engine:B wrote");
+    text.lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+fn raw(
+    trace: &Trace,
+    txns: usize,
+    time: bool,
+    extract_every: Option<usize>,
+    saves: &std::collections::BTreeSet<usize>,
+) -> usize {
     let mut doc = AutoCommit::new_with_encoding(automerge::TextEncoding::Utf16CodeUnit);
     let text = doc
         .put_object(automerge::ROOT, "text", ObjType::Text)
@@ -87,6 +115,9 @@ fn raw(trace: &Trace, txns: usize, time: bool, extract_every: Option<usize>) -> 
             }
             since = doc.get_heads();
         }
+        if saves.contains(&i) {
+            extracted += std::hint::black_box(doc.save()).len();
+        }
     }
     std::hint::black_box(&doc);
     extracted
@@ -103,16 +134,25 @@ fn engine(ops: &[Vec<Op>], drain_every: usize, compact: bool) -> usize {
     }];
     engine.change(url.doc, &init, None, 0).unwrap();
     let mut batches = 0;
+    let record = saves_file().filter(|f| compact && !f.exists());
+    let mut saves = Vec::new();
     for (i, batch) in ops.iter().enumerate() {
         engine.change(url.doc, batch, None, i as u64).unwrap();
         if (i + 1) % drain_every == 0 || i + 1 == ops.len() {
             for effect in engine.take_effects() {
                 if let Effect::Persist(b) = effect {
                     batches += 1;
+                    if record.is_some() && b.puts.iter().any(|(s, _, _)| *s == Store::Snapshots) {
+                        saves.push(i);
+                    }
                     engine.persisted(std::hint::black_box(b).id, i as u64);
                 }
             }
         }
+    }
+    if let Some(file) = record {
+        let lines: Vec<String> = saves.iter().map(|i| i.to_string()).collect();
+        std::fs::write(file, lines.join("\n")).expect("write SYNCLINE_SAVES");
     }
     std::hint::black_box(&engine);
     batches
@@ -149,14 +189,23 @@ fn main() {
                 .collect()
         })
         .collect();
+    let none = std::collections::BTreeSet::new();
+    let saves = if modes.iter().any(|m| m.starts_with("raw-saves")) {
+        recorded_saves()
+    } else {
+        none.clone()
+    };
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     for _ in 0..rounds {
         for (m, mode) in modes.iter().enumerate() {
             let start = Instant::now();
             match parse(mode) {
-                Mode::Raw { time } => std::hint::black_box(raw(&trace, txns, time, None)),
+                Mode::Raw { time } => std::hint::black_box(raw(&trace, txns, time, None, &none)),
                 Mode::RawExtract(every) => {
-                    std::hint::black_box(raw(&trace, txns, true, Some(every)))
+                    std::hint::black_box(raw(&trace, txns, true, Some(every), &none))
+                }
+                Mode::RawSaves(every) => {
+                    std::hint::black_box(raw(&trace, txns, true, Some(every), &saves))
                 }
                 Mode::Engine {
                     drain_every,
