@@ -33,6 +33,7 @@ use std::time::Duration;
 use syncline_protocol::{DocId, SequencedDelta};
 use tokio::sync::mpsc;
 
+use super::held::Held;
 use crate::hub::{Hub, REMOTE_ORIGIN};
 use crate::metrics::Metrics;
 use crate::store::{Fanout, PageLimits, Store};
@@ -57,6 +58,8 @@ struct Inner {
     page: PageLimits,
     docs: Mutex<HashMap<DocId, Order>>,
     repairs: mpsc::UnboundedSender<DocId>,
+    /// The other relays' pushes fanned out here before their commit.
+    held: Arc<Held>,
 }
 
 #[derive(Default)]
@@ -127,9 +130,16 @@ impl Order {
 }
 
 impl Sequencer {
-    /// A sequencer feeding `hub`, repairing from `store`; starts its repair
-    /// and poll tasks (call inside a tokio runtime).
-    pub fn start(hub: Hub, store: Arc<dyn Store>, metrics: Arc<Metrics>, page: PageLimits) -> Self {
+    /// A sequencer feeding `hub`, repairing from `store`, telling the hub
+    /// which remote deltas it fanned out tentatively by `held`; starts its
+    /// repair and poll tasks (call inside a tokio runtime).
+    pub fn start(
+        hub: Hub,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        page: PageLimits,
+        held: Arc<Held>,
+    ) -> Self {
         let (repairs, queue) = mpsc::unbounded_channel();
         let sequencer = Sequencer {
             inner: Arc::new(Inner {
@@ -139,6 +149,7 @@ impl Sequencer {
                 page,
                 docs: Mutex::new(HashMap::new()),
                 repairs,
+                held,
             }),
         };
         tokio::spawn(sequencer.clone().repair_loop(queue));
@@ -198,7 +209,7 @@ impl Sequencer {
         if !out.is_empty() {
             // Under the lock: two offers reach the hub in the order they
             // were ordered.
-            self.inner.hub.publish_group(&out);
+            self.inner.hub.publish_group(&self.inner.held.stamp(out));
         }
     }
 

@@ -12,6 +12,7 @@ mod common;
 mod faults;
 mod pusher;
 mod sync;
+mod tentative;
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
