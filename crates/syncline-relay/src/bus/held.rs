@@ -98,11 +98,13 @@ impl Inner {
                 dropped.push(old);
             }
         }
-        for (key, stamp) in dropped {
-            self.forget(key, stamp);
-        }
         for delta in deltas {
             self.stamps.insert((doc, delta.id), stamp);
+        }
+        // After inserting: a push larger than the bound drops its own
+        // first deltas.
+        for (key, stamp) in dropped {
+            self.forget(key, stamp);
         }
         debug_assert!(
             self.relays.values().all(|r| r.order.len() <= MAX_PER_RELAY),
@@ -268,7 +270,8 @@ mod tests {
         assert_eq!(held.len(), MAX_PER_RELAY, "the oldest deltas went first");
         assert!(!held.lock().stamps.contains_key(&(doc, many[0].id)));
         for relay in 2..=MAX_RELAYS as u8 + 1 {
-            held.lock().record([relay; 16], doc, &push(relay..relay + 1), 2);
+            held.lock()
+                .record([relay; 16], doc, &push(relay..relay + 1), 2);
         }
         let inner = held.lock();
         assert_eq!(inner.relays.len(), MAX_RELAYS);

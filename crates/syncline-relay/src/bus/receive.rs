@@ -142,7 +142,8 @@ impl Receiver {
             }
             (RANGE, Ok(RelayFrame::Committed { doc, seq, .. })) => self.sequencer.known(doc, seq),
             (PRESENCE, Ok(RelayFrame::Presence { doc, .. })) => {
-                self.hub.remote_presence(doc, &Bytes::copy_from_slice(frame));
+                self.hub
+                    .remote_presence(doc, &Bytes::copy_from_slice(frame));
             }
             (kind, decoded) => unexpected(kind, decoded.is_ok()),
         }
