@@ -93,7 +93,8 @@ impl Receiver {
                     .push(Abortable::new(subscriber, registration));
                 following.docs.insert(doc, handle);
                 // Counted once the server has the subscription (a round
-                // trip): from then on no push to `doc` misses this relay.
+                // trip): from then on the other relays' pushes to `doc`
+                // are sent here.
                 if let Err(error) = self.client.flush().await {
                     tracing::debug!(%error, "cannot flush the bus");
                 }
