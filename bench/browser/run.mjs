@@ -17,7 +17,9 @@ import { WebSocketServer } from "ws";
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, "..", "..");
 const build = join(here, ".build");
-const site = join(build, "site");
+// --site DIR serves another bundle (compare.mjs runs two builds side by side).
+const siteFlag = process.argv.indexOf("--site");
+const site = siteFlag > 0 ? resolve(process.argv[siteFlag + 1]) : join(build, "site");
 const targetDir = resolve(process.env.CARGO_TARGET_DIR ?? join(repoRoot, "target", "bench"));
 
 // ------------------------------------------------------------------ flags

@@ -7,8 +7,12 @@ import { defineConfig } from "vite";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, "..", "..");
-const npmSrc = join(repoRoot, "npm", "src");
 const build = join(here, ".build");
+// Overrides, to bundle another build side by side (see compare.mjs): the
+// package source, the wasm-bindgen output, and where the site goes.
+const npmSrc = resolve(process.env.SYNCLINE_BENCH_NPM_SRC ?? join(repoRoot, "npm", "src"));
+const glueDir = resolve(process.env.SYNCLINE_BENCH_GLUE ?? join(build, "syncline-wasm"));
+const outDir = resolve(process.env.SYNCLINE_BENCH_SITE ?? join(build, "site"));
 
 /** npm/src imports "./wasm/syncline_wasm.js": serve ours instead. */
 function synclineGlue() {
@@ -17,7 +21,7 @@ function synclineGlue() {
     enforce: "pre",
     resolveId(source, importer) {
       if (source === "./wasm/syncline_wasm.js" && importer && resolve(dirname(importer)) === npmSrc) {
-        return join(build, "syncline-wasm", "syncline_wasm.js");
+        return join(glueDir, "syncline_wasm.js");
       }
       return null;
     },
@@ -32,13 +36,13 @@ export default defineConfig({
   resolve: {
     alias: [
       { find: /^syncline$/, replacement: join(npmSrc, "index.ts") },
-      { find: /^syncline-glue$/, replacement: join(build, "syncline-wasm", "syncline_wasm.js") },
+      { find: /^syncline-glue$/, replacement: join(glueDir, "syncline_wasm.js") },
       { find: /^aes-glue$/, replacement: join(build, "aes-wasm", "syncline_bench_aes.js") },
       { find: /^aes-glue-speed$/, replacement: join(build, "aes-wasm-speed", "syncline_bench_aes.js") },
     ],
   },
   build: {
-    outDir: join(build, "site"),
+    outDir,
     emptyOutDir: true,
     target: "esnext",
     minify: false, // readable names in --profile output

@@ -8,6 +8,10 @@
  * are drafts themselves; their path is computed when an op is recorded (list
  * indices by identity), so a draft held across an `unshift` still addresses
  * the right element.
+ *
+ * Bulk edits stay linear: a list element's draft remembers its last index,
+ * checked by identity in O(1); only when that misses (the list moved under
+ * it) is the whole list scanned once, re-indexing every element's draft.
  */
 import { Counter, Text } from "./crdt-values.js";
 import { SynclineError } from "./errors.js";
@@ -19,8 +23,13 @@ interface Node {
   /** Mutable shallow copy of the container; also the Proxy target. */
   copy: Container;
   parent: Node | null;
-  /** Key in the parent when the parent is a map (list indices are looked up). */
+  /** Key in the parent when the parent is a map. */
   key: string;
+  /**
+   * Index in the parent when the parent is a list, as last seen: a hint,
+   * valid only while `parent.copy[index] === copy` (see `Recorder.indexIn`).
+   */
+  index: number;
   proxy: Container;
   methods: Map<string, (...args: unknown[]) => unknown> | undefined;
 }
@@ -52,6 +61,13 @@ function badValue(message: string): SynclineError {
 
 /** The recorder and container behind each draft proxy, for `splice` and `increment`. */
 const owners = new WeakMap<object, { recorder: Recorder; node: Node }>();
+
+/**
+ * How many list elements path lookups have visited to re-find drafts whose
+ * index hint missed, since the module loaded. Not API: the unit test reads
+ * it to check that bulk edits cost linear, not quadratic, work.
+ */
+export const pathScans = { elements: 0 };
 
 const MUTATORS = ["push", "pop", "shift", "unshift", "splice", "reverse", "sort", "fill", "copyWithin"];
 
@@ -109,7 +125,7 @@ class Recorder {
     if (!isContainer(base) || Array.isArray(base)) {
       throw badOp("the document root must be an object");
     }
-    this.root = this.makeNode(base, null, "");
+    this.root = this.makeNode(base, null, "", -1);
   }
 
   /** Set once the change callback returned: its drafts are dead. */
@@ -130,7 +146,7 @@ class Recorder {
     return node;
   }
 
-  private makeNode(source: Container, parent: Node | null, key: string): Node {
+  private makeNode(source: Container, parent: Node | null, key: string, index: number): Node {
     let copy: Container;
     // Spread, not slice(): V8 slices a frozen array element by element, ~50x slower.
     if (Array.isArray(source)) copy = [...source];
@@ -140,7 +156,7 @@ class Recorder {
     }
     const { proxy, revoke } = Proxy.revocable(copy, this.handler);
     this.revokers.push(revoke);
-    const node: Node = { copy, parent, key, proxy, methods: undefined };
+    const node: Node = { copy, parent, key, index, proxy, methods: undefined };
     this.nodeOfCopy.set(copy, node);
     this.nodeOfProxy.set(proxy, node);
     owners.set(proxy, { recorder: this, node });
@@ -154,9 +170,14 @@ class Recorder {
     if (!isContainer(value)) return value;
     const existing = this.nodeOfCopy.get(value);
     if (existing) return existing.proxy;
-    const node = this.makeNode(value, parent, prop);
-    if (Array.isArray(target)) target[Number(prop)] = node.copy;
-    else setOwn(target, prop, node.copy);
+    if (Array.isArray(target)) {
+      const index = Number(prop);
+      const node = this.makeNode(value, parent, "", index);
+      target[index] = node.copy;
+      return node.proxy;
+    }
+    const node = this.makeNode(value, parent, prop, -1);
+    setOwn(target, prop, node.copy);
     return node.proxy;
   }
 
@@ -166,15 +187,32 @@ class Recorder {
     for (let n = node; n.parent; n = n.parent) {
       const parent = n.parent.copy;
       if (Array.isArray(parent)) {
-        const index = parent.indexOf(n.copy);
-        if (index < 0) throw detached();
-        steps.push(index);
+        steps.push(this.indexIn(n, n.parent, parent));
       } else {
         if (!hasOwn(parent, n.key) || parent[n.key] !== n.copy) throw detached();
         steps.push(n.key);
       }
     }
     return steps.reverse();
+  }
+
+  /**
+   * `node`'s index in its parent `list`: its hint when that still holds,
+   * else after one pass over the list that re-indexes every element's
+   * draft (so the next lookups hit). A draft's working copy is in at most
+   * one place (assigned values are fresh copies), so identity decides.
+   */
+  private indexIn(node: Node, parent: Node, list: JsonValue[]): number {
+    if (list[node.index] === node.copy) return node.index;
+    pathScans.elements += list.length;
+    for (let i = 0; i < list.length; i++) {
+      const value = list[i];
+      if (!isContainer(value)) continue;
+      const child = this.nodeOfCopy.get(value);
+      if (child?.parent === parent) child.index = i;
+    }
+    if (list[node.index] !== node.copy) throw detached();
+    return node.index;
   }
 
   private deleteKey(node: Node, target: JsonObject, prop: string): void {

@@ -49,6 +49,7 @@ export const SYNCLINE_ERROR_CODES = [
   "BadValue", // A value a document cannot hold.
   "BadEvent", // An event name the repo does not emit.
   "Closed", // The repo is closed.
+  "Reentrant", // A call made from inside one of the repo's own calls; nothing was done.
   "Crashed", // The wasm module panicked; every later call fails.
   "WasmLoad", // The wasm module could not be loaded.
   "Unsupported", // The browser lacks something Syncline needs (WebCrypto).

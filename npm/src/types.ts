@@ -160,7 +160,10 @@ export interface DocStatus {
 
 /** How the repo talks to the relay. All optional. */
 export interface TransportOptions {
-  /** An attempt that hasn't opened after this long is abandoned (and retried after backoff). Default 5000. */
+  /**
+   * An attempt that hasn't opened after this long is abandoned: the next relay of the list is tried at once,
+   * or after the backoff once every relay failed in a row. Default 5000.
+   */
   connectTimeoutMs?: number;
   /** While open, a ping is sent this often. Default 10000. */
   heartbeatMs?: number;

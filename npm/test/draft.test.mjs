@@ -2,7 +2,9 @@
 // Runs on the compiled JS (`npm test` compiles first); needs no wasm.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { increment, recordChange, splice } from "../.test-build/draft.js";
+import * as draft from "../.test-build/draft.js";
+
+const { increment, recordChange, splice } = draft;
 import { Counter, Text } from "../.test-build/crdt-values.js";
 import { SynclineError } from "../.test-build/errors.js";
 
@@ -311,4 +313,42 @@ test("text and counter misuse fails with BadOp or BadValue, recording nothing", 
   let kept;
   record({ t: "abc" }, (d) => (kept = d));
   assert.throws(() => splice(kept, "t", 0, 0, "x"), (e) => e.code === "BadOp", "a draft is dead after its change");
+});
+
+// Bulk edits stay linear (issue 21): counted, not timed, so a busy machine
+// cannot make it flaky. Every list element visited to find a draft's index
+// is counted, whether by Array.prototype.indexOf (how paths were found
+// before: ~n²/2 visits here, 50 million for n = 10,000) or by the draft's
+// own re-indexing pass (`pathScans`).
+test("bulk edits in one change visit each list element a bounded number of times", () => {
+  const n = 10_000;
+  const base = { items: Array.from({ length: n }, (_, i) => ({ id: i, done: false })), map: {} };
+  const indexOf = Array.prototype.indexOf;
+  let visited = 0;
+  Array.prototype.indexOf = function (...args) {
+    const at = indexOf.apply(this, args);
+    visited += at < 0 ? this.length : at + 1;
+    return at;
+  };
+  const scans = () => draft.pathScans?.elements ?? 0; // absent before the fix
+  const scansBefore = scans();
+  let ops;
+  try {
+    ops = record(base, (d) => {
+      for (let i = 0; i < n; i++) d.items[i].done = true;
+      d.items.unshift({ id: -1, done: false }); // every held index is now off by one
+      for (let i = 1; i <= n; i++) d.items[i].id = i;
+      for (let i = 0; i < n; i++) d.items.push({ id: n + i, done: false });
+      for (let i = 0; i < n; i++) d.items[n + 1 + i].done = true;
+      for (let i = 0; i < n; i++) d.map[`k${i}`] = i;
+    });
+  } finally {
+    Array.prototype.indexOf = indexOf;
+  }
+  visited += scans() - scansBefore;
+  assert.equal(ops.length, 5 * n + 1);
+  assert.deepEqual(ops[n + 1], { op: "put", obj: ["items", 1], key: "id", value: 1 });
+  assert.deepEqual(ops.at(-1), { op: "put", obj: ["map"], key: `k${n - 1}`, value: n - 1 });
+  // One re-indexing pass after the unshift (n + 1 elements); a few more are allowed.
+  assert.ok(visited <= 4 * n, `path lookups visited ${visited} list elements for ${5 * n + 1} ops on lists of ≤ ${2 * n + 1}`);
 });

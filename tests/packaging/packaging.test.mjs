@@ -352,8 +352,17 @@ test("importing syncline, syncline/react and syncline/svelte in Node (SSR) does 
 // features; lower it as the module shrinks. Raised from 600,000 to 615,000
 // on 2026-12-04 for signed writes (issue 20): Ed25519 signing, without the
 // precomputed tables, took the module from 581,647 to 596,014 B (`gzip -9`;
-// 601,359 B by this measure); with the tables it was 630,383 B.
-const WASM_GZIP_BUDGET = 615_000;
+// 601,359 B by this measure); with the tables it was 630,383 B. Lowered to
+// 600,000 on 2026-12-05 (issue 21): ops decoded by hand took it from
+// 596,680 to 590,273 B (`gzip -9`; 601,880 to 595,322 B by this measure).
+// 450 KB cannot be reached while shipping Automerge: Automerge alone, built
+// the same way, is 422,114 B, and with the ciphers, hashes and Ed25519
+// 444,134 B (bench/browser/size-floor; docs/benchmarks/size.md). Raised to
+// 610,000 the same day when the connection policy moved into core and the
+// host was split (issue 21 items 1 and 4: the Dialer, engine deadlines and
+// the re-entrancy guards): 590,273 -> 599,771 B (`gzip -9`; 605,257 B by
+// this measure). Cutting that back is open work.
+const WASM_GZIP_BUDGET = 610_000;
 
 test(`the shipped wasm is at most ${WASM_GZIP_BUDGET} B gzipped`, () => {
   const wasm = readFileSync(join(appsDir, "webpack", "node_modules", "syncline", "dist", "wasm", "syncline_wasm_bg.wasm"));

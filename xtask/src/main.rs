@@ -97,7 +97,8 @@ fn build(root: &Path) -> Result<()> {
     let wasm = build_wasm(root, "wasm-release", &[])?;
     // The `name` section (function names, for stack traces) is ~380 KB raw,
     // ~100 KB gzip: browsers don't need it. (`wasm-opt -Oz` on top saves 6%
-    // raw and nothing gzipped, for minutes of build: not used; see README.)
+    // raw and nothing gzipped, for minutes of build: not used; see
+    // docs/benchmarks/size.md.)
     run(
         root,
         "wasm-bindgen",

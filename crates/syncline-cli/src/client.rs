@@ -5,8 +5,9 @@
 //! engine hears [`Engine::persisted`] (so a delta is pushed only once it is
 //! durable here, and a cursor never gets ahead of the disk); a `Send` goes
 //! to the current socket; a `Disconnect` drops it. A background task
-//! ([`crate::connection`]) connects, feeds frames in, ticks the engine every
-//! 500 ms and reconnects with backoff.
+//! ([`crate::connection`]) connects, feeds frames in, ticks the engine at
+//! its deadlines and reconnects as the core's [`Dialer`] decides (the same
+//! connection policy as the browser's).
 //!
 //! Async helpers wait for what a caller cares about, each bounded by a
 //! timeout that says what it was waiting for and why it did not happen:
@@ -24,7 +25,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value as Json;
 use syncline_core::{
-    DocId, DocUrl, Effect, Engine, EngineError, Op, Output, SessionState, Status, SynclineErrorCode,
+    Dialer, DialerConfig, DocId, DocUrl, Effect, Engine, EngineError, Op, Output, SessionState,
+    Status, SynclineErrorCode,
 };
 use syncline_protocol::ErrorCode;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -169,8 +171,8 @@ pub(crate) struct Inner {
     store: FileStore,
     /// Frames for the current socket, if any.
     pub(crate) conn: Option<mpsc::UnboundedSender<Vec<u8>>>,
-    /// The engine asked to drop the current socket.
-    pub(crate) drop_conn: bool,
+    /// The connection policy: which relay when, heartbeats, final errors.
+    pub(crate) dialer: Dialer,
     caught_up: HashSet<DocId>,
     /// Every refusal from the relay, in order.
     rejections: Vec<Failure>,
@@ -186,17 +188,18 @@ pub(crate) struct Inner {
     token_requests: mpsc::UnboundedSender<DocId>,
 }
 
-pub(crate) struct Shared {
+pub(crate) struct ClientState {
     inner: Mutex<Inner>,
-    /// Bumped after every engine step; waits watch it.
-    version: watch::Sender<u64>,
+    /// Bumped after every engine step; waits and the connection task
+    /// watch it.
+    pub(crate) version: watch::Sender<u64>,
     events: broadcast::Sender<Event>,
     pub(crate) closing: watch::Sender<bool>,
     pub(crate) config: ClientConfig,
     pub(crate) replica: [u8; 16],
 }
 
-impl Shared {
+impl ClientState {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -256,7 +259,7 @@ impl Inner {
                             message: message.clone(),
                         });
                         self.fatal = Some(Failure::Storage(message));
-                        self.drop_conn = true;
+                        self.dialer.stop();
                     }
                 }
             }
@@ -288,13 +291,8 @@ impl Inner {
                         message: message.clone(),
                         fatal: *fatal,
                     };
-                    // Retrying these with the same parameters cannot help.
-                    if *fatal
-                        && matches!(
-                            code,
-                            ErrorCode::Unauthorized | ErrorCode::UnsupportedVersion
-                        )
-                    {
+                    // The dialer knows which refusals are final.
+                    if self.dialer.engine_error(&error) {
                         self.fatal = Some(failure.clone());
                     }
                     self.rejections.push(failure);
@@ -304,7 +302,7 @@ impl Inner {
                     message: error.to_string(),
                 });
             }
-            Effect::Disconnect => self.drop_conn = true,
+            Effect::Disconnect => self.dialer.engine_gave_up(now),
         }
     }
 
@@ -312,9 +310,15 @@ impl Inner {
     pub(crate) fn lost_connection(&mut self) {
         self.conn = None;
         self.connected = false;
-        self.drop_conn = false;
         self.caught_up.clear();
         self.engine.disconnected();
+    }
+
+    /// When the engine's or the dialer's timers next need a tick (ms).
+    pub(crate) fn next_deadline(&self) -> Option<u64> {
+        let engine = self.engine.next_deadline();
+        let dialer = self.dialer.next_deadline();
+        engine.into_iter().chain(dialer).min()
     }
 
     fn failure(&self) -> Option<Failure> {
@@ -357,7 +361,7 @@ impl Inner {
 /// A replica syncing with one relay. Dropping it stops the background task;
 /// [`Client::close`] also closes the socket politely.
 pub struct Client {
-    shared: Arc<Shared>,
+    shared: Arc<ClientState>,
     task: Option<JoinHandle<()>>,
     problems: Vec<EngineError>,
 }
@@ -373,6 +377,7 @@ impl Client {
         }
         let seed: [u8; 32] = random()?;
         let replica: [u8; 16] = random()?;
+        let dialer = Dialer::new(relays.len(), DialerConfig::default(), random()?);
         let (mut engine, problems) = Engine::load(seed, store.records());
         engine.set_tokens_required(!matches!(config.tokens, Tokens::None));
         let (token_requests, wanted) = mpsc::unbounded_channel();
@@ -380,7 +385,7 @@ impl Client {
             engine,
             store,
             conn: None,
-            drop_conn: false,
+            dialer,
             caught_up: HashSet::new(),
             rejections: Vec::new(),
             mark: 0,
@@ -389,7 +394,7 @@ impl Client {
             connected: false,
             token_requests,
         };
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(ClientState {
             inner: Mutex::new(inner),
             version: watch::Sender::new(0),
             events: broadcast::Sender::new(1024),
@@ -574,7 +579,7 @@ impl Drop for Client {
 /// Answers the engine's token requests until the client goes away: a fixed
 /// token at once, a provider's on a blocking thread (a slow token endpoint
 /// holds up only its own document).
-async fn fetch_tokens(shared: Arc<Shared>, mut wanted: mpsc::UnboundedReceiver<DocId>) {
+async fn fetch_tokens(shared: Arc<ClientState>, mut wanted: mpsc::UnboundedReceiver<DocId>) {
     let mut closing = shared.closing.subscribe();
     loop {
         let doc = tokio::select! {
@@ -604,7 +609,7 @@ async fn fetch_tokens(shared: Arc<Shared>, mut wanted: mpsc::UnboundedReceiver<D
     }
 }
 
-fn answer_token(shared: &Shared, doc: DocId, answer: Result<String, String>) {
+fn answer_token(shared: &ClientState, doc: DocId, answer: Result<String, String>) {
     shared.step(|inner, now| match answer {
         Ok(token) => inner.engine.token_ready(doc, token, now),
         Err(why) => inner.engine.token_failed(doc, why, now),

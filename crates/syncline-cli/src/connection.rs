@@ -1,52 +1,42 @@
-//! The client's background task: one WebSocket to the relay at a time.
+//! The client's background task: the WebSocket to the relay, driven by the
+//! core's connection policy ([`syncline_core::Dialer`]).
 //!
-//! Connect (bounded by [`CONNECT_TIMEOUT`]), tell the engine, then pump:
-//! frames the engine sends go out as binary messages, binary messages that
-//! come in go to [`syncline_core::Engine::received`], and every [`TICK`]
-//! the engine is ticked (it re-pushes unacked deltas, re-subscribes stalled
-//! documents and gives up on a handshake that never completes). A socket
-//! that stays silent is pinged, then dropped. When a socket ends for any
-//! reason the engine hears `disconnected` and the task reconnects after an
-//! exponential backoff with full jitter — unless the relay refused us for
-//! good (a bad token, an unsupported version) or the client is closing.
+//! The task only performs what the dialer decides — open a socket to relay
+//! `i`, send a ping, close the socket — and reports back what happened (the
+//! socket opened, a frame arrived, it closed). Backoff, connect timeout,
+//! heartbeats, failover between the relays of a list and the final errors
+//! are the dialer's, the same as in the browser (see its module docs). The
+//! engine's frames go out as binary messages, binary messages that come in
+//! go to [`syncline_core::Engine::received`], and one timer wakes the task
+//! at the earlier of the engine's and the dialer's deadlines
+//! ([`syncline_core::Engine::next_deadline`]) to tick both. A step taken
+//! elsewhere (a change, a token) may move a deadline or ask for an action:
+//! the task watches every step.
 //!
-//! **Failover.** The relay setting may list several relays of one cluster
-//! (comma-separated, see [`relay_urls`]). A connection that cannot be made
-//! (refused, no handshake) moves on to the next relay **at once**; only
-//! once every relay failed in a row does the backoff apply. A connection
-//! that was made and then lost moves on to the next relay after the usual
-//! backoff. The engine re-pushes every unacknowledged change on the new
-//! connection (the relays deduplicate by id, so a push whose ack was lost
-//! with a relay is stored once) and resumes subscriptions from its cursors,
-//! valid on every relay of a cluster, which share one log and one epoch.
+//! The relay setting may list several relays of one cluster
+//! (comma-separated, see [`relay_urls`]). The engine re-pushes every
+//! unacknowledged change on a new connection (the relays deduplicate by
+//! id) and resumes subscriptions from its cursors, valid on every relay of
+//! a cluster, which share one log and one epoch.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use syncline_core::SessionState;
+use syncline_core::{DialAction, DialState, SessionState};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
-use tokio::time::{Instant, MissedTickBehavior};
-use tokio_tungstenite::tungstenite::Message;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::client::{Shared, random};
-
-/// A connection attempt (TCP and WebSocket handshake) gives up after this.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often the engine's timers are driven.
-pub const TICK: Duration = Duration::from_millis(500);
-/// A socket silent for this long gets a WebSocket ping...
-const PING_AFTER: Duration = Duration::from_secs(15);
-/// ...and is dropped if still silent after this long.
-const DEAD_AFTER: Duration = Duration::from_secs(45);
-/// Reconnection delays: full jitter below `BACKOFF_BASE * 2^attempt`,
-/// capped at `BACKOFF_MAX`.
-const BACKOFF_BASE: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+use crate::client::{ClientState, now_ms};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Connecting = Pin<Box<dyn Future<Output = Result<Socket, String>> + Send>>;
 
 /// The relays of a relay setting: one URL, or several separated by commas
 /// (or whitespace), in the order to try them.
@@ -57,160 +47,207 @@ pub fn relay_urls(setting: &str) -> Vec<&str> {
         .collect()
 }
 
-pub(crate) async fn run(shared: Arc<Shared>) {
-    let mut closing = shared.closing.subscribe();
-    let mut attempt: u32 = 0;
-    let urls = relay_urls(&shared.config.relay);
-    let mut next = 0usize;
-    // Relays that could not be reached in a row.
-    let mut unreachable = 0usize;
-    loop {
-        if *closing.borrow() || shared.lock().fatal.is_some() {
-            return;
+/// The socket of the current attempt, in whichever phase it is.
+#[derive(Default)]
+struct Link {
+    connecting: Option<Connecting>,
+    sink: Option<SplitSink<Socket, Message>>,
+    stream: Option<SplitStream<Socket>>,
+    /// The engine's frames for the open socket.
+    outgoing: Option<mpsc::UnboundedReceiver<Vec<u8>>>,
+}
+
+impl Link {
+    fn connect(url: String) -> Link {
+        let connecting: Connecting = Box::pin(async move {
+            tokio_tungstenite::connect_async(url.as_str())
+                .await
+                .map(|(socket, _)| socket)
+                .map_err(|e| format!("cannot connect to {url}: {e}"))
+        });
+        Link {
+            connecting: Some(connecting),
+            ..Link::default()
         }
-        let url = urls.get(next % urls.len().max(1)).copied().unwrap_or("");
-        next = next.wrapping_add(1);
-        let connect = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url));
-        let result = tokio::select! {
-            result = connect => result,
-            () = closed(&mut closing) => return,
-        };
-        match result {
-            Ok(Ok((socket, _))) => {
-                unreachable = 0;
-                if session(&shared, socket, &mut closing).await {
-                    attempt = 0;
+    }
+
+    /// Ends the link; an open socket is closed politely (a close frame, and
+    /// a second at most for the relay's answering one).
+    async fn hang_up(&mut self) {
+        let (sink, stream) = (self.sink.take(), self.stream.take());
+        *self = Link::default();
+        if let (Some(mut sink), Some(mut stream)) = (sink, stream) {
+            let goodbye = async {
+                let _ = sink.send(Message::Close(None)).await;
+                while let Some(Ok(message)) = stream.next().await {
+                    if message.is_close() {
+                        break;
+                    }
                 }
-            }
-            Ok(Err(e)) => {
-                unreachable += 1;
-                shared.lock().link_error = Some(format!("cannot connect to {url}: {e}"));
-            }
-            Err(_) => {
-                unreachable += 1;
-                shared.lock().link_error = Some(format!(
-                    "no WebSocket handshake from {url} within {}s",
-                    CONNECT_TIMEOUT.as_secs()
-                ))
-            }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), goodbye).await;
         }
-        if unreachable > 0 && unreachable < urls.len() {
-            continue; // the next relay, at once
-        }
-        unreachable = 0;
-        if *closing.borrow() || shared.lock().fatal.is_some() {
-            return;
-        }
-        let delay = backoff(attempt);
-        attempt = attempt.saturating_add(1);
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            () = closed(&mut closing) => return,
+    }
+
+    async fn send(&mut self, bytes: Vec<u8>) -> Result<(), String> {
+        match &mut self.sink {
+            Some(sink) => sink
+                .send(Message::Binary(bytes.into()))
+                .await
+                .map_err(|e| format!("sending to the relay failed: {e}")),
+            None => Ok(()), // no socket: the outbox re-sends what matters
         }
     }
 }
 
-/// Runs one connection until it ends; returns whether the relay welcomed
-/// us on it (which resets the backoff).
-async fn session(shared: &Shared, socket: Socket, closing: &mut watch::Receiver<bool>) -> bool {
-    let (mut sink, mut stream) = socket.split();
-    let (frames, mut outgoing) = mpsc::unbounded_channel::<Vec<u8>>();
+/// What woke the task.
+enum Wake {
+    Closing,
+    Deadline,
+    Stepped,
+    /// Boxed: a socket is large.
+    Connected(Box<Result<Socket, String>>),
+    Outgoing(Option<Vec<u8>>),
+    Incoming(Option<Result<Message, tungstenite::Error>>),
+}
+
+pub(crate) async fn run(shared: Arc<ClientState>) {
+    let urls: Vec<String> = relay_urls(&shared.config.relay)
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let mut closing = shared.closing.subscribe();
+    let mut steps = shared.version.subscribe();
+    let mut link = Link::default();
+    shared.step(|inner, now| inner.dialer.start(now));
+    loop {
+        let actions = shared.lock().dialer.take_actions();
+        for action in actions {
+            match action {
+                DialAction::Connect { relay } => {
+                    link.hang_up().await;
+                    link = Link::connect(urls.get(relay).cloned().unwrap_or_default());
+                }
+                DialAction::Send(bytes) => {
+                    if let Err(e) = link.send(bytes).await {
+                        ended(&shared, e);
+                    }
+                }
+                DialAction::Close => {
+                    link.hang_up().await;
+                    shared.step(|inner, _| inner.lost_connection());
+                }
+            }
+        }
+        if shared.lock().dialer.state() == DialState::Closed {
+            return;
+        }
+        let deadline = shared
+            .lock()
+            .next_deadline()
+            .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now_ms())));
+        steps.borrow_and_update();
+        let wake = tokio::select! {
+            () = closed(&mut closing) => Wake::Closing,
+            () = sleep_until(deadline) => Wake::Deadline,
+            _ = steps.changed() => Wake::Stepped,
+            result = connected(&mut link.connecting) => Wake::Connected(Box::new(result)),
+            frame = recv(&mut link.outgoing) => Wake::Outgoing(frame),
+            message = next(&mut link.stream) => Wake::Incoming(message),
+        };
+        match wake {
+            Wake::Connected(result) => match *result {
+                Ok(socket) => opened(&shared, &mut link, socket),
+                Err(e) => {
+                    link.connecting = None;
+                    ended(&shared, e);
+                }
+            },
+            Wake::Closing => {
+                link.hang_up().await;
+                shared.step(|inner, _| {
+                    inner.dialer.stop();
+                    inner.dialer.take_actions();
+                    inner.lost_connection();
+                });
+                return;
+            }
+            Wake::Deadline => shared.step(|inner, now| {
+                inner.engine.tick(now);
+                let before = inner.dialer.last_error().cloned();
+                inner.dialer.tick(now);
+                if let Some(error) = inner
+                    .dialer
+                    .last_error()
+                    .filter(|e| Some(*e) != before.as_ref())
+                {
+                    inner.link_error = Some(error.to_string());
+                }
+            }),
+            Wake::Stepped => {}
+            Wake::Outgoing(Some(bytes)) => {
+                if let Err(e) = link.send(bytes).await {
+                    ended(&shared, e);
+                }
+            }
+            Wake::Outgoing(None) => link.outgoing = None,
+            Wake::Incoming(message) => match message {
+                Some(Ok(Message::Binary(bytes))) => shared.step(|inner, now| {
+                    inner.dialer.received(now);
+                    inner.engine.received(&bytes, now);
+                    if inner.engine.status().session == SessionState::Ready {
+                        inner.dialer.session_ready();
+                    }
+                }),
+                Some(Ok(Message::Close(frame))) => ended(
+                    &shared,
+                    match frame {
+                        Some(f) => format!(
+                            "the relay closed the connection ({}: {})",
+                            u16::from(f.code),
+                            f.reason
+                        ),
+                        None => "the relay closed the connection".to_string(),
+                    },
+                ),
+                // WebSocket pings and pongs; text is not part of the protocol.
+                Some(Ok(_)) => shared.step(|inner, now| inner.dialer.received(now)),
+                Some(Err(e)) => ended(&shared, format!("connection lost: {e}")),
+                None => ended(&shared, "the relay closed the connection".to_string()),
+            },
+        }
+    }
+}
+
+/// The socket of the current attempt opened: the link carries it, and
+/// the dialer and the engine hear.
+fn opened(shared: &ClientState, link: &mut Link, socket: Socket) {
+    let (sink, stream) = socket.split();
+    let (frames, outgoing) = mpsc::unbounded_channel();
+    *link = Link {
+        connecting: None,
+        sink: Some(sink),
+        stream: Some(stream),
+        outgoing: Some(outgoing),
+    };
+    let replica = shared.replica;
     shared.step(|inner, now| {
         inner.conn = Some(frames);
         inner.connected = true;
         inner.link_error = None;
-        inner.drop_conn = false;
+        inner.dialer.opened(now);
         // Tokens go per document, in `Authorize` (see `client::Tokens`).
-        inner.engine.connected(shared.replica, None, now);
+        inner.engine.connected(replica, None, now);
     });
-    let mut ticker = tokio::time::interval(TICK);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last_heard = Instant::now();
-    let mut pinged = false;
-    let mut welcomed = false;
-    // Whether we end the connection (rather than the relay or the network).
-    let mut hanging_up = true;
-    let ended: Option<String> = loop {
-        tokio::select! {
-            frame = outgoing.recv() => {
-                let Some(bytes) = frame else {
-                    break Some("the connection was dropped".to_string());
-                };
-                if let Err(e) = sink.send(Message::Binary(bytes.into())).await {
-                    hanging_up = false;
-                    break Some(format!("sending to the relay failed: {e}"));
-                }
-            }
-            message = stream.next() => {
-                last_heard = Instant::now();
-                pinged = false;
-                match message {
-                    Some(Ok(Message::Binary(bytes))) => {
-                        shared.step(|inner, now| inner.engine.received(&bytes, now));
-                    }
-                    Some(Ok(Message::Close(frame))) => {
-                        hanging_up = false;
-                        break Some(match frame {
-                            Some(f) => format!(
-                                "the relay closed the connection ({}: {})",
-                                u16::from(f.code),
-                                f.reason
-                            ),
-                            None => "the relay closed the connection".to_string(),
-                        });
-                    }
-                    Some(Ok(_)) => {} // pings, pongs; text is not part of the protocol
-                    Some(Err(e)) => {
-                        hanging_up = false;
-                        break Some(format!("connection lost: {e}"));
-                    }
-                    None => {
-                        hanging_up = false;
-                        break Some("the relay closed the connection".to_string());
-                    }
-                }
-            }
-            _ = ticker.tick() => {
-                shared.step(|inner, now| inner.engine.tick(now));
-                let quiet = last_heard.elapsed();
-                if quiet >= DEAD_AFTER {
-                    break Some(format!("the relay was silent for {}s", quiet.as_secs()));
-                }
-                if quiet >= PING_AFTER && !pinged {
-                    pinged = true;
-                    if let Err(e) = sink.send(Message::Ping(Vec::new().into())).await {
-                        break Some(format!("sending to the relay failed: {e}"));
-                    }
-                }
-            }
-            () = closed(closing) => break None,
-        }
-        let inner = shared.lock();
-        welcomed |= inner.engine.status().session == SessionState::Ready;
-        if inner.drop_conn {
-            break Some(match &inner.fatal {
-                Some(_) => "stopped after a fatal error".to_string(),
-                None => "the session stopped making progress".to_string(),
-            });
-        }
-    };
-    if hanging_up {
-        // Say goodbye and wait (briefly) for the relay's answering close.
-        let goodbye = async {
-            let _ = sink.send(Message::Close(None)).await;
-            while let Some(Ok(message)) = stream.next().await {
-                if message.is_close() {
-                    break;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(1), goodbye).await;
-    }
-    shared.step(|inner, _| {
-        inner.lost_connection();
-        inner.link_error = ended;
+}
+
+/// The socket ended (or never opened) by itself: the dialer decides what
+/// comes next.
+fn ended(shared: &ClientState, why: String) {
+    shared.step(|inner, now| {
+        inner.link_error = Some(why);
+        inner.dialer.closed(now);
     });
-    welcomed
 }
 
 /// Completes once the client is closing.
@@ -219,14 +256,34 @@ async fn closed(closing: &mut watch::Receiver<bool>) {
     let _ = closing.wait_for(|c| *c).await;
 }
 
-/// Full jitter: uniformly random below the exponential bound.
-fn backoff(attempt: u32) -> Duration {
-    let bound = BACKOFF_BASE
-        .saturating_mul(1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX))
-        .min(BACKOFF_MAX);
-    let bound_ms = bound.as_millis() as u64;
-    let roll = random::<8>().map_or(bound_ms, u64::from_le_bytes);
-    Duration::from_millis(roll % (bound_ms + 1))
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn connected(connecting: &mut Option<Connecting>) -> Result<Socket, String> {
+    match connecting {
+        Some(future) => future.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv(outgoing: &mut Option<mpsc::UnboundedReceiver<Vec<u8>>>) -> Option<Vec<u8>> {
+    match outgoing {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next(
+    stream: &mut Option<SplitStream<Socket>>,
+) -> Option<Result<Message, tungstenite::Error>> {
+    match stream {
+        Some(stream) => stream.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]
@@ -241,19 +298,5 @@ mod tests {
             vec!["ws://a:1", "ws://b:2", "ws://c:3"]
         );
         assert!(relay_urls(" , ").is_empty());
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        for attempt in [0, 1, 5, 30, u32::MAX] {
-            let cap = BACKOFF_BASE
-                .saturating_mul(1 << attempt.min(16))
-                .min(BACKOFF_MAX);
-            for _ in 0..50 {
-                assert!(backoff(attempt) <= cap, "attempt {attempt}");
-            }
-        }
-        assert!(backoff(0) <= BACKOFF_BASE);
-        assert!(backoff(u32::MAX) <= BACKOFF_MAX);
     }
 }

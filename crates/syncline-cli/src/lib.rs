@@ -35,5 +35,4 @@ pub mod pointer;
 pub mod store;
 
 pub use client::{Client, ClientConfig, ClientError, Event, TokenProvider, Tokens};
-pub use connection::{CONNECT_TIMEOUT, TICK};
 pub use store::{FileStore, StoreError};

@@ -147,6 +147,14 @@ pub(crate) struct Access {
 }
 
 impl Access {
+    /// When a parked document is asked for again ([`Engine::retry_parked`]).
+    pub(crate) fn retry_at(&self) -> Option<u64> {
+        match self.grant {
+            Grant::Parked { retry_at } => Some(retry_at),
+            _ => None,
+        }
+    }
+
     /// A document's state before its first connection; `provable`: its id
     /// derives from its key, so its writes can be signed.
     pub(crate) fn new(provable: bool) -> Access {
@@ -197,7 +205,7 @@ impl Engine {
     /// last refusal.
     pub fn doc_status(&self, doc: &DocId) -> Option<DocStatus> {
         let state = self.docs.get(doc)?;
-        let (unsaved, pending) = self.outbox_counts(Some(doc));
+        let (unsaved, pending) = self.outbox.counts(Some(doc));
         Some(DocStatus {
             unsaved,
             pending,

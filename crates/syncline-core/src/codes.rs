@@ -86,6 +86,9 @@ pub enum SynclineErrorCode {
     BadEvent,
     /// The repo is closed.
     Closed,
+    /// A call made from inside one of the repo's own calls (an app
+    /// callback it was running); nothing was done.
+    Reentrant,
     /// The wasm module panicked; every later call fails.
     Crashed,
     /// The wasm module could not be loaded.
@@ -136,6 +139,7 @@ impl SynclineErrorCode {
         Self::BadValue,
         Self::BadEvent,
         Self::Closed,
+        Self::Reentrant,
         Self::Crashed,
         Self::WasmLoad,
         Self::Unsupported,
@@ -180,6 +184,7 @@ impl SynclineErrorCode {
             Self::BadValue => "BadValue",
             Self::BadEvent => "BadEvent",
             Self::Closed => "Closed",
+            Self::Reentrant => "Reentrant",
             Self::Crashed => "Crashed",
             Self::WasmLoad => "WasmLoad",
             Self::Unsupported => "Unsupported",

@@ -1,9 +1,11 @@
-//! The [`Engine`]: documents, the outbox, and loading from the log.
+//! The [`Engine`]: documents and local changes.
 //!
 //! Frame handling — the sync session with the relay — lives in
-//! [`crate::sync`]; loading and deleting in [`crate::log`]; tabs in
-//! [`crate::tabs`]; presence in [`crate::presence`]; history in
-//! [`crate::history`]. This file covers documents and local changes.
+//! [`crate::sync`]; the outbox (what the relay has not acknowledged, and
+//! the persist batches that log it) in [`crate::outbox`]; loading and
+//! deleting in [`crate::log`]; tabs in [`crate::tabs`]; presence in
+//! [`crate::presence`]; history in [`crate::history`]. This file covers
+//! documents and local changes.
 //!
 //! What the engine asks of its host comes out as [`Output`]s, in order:
 //! every classic [`Effect`], plus what only a host with tabs and presence
@@ -22,9 +24,10 @@ use syncline_protocol::{DocId, Signer};
 use crate::access::Access;
 use crate::compaction::{CompactionPolicy, LogIndex, RelaySnapshot};
 use crate::delta;
-use crate::ops::{Op, apply_ops, put_root_object};
+use crate::ops::{Op, Resolved, apply_ops_resolving, put_root_object};
+use crate::outbox::Outbox;
 use crate::presence::Presence;
-use crate::seal::DocKey;
+use crate::seal::{DeltaIds, DocKey};
 use crate::store::{Batch, DocRecord, LogEntry, Origin, Record, RelayRecord};
 use crate::{DocUrl, EngineError};
 
@@ -108,6 +111,8 @@ pub struct Status {
 pub(crate) struct DocState {
     pub(crate) doc: AutoCommit,
     pub(crate) key: DocKey,
+    /// Gives local deltas their ids ([`DocKey::delta_id`], keyed once).
+    pub(crate) delta_ids: DeltaIds,
     /// Every relay delta up to this sequence is applied (and, once the
     /// batch emitted with it is written, durable).
     pub(crate) cursor: u64,
@@ -130,20 +135,13 @@ pub(crate) struct DocState {
     /// The lowest relay sequence whose delta this replica could not use
     /// and skipped (see [`crate::store::UnusableRecord`]).
     pub(crate) unusable_from: Option<u64>,
+    /// Where the path of this replica's last local change (if it only
+    /// spliced text) led, while the heads are still that change's.
+    pub(crate) last_splice: Option<(ChangeHash, Resolved)>,
     /// Signs its writes for the relay (see `syncline_protocol::proof`);
     /// `None` for a document whose id does not derive from its key (made
     /// before signed writes): the relay serves it for reading only.
     pub(crate) signer: Option<Signer>,
-}
-
-/// An outbox entry and when it was last pushed on this connection (a held
-/// tentative delta counts as pushed by its author when it arrived).
-pub(crate) struct Outgoing {
-    pub(crate) entry: LogEntry,
-    pub(crate) pushed_at: Option<u64>,
-    /// The batch that makes it durable here (see `sync.rs` on why it may be
-    /// pushed before that batch is written).
-    pub(crate) batch: u64,
 }
 
 /// A replica: many documents, one outbox, one sync session.
@@ -151,41 +149,24 @@ pub struct Engine {
     pub(crate) rng: ChaCha20Rng,
     pub(crate) actor: ActorId,
     pub(crate) docs: BTreeMap<DocId, DocState>,
-    /// Local deltas the relay has not acked, oldest first.
-    pub(crate) outbox: Vec<Outgoing>,
+    /// Local deltas the relay has not acked, oldest first, and the persist
+    /// batches that log them (see [`crate::outbox`]).
+    pub(crate) outbox: Outbox,
     pub(crate) relay: Option<RelayRecord>,
     pub(crate) session: SessionState,
     pub(crate) session_since: u64,
     pub(crate) last_synced_ms: Option<u64>,
     pub(crate) compaction: CompactionPolicy,
-    /// The last batch emitted, and the last one the host reported durable.
-    pub(crate) batches_emitted: u64,
-    pub(crate) batches_durable: u64,
     pub(crate) effects: Vec<Output>,
     /// Only one tab of a replica compacts (the host decides which).
     pub(crate) compaction_enabled: bool,
     /// Emit [`Output::Broadcast`] for every local change.
     pub(crate) tab_sync: bool,
-    /// Local changes not yet logged, by document (see [`Unlogged`]).
-    pub(crate) unlogged: BTreeMap<DocId, Unlogged>,
     /// The relay wants a token per document (see [`crate::access`]).
     pub(crate) tokens_required: bool,
     /// This replica's id on the current connection (from `connected`):
     /// presence is signed and sealed for it.
     pub(crate) replica: [u8; 16],
-}
-
-/// A document's local changes committed since the outputs were last taken.
-/// They are logged together when the host takes the outputs: a burst of
-/// changes (a paste, a loop, a fast typist between two ticks) becomes one
-/// log entry, one storage record, one push and one tab broadcast, and the
-/// change bytes are extracted from Automerge once for all of them. Each
-/// change stays a change of its own inside the entry, with its own message
-/// and time: that is what [`Engine::history`] lists.
-pub(crate) struct Unlogged {
-    /// The document's heads before the first of them.
-    since: Vec<ChangeHash>,
-    time_ms: u64,
 }
 
 /// A burst of local changes is split into entries of about this size, far
@@ -204,18 +185,15 @@ impl Engine {
             rng,
             actor: ActorId::from(actor.as_slice()),
             docs: BTreeMap::new(),
-            outbox: Vec::new(),
+            outbox: Outbox::default(),
             relay: None,
             session: SessionState::Offline,
             session_since: 0,
             last_synced_ms: None,
             compaction: CompactionPolicy::default(),
-            batches_emitted: 0,
-            batches_durable: 0,
             effects: Vec::new(),
             compaction_enabled: true,
             tab_sync: false,
-            unlogged: BTreeMap::new(),
             tokens_required: false,
             replica: [0; 16],
         }
@@ -266,12 +244,25 @@ impl Engine {
             .get_mut(&doc)
             .ok_or(EngineError::DocNotFound(doc))?;
         // No transaction is open here, so reading the heads commits nothing.
-        let since = (!self.unlogged.contains_key(&doc)).then(|| state.doc.get_heads());
-        if let Err(e) = apply_ops(&mut state.doc, ops) {
-            state.doc.rollback();
-            return Err(e.into());
+        let heads = state.doc.get_heads();
+        // The same heads are the same document: the path leads where it led.
+        let known = state
+            .last_splice
+            .take()
+            .and_then(|(head, known)| (heads == [head]).then_some(known));
+        let since = (!self.outbox.has_burst(&doc)).then_some(heads);
+        let resolved = match apply_ops_resolving(&mut state.doc, ops, known) {
+            Ok(resolved) => resolved,
+            Err(e) => {
+                state.doc.rollback();
+                return Err(e.into());
+            }
+        };
+        let head = self.commit_local(doc, since, message, now_ms);
+        if let (Some(head), Some(resolved), Some(state)) = (head, resolved, self.docs.get_mut(&doc))
+        {
+            state.last_splice = Some((head, resolved));
         }
-        self.commit_local(doc, since, message, now_ms);
         self.tell_if_unprovable(doc);
         Ok(())
     }
@@ -350,7 +341,7 @@ impl Engine {
     }
 
     pub fn status(&self) -> Status {
-        let (unsaved, pending) = self.outbox_counts(None);
+        let (unsaved, pending) = self.outbox.counts(None);
         Status {
             session: self.session,
             unsaved,
@@ -359,56 +350,27 @@ impl Engine {
         }
     }
 
-    /// Local changes of `doc` (or of every document) not yet durable here,
-    /// and durable but not acked. Held tentative deltas of others are
-    /// neither; a document's unlogged burst counts as one unsaved entry
-    /// (it becomes at least one).
-    pub(crate) fn outbox_counts(&self, doc: Option<&DocId>) -> (usize, usize) {
-        let ours = |d: &DocId| doc.is_none_or(|doc| doc == d);
-        let mut unsaved = self.unlogged.keys().filter(|d| ours(d)).count();
-        let mut pending = 0;
-        for o in &self.outbox {
-            if o.entry.origin == Origin::Tentative || !ours(&o.entry.doc) {
-                continue;
-            }
-            if o.batch > self.batches_durable {
-                unsaved += 1;
-            } else {
-                pending += 1;
-            }
-        }
-        (unsaved, pending)
-    }
-
     /// The host wrote every batch up to and including `batch_id`. Outbox
     /// entries that waited for an earlier entry's write are pushed now, and
     /// compaction snapshots that became durable are offered to the relay.
     pub fn persisted(&mut self, batch_id: u64, now_ms: u64) {
-        if batch_id <= self.batches_durable {
+        if batch_id <= self.outbox.durable() {
             return;
         }
-        let before = self.batches_durable;
-        self.batches_durable = batch_id.min(self.batches_emitted);
-        let durable = self.batches_durable;
-        if self
-            .outbox
-            .iter()
-            .any(|o| o.batch > before && o.batch <= durable)
-        {
+        if self.outbox.written(batch_id) {
             self.emit(Effect::StatusChanged); // unsaved changes became pending
         }
         if self.session != SessionState::Ready {
             return; // pushed at the next Welcome
         }
         self.send_snapshots_if_ready();
-        if let Some(first) = self.outbox.iter().position(|o| o.pushed_at.is_none()) {
+        if let Some(first) = self.outbox.first_unpushed(None) {
             self.push_if_ready(first..self.outbox.len(), now_ms);
         }
     }
 
     pub(crate) fn persist(&mut self, mut batch: Batch) {
-        self.batches_emitted += 1;
-        batch.id = self.batches_emitted;
+        batch.id = self.outbox.next_batch();
         self.emit(Effect::Persist(batch));
     }
 
@@ -454,6 +416,7 @@ impl Engine {
             DocState {
                 doc: new_automerge(actor),
                 key,
+                delta_ids: DeltaIds::new(&key),
                 cursor: 0,
                 caught_up: false,
                 subscribed_at: None,
@@ -464,6 +427,7 @@ impl Engine {
                 changed_elsewhere: false,
                 access: Access::new(signer.is_some()),
                 unusable_from: None,
+                last_splice: None,
                 signer,
             }
         })
@@ -487,50 +451,53 @@ impl Engine {
     }
 
     /// Commits the open transaction of `doc` (if it holds any op) as a local
-    /// change, to be logged with the others of its burst (see [`Unlogged`]).
+    /// change, to be logged with the others of its burst (see
+    /// [`Engine::log_local_changes`]).
     /// `since` is the document's heads before it, if it is the first.
+    /// Returns the change's hash, if there was one.
     fn commit_local(
         &mut self,
         doc: DocId,
         since: Option<Vec<ChangeHash>>,
         message: Option<String>,
         now_ms: u64,
-    ) {
-        let Some(state) = self.docs.get_mut(&doc) else {
-            return;
-        };
+    ) -> Option<ChangeHash> {
+        let state = self.docs.get_mut(&doc)?;
         if state.doc.pending_ops() == 0 {
             state.doc.rollback();
-            return;
+            return None;
         }
         let options = CommitOptions {
             message,
             time: Some((now_ms / 1000) as i64),
         };
-        state.doc.commit_with(options);
+        let head = state.doc.commit_with(options);
         if let Some(since) = since {
-            self.unlogged.insert(
-                doc,
-                Unlogged {
-                    since,
-                    time_ms: now_ms,
-                },
-            );
+            self.outbox.start_burst(doc, since, now_ms);
         }
         self.emit(Effect::StatusChanged);
+        head
     }
 
     /// Turns the unlogged local changes into log entries: logged, queued in
     /// the outbox, broadcast to tabs, pushed.
+    ///
+    /// A document's local changes committed since the outputs were last
+    /// taken (its *burst*) are logged together: a burst of changes (a
+    /// paste, a loop, a fast typist between two ticks) becomes one log
+    /// entry, one storage record, one push and one tab broadcast, and the
+    /// change bytes are extracted from Automerge once for all of them. Each
+    /// change stays a change of its own inside the entry, with its own
+    /// message and time: that is what [`Engine::history`] lists.
     pub(crate) fn log_local_changes(&mut self) {
-        for (doc, unlogged) in std::mem::take(&mut self.unlogged) {
+        for (doc, since, time_ms) in self.outbox.take_bursts() {
             let Some(state) = self.docs.get_mut(&doc) else {
                 continue; // deleted since
             };
             // Changes merged from elsewhere since then are not ours to log.
             let changes: Vec<Change> = state
                 .doc
-                .get_changes(&unlogged.since)
+                .get_changes(&since)
                 .into_iter()
                 .filter(|c| *c.actor_id() == self.actor)
                 .collect();
@@ -551,9 +518,9 @@ impl Engine {
                 let bytes = delta::encode(these.iter().map(|c| c.raw_bytes()));
                 entries.push(LogEntry {
                     doc,
-                    id: state.key.delta_id(&bytes),
+                    id: state.delta_ids.id(&bytes),
                     bytes,
-                    time_ms: unlogged.time_ms,
+                    time_ms,
                     message: entry_message(these),
                     origin: Origin::Local,
                     relay_seq: None,
@@ -566,11 +533,12 @@ impl Engine {
                 }
                 self.enqueue(entry);
             }
-            self.push_if_ready(first..self.outbox.len(), unlogged.time_ms);
+            self.push_if_ready(first..self.outbox.len(), time_ms);
         }
     }
 
-    /// Logs a local delta and queues it for the relay.
+    /// Logs a local delta and queues it for the relay. The caller made
+    /// sure the outbox does not have it yet.
     pub(crate) fn enqueue(&mut self, entry: LogEntry) {
         if let Some(state) = self.docs.get_mut(&entry.doc) {
             state.log.note(entry.id, &entry.bytes, false);
@@ -585,11 +553,7 @@ impl Engine {
         // The caller pushes it, beside the log write: see `sync.rs` on why
         // the push need not wait for that write.
         let doc = entry.doc;
-        self.outbox.push(Outgoing {
-            entry,
-            pushed_at: None,
-            batch: self.batches_emitted,
-        });
+        self.outbox.log(entry);
         self.emit(Effect::StatusChanged);
         self.maybe_compact(doc);
     }

@@ -33,7 +33,9 @@
 mod access;
 mod codes;
 mod compaction;
+mod deadline;
 pub mod delta;
+pub mod dialer;
 mod doc_url;
 mod engine;
 mod error;
@@ -41,6 +43,7 @@ mod history;
 mod live;
 mod log;
 pub mod ops;
+mod outbox;
 mod presence;
 pub mod seal;
 pub mod store;
@@ -51,6 +54,7 @@ pub use access::{AccessError, DocStatus, TOKEN_RETRY_BASE_MS, TOKEN_RETRY_CAP_MS
 pub use automerge::ChangeHash;
 pub use codes::SynclineErrorCode;
 pub use compaction::CompactionPolicy;
+pub use dialer::{DialAction, DialError, DialState, Dialer, DialerConfig};
 pub use doc_url::DocUrl;
 pub use engine::{Effect, Engine, Output, SessionState, Status};
 pub use error::EngineError;

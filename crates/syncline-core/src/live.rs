@@ -30,21 +30,9 @@
 use syncline_protocol::{DeltaId, DocId, PushDelta};
 
 use crate::EngineError;
-use crate::RESEND_AFTER_MS;
 use crate::delta;
-use crate::engine::{Effect, Engine, Outgoing};
+use crate::engine::{Effect, Engine};
 use crate::store::{Batch, LogEntry, Origin, Record};
-
-impl Outgoing {
-    /// A tentative delta, held, whose author pushed it less than
-    /// [`RESEND_AFTER_MS`] ago: not pushed by this replica (yet).
-    pub(crate) fn held_until_overdue(&self, now_ms: u64) -> bool {
-        self.entry.origin == Origin::Tentative
-            && self
-                .pushed_at
-                .is_some_and(|t| now_ms.saturating_sub(t) < RESEND_AFTER_MS)
-    }
-}
 
 impl Engine {
     /// A `Tentative` frame: applies and holds the deltas this replica does
@@ -96,13 +84,10 @@ impl Engine {
             batch.put(&Record::Entry(entry.clone()));
         }
         self.persist(batch);
-        let written = self.batches_emitted;
         // Its author pushed it just now: the resend timer starts from here.
-        self.outbox.extend(held.into_iter().map(|entry| Outgoing {
-            entry,
-            pushed_at: Some(now_ms),
-            batch: written,
-        }));
+        for entry in held {
+            self.outbox.hold(entry, now_ms);
+        }
         self.emit(Effect::DocChanged(doc));
         self.maybe_compact(doc);
     }

@@ -19,7 +19,7 @@ use automerge::ReadDoc;
 
 use crate::EngineError;
 use crate::delta;
-use crate::engine::{Effect, Engine, Outgoing, SessionState, load_automerge};
+use crate::engine::{Effect, Engine, SessionState, load_automerge};
 use crate::seal::DocKey;
 use crate::store::{
     Batch, LogEntry, Origin, Record, SnapshotRecord, Store, entry_key, unusable_key,
@@ -143,11 +143,6 @@ impl Engine {
             }
         };
         let actor = self.actor.clone();
-        let known: HashSet<(DocId, DeltaId)> = self
-            .outbox
-            .iter()
-            .map(|o| (o.entry.doc, o.entry.id))
-            .collect();
         let Some(state) = self.docs.get_mut(&doc) else {
             return;
         };
@@ -221,17 +216,12 @@ impl Engine {
         if clean && cursor > state.cursor {
             state.cursor = cursor;
         }
-        self.outbox.extend(
-            list.into_iter()
-                .map(|(_, entry)| entry)
-                .filter(|e| e.origin != Origin::Relay && e.relay_seq.is_none())
-                .filter(|e| !known.contains(&(e.doc, e.id)))
-                .map(|entry| Outgoing {
-                    entry,
-                    pushed_at: None,
-                    batch: 0, // read from storage: durable
-                }),
-        );
+        // Unacknowledged entries read from storage: durable, not pushed.
+        for (_, entry) in list {
+            if entry.origin != Origin::Relay && entry.relay_seq.is_none() {
+                self.outbox.adopt(entry);
+            }
+        }
         if is_new {
             self.request_access(doc, now_ms);
         } else if changed {
@@ -252,13 +242,7 @@ impl Engine {
             self.send(ClientFrame::Unsubscribe { doc });
         }
         let mut ids: BTreeSet<DeltaId> = state.log.ids().collect();
-        self.outbox.retain(|o| {
-            let ours = o.entry.doc == doc;
-            if ours {
-                ids.insert(o.entry.id);
-            }
-            !ours
-        });
+        ids.extend(self.outbox.remove_doc(&doc));
         let mut batch = Batch::default();
         batch.delete(Store::Docs, doc.to_string());
         batch.delete(Store::Snapshots, doc.to_string());

@@ -66,8 +66,10 @@ impl<'de> Deserialize<'de> for Key {
 /// From the document root to a container (map or list).
 pub type Path = Vec<Key>;
 
-/// One edit of a local change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One edit of a local change. In JSON, an object whose `op` names the
+/// variant in snake case (`{"op": "put", "obj": [...], "key": ..., "value": ...}`),
+/// its other fields in any order; unknown fields are ignored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
     /// Sets a map key, or replaces a list element.
@@ -101,6 +103,172 @@ pub enum Op {
     PutCounter { obj: Path, key: Key, value: i64 },
     /// Adds `by` (may be negative) to the counter at `obj`/`key`.
     Increment { obj: Path, key: Key, by: i64 },
+}
+
+/// The variants' names in JSON, for error messages.
+const OP_NAMES: &[&str] = &[
+    "put",
+    "delete",
+    "insert",
+    "put_text",
+    "splice_text",
+    "put_counter",
+    "increment",
+];
+
+/// The fields an op object may have (any other is skipped).
+enum Field {
+    Op,
+    Obj,
+    Key,
+    Value,
+    Count,
+    Index,
+    Values,
+    Delete,
+    Insert,
+    By,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Field, D::Error> {
+        struct FieldVisitor;
+        impl serde::de::Visitor<'_> for FieldVisitor {
+            type Value = Field;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an op field name")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Field, E> {
+                Ok(match v {
+                    "op" => Field::Op,
+                    "obj" => Field::Obj,
+                    "key" => Field::Key,
+                    "value" => Field::Value,
+                    "count" => Field::Count,
+                    "index" => Field::Index,
+                    "values" => Field::Values,
+                    "delete" => Field::Delete,
+                    "insert" => Field::Insert,
+                    "by" => Field::By,
+                    _ => Field::Other,
+                })
+            }
+        }
+        deserializer.deserialize_identifier(FieldVisitor)
+    }
+}
+
+/// By hand rather than derived: the derived code for an internally tagged
+/// enum buffers every op into serde's generic `Content` before decoding it
+/// again, which was the largest single function of the browser module
+/// (21 KB). Here each field is decoded once, into its slot; `value` is read
+/// as JSON and checked against the op once the whole object is read, so the
+/// fields may come in any order.
+impl<'de> Deserialize<'de> for Op {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Op, D::Error> {
+        struct OpVisitor;
+        impl<'de> serde::de::Visitor<'de> for OpVisitor {
+            type Value = Op;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an op: an object with an \"op\" field")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Op, A::Error> {
+                use serde::de::Error;
+                fn once<'de, T: Deserialize<'de>, A: serde::de::MapAccess<'de>>(
+                    slot: &mut Option<T>,
+                    name: &'static str,
+                    map: &mut A,
+                ) -> Result<(), A::Error> {
+                    if slot.is_some() {
+                        return Err(A::Error::duplicate_field(name));
+                    }
+                    *slot = Some(map.next_value()?);
+                    Ok(())
+                }
+                let mut op: Option<String> = None;
+                let mut obj: Option<Path> = None;
+                let mut key: Option<Key> = None;
+                let mut value: Option<Json> = None;
+                let mut count: Option<Option<u64>> = None;
+                let mut index: Option<u64> = None;
+                let mut values: Option<Vec<Json>> = None;
+                let mut delete: Option<u64> = None;
+                let mut insert: Option<String> = None;
+                let mut by: Option<i64> = None;
+                while let Some(field) = map.next_key::<Field>()? {
+                    match field {
+                        Field::Op => once(&mut op, "op", &mut map)?,
+                        Field::Obj => once(&mut obj, "obj", &mut map)?,
+                        Field::Key => once(&mut key, "key", &mut map)?,
+                        Field::Value => once(&mut value, "value", &mut map)?,
+                        Field::Count => once(&mut count, "count", &mut map)?,
+                        Field::Index => once(&mut index, "index", &mut map)?,
+                        Field::Values => once(&mut values, "values", &mut map)?,
+                        Field::Delete => once(&mut delete, "delete", &mut map)?,
+                        Field::Insert => once(&mut insert, "insert", &mut map)?,
+                        Field::By => once(&mut by, "by", &mut map)?,
+                        Field::Other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                fn need<T, E: Error>(slot: Option<T>, name: &'static str) -> Result<T, E> {
+                    slot.ok_or_else(|| E::missing_field(name))
+                }
+                let op = need(op, "op")?;
+                let obj = need(obj, "obj")?;
+                Ok(match op.as_str() {
+                    "put" => Op::Put {
+                        obj,
+                        key: need(key, "key")?,
+                        value: need(value, "value")?,
+                    },
+                    "delete" => Op::Delete {
+                        obj,
+                        key: need(key, "key")?,
+                        count: count.flatten(),
+                    },
+                    "insert" => Op::Insert {
+                        obj,
+                        index: need(index, "index")?,
+                        values: need(values, "values")?,
+                    },
+                    "put_text" => match need(value, "value")? {
+                        Json::String(value) => Op::PutText {
+                            obj,
+                            key: need(key, "key")?,
+                            value,
+                        },
+                        _ => return Err(A::Error::custom("put_text: `value` must be a string")),
+                    },
+                    "splice_text" => Op::SpliceText {
+                        obj,
+                        index: need(index, "index")?,
+                        delete: delete.unwrap_or(0),
+                        insert: insert.unwrap_or_default(),
+                    },
+                    "put_counter" | "increment" => {
+                        let key = need(key, "key")?;
+                        if op == "increment" {
+                            Op::Increment {
+                                obj,
+                                key,
+                                by: need(by, "by")?,
+                            }
+                        } else {
+                            let value = need(value, "value")?.as_i64().ok_or_else(|| {
+                                A::Error::custom("put_counter: `value` must be a whole number")
+                            })?;
+                            Op::PutCounter { obj, key, value }
+                        }
+                    }
+                    other => return Err(A::Error::unknown_variant(other, OP_NAMES)),
+                })
+            }
+        }
+        deserializer.deserialize_map(OpVisitor)
+    }
 }
 
 /// Why an op could not be applied. The whole change is rolled back.
@@ -181,20 +349,7 @@ pub fn apply_ops(doc: &mut AutoCommit, ops: &[Op]) -> Result<(), OpError> {
                 insert,
             } => {
                 let (id, kind) = resolve(doc, obj)?;
-                if kind != ObjType::Text {
-                    return Err(OpError::NotText {
-                        path: format!("{obj:?}"),
-                    });
-                }
-                let len = doc.length(&id);
-                if index.saturating_add(*delete) > len as u64 {
-                    return Err(OpError::TextOutOfRange {
-                        index: *index,
-                        delete: *delete,
-                        len,
-                    });
-                }
-                doc.splice_text(&id, *index as usize, *delete as isize, insert)?;
+                splice(doc, obj, &id, kind, (*index, *delete, insert))?;
             }
             Op::PutCounter { obj, key, value } => {
                 let (id, kind) = resolve(doc, obj)?;
@@ -290,6 +445,83 @@ fn index_in(index: u64, len: usize, at_end_ok: bool) -> Result<usize, OpError> {
     } else {
         Err(OpError::OutOfRange { index, len })
     }
+}
+
+/// Where a path led in one state of a document: the object and its type.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    pub(crate) path: Path,
+    obj: ObjId,
+    kind: ObjType,
+}
+
+/// Like [`apply_ops`], sparing the path lookups of a change that only
+/// splices text (a typist's): for such a change, `known` (where a path led
+/// in the document as it is now, with no op applied yet — the caller
+/// checks the heads) is used for that path, and the result says where the
+/// last splice's path led. Splices never move a container, so every path
+/// leads where it led before the change.
+pub(crate) fn apply_ops_resolving(
+    doc: &mut AutoCommit,
+    ops: &[Op],
+    known: Option<Resolved>,
+) -> Result<Option<Resolved>, OpError> {
+    if !ops.iter().all(|op| matches!(op, Op::SpliceText { .. })) {
+        return apply_ops(doc, ops).map(|()| None);
+    }
+    let mut last = known;
+    for op in ops {
+        let Op::SpliceText {
+            obj,
+            index,
+            delete,
+            insert,
+        } = op
+        else {
+            unreachable!("checked above: only splices");
+        };
+        let resolved = match last.take() {
+            Some(known) if known.path == *obj => known,
+            _ => {
+                let (id, kind) = resolve(doc, obj)?;
+                Resolved {
+                    path: obj.clone(),
+                    obj: id,
+                    kind,
+                }
+            }
+        };
+        splice(
+            doc,
+            obj,
+            &resolved.obj,
+            resolved.kind,
+            (*index, *delete, insert),
+        )?;
+        last = Some(resolved);
+    }
+    Ok(last)
+}
+
+/// Splices `(index, delete, insert)` into the text `id` (reached by `path`).
+fn splice(
+    doc: &mut AutoCommit,
+    path: &[Key],
+    id: &ObjId,
+    kind: ObjType,
+    (index, delete, insert): (u64, u64, &str),
+) -> Result<(), OpError> {
+    if kind != ObjType::Text {
+        return Err(OpError::NotText {
+            path: format!("{path:?}"),
+        });
+    }
+    let len = doc.length(id);
+    if index.saturating_add(delete) > len as u64 {
+        return Err(OpError::TextOutOfRange { index, delete, len });
+    }
+    doc.splice_text(id, index as usize, delete as isize, insert)?;
+    Ok(())
 }
 
 fn resolve(doc: &AutoCommit, path: &[Key]) -> Result<(ObjId, ObjType), OpError> {
@@ -525,5 +757,71 @@ mod tests {
                 value: Json::Bool(true),
             }
         );
+    }
+
+    #[test]
+    fn ops_decode_with_fields_in_any_order_and_say_what_is_wrong() {
+        let decode = |text: &str| serde_json::from_str::<Vec<Op>>(text);
+        let batch = decode(
+            r#"[{"value":"hi","key":"t","extra":[1,{"x":2}],"obj":[],"op":"put_text"},
+                {"by":-2,"obj":["n"],"op":"increment","key":0},
+                {"obj":["l"],"op":"delete","key":1,"count":null},
+                {"op":"splice_text","obj":["t"],"index":1}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            batch,
+            [
+                Op::PutText {
+                    obj: vec![],
+                    key: Key::Name("t".into()),
+                    value: "hi".into()
+                },
+                Op::Increment {
+                    obj: vec![Key::Name("n".into())],
+                    key: Key::Index(0),
+                    by: -2
+                },
+                Op::Delete {
+                    obj: vec![Key::Name("l".into())],
+                    key: Key::Index(1),
+                    count: None
+                },
+                Op::SpliceText {
+                    obj: vec![Key::Name("t".into())],
+                    index: 1,
+                    delete: 0,
+                    insert: String::new()
+                },
+            ]
+        );
+        for (bad, says) in [
+            (r#"[{"op":"move","obj":[]}]"#, "unknown variant `move`"),
+            (r#"[{"obj":[],"key":"k","value":1}]"#, "missing field `op`"),
+            (
+                r#"[{"op":"put","obj":[],"key":"k"}]"#,
+                "missing field `value`",
+            ),
+            (
+                r#"[{"op":"put","obj":[],"obj":[],"key":"k","value":1}]"#,
+                "duplicate field `obj`",
+            ),
+            (
+                r#"[{"op":"put_text","obj":[],"key":"k","value":1}]"#,
+                "must be a string",
+            ),
+            (
+                r#"[{"op":"put_counter","obj":[],"key":"k","value":1.5}]"#,
+                "whole number",
+            ),
+            (
+                r#"[{"op":"insert","obj":[],"index":-1,"values":[]}]"#,
+                "invalid value",
+            ),
+            (r#"["put"]"#, "an op"),
+        ] {
+            let error = decode(bad).unwrap_err().to_string();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
     }
 }

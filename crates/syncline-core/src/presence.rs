@@ -39,6 +39,24 @@ pub(crate) struct Presence {
     peers: BTreeMap<[u8; 16], u64>,
 }
 
+impl Presence {
+    /// When [`Engine::presence_tick`] has work for this document: our
+    /// state's refresh (`may_send`: the document may be sent to now), or
+    /// the first peer's expiry.
+    pub(crate) fn deadline(&self, may_send: bool) -> Option<u64> {
+        let refresh = self
+            .sent_at
+            .filter(|_| may_send && self.ours.is_some())
+            .map(|t| t.saturating_add(PRESENCE_REFRESH_MS));
+        let expiry = self
+            .peers
+            .values()
+            .min()
+            .map(|t| t.saturating_add(PRESENCE_TTL_MS));
+        refresh.into_iter().chain(expiry).min()
+    }
+}
+
 /// Presence is sealed for one document and one replica: a peer's state
 /// cannot be passed off as another's (or as a delta).
 fn aad(doc: &DocId, replica: &[u8; 16]) -> [u8; 40] {

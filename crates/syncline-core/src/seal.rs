@@ -81,8 +81,25 @@ impl DocKey {
     }
 
     pub fn delta_id(&self, plaintext: &[u8]) -> DeltaId {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        DeltaIds::new(self).id(plaintext)
+    }
+}
+
+/// [`DocKey::delta_id`] with the key's HMAC state computed once: each id
+/// then costs two SHA-256 blocks fewer (a local change is given one).
+#[derive(Clone)]
+pub(crate) struct DeltaIds(Hmac<Sha256>);
+
+impl DeltaIds {
+    pub(crate) fn new(key: &DocKey) -> DeltaIds {
+        DeltaIds(
+            <Hmac<Sha256> as Mac>::new_from_slice(&key.0)
+                .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length")),
+        )
+    }
+
+    pub(crate) fn id(&self, plaintext: &[u8]) -> DeltaId {
+        let mut mac = self.0.clone();
         mac.update(plaintext);
         DeltaId(mac.finalize().into_bytes().into())
     }
@@ -166,5 +183,8 @@ mod tests {
         assert_eq!(a.delta_id(b"x"), a.delta_id(b"x"));
         assert_ne!(a.delta_id(b"x"), a.delta_id(b"y"));
         assert_ne!(a.delta_id(b"x"), DocKey([2; 32]).delta_id(b"x"));
+        let ids = DeltaIds::new(&a);
+        assert_eq!(ids.id(b"x"), a.delta_id(b"x"), "the keyed state is reused");
+        assert_eq!(ids.id(b"x"), ids.id(b"x"));
     }
 }

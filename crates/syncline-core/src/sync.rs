@@ -45,7 +45,6 @@
 //! every document's whole state is pushed again: a relay that lost data never
 //! makes a client lose its own.
 
-use std::collections::HashSet;
 use std::ops::Range;
 
 use syncline_protocol::{
@@ -101,13 +100,7 @@ impl Engine {
         }
         self.presence_disconnected();
         self.access_disconnected();
-        for outgoing in &mut self.outbox {
-            // A held tentative delta keeps its clock: the catch-up of the
-            // next connection will most likely confirm it.
-            if outgoing.entry.origin != Origin::Tentative {
-                outgoing.pushed_at = None;
-            }
-        }
+        self.outbox.disconnected();
         self.emit(Effect::StatusChanged);
     }
 
@@ -121,6 +114,8 @@ impl Engine {
             SessionState::Offline => {}
             SessionState::Handshaking => {
                 if overdue(self.session_since, HANDSHAKE_TIMEOUT_MS) {
+                    // Asked again a timeout later should the host not act.
+                    self.session_since = now_ms;
                     self.emit(Effect::Disconnect);
                 }
             }
@@ -144,11 +139,7 @@ impl Engine {
                     self.subscribe_if_ready(doc, now_ms);
                 }
                 self.retry_parked(now_ms);
-                if let Some(first) = self
-                    .outbox
-                    .iter()
-                    .position(|o| o.pushed_at.is_none_or(|t| overdue(t, RESEND_AFTER_MS)))
-                {
+                if let Some(first) = self.outbox.first_due(now_ms, RESEND_AFTER_MS) {
                     // Everything from the first overdue entry on, in order.
                     self.push_if_ready(first..self.outbox.len(), now_ms);
                 }
@@ -269,7 +260,7 @@ impl Engine {
             };
             // The same state offered twice (two epoch changes in a row) is
             // one delta: queue it once.
-            if !self.outbox.iter().any(|o| o.entry.id == entry.id) {
+            if !self.outbox.contains(&doc, &entry.id) {
                 self.enqueue(entry);
             }
         }
@@ -415,11 +406,7 @@ impl Engine {
         self.emit(Effect::StatusChanged);
         // Entries that waited for an earlier one's write may go now that
         // the relay holds it: changes keep leaving while local writes fail.
-        if let Some(first) = self
-            .outbox
-            .iter()
-            .position(|o| o.entry.doc == doc && o.pushed_at.is_none())
-        {
+        if let Some(first) = self.outbox.first_unpushed(Some(&doc)) {
             self.push_entries(first..self.outbox.len(), Some(doc), now_ms);
         }
     }
@@ -428,28 +415,23 @@ impl Engine {
     /// stores them (as of `seq`). Returns the batch that records it.
     pub(crate) fn retire(&mut self, doc: DocId, ids: &[DeltaId], seq: u64) -> Batch {
         let mut batch = Batch::default();
-        let ids: HashSet<&DeltaId> = ids.iter().collect();
+        let retired = self.outbox.retire(&doc, ids);
         let mut log = self.docs.get_mut(&doc).map(|state| &mut state.log);
-        self.outbox.retain(|o| {
-            if o.entry.doc != doc || !ids.contains(&o.entry.id) {
-                return true;
-            }
+        for mut done in retired {
             if log
                 .as_mut()
-                .is_some_and(|log| log.forget_if_covered(&o.entry.id))
+                .is_some_and(|log| log.forget_if_covered(&done.id))
             {
                 // The snapshot holds it and now the relay too: it can go.
-                batch.delete(Store::Entries, entry_key(&doc, &o.entry.id));
+                batch.delete(Store::Entries, entry_key(&doc, &done.id));
             } else {
-                let mut done = o.entry.clone();
+                if let Some(log) = log.as_mut() {
+                    log.note(done.id, &done.bytes, true); // the relay holds it
+                }
                 done.relay_seq = Some(seq);
                 batch.put(&Record::Entry(done));
-                if let Some(log) = log.as_mut() {
-                    log.note(o.entry.id, &o.entry.bytes, true); // the relay holds it
-                }
             }
-            false
-        });
+        }
         batch
     }
 
@@ -488,22 +470,21 @@ impl Engine {
         let mut current: Option<(DocId, Vec<PushDelta>, usize)> = None;
         let mut frames = Vec::new();
         for i in range {
-            if only.is_some_and(|doc| doc != self.outbox[i].entry.doc) {
+            let doc = self.outbox.get(i).entry().doc;
+            if only.is_some_and(|only| only != doc) {
                 continue;
             }
-            if self.outbox[i].held_until_overdue(now_ms) {
-                continue; // its author's push may still be committed
+            // A held delta whose author's push may still be committed, or
+            // an entry that waits for an earlier one's write (`persisted`
+            // pushes it then): see `crate::outbox`.
+            if !self.outbox.may_push(i, now_ms) {
+                continue;
             }
-            if self.waits_for_an_earlier_write(i) {
-                continue; // `persisted` pushes it
-            }
-            if !self.may_write(&self.outbox[i].entry.doc) {
+            if !self.may_write(&doc) {
                 continue; // pushed once the relay lets us (`access.rs`)
             }
             let nonce = self.random();
-            let outgoing = &mut self.outbox[i];
-            outgoing.pushed_at = Some(now_ms);
-            let entry = &outgoing.entry;
+            let entry = self.outbox.mark_pushed(i, now_ms);
             let Some(state) = self.docs.get(&entry.doc) else {
                 continue;
             };
@@ -527,18 +508,6 @@ impl Engine {
         for frame in frames {
             self.send(frame);
         }
-    }
-
-    /// Whether outbox entry `i` must wait for its log write: it may be
-    /// pushed before that write only while no earlier entry of its
-    /// document is still unwritten (see the module docs).
-    fn waits_for_an_earlier_write(&self, i: usize) -> bool {
-        let durable = self.batches_durable;
-        let this = &self.outbox[i];
-        this.batch > durable
-            && self.outbox[..i]
-                .iter()
-                .any(|o| o.entry.doc == this.entry.doc && o.batch > durable)
     }
 
     /// Sends `frame`; a write (push, snapshot, presence) goes signed with

@@ -79,7 +79,7 @@ impl Engine {
             .key
             .open_delta(&doc, &id, &message.sealed)
             .map_err(bad)?;
-        if state.log.contains(&id) || self.outbox.iter().any(|o| o.entry.id == id) {
+        if state.log.contains(&id) || self.outbox.contains(&doc, &id) {
             return Ok(()); // already logged here
         }
         let changes = delta::decode(&plain).map_err(bad)?;

@@ -327,3 +327,58 @@ fn a_quiet_document_with_a_tail_is_compacted_and_a_busy_one_waits() {
     world.write(0);
     assert_eq!(snapshot_of(&world), Some(second));
 }
+
+/// Offline, a snapshot can only cover the entries (the relay has none of
+/// them), and each snapshot lists every entry it covers: compacting every
+/// `max_changes` would redo that whole list each time (quadratic over a
+/// long offline session). A count-triggered compaction waits until there
+/// are as many new changes as covered entries.
+#[test]
+fn offline_compactions_by_count_space_out_as_covered_entries_pile_up() {
+    let mut engine = Engine::new([5; 32]);
+    engine.set_compaction(CompactionPolicy {
+        max_changes: 4,
+        max_bytes: 1 << 30,
+        min_ops: u64::MAX,
+        ops_divisor: 1,
+        idle_ms: None,
+    });
+    let url = engine
+        .create_doc(&serde_json::json!({"items": []}), 0)
+        .unwrap();
+    for effect in engine.take_effects() {
+        if let syncline_core::Effect::Persist(batch) = effect {
+            engine.persisted(batch.id, 0);
+        }
+    }
+    let mut compacted_after = Vec::new();
+    for n in 1..=32 {
+        engine
+            .change(url.doc, &push(&format!("{n}")), None, 1)
+            .unwrap();
+        for effect in engine.take_effects() {
+            if let syncline_core::Effect::Persist(batch) = effect {
+                if batch
+                    .puts
+                    .iter()
+                    .any(|(store, _, _)| *store == Store::Snapshots)
+                {
+                    compacted_after.push(n);
+                }
+                engine.persisted(batch.id, 1);
+            }
+        }
+    }
+    // One entry per change, the document's own first: covered 0, 4, 8, 16
+    // entries, so each compaction needs 4, 4, 8, 16 new changes (at a
+    // fixed count: 3, 7, 11, 15, 19, ...).
+    assert_eq!(compacted_after, [3, 7, 15, 31]);
+    assert_eq!(items_of(&engine, &url).len(), 32);
+}
+
+fn items_of(engine: &Engine, url: &DocUrl) -> Vec<serde_json::Value> {
+    engine.value_json(&url.doc).unwrap()["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}

@@ -562,3 +562,58 @@ fn after_a_local_change_patches_are_needed_only_if_something_else_changed_the_do
     // Described: the next local change needs none again.
     assert_eq!(local(&mut world, "third"), None);
 }
+
+/// The engine remembers where a typist's text is between changes; a remote
+/// change that puts a new text in its place must end that.
+#[test]
+fn a_splice_after_a_remote_change_replaced_the_text_goes_into_the_new_text() {
+    use syncline_core::ops::Key;
+    let (mut world, url) = shared_doc(2);
+    let put = |value: &str| {
+        vec![Op::PutText {
+            obj: vec![],
+            key: Key::Name("t".into()),
+            value: value.into(),
+        }]
+    };
+    let splice = |index: u64, insert: &str| {
+        vec![Op::SpliceText {
+            obj: vec![Key::Name("t".into())],
+            index,
+            delete: 0,
+            insert: insert.into(),
+        }]
+    };
+    let text = |world: &World, i: usize| {
+        world.replicas[i].engine.value_json(&url.doc).unwrap()["t"].clone()
+    };
+    world.replicas[0]
+        .engine
+        .change(url.doc, &put("ab"), None, 1)
+        .unwrap();
+    world.replicas[0]
+        .engine
+        .change(url.doc, &splice(2, "c"), None, 2)
+        .unwrap();
+    world.replicas[0]
+        .engine
+        .change(url.doc, &splice(3, "d"), None, 3)
+        .unwrap();
+    world.collect(0);
+    world.settle();
+    assert_eq!(text(&world, 1), "abcd");
+    world.replicas[1]
+        .engine
+        .change(url.doc, &put("xy"), None, 4)
+        .unwrap();
+    world.collect(1);
+    world.settle();
+    world.replicas[0]
+        .engine
+        .change(url.doc, &splice(0, "!"), None, 5)
+        .unwrap();
+    world.collect(0);
+    world.settle();
+    assert_eq!(text(&world, 0), "!xy");
+    assert_eq!(text(&world, 1), "!xy");
+}

@@ -38,9 +38,9 @@ use syncline_protocol::{
 use crate::auth::{Keys, Secret};
 use crate::config::Config;
 use crate::connection::{Incoming, Session};
+use crate::frame_queue::{FrameQueue, FrameReceiver, Outbound};
 use crate::limits::ConnLimits;
-use crate::outbox::{Outbox, Outgoing, Queue};
-use crate::server::Shared;
+use crate::server::RelayState;
 use crate::store::PageLimits;
 use crate::store::memory::MemoryStore;
 
@@ -50,8 +50,8 @@ pub const SECRET: &str = "syncline fuzzing secret, never use it elsewhere";
 /// A live connection in the harness.
 struct Conn {
     session: Session,
-    kick: Outbox,
-    rx: Queue,
+    kick: FrameQueue,
+    rx: FrameReceiver,
     oracle: Oracle,
 }
 
@@ -73,7 +73,7 @@ struct Oracle {
 
 /// The harness: one relay, three connection slots.
 struct Harness {
-    shared: Arc<Shared>,
+    shared: Arc<RelayState>,
     conns: [Option<Conn>; 3],
     /// Ids of snapshots the relay acked: where a sequence may jump.
     snapshots: Vec<DeltaId>,
@@ -109,7 +109,7 @@ impl Harness {
         } else {
             config.queue_capacity = 4096;
         }
-        let shared = Shared::new(config.normalized(), Arc::new(MemoryStore::new()));
+        let shared = RelayState::new(config.normalized(), Arc::new(MemoryStore::new()));
         Harness {
             shared: Arc::new(shared),
             conns: [None, None, None],
@@ -119,11 +119,11 @@ impl Harness {
 
     fn conn(&mut self, slot: usize) -> &mut Conn {
         self.conns[slot].get_or_insert_with(|| {
-            let (outbox, rx) =
-                Outbox::new(self.shared.next_conn(), self.shared.config.queue_capacity);
+            let (queue, rx) =
+                FrameQueue::new(self.shared.next_conn(), self.shared.config.queue_capacity);
             Conn {
-                session: Session::new(Arc::clone(&self.shared), outbox.clone()),
-                kick: outbox,
+                session: Session::new(Arc::clone(&self.shared), queue.clone()),
+                kick: queue,
                 rx,
                 oracle: Oracle::default(),
             }
@@ -198,8 +198,8 @@ fn drain(conn: &mut Conn, snapshots: &mut Vec<DeltaId>) {
 }
 
 /// Checks one frame the relay queued for a connection.
-fn check(conn: &mut Oracle, out: Outgoing, snapshots: &mut Vec<DeltaId>) {
-    let Outgoing::Frame(bytes) = out else {
+fn check(conn: &mut Oracle, out: Outbound, snapshots: &mut Vec<DeltaId>) {
+    let Outbound::Frame(bytes) = out else {
         return;
     };
     let frame =

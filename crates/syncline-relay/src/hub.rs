@@ -39,13 +39,13 @@
 //!   connection repeatedly takes the pending list with
 //!   [`Hub::take_pending`] and sends what it has not sent yet. When the
 //!   list is empty, the same locked call switches the subscription to
-//!   *live*: later deltas go straight into the connection's [`Outbox`].
+//!   *live*: later deltas go straight into the connection's [`FrameQueue`].
 //!   Nothing can slip between the last pending delta and the first live one.
 //!
 //! Publishing never waits: a slow subscriber must not stall the document
 //! (or the store's writer) for everyone. A live subscriber whose queue is
 //! full, or a catching-up one whose pending list passes its bound, is
-//! [kicked](Outbox::kick) and dropped from the document.
+//! [kicked](FrameQueue::kick) and dropped from the document.
 //!
 //! # Live delivery, version 2: tentative, then committed
 //!
@@ -88,10 +88,10 @@
 //! group's, in the order the store committed them.
 //!
 //! **Frames merge in the queue.** The frames above are what the hub
-//! *offers*; a subscriber's [`Outbox`] merges a `Tentative` into the newest
+//! *offers*; a subscriber's [`FrameQueue`] merges a `Tentative` into the newest
 //! still-queued `Tentative` of the same document (past nothing but that
 //! document's `Committed` frames), and a `Committed` into a still-queued
-//! `Committed` whose `seq` is its `after` (see [`crate::outbox`]). So while a
+//! `Committed` whose `seq` is its `after` (see [`crate::frame_queue`]). So while a
 //! subscriber's writer lags, the pushes of many group commits reach it as one
 //! `Tentative` and one `Committed` per document; when it keeps up, each goes
 //! out alone, at once. Every rule here holds for the merged frames: a
@@ -158,8 +158,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use axum::body::Bytes;
 use syncline_protocol::{DocId, RelayFrame, SequencedDelta, encode_relay};
 
+use crate::frame_queue::{ConnId, FrameQueue, TrySendError};
 use crate::metrics::Metrics;
-use crate::outbox::{ConnId, Outbox, TrySendError};
 use crate::store::PageLimits;
 
 /// Bounds the hub enforces.
@@ -221,7 +221,7 @@ impl Delivery {
 }
 
 struct Subscription {
-    outbox: Outbox,
+    queue: FrameQueue,
     /// The subscribing connection's replica id (the `from` of presence).
     replica: [u8; 16],
     delivery: Delivery,
@@ -236,7 +236,7 @@ enum State {
         pending: Vec<Arc<[SequencedDelta]>>,
         pending_items: usize,
     },
-    /// Caught up: published deltas go straight to the outbox, except those
+    /// Caught up: published deltas go straight to the queue, except those
     /// at or below `sent_through`, which were already delivered (version 2:
     /// or confirmed by `Committed`). `live_since` is the tentative stamp
     /// current when it went live: pushes stamped above it were sent to it
@@ -288,23 +288,21 @@ impl Hub {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers `outbox` as catching up on `doc` (replacing an earlier
+    /// Registers `queue` as catching up on `doc` (replacing an earlier
     /// subscription of the same connection, whose presence it keeps), to be
     /// delivered live deltas by `delivery` once live. Call before reading
     /// the catch-up from storage.
-    pub fn subscribe(&self, doc: DocId, outbox: Outbox, replica: [u8; 16], delivery: Delivery) {
+    pub fn subscribe(&self, doc: DocId, queue: FrameQueue, replica: [u8; 16], delivery: Delivery) {
         let mut docs = self.docs();
         if !docs.contains_key(&doc) {
             self.interest_changed(doc);
         }
         let subscribers = docs.entry(doc).or_default();
-        let presence = subscribers
-            .remove(&outbox.id())
-            .and_then(|old| old.presence);
+        let presence = subscribers.remove(&queue.id()).and_then(|old| old.presence);
         subscribers.insert(
-            outbox.id(),
+            queue.id(),
             Subscription {
-                outbox,
+                queue,
                 replica,
                 delivery,
                 state: State::CatchingUp {
@@ -346,10 +344,10 @@ impl Hub {
                     sent_through,
                     live_since,
                 };
-                let outbox = sub.outbox.clone();
+                let queue = sub.queue.clone();
                 for (_, other) in subscribers.iter().filter(|(id, _)| **id != conn) {
                     if let Some(frame) = &other.presence {
-                        self.offer_presence(&outbox, frame.clone());
+                        self.offer_presence(&queue, frame.clone());
                     }
                 }
                 Pending::Live
@@ -388,13 +386,13 @@ impl Hub {
     ) {
         for (_, other) in subscribers.iter().filter(|(id, _)| **id != from) {
             if matches!(other.state, State::Live { .. }) {
-                self.offer_presence(&other.outbox, frame.clone());
+                self.offer_presence(&other.queue, frame.clone());
             }
         }
     }
 
-    fn offer_presence(&self, outbox: &Outbox, frame: Bytes) {
-        match outbox.try_send(frame) {
+    fn offer_presence(&self, queue: &FrameQueue, frame: Bytes) {
+        match queue.try_send(frame) {
             Ok(()) => self.inner.metrics.presence_out.inc(),
             Err(TrySendError::Full) => self.inner.metrics.presence_dropped.inc(),
             Err(TrySendError::Closed) => {}

@@ -24,7 +24,7 @@
 //!    │
 //!  connection  one task per socket; its session is the protocol state
 //!    │         machine (auth, limits), free of sockets (fuzzed)
-//!    │   ├── outbox   bounded per-connection queue (slow reader → kicked)
+//!    │   ├── frame_queue  bounded per-connection queue of frames (slow reader → kicked)
 //!    │   └── hub      who subscribes to what; live delivery; presence
 //!    │
 //!  store       durable per-document logs behind the `Store` trait
@@ -51,13 +51,13 @@ pub mod auth;
 pub mod bus;
 pub mod config;
 mod connection;
+pub mod frame_queue;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod guard;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
-pub mod outbox;
 pub mod quota;
 pub mod server;
 pub mod store;

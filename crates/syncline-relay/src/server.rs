@@ -44,10 +44,10 @@ use tracing::Instrument;
 use crate::bus::{Bus, BusError};
 use crate::config::Config;
 use crate::connection;
+use crate::frame_queue::ConnId;
 use crate::guard::{Gate, MetricsAccess};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::outbox::ConnId;
 use crate::quota::Quota;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
@@ -74,7 +74,7 @@ pub enum RelayError {
 }
 
 /// State shared by every connection.
-pub(crate) struct Shared {
+pub(crate) struct RelayState {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) hub: Hub,
     /// The hub, as the store's commit path sees it (in a cluster, the
@@ -92,18 +92,18 @@ pub(crate) struct Shared {
     next_conn: AtomicU64,
 }
 
-impl Shared {
-    /// Shared state over `store`, with `config` as given (normalize first).
+impl RelayState {
+    /// RelayState state over `store`, with `config` as given (normalize first).
     #[cfg(any(test, feature = "fuzzing"))]
-    pub(crate) fn new(config: Config, store: Arc<dyn Store>) -> Shared {
+    pub(crate) fn new(config: Config, store: Arc<dyn Store>) -> RelayState {
         let metrics = Arc::new(Metrics::default());
         let hub = Hub::new(config.hub_limits(), Arc::clone(&metrics));
         let guard = &config.guard;
         let quota = Quota::with_total(Arc::clone(&store), guard.doc_quota, guard.total_quota, 0);
-        Shared::with_parts(config, store, metrics, hub, None, quota)
+        RelayState::with_parts(config, store, metrics, hub, None, quota)
     }
 
-    /// Shared state with its parts made already (a bus needs the hub).
+    /// RelayState state with its parts made already (a bus needs the hub).
     fn with_parts(
         config: Config,
         store: Arc<dyn Store>,
@@ -111,13 +111,13 @@ impl Shared {
         hub: Hub,
         bus: Option<Arc<Bus>>,
         quota: Quota,
-    ) -> Shared {
+    ) -> RelayState {
         let (shutdown, _) = watch::channel(false);
         let publisher: Arc<dyn Publish> = match &bus {
             Some(bus) => Arc::clone(bus) as Arc<dyn Publish>,
             None => Arc::new(hub.clone()),
         };
-        Shared {
+        RelayState {
             store,
             publisher,
             bus,
@@ -211,7 +211,7 @@ impl Shared {
 
 /// A relay ready to serve: its store is open.
 pub struct Relay {
-    shared: Arc<Shared>,
+    shared: Arc<RelayState>,
     /// Where `/metrics` is served instead of the public listener.
     metrics_listener: Option<TcpListener>,
 }
@@ -263,7 +263,7 @@ impl Relay {
         };
         let guard = &config.guard;
         let quota = Quota::open(Arc::clone(&store), guard.doc_quota, guard.total_quota).await?;
-        let shared = Shared::with_parts(config, store, metrics, hub, bus, quota);
+        let shared = RelayState::with_parts(config, store, metrics, hub, bus, quota);
         shared
             .metrics
             .documents
@@ -426,7 +426,7 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 /// `GET /`: the WebSocket when the request asks for an upgrade, otherwise
 /// the static site (when one is served).
 async fn root(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<RelayState>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     request: Request,
 ) -> Response {
@@ -439,7 +439,7 @@ async fn root(
 
 /// `GET /sync`: the WebSocket only.
 async fn sync(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<RelayState>>,
     ws: WebSocketUpgrade,
     request: Request,
 ) -> Response {
@@ -449,7 +449,7 @@ async fn sync(
 /// `GET /healthz`: `200 ok` while the store commits (with a note if the
 /// bus is down: deliveries then come from store polling); `503` with the
 /// reason while it cannot (nothing is acknowledged meanwhile).
-async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+async fn healthz(State(shared): State<Arc<RelayState>>) -> Response {
     let bus_down = shared.bus.as_ref().is_some_and(|bus| !bus.is_up());
     match shared.store.health() {
         StoreHealth::Down(why) => (
@@ -471,7 +471,7 @@ fn peer(request: &Request) -> Option<SocketAddr> {
 }
 
 /// `GET /metrics` on the public listener: to whom `--metrics-*` allow.
-async fn metrics(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+async fn metrics(State(shared): State<Arc<RelayState>>, request: Request) -> Response {
     let access = &shared.config.guard.metrics;
     if !access.allows(peer(&request).map(|p| p.ip()), request.headers()) {
         let why = match access {
@@ -489,7 +489,7 @@ async fn metrics(State(shared): State<Arc<Shared>>, request: Request) -> Respons
 }
 
 /// `GET /metrics`: Prometheus text exposition.
-async fn metrics_anyone(State(shared): State<Arc<Shared>>) -> Response {
+async fn metrics_anyone(State(shared): State<Arc<RelayState>>) -> Response {
     let up = shared.store.health() == StoreHealth::Up;
     shared.metrics.store_up.set(i64::from(up));
     let bus_up = shared.bus.as_ref().is_some_and(|bus| bus.is_up());
@@ -517,7 +517,7 @@ const READ_BUFFER_BYTES: usize = 1024;
 /// them to the socket (grown on demand, not preallocated).
 const WRITE_BUFFER_BYTES: usize = 4 * 1024;
 
-fn upgrade(ws: WebSocketUpgrade, shared: Arc<Shared>, request: &Request) -> Response {
+fn upgrade(ws: WebSocketUpgrade, shared: Arc<RelayState>, request: &Request) -> Response {
     if !shared.config.guard.origin_allowed(request.headers()) {
         let message =
             "this relay does not accept WebSockets from this page's origin (--allow-origin)\n";
@@ -540,7 +540,7 @@ fn upgrade(ws: WebSocketUpgrade, shared: Arc<Shared>, request: &Request) -> Resp
         // Frames are batched here before reaching the socket; the writer
         // task flushes after each batch anyway. `max_write_buffer_size`
         // stays unlimited: the buffer only builds up past this when the
-        // socket fails, and the outbox bounds what is queued.
+        // socket fails, and the queue bounds what is queued.
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| {
             let span = tracing::info_span!("conn", id = conn);

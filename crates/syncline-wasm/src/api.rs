@@ -10,8 +10,9 @@ use wasm_bindgen::prelude::*;
 use crate::convert::{history_to_js, initial_from_js, ops_from_json, to_js};
 use crate::errors::{engine_error, js_error};
 use crate::fast_open;
-use crate::host::{self, Host, HostRef, now_ms, random_bytes};
+use crate::host::{self, Host, HostRef};
 use crate::patches::to_js_patches;
+use crate::platform::{now_ms, random_bytes};
 use crate::storage::{Durability, Storage};
 use crate::transport::TransportOptions;
 
@@ -86,10 +87,19 @@ impl Core {
         } = fast_open::split(&storage, sealed);
         let seed = random_bytes().map_err(|e| e.to_js())?;
         let replica = random_bytes().map_err(|e| e.to_js())?;
+        let dial_seed = random_bytes().map_err(|e| e.to_js())?;
         let (engine, load_problems) = Engine::load(seed, records);
         problems.extend(load_problems);
-        let host = Host::new(engine, replica, storage, relays, on_event.clone(), options);
-        host.borrow_mut().deferred = deferred;
+        let host = Host::new(
+            engine,
+            replica,
+            dial_seed,
+            storage,
+            relays,
+            on_event.clone(),
+            options,
+        );
+        host.borrow_mut().fast_open = fast_open::FastOpen::new(deferred);
         fast_open::load_in(&host, fast_open::BACKGROUND_LOAD_MS);
         for problem in problems {
             // Reported, not fatal: the rest of the log loaded.
@@ -98,10 +108,7 @@ impl Core {
             js_sys::Reflect::set(&event, &"error".into(), &engine_error(&problem))?;
             let _ = on_event.call1(&JsValue::NULL, &event);
         }
-        host::start_ticker(&host);
-        host::watch_page(&host);
-        host::connect(&host);
-        host::drain(&host);
+        host::start(&host);
         let crash_listener = crate::crash::register(&on_event);
         Ok(Core {
             host,
@@ -112,6 +119,7 @@ impl Core {
     /// Creates a document holding `initial` (a plain object; `undefined`
     /// means `{}`) and returns its URL.
     pub fn create(&self, initial: JsValue) -> Result<String, JsValue> {
+        host::enter(&self.host)?;
         let initial = initial_from_js(initial)?;
         let result = self.host.borrow_mut().engine.create_doc(&initial, now_ms());
         host::drain(&self.host);
@@ -123,6 +131,7 @@ impl Core {
     /// (another tab may have created it since) is first read from the log.
     #[wasm_bindgen(js_name = openDoc)]
     pub async fn open_doc(&self, url: &str) -> Result<bool, JsValue> {
+        host::enter(&self.host)?;
         let url = parse(url)?;
         match fast_open::matches(&self.host, &url) {
             Some(true) => return Ok(true),
@@ -132,7 +141,7 @@ impl Core {
         }
         let loaded = self.host.borrow().engine.doc_ids().any(|d| *d == url.doc);
         if !loaded {
-            let storage = self.host.borrow().storage();
+            let storage = self.host.borrow().writer.storage();
             let (records, mut problems) = storage
                 .load_doc(&url.doc.to_string())
                 .await
@@ -149,6 +158,7 @@ impl Core {
     /// from the log (the relay's copy and other replicas are untouched).
     #[wasm_bindgen(js_name = deleteDoc)]
     pub fn delete_doc(&self, url: &str) -> Result<(), JsValue> {
+        host::enter(&self.host)?;
         let doc = parse(url)?.doc;
         fast_open::ensure_loaded(&self.host, &doc);
         let result = self.host.borrow_mut().engine.delete_doc(doc);
@@ -159,6 +169,7 @@ impl Core {
     /// Every change of the document, oldest first:
     /// `[{ hash, actor, seq, time, message, deps }]`.
     pub fn history(&self, url: &str) -> Result<JsValue, JsValue> {
+        host::enter(&self.host)?;
         let doc = parse(url)?.doc;
         fast_open::ensure_loaded(&self.host, &doc);
         let entries = self.host.borrow_mut().engine.history(&doc);
@@ -168,6 +179,7 @@ impl Core {
     /// The document as it was at `heads` (change hashes, as in `history`).
     #[wasm_bindgen(js_name = valueAt)]
     pub fn value_at(&self, url: &str, heads: Vec<String>) -> Result<JsValue, JsValue> {
+        host::enter(&self.host)?;
         let doc = parse(url)?.doc;
         fast_open::ensure_loaded(&self.host, &doc);
         let heads = heads
@@ -191,6 +203,7 @@ impl Core {
     /// is that value. A document shown from its stored value loads first;
     /// its heads are then those of the value shown (see [`crate::fast_open`]).
     pub fn heads(&self, url: &str) -> Result<Vec<String>, JsValue> {
+        host::enter(&self.host)?;
         let doc = parse(url)?.doc;
         fast_open::ensure_loaded(&self.host, &doc);
         let heads = self.host.borrow().engine.shown_heads(&doc);
@@ -206,6 +219,7 @@ impl Core {
     /// this page goes away.
     #[wasm_bindgen(js_name = setPresence)]
     pub fn set_presence(&self, url: &str, state: Vec<u8>) -> Result<(), JsValue> {
+        host::enter(&self.host)?;
         let doc = parse(url)?.doc;
         fast_open::ensure_loaded(&self.host, &doc);
         let result = self
@@ -219,6 +233,7 @@ impl Core {
 
     #[wasm_bindgen(js_name = clearPresence)]
     pub fn clear_presence(&self, url: &str) -> Result<(), JsValue> {
+        host::enter(&self.host)?;
         let doc = parse(url)?.doc;
         fast_open::ensure_loaded(&self.host, &doc);
         let result = self.host.borrow_mut().engine.clear_presence(doc);
@@ -228,14 +243,17 @@ impl Core {
 
     /// Turns on `broadcast` events (bytes for the other tabs of this origin).
     #[wasm_bindgen(js_name = setTabSync)]
-    pub fn set_tab_sync(&self, enabled: bool) {
+    pub fn set_tab_sync(&self, enabled: bool) -> Result<(), JsValue> {
+        host::enter(&self.host)?;
         self.host.borrow_mut().engine.set_tab_sync(enabled);
+        Ok(())
     }
 
     /// Another tab's `broadcast` bytes arrived. Bad bytes fail with a code
     /// and change nothing.
     #[wasm_bindgen(js_name = receivedFromTab)]
     pub fn received_from_tab(&self, bytes: &[u8]) -> Result<(), JsValue> {
+        host::enter(&self.host)?;
         // The engine ignores messages for documents it lacks.
         fast_open::ensure_all_loaded(&self.host);
         let result = self
@@ -249,12 +267,14 @@ impl Core {
 
     /// Only one tab compacts the shared log: the one holding the Web Lock.
     #[wasm_bindgen(js_name = setCompactionEnabled)]
-    pub fn set_compaction_enabled(&self, enabled: bool) {
+    pub fn set_compaction_enabled(&self, enabled: bool) -> Result<(), JsValue> {
+        host::enter(&self.host)?;
         self.host
             .borrow_mut()
             .engine
             .set_compaction_enabled(enabled);
         host::drain(&self.host);
+        Ok(())
     }
 
     /// The document's current value as plain objects and arrays. The
@@ -262,6 +282,7 @@ impl Core {
     /// to it. A document opened from its stored value returns it without
     /// loading its CRDT (which loads right after; see [`crate::fast_open`]).
     pub fn value(&self, url: &str) -> Result<JsValue, JsValue> {
+        host::enter(&self.host)?;
         let doc = parse(url)?.doc;
         if let Some(value) = fast_open::value(&self.host, &doc) {
             return Ok(value);
@@ -286,6 +307,7 @@ impl Core {
         ops: &str,
         message: Option<String>,
     ) -> Result<JsValue, JsValue> {
+        host::enter(&self.host)?;
         let doc = parse(url)?.doc;
         let ops = ops_from_json(ops)?;
         // A change needs the CRDT: a document shown from its stored value
@@ -314,6 +336,7 @@ impl Core {
     /// is shown from its stored value, or unknown). For tests and tools.
     #[wasm_bindgen(js_name = crdtLoaded)]
     pub fn crdt_loaded(&self, url: &str) -> Result<bool, JsValue> {
+        host::enter(&self.host)?;
         let doc = parse(url)?.doc;
         Ok(self.host.borrow().engine.doc_ids().any(|d| *d == doc))
     }
@@ -321,17 +344,20 @@ impl Core {
     /// How many documents were loaded after being shown from their stored
     /// value. For tests and tools.
     #[wasm_bindgen(js_name = deferredLoads)]
-    pub fn deferred_loads(&self) -> u32 {
-        self.host.borrow().crdt_loads
+    pub fn deferred_loads(&self) -> Result<u32, JsValue> {
+        host::enter(&self.host)?;
+        Ok(self.host.borrow().fast_open.loads())
     }
 
     /// Resolves when every change made so far is durable in IndexedDB.
     pub async fn flush(&self) -> Result<(), JsValue> {
-        host::flush(&self.host).await
+        host::enter(&self.host)?;
+        crate::writer::flush(&self.host).await
     }
 
     /// `{ connection, pending, lastSyncedAt, attempt, lastError?, buffered }`.
     pub fn status(&self) -> Result<JsValue, JsValue> {
+        host::enter(&self.host)?;
         self.host.borrow().status_js()
     }
 
@@ -341,6 +367,7 @@ impl Core {
     /// `TokenProvider`) until it serves the document again.
     #[wasm_bindgen(js_name = docStatus)]
     pub fn doc_status(&self, url: &str) -> Result<JsValue, JsValue> {
+        host::enter(&self.host)?;
         let url = parse(url)?;
         self.host.borrow().doc_status_js(&url.doc)
     }
@@ -349,15 +376,18 @@ impl Core {
     /// closes and no attempt is made, whatever the network does. Changes are
     /// still saved locally, and pushed once back online.
     #[wasm_bindgen(js_name = setOnline)]
-    pub fn set_online(&self, online: bool) {
+    pub fn set_online(&self, online: bool) -> Result<(), JsValue> {
+        host::enter(&self.host)?;
         host::set_online(&self.host, online);
+        Ok(())
     }
 
     /// Closes the relay connection for good. Writes already made still
-    /// complete; `flush()` first to wait for them.
+    /// complete; `flush()` first to wait for them. Called from inside one
+    /// of the repo's own calls, it closes right after that call.
     pub fn close(&self) {
         crate::crash::unregister(self.crash_listener);
-        host::close(&self.host);
+        host::run_or_queue(&self.host, host::close);
     }
 }
 
@@ -386,4 +416,65 @@ fn relays_from_js(relay: &JsValue) -> Result<Vec<String>, JsValue> {
 
 fn parse(url: &str) -> Result<DocUrl, JsValue> {
     url.parse().map_err(|e| engine_error(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    // Opening a repo needs IndexedDB: the crate's unit tests run in the browser.
+    wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+    fn code(error: &JsValue) -> Option<String> {
+        js_sys::Reflect::get(error, &"code".into())
+            .ok()?
+            .as_string()
+    }
+
+    /// The only way into a borrowed host is a call from inside one of its
+    /// own: it gets `Reentrant` and changes nothing; a close is queued.
+    #[wasm_bindgen_test]
+    #[allow(
+        clippy::await_holding_refcell_ref,
+        reason = "the test holds the borrow on purpose, as an outer call would"
+    )]
+    async fn a_call_into_a_borrowed_host_is_a_typed_error_and_close_is_queued() {
+        let name = format!("reentrant-{}", js_sys::Math::random());
+        let on_event = js_sys::Function::new_no_args("");
+        let core = Core::open(name, JsValue::UNDEFINED, on_event, &[9; 32])
+            .await
+            .unwrap();
+        let url = core.create(JsValue::UNDEFINED).unwrap();
+        core.value(&url).unwrap();
+        let ops = r#"[{"op":"put","obj":[],"key":"n","value":1}]"#;
+        {
+            let _busy = core.host.borrow_mut();
+            let error = core.change(&url, ops, None).unwrap_err();
+            assert_eq!(code(&error).as_deref(), Some("Reentrant"));
+            assert_eq!(
+                code(&core.status().unwrap_err()).as_deref(),
+                Some("Reentrant")
+            );
+            assert!(core.flush().await.is_err());
+            core.close(); // queued, not a panic
+        }
+        assert_eq!(
+            core.host
+                .borrow()
+                .engine
+                .value_json(&url.parse::<DocUrl>().unwrap().doc)
+                .unwrap(),
+            serde_json::json!({}),
+            "the refused change did nothing"
+        );
+        // The queued close runs once the borrow is over.
+        wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&JsValue::NULL))
+            .await
+            .unwrap();
+        let status = core.status().unwrap();
+        let connection = js_sys::Reflect::get(&status, &"connection".into()).unwrap();
+        assert_eq!(connection.as_string().as_deref(), Some("offline"));
+        assert!(core.host.borrow().is_closed());
+    }
 }

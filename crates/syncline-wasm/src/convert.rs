@@ -3,7 +3,9 @@
 
 use serde::Serialize;
 use serde_json::Value as Json;
-use syncline_core::{DocStatus, HistoryEntry, Op, SessionState, Status, SynclineErrorCode};
+use syncline_core::{
+    DialState, DocStatus, HistoryEntry, Op, SessionState, Status, SynclineErrorCode,
+};
 use wasm_bindgen::JsValue;
 
 use crate::errors::js_error;
@@ -78,18 +80,17 @@ pub struct JsLastError {
 /// Combines the engine's view with the transport's.
 pub fn status(
     engine: Status,
-    socket: crate::transport::SocketState,
+    socket: DialState,
     attempt: u32,
     last_error: Option<&(SynclineErrorCode, String)>,
     buffered: usize,
 ) -> JsStatus {
-    use crate::transport::SocketState;
     let connection = match (socket, engine.session) {
-        (SocketState::NoRelay, _) => "offline",
-        (SocketState::Closed, _) => "closed",
-        (SocketState::Open, SessionState::Ready) => "open",
-        (SocketState::Open | SocketState::Connecting, _) => "connecting",
-        (SocketState::Waiting | SocketState::Paused, _) => "offline",
+        (DialState::NoRelay, _) => "offline",
+        (DialState::Closed, _) => "closed",
+        (DialState::Open, SessionState::Ready) => "open",
+        (DialState::Open | DialState::Connecting, _) => "connecting",
+        (DialState::Waiting | DialState::Paused, _) => "offline",
     };
     JsStatus {
         connection,
@@ -97,7 +98,7 @@ pub fn status(
         pending: engine.pending,
         last_synced_at: engine.last_synced_ms.map(|ms| ms as f64),
         attempt: match (socket, connection) {
-            (SocketState::NoRelay, _) => None,
+            (DialState::NoRelay, _) => None,
             (_, "open") => Some(0),
             _ => Some(attempt),
         },

@@ -26,6 +26,9 @@
 //!
 //! Once loaded, the document's patch stream restarts there: later patches
 //! are relative to the value handed out, which is the loaded value.
+//!
+//! The host owns one [`FastOpen`]: the deferred documents, the timer of
+//! their background loads, and how many loaded so far.
 
 use std::collections::BTreeMap;
 
@@ -35,7 +38,8 @@ use syncline_core::{DocId, DocUrl, EngineError, Store};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 
-use crate::host::{self, HostRef, now_ms};
+use crate::host::{self, HostRef};
+use crate::platform::now_ms;
 use crate::storage::Storage;
 
 /// Deferred documents nobody opened load from this long after the open.
@@ -59,6 +63,49 @@ impl Deferred {
     /// deltas of others not yet confirmed).
     pub fn kept_entries(&self) -> usize {
         self.sealed_entries.len()
+    }
+}
+
+/// The documents shown from their stored value, not loaded into the
+/// engine yet, and their loading.
+#[derive(Default)]
+pub struct FastOpen {
+    deferred: BTreeMap<DocId, Deferred>,
+    /// The next background load of a deferred document.
+    loader: Option<Timeout>,
+    /// Deferred documents loaded so far (observable by tests).
+    loads: u32,
+}
+
+impl FastOpen {
+    pub fn new(deferred: BTreeMap<DocId, Deferred>) -> FastOpen {
+        FastOpen {
+            deferred,
+            ..FastOpen::default()
+        }
+    }
+
+    /// `doc`'s kept entries, if it is deferred (see [`Deferred::kept_entries`]).
+    pub fn kept_entries(&self, doc: &DocId) -> Option<usize> {
+        self.deferred.get(doc).map(Deferred::kept_entries)
+    }
+
+    /// The kept entries of every deferred document: their outbox, still
+    /// sealed, counted as pending until they load.
+    pub fn kept_total(&self) -> usize {
+        self.deferred.values().map(Deferred::kept_entries).sum()
+    }
+
+    /// Deferred documents loaded so far.
+    pub fn loads(&self) -> u32 {
+        self.loads
+    }
+
+    /// The repo closed: deferred documents stay as they are on disk and
+    /// load next time.
+    pub fn clear(&mut self) {
+        self.loader = None;
+        self.deferred.clear();
     }
 }
 
@@ -129,7 +176,7 @@ pub fn split(storage: &Storage, sealed: Vec<(Store, String, Vec<u8>)>) -> Split 
 pub fn value(host: &HostRef, doc: &DocId) -> Option<wasm_bindgen::JsValue> {
     let json = {
         let mut h = host.borrow_mut();
-        let deferred = h.deferred.get_mut(doc)?;
+        let deferred = h.fast_open.deferred.get_mut(doc)?;
         deferred.shown = true;
         deferred.json.clone()
     };
@@ -148,15 +195,19 @@ pub fn value(host: &HostRef, doc: &DocId) -> Option<wasm_bindgen::JsValue> {
 
 /// Whether `doc` is deferred with this URL's key (`None`: not deferred).
 pub fn matches(host: &HostRef, url: &DocUrl) -> Option<bool> {
-    host.borrow().deferred.get(&url.doc).map(|d| d.url == *url)
+    host.borrow()
+        .fast_open
+        .deferred
+        .get(&url.doc)
+        .map(|d| d.url == *url)
 }
 
 /// Loads `doc` now if it is deferred. Never call it with the host borrowed.
 pub fn ensure_loaded(host: &HostRef, doc: &DocId) {
-    let Some(deferred) = host.borrow_mut().deferred.remove(doc) else {
+    let Some(deferred) = host.borrow_mut().fast_open.deferred.remove(doc) else {
         return;
     };
-    let storage = host.borrow().storage();
+    let storage = host.borrow().writer.storage();
     let (entries, mut problems) = storage.open_records(deferred.sealed_entries);
     let mut records = deferred.records;
     records.extend(entries);
@@ -166,9 +217,9 @@ pub fn ensure_loaded(host: &HostRef, doc: &DocId) {
         // The page's value is the stored one, i.e. the loaded one: later
         // patches are relative to it.
         let _ = h.engine.restart_patches(doc);
-        h.crdt_loads += 1;
-        if h.deferred.is_empty() {
-            h.loader = None;
+        h.fast_open.loads += 1;
+        if h.fast_open.deferred.is_empty() {
+            h.fast_open.loader = None;
         }
     }
     host::report(host, problems);
@@ -179,7 +230,7 @@ pub fn ensure_loaded(host: &HostRef, doc: &DocId) {
 /// Loads every deferred document now.
 pub fn ensure_all_loaded(host: &HostRef) {
     loop {
-        let next = host.borrow().deferred.keys().next().copied();
+        let next = host.borrow().fast_open.deferred.keys().next().copied();
         match next {
             Some(doc) => ensure_loaded(host, &doc),
             None => return,
@@ -191,13 +242,15 @@ pub fn ensure_all_loaded(host: &HostRef) {
 pub fn load_in(host: &HostRef, ms: u32) {
     let weak = std::rc::Rc::downgrade(host);
     let mut h = host.borrow_mut();
-    if h.deferred.is_empty() || (ms > 0 && h.loader.is_some()) {
+    if h.fast_open.deferred.is_empty() || (ms > 0 && h.fast_open.loader.is_some()) {
         return;
     }
-    h.loader = Some(Timeout::new(ms, move || {
+    h.fast_open.loader = Some(Timeout::new(ms, move || {
         if let Some(host) = weak.upgrade() {
-            host.borrow_mut().loader = None;
-            load_next(&host);
+            host::run_or_queue(&host, |host| {
+                host.borrow_mut().fast_open.loader = None;
+                load_next(host);
+            });
         }
     }));
 }
@@ -206,10 +259,11 @@ pub fn load_in(host: &HostRef, ms: u32) {
 fn load_next(host: &HostRef) {
     let next = {
         let h = host.borrow();
-        h.deferred
+        h.fast_open
+            .deferred
             .iter()
             .find(|(_, d)| d.shown)
-            .or_else(|| h.deferred.iter().next())
+            .or_else(|| h.fast_open.deferred.iter().next())
             .map(|(doc, _)| *doc)
     };
     if let Some(doc) = next {
@@ -228,7 +282,7 @@ fn load_after_paint(host: &HostRef) {
     let weak = std::rc::Rc::downgrade(host);
     let callback = Closure::once_into_js(move || {
         if let Some(host) = weak.upgrade() {
-            load_in(&host, 0);
+            host::run_or_queue(&host, |host| load_in(host, 0));
         }
     });
     // A hidden page runs no frames: the background timer still loads it.

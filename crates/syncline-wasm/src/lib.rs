@@ -5,12 +5,21 @@
 //!
 //! - [`api`]: the one exported class, `Core`, that the `syncline` npm
 //!   package drives (JS values in, JS values out).
-//! - [`host`]: runs the engine — dispatches its effects to storage, the
-//!   socket and the app's event callback, and never calls the app while it
-//!   holds a borrow of the engine.
+//! - [`host`]: runs the engine — hands each of its outputs to the part
+//!   that serves it and keeps one timer for the engine's and the
+//!   connection's deadlines; never calls the app while borrowed, and a
+//!   re-entrant call gets the typed error `Reentrant`, never a panic.
+//! - [`link`]: drives the connection with the core's connection policy
+//!   (`syncline_core::Dialer`): sockets, pings, page events.
+//! - [`writer`]: write-behind storage: batches pile up while one IndexedDB
+//!   transaction is in flight; `flush()` waits for the covering one.
+//! - [`fast_open`]: documents shown from their stored value before their
+//!   CRDT loads.
+//! - [`events`]: the app's events, delivered from a fresh microtask.
+//! - [`platform`]: the clock, randomness, timers and the page's events.
 //! - [`storage`]: the event log in IndexedDB; all writes of a tick in one
 //!   transaction.
-//! - [`transport`]: a WebSocket that reconnects with backoff and jitter.
+//! - [`transport`]: the WebSocket and the app's transport options.
 //! - [`send_queue`]: the bounded buffer between the engine and the socket.
 //! - [`crash`]: a panic, should one ever happen, reaches every open repo.
 //! - [`patches`]: Automerge patches in the shape the npm layer applies.
@@ -21,11 +30,15 @@ pub mod api;
 mod convert;
 mod crash;
 mod errors;
+mod events;
 mod fast_open;
 mod host;
+mod link;
 mod patches;
+mod platform;
 mod send_queue;
 mod storage;
 mod transport;
+mod writer;
 
 pub use api::Core;

@@ -23,7 +23,7 @@ use syncline_core::EngineError;
 use syncline_core::seal::{self, NONCE_BYTES};
 
 use crate::errors::StorageError;
-use crate::host::random_bytes;
+use crate::platform::random_bytes;
 
 const DB_VERSION: u32 = 3; // 2: adds the snapshots store; 3: the values store
 

@@ -1,67 +1,22 @@
-//! A WebSocket to the relay that comes back after it drops.
+//! The browser's side of the connection: the WebSocket itself, and the
+//! options the app passes (`connectTimeoutMs`, `heartbeatMs`,
+//! `pongTimeoutMs`, `backoffBaseMs`, `backoffCapMs`, a token or token
+//! provider, the send buffer's bound).
 //!
-//! This file holds the pieces: the socket itself, the backoff policy, the
-//! options the app passes (`connectTimeoutMs`, `heartbeatMs`, a token or
-//! token provider...) and the page's `online`/`offline`/`visibilitychange`
-//! listeners. [`crate::host`] drives them: it times out attempts, sends
-//! heartbeats and decides when to retry.
-//!
-//! The socket only moves bytes; what they mean is the engine's business. On
-//! close it waits a backoff delay — exponential with full jitter, so a
-//! relay restart isn't met by every client at the same instant — and tries
-//! again, until the repo is closed. Frames sent while the socket is down are
-//! dropped here on purpose: the engine's durable outbox re-sends them after
-//! the next handshake, so nothing is lost. While it is up, frames wait in a
-//! bounded [`crate::send_queue::SendQueue`] for the socket to drain.
+//! The socket only moves bytes; what they mean is the engine's business,
+//! and when to open, ping or drop one is the core's connection policy
+//! (`syncline_core::Dialer`), driven by [`crate::link`]. Frames sent while
+//! the socket is down are dropped here on purpose: the engine's durable
+//! outbox re-sends them after the next handshake, so nothing is lost. While
+//! it is up, frames wait in a bounded [`crate::send_queue::SendQueue`] for
+//! the socket to drain.
 
 use js_sys::{ArrayBuffer, Function, Reflect, Uint8Array};
+use syncline_core::DialerConfig;
 use wasm_bindgen::prelude::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
-
-/// The socket's side of the connection state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SocketState {
-    /// The repo was opened without a relay.
-    NoRelay,
-    /// A connection attempt is under way.
-    Connecting,
-    /// The socket is open (the handshake may still be in progress).
-    Open,
-    /// The last attempt failed; the next one is scheduled.
-    Waiting,
-    /// The app took the repo offline (`setOnline(false)`); nothing is
-    /// attempted until it brings it back.
-    Paused,
-    /// Closed for good (the app closed the repo, or the relay refused us).
-    Closed,
-}
-
-/// Backoff policy: the wait before attempt `n` (from 1) is uniformly random
-/// in `[0, min(cap, base · 2^(n-1))]` ("full jitter").
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    pub base_ms: f64,
-    pub cap_ms: f64,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            base_ms: 250.0,
-            cap_ms: 10_000.0,
-        }
-    }
-}
-
-impl Backoff {
-    /// `random` is uniform in `[0, 1)`.
-    pub fn delay_ms(&self, attempt: u32, random: f64) -> f64 {
-        let exp = self.base_ms * 2f64.powi(attempt.saturating_sub(1).min(30) as i32);
-        exp.min(self.cap_ms) * random
-    }
-}
 
 /// Where each document's access token comes from (the engine asks for
 /// one per document: see `syncline_core`'s `access` module).
@@ -119,10 +74,8 @@ fn describe(error: JsValue) -> String {
 /// The app's transport settings (all optional on the JS side).
 #[derive(Clone)]
 pub struct TransportOptions {
-    pub connect_timeout_ms: u32,
-    pub heartbeat_ms: u32,
-    pub pong_timeout_ms: u32,
-    pub backoff: Backoff,
+    /// The connection policy's timings; unset ones keep the core's defaults.
+    pub dial: DialerConfig,
     pub token: Token,
     /// Bound of the in-memory send buffer (see [`crate::send_queue`]).
     pub send_buffer_bytes: usize,
@@ -131,10 +84,7 @@ pub struct TransportOptions {
 impl Default for TransportOptions {
     fn default() -> Self {
         TransportOptions {
-            connect_timeout_ms: 5_000,
-            heartbeat_ms: 10_000,
-            pong_timeout_ms: 5_000,
-            backoff: Backoff::default(),
+            dial: DialerConfig::default(),
             token: Token::None,
             send_buffer_bytes: crate::send_queue::DEFAULT_CAPACITY,
         }
@@ -154,22 +104,19 @@ impl TransportOptions {
             get(key)
                 .as_f64()
                 .filter(|v| v.is_finite() && *v >= min)
-                .map(|v| v.min(3_600_000.0))
+                .map(|v| v.min(3_600_000.0) as u64)
         };
-        if let Some(v) = ms("connectTimeoutMs", 1.0) {
-            out.connect_timeout_ms = v as u32;
-        }
-        if let Some(v) = ms("heartbeatMs", 1.0) {
-            out.heartbeat_ms = v as u32;
-        }
-        if let Some(v) = ms("pongTimeoutMs", 1.0) {
-            out.pong_timeout_ms = v as u32;
-        }
-        if let Some(v) = ms("backoffBaseMs", 0.0) {
-            out.backoff.base_ms = v;
-        }
-        if let Some(v) = ms("backoffCapMs", 0.0) {
-            out.backoff.cap_ms = v;
+        let dial = &mut out.dial;
+        for (key, min, field) in [
+            ("connectTimeoutMs", 1.0, &mut dial.connect_timeout_ms),
+            ("heartbeatMs", 1.0, &mut dial.heartbeat_ms),
+            ("pongTimeoutMs", 1.0, &mut dial.pong_timeout_ms),
+            ("backoffBaseMs", 0.0, &mut dial.backoff_base_ms),
+            ("backoffCapMs", 0.0, &mut dial.backoff_cap_ms),
+        ] {
+            if let Some(v) = ms(key, min) {
+                *field = v;
+            }
         }
         if let Some(v) = get("sendBufferBytes")
             .as_f64()
@@ -184,81 +131,6 @@ impl TransportOptions {
             out.token = Token::Provider(f.clone());
         }
         out
-    }
-}
-
-/// The page events that wake or pause the transport.
-#[derive(Debug, Clone, Copy)]
-pub enum PageEvent {
-    Online,
-    Offline,
-    Visible,
-}
-
-type Listener = Closure<dyn FnMut(Event)>;
-
-/// `online`, `offline` and `visibilitychange` listeners on `window`,
-/// removed when this is dropped. Absent (a no-op) outside a window.
-pub struct PageListeners {
-    window: Option<web_sys::Window>,
-    closures: Vec<(&'static str, Listener)>,
-}
-
-impl PageListeners {
-    pub fn install(on_event: impl Fn(PageEvent) + 'static) -> PageListeners {
-        let mut listeners = PageListeners {
-            window: web_sys::window(),
-            closures: Vec::new(),
-        };
-        let Some(window) = listeners.window.clone() else {
-            return listeners;
-        };
-        let on_event = std::rc::Rc::new(on_event);
-        for name in ["online", "offline", "visibilitychange"] {
-            let on_event = on_event.clone();
-            let page = window.clone();
-            let closure = Closure::<dyn FnMut(Event)>::new(move |_| match name {
-                "online" => on_event(PageEvent::Online),
-                "offline" => on_event(PageEvent::Offline),
-                _ => {
-                    let state = page
-                        .document()
-                        .and_then(|d| Reflect::get(&d, &"visibilityState".into()).ok())
-                        .and_then(|v| v.as_string());
-                    if state.as_deref() == Some("visible") {
-                        on_event(PageEvent::Visible)
-                    }
-                }
-            });
-            // `visibilitychange` fires on the document, the others on window.
-            let target: web_sys::EventTarget = if name == "visibilitychange" {
-                match window.document() {
-                    Some(doc) => doc.into(),
-                    None => continue,
-                }
-            } else {
-                window.clone().into()
-            };
-            let _ = target.add_event_listener_with_callback(name, closure.as_ref().unchecked_ref());
-            listeners.closures.push((name, closure));
-        }
-        listeners
-    }
-}
-
-impl Drop for PageListeners {
-    fn drop(&mut self) {
-        let Some(window) = &self.window else { return };
-        for (name, closure) in &self.closures {
-            let f = closure.as_ref().unchecked_ref();
-            if *name == "visibilitychange" {
-                if let Some(doc) = window.document() {
-                    let _ = doc.remove_event_listener_with_callback(name, f);
-                }
-            } else {
-                let _ = window.remove_event_listener_with_callback(name, f);
-            }
-        }
     }
 }
 
@@ -332,19 +204,5 @@ impl Socket {
         self.ws.set_onmessage(None);
         self.ws.set_onclose(None);
         let _ = self.ws.close();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_exponentially_to_the_cap_with_full_jitter() {
-        let b = Backoff::default();
-        assert_eq!(b.delay_ms(1, 0.999_999).round(), 250.0);
-        assert_eq!(b.delay_ms(3, 0.999_999).round(), 1000.0);
-        assert_eq!(b.delay_ms(50, 0.999_999).round(), 10_000.0);
-        assert_eq!(b.delay_ms(5, 0.0), 0.0);
     }
 }

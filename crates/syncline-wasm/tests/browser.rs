@@ -405,7 +405,7 @@ async fn a_compacted_document_shows_its_value_before_its_crdt_loads() {
         )
         .unwrap();
     assert!(core.crdt_loaded(&url).unwrap());
-    assert_eq!(core.deferred_loads(), 1);
+    assert_eq!(core.deferred_loads().unwrap(), 1);
     assert!(
         patches.is_null(),
         "nothing but this change since the value shown: the page applies its own ops"
@@ -458,7 +458,7 @@ async fn a_deferred_document_loads_in_the_background() {
         let next = js_sys::Promise::new(&mut |resolve, _| *slot.borrow_mut() = Some(resolve));
         wasm_bindgen_futures::JsFuture::from(next).await.unwrap();
     }
-    assert_eq!(core.deferred_loads(), 1);
+    assert_eq!(core.deferred_loads().unwrap(), 1);
     assert_eq!(json(&core.value(&url).unwrap()), value);
 }
 
@@ -605,7 +605,7 @@ async fn heads_are_those_of_the_value_the_page_holds() {
     // Two tabs of one repo: a change made in one reaches the other.
     let name = unique_name("heads");
     let (a, a_events) = open_collecting(&name).await;
-    a.set_tab_sync(true);
+    a.set_tab_sync(true).unwrap();
     let url = a
         .create(js_sys::JSON::parse(r#"{"items":[]}"#).unwrap())
         .unwrap();

@@ -829,6 +829,13 @@ impl World {
 
     pub fn tick(&mut self, i: usize) {
         self.replicas[i].engine.tick(self.now);
+        // A tick leaves no deadline behind it (hosts would tick in a loop).
+        let deadline = self.replicas[i].engine.next_deadline();
+        assert!(
+            deadline.is_none_or(|d| d > self.now),
+            "replica {i}: deadline {deadline:?} after tick({})",
+            self.now
+        );
         self.collect(i);
     }
 

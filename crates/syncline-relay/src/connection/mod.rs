@@ -11,7 +11,7 @@
 //!   reader sends each push's `Ack` once its commit is durable, in push
 //!   order, and handles any other frame only after every earlier push is
 //!   acked. The session bounds the pushes in flight per connection;
-//! * the **writer** drains the connection's bounded [`Outbox`] onto the
+//! * the **writer** drains the connection's bounded [`FrameQueue`] onto the
 //!   socket, batching frames into as few flushes as it can.
 //!
 //! The reader also watches two signals: a *kick* (the hub found this
@@ -52,10 +52,10 @@ use futures_util::{SinkExt, StreamExt};
 use syncline_protocol::{ErrorCode, MAX_FRAME_BYTES, RelayFrame, encode_relay};
 use tokio::sync::{oneshot, watch};
 
+use crate::frame_queue::{Closed, ConnId, FrameQueue, FrameReceiver, Outbound};
 use crate::guard::{GateRefused, Ticket};
 use crate::metrics::{Limit, Metrics};
-use crate::outbox::{Closed, ConnId, Outbox, Outgoing, Queue};
-use crate::server::Shared;
+use crate::server::RelayState;
 
 /// Largest single delta (or snapshot) accepted. A little below the frame
 /// limit, so the delta still fits in a `Deltas` frame with its sequence and
@@ -124,24 +124,25 @@ pub(crate) fn fatal(code: ErrorCode, message: impl Into<String>) -> End {
 
 /// Runs one connection until it ends; `ticket` is its place in the
 /// relay's connection caps, freed as it ends.
-pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, conn: ConnId, ticket: Ticket) {
+pub(crate) async fn run(socket: WebSocket, shared: Arc<RelayState>, conn: ConnId, ticket: Ticket) {
     let metrics = Arc::clone(&shared.metrics);
     metrics.connections.inc();
     metrics.connections_total.inc();
     let guard = &shared.config.guard;
-    let (outbox, queue) = Outbox::with_bytes(conn, shared.config.queue_capacity, guard.queue_bytes);
+    let (queue, frames) =
+        FrameQueue::with_bytes(conn, shared.config.queue_capacity, guard.queue_bytes);
     let (sink, mut stream) = socket.split();
     let (urgent_close, urgent) = oneshot::channel();
     let idle = guard.idle_timeout;
-    let writer = write_frames(sink, queue, urgent, Arc::clone(&metrics), idle);
+    let writer = write_frames(sink, frames, urgent, Arc::clone(&metrics), idle);
     let mut writer = tokio::spawn(writer);
     let hello_by = Instant::now() + guard.hello_timeout;
     let mut heard = Instant::now();
     let mut shutdown = shared.shutdown_receiver();
     let grace = shared.config.shutdown_grace;
     let max_frame = shared.config.limits.max_frame_bytes;
-    let kick = outbox.clone();
-    let mut session = Session::new(Arc::clone(&shared), outbox.clone());
+    let kick = queue.clone();
+    let mut session = Session::new(Arc::clone(&shared), queue.clone());
     tracing::debug!("connection opened");
 
     let end = loop {
@@ -226,11 +227,7 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, conn: ConnId, ti
             let _ = tokio::time::timeout(grace, async {
                 // Pushes already submitted are acked once durable.
                 session.finish_pushes().await?;
-                Ok::<_, End>(
-                    outbox
-                        .close(close_code::AWAY, "relay shutting down")
-                        .await?,
-                )
+                Ok::<_, End>(queue.close(close_code::AWAY, "relay shutting down").await?)
             })
             .await;
         }
@@ -249,8 +246,8 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, conn: ConnId, ti
             let _ = tokio::time::timeout(grace, async {
                 // Earlier pushes were submitted: ack them first.
                 session.finish_pushes().await?;
-                outbox.send(&frame).await?;
-                Ok::<_, End>(outbox.close(*close, "see the Error frame").await?)
+                queue.send(&frame).await?;
+                Ok::<_, End>(queue.close(*close, "see the Error frame").await?)
             })
             .await;
         }
@@ -262,7 +259,7 @@ pub(crate) async fn run(socket: WebSocket, shared: Arc<Shared>, conn: ConnId, ti
         let _ = tokio::time::timeout(LINGER.min(grace), linger).await;
     }
     // Dropping every sender ends the writer once it has sent what is queued.
-    drop((outbox, kick));
+    drop((queue, kick));
     if tokio::time::timeout(grace, &mut writer).await.is_err() {
         writer.abort();
     }
@@ -323,13 +320,13 @@ fn too_long(error: axum::Error) -> Option<usize> {
     }
 }
 
-/// Sends queued frames on the socket until the queue closes or a `Close`
+/// Sends queued frames on the socket until the frames closes or a `Close`
 /// is sent, and a ping every half `idle`; on `urgent` (the reader was
 /// kicked), skips what is queued and tries to close with 1013 at once. A
 /// socket that takes nothing for `idle` kicks the connection.
 async fn write_frames(
     mut sink: SplitSink<WebSocket, Message>,
-    mut queue: Queue,
+    mut frames: FrameReceiver,
     urgent: oneshot::Receiver<()>,
     metrics: Arc<Metrics>,
     idle: Duration,
@@ -337,11 +334,11 @@ async fn write_frames(
     let pumped = tokio::select! {
         biased;
         Ok(()) = urgent => None,
-        stalled = pump(&mut sink, &mut queue, &metrics, idle) => Some(stalled),
+        stalled = pump(&mut sink, &mut frames, &metrics, idle) => Some(stalled),
     };
     if pumped == Some(true) {
         tracing::info!("the socket took nothing for the idle timeout");
-        queue.kick();
+        frames.kick();
     }
     let kicked = pumped.is_none();
     if kicked {
@@ -354,11 +351,11 @@ async fn write_frames(
     }
 }
 
-/// Writes until the queue ends or the socket fails (`false`), or until
+/// Writes until the frames ends or the socket fails (`false`), or until
 /// the socket took nothing for `idle` (`true`).
 async fn pump(
     sink: &mut SplitSink<WebSocket, Message>,
-    queue: &mut Queue,
+    frames: &mut FrameReceiver,
     metrics: &Metrics,
     idle: Duration,
 ) -> bool {
@@ -367,7 +364,7 @@ async fn pump(
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let first = tokio::select! {
-            first = queue.recv() => first,
+            first = frames.recv() => first,
             _ = ping.tick() => {
                 let ping = sink.send(Message::Ping(Default::default()));
                 match tokio::time::timeout(idle, ping).await {
@@ -382,7 +379,7 @@ async fn pump(
         let mut fed = 0;
         while let Some(outgoing) = next.take() {
             match outgoing {
-                Outgoing::Frame(bytes) => {
+                Outbound::Frame(bytes) => {
                     metrics.frames_out.inc();
                     metrics.bytes_out.add(bytes.len() as u64);
                     let feed = sink.feed(Message::Binary(bytes));
@@ -392,7 +389,7 @@ async fn pump(
                         Err(_) => return true,
                     }
                 }
-                Outgoing::Close { code, reason } => {
+                Outbound::Close { code, reason } => {
                     let close = CloseFrame {
                         code,
                         reason: reason.into(),
@@ -404,7 +401,7 @@ async fn pump(
             }
             fed += 1;
             if fed < WRITE_BATCH {
-                next = queue.try_recv().ok();
+                next = frames.try_recv().ok();
             }
         }
         match tokio::time::timeout(idle, sink.flush()).await {

@@ -1,7 +1,7 @@
 //! The protocol state machine of one connection, without the socket.
 //!
 //! [`Session::handle`] takes one received message and does everything it
-//! asks — store, fan out, answer into the connection's [`Outbox`] — before
+//! asks — store, fan out, answer into the connection's [`FrameQueue`] — before
 //! returning, with one exception: a `Push` is only *submitted* to the store
 //! (validated, queued for commit) and `handle` returns at once, so the
 //! connection reads on while it commits. Its `Ack` goes out once the
@@ -52,11 +52,11 @@ use syncline_protocol::{
 
 use super::{End, MAX_DELTA_BYTES, fatal};
 use crate::auth::{self, Claims, Rights, TokenError};
+use crate::frame_queue::FrameQueue;
 use crate::hub::{Delivery, Pending, delta_frames};
 use crate::limits::{RateExceeded, RateLimiter};
 use crate::metrics::{AuthFailure, Limit};
-use crate::outbox::Outbox;
-use crate::server::Shared;
+use crate::server::RelayState;
 use crate::store::{Appended, Snapshot, SnapshotOutcome, StoreError};
 
 /// Most pushes one connection may have committing at once. Pushes read
@@ -124,8 +124,8 @@ impl Incoming {
 
 /// The state of one connection's session.
 pub(crate) struct Session {
-    shared: Arc<Shared>,
-    outbox: Outbox,
+    shared: Arc<RelayState>,
+    queue: FrameQueue,
     /// Whether a valid `Hello` was received.
     greeted: bool,
     /// The protocol version the session speaks (from `Hello`).
@@ -148,11 +148,11 @@ type Denied = (AuthFailure, String);
 
 impl Session {
     /// A session that has not been greeted yet.
-    pub(crate) fn new(shared: Arc<Shared>, outbox: Outbox) -> Session {
+    pub(crate) fn new(shared: Arc<RelayState>, queue: FrameQueue) -> Session {
         let rate = RateLimiter::new(&shared.config.limits, Instant::now());
         Session {
             shared,
-            outbox,
+            queue,
             greeted: false,
             version: PROTOCOL_VERSION,
             replica: [0; 16],
@@ -197,7 +197,7 @@ impl Session {
         match outcome {
             Ok(appended) => {
                 let seq = appended.highest_seq();
-                Ok(self.outbox.send(&RelayFrame::Ack { doc, ids, seq }).await?)
+                Ok(self.queue.send(&RelayFrame::Ack { doc, ids, seq }).await?)
             }
             Err(error) => {
                 tracing::error!(%doc, %error, "push failed");
@@ -311,9 +311,7 @@ impl Session {
                     Err(error) => self.unproven(doc, error).await,
                 }
             }
-            ClientFrame::Ping { nonce } => {
-                Ok(self.outbox.send(&RelayFrame::Pong { nonce }).await?)
-            }
+            ClientFrame::Ping { nonce } => Ok(self.queue.send(&RelayFrame::Pong { nonce }).await?),
             ClientFrame::Authorize { doc, token } => self.authorize(doc, token).await,
             ClientFrame::SignedPresence { doc, bytes, proof } => {
                 let digest = proof::presence_digest(&doc, &self.replica, &bytes);
@@ -392,7 +390,7 @@ impl Session {
                 max_deltas_per_frame: MAX_DELTAS_PER_FRAME as u32,
             },
         };
-        Ok(self.outbox.send(&welcome).await?)
+        Ok(self.queue.send(&welcome).await?)
     }
 
     async fn authorize(&mut self, doc: DocId, token: String) -> Result<(), End> {
@@ -487,7 +485,7 @@ impl Session {
             code,
             message: message.to_owned(),
         };
-        Ok(self.outbox.send(&frame).await?)
+        Ok(self.queue.send(&frame).await?)
     }
 
     /// Sends every committed delta after `since`, then switches the
@@ -510,11 +508,11 @@ impl Session {
                 .doc_error(doc, ErrorCode::LimitExceeded, &message)
                 .await;
         }
-        let conn = self.outbox.id();
+        let conn = self.queue.id();
         let shared = Arc::clone(&self.shared);
         let hub = &shared.hub;
         let delivery = Delivery::for_version(self.version);
-        hub.subscribe(doc, self.outbox.clone(), self.replica, delivery);
+        hub.subscribe(doc, self.queue.clone(), self.replica, delivery);
         if self.subscriptions.insert(doc) {
             shared.metrics.subscriptions.inc();
         }
@@ -546,7 +544,7 @@ impl Session {
                 items: page.items,
                 caught_up,
             };
-            self.outbox.send(&frame).await?;
+            self.queue.send(&frame).await?;
             if caught_up {
                 break;
             }
@@ -576,7 +574,7 @@ impl Session {
                     }
                     shared.metrics.deltas_out.add(fresh.len() as u64);
                     for frame in delta_frames(doc, &fresh, hub.frame_limits(), true) {
-                        self.outbox.send_bytes(frame).await?;
+                        self.queue.send_bytes(frame).await?;
                     }
                 }
             }
@@ -586,7 +584,7 @@ impl Session {
     /// Stops live deltas and presence of `doc`; a no-op if not subscribed.
     fn unsubscribe(&mut self, doc: DocId) {
         if self.subscriptions.remove(&doc) {
-            self.shared.hub.unsubscribe(doc, self.outbox.id());
+            self.shared.hub.unsubscribe(doc, self.queue.id());
             self.shared.metrics.subscriptions.dec();
         }
     }
@@ -628,7 +626,7 @@ impl Session {
             self.acknowledge(done).await?;
         }
         let ids = deltas.iter().map(|d| d.id).collect();
-        let conn = self.outbox.id();
+        let conn = self.queue.id();
         // Before the commit is queued, so every `Tentative` of this push
         // is in its subscribers' queues before any `Committed` for it.
         let stamp = self.shared.hub.tentative(doc, conn, &mut deltas);
@@ -681,7 +679,7 @@ impl Session {
                     ids: vec![id],
                     seq: covers_seq,
                 };
-                Ok(self.outbox.send(&ack).await?)
+                Ok(self.queue.send(&ack).await?)
             }
             Ok(SnapshotOutcome::BeyondHead { head }) => {
                 let message = format!(
@@ -721,7 +719,7 @@ impl Session {
             || self
                 .shared
                 .hub
-                .set_presence(doc, self.outbox.id(), bytes)
+                .set_presence(doc, self.queue.id(), bytes)
                 .is_err()
         {
             let message = format!("subscribe to {doc} before sending presence for it");
@@ -737,7 +735,7 @@ impl Drop for Session {
     /// Ends every subscription (peers hear that its presence is gone).
     fn drop(&mut self) {
         for doc in std::mem::take(&mut self.subscriptions) {
-            self.shared.hub.unsubscribe(doc, self.outbox.id());
+            self.shared.hub.unsubscribe(doc, self.queue.id());
             self.shared.metrics.subscriptions.dec();
         }
     }

@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use syncline_protocol::{DocId, PushDelta};
 
 use super::{Hub, State, Subscription};
-use crate::outbox::ConnId;
+use crate::frame_queue::ConnId;
 
 /// The `origin` of deltas committed by another relay: no local connection
 /// has this id (they start at 1), so every subscriber gets them.

@@ -9,7 +9,7 @@ use syncline_protocol::{
     DeltaId, DocId, MAX_DELTAS_PER_FRAME, PushDelta, RelayFrame, SequencedDelta, encode_relay,
 };
 
-use crate::outbox::Live;
+use crate::frame_queue::Live;
 use crate::store::PageLimits;
 
 /// Splits items of the given byte lengths into consecutive runs within
@@ -55,7 +55,7 @@ pub fn delta_frames(
         .collect()
 }
 
-/// An encoded live frame and what it is, for [`Outbox::try_send_live`](crate::outbox::Outbox::try_send_live).
+/// An encoded live frame and what it is, for [`FrameQueue::try_send_live`](crate::frame_queue::FrameQueue::try_send_live).
 pub(super) type LiveFrame = (Bytes, Live);
 
 /// Splits `deltas` into encoded `Tentative` frames within `limits`. The

@@ -10,7 +10,7 @@ use syncline_protocol::{DocId, PushDelta, SequencedDelta};
 
 use super::frames::{LiveFrame, committed_frames, delta_frames, tentative_frames};
 use super::{Delivery, Hub, State, Subscription, gone_frame};
-use crate::outbox::{ConnId, Live, TrySendError};
+use crate::frame_queue::{ConnId, Live, TrySendError};
 use crate::store::{Fanout, PageLimits, Publish};
 
 /// Subscribers kicked while delivering, whose presence must be reported
@@ -18,7 +18,7 @@ use crate::store::{Fanout, PageLimits, Publish};
 type Gone = Vec<(ConnId, [u8; 16])>;
 
 /// Queues `frames` to a live subscriber: live frames of version 2 (`Some`)
-/// to be merged with queued ones where the outbox may (within `limits`),
+/// to be merged with queued ones where the queue may (within `limits`),
 /// version 1 `Deltas` (`None`) as they are. `false` when it must be
 /// dropped: its connection is closed, or its queue was full (then it is
 /// kicked).
@@ -32,8 +32,8 @@ fn deliver<'a>(
 ) -> bool {
     for (frame, live) in frames {
         let sent = match live {
-            Some(live) => sub.outbox.try_send_live(frame.clone(), live, limits),
-            None => sub.outbox.try_send(frame.clone()),
+            Some(live) => sub.queue.try_send_live(frame.clone(), live, limits),
+            None => sub.queue.try_send(frame.clone()),
         };
         match sent {
             Ok(()) => {}
@@ -53,7 +53,7 @@ fn as_live(frames: &[LiveFrame]) -> impl Iterator<Item = (&Bytes, Option<Live>)>
 
 fn kick(doc: DocId, conn: ConnId, sub: &Subscription, why: &str, gone: &mut Gone) {
     tracing::warn!(conn, %doc, "subscriber too slow: {why}, disconnecting");
-    sub.outbox.kick();
+    sub.queue.kick();
     if sub.presence.is_some() {
         gone.push((conn, sub.replica));
     }

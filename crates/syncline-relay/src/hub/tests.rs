@@ -4,7 +4,7 @@
 mod tentative;
 
 use super::*;
-use crate::outbox::{Outgoing, Queue};
+use crate::frame_queue::{FrameReceiver, Outbound};
 use crate::store::Fanout;
 use syncline_protocol::{DeltaId, decode_relay};
 
@@ -32,15 +32,15 @@ fn batch(seqs: &[u64]) -> Arc<[SequencedDelta]> {
     seqs.iter().copied().map(delta).collect()
 }
 
-fn frames(rx: &mut Queue) -> Vec<RelayFrame> {
+fn frames(rx: &mut FrameReceiver) -> Vec<RelayFrame> {
     let mut frames = Vec::new();
-    while let Ok(Outgoing::Frame(bytes)) = rx.try_recv() {
+    while let Ok(Outbound::Frame(bytes)) = rx.try_recv() {
         frames.push(decode_relay(&bytes).unwrap());
     }
     frames
 }
 
-fn received_seqs(rx: &mut Queue) -> Vec<u64> {
+fn received_seqs(rx: &mut FrameReceiver) -> Vec<u64> {
     let mut seqs = Vec::new();
     for frame in frames(rx) {
         match frame {
@@ -51,16 +51,16 @@ fn received_seqs(rx: &mut Queue) -> Vec<u64> {
     seqs
 }
 
-fn live(hub: &Hub, outbox: Outbox, replica: u8) {
-    let id = outbox.id();
-    hub.subscribe(DOC, outbox, [replica; 16], Delivery::Deltas);
+fn live(hub: &Hub, queue: FrameQueue, replica: u8) {
+    let id = queue.id();
+    hub.subscribe(DOC, queue, [replica; 16], Delivery::Deltas);
     assert!(matches!(hub.take_pending(DOC, id, 0), Pending::Live));
 }
 
 #[test]
 fn deltas_published_during_catch_up_wait_then_the_subscription_goes_live() {
     let hub = hub();
-    let (sub, mut rx) = Outbox::new(1, 16);
+    let (sub, mut rx) = FrameQueue::new(1, 16);
     hub.subscribe(DOC, sub, [1; 16], Delivery::Deltas);
     hub.publish(DOC, 2, &batch(&[1, 2]));
     assert!(rx.try_recv().is_err(), "nothing is sent while catching up");
@@ -77,7 +77,7 @@ fn deltas_published_during_catch_up_wait_then_the_subscription_goes_live() {
 #[test]
 fn deltas_the_catch_up_already_sent_are_not_sent_again_live() {
     let hub = hub();
-    let (sub, mut rx) = Outbox::new(1, 16);
+    let (sub, mut rx) = FrameQueue::new(1, 16);
     hub.subscribe(DOC, sub, [1; 16], Delivery::Deltas);
     // The catch-up read saw seqs up to 5, committed but not yet published.
     assert!(matches!(hub.take_pending(DOC, 1, 5), Pending::Live));
@@ -90,8 +90,8 @@ fn deltas_the_catch_up_already_sent_are_not_sent_again_live() {
 #[test]
 fn the_pusher_is_not_echoed() {
     let hub = hub();
-    let (a, mut rx_a) = Outbox::new(1, 16);
-    let (b, mut rx_b) = Outbox::new(2, 16);
+    let (a, mut rx_a) = FrameQueue::new(1, 16);
+    let (b, mut rx_b) = FrameQueue::new(2, 16);
     live(&hub, a, 1);
     live(&hub, b, 2);
     hub.publish(DOC, 1, &batch(&[1]));
@@ -112,9 +112,9 @@ fn fanout(doc: DocId, origin: ConnId, seqs: &[u64]) -> Fanout {
 fn a_group_commit_reaches_each_subscriber_as_one_frame_per_document_without_its_own_deltas() {
     const OTHER: DocId = DocId([8; 16]);
     let hub = hub();
-    let (a, mut rx_a) = Outbox::new(1, 16);
-    let (b, mut rx_b) = Outbox::new(2, 16);
-    let (c, mut rx_c) = Outbox::new(3, 16);
+    let (a, mut rx_a) = FrameQueue::new(1, 16);
+    let (b, mut rx_b) = FrameQueue::new(2, 16);
+    let (c, mut rx_c) = FrameQueue::new(3, 16);
     live(&hub, a, 1);
     live(&hub, b, 2);
     live(&hub, c.clone(), 3);
@@ -128,7 +128,7 @@ fn a_group_commit_reaches_each_subscriber_as_one_frame_per_document_without_its_
         fanout(OTHER, 1, &[1]),
         fanout(DOC, 1, &[4]),
     ]);
-    let seqs_per_frame = |rx: &mut Queue| -> Vec<(DocId, Vec<u64>)> {
+    let seqs_per_frame = |rx: &mut FrameReceiver| -> Vec<(DocId, Vec<u64>)> {
         frames(rx)
             .into_iter()
             .map(|frame| match frame {
@@ -149,7 +149,7 @@ fn a_group_commit_reaches_each_subscriber_as_one_frame_per_document_without_its_
 #[test]
 fn a_group_commit_waits_for_a_catching_up_subscriber_without_its_own_deltas() {
     let hub = hub();
-    let (a, mut rx_a) = Outbox::new(1, 16);
+    let (a, mut rx_a) = FrameQueue::new(1, 16);
     hub.subscribe(DOC, a, [1; 16], Delivery::Deltas);
     hub.publish_group(&[fanout(DOC, 1, &[1]), fanout(DOC, 2, &[2, 3])]);
     assert!(
@@ -169,7 +169,7 @@ fn a_group_commit_waits_for_a_catching_up_subscriber_without_its_own_deltas() {
 #[tokio::test]
 async fn a_slow_live_subscriber_is_kicked_and_dropped() {
     let hub = hub();
-    let (slow, _rx) = Outbox::new(1, 1);
+    let (slow, _rx) = FrameQueue::new(1, 1);
     live(&hub, slow.clone(), 1);
     hub.publish(DOC, 2, &batch(&[1]));
     hub.publish(DOC, 2, &batch(&[2]));
@@ -186,7 +186,7 @@ async fn a_subscriber_falling_behind_during_catch_up_is_kicked() {
         max_pending: 3,
         ..HubLimits::default()
     });
-    let (sub, _rx) = Outbox::new(1, 16);
+    let (sub, _rx) = FrameQueue::new(1, 16);
     hub.subscribe(DOC, sub.clone(), [1; 16], Delivery::Deltas);
     hub.publish(DOC, 2, &batch(&[1, 2]));
     hub.publish(DOC, 2, &batch(&[3, 4]));
@@ -199,7 +199,7 @@ async fn a_subscriber_falling_behind_during_catch_up_is_kicked() {
 #[test]
 fn unsubscribed_documents_are_forgotten() {
     let hub = hub();
-    let (sub, _rx) = Outbox::new(1, 16);
+    let (sub, _rx) = FrameQueue::new(1, 16);
     hub.subscribe(DOC, sub, [1; 16], Delivery::Deltas);
     assert_eq!(hub.active_docs(), 1);
     hub.unsubscribe(DOC, 1);
@@ -212,8 +212,8 @@ fn unsubscribed_documents_are_forgotten() {
 #[test]
 fn presence_reaches_live_peers_newcomers_and_says_gone() {
     let hub = hub();
-    let (a, mut rx_a) = Outbox::new(1, 16);
-    let (b, mut rx_b) = Outbox::new(2, 16);
+    let (a, mut rx_a) = FrameQueue::new(1, 16);
+    let (b, mut rx_b) = FrameQueue::new(2, 16);
     live(&hub, a, 0xa);
     live(&hub, b, 0xb);
     assert_eq!(
@@ -235,7 +235,7 @@ fn presence_reaches_live_peers_newcomers_and_says_gone() {
 
     // A newcomer catching up hears nothing until it goes live, then gets
     // the latest presence only.
-    let (c, mut rx_c) = Outbox::new(3, 16);
+    let (c, mut rx_c) = FrameQueue::new(3, 16);
     hub.subscribe(DOC, c, [0xc; 16], Delivery::Deltas);
     hub.set_presence(DOC, 1, b"cursor 3".to_vec()).unwrap();
     assert!(frames(&mut rx_c).is_empty());
@@ -254,8 +254,8 @@ fn presence_reaches_live_peers_newcomers_and_says_gone() {
 fn presence_to_a_full_queue_is_dropped_not_kicked() {
     let metrics = Arc::new(Metrics::default());
     let hub = Hub::new(HubLimits::default(), Arc::clone(&metrics));
-    let (a, _rx_a) = Outbox::new(1, 16);
-    let (b, mut rx_b) = Outbox::new(2, 1);
+    let (a, _rx_a) = FrameQueue::new(1, 16);
+    let (b, mut rx_b) = FrameQueue::new(2, 1);
     live(&hub, a, 1);
     live(&hub, b, 2);
     hub.set_presence(DOC, 1, vec![1]).unwrap();
@@ -292,8 +292,8 @@ fn frames_respect_item_and_byte_limits() {
 #[tokio::test]
 async fn a_kicked_subscriber_s_presence_is_reported_gone() {
     let hub = hub();
-    let (slow, _rx_slow) = Outbox::new(1, 1);
-    let (peer, mut rx_peer) = Outbox::new(2, 16);
+    let (slow, _rx_slow) = FrameQueue::new(1, 1);
+    let (peer, mut rx_peer) = FrameQueue::new(2, 16);
     live(&hub, slow.clone(), 1);
     live(&hub, peer, 2);
     hub.set_presence(DOC, 1, b"here".to_vec()).unwrap();

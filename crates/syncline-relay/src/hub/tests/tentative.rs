@@ -19,9 +19,9 @@ fn ids(seqs: impl IntoIterator<Item = u64>) -> Vec<DeltaId> {
     seqs.into_iter().map(|seq| delta(seq).id).collect()
 }
 
-fn live_v2(hub: &Hub, outbox: Outbox, sent_through: u64) {
-    let id = outbox.id();
-    hub.subscribe(DOC, outbox, [id as u8; 16], Delivery::Tentative);
+fn live_v2(hub: &Hub, queue: FrameQueue, sent_through: u64) {
+    let id = queue.id();
+    hub.subscribe(DOC, queue, [id as u8; 16], Delivery::Tentative);
     assert!(matches!(
         hub.take_pending(DOC, id, sent_through),
         Pending::Live
@@ -62,8 +62,8 @@ fn committed(after: u64, seq: u64, ids: Vec<DeltaId>) -> RelayFrame {
 #[test]
 fn a_push_is_sent_tentatively_before_its_commit_and_committed_after_it() {
     let hub = hub();
-    let (a, mut rx_a) = Outbox::new(1, 16);
-    let (b, mut rx_b) = Outbox::new(2, 16);
+    let (a, mut rx_a) = FrameQueue::new(1, 16);
+    let (b, mut rx_b) = FrameQueue::new(2, 16);
     live_v2(&hub, a, 0);
     live_v2(&hub, b, 0);
 
@@ -90,8 +90,8 @@ fn a_push_is_sent_tentatively_before_its_commit_and_committed_after_it() {
 #[test]
 fn a_group_of_several_pushes_is_one_committed_range_without_the_receiver_s_own() {
     let hub = hub();
-    let (a, mut rx_a) = Outbox::new(1, 16);
-    let (b, mut rx_b) = Outbox::new(2, 16);
+    let (a, mut rx_a) = FrameQueue::new(1, 16);
+    let (b, mut rx_b) = FrameQueue::new(2, 16);
     live_v2(&hub, a, 0);
     live_v2(&hub, b, 0);
     let group = [
@@ -110,8 +110,8 @@ fn a_group_of_several_pushes_is_one_committed_range_without_the_receiver_s_own()
 #[test]
 fn a_subscriber_that_went_live_after_a_push_gets_it_tentatively_before_the_committed() {
     let hub = hub();
-    let (a, mut rx_a) = Outbox::new(1, 16);
-    let (c, mut rx_c) = Outbox::new(3, 16);
+    let (a, mut rx_a) = FrameQueue::new(1, 16);
+    let (c, mut rx_c) = FrameQueue::new(3, 16);
     live_v2(&hub, a, 0);
     hub.subscribe(DOC, c, [3; 16], Delivery::Tentative);
 
@@ -137,7 +137,7 @@ fn a_subscriber_that_went_live_after_a_push_gets_it_tentatively_before_the_commi
 #[test]
 fn a_resubscription_forgets_the_tentative_deltas_the_old_one_was_sent() {
     let hub = hub();
-    let (a, mut rx_a) = Outbox::new(1, 16);
+    let (a, mut rx_a) = FrameQueue::new(1, 16);
     live_v2(&hub, a.clone(), 0);
     let fanout = push(&hub, 2, 1..=1);
     assert_eq!(frames(&mut rx_a), vec![tentative(1..=1)]);
@@ -153,9 +153,9 @@ fn a_resubscription_forgets_the_tentative_deltas_the_old_one_was_sent() {
 #[test]
 fn version_1_subscribers_get_no_tentative_and_committed_deltas_as_before() {
     let hub = hub();
-    let (v1, mut rx_v1) = Outbox::new(1, 16);
-    let (v1_pusher, mut rx_pusher) = Outbox::new(2, 16);
-    let (v2, mut rx_v2) = Outbox::new(3, 16);
+    let (v1, mut rx_v1) = FrameQueue::new(1, 16);
+    let (v1_pusher, mut rx_pusher) = FrameQueue::new(2, 16);
+    let (v2, mut rx_v2) = FrameQueue::new(3, 16);
     live(&hub, v1, 1);
     live(&hub, v1_pusher, 2);
     live_v2(&hub, v2, 0);
@@ -174,7 +174,7 @@ fn version_1_subscribers_get_no_tentative_and_committed_deltas_as_before() {
 #[test]
 fn what_a_subscriber_already_has_is_neither_resent_nor_committed_again() {
     let hub = hub();
-    let (a, mut rx_a) = Outbox::new(1, 16);
+    let (a, mut rx_a) = FrameQueue::new(1, 16);
     // Its catch-up read seqs up to 5, committed but not published yet.
     live_v2(&hub, a, 5);
     hub.publish_group(&[fanout(DOC, 2, &[4, 5])]);
@@ -192,7 +192,7 @@ fn what_a_subscriber_already_has_is_neither_resent_nor_committed_again() {
 #[test]
 fn committed_past_the_frame_limit_is_split_into_chained_ranges() {
     let hub = hub();
-    let (a, mut rx_a) = Outbox::new(1, 64);
+    let (a, mut rx_a) = FrameQueue::new(1, 64);
     live_v2(&hub, a, 0);
     const LAST: u64 = 2 * MAX_DELTAS_PER_FRAME as u64 + 100;
     let own = 5001..=5010;
@@ -240,7 +240,7 @@ fn the_tentative_and_re_sent_deltas_respect_the_frame_limits() {
         },
         ..HubLimits::default()
     });
-    let (a, mut rx_a) = Outbox::new(1, 16);
+    let (a, mut rx_a) = FrameQueue::new(1, 16);
     live_v2(&hub, a, 0);
     let fanout = push(&hub, 2, 1..=5);
     assert_eq!(
@@ -268,7 +268,7 @@ fn fanout_stamped(seqs: std::ops::RangeInclusive<u64>, tentative: u64) -> Fanout
 #[tokio::test]
 async fn a_full_queue_on_a_tentative_fan_out_kicks_the_subscriber() {
     let hub = hub();
-    let (slow, _rx) = Outbox::new(1, 1);
+    let (slow, _rx) = FrameQueue::new(1, 1);
     live_v2(&hub, slow.clone(), 0);
     push(&hub, 2, 1..=1);
     push(&hub, 2, 2..=2);
@@ -281,7 +281,7 @@ async fn a_full_queue_on_a_tentative_fan_out_kicks_the_subscriber() {
 #[test]
 fn while_the_writer_lags_pushes_merge_into_one_tentative_and_commits_into_one_committed() {
     let hub = hub();
-    let (a, mut rx_a) = Outbox::new(1, 64);
+    let (a, mut rx_a) = FrameQueue::new(1, 64);
     live_v2(&hub, a, 0);
     // Nobody takes A's frames: pushes and commits interleave in its queue.
     let g1 = [push(&hub, 2, 1..=1), push(&hub, 3, 2..=2)];
@@ -305,7 +305,7 @@ fn while_the_writer_lags_pushes_merge_into_one_tentative_and_commits_into_one_co
 #[test]
 fn an_idle_writer_gets_each_push_and_commit_at_once_as_its_own_frame() {
     let hub = hub();
-    let (a, mut rx_a) = Outbox::new(1, 64);
+    let (a, mut rx_a) = FrameQueue::new(1, 64);
     live_v2(&hub, a, 0);
     for seq in 1..=3 {
         let fanout = push(&hub, 2, seq..=seq);
@@ -319,8 +319,8 @@ fn an_idle_writer_gets_each_push_and_commit_at_once_as_its_own_frame() {
 fn a_tentative_never_merges_past_another_kind_of_frame_or_another_document() {
     let hub = hub();
     let other = DocId([7; 16]);
-    let (a, mut rx_a) = Outbox::new(1, 64);
-    let (b, _rx_b) = Outbox::new(2, 64);
+    let (a, mut rx_a) = FrameQueue::new(1, 64);
+    let (b, _rx_b) = FrameQueue::new(2, 64);
     live_v2(&hub, a.clone(), 0);
     live_v2(&hub, b, 0);
     hub.subscribe(other, a, [1; 16], Delivery::Tentative);

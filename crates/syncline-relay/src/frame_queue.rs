@@ -1,18 +1,18 @@
 //! A connection's bounded outgoing queue.
 //!
-//! Each WebSocket connection has one [`Outbox`]: a bounded queue of
+//! Each WebSocket connection has one [`FrameQueue`]: a bounded queue of
 //! already-encoded frames, drained by the connection's writer task through
-//! its [`Queue`]. It allocates its slots only when something is queued
+//! its [`FrameReceiver`]. It allocates its slots only when something is queued
 //! (and gives them back after a burst), so an idle connection pays for none. Two kinds
 //! of producers put frames in it:
 //!
 //! * the connection itself (`Welcome`, `Ack`, catch-up pages, `Pong`), which
-//!   may **wait** for room with [`Outbox::send`] — backpressure from a slow
+//!   may **wait** for room with [`FrameQueue::send`] — backpressure from a slow
 //!   reader only slows down that reader's own requests;
 //! * other connections' pushes, fanned out by the [`Hub`](crate::hub::Hub),
 //!   which must **never wait** on someone else's socket. They use
-//!   [`Outbox::try_send`]; when the queue is full the subscriber is too slow,
-//!   and it is [kicked](Outbox::kick) — disconnected — rather than buffered
+//!   [`FrameQueue::try_send`]; when the queue is full the subscriber is too slow,
+//!   and it is [kicked](FrameQueue::kick) — disconnected — rather than buffered
 //!   without bound. It reconnects and catches up from its cursor.
 //!
 //! Frames are [`Bytes`], so one fanned-out frame is encoded once and shared
@@ -25,8 +25,8 @@
 //! typists: ~1,500 a second), where version 1 sent one `Deltas` frame per
 //! group commit. Each frame costs an encode, a WebSocket message, its
 //! share of a syscall, and a decode in the client. So the hub offers live
-//! frames with [`Outbox::try_send_live`], saying what they are
-//! ([`Live`]), and the outbox merges a frame into one **still queued** —
+//! frames with [`FrameQueue::try_send_live`], saying what they are
+//! ([`Live`]), and the queue merges a frame into one **still queued** —
 //! not yet taken by the writer — instead of queueing another:
 //!
 //! * a `Tentative` for document D joins the newest queued `Tentative` for
@@ -61,7 +61,7 @@
 //! # Bounded in bytes too
 //!
 //! Besides slots, a queue holds at most a budget of encoded bytes
-//! ([`Outbox::with_bytes`], `--queue-bytes`): each frame (each part of a
+//! ([`FrameQueue::with_bytes`], `--queue-bytes`): each frame (each part of a
 //! merged one) takes its length from the budget, a frame larger than the
 //! whole budget takes all of it, and the writer gives it back when it
 //! takes the frame. A fan-out that finds no room — slots or bytes — kicks
@@ -91,7 +91,7 @@ pub type ConnId = u64;
 
 /// What the writer task sends on the socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outgoing {
+pub enum Outbound {
     /// One encoded [`RelayFrame`], sent as one binary message.
     Frame(Bytes),
     /// A WebSocket close with this code and reason; nothing follows it.
@@ -114,7 +114,7 @@ pub enum TrySendError {
     Closed,
 }
 
-/// [`Queue::try_recv`] found nothing queued.
+/// [`FrameReceiver::try_recv`] found nothing queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("nothing is queued")]
 pub struct Empty;
@@ -128,8 +128,8 @@ fn charge(len: usize, max: u32) -> u32 {
 /// Above this many slots, an emptied queue gives its memory back.
 const KEEP_SLOTS: usize = 64;
 
-/// What a live frame offered with [`Outbox::try_send_live`] is, so that
-/// the outbox can merge it with a queued one (see the module docs).
+/// What a live frame offered with [`FrameQueue::try_send_live`] is, so that
+/// the queue can merge it with a queued one (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Live {
     /// `Tentative{doc, deltas}` with this many deltas.
@@ -235,16 +235,16 @@ impl Item {
     }
 
     /// What the writer sends for it.
-    fn into_outgoing(self) -> Outgoing {
+    fn into_outgoing(self) -> Outbound {
         match self {
-            Item::Frame(bytes) => Outgoing::Frame(bytes),
-            Item::Close { code, reason } => Outgoing::Close { code, reason },
+            Item::Frame(bytes) => Outbound::Frame(bytes),
+            Item::Close { code, reason } => Outbound::Close { code, reason },
             Item::Tentative { mut parts, .. } if parts.len() == 1 => {
-                Outgoing::Frame(parts.pop().unwrap_or_default())
+                Outbound::Frame(parts.pop().unwrap_or_default())
             }
-            Item::Tentative { doc, parts, .. } => Outgoing::Frame(merge_tentative(doc, &parts)),
+            Item::Tentative { doc, parts, .. } => Outbound::Frame(merge_tentative(doc, &parts)),
             Item::Committed { mut parts, .. } if parts.len() == 1 => {
-                Outgoing::Frame(parts.pop().unwrap_or_default())
+                Outbound::Frame(parts.pop().unwrap_or_default())
             }
             Item::Committed {
                 doc,
@@ -252,7 +252,7 @@ impl Item {
                 seq,
                 parts,
                 ..
-            } => Outgoing::Frame(merge_committed(doc, after, seq, &parts)),
+            } => Outbound::Frame(merge_committed(doc, after, seq, &parts)),
         }
     }
 }
@@ -348,7 +348,7 @@ fn merge_committed(doc: DocId, after: u64, seq: u64, parts: &[Bytes]) -> Bytes {
 /// `mpsc` channel: the channel allocates a block of 32 slots (~1 KiB) when
 /// it is created, which every idle connection would carry; a `VecDeque`
 /// allocates on the first frame.
-struct Shared {
+struct QueueState {
     items: Mutex<VecDeque<Item>>,
     /// One permit per free slot (a merged live frame holds one per part).
     room: Semaphore,
@@ -362,7 +362,7 @@ struct Shared {
     kicked: Notify,
 }
 
-impl Shared {
+impl QueueState {
     fn items(&self) -> MutexGuard<'_, VecDeque<Item>> {
         // Every change under the lock is a single push, pop or merge.
         self.items.lock().unwrap_or_else(PoisonError::into_inner)
@@ -421,7 +421,7 @@ impl Shared {
         self.ready.notify_one();
     }
 
-    fn pop(&self) -> Option<Outgoing> {
+    fn pop(&self) -> Option<Outbound> {
         let mut items = self.items();
         let next = items.pop_front()?;
         if items.is_empty() && items.capacity() > KEEP_SLOTS {
@@ -435,92 +435,96 @@ impl Shared {
 }
 
 /// The sending side of a connection's queue; cheap to clone.
-pub struct Outbox {
+pub struct FrameQueue {
     id: ConnId,
-    shared: Arc<Shared>,
+    state: Arc<QueueState>,
 }
 
-impl std::fmt::Debug for Outbox {
+impl std::fmt::Debug for FrameQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbox").field("id", &self.id).finish()
+        f.debug_struct("FrameQueue").field("id", &self.id).finish()
     }
 }
 
-impl Clone for Outbox {
-    fn clone(&self) -> Outbox {
-        self.shared.senders.fetch_add(1, Ordering::Relaxed);
-        Outbox {
+impl Clone for FrameQueue {
+    fn clone(&self) -> FrameQueue {
+        self.state.senders.fetch_add(1, Ordering::Relaxed);
+        FrameQueue {
             id: self.id,
-            shared: Arc::clone(&self.shared),
+            state: Arc::clone(&self.state),
         }
     }
 }
 
-impl Drop for Outbox {
+impl Drop for FrameQueue {
     fn drop(&mut self) {
-        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.state.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
             // The receiver sees the end once the queue is drained.
-            self.shared.ready.notify_one();
+            self.state.ready.notify_one();
         }
     }
 }
 
 /// The receiving side: the connection's writer task drains it.
-pub struct Queue {
-    shared: Arc<Shared>,
+pub struct FrameReceiver {
+    state: Arc<QueueState>,
 }
 
-impl Drop for Queue {
+impl Drop for FrameReceiver {
     fn drop(&mut self) {
         // Senders waiting for room, and every later send, see `Closed`.
-        self.shared.room.close();
-        self.shared.bytes.close();
+        self.state.room.close();
+        self.state.bytes.close();
     }
 }
 
-impl Queue {
+impl FrameReceiver {
     /// The next queued item, waiting for one; `None` once every
-    /// [`Outbox`] is dropped and the queue is drained. Cancel-safe.
-    pub async fn recv(&mut self) -> Option<Outgoing> {
+    /// [`FrameQueue`] is dropped and the queue is drained. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<Outbound> {
         loop {
-            if let Some(next) = self.shared.pop() {
+            if let Some(next) = self.state.pop() {
                 return Some(next);
             }
-            if self.shared.senders.load(Ordering::Acquire) == 0 {
+            if self.state.senders.load(Ordering::Acquire) == 0 {
                 // A last send may have landed just before the last drop.
-                return self.shared.pop();
+                return self.state.pop();
             }
             // A notification sent since the check above is kept (only this
             // task waits here), so none is lost.
-            self.shared.ready.notified().await;
+            self.state.ready.notified().await;
         }
     }
 
     /// The next queued item, if there is one right now.
-    pub fn try_recv(&mut self) -> Result<Outgoing, Empty> {
-        self.shared.pop().ok_or(Empty)
+    pub fn try_recv(&mut self) -> Result<Outbound, Empty> {
+        self.state.pop().ok_or(Empty)
     }
 
     /// Disconnects the connection from the writer's side (its socket took
     /// nothing for too long).
     pub fn kick(&self) {
-        self.shared.kicked.notify_one();
+        self.state.kicked.notify_one();
     }
 }
 
-impl Outbox {
+impl FrameQueue {
     /// A queue holding at most `capacity` frames, and its receiving end.
     /// Allocates no slots until something is queued.
-    pub fn new(id: ConnId, capacity: usize) -> (Outbox, Queue) {
-        Outbox::with_bytes(id, capacity, usize::MAX)
+    pub fn new(id: ConnId, capacity: usize) -> (FrameQueue, FrameReceiver) {
+        FrameQueue::with_bytes(id, capacity, usize::MAX)
     }
 
     /// A queue holding at most `capacity` frames and `max_bytes` of them
     /// (at most 4 GiB), and its receiving end.
-    pub fn with_bytes(id: ConnId, capacity: usize, max_bytes: usize) -> (Outbox, Queue) {
+    pub fn with_bytes(
+        id: ConnId,
+        capacity: usize,
+        max_bytes: usize,
+    ) -> (FrameQueue, FrameReceiver) {
         let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);
         let max_bytes = u32::try_from(max_bytes.max(1)).unwrap_or(u32::MAX);
-        let shared = Arc::new(Shared {
+        let state = Arc::new(QueueState {
             items: Mutex::new(VecDeque::new()),
             room: Semaphore::new(capacity),
             bytes: Semaphore::new(max_bytes as usize),
@@ -529,10 +533,10 @@ impl Outbox {
             senders: AtomicUsize::new(1),
             kicked: Notify::new(),
         });
-        let queue = Queue {
-            shared: Arc::clone(&shared),
+        let receiver = FrameReceiver {
+            state: Arc::clone(&state),
         };
-        (Outbox { id, shared }, queue)
+        (FrameQueue { id, state }, receiver)
     }
 
     /// The connection this queue belongs to.
@@ -557,12 +561,12 @@ impl Outbox {
 
     async fn send_waiting(&self, item: Item) -> Result<(), Closed> {
         // Fair: senders get room in the order they asked.
-        let slot = self.shared.room.acquire().await.map_err(|_| Closed)?;
-        let charge = item.charge(self.shared.max_bytes);
-        let bytes = self.shared.bytes.acquire_many(charge).await;
+        let slot = self.state.room.acquire().await.map_err(|_| Closed)?;
+        let charge = item.charge(self.state.max_bytes);
+        let bytes = self.state.bytes.acquire_many(charge).await;
         slot.forget();
         bytes.map_err(|_| Closed)?.forget();
-        self.shared.push(item);
+        self.state.push(item);
         Ok(())
     }
 
@@ -572,9 +576,9 @@ impl Outbox {
             TryAcquireError::NoPermits => TrySendError::Full,
             TryAcquireError::Closed => TrySendError::Closed,
         };
-        let slot = self.shared.room.try_acquire().map_err(closed)?;
-        let charge = charge(len, self.shared.max_bytes);
-        let bytes = self.shared.bytes.try_acquire_many(charge).map_err(closed)?;
+        let slot = self.state.room.try_acquire().map_err(closed)?;
+        let charge = charge(len, self.state.max_bytes);
+        let bytes = self.state.bytes.try_acquire_many(charge).map_err(closed)?;
         slot.forget();
         bytes.forget();
         Ok(())
@@ -583,7 +587,7 @@ impl Outbox {
     /// Queues an encoded frame if there is room right now.
     pub fn try_send(&self, frame: Bytes) -> Result<(), TrySendError> {
         self.try_slot(frame.len())?;
-        self.shared.push(Item::Frame(frame));
+        self.state.push(Item::Frame(frame));
         Ok(())
     }
 
@@ -598,7 +602,7 @@ impl Outbox {
         limits: PageLimits,
     ) -> Result<(), TrySendError> {
         self.try_slot(frame.len())?;
-        self.shared.push_live(frame, live, limits);
+        self.state.push_live(frame, live, limits);
         Ok(())
     }
 
@@ -606,12 +610,12 @@ impl Outbox {
     pub fn kick(&self) {
         // `notify_one` stores a permit if nobody is waiting yet, so a kick is
         // never lost between two polls of `kicked()`.
-        self.shared.kicked.notify_one();
+        self.state.kicked.notify_one();
     }
 
-    /// Resolves once [`kick`](Outbox::kick) was called. Cancel-safe.
+    /// Resolves once [`kick`](FrameQueue::kick) was called. Cancel-safe.
     pub async fn kicked(&self) {
-        self.shared.kicked.notified().await;
+        self.state.kicked.notified().await;
     }
 }
 

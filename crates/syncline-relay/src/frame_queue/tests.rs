@@ -1,51 +1,51 @@
-//! Tests of the connection outbox: bounds, kicks, and merging of live frames.
+//! Tests of the connection queue: bounds, kicks, and merging of live frames.
 
 use super::*;
 use std::time::Duration;
 
 #[tokio::test]
 async fn a_full_queue_refuses_without_waiting_and_a_kick_is_remembered() {
-    let (outbox, mut rx) = Outbox::new(7, 1);
-    assert_eq!(outbox.try_send(Bytes::from_static(b"a")), Ok(()));
+    let (queue, mut rx) = FrameQueue::new(7, 1);
+    assert_eq!(queue.try_send(Bytes::from_static(b"a")), Ok(()));
     assert_eq!(
-        outbox.try_send(Bytes::from_static(b"b")),
+        queue.try_send(Bytes::from_static(b"b")),
         Err(TrySendError::Full)
     );
-    outbox.kick();
+    queue.kick();
     // The permit was stored: waiting afterwards completes at once.
-    tokio::time::timeout(Duration::from_secs(5), outbox.kicked())
+    tokio::time::timeout(Duration::from_secs(5), queue.kicked())
         .await
         .expect("the kick was remembered");
     assert_eq!(
         rx.recv().await,
-        Some(Outgoing::Frame(Bytes::from_static(b"a")))
+        Some(Outbound::Frame(Bytes::from_static(b"a")))
     );
     drop(rx);
     assert_eq!(
-        outbox.try_send(Bytes::from_static(b"c")),
+        queue.try_send(Bytes::from_static(b"c")),
         Err(TrySendError::Closed)
     );
     assert_eq!(
-        outbox.send_bytes(Bytes::from_static(b"d")).await,
+        queue.send_bytes(Bytes::from_static(b"d")).await,
         Err(Closed)
     );
 }
 
 #[tokio::test]
 async fn a_waiting_send_gets_room_when_the_receiver_drains_and_the_end_follows_the_last_frame() {
-    let (outbox, mut rx) = Outbox::new(3, 1);
-    outbox.send_bytes(Bytes::from_static(b"a")).await.unwrap();
-    let sender = outbox.clone();
+    let (queue, mut rx) = FrameQueue::new(3, 1);
+    queue.send_bytes(Bytes::from_static(b"a")).await.unwrap();
+    let sender = queue.clone();
     let waiting = tokio::spawn(async move { sender.send_bytes(Bytes::from_static(b"b")).await });
     assert_eq!(
         rx.recv().await,
-        Some(Outgoing::Frame(Bytes::from_static(b"a")))
+        Some(Outbound::Frame(Bytes::from_static(b"a")))
     );
     waiting.await.unwrap().unwrap();
-    drop(outbox);
+    drop(queue);
     assert_eq!(
         rx.recv().await,
-        Some(Outgoing::Frame(Bytes::from_static(b"b")))
+        Some(Outbound::Frame(Bytes::from_static(b"b")))
     );
     assert_eq!(rx.recv().await, None, "every sender is gone");
     assert_eq!(rx.try_recv(), Err(Empty));
@@ -53,14 +53,14 @@ async fn a_waiting_send_gets_room_when_the_receiver_drains_and_the_end_follows_t
 
 #[test]
 fn an_idle_queue_holds_no_slots_and_an_emptied_one_gives_them_back() {
-    let (outbox, mut rx) = Outbox::new(1, 4096);
-    assert_eq!(outbox.shared.items().capacity(), 0, "nothing allocated");
+    let (queue, mut rx) = FrameQueue::new(1, 4096);
+    assert_eq!(queue.state.items().capacity(), 0, "nothing allocated");
     for _ in 0..1000 {
-        outbox.try_send(Bytes::from_static(b"x")).unwrap();
+        queue.try_send(Bytes::from_static(b"x")).unwrap();
     }
     while rx.try_recv().is_ok() {}
-    assert!(outbox.shared.items().capacity() <= KEEP_SLOTS);
-    assert_eq!(outbox.shared.room.available_permits(), 4096);
+    assert!(queue.state.items().capacity() <= KEEP_SLOTS);
+    assert_eq!(queue.state.room.available_permits(), 4096);
 }
 
 const DOC: DocId = DocId([4; 16]);
@@ -107,13 +107,13 @@ fn committed(after: u64, seq: u64, ns: impl IntoIterator<Item = u32>) -> (Bytes,
     (Bytes::from(encode_relay(&frame)), live)
 }
 
-fn offer(outbox: &Outbox, (frame, live): (Bytes, Live)) -> Result<(), TrySendError> {
-    outbox.try_send_live(frame, live, LIMITS)
+fn offer(queue: &FrameQueue, (frame, live): (Bytes, Live)) -> Result<(), TrySendError> {
+    queue.try_send_live(frame, live, LIMITS)
 }
 
-fn drain(rx: &mut Queue) -> Vec<RelayFrame> {
+fn drain(rx: &mut FrameReceiver) -> Vec<RelayFrame> {
     let mut frames = Vec::new();
-    while let Ok(Outgoing::Frame(bytes)) = rx.try_recv() {
+    while let Ok(Outbound::Frame(bytes)) = rx.try_recv() {
         frames.push(decode_relay(&bytes).expect("a valid frame"));
     }
     frames
@@ -125,25 +125,25 @@ fn decoded((frame, _): (Bytes, Live)) -> RelayFrame {
 
 #[test]
 fn tentatives_queued_while_the_writer_lags_go_out_as_one_frame_in_order() {
-    let (outbox, mut rx) = Outbox::new(1, 1024);
+    let (queue, mut rx) = FrameQueue::new(1, 1024);
     for n in 0..300 {
-        offer(&outbox, tentative(DOC, [n])).unwrap();
+        offer(&queue, tentative(DOC, [n])).unwrap();
     }
     assert_eq!(drain(&mut rx), vec![decoded(tentative(DOC, 0..300))]);
     // Every part's slot is back.
-    assert_eq!(outbox.shared.room.available_permits(), 1024);
+    assert_eq!(queue.state.room.available_permits(), 1024);
 }
 
 #[tokio::test]
 async fn an_idle_writer_gets_each_tentative_at_once_as_it_was_encoded() {
-    let (outbox, mut rx) = Outbox::new(1, 1024);
+    let (queue, mut rx) = FrameQueue::new(1, 1024);
     for n in 0..5 {
         let (frame, live) = tentative(DOC, [n]);
         let ptr = frame.as_ptr();
-        outbox.try_send_live(frame.clone(), live, LIMITS).unwrap();
+        queue.try_send_live(frame.clone(), live, LIMITS).unwrap();
         // The writer, waiting for the next frame, gets this one alone
         // and as it was encoded (not re-encoded).
-        let Some(Outgoing::Frame(got)) = rx.recv().await else {
+        let Some(Outbound::Frame(got)) = rx.recv().await else {
             panic!("a frame");
         };
         assert_eq!((got.as_ptr(), &got), (ptr, &frame));
@@ -191,14 +191,14 @@ fn the_splice_is_byte_for_byte_the_encoding_of_the_merged_frame() {
 
 #[test]
 fn merged_tentatives_stay_within_the_frame_limits() {
-    let (outbox, mut rx) = Outbox::new(1, 1024);
+    let (queue, mut rx) = FrameQueue::new(1, 1024);
     let limits = PageLimits {
         max_items: 3,
         max_bytes: usize::MAX,
     };
     for n in 0..7 {
         let (frame, live) = tentative(DOC, [n]);
-        outbox.try_send_live(frame, live, limits).unwrap();
+        queue.try_send_live(frame, live, limits).unwrap();
     }
     assert_eq!(
         drain(&mut rx),
@@ -216,7 +216,7 @@ fn merged_tentatives_stay_within_the_frame_limits() {
     };
     for n in 0..5 {
         let (frame, live) = tentative(DOC, [n]);
-        outbox.try_send_live(frame, live, limits).unwrap();
+        queue.try_send_live(frame, live, limits).unwrap();
     }
     assert_eq!(
         drain(&mut rx),
@@ -230,13 +230,13 @@ fn merged_tentatives_stay_within_the_frame_limits() {
 
 #[test]
 fn a_tentative_joins_its_document_s_across_committed_frames_only() {
-    let (outbox, mut rx) = Outbox::new(1, 1024);
-    offer(&outbox, tentative(DOC, [1])).unwrap();
-    offer(&outbox, committed(0, 1, [1])).unwrap();
+    let (queue, mut rx) = FrameQueue::new(1, 1024);
+    offer(&queue, tentative(DOC, [1])).unwrap();
+    offer(&queue, committed(0, 1, [1])).unwrap();
     // Ahead of the `Committed`: still before any range covering it.
-    offer(&outbox, tentative(DOC, [2])).unwrap();
+    offer(&queue, tentative(DOC, [2])).unwrap();
     // Chained: one range.
-    offer(&outbox, committed(1, 2, [2])).unwrap();
+    offer(&queue, committed(1, 2, [2])).unwrap();
     assert_eq!(
         drain(&mut rx),
         vec![
@@ -247,13 +247,13 @@ fn a_tentative_joins_its_document_s_across_committed_frames_only() {
 
     // Not past another document's frame, a plain frame, or into a
     // frame the writer already took.
-    offer(&outbox, tentative(DOC, [1])).unwrap();
-    offer(&outbox, tentative(OTHER, [2])).unwrap();
-    offer(&outbox, tentative(DOC, [3])).unwrap();
-    outbox
+    offer(&queue, tentative(DOC, [1])).unwrap();
+    offer(&queue, tentative(OTHER, [2])).unwrap();
+    offer(&queue, tentative(DOC, [3])).unwrap();
+    queue
         .try_send(Bytes::from(encode_relay(&RelayFrame::Pong { nonce: 9 })))
         .unwrap();
-    offer(&outbox, tentative(DOC, [4])).unwrap();
+    offer(&queue, tentative(DOC, [4])).unwrap();
     assert_eq!(
         drain(&mut rx),
         vec![
@@ -264,22 +264,22 @@ fn a_tentative_joins_its_document_s_across_committed_frames_only() {
             decoded(tentative(DOC, [4])),
         ]
     );
-    offer(&outbox, tentative(DOC, [5])).unwrap();
+    offer(&queue, tentative(DOC, [5])).unwrap();
     assert_eq!(rx.try_recv().map(|_| ()), Ok(()));
-    offer(&outbox, tentative(DOC, [6])).unwrap();
+    offer(&queue, tentative(DOC, [6])).unwrap();
     assert_eq!(drain(&mut rx), vec![decoded(tentative(DOC, [6]))]);
 }
 
 #[test]
 fn only_chained_committed_ranges_of_one_document_merge_within_the_id_bound() {
-    let (outbox, mut rx) = Outbox::new(1, 1024);
-    offer(&outbox, committed(0, 2, [1, 2])).unwrap();
+    let (queue, mut rx) = FrameQueue::new(1, 1024);
+    offer(&queue, committed(0, 2, [1, 2])).unwrap();
     // Not chained (a resubscription starts a new run): kept apart.
-    offer(&outbox, committed(5, 6, [6])).unwrap();
-    offer(&outbox, committed(6, 9, [])).unwrap();
-    offer(&outbox, tentative(DOC, [10])).unwrap();
+    offer(&queue, committed(5, 6, [6])).unwrap();
+    offer(&queue, committed(6, 9, [])).unwrap();
+    offer(&queue, tentative(DOC, [10])).unwrap();
     // Not into a frame behind the `Tentative`.
-    offer(&outbox, committed(9, 10, [10])).unwrap();
+    offer(&queue, committed(9, 10, [10])).unwrap();
     assert_eq!(
         drain(&mut rx),
         vec![
@@ -290,48 +290,44 @@ fn only_chained_committed_ranges_of_one_document_merge_within_the_id_bound() {
         ]
     );
     let max = MAX_DELTAS_PER_FRAME as u32;
-    offer(&outbox, committed(0, u64::from(max), 0..max)).unwrap();
-    offer(
-        &outbox,
-        committed(u64::from(max), u64::from(max) + 1, [max]),
-    )
-    .unwrap();
+    offer(&queue, committed(0, u64::from(max), 0..max)).unwrap();
+    offer(&queue, committed(u64::from(max), u64::from(max) + 1, [max])).unwrap();
     assert_eq!(drain(&mut rx).len(), 2, "no frame past the id bound");
 }
 
 #[tokio::test]
 async fn merged_offers_still_take_a_slot_each_so_a_lagging_subscriber_is_refused() {
-    let (outbox, mut rx) = Outbox::new(1, 3);
+    let (queue, mut rx) = FrameQueue::new(1, 3);
     for n in 0..3 {
-        offer(&outbox, tentative(DOC, [n])).unwrap();
+        offer(&queue, tentative(DOC, [n])).unwrap();
     }
     assert_eq!(
-        offer(&outbox, tentative(DOC, [3])),
+        offer(&queue, tentative(DOC, [3])),
         Err(TrySendError::Full),
         "three offers fill three slots, merged or not"
     );
     assert_eq!(drain(&mut rx), vec![decoded(tentative(DOC, 0..3))]);
-    offer(&outbox, tentative(DOC, [3])).unwrap();
+    offer(&queue, tentative(DOC, [3])).unwrap();
 }
 
 #[tokio::test]
 async fn the_queue_is_bounded_in_bytes_as_well_as_frames() {
-    let (outbox, mut rx) = Outbox::with_bytes(1, 1024, 1000);
-    outbox.try_send(Bytes::from(vec![1; 600])).unwrap();
+    let (queue, mut rx) = FrameQueue::with_bytes(1, 1024, 1000);
+    queue.try_send(Bytes::from(vec![1; 600])).unwrap();
     assert_eq!(
-        outbox.try_send(Bytes::from(vec![2; 600])),
+        queue.try_send(Bytes::from(vec![2; 600])),
         Err(TrySendError::Full),
         "1,022 free slots, but 400 free bytes"
     );
-    outbox.try_send(Bytes::from(vec![3; 400])).unwrap();
-    assert!(matches!(rx.try_recv(), Ok(Outgoing::Frame(f)) if f.len() == 600));
+    queue.try_send(Bytes::from(vec![3; 400])).unwrap();
+    assert!(matches!(rx.try_recv(), Ok(Outbound::Frame(f)) if f.len() == 600));
     // A frame larger than the whole budget takes all of it, once free.
     let waiting = tokio::spawn(async move {
-        outbox.send_bytes(Bytes::from(vec![4; 5000])).await.unwrap();
-        outbox
+        queue.send_bytes(Bytes::from(vec![4; 5000])).await.unwrap();
+        queue
     });
-    assert!(matches!(rx.recv().await, Some(Outgoing::Frame(f)) if f.len() == 400));
-    let outbox = waiting.await.unwrap();
-    assert!(matches!(rx.recv().await, Some(Outgoing::Frame(f)) if f.len() == 5000));
-    outbox.try_send(Bytes::from(vec![5; 1000])).unwrap();
+    assert!(matches!(rx.recv().await, Some(Outbound::Frame(f)) if f.len() == 400));
+    let queue = waiting.await.unwrap();
+    assert!(matches!(rx.recv().await, Some(Outbound::Frame(f)) if f.len() == 5000));
+    queue.try_send(Bytes::from(vec![5; 1000])).unwrap();
 }
