@@ -255,6 +255,9 @@ pub struct Metrics {
     /// Documents whose uncommitted pushes on other relays this relay
     /// receives over the bus (those with a subscriber here).
     pub bus_followed_docs: Gauge,
+    /// (document, relay) pairs: the documents other relays announced they
+    /// follow (this relay publishes uncommitted pushes to those only).
+    pub bus_remote_follows: Gauge,
     /// Commit messages published to the bus.
     pub bus_out: Counter,
     /// Commit messages from other relays received over the bus.
@@ -265,6 +268,12 @@ pub struct Metrics {
     /// Other relays' uncommitted pushes received over the bus (only those
     /// of documents subscribed here reach a relay).
     pub bus_tentative_in: Counter,
+    /// Uncommitted pushes not published because no other relay follows
+    /// their document.
+    pub bus_tentative_unfollowed: Counter,
+    /// Other relays' follow announcements ignored because the set of
+    /// remote follows was full.
+    pub bus_follows_ignored: Counter,
     /// Gaps in what the bus brought, repaired by reading the store.
     pub gap_repairs: Counter,
     /// Deltas read from the store by gap repairs.
@@ -326,6 +335,11 @@ impl Metrics {
                 "bus_followed_docs",
                 "Documents whose other relays' uncommitted pushes this relay receives (those subscribed here).",
                 self.bus_followed_docs.get(),
+            ),
+            (
+                "bus_remote_follows",
+                "(document, relay) pairs other relays follow, as announced: uncommitted pushes to those documents are published.",
+                self.bus_remote_follows.get(),
             ),
         ];
         for (name, help, value) in gauges {
@@ -427,6 +441,16 @@ impl Metrics {
                 "bus_tentative_in_total",
                 "Other relays' uncommitted pushes received over the bus.",
                 &self.bus_tentative_in,
+            ),
+            (
+                "bus_tentative_unfollowed_total",
+                "Uncommitted pushes not published: no other relay follows their document.",
+                &self.bus_tentative_unfollowed,
+            ),
+            (
+                "bus_follows_ignored_total",
+                "Other relays' follow announcements ignored: the set of remote follows was full.",
+                &self.bus_follows_ignored,
             ),
             (
                 "gap_repairs_total",

@@ -13,20 +13,23 @@
 //!
 //! **Tentative delivery across relays.** A push that passed validation is
 //! also published, before its commit, on `<prefix>-tentative.<doc>` (the
-//! document's id in base 58). A relay subscribes to that subject only while
-//! the document has a subscriber there, so NATS drops the push at once
-//! when no other relay needs it. A relay that receives it fans it out to
-//! its live version 2 subscribers as `Tentative`, as if it had been pushed
-//! there, and remembers who got it ([`Held`]) so the commit, when it comes
-//! (over the bus or by a gap repair), sends those subscribers only the
+//! document's id in base 58) — but only when another relay has announced
+//! that it follows the document ([`follows`]: a relay follows a document
+//! while one of its clients subscribes to it, and subscribes to that
+//! subject meanwhile). A push to a document no other relay follows costs
+//! the bus nothing. A relay that receives it fans it out to its live
+//! version 2 subscribers as `Tentative`, as if it had been pushed there,
+//! and remembers who got it ([`Held`]) so the commit, when it comes (over
+//! the bus or by a gap repair), sends those subscribers only the
 //! `Committed`. To a client, delivery across relays looks exactly like
 //! delivery on one relay: `Tentative` when the push arrives anywhere,
 //! `Committed` once stored. A tentative message that is lost, late (after
-//! the commit) or never followed by a commit (the pushing relay died, or
-//! its commit failed) changes nothing that is promised: the commit path
-//! alone still delivers everything, a late `Tentative` of a delta the
-//! client logged is ignored by it, and an unconfirmed one is held and
-//! re-pushed by its receivers, as on one relay whose commit failed.
+//! the commit), never sent (its document's follow was not heard yet, or
+//! was lost) or never followed by a commit (the pushing relay died, or its
+//! commit failed) changes nothing that is promised: the commit path alone
+//! still delivers everything, a late `Tentative` of a delta the client
+//! logged is ignored by it, and an unconfirmed one is held and re-pushed
+//! by its receivers, as on one relay whose commit failed.
 //!
 //! Messages (one byte of kind, the sender's 16-byte relay id, then a
 //! protocol frame, so the codec is `syncline-protocol`'s):
@@ -36,21 +39,24 @@
 //! | 1 | `commits` | `Deltas{doc, items}` | newly committed deltas, in sequence order |
 //! | 2 | `commits` | `Committed{doc, after, seq}` | deltas `after+1 ..= seq` were committed but are too large for a message: read them from the store |
 //! | 3 | `presence` | `Presence{doc, from, bytes}` | a subscriber's presence (empty: gone) |
-//! | 4 | `-tentative.<doc>` | `Tentative{doc, deltas}` | a push about to be committed (a larger one is not sent: its commit carries it) |
+//! | 4 | `-tentative.<doc>` | `Tentative{doc, deltas}` | a push about to be committed, sent only if another relay follows `doc` (a larger one is not sent: its commit carries it) |
+//! | 5, 6, 7 | `follows` | (not a frame: see [`follows`]) | follow, unfollow, ask |
 
+pub mod follows;
 mod held;
 mod receive;
 mod sequencer;
 
+pub use follows::{Followers, MAX_REMOTE_FOLLOWS, REFRESH_EVERY, TTL_REFRESHES};
 pub use held::{Held, MAX_PER_RELAY, MAX_RELAYS};
 pub use sequencer::{GAP_GRACE, POLL_EVERY, Sequencer};
 
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use syncline_protocol::{DocId, PushDelta, RelayFrame, encode_relay};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::hub::{Hub, Peers};
 use crate::metrics::Metrics;
@@ -81,11 +87,12 @@ pub enum BusError {
 pub struct Bus {
     client: async_nats::Client,
     sequencer: Sequencer,
-    outgoing: mpsc::UnboundedSender<(String, Bytes)>,
+    out: Outgoing,
     /// Documents whose subscribers here changed (to the receiver, which
     /// follows their tentative subjects).
     interest: mpsc::UnboundedSender<DocId>,
-    id: [u8; 16],
+    /// What the other relays follow (kept by the receiver).
+    followers: Arc<Mutex<Followers>>,
     prefix: String,
     max_payload: usize,
     metrics: Arc<Metrics>,
@@ -96,9 +103,38 @@ fn tentative_subject(prefix: &str, doc: DocId) -> String {
     format!("{prefix}-tentative.{doc}")
 }
 
+/// The subject of follow announcements.
+fn follows_subject(prefix: &str) -> String {
+    format!("{prefix}.follows")
+}
+
+fn lock(followers: &Mutex<Followers>) -> MutexGuard<'_, Followers> {
+    // Every change to the set is complete or not made.
+    followers.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The way out to the bus: messages stamped with this relay's id, queued
+/// for the send task (so publishing never waits).
+#[derive(Clone)]
+struct Outgoing {
+    queue: mpsc::UnboundedSender<(String, Bytes)>,
+    id: [u8; 16],
+}
+
+impl Outgoing {
+    fn send(&self, kind: u8, subject: String, body: &[u8]) {
+        let mut message = Vec::with_capacity(17 + body.len());
+        message.push(kind);
+        message.extend_from_slice(&self.id);
+        message.extend_from_slice(body);
+        let _ = self.queue.send((subject, Bytes::from(message)));
+    }
+}
+
 impl Bus {
     /// Connects to `url`, subscribes, and starts feeding `hub` (through a
-    /// [`Sequencer`] that repairs from `store`). Fails at once if the
+    /// [`Sequencer`] that repairs from `store`), announcing the documents
+    /// followed here every `refresh` ([`follows`]). Fails at once if the
     /// server cannot be reached; later outages are retried for ever.
     pub async fn connect(
         url: &str,
@@ -106,16 +142,27 @@ impl Bus {
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
         page: PageLimits,
+        refresh: Duration,
     ) -> Result<Arc<Bus>, BusError> {
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(|e| BusError::Connect {
             url: url.to_string(),
             why: e.to_string(),
         })?;
+        // Each (re)connection: announce what this relay follows and ask
+        // the others for theirs (announcements may have been lost).
+        let connected = Arc::new(Notify::new());
+        let on_connect = Arc::clone(&connected);
         // No echo: a relay's own messages never come back to it.
         let options = async_nats::ConnectOptions::new()
             .name("syncline-relay")
             .no_echo()
+            .event_callback(move |event| {
+                if matches!(event, async_nats::Event::Connected) {
+                    on_connect.notify_one();
+                }
+                async {}
+            })
             .connection_timeout(Duration::from_secs(5))
             .max_reconnects(None)
             .reconnect_delay_callback(|attempts| {
@@ -142,30 +189,35 @@ impl Bus {
             page,
             Arc::clone(&held),
         );
-        let (outgoing, queue) = mpsc::unbounded_channel();
+        let (queue, outgoing) = mpsc::unbounded_channel();
+        let out = Outgoing { queue, id };
         let (interest, interest_changes) = mpsc::unbounded_channel();
         let max_payload = client.server_info().max_payload.max(4096);
+        let followers = Arc::new(Mutex::new(Followers::new()));
         let bus = Arc::new(Bus {
             client: client.clone(),
             sequencer: sequencer.clone(),
-            outgoing,
+            out: out.clone(),
             interest,
-            id,
+            followers: Arc::clone(&followers),
             prefix: prefix.clone(),
             max_payload,
             metrics: Arc::clone(&metrics),
         });
-        tokio::spawn(send_loop(client.clone(), queue));
+        tokio::spawn(send_loop(client.clone(), outgoing));
         let receiver = receive::Receiver {
             client,
-            id,
+            out,
             prefix,
+            max_payload,
+            refresh,
             sequencer,
             hub: hub.clone(),
             held,
+            followers,
             metrics,
         };
-        tokio::spawn(receiver.run(subscription, interest_changes));
+        tokio::spawn(receiver.run(subscription, interest_changes, connected));
         hub.set_peers(Arc::new(Link(Arc::downgrade(&bus))));
         tracing::info!(%url, "connected to the NATS bus");
         Ok(bus)
@@ -177,11 +229,12 @@ impl Bus {
     }
 
     fn send(&self, kind: u8, subject: String, frame: &[u8]) {
-        let mut message = Vec::with_capacity(17 + frame.len());
-        message.push(kind);
-        message.extend_from_slice(&self.id);
-        message.extend_from_slice(frame);
-        let _ = self.outgoing.send((subject, Bytes::from(message)));
+        self.out.send(kind, subject, frame);
+    }
+
+    /// Whether another relay follows `doc` now.
+    fn followed(&self, doc: DocId) -> bool {
+        lock(&self.followers).followed(doc, Instant::now())
     }
 
     /// Whether deltas of these sizes fit in one message.
@@ -202,18 +255,27 @@ impl Peers for Link {
         }
     }
 
-    fn tentative(&self, doc: DocId, deltas: &[PushDelta]) {
+    fn tentative(&self, doc: DocId, deltas: &mut Vec<PushDelta>) {
         let Some(bus) = self.0.upgrade() else {
             return;
         };
         if deltas.is_empty() || !bus.fits(deltas.iter().map(|d| &d.bytes)) {
             return;
         }
-        let frame = encode_relay(&RelayFrame::Tentative {
+        if !bus.followed(doc) {
+            bus.metrics.bus_tentative_unfollowed.inc();
+            return;
+        }
+        // Moved into the frame to encode it and back: no copy of the bytes.
+        let frame = RelayFrame::Tentative {
             doc,
-            deltas: deltas.to_vec(),
-        });
-        bus.send(TENTATIVE, tentative_subject(&bus.prefix, doc), &frame);
+            deltas: std::mem::take(deltas),
+        };
+        let encoded = encode_relay(&frame);
+        if let RelayFrame::Tentative { deltas: taken, .. } = frame {
+            *deltas = taken;
+        }
+        bus.send(TENTATIVE, tentative_subject(&bus.prefix, doc), &encoded);
         bus.metrics.bus_tentative_out.inc();
     }
 

@@ -23,8 +23,10 @@ pub trait Peers: Send + Sync + 'static {
     /// A local presence change (an encoded `Presence` frame, empty bytes
     /// for "gone").
     fn presence(&self, doc: DocId, frame: &Bytes);
-    /// A local push that passed validation and is about to be committed.
-    fn tentative(&self, doc: DocId, deltas: &[PushDelta]);
+    /// A local push that passed validation and is about to be committed
+    /// (`deltas` is unchanged when it returns: it is borrowed to encode a
+    /// frame without copying the bytes).
+    fn tentative(&self, doc: DocId, deltas: &mut Vec<PushDelta>);
     /// `doc` gained its first subscriber here or lost its last (look at
     /// [`Hub::has_subscribers`] for which, later: calls may be stale).
     fn interest(&self, doc: DocId);
@@ -43,7 +45,7 @@ impl Hub {
         }
     }
 
-    pub(super) fn to_tentative_sink(&self, doc: DocId, deltas: &[PushDelta]) {
+    pub(super) fn to_tentative_sink(&self, doc: DocId, deltas: &mut Vec<PushDelta>) {
         if let Some(peers) = self.inner.peers.get() {
             peers.tentative(doc, deltas);
         }

@@ -67,8 +67,9 @@ impl Hub {
     /// store. Never waits. `deltas` is unchanged when it returns (it is
     /// borrowed to encode the frames without copying the bytes).
     pub fn tentative(&self, doc: DocId, from: ConnId, deltas: &mut Vec<PushDelta>) -> u64 {
-        let (stamp, _) = self.fan_out_tentative(doc, from, deltas);
+        // The other relays first: their subscribers are a bus hop further.
         self.to_tentative_sink(doc, deltas);
+        let (stamp, _) = self.fan_out_tentative(doc, from, deltas);
         stamp
     }
 

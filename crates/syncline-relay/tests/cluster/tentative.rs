@@ -14,7 +14,7 @@ use crate::Cluster;
 use crate::common::{Client, TIMEOUT, delta, doc, get_metric};
 
 /// A connection of the test's own to the cluster's Postgres.
-async fn postgres(url: &str) -> PgClient {
+pub async fn postgres(url: &str) -> PgClient {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await
         .expect("the test connects to Postgres");
@@ -24,7 +24,7 @@ async fn postgres(url: &str) -> PgClient {
 
 /// Locks `doc`'s head row in a transaction of `pg` (every append to the
 /// document waits for it) until `ROLLBACK`.
-async fn hold_commits(pg: &PgClient, doc: DocId) {
+pub async fn hold_commits(pg: &PgClient, doc: DocId) {
     pg.batch_execute("BEGIN").await.unwrap();
     let rows = pg
         .query(
@@ -37,7 +37,7 @@ async fn hold_commits(pg: &PgClient, doc: DocId) {
 }
 
 /// `doc`'s head in Postgres, read past any lock.
-async fn head(pg: &PgClient, doc: DocId) -> i64 {
+pub async fn head(pg: &PgClient, doc: DocId) -> i64 {
     pg.query_one(
         "SELECT head FROM syncline_docs WHERE doc = $1",
         &[&doc.0.to_vec()],
@@ -47,21 +47,33 @@ async fn head(pg: &PgClient, doc: DocId) -> i64 {
     .get(0)
 }
 
-/// Waits until relay `i` receives the other relays' uncommitted pushes to
-/// `docs` documents (its subscription is on the NATS server).
-async fn until_followed(cluster: &Cluster, i: usize, docs: f64) {
+/// Waits until relay `i`'s gauge `series` is `value`. Bounded: gauges of
+/// what the relays told each other over the bus settle within a few bus
+/// hops.
+pub async fn until_metric(cluster: &Cluster, i: usize, series: &str, value: f64) {
     let deadline = Instant::now() + TIMEOUT;
-    while get_metric(cluster.addr(i), "syncline_bus_followed_docs").await < docs {
-        assert!(Instant::now() < deadline, "relay {i} never followed");
+    while get_metric(cluster.addr(i), series).await != value {
+        assert!(
+            Instant::now() < deadline,
+            "relay {i}'s {series} never became {value}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
-async fn push_only(client: &mut Client, doc: DocId, deltas: Vec<PushDelta>) {
+/// Waits until relay `i` receives the other relays' uncommitted pushes to
+/// `docs` documents (its subscription is on the NATS server) and relay
+/// `publisher` knows it (so it publishes them).
+pub async fn until_followed(cluster: &Cluster, i: usize, docs: f64, publisher: usize) {
+    until_metric(cluster, i, "syncline_bus_followed_docs", docs).await;
+    until_metric(cluster, publisher, "syncline_bus_remote_follows", docs).await;
+}
+
+pub async fn push_only(client: &mut Client, doc: DocId, deltas: Vec<PushDelta>) {
     client.send(&ClientFrame::Push { doc, deltas }).await;
 }
 
-fn expect_tentative(frame: RelayFrame, doc: DocId) -> Vec<PushDelta> {
+pub fn expect_tentative(frame: RelayFrame, doc: DocId) -> Vec<PushDelta> {
     match frame {
         RelayFrame::Tentative { doc: got, deltas } => {
             assert_eq!(got, doc);
@@ -71,7 +83,7 @@ fn expect_tentative(frame: RelayFrame, doc: DocId) -> Vec<PushDelta> {
     }
 }
 
-fn expect_committed(frame: RelayFrame, doc: DocId) -> (u64, u64, Vec<DeltaId>) {
+pub fn expect_committed(frame: RelayFrame, doc: DocId) -> (u64, u64, Vec<DeltaId>) {
     match frame {
         RelayFrame::Committed {
             doc: got,
@@ -88,15 +100,15 @@ fn expect_committed(frame: RelayFrame, doc: DocId) -> (u64, u64, Vec<DeltaId>) {
 
 /// Relay 0's alice has pushed delta 1 (acked, so the head row exists);
 /// relay 1's bob (version 2) is subscribed and live, and relay 1 follows
-/// the document on the bus.
-async fn alice_and_bob(cluster: &Cluster, d: DocId) -> (Client, Client) {
+/// the document on the bus (relay 0 heard it).
+pub async fn alice_and_bob(cluster: &Cluster, d: DocId) -> (Client, Client) {
     let mut alice = Client::greeted_current(&cluster.url(0), 0xa).await;
     assert_eq!(alice.push(d, vec![delta(1)]).await, 1);
     let mut bob = Client::greeted_current(&cluster.url(1), 0xb).await;
     let (log, _) = bob.subscribe(d, 0).await;
     assert_eq!(log.len(), 1);
     bob.ping(1).await;
-    until_followed(cluster, 1, 1.0).await;
+    until_followed(cluster, 1, 1.0, 0).await;
     (alice, bob)
 }
 

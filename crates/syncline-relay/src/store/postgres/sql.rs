@@ -26,8 +26,23 @@ pub struct Statements {
 }
 
 impl Statements {
-    /// Prepares them on `client` (one round trip).
+    /// Prepares them on `client` (two round trips), and has the
+    /// connection plan them anew at each execution.
+    ///
+    /// Postgres switches a prepared statement to a *generic* plan (one for
+    /// any parameters) after five executions when it looks no costlier.
+    /// Early on, with the tables near empty, that is a hash join over a
+    /// sequential scan of `syncline_deltas` for the id lookup, and it
+    /// stays cached while the table grows: each group commit then read the
+    /// whole log (measured: `hash_bytes` and `HeapTupleSatisfiesVisibility`
+    /// at 14% of the machine, throughput below the SQLite relay's). A plan
+    /// made for the actual arrays uses the indexes, as the unprepared
+    /// queries did.
     pub async fn prepare(client: &Client) -> Result<Statements, StoreError> {
+        client
+            .batch_execute("SET plan_cache_mode = force_custom_plan")
+            .await
+            .map_err(pg_error("setting the plan cache mode"))?;
         let (add_docs, lock_heads, known, insert, bump) = future::try_join5(
             client.prepare(
                 "INSERT INTO syncline_docs (doc) SELECT unnest($1::bytea[]) ON CONFLICT (doc) DO NOTHING",
