@@ -35,6 +35,7 @@ export const SYNCLINE_ERROR_CODES = [
   // Storage in the browser.
   "Storage", // IndexedDB failed to open, read or write.
   "QuotaExceeded", // The browser's storage quota is exhausted.
+  "BacklogFull", // Storage has not saved the engine's limit of changes: new changes are refused until a write succeeds.
   "WrongKey", // The local data was written with another storage key or passphrase.
   "NoRandomness", // The browser's CSPRNG failed; nothing was written.
   // The connection.

@@ -25,6 +25,15 @@ export interface RepoOptions extends KeyOptions, TransportOptions {
    * once it is on the disk, at the cost of a disk sync per write.
    */
   durability?: "default" | "relaxed" | "strict";
+  /**
+   * While IndexedDB fails to write (quota exhausted, storage broken), what it
+   * has not taken stays in memory, up to this many bytes. Past it, changes
+   * are refused with code "BacklogFull" (nothing changes) and deltas from
+   * the relay and other tabs wait at their source, until a write succeeds;
+   * writes are retried at the next change attempt and at `flush()`. Changes
+   * made before keep leaving for the relay. Default 32 MiB.
+   */
+  maxUnsavedBytes?: number;
 }
 
 export interface RepoEvents {
@@ -521,11 +530,15 @@ export async function openRepo(Core: CoreStatic, options: RepoOptions = {}): Pro
   if (sendBufferBytes !== undefined && !(Number.isSafeInteger(sendBufferBytes) && sendBufferBytes > 0)) {
     throw new SynclineError("BadOption", "`sendBufferBytes` must be a positive whole number of bytes");
   }
+  const maxUnsavedBytes = options.maxUnsavedBytes;
+  if (maxUnsavedBytes !== undefined && !(Number.isSafeInteger(maxUnsavedBytes) && maxUnsavedBytes > 0)) {
+    throw new SynclineError("BadOption", "`maxUnsavedBytes` must be a positive whole number of bytes");
+  }
   const durability = options.durability ?? "default";
   if (!["default", "relaxed", "strict"].includes(durability)) {
     throw new SynclineError("BadOption", '`durability` must be "default", "relaxed" or "strict"');
   }
-  const transport: TransportOptions & { durability: string } = {
+  const transport: TransportOptions & { durability: string; maxUnsavedBytes?: number } = {
     connectTimeoutMs: options.connectTimeoutMs,
     heartbeatMs: options.heartbeatMs,
     pongTimeoutMs: options.pongTimeoutMs,
@@ -534,6 +547,7 @@ export async function openRepo(Core: CoreStatic, options: RepoOptions = {}): Pro
     sendBufferBytes,
     token,
     durability,
+    maxUnsavedBytes,
   };
   let repo: RepoImpl | undefined;
   const early: CoreEvent[] = [];

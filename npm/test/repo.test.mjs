@@ -382,6 +382,12 @@ test("sendBufferBytes is checked and handed to the transport", async () => {
   await assert.rejects(openRepo(fake.Core, { key: KEY, sendBufferBytes: 1.5 }), (e) => e.code === "BadOption");
 });
 
+test("maxUnsavedBytes is checked", async () => {
+  const fake = fakeCoreClass();
+  await assert.rejects(openRepo(fake.Core, { key: KEY, maxUnsavedBytes: 0 }), (e) => e.code === "BadOption");
+  await assert.rejects(openRepo(fake.Core, { key: KEY, maxUnsavedBytes: "1MB" }), (e) => e.code === "BadOption");
+});
+
 test("presence: set sends JSON bytes; peers arrive decoded, frozen, and leave", async () => {
   const fake = fakeCoreClass();
   const repo = await openRepo(fake.Core, { key: KEY });

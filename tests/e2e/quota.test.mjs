@@ -5,7 +5,8 @@
 // (`Storage.overrideQuotaForOrigin`), so the real IndexedDB refuses.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { newPage, useSiteAndBrowser } from "./harness.mjs";
+import { TIMEOUT, freshDir, newPage, removeDir, startRelay, useSiteAndBrowser } from "./harness.mjs";
+import { waitInPage } from "./pages.mjs";
 
 const env = useSiteAndBrowser();
 
@@ -82,5 +83,101 @@ test("a full disk gives QuotaExceeded, loses nothing durable, and the refused ch
     assert.deepEqual(reloaded, { kept: "before the disk filled up", big: 4 << 20, after: "space came back" });
   } finally {
     await context.close();
+  }
+});
+
+test("while IndexedDB refuses every write, unsaved changes stop at maxUnsavedBytes (BacklogFull), still reach the relay, and are written once space is back", { timeout: 120_000 }, async () => {
+  const dataDir = freshDir("syncline-relay-backlog-");
+  const relay = await startRelay({ dataDir });
+  const { context, page } = await newPage(env.browser, "backlog");
+  const reader = await newPage(env.browser, "backlog-reader");
+  const cdp = await context.newCDPSession(page);
+  const origin = env.site.url;
+  try {
+    // Room for the document and a few changes, not for all of them.
+    await cdp.send("Storage.overrideQuotaForOrigin", { origin, quotaSize: 1 << 20 });
+    await page.goto(`${origin}/`);
+    await page.evaluate(async (relay) => {
+      const { createRepo } = await import("/dist/index.js");
+      window.repo = await createRepo({ name: "backlog", relay, maxUnsavedBytes: 512 << 10 });
+      window.doc = await window.repo.create({});
+      await window.repo.flush();
+      localStorage.setItem("url", window.doc.url);
+    }, relay.wsUrl);
+
+    // 64 KB of random text per change (Automerge compresses repeats), each
+    // followed by a flush, so every write has been tried (and failed, once
+    // the quota is spent) before the next change.
+    const run = await page.evaluate(async () => {
+      const random = () => btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(48 << 10))));
+      const accepted = [];
+      const flushes = [];
+      for (let i = 0; i < 100; i++) {
+        try {
+          window.doc.change((d) => {
+            d[`k${i}`] = random();
+          });
+        } catch (error) {
+          return { accepted, flushes, refused: error.code, message: error.message, has: `k${i}` in window.doc.value };
+        }
+        accepted.push(`k${i}`);
+        flushes.push(await window.repo.flush().then(() => "ok", (e) => e.code));
+      }
+      return { accepted, flushes, refused: null };
+    });
+    assert.equal(run.refused, "BacklogFull", `a change is refused once the unsaved bytes reach the limit (${run.accepted.length} accepted)`);
+    assert.match(run.message, /new changes are refused/);
+    assert.equal(run.has, false, "the refused change changed nothing");
+    assert.ok(run.flushes.includes("QuotaExceeded"), `storage was full: ${run.flushes}`);
+    const failed = run.flushes.length - run.flushes.indexOf("QuotaExceeded");
+    // 512 KiB of 64 KiB changes: at most 8 held in memory (fewer if a
+    // failed write held a compaction's snapshot too).
+    assert.ok(failed >= 2 && failed <= 9, `${failed} changes held in memory while writes failed`);
+
+    // Every accepted change left for the relay though none of the last ones was written here.
+    const url = await page.evaluate(() => localStorage.getItem("url"));
+    await reader.page.goto(`${origin}/`);
+    await reader.page.evaluate(
+      async ([relay, url]) => {
+        const { createRepo } = await import("/dist/index.js");
+        const repo = await createRepo({ name: "backlog-reader", relay });
+        window.doc = await repo.open(url);
+      },
+      [relay.wsUrl, url],
+    );
+    await waitInPage(
+      reader.page,
+      (keys) => keys.every((k) => typeof window.doc.value[k] === "string"),
+      run.accepted,
+      TIMEOUT.sync,
+      "every accepted change at another browser",
+    );
+
+    // Space is back: flush() writes the backlog, and changes are taken again.
+    await cdp.send("Storage.overrideQuotaForOrigin", { origin });
+    const after = await page.evaluate(async () => {
+      await window.repo.flush();
+      window.doc.change((d) => {
+        d.after = "space came back";
+      });
+      await window.repo.flush();
+      const keys = Object.keys(window.doc.value).length;
+      window.repo.close();
+      return keys;
+    });
+    assert.equal(after, run.accepted.length + 1);
+    await page.reload();
+    const reloaded = await page.evaluate(async () => {
+      const { createRepo } = await import("/dist/index.js");
+      const repo = await createRepo({ name: "backlog" });
+      const doc = await repo.open(localStorage.getItem("url"));
+      return Object.keys(doc.value).sort();
+    });
+    assert.deepEqual(reloaded, [...run.accepted, "after"].sort(), "everything accepted is durable after the reload");
+  } finally {
+    await context.close();
+    await reader.context.close();
+    await relay.kill();
+    removeDir(dataDir);
   }
 });

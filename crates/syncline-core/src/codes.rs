@@ -60,6 +60,9 @@ pub enum SynclineErrorCode {
     Storage,
     /// The browser's storage quota is exhausted.
     QuotaExceeded,
+    /// Storage has not saved the engine's limit of changes: new changes
+    /// are refused until a write succeeds.
+    BacklogFull,
     /// The local data was written with another storage key or passphrase.
     WrongKey,
     /// The browser's CSPRNG failed; nothing was written.
@@ -127,6 +130,7 @@ impl SynclineErrorCode {
         Self::Unreadable,
         Self::Storage,
         Self::QuotaExceeded,
+        Self::BacklogFull,
         Self::WrongKey,
         Self::NoRandomness,
         Self::ConnectTimeout,
@@ -172,6 +176,7 @@ impl SynclineErrorCode {
             Self::Unreadable => "Unreadable",
             Self::Storage => "Storage",
             Self::QuotaExceeded => "QuotaExceeded",
+            Self::BacklogFull => "BacklogFull",
             Self::WrongKey => "WrongKey",
             Self::NoRandomness => "NoRandomness",
             Self::ConnectTimeout => "ConnectTimeout",

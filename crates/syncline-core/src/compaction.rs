@@ -384,7 +384,9 @@ impl Engine {
     /// Stores a snapshot of `doc` and deletes the entries it replaces;
     /// `offer`: also offer it to the relay.
     fn compact(&mut self, doc: DocId, offer: bool) {
-        if !self.compaction_enabled {
+        // A snapshot is a whole document's worth of bytes: not while
+        // storage has not taken the backlog (see `crate::backlog`).
+        if !self.compaction_enabled || self.backlog_full() {
             return;
         }
         let Some(state) = self.docs.get_mut(&doc) else {
@@ -408,6 +410,11 @@ impl Engine {
             json: serde_json::to_string(&automerge::AutoSerde::from(&state.doc))
                 .unwrap_or_default(),
         };
+        // Nor when the snapshot and the value would take the backlog past
+        // its limit.
+        if self.outbox.backlog_bytes() + saved.len() + value.json.len() > self.backlog_limit {
+            return;
+        }
         let (dropped, covers) = state.log.snapshot_taken(state.doc.stats().num_ops);
         let mut batch = Batch::default();
         batch.put(&Record::Snapshot(SnapshotRecord {

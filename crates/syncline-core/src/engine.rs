@@ -142,6 +142,9 @@ pub(crate) struct DocState {
     /// `None` for a document whose id does not derive from its key (made
     /// before signed writes): the relay serves it for reading only.
     pub(crate) signer: Option<Signer>,
+    /// Deltas for it were left at their source while the backlog was full
+    /// (see [`crate::backlog`]): it asks the relay again once there is room.
+    pub(crate) deferred: bool,
 }
 
 /// A replica: many documents, one outbox, one sync session.
@@ -167,6 +170,9 @@ pub struct Engine {
     /// This replica's id on the current connection (from `connected`):
     /// presence is signed and sealed for it.
     pub(crate) replica: [u8; 16],
+    /// Bytes of batches not yet durable past which nothing new comes in
+    /// (see [`crate::backlog`]).
+    pub(crate) backlog_limit: usize,
 }
 
 /// A burst of local changes is split into entries of about this size, far
@@ -196,6 +202,7 @@ impl Engine {
             tab_sync: false,
             tokens_required: false,
             replica: [0; 16],
+            backlog_limit: crate::backlog::DEFAULT_BACKLOG_LIMIT,
         }
     }
 
@@ -231,7 +238,9 @@ impl Engine {
     }
 
     /// Applies a batch of ops as one Automerge change with an optional
-    /// message (the domain event name). On error nothing changes.
+    /// message (the domain event name). On error nothing changes; while
+    /// storage has not taken [`Engine::set_backlog_limit`] bytes, the
+    /// change is refused with [`EngineError::BacklogFull`].
     pub fn change(
         &mut self,
         doc: DocId,
@@ -239,6 +248,7 @@ impl Engine {
         message: Option<String>,
         now_ms: u64,
     ) -> Result<(), EngineError> {
+        self.refuse_change_if_backlog_full()?;
         let state = self
             .docs
             .get_mut(&doc)
@@ -361,8 +371,9 @@ impl Engine {
             self.emit(Effect::StatusChanged); // unsaved changes became pending
         }
         if self.session != SessionState::Ready {
-            return; // pushed at the next Welcome
+            return; // pushed (and deferred documents subscribed) at the next Welcome
         }
+        self.resume_deferred(now_ms);
         self.send_snapshots_if_ready();
         if let Some(first) = self.outbox.first_unpushed(None) {
             self.push_if_ready(first..self.outbox.len(), now_ms);
@@ -370,7 +381,7 @@ impl Engine {
     }
 
     pub(crate) fn persist(&mut self, mut batch: Batch) {
-        batch.id = self.outbox.next_batch();
+        batch.id = self.outbox.next_batch(batch.bytes());
         self.emit(Effect::Persist(batch));
     }
 
@@ -427,6 +438,7 @@ impl Engine {
                 changed_elsewhere: false,
                 access: Access::new(signer.is_some()),
                 unusable_from: None,
+                deferred: false,
                 last_splice: None,
                 signer,
             }

@@ -52,6 +52,10 @@ pub enum EngineError {
     },
     #[error("document {doc} has no change {hash}: pass heads from its history")]
     UnknownHeads { doc: DocId, hash: String },
+    #[error(
+        "storage has not saved the last {bytes} bytes of changes (limit {limit}): new changes are refused until it does; the changes made so far are kept in memory and still sent to the relay (check IndexedDB's quota, then retry or call flush())"
+    )]
+    BacklogFull { bytes: usize, limit: usize },
     /// The relay refuses (part of) one document; the others sync on.
     #[error("{message}")]
     Access {
@@ -77,6 +81,7 @@ impl EngineError {
             EngineError::BadTabMessage(_) => SynclineErrorCode::BadTabMessage,
             EngineError::BadPresence { .. } => SynclineErrorCode::BadPresence,
             EngineError::UnknownHeads { .. } => SynclineErrorCode::UnknownHeads,
+            EngineError::BacklogFull { .. } => SynclineErrorCode::BacklogFull,
             EngineError::Access { error, .. } => error.code(),
         }
     }

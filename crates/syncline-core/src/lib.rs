@@ -31,6 +31,7 @@
 //! ```
 
 mod access;
+mod backlog;
 mod codes;
 mod compaction;
 mod deadline;
@@ -52,6 +53,7 @@ mod tabs;
 
 pub use access::{AccessError, DocStatus, TOKEN_RETRY_BASE_MS, TOKEN_RETRY_CAP_MS};
 pub use automerge::ChangeHash;
+pub use backlog::DEFAULT_BACKLOG_LIMIT;
 pub use codes::SynclineErrorCode;
 pub use compaction::CompactionPolicy;
 pub use dialer::{DialAction, DialError, DialState, Dialer, DialerConfig};

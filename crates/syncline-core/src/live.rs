@@ -38,6 +38,9 @@ impl Engine {
     /// A `Tentative` frame: applies and holds the deltas this replica does
     /// not have yet.
     pub(crate) fn apply_tentative(&mut self, doc: DocId, deltas: Vec<PushDelta>, now_ms: u64) {
+        if self.defer_if_backlog_full(&doc) {
+            return; // fetched committed once storage catches up
+        }
         let Some(state) = self.docs.get_mut(&doc) else {
             return; // not ours (any more)
         };

@@ -516,6 +516,9 @@ fn splice(
             path: format!("{path:?}"),
         });
     }
+    // The length is needed: Automerge appends an insertion past the end of
+    // an empty text, deletes what there is past the end, and overflows on
+    // a huge index (a panic, or in the browser a crash).
     let len = doc.length(id);
     if index.saturating_add(delete) > len as u64 {
         return Err(OpError::TextOutOfRange { index, delete, len });
@@ -685,6 +688,24 @@ mod tests {
             value(&doc),
             json!({"note": "Héllo world", "likes": 3, "list": [7]})
         );
+        doc.commit();
+        // Past the end, inserting or deleting: the same typed error.
+        for (index, delete) in [(20, 0), (12, 0), (11, 1), (0, 12), (u64::MAX, 0)] {
+            let batch = ops(json!([
+                {"op": "splice_text", "obj": ["note"], "index": index, "delete": delete, "insert": "x"}
+            ]));
+            let error = apply_ops(&mut doc, &batch).unwrap_err();
+            assert!(
+                matches!(error, OpError::TextOutOfRange { len: 11, .. }),
+                "{index}+{delete}: {error:?}"
+            );
+            doc.rollback();
+        }
+        let edge = ops(
+            json!([{"op": "splice_text", "obj": ["note"], "index": 11, "delete": 0, "insert": "!"}]),
+        );
+        apply_ops(&mut doc, &edge).unwrap(); // at the very end: fine
+        doc.rollback();
         let bad = [
             json!([{"op": "splice_text", "obj": ["note"], "index": 20, "delete": 0, "insert": "x"}]),
             json!([{"op": "splice_text", "obj": ["list"], "index": 0, "insert": "x"}]),
@@ -693,6 +714,41 @@ mod tests {
         for batch in bad {
             assert!(apply_ops(&mut doc, &ops(batch)).is_err());
             doc.rollback();
+        }
+    }
+
+    #[test]
+    fn a_splice_is_applied_exactly_when_it_fits_and_never_panics() {
+        for len in [0usize, 1, 11, 300] {
+            let mut doc = AutoCommit::new_with_encoding(automerge::TextEncoding::Utf16CodeUnit);
+            put_root_object(&mut doc, &json!({})).unwrap();
+            let text = "a".repeat(len);
+            apply_ops(
+                &mut doc,
+                &ops(json!([{"op": "put_text", "obj": [], "key": "t", "value": text}])),
+            )
+            .unwrap();
+            doc.commit();
+            let far = [len + 100, 1 << 31, u32::MAX as usize, usize::MAX];
+            let indexes = (0..len + 3).chain(far);
+            for index in indexes {
+                for delete in [0, 1, 2, len + 1, usize::MAX] {
+                    for insert in ["", "xy"] {
+                        let batch = ops(json!([{"op": "splice_text", "obj": ["t"],
+                            "index": index as u64, "delete": delete as u64, "insert": insert}]));
+                        let fits = index.checked_add(delete).is_some_and(|end| end <= len);
+                        match apply_ops(&mut doc, &batch) {
+                            Ok(()) => assert!(fits, "{len}: {index}+{delete} applied"),
+                            Err(OpError::TextOutOfRange { len: l, .. }) => {
+                                assert!(!fits, "{len}: {index}+{delete} refused");
+                                assert_eq!(l, len);
+                            }
+                            Err(e) => panic!("{len}: {index}+{delete}: {e:?}"),
+                        }
+                        doc.rollback();
+                    }
+                }
+            }
         }
     }
 

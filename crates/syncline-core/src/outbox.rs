@@ -36,7 +36,12 @@
 //!   durable (the rule of `sync.rs`: a change the relay stores never
 //!   depends on one this replica could still lose);
 //! - **bookkeeping agrees**: the id index, the count of local entries and
-//!   the per-batch counts of unwritten entries match the entries.
+//!   the per-batch counts of unwritten entries match the entries; the
+//!   *backlog* (the bytes of every batch emitted and not yet durable) is
+//!   the sum of those batches' sizes.
+//!
+//! The backlog is what the host holds in memory while storage fails: the
+//! engine refuses to grow it past a limit ([`crate::Engine::set_backlog_limit`]).
 //!
 //! [`Engine::take_outputs`]: crate::Engine::take_outputs
 //! [`Engine::persisted`]: crate::Engine::persisted
@@ -114,6 +119,9 @@ pub(crate) struct Outbox {
     local: usize,
     /// Documents with local changes not yet logged.
     bursts: BTreeMap<DocId, Burst>,
+    /// Per batch not yet durable, the bytes it writes; and their sum.
+    backlog: BTreeMap<u64, usize>,
+    backlog_bytes: usize,
 }
 
 impl Outbox {
@@ -132,10 +140,18 @@ impl Outbox {
 
     // --- batches --------------------------------------------------------
 
-    /// Numbers the next persist batch.
-    pub(crate) fn next_batch(&mut self) -> u64 {
+    /// Numbers the next persist batch, which writes `bytes`.
+    pub(crate) fn next_batch(&mut self, bytes: usize) -> u64 {
         self.emitted += 1;
+        self.backlog.insert(self.emitted, bytes);
+        self.backlog_bytes += bytes;
         self.emitted
+    }
+
+    /// The bytes of every batch emitted and not yet reported durable: what
+    /// the host keeps in memory until storage takes it.
+    pub(crate) fn backlog_bytes(&self) -> usize {
+        self.backlog_bytes
     }
 
     /// The last batch emitted.
@@ -158,7 +174,11 @@ impl Outbox {
         self.durable = batch;
         let still = self.unwritten.split_off(&(batch + 1));
         let done = std::mem::replace(&mut self.unwritten, still);
+        let still = self.backlog.split_off(&(batch + 1));
+        let written = std::mem::replace(&mut self.backlog, still);
+        self.backlog_bytes -= written.values().sum::<usize>();
         debug_assert!(self.durable <= self.emitted);
+        debug_assert_eq!(self.backlog_bytes, self.backlog.values().sum::<usize>());
         !done.is_empty()
     }
 
@@ -442,6 +462,14 @@ impl Outbox {
         assert_eq!(unwritten, self.unwritten, "unwritten counts disagree");
         let local = self.entries.iter().filter(|o| o.is_local()).count();
         assert_eq!(local, self.local, "local count disagrees");
+        let backlog: usize = self.backlog.values().sum();
+        assert_eq!(backlog, self.backlog_bytes, "backlog bytes disagree");
+        assert!(
+            self.backlog
+                .keys()
+                .all(|b| *b > self.durable && *b <= self.emitted),
+            "backlog of a batch not pending"
+        );
     }
 }
 

@@ -336,6 +336,13 @@ impl Batch {
         self.puts.is_empty() && self.deletes.is_empty()
     }
 
+    /// The bytes this batch writes: keys and values (what a host holds in
+    /// memory until the batch is durable).
+    pub fn bytes(&self) -> usize {
+        let puts: usize = self.puts.iter().map(|(_, k, v)| k.len() + v.len()).sum();
+        puts + self.deletes.iter().map(|(_, k)| k.len()).sum::<usize>()
+    }
+
     /// Adds `other`'s writes to this batch (its puts after ours).
     pub fn append(&mut self, other: Batch) {
         self.puts.extend(other.puts);

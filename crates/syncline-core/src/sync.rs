@@ -273,6 +273,9 @@ impl Engine {
         caught_up: bool,
         now_ms: u64,
     ) {
+        if self.defer_if_backlog_full(&doc) {
+            return; // left at the relay: asked for again once storage catches up
+        }
         let Some(state) = self.docs.get_mut(&doc) else {
             return; // not ours (any more): nothing to apply, nothing to lose
         };
@@ -438,12 +441,13 @@ impl Engine {
     /// Subscribes `doc` from its cursor, if the relay may be asked to
     /// serve it now (see [`crate::access`]).
     pub(crate) fn subscribe_if_ready(&mut self, doc: DocId, now_ms: u64) {
-        if !self.may_read(&doc) {
+        if !self.may_read(&doc) || self.defer_if_backlog_full(&doc) {
             return;
         }
         let Some(state) = self.docs.get_mut(&doc) else {
             return;
         };
+        state.deferred = false;
         state.caught_up = false;
         state.subscribed_at = Some(now_ms);
         let since = state.cursor;

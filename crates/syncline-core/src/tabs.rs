@@ -71,6 +71,9 @@ impl Engine {
     pub fn received_from_tab(&mut self, bytes: &[u8], now_ms: u64) -> Result<(), EngineError> {
         let message = decode(bytes).map_err(EngineError::BadTabMessage)?;
         let (doc, id) = (message.doc, message.id);
+        if self.defer_if_backlog_full(&doc) {
+            return Ok(()); // the tab that made it logs and pushes it
+        }
         let Some(state) = self.docs.get_mut(&doc) else {
             return Ok(());
         };
@@ -82,6 +85,7 @@ impl Engine {
         if state.log.contains(&id) || self.outbox.contains(&doc, &id) {
             return Ok(()); // already logged here
         }
+
         let changes = delta::decode(&plain).map_err(bad)?;
         if changes
             .iter()

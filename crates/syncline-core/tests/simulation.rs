@@ -38,13 +38,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use syncline_core::{CompactionPolicy, DocUrl, Op};
+use syncline_core::{CompactionPolicy, DocUrl, EngineError, Op};
 use world::{Faults, World};
 
 /// Catch-ups that started with a relay snapshot, over all seeds.
 static SNAPSHOTS_SERVED: AtomicUsize = AtomicUsize::new(0);
 /// Requests the relay refused for want of a valid token, over all seeds.
 static REFUSALS: AtomicUsize = AtomicUsize::new(0);
+/// Local changes refused because storage had not taken the backlog limit.
+static BACKLOG_REFUSALS: AtomicUsize = AtomicUsize::new(0);
 
 /// How a run starts.
 #[derive(Debug, Clone)]
@@ -61,6 +63,9 @@ pub struct Setup {
     pub token_ttl_ms: Option<u64>,
     /// Which replicas connect before the first action.
     pub online: Vec<bool>,
+    /// `Some(bytes)`: every replica's backlog limit (small, so unwritten
+    /// batches reach it and changes are refused, deltas deferred).
+    pub backlog_limit: Option<usize>,
 }
 
 /// One step of a run. Numbers that depend on the state when the action runs
@@ -142,9 +147,10 @@ fn replicas_converge_under_faults_crashes_and_relay_loss() {
         }
     }
     eprintln!(
-        "{count} seeds converged; {} catch-ups were served a snapshot and {} requests were refused for their token (counted on each run's last relay)",
+        "{count} seeds converged; {} catch-ups were served a snapshot, {} requests were refused for their token (counted on each run's last relay), {} changes were refused for a full backlog",
         SNAPSHOTS_SERVED.load(Ordering::Relaxed),
-        REFUSALS.load(Ordering::Relaxed)
+        REFUSALS.load(Ordering::Relaxed),
+        BACKLOG_REFUSALS.load(Ordering::Relaxed)
     );
 }
 
@@ -176,12 +182,14 @@ pub fn generate(seed: u64) -> Case {
         .random_bool(0.5)
         .then(|| rng.random_range(5_000..120_000));
     let online = (0..n).map(|_| rng.random_bool(0.7)).collect();
+    let backlog_limit = rng.random_bool(0.25).then(|| rng.random_range(512..8192));
     let setup = Setup {
         replicas: n,
         docs,
         compact_every,
         token_ttl_ms,
         online,
+        backlog_limit,
     };
     let steps = rng.random_range(50..250);
     let actions = (0..steps)
@@ -231,6 +239,7 @@ pub fn run(case: &Case) {
         ref compact_every,
         token_ttl_ms,
         ref online,
+        backlog_limit,
     } = case.setup;
     let mut world = World::new(n);
     // Live deltas go out tentatively; the relay commits when the run says.
@@ -242,6 +251,11 @@ pub fn run(case: &Case) {
                 max_bytes: 1 << 20,
                 ..CompactionPolicy::default()
             });
+        }
+    }
+    if let Some(bytes) = backlog_limit {
+        for r in &mut world.replicas {
+            r.set_backlog_limit(bytes);
         }
     }
     if let Some(ttl_ms) = token_ttl_ms {
@@ -312,11 +326,16 @@ fn play(world: &mut World, docs: &[DocUrl], step: usize, action: &Action) {
                 return;
             };
             let edit = edit(len, kind, pos as usize, key, format!("r{i}a{step}"));
-            world.replicas[i]
+            match world.replicas[i]
                 .engine
                 .change(url.doc, &edit, None, world.now)
-                .unwrap();
-            world.collect(i);
+            {
+                Ok(()) => world.collect(i),
+                Err(EngineError::BacklogFull { .. }) => {
+                    BACKLOG_REFUSALS.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => panic!("replica {i}: a valid edit failed: {e}"),
+            }
         }
         Action::Deliver {
             replica: i,
@@ -433,12 +452,13 @@ fn as_source(case: &Case) -> String {
         .collect();
     let s = &case.setup;
     format!(
-        "Case {{\n        setup: Setup {{ replicas: {}, docs: {}, compact_every: vec!{:?}, token_ttl_ms: {:?}, online: vec!{:?} }},\n        actions: vec![\n{}\n        ],\n    }}",
+        "Case {{\n        setup: Setup {{ replicas: {}, docs: {}, compact_every: vec!{:?}, token_ttl_ms: {:?}, online: vec!{:?}, backlog_limit: {:?} }},\n        actions: vec![\n{}\n        ],\n    }}",
         s.replicas,
         s.docs,
         s.compact_every,
         s.token_ttl_ms,
         s.online,
+        s.backlog_limit,
         actions.join("\n")
     )
 }

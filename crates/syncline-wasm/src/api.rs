@@ -52,11 +52,14 @@ impl Core {
     }
 
     /// [`Core::open`] with options: `{ connectTimeoutMs, heartbeatMs,
-    /// pongTimeoutMs, backoffBaseMs, backoffCapMs, token, durability }`,
+    /// pongTimeoutMs, backoffBaseMs, backoffCapMs, token, durability,
+    /// maxUnsavedBytes }`,
     /// where `token` is a string (for every document) or a function
     /// `(docId) => string | Promise<string>` called per document when the
     /// engine needs its token (see `syncline_core`'s `access` module), and `durability`
-    /// ("strict", "relaxed" or "default") is how the log's writes commit.
+    /// ("strict", "relaxed" or "default") is how the log's writes commit;
+    /// `maxUnsavedBytes` is the engine's backlog limit (see `syncline_core`'s
+    /// `backlog` module).
     #[wasm_bindgen(js_name = openWith)]
     pub async fn open_with(
         name: String,
@@ -67,7 +70,8 @@ impl Core {
     ) -> Result<Core, JsValue> {
         let relays = relays_from_js(&relay)?;
         let durability = Durability::from_js(&options);
-        let options = TransportOptions::from_js(&options);
+        let options_js = options;
+        let options = TransportOptions::from_js(&options_js);
         let key: [u8; 32] = key.try_into().map_err(|_| {
             js_error(
                 SynclineErrorCode::BadKey,
@@ -88,8 +92,11 @@ impl Core {
         let seed = random_bytes().map_err(|e| e.to_js())?;
         let replica = random_bytes().map_err(|e| e.to_js())?;
         let dial_seed = random_bytes().map_err(|e| e.to_js())?;
-        let (engine, load_problems) = Engine::load(seed, records);
+        let (mut engine, load_problems) = Engine::load(seed, records);
         problems.extend(load_problems);
+        if let Some(limit) = max_unsaved_bytes(&options_js) {
+            engine.set_backlog_limit(limit);
+        }
         let host = Host::new(
             engine,
             replica,
@@ -416,6 +423,15 @@ fn relays_from_js(relay: &JsValue) -> Result<Vec<String>, JsValue> {
 
 fn parse(url: &str) -> Result<DocUrl, JsValue> {
     url.parse().map_err(|e| engine_error(&e))
+}
+
+/// The `maxUnsavedBytes` option: a positive whole number, or none.
+fn max_unsaved_bytes(options: &JsValue) -> Option<usize> {
+    js_sys::Reflect::get(options, &"maxUnsavedBytes".into())
+        .ok()?
+        .as_f64()
+        .filter(|v| v.is_finite() && *v >= 1.0)
+        .map(|v| v.min(1e12) as usize)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ fn entry(doc: DocId, n: u8, origin: Origin) -> LogEntry {
 
 /// Emits a batch and logs `n` of `doc` in it.
 fn log(outbox: &mut Outbox, doc: DocId, n: u8) {
-    outbox.next_batch();
+    outbox.next_batch(0);
     assert!(outbox.log(entry(doc, n, Origin::Local)));
 }
 
@@ -50,7 +50,7 @@ fn stages_move_counts_from_unsaved_to_pending_to_gone() {
 #[test]
 fn held_deltas_are_neither_unsaved_nor_pending_and_keep_their_clock() {
     let mut outbox = Outbox::default();
-    outbox.next_batch();
+    outbox.next_batch(0);
     assert!(outbox.hold(entry(A, 1, Origin::Tentative), 100));
     assert_eq!(outbox.counts(None), (0, 0));
     assert!(
@@ -193,5 +193,21 @@ fn bookkeeping_that_drifts_is_caught() {
     let mut outbox = Outbox::default();
     log(&mut outbox, A, 1);
     outbox.unwritten.clear();
+    outbox.check();
+}
+
+#[test]
+fn the_backlog_counts_the_bytes_of_batches_not_yet_durable() {
+    let mut outbox = Outbox::default();
+    assert_eq!(outbox.next_batch(100), 1);
+    assert_eq!(outbox.next_batch(50), 2);
+    assert_eq!(outbox.next_batch(7), 3);
+    assert_eq!(outbox.backlog_bytes(), 157);
+    outbox.written(2); // every batch up to 2
+    assert_eq!(outbox.backlog_bytes(), 7);
+    outbox.written(1); // old news: changes nothing
+    assert_eq!(outbox.backlog_bytes(), 7);
+    outbox.written(9); // capped at the last batch emitted
+    assert_eq!(outbox.backlog_bytes(), 0);
     outbox.check();
 }

@@ -553,6 +553,8 @@ pub struct Replica {
     pub compaction: CompactionPolicy,
     /// Applied to the engine at start and after every restart.
     pub tokens_required: bool,
+    /// Applied to the engine after every restart (see `set_backlog_limit`).
+    pub backlog_limit: Option<usize>,
     restarts: u32,
     id: u8,
 }
@@ -572,9 +574,16 @@ impl Replica {
             wants_disconnect: false,
             compaction: CompactionPolicy::default(),
             tokens_required: false,
+            backlog_limit: None,
             restarts: 0,
             id,
         }
+    }
+
+    /// Sets the engine's backlog limit, now and after every restart.
+    pub fn set_backlog_limit(&mut self, bytes: usize) {
+        self.backlog_limit = Some(bytes);
+        self.engine.set_backlog_limit(bytes);
     }
 
     pub fn set_compaction(&mut self, policy: CompactionPolicy) {
@@ -605,6 +614,9 @@ impl Replica {
         self.engine = engine;
         self.engine.set_compaction(self.compaction);
         self.engine.set_tokens_required(tokens_required);
+        if let Some(bytes) = self.backlog_limit {
+            self.engine.set_backlog_limit(bytes);
+        }
     }
 
     /// Change hashes of a document, as Automerge has them.
