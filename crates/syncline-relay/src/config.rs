@@ -123,6 +123,21 @@ pub struct ServeArgs {
     #[arg(long, env = "SYNCLINE_BUS", value_name = "URL")]
     pub bus: Option<String>,
 
+    /// With --bus: how often this relay tells the others again which
+    /// documents it follows (those its clients subscribe to), in
+    /// milliseconds; each announcement lasts three times this. The others
+    /// send it a push before its commit only while they know it follows
+    /// the document, so a lost announcement delays delivery by up to this
+    /// long (to the commit), and nothing else.
+    #[arg(
+        long,
+        env = "SYNCLINE_BUS_REFRESH_MS",
+        value_name = "MS",
+        default_value_t = 2000,
+        requires = "bus"
+    )]
+    pub bus_refresh_ms: u64,
+
     /// Also serve the static files of DIR over plain HTTP (`GET /` gives
     /// DIR/index.html), e.g. a demo app.
     #[arg(long, env = "SYNCLINE_SERVE", value_name = "DIR")]
@@ -243,6 +258,7 @@ impl ServeArgs {
         let mut config = Config::new(data);
         config.store_url = self.store.clone();
         config.bus_url = self.bus.clone();
+        config.bus_refresh = Duration::from_millis(self.bus_refresh_ms);
         config.serve_dir = self.serve.clone();
         config.queue_capacity = self.queue_capacity;
         config.page = PageLimits {
@@ -281,6 +297,9 @@ pub struct Config {
     pub store_url: Option<String>,
     /// A `nats://` URL: the cluster's bus (needs `store_url`).
     pub bus_url: Option<String>,
+    /// How often the bus announces the documents followed here again (see
+    /// [`crate::bus::follows`]).
+    pub bus_refresh: Duration,
     /// A folder of static files to serve, if any.
     pub serve_dir: Option<PathBuf>,
     /// Bound of each connection's outgoing queue, in frames.
@@ -306,6 +325,7 @@ impl Config {
             data_dir: data_dir.into(),
             store_url: None,
             bus_url: None,
+            bus_refresh: crate::bus::REFRESH_EVERY,
             serve_dir: None,
             queue_capacity: 1024,
             page: PageLimits::default(),
@@ -324,6 +344,9 @@ impl Config {
         self.page.max_bytes = self.page.max_bytes.max(1);
         self.limits = self.limits.normalized();
         self.guard = self.guard.normalized();
+        self.bus_refresh = self
+            .bus_refresh
+            .clamp(Duration::from_millis(10), Duration::from_secs(86_400));
         self
     }
 

@@ -136,13 +136,18 @@
 //! other relays' commits through [`crate::bus`]'s sequencer, which keeps
 //! each document's publications in sequence order and gap-free (repairing
 //! from the shared store what the bus lost), so the rules above stay the
-//! same; see [`cluster`] for what the bus reads from and writes to the hub.
+//! same. The other relays' uncommitted pushes arrive through
+//! [`Hub::remote_tentative`], stamped like local ones; the bus remembers
+//! their stamps and puts them in the [`Fanout`](crate::store::Fanout)s of
+//! their commits, so the
+//! rules on who got what tentatively hold across relays too. See
+//! [`cluster`] for what the bus reads from and writes to the hub.
 
 mod cluster;
 mod frames;
 mod live;
 
-pub use cluster::{PresenceSink, REMOTE_ORIGIN};
+pub use cluster::{Peers, REMOTE_ORIGIN};
 
 pub use frames::delta_frames;
 
@@ -189,8 +194,9 @@ struct Inner {
     stamps: AtomicU64,
     limits: HubLimits,
     metrics: Arc<Metrics>,
-    /// Where local presence changes also go (the bus), if anywhere.
-    presence_sink: std::sync::OnceLock<PresenceSink>,
+    /// Where local presence changes, pushes and changes of interest also
+    /// go (the bus), if anywhere.
+    peers: std::sync::OnceLock<Arc<dyn Peers>>,
 }
 
 /// How a subscription hears of live deltas: by its connection's protocol
@@ -263,7 +269,7 @@ impl Hub {
                 stamps: AtomicU64::new(0),
                 limits,
                 metrics,
-                presence_sink: std::sync::OnceLock::new(),
+                peers: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -288,6 +294,9 @@ impl Hub {
     /// the catch-up from storage.
     pub fn subscribe(&self, doc: DocId, queue: FrameQueue, replica: [u8; 16], delivery: Delivery) {
         let mut docs = self.docs();
+        if !docs.contains_key(&doc) {
+            self.interest_changed(doc);
+        }
         let subscribers = docs.entry(doc).or_default();
         let presence = subscribers.remove(&queue.id()).and_then(|old| old.presence);
         subscribers.insert(
@@ -404,9 +413,7 @@ impl Hub {
             self.fan_out_presence(subscribers, conn, &gone);
             self.to_sink(doc, &gone);
         }
-        if subscribers.is_empty() {
-            docs.remove(&doc);
-        }
+        self.forget_if_empty(&mut docs, doc);
     }
 
     /// How many documents have subscribers.

@@ -252,10 +252,28 @@ pub struct Metrics {
     pub store_up: Gauge,
     /// 1 while connected to the bus (NATS), 0 otherwise or without one.
     pub bus_up: Gauge,
+    /// Documents whose uncommitted pushes on other relays this relay
+    /// receives over the bus (those with a subscriber here).
+    pub bus_followed_docs: Gauge,
+    /// (document, relay) pairs: the documents other relays announced they
+    /// follow (this relay publishes uncommitted pushes to those only).
+    pub bus_remote_follows: Gauge,
     /// Commit messages published to the bus.
     pub bus_out: Counter,
     /// Commit messages from other relays received over the bus.
     pub bus_in: Counter,
+    /// Uncommitted pushes published to the bus (for the other relays'
+    /// `Tentative` delivery).
+    pub bus_tentative_out: Counter,
+    /// Other relays' uncommitted pushes received over the bus (only those
+    /// of documents subscribed here reach a relay).
+    pub bus_tentative_in: Counter,
+    /// Uncommitted pushes not published because no other relay follows
+    /// their document.
+    pub bus_tentative_unfollowed: Counter,
+    /// Other relays' follow announcements ignored because the set of
+    /// remote follows was full.
+    pub bus_follows_ignored: Counter,
     /// Gaps in what the bus brought, repaired by reading the store.
     pub gap_repairs: Counter,
     /// Deltas read from the store by gap repairs.
@@ -312,6 +330,16 @@ impl Metrics {
                 "bus_up",
                 "1 while connected to the bus (NATS); 0 otherwise or without --bus.",
                 self.bus_up.get(),
+            ),
+            (
+                "bus_followed_docs",
+                "Documents whose other relays' uncommitted pushes this relay receives (those subscribed here).",
+                self.bus_followed_docs.get(),
+            ),
+            (
+                "bus_remote_follows",
+                "(document, relay) pairs other relays follow, as announced: uncommitted pushes to those documents are published.",
+                self.bus_remote_follows.get(),
             ),
         ];
         for (name, help, value) in gauges {
@@ -403,6 +431,26 @@ impl Metrics {
                 "bus_in_total",
                 "Commit messages from other relays received over the bus.",
                 &self.bus_in,
+            ),
+            (
+                "bus_tentative_out_total",
+                "Uncommitted pushes published to the bus.",
+                &self.bus_tentative_out,
+            ),
+            (
+                "bus_tentative_in_total",
+                "Other relays' uncommitted pushes received over the bus.",
+                &self.bus_tentative_in,
+            ),
+            (
+                "bus_tentative_unfollowed_total",
+                "Uncommitted pushes not published: no other relay follows their document.",
+                &self.bus_tentative_unfollowed,
+            ),
+            (
+                "bus_follows_ignored_total",
+                "Other relays' follow announcements ignored: the set of remote follows was full.",
+                &self.bus_follows_ignored,
             ),
             (
                 "gap_repairs_total",

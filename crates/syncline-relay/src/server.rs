@@ -257,7 +257,9 @@ impl Relay {
                 }
                 let store = Arc::clone(&store);
                 let page = config.page;
-                Some(Bus::connect(url, hub.clone(), store, Arc::clone(&metrics), page).await?)
+                let refresh = config.bus_refresh;
+                let metrics = Arc::clone(&metrics);
+                Some(Bus::connect(url, hub.clone(), store, metrics, page, refresh).await?)
             }
             None => None,
         };

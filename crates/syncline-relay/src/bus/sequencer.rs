@@ -14,7 +14,10 @@
 //!   is above `through`), then any parked run that now follows;
 //! * a run that leaves a gap is **parked**, and a repair is scheduled: after
 //!   [`GAP_GRACE`] (the run that fills it usually arrives by then) the gap
-//!   is read from the store by sequence and offered like any run;
+//!   is read from the store by sequence and offered like any run — only
+//!   up to the first parked run, which keeps its origin and tentative
+//!   stamp (the store's copy has neither, and would send its deltas to
+//!   subscribers that had them as `Tentative` once more);
 //! * a run at or below `through` is dropped: nothing is handed on twice.
 //!
 //! A bus that is down or dropped messages leaves no later run to reveal a
@@ -33,6 +36,7 @@ use std::time::Duration;
 use syncline_protocol::{DocId, SequencedDelta};
 use tokio::sync::mpsc;
 
+use super::held::Held;
 use crate::hub::{Hub, REMOTE_ORIGIN};
 use crate::metrics::Metrics;
 use crate::store::{Fanout, PageLimits, Store};
@@ -57,6 +61,8 @@ struct Inner {
     page: PageLimits,
     docs: Mutex<HashMap<DocId, Order>>,
     repairs: mpsc::UnboundedSender<DocId>,
+    /// The other relays' pushes fanned out here before their commit.
+    held: Arc<Held>,
 }
 
 #[derive(Default)]
@@ -121,15 +127,51 @@ impl Order {
         }
     }
 
+    /// Offers a run read back from the store by a repair: only its part
+    /// before the first parked run, which follows with its own origin and
+    /// stamp. (The store's copy has neither: handing it on in the parked
+    /// run's place would send this relay's own pushes, and other relays'
+    /// pushes fanned out here already, to their subscribers a second
+    /// time, as `Tentative`.)
+    fn fill(&mut self, fanout: Fanout, out: &mut Vec<Fanout>) {
+        // What is left out exists: the repair reads it next.
+        if let Some((_, last)) = span(&fanout) {
+            self.known = self.known.max(last);
+        }
+        let fanout = match self.parked.first_key_value() {
+            Some((&parked, _)) if span(&fanout).is_some_and(|(_, last)| last >= parked) => {
+                let before: Vec<SequencedDelta> = fanout
+                    .deltas
+                    .iter()
+                    .filter(|d| d.seq < parked)
+                    .cloned()
+                    .collect();
+                Fanout {
+                    deltas: Arc::from(before),
+                    ..fanout
+                }
+            }
+            _ => fanout,
+        };
+        self.offer(fanout, out);
+    }
+
     fn missing(&self) -> bool {
         self.known > self.through
     }
 }
 
 impl Sequencer {
-    /// A sequencer feeding `hub`, repairing from `store`; starts its repair
-    /// and poll tasks (call inside a tokio runtime).
-    pub fn start(hub: Hub, store: Arc<dyn Store>, metrics: Arc<Metrics>, page: PageLimits) -> Self {
+    /// A sequencer feeding `hub`, repairing from `store`, telling the hub
+    /// which remote deltas it fanned out tentatively by `held`; starts its
+    /// repair and poll tasks (call inside a tokio runtime).
+    pub fn start(
+        hub: Hub,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        page: PageLimits,
+        held: Arc<Held>,
+    ) -> Self {
         let (repairs, queue) = mpsc::unbounded_channel();
         let sequencer = Sequencer {
             inner: Arc::new(Inner {
@@ -139,6 +181,7 @@ impl Sequencer {
                 page,
                 docs: Mutex::new(HashMap::new()),
                 repairs,
+                held,
             }),
         };
         tokio::spawn(sequencer.clone().repair_loop(queue));
@@ -180,6 +223,12 @@ impl Sequencer {
     /// relay's own group commits or another's). Hands the hub, in one
     /// group, what follows what it already has. Never waits.
     pub fn offer(&self, fanouts: &[Fanout]) {
+        self.offer_runs(fanouts, false);
+    }
+
+    /// [`offer`](Sequencer::offer), of runs read back from the store
+    /// (`repaired`: see [`Order::fill`]) or not.
+    fn offer_runs(&self, fanouts: &[Fanout], repaired: bool) {
         let mut docs = self.docs();
         let mut out = Vec::new();
         for fanout in fanouts {
@@ -189,7 +238,10 @@ impl Sequencer {
             let Some(order) = self.order(&mut docs, fanout.doc, first) else {
                 continue;
             };
-            order.offer(fanout.clone(), &mut out);
+            match repaired {
+                true => order.fill(fanout.clone(), &mut out),
+                false => order.offer(fanout.clone(), &mut out),
+            }
             if order.missing() && !order.repairing {
                 order.repairing = true;
                 let _ = self.inner.repairs.send(fanout.doc);
@@ -198,7 +250,7 @@ impl Sequencer {
         if !out.is_empty() {
             // Under the lock: two offers reach the hub in the order they
             // were ordered.
-            self.inner.hub.publish_group(&out);
+            self.inner.hub.publish_group(&self.inner.held.stamp(out));
         }
     }
 
@@ -266,12 +318,13 @@ impl Sequencer {
                         .metrics
                         .repaired_deltas
                         .add(page.items.len() as u64);
-                    self.offer(&[Fanout {
+                    let run = Fanout {
                         doc,
                         origin: REMOTE_ORIGIN,
                         tentative: 0,
                         deltas: Arc::from(page.items),
-                    }]);
+                    };
+                    self.offer_runs(&[run], true);
                 }
                 Err(error) => {
                     tracing::warn!(%doc, %error, "cannot repair a gap from the store yet");
@@ -333,15 +386,19 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn runs_are_handed_on_in_order_once() {
-        let doc = DocId([1; 16]);
-        let mut order = Order {
+    /// A document delivered through sequence 2, and nothing handed on.
+    fn through_2() -> (DocId, Order, Vec<Fanout>) {
+        let order = Order {
             through: 2,
             known: 2,
             ..Order::default()
         };
-        let mut out = Vec::new();
+        (DocId([1; 16]), order, Vec::new())
+    }
+
+    #[test]
+    fn runs_are_handed_on_in_order_once() {
+        let (doc, mut order, mut out) = through_2();
         order.offer(run(doc, 6..=7), &mut out);
         assert!(out.is_empty(), "a gap parks the run");
         assert!(order.missing());
@@ -354,5 +411,29 @@ mod tests {
         assert_eq!(seqs(&out), vec![3, 4, 5, 6, 7], "nothing twice");
         assert!(!order.missing());
         assert_eq!(order.through, 7);
+    }
+
+    #[test]
+    fn a_repair_fills_the_gap_only_and_parked_runs_keep_their_stamps() {
+        let (doc, mut order, mut out) = through_2();
+        // This relay's own push, seq 5-6, fanned out tentatively (stamp 9)
+        // by connection 4, parked behind the gap 3-4.
+        let own = Fanout {
+            origin: 4,
+            tentative: 9,
+            ..run(doc, 5..=6)
+        };
+        order.offer(own, &mut out);
+        assert!(out.is_empty());
+        // The repair reads 3-7 from the store: 3-4 fill the gap, the parked
+        // run follows as it was, and 7 after it.
+        order.fill(run(doc, 3..=7), &mut out);
+        assert_eq!(seqs(&out), vec![3, 4, 5, 6]);
+        let parts: Vec<(u64, u64)> = out.iter().map(|f| (f.origin, f.tentative)).collect();
+        assert_eq!(parts, vec![(REMOTE_ORIGIN, 0), (4, 9)]);
+        assert!(order.missing(), "7 is known to exist: the repair goes on");
+        order.fill(run(doc, 7..=7), &mut out);
+        assert_eq!(seqs(&out), vec![3, 4, 5, 6, 7], "nothing parked: all of it");
+        assert!(!order.missing());
     }
 }

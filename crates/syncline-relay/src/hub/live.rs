@@ -67,12 +67,27 @@ impl Hub {
     /// store. Never waits. `deltas` is unchanged when it returns (it is
     /// borrowed to encode the frames without copying the bytes).
     pub fn tentative(&self, doc: DocId, from: ConnId, deltas: &mut Vec<PushDelta>) -> u64 {
+        // The other relays first: their subscribers are a bus hop further.
+        self.to_tentative_sink(doc, deltas);
+        let (stamp, _) = self.fan_out_tentative(doc, from, deltas);
+        stamp
+    }
+
+    /// [`tentative`](Hub::tentative) without passing the push on to the
+    /// bus: its stamp and how many deltas were queued (summed over the
+    /// subscribers).
+    pub(super) fn fan_out_tentative(
+        &self,
+        doc: DocId,
+        from: ConnId,
+        deltas: &mut Vec<PushDelta>,
+    ) -> (u64, u64) {
         let mut docs = self.docs();
         // Under the lock, like every `live_since`: a subscription live now
         // has `live_since < stamp`, one going live later `>= stamp`.
         let stamp = self.inner.stamps.fetch_add(1, Ordering::Relaxed) + 1;
         let Some(subscribers) = docs.get_mut(&doc) else {
-            return stamp;
+            return (stamp, 0);
         };
         let limits = self.inner.limits;
         let mut frames: Option<Vec<LiveFrame>> = None;
@@ -91,10 +106,8 @@ impl Hub {
         });
         self.inner.metrics.deltas_out.add(sent);
         self.report_gone(doc, subscribers, gone);
-        if subscribers.is_empty() {
-            docs.remove(&doc);
-        }
-        stamp
+        self.forget_if_empty(&mut docs, doc);
+        (stamp, sent)
     }
 
     /// Hands newly committed deltas of `doc` to every subscriber but `from`
@@ -141,9 +154,7 @@ impl Hub {
             }
             if let Some(subscribers) = docs.get_mut(&doc) {
                 self.publish_doc(doc, subscribers, &parts);
-                if subscribers.is_empty() {
-                    docs.remove(&doc);
-                }
+                self.forget_if_empty(&mut docs, doc);
             }
         }
     }

@@ -10,8 +10,10 @@
 #[path = "../relay/common.rs"]
 mod common;
 mod faults;
+mod follows;
 mod pusher;
 mod sync;
+mod tentative;
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -34,15 +36,24 @@ impl Cluster {
     /// Starts the servers and `relays` relays **at once** (on an empty
     /// database: their migrations race, one wins). Holds the turn until
     /// dropped (a plain mutex: each test runs on its own runtime).
-    #[allow(clippy::await_holding_lock)]
     pub async fn start(name: &str, relays: usize) -> Cluster {
+        Cluster::start_with(name, relays, &[]).await
+    }
+
+    /// [`Cluster::start`], each relay with `extra` flags too.
+    #[allow(clippy::await_holding_lock)]
+    pub async fn start_with(name: &str, relays: usize, extra: &[&str]) -> Cluster {
         let turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cluster-{name}"));
         let postgres = Postgres::start(&dir);
         let nats = Nats::start();
         let (store, bus) = (postgres.url(), nats.url());
-        let starting = (0..relays)
-            .map(|_| RelayProcess::start_cluster(&store, Some(&bus), &["--rate-frames", "0"]));
+        let flags: Vec<&str> = ["--rate-frames", "0"]
+            .iter()
+            .chain(extra)
+            .copied()
+            .collect();
+        let starting = (0..relays).map(|_| RelayProcess::start_cluster(&store, Some(&bus), &flags));
         let relays = futures_util::future::join_all(starting)
             .await
             .into_iter()

@@ -13,8 +13,10 @@
 //!   append looks the ids up under the document's lock.
 //! * **Group commit.** One writer task per relay owns one connection, takes
 //!   every queued append (up to [`MAX_BATCH_JOBS`] / [`MAX_BATCH_BYTES`])
-//!   and commits them in one transaction; then it runs their `on_commit`s
-//!   in order, publishes the group, and replies. Reads use a small pool.
+//!   and commits them in one transaction, in two pipelined round trips
+//!   over statements prepared on that connection (see
+//!   [`sql::append_group`]); then it runs their `on_commit`s in order,
+//!   publishes the group, and replies. Reads use a small pool.
 //!
 //! **Losing Postgres.** A failed commit acknowledges nothing. When the
 //! connection is gone (the server restarted, the network broke), the
@@ -132,9 +134,10 @@ impl PostgresStore {
         let (jobs, queue) = mpsc::unbounded_channel();
         let health = Arc::new(Health::default());
         let transactions = Arc::new(AtomicU64::new(0));
+        let statements = sql::Statements::prepare(&client).await?;
         let writer = Writer {
             config,
-            client: Some(client),
+            client: Some((client, statements)),
             health: Arc::clone(&health),
             transactions: Arc::clone(&transactions),
         };
@@ -329,10 +332,11 @@ enum Done {
     Snapshot(SnapshotOutcome),
 }
 
-/// The writer task: owns the write connection, commits batches.
+/// The writer task: owns the write connection (with the group commit's
+/// statements prepared on it), commits batches.
 struct Writer {
     config: tokio_postgres::Config,
-    client: Option<Client>,
+    client: Option<(Client, sql::Statements)>,
     health: Arc<Health>,
     transactions: Arc<AtomicU64>,
 }
@@ -368,21 +372,23 @@ impl Writer {
         }
     }
 
-    /// A connection, made anew if the last one is gone.
-    async fn client(&mut self) -> Result<&mut Client, StoreError> {
-        if self.client.as_ref().is_none_or(Client::is_closed) {
+    /// A connection, made anew (and its statements prepared) if the last
+    /// one is gone.
+    async fn client(&mut self) -> Result<&mut (Client, sql::Statements), StoreError> {
+        if self.client.as_ref().is_none_or(|(c, _)| c.is_closed()) {
             self.client = None;
             let client = connect(&self.config)
                 .await
                 .map_err(|why| StoreError::Unavailable(format!("cannot reach Postgres: {why}")))?;
-            self.client = Some(client);
+            let statements = sql::Statements::prepare(&client).await?;
+            self.client = Some((client, statements));
         }
         Ok(self.client.as_mut().expect("just connected"))
     }
 
     async fn probe(&mut self) {
         let result = match self.client().await {
-            Ok(client) => client
+            Ok((client, _)) => client
                 .simple_query("SELECT 1")
                 .await
                 .map(drop)
@@ -405,8 +411,10 @@ impl Writer {
         let mut pause = Duration::from_millis(50);
         loop {
             let result = match self.client().await {
-                Ok(client) => match op {
-                    Op::Group(pushes) => sql::append_group(client, pushes).await.map(Done::Group),
+                Ok((client, statements)) => match op {
+                    Op::Group(pushes) => sql::append_group(client, statements, pushes)
+                        .await
+                        .map(Done::Group),
                     Op::Snapshot(doc, snapshot) => sql::snapshot(client, doc, snapshot)
                         .await
                         .map(Done::Snapshot),
