@@ -574,7 +574,7 @@ async function diverge() {
     const relayDir = join(dir, "relay"), amDir = join(dir, "am");
     mkdirSync(amDir);
     const relay = await startProcess(relayBin, ["--listen", "127.0.0.1:0", "--data", relayDir], {
-      name: "relay", ready: /syncline-relay listening on 127\.0\.0\.1:(\d+)/, env: { RUST_LOG: "warn" },
+      name: "relay", ready: /syncline-relay listening on 127\.0\.0\.1:(\d+)/, env: { RUST_LOG: flags["relay-log"] ?? "warn" },
     });
     const amPort = await freePort();
     const am = await startProcess(process.execPath, [join(here, "am-sync-server.mjs")], {
@@ -615,7 +615,7 @@ async function diverge() {
         const phase = async () => {
           const [ta, tb] = await Promise.all([A, B].map((pg) => pg.evaluate((x) => window.bench.divergeOnline(x), { system, text: merged })));
           const tOnline = Math.min(ta, tb);
-          const deadline = performance.now() + num("timeout", 300) * 1000;
+          const deadline = performance.now() + num("timeout", 3600) * 1000;
           let sa, sb, convergedAt, bytesAtConverged, ackedAt;
           for (;;) {
             [sa, sb] = await Promise.all([A, B].map((pg) => pg.evaluate((x) => window.bench.divergeState(x), { system })));
@@ -668,6 +668,8 @@ async function diverge() {
           storedAfter: after.stored,
           heads: sa.heads.length,
           notifications: { a: sa.notifications, b: sb.notifications },
+          // Syncline: the connection errors each page saw (ms after reconnect), e.g. why a socket dropped.
+          connectionErrors: system === "syncline" ? { a: sa.errors.map((e) => ({ ...e, at: e.at - r.tOnline })), b: sb.errors.map((e) => ({ ...e, at: e.at - r.tOnline })) } : undefined,
           frames,
         };
         const x = sample[system];
@@ -730,7 +732,7 @@ async function diverge() {
     offRow(`offline, page B: ${n} change() calls`, "b", "changesMs"),
     offRow(`offline, page B: then flush()`, "b", "flushMs"),
     `| Syncline: reconnect → every change acknowledged by the relay (median) | ${ms(median(samples.map((x) => x.syncline.ackedMs)))} | | |`,
-    `| relay's rows after the round: deltas stored (their sealed bytes); snapshots (bytes), each round | ${samples.map((x) => (x.syncline.relayRows ? `${x.syncline.relayRows.deltas} (${kb(x.syncline.relayRows.deltaBytes)}); ${x.syncline.relayRows.snapshots} (${kb(x.syncline.relayRows.snapshotBytes)})` : "n/a")).join(" · ")} | | |`,
+    `| relay rows after the round, each: deltas (bytes they still hold: a snapshot empties those it covers); snapshots (bytes) | ${samples.map((x) => (x.syncline.relayRows ? `${x.syncline.relayRows.deltas} (${kb(x.syncline.relayRows.deltaBytes)}); ${x.syncline.relayRows.snapshots} (${kb(x.syncline.relayRows.snapshotBytes)})` : "n/a")).join(" · ")} | | |`,
     `| per page, median bytes up / down: A, B | A ${kb(med("syncline", (x) => x.bytes.a.up))} / ${kb(med("syncline", (x) => x.bytes.a.down))}, B ${kb(med("syncline", (x) => x.bytes.b.up))} / ${kb(med("syncline", (x) => x.bytes.b.down))} | A ${kb(med("automerge", (x) => x.bytes.a.up))} / ${kb(med("automerge", (x) => x.bytes.a.down))}, B ${kb(med("automerge", (x) => x.bytes.b.up))} / ${kb(med("automerge", (x) => x.bytes.b.down))} | |`,
     ...(flags.frames
       ? systems.flatMap((system) => [

@@ -556,6 +556,12 @@ async function divergeSetup({ role, relay, amRelay, base, sUrl, aUrl }) {
     if (div.reachedAt[system] === undefined && div.expect[system] !== undefined && text === div.expect[system]) div.reachedAt[system] = wallMs();
   };
   div.sdoc.subscribe((v) => seen("syncline", v.text));
+  // Why Syncline's connection dropped, if it did (status events carry the last error).
+  div.errors = [];
+  div.srepo.on("status", (st) => {
+    const last = div.errors[div.errors.length - 1];
+    if (st.lastError && (!last || last.code !== st.lastError.code || last.message !== st.lastError.message)) div.errors.push({ at: wallMs(), ...st.lastError });
+  });
   div.ahandle.on("change", ({ doc }) => seen("automerge", doc.text));
   await div.srepo.flush();
   await div.arepo.flush();
@@ -653,6 +659,7 @@ function divergeState({ system }) {
     heads: heads.sort(),
     notifications: div.changes[system] ?? 0,
     status: system === "syncline" ? { ...div.srepo.status } : null,
+    errors: system === "syncline" ? div.errors : [],
   };
 }
 
