@@ -1,9 +1,9 @@
 // Runs one browser benchmark scenario: `npm run bench -- <scenario> [flags]`.
-// Scenarios: change-patch, durable, latency, cold-open, aes, size.
+// Scenarios: change-patch, durable, latency, cold-open, aes, size, diverge.
 // Needs `npm run build` first. Prints a markdown summary and writes the raw
 // samples to .build/results/<scenario>-<time>.json.
 import { spawn, spawnSync } from "node:child_process";
-import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { createServer as createNetServer } from "node:net";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
@@ -13,6 +13,8 @@ import { fileURLToPath } from "node:url";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { chromium } from "playwright-core";
 import { WebSocketServer } from "ws";
+import { startCountingProxy } from "./counting-proxy.mjs";
+import { recordFrames, summarizeFrames } from "./wire-frames.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, "..", "..");
@@ -505,7 +507,248 @@ function size() {
   return { args: {}, raw: rows, summary };
 }
 
-const scenarios = { "change-patch": changePatch, durable, latency, "cold-open": coldOpen, aes: aesScenario, size };
+
+// ------------------------------------------------------------------ diverge
+/** The sum of the sizes of the files under `dir` (what a server keeps on disk). */
+function dirBytes(dir) {
+  let total = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    total += e.isDirectory() ? dirBytes(p) : e.isFile() ? statSync(p).size : 0;
+  }
+  return total;
+}
+
+/** User + system CPU time of a process so far, in ms (Linux /proc). */
+function cpuMs(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks (100 Hz)
+}
+
+/**
+ * Offline divergence: two replicas (two browser contexts, one page each) open
+ * one document `{ text }` in each system, both go offline, each makes `edits`
+ * changes (one keystroke of the automerge-paper trace each), both come back.
+ * Measured per system: reconnect → both replicas hold the merged text (heads
+ * checked equal), and the bytes through a counting TCP proxy in front of each
+ * server, per page and direction, until the connections go quiet.
+ *
+ * The text: region A (the trace's text after `start` edits), a separator,
+ * region B (its text after `start + edits`). A replays the trace's next
+ * `edits` edits into region A, B the `edits` after those into region B, so
+ * both sides make real consecutive keystrokes against their own state, and
+ * the merged text is known: trace(start + edits) ‖ sep ‖ trace(start + 2·edits).
+ */
+async function diverge() {
+  requireBuilt();
+  const relayBin = resolve(flags.relay ?? join(targetDir, "release", "syncline-relay"));
+  if (!existsSync(relayBin)) throw new Error(`missing ${relayBin}: run npm run build`);
+  const trace = loadTrace();
+  const n = num("edits", 10_000), start = num("start", 10_000), rounds = num("rounds", 3), settleMs = num("settle", 3000);
+  const amServer = flags["am-server"] ?? "published";
+  const pace = flags.pace ?? "task";
+  const edits = trace.txns.map((p) => {
+    if (p.length !== 1) throw new Error("expected one patch per transaction");
+    return p[0];
+  });
+  if (trace.startContent !== "" || start + 2 * n > edits.length) throw new Error("the trace is too short for --start and --edits");
+  const textAfter = (k) => {
+    let t = "";
+    for (const [pos, del, ins] of edits.slice(0, k)) t = t.slice(0, pos) + ins + t.slice(pos + del);
+    return t;
+  };
+  const sep = "\n\n";
+  const [t0, t1, t2] = [textAfter(start), textAfter(start + n), textAfter(start + 2 * n)];
+  const base = t0 + sep + t1;
+  const editsA = edits.slice(start, start + n), editsB = edits.slice(start + n, start + 2 * n);
+  const localA = t1 + sep + t1, localB = t0 + sep + t2, merged = t1 + sep + t2;
+  const offsetB = t0.length + sep.length;
+  const kinds = (xs) => ({ inserts: xs.filter((e) => e[2].length > 0 && e[1] === 0).length, deletes: xs.filter((e) => e[1] > 0 && e[2].length === 0).length, replaces: xs.filter((e) => e[1] > 0 && e[2].length > 0).length });
+  console.error(`text: base ${base.length} chars, merged ${merged.length}; A edits ${JSON.stringify(kinds(editsA))}, B edits ${JSON.stringify(kinds(editsB))}`);
+  const systems = ["syncline", "automerge"];
+  const samples = [];
+  for (let round = 0; round < rounds; round++) {
+    const order = round % 2 === 0 ? systems : [...systems].reverse();
+    const dir = mkdtempSync(join(tmpdir(), "syncline-diverge-"));
+    const relayDir = join(dir, "relay"), amDir = join(dir, "am");
+    mkdirSync(amDir);
+    const relay = await startProcess(relayBin, ["--listen", "127.0.0.1:0", "--data", relayDir], {
+      name: "relay", ready: /syncline-relay listening on 127\.0\.0\.1:(\d+)/, env: { RUST_LOG: flags["relay-log"] ?? "warn" },
+    });
+    const amPort = await freePort();
+    const am = await startProcess(process.execPath, [join(here, "am-sync-server.mjs")], {
+      name: "am-sync-server", ready: /Listening on port/, env: { PORT: String(amPort), DATA_DIR: amDir, AM_SERVER: amServer, CWD: dir },
+    });
+    const relayTarget = { host: "127.0.0.1", port: Number(relay.match[1]) }, amTarget = { host: "127.0.0.1", port: amPort };
+    // One proxy per page and system, so the bytes are known per page.
+    const proxy = {
+      syncline: { a: await startCountingProxy(relayTarget), b: await startCountingProxy(relayTarget) },
+      automerge: { a: await startCountingProxy(amTarget), b: await startCountingProxy(amTarget) },
+    };
+    const ws = (p) => `ws://127.0.0.1:${p.port}`;
+    const server = { syncline: { pid: relay.pid, dir: relayDir }, automerge: { pid: am.pid, dir: amDir } };
+    const web = await startStatic();
+    const browser = await launch();
+    const sample = { round, order, loadStart: loadavg().map((x) => +x.toFixed(2)) };
+    try {
+      const A = (await openPage(browser, web.url, "A")).page;
+      const B = (await openPage(browser, web.url, "B")).page;
+      const urls = await A.evaluate((x) => window.bench.divergeSetup(x), { role: "a", relay: ws(proxy.syncline.a), amRelay: ws(proxy.automerge.a), base });
+      await B.evaluate((x) => window.bench.divergeSetup(x), { role: "b", relay: ws(proxy.syncline.b), amRelay: ws(proxy.automerge.b), base, ...urls });
+      await Promise.all([A, B].map((p) => p.evaluate((text) => window.bench.divergeWaitSynced({ text }), base)));
+      await Promise.all([A, B].map((p) => p.evaluate(() => window.bench.divergeOffline())));
+      sample.offline = {};
+      for (const system of order) {
+        const a = await A.evaluate((x) => window.bench.divergeEdit(x), { system, edits: editsA, offset: 0, text: localA, pace });
+        const b = await B.evaluate((x) => window.bench.divergeEdit(x), { system, edits: editsB, offset: offsetB, text: localB, pace });
+        if (!a.ok || !b.ok) throw new Error(`${system}: the offline edits did not give the expected local text (${a.length}, ${b.length})`);
+        sample.offline[system] = { a, b };
+        console.error(`round ${round} ${system}: offline ${n} changes A ${f(a.changesMs, 0)} ms + flush ${f(a.flushMs, 0)} ms, B ${f(b.changesMs, 0)} ms + flush ${f(b.flushMs, 0)} ms`);
+      }
+      // Background work after the edits (idle compaction, storage saves) is
+      // left to finish, as for a user who reconnects some time later.
+      await new Promise((d) => setTimeout(d, settleMs));
+      for (const system of order) {
+        const p = proxy[system];
+        const before = { a: p.a.counts(), b: p.b.counts(), cpu: cpuMs(server[system].pid), stored: dirBytes(server[system].dir) };
+        const phase = async () => {
+          const [ta, tb] = await Promise.all([A, B].map((pg) => pg.evaluate((x) => window.bench.divergeOnline(x), { system, text: merged })));
+          const tOnline = Math.min(ta, tb);
+          const deadline = performance.now() + num("timeout", 3600) * 1000;
+          let sa, sb, convergedAt, bytesAtConverged, ackedAt;
+          for (;;) {
+            [sa, sb] = await Promise.all([A, B].map((pg) => pg.evaluate((x) => window.bench.divergeState(x), { system })));
+            if (convergedAt === undefined && sa.reachedAt !== null && sb.reachedAt !== null) {
+              convergedAt = Math.max(sa.reachedAt, sb.reachedAt);
+              bytesAtConverged = { a: p.a.counts(), b: p.b.counts() };
+            }
+            // Syncline: also until the relay acknowledged every change of both sides.
+            if (system === "syncline" && ackedAt === undefined && sa.status.pending === 0 && sb.status.pending === 0 && sa.status.unsaved === 0 && sb.status.unsaved === 0) ackedAt = Date.now();
+            const quiet = performance.now() - Math.max(p.a.counts().lastAt, p.b.counts().lastAt) > 1000;
+            if (convergedAt !== undefined && (system !== "syncline" || ackedAt !== undefined) && quiet) break;
+            if (performance.now() > deadline) throw new Error(`${system} did not converge: ${JSON.stringify({ a: { ...sa, heads: sa.heads.length }, b: { ...sb, heads: sb.heads.length } })}`);
+            await new Promise((d) => setTimeout(d, 25));
+          }
+          return { tOnline, sa, sb, convergedAt, bytesAtConverged, ackedAt };
+        };
+        // --frames: what the messages carry (DevTools protocol; a diagnosis,
+        // it slows the pages, so not for the timed runs).
+        const portOf = (url) => Number(new URL(url).port);
+        const classify = (url) => (Object.values(proxy.syncline).some((x) => x.port === portOf(url)) ? "syncline" : Object.values(proxy.automerge).some((x) => x.port === portOf(url)) ? "automerge" : undefined);
+        const stops = flags.frames ? await Promise.all([A, B].map((pg) => recordFrames(pg, classify))) : [];
+        const r = await (flags["profile-system"] === system ? (fn) => maybeTrace(browser, flags["profile-page"] === "a" ? A : B, fn) : (fn) => fn())(phase);
+        const { sa, sb } = r;
+        const frames = flags.frames ? summarizeFrames(system, (await Promise.all(stops.map((stop) => stop()))).flat()) : undefined;
+        // Convergence, checked: both replicas hold the merged text and the same heads.
+        if (!sa.ok || !sb.ok) throw new Error(`${system}: a replica does not hold the merged text (${sa.length}, ${sb.length}, want ${merged.length})`);
+        if (JSON.stringify(sa.heads) !== JSON.stringify(sb.heads)) throw new Error(`${system}: heads differ: ${sa.heads} vs ${sb.heads}`);
+        // The server may save after the wire went quiet (automerge-repo
+        // saves in the background): wait until its directory stops changing.
+        let stored = dirBytes(server[system].dir);
+        for (let stableSince = performance.now(), until = performance.now() + 30_000; performance.now() - stableSince < 2000 && performance.now() < until; ) {
+          await new Promise((d) => setTimeout(d, 250));
+          const now = dirBytes(server[system].dir);
+          if (now !== stored) [stored, stableSince] = [now, performance.now()];
+        }
+        const after = { a: p.a.counts(), b: p.b.counts(), cpu: cpuMs(server[system].pid), stored };
+        const diff = (x, y) => ({ up: x.up - y.up, down: x.down - y.down, connections: x.connections - y.connections });
+        const bytes = { a: diff(after.a, before.a), b: diff(after.b, before.b) };
+        const atConverged = { a: diff(r.bytesAtConverged.a, before.a), b: diff(r.bytesAtConverged.b, before.b) };
+        sample[system] = {
+          convergeMs: r.convergedAt - r.tOnline,
+          perPageMs: { a: sa.reachedAt - r.tOnline, b: sb.reachedAt - r.tOnline },
+          ackedMs: r.ackedAt !== undefined ? r.ackedAt - r.tOnline : null,
+          bytes,
+          up: bytes.a.up + bytes.b.up,
+          down: bytes.a.down + bytes.b.down,
+          atConverged: { up: atConverged.a.up + atConverged.b.up, down: atConverged.a.down + atConverged.b.down },
+          serverCpuMs: after.cpu - before.cpu,
+          storedBefore: before.stored,
+          storedAfter: after.stored,
+          heads: sa.heads.length,
+          notifications: { a: sa.notifications, b: sb.notifications },
+          // Syncline: the connection errors each page saw (ms after reconnect), e.g. why a socket dropped.
+          connectionErrors: system === "syncline" ? { a: sa.errors.map((e) => ({ ...e, at: e.at - r.tOnline })), b: sb.errors.map((e) => ({ ...e, at: e.at - r.tOnline })) } : undefined,
+          frames,
+        };
+        const x = sample[system];
+        console.error(`round ${round} ${system}: converged in ${f(x.convergeMs, 0)} ms (A ${f(x.perPageMs.a, 0)}, B ${f(x.perPageMs.b, 0)}${x.ackedMs !== null ? `; all acked ${f(x.ackedMs, 0)}` : ""}); up ${x.up} B, down ${x.down} B; server CPU ${f(x.serverCpuMs, 0)} ms; stored ${x.storedBefore} → ${x.storedAfter} B; heads ${x.heads}`);
+      }
+      await Promise.all([A, B].map((pg) => pg.evaluate(() => window.bench.divergeClose())));
+      sample.relayCpuTotalMs = cpuMs(relay.pid);
+    } finally {
+      sample.loadEnd = loadavg().map((x) => +x.toFixed(2));
+      await browser.close();
+      await web.close();
+      for (const s of systems) for (const side of ["a", "b"]) await proxy[s][side].close();
+      await relay.stop();
+      await am.stop();
+      // At rest: the servers stopped (SQLite has checkpointed its WAL into
+      // the database file). The relay's rows, read back with sqlite3 when
+      // it is installed: one per delta (deduplicated by id) and snapshots.
+      if (sample.syncline && sample.automerge) {
+        sample.syncline.storedAtRest = dirBytes(relayDir);
+        sample.automerge.storedAtRest = dirBytes(amDir);
+        const q = spawnSync("sqlite3", ["-readonly", join(relayDir, "relay.sqlite3"), "SELECT count(*), sum(length(bytes)) FROM deltas; SELECT count(*), coalesce(sum(length(bytes)), 0) FROM snapshots;"], { encoding: "utf8" });
+        if (q.status === 0) {
+          const [[deltas, deltaBytes], [snapshots, snapshotBytes]] = q.stdout.trim().split("\n").map((l) => l.split("|").map(Number));
+          sample.syncline.relayRows = { deltas, deltaBytes, snapshots, snapshotBytes };
+        }
+      }
+      if (flags.keep) console.error(`kept ${dir}`);
+      else rmSync(dir, { recursive: true, force: true });
+    }
+    samples.push(sample);
+  }
+  const med = (system, get) => median(samples.map((s) => get(s[system])));
+  const kb = (x) => `${(x / 1024).toFixed(1)} KiB`;
+  const row = (label, get, fmt) => {
+    const s = med("syncline", get), a = med("automerge", get);
+    const per = (system) => samples.map((x) => fmt(get(x[system]))).join(", ");
+    return `| ${label} | **${fmt(s)}** (${per("syncline")}) | **${fmt(a)}** (${per("automerge")}) | ${ratio(s, a)} |`;
+  };
+  const ms = (x) => `${f(x, 0)} ms`;
+  const summary = [
+    `Offline divergence: ${n} changes on each side (automerge-paper keystrokes ${start}–${start + n - 1} on A, ${start + n}–${start + 2 * n - 1} on B, one splice per change, ${pace === "task" ? "each in a task of its own" : "all in one synchronous loop"}), then reconnect; base text ${base.length} chars, merged ${merged.length}; ${rounds} rounds, systems in alternating order; am server: ${amServer}. Medians, then each round in brackets.`,
+    `| | Syncline (syncline-relay) | automerge-repo 2.5.6 (sync server) | ratio (ours ÷ theirs) |`,
+    `| --- | --- | --- | --- |`,
+    row("reconnect → both replicas hold the merged text (heads checked equal)", (x) => x.convergeMs, ms),
+    row("bytes up (both pages → server), until quiet", (x) => x.up, kb),
+    row("bytes down (server → both pages), until quiet", (x) => x.down, kb),
+    row("bytes both ways, until quiet", (x) => x.up + x.down, kb),
+    row("bytes both ways when convergence was seen", (x) => x.atConverged.up + x.atConverged.down, kb),
+    row("server CPU from reconnect until its directory stopped changing", (x) => x.serverCpuMs, ms),
+    row("server's data directory once it stopped changing, server running (base doc included)", (x) => x.storedAfter, kb),
+    row("the same after the server stopped (SQLite's WAL checkpointed)", (x) => x.storedAtRest, kb),
+  ];
+  const offRow = (label, side, k) => {
+    const s = median(samples.map((x) => x.offline.syncline[side][k])), a = median(samples.map((x) => x.offline.automerge[side][k]));
+    return `| ${label} | ${ms(s)} | ${ms(a)} | ${ratio(s, a)} |`;
+  };
+  summary.push(
+    offRow(`offline, page A: ${n} change() calls`, "a", "changesMs"),
+    offRow(`offline, page A: then flush()`, "a", "flushMs"),
+    offRow(`offline, page B: ${n} change() calls`, "b", "changesMs"),
+    offRow(`offline, page B: then flush()`, "b", "flushMs"),
+    `| Syncline: reconnect → every change acknowledged by the relay (median) | ${ms(median(samples.map((x) => x.syncline.ackedMs)))} | | |`,
+    `| relay rows after the round, each: deltas (bytes they still hold: a snapshot empties those it covers); snapshots (bytes) | ${samples.map((x) => (x.syncline.relayRows ? `${x.syncline.relayRows.deltas} (${kb(x.syncline.relayRows.deltaBytes)}); ${x.syncline.relayRows.snapshots} (${kb(x.syncline.relayRows.snapshotBytes)})` : "n/a")).join(" · ")} | | |`,
+    `| per page, median bytes up / down: A, B | A ${kb(med("syncline", (x) => x.bytes.a.up))} / ${kb(med("syncline", (x) => x.bytes.a.down))}, B ${kb(med("syncline", (x) => x.bytes.b.up))} / ${kb(med("syncline", (x) => x.bytes.b.down))} | A ${kb(med("automerge", (x) => x.bytes.a.up))} / ${kb(med("automerge", (x) => x.bytes.a.down))}, B ${kb(med("automerge", (x) => x.bytes.b.up))} / ${kb(med("automerge", (x) => x.bytes.b.down))} | |`,
+    ...(flags.frames
+      ? systems.flatMap((system) => [
+          ``,
+          `${system}: WebSocket messages of both pages, round 0 (payload bytes, without frame headers)`,
+          `| direction | kind | messages | bytes | deltas / changes inside | their bytes |`,
+          `| --- | --- | --- | --- | --- | --- |`,
+          ...samples[0][system].frames.map((x) => `| ${x.dir} | ${x.kind} | ${x.frames} | ${x.bytes} | ${x.deltas} | ${x.deltaBytes} |`),
+        ])
+      : []),
+    `load average (1 min) at each round's start / end: ${samples.map((x) => `${x.loadStart[0]} / ${x.loadEnd[0]}`).join("; ")}`,
+  );
+  return { args: { edits: n, start, rounds, settleMs, amServer, pace }, raw: samples, summary };
+}
+
+const scenarios = { "change-patch": changePatch, durable, latency, "cold-open": coldOpen, aes: aesScenario, size, diverge };
 if (!scenarios[scenario]) {
   console.error(`usage: npm run bench -- <${Object.keys(scenarios).join("|")}> [--flag value ...]`);
   process.exit(2);

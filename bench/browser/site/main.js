@@ -1,7 +1,7 @@
 // The benchmark page. Every scenario runs Syncline and its peer in this same
 // page (or two pages of one browser), interleaved where it can, and returns
 // raw samples; run.mjs computes medians and ratios.
-import { createRepo } from "syncline";
+import { createRepo, splice, Text } from "syncline";
 import initSynclineGlue, { Core } from "syncline-glue";
 import initAes, * as aes from "aes-glue";
 import initAesSpeed, * as aesSpeed from "aes-glue-speed";
@@ -524,5 +524,151 @@ async function aesBench({ size, n, reps = 5 }) {
   return out;
 }
 
-window.bench = { initWasm, changePatch, durable, latencySetup, latencyDrive, latencyResults, latencySocketLog, floorReceive, floorSend, floorWait, floorResults, coldOpenSetup, coldOpenMeasure, aesBench };
+// ---------------------------------------------------------------- scenario 7
+/**
+ * Offline divergence (run.mjs `diverge`): this page is one of two replicas
+ * (two browser contexts: two devices). It holds one document in each
+ * system — Syncline (createRepo with a relay) and automerge-repo 2.5.6
+ * (IndexedDB storage, a WebSocket client adapter to the sync server) — both
+ * `{ text }` with the same collaborative text. The state lives on window.div.
+ */
+async function divergeSetup({ role, relay, amRelay, base, sUrl, aUrl }) {
+  await initWasm();
+  const div = (window.div = { role, amRelay, expect: {}, reachedAt: {}, changes: {} });
+  div.srepo = await createRepo({ relay, name: `dv-${role}-${uniq()}`, key: randomKey() });
+  div.adapter = new BrowserWebSocketClientAdapter(amRelay);
+  div.arepo = new Repo({ storage: new IndexedDBStorageAdapter(`dv-am-${role}-${uniq()}`), network: [div.adapter] });
+  if (role === "a") {
+    // (create() takes plain JSON: the Text goes in with the first change.)
+    div.sdoc = await div.srepo.create({});
+    div.sdoc.change((d) => {
+      d.text = new Text(base);
+    });
+    div.ahandle = div.arepo.create({ text: base });
+  } else {
+    div.sdoc = await div.srepo.open(sUrl);
+    div.ahandle = await div.arepo.find(aUrl);
+  }
+  // The first time each system's value is the expected text, on the wall
+  // clock (shared by both pages), and how many change notifications came.
+  const seen = (system, text) => {
+    div.changes[system] = (div.changes[system] ?? 0) + 1;
+    if (div.reachedAt[system] === undefined && div.expect[system] !== undefined && text === div.expect[system]) div.reachedAt[system] = wallMs();
+  };
+  div.sdoc.subscribe((v) => seen("syncline", v.text));
+  // Why Syncline's connection dropped, if it did (status events carry the last error).
+  div.errors = [];
+  div.srepo.on("status", (st) => {
+    const last = div.errors[div.errors.length - 1];
+    if (st.lastError && (!last || last.code !== st.lastError.code || last.message !== st.lastError.message)) div.errors.push({ at: wallMs(), ...st.lastError });
+  });
+  div.ahandle.on("change", ({ doc }) => seen("automerge", doc.text));
+  await div.srepo.flush();
+  await div.arepo.flush();
+  return { sUrl: div.sdoc.url, aUrl: div.ahandle.url };
+}
+
+/** Resolves once both documents hold `text` here and Syncline has nothing unacknowledged. */
+async function divergeWaitSynced({ text, timeoutMs = 30_000 }) {
+  const div = window.div;
+  const deadline = now() + timeoutMs;
+  for (;;) {
+    const st = div.srepo.status;
+    const ok = div.sdoc.value.text === text && div.ahandle.doc()?.text === text && st.pending === 0 && st.unsaved === 0 && st.connection === "open";
+    if (ok) return true;
+    if (now() > deadline) throw new Error(`not synced: ${JSON.stringify({ s: div.sdoc.value.text?.length, a: div.ahandle.doc()?.text?.length, want: text.length, st })}`);
+    await sleep(50);
+  }
+}
+
+/** Both systems leave the network: Syncline's work-offline switch; automerge-repo's adapter removed (its socket closed). */
+async function divergeOffline() {
+  const div = window.div;
+  div.srepo.setOnline(false);
+  div.arepo.networkSubsystem.removeNetworkAdapter(div.adapter);
+  while (div.srepo.status.connection !== "offline") await sleep(20);
+}
+
+/** A macrotask turn (no timer clamping): what separates two keystrokes' event handlers. */
+const taskTurn = (() => {
+  const channel = new MessageChannel();
+  const waiting = [];
+  channel.port1.onmessage = () => waiting.shift()();
+  return () =>
+    new Promise((resolve) => {
+      waiting.push(resolve);
+      channel.port2.postMessage(0);
+    });
+})();
+
+/**
+ * One system's share of the offline edits: each edit one change (one
+ * keystroke of the trace: a splice at `offset + pos`), then until it is
+ * durable in IndexedDB. `pace` "task": each change in a task of its own, as
+ * keystrokes arrive (the page's microtasks, where Syncline logs a change,
+ * run between them); "sync": all of them in one synchronous loop (a paste,
+ * an import: Syncline then logs them as one delta). Returns the times and
+ * whether the local text is `text` afterwards.
+ */
+async function divergeEdit({ system, edits, offset, text, pace = "task" }) {
+  const div = window.div;
+  const t0 = now();
+  const edit =
+    system === "syncline"
+      ? ([pos, del, ins]) => div.sdoc.change((d) => splice(d, "text", offset + pos, del, ins))
+      : ([pos, del, ins]) => div.ahandle.change((d) => A.splice(d, ["text"], offset + pos, del, ins));
+  for (const e of edits) {
+    edit(e);
+    if (pace === "task") await taskTurn();
+  }
+  const t1 = now();
+  if (system === "syncline") await div.srepo.flush();
+  else await div.arepo.flush();
+  const t2 = now();
+  const local = system === "syncline" ? div.sdoc.value.text : div.ahandle.doc().text;
+  return { changesMs: t1 - t0, flushMs: t2 - t1, ok: local === text, length: local.length };
+}
+
+/** Sets the text this page waits for, then reconnects `system`; returns the wall-clock time of the call. */
+function divergeOnline({ system, text }) {
+  const div = window.div;
+  div.expect[system] = text;
+  div.reachedAt[system] = undefined;
+  const current = system === "syncline" ? div.sdoc.value.text : div.ahandle.doc().text;
+  const t0 = wallMs();
+  if (current === text) div.reachedAt[system] = t0;
+  if (system === "syncline") div.srepo.setOnline(true);
+  else {
+    // A new adapter, as on a page load: it sends the repo's full peer
+    // metadata (storage id), which NetworkSubsystem.reconnect() would not.
+    div.adapter = new BrowserWebSocketClientAdapter(div.amRelay);
+    div.arepo.networkSubsystem.addNetworkAdapter(div.adapter);
+  }
+  return t0;
+}
+
+/** Where `system` stands here: reached the expected text when, heads, value check, Syncline's status. */
+function divergeState({ system }) {
+  const div = window.div;
+  const text = system === "syncline" ? div.sdoc.value.text : div.ahandle.doc().text;
+  const heads = system === "syncline" ? [...div.sdoc.heads()] : [...A.getHeads(div.ahandle.doc())];
+  return {
+    reachedAt: div.reachedAt[system] ?? null,
+    ok: text === div.expect[system],
+    length: text.length,
+    heads: heads.sort(),
+    notifications: div.changes[system] ?? 0,
+    status: system === "syncline" ? { ...div.srepo.status } : null,
+    errors: system === "syncline" ? div.errors : [],
+  };
+}
+
+async function divergeClose() {
+  const div = window.div;
+  await div.srepo.flush();
+  div.srepo.close();
+  await div.arepo.shutdown?.();
+}
+
+window.bench = { initWasm, changePatch, durable, latencySetup, latencyDrive, latencyResults, latencySocketLog, floorReceive, floorSend, floorWait, floorResults, coldOpenSetup, coldOpenMeasure, aesBench, divergeSetup, divergeWaitSynced, divergeOffline, divergeEdit, divergeOnline, divergeState, divergeClose };
 window.benchReady = true;
