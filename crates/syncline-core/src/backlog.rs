@@ -17,14 +17,15 @@
 //!   caught up, and asks the relay again from its cursor once the backlog
 //!   is below the limit. Nothing is lost: the relay holds what it sent, and
 //!   the tab that made a change logs and pushes it itself;
-//! - compaction waits, and before that skips any snapshot that would take
-//!   the backlog past the limit (a snapshot, and the value stored beside
-//!   it, are a whole document's worth of bytes).
+//! - compaction waits; below the limit it also skips any snapshot that
+//!   would take the backlog past it (a snapshot, and the value stored
+//!   beside it, are a whole document's worth of bytes).
 //!
 //! What is already in the backlog keeps its promises: the local changes in
 //! it still leave for the relay and are acknowledged there (`unsaved`
-//! counts them until storage takes them), and the host retries the writes
-//! (in the browser at the next change attempt or `flush()`).
+//! counts those neither written here nor acknowledged; an acknowledged one
+//! is safe at the relay though still in the backlog), and the host retries
+//! the writes (in the browser at the next change attempt or `flush()`).
 //!
 //! The limit bounds what the backlog can reach to the limit plus one
 //! change (a change is checked before it is made, and may be large) plus
