@@ -50,6 +50,7 @@ pub mod seal;
 pub mod store;
 mod sync;
 mod tabs;
+mod undo;
 
 pub use access::{AccessError, DocStatus, TOKEN_RETRY_BASE_MS, TOKEN_RETRY_CAP_MS};
 pub use automerge::ChangeHash;
