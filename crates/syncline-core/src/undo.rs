@@ -19,8 +19,10 @@
 //!     if the step's value still wins (a later write, local or remote, is
 //!     kept); a key it deleted comes back if it is still absent;
 //!   - text or list elements it inserted are deleted, if still there;
-//!     elements it deleted are inserted again, before the element that
-//!     followed them (text concurrently inserted there stays);
+//!     elements it deleted are inserted again (as new elements: Automerge
+//!     does not revive them) right after the element that preceded them,
+//!     or, if that one is gone, before the one that followed them; text
+//!     concurrently inserted around them stays;
 //!   - a list element it replaced gets its value back if the step's value
 //!     still wins; a counter increment is subtracted;
 //!   - what the step did *inside* an object it created needs no reverting:
@@ -56,22 +58,14 @@ pub(crate) struct Step {
 }
 
 /// A document's undo and redo stacks.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct UndoStack {
     undo: Vec<Step>,
     redo: Vec<Step>,
+    /// Successors of the elements undo and redo inserted again.
+    pub(crate) revived: Revived,
     /// When the last recorded change was made, while its step may grow.
     open_since: Option<u64>,
-}
-
-impl Default for UndoStack {
-    fn default() -> UndoStack {
-        UndoStack {
-            undo: Vec::new(),
-            redo: Vec::new(),
-            open_since: None,
-        }
-    }
 }
 
 impl UndoStack {
@@ -92,7 +86,9 @@ impl UndoStack {
         capture_ms: u64,
     ) {
         self.redo.clear();
-        let grows = self.open_since.is_some_and(|at| now_ms.saturating_sub(at) < capture_ms)
+        let grows = self
+            .open_since
+            .is_some_and(|at| now_ms.saturating_sub(at) < capture_ms)
             && self.undo.last().is_some_and(|step| step.after == before);
         match self.undo.last_mut() {
             Some(step) if grows => step.after = after,
@@ -153,6 +149,7 @@ pub(crate) fn revert(
     doc: &mut AutoCommit,
     before: &[ChangeHash],
     after: &[ChangeHash],
+    revived: &mut Revived,
 ) -> Result<usize, AutomergeError> {
     let patches = doc.diff(before, after);
     let mut edits = Vec::new();
@@ -169,7 +166,15 @@ pub(crate) fn revert(
             .find(|(o, _)| *o == patch.obj)
             .map_or(0, |(_, s)| *s);
         let Patch { obj, action, .. } = patch;
-        let (edit, moved) = invert(doc, before, after, obj.clone(), action, offset, &mut created)?;
+        let (edit, moved) = invert(
+            doc,
+            before,
+            after,
+            obj.clone(),
+            action,
+            offset,
+            &mut created,
+        )?;
         if moved != 0 {
             match shift.iter_mut().find(|(o, _)| *o == obj) {
                 Some((_, s)) => *s += moved,
@@ -182,9 +187,39 @@ pub(crate) fn revert(
     // come back before the same surviving element come back in order.
     let count = edits.len();
     for edit in edits {
-        edit.apply(doc)?;
+        edit.apply(doc, revived)?;
     }
     Ok(count)
+}
+
+/// Elements deleted and inserted again by an undo or redo are new
+/// elements: this maps each old one (its cursor's bytes) to its
+/// successor, so a later step that names the old one finds the new one.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Revived(std::collections::HashMap<Vec<u8>, Cursor>);
+
+/// How many successors [`Revived`] keeps before it starts afresh.
+const MAX_REVIVED: usize = 100_000;
+
+impl Revived {
+    fn note(&mut self, old: &Cursor, new: Cursor) {
+        if self.0.len() >= MAX_REVIVED {
+            self.0.clear(); // forgets: later steps may then place text less well
+        }
+        self.0.insert(old.to_bytes(), new);
+    }
+
+    /// Where the element `cursor` (or its latest successor) is visible now.
+    fn locate(&self, doc: &AutoCommit, obj: &ObjId, cursor: &Cursor) -> Option<usize> {
+        let mut cursor = cursor;
+        for _ in 0..MAX_STEPS {
+            if let Some(index) = visible_at(doc, obj, cursor) {
+                return Some(index);
+            }
+            cursor = self.0.get(&cursor.to_bytes())?;
+        }
+        None
+    }
 }
 
 /// What one patch's inverse does, with elements named by identity.
@@ -197,11 +232,18 @@ enum Edit {
         winner: Option<ObjId>,
     },
     /// Delete these sequence elements, where they still are.
-    Remove { obj: ObjId, elements: Vec<Cursor> },
-    /// Insert text or list values before the element `anchor` (or at the end).
+    Remove {
+        obj: ObjId,
+        elements: Vec<Cursor>,
+    },
+    /// Insert text or list values right after the element `after` if it is
+    /// still there, else before the element `before` (or at the end).
     Reinsert {
         obj: ObjId,
-        anchor: Cursor,
+        after: Option<Cursor>,
+        before: Cursor,
+        /// The deleted elements, one cursor per index unit.
+        elements: Vec<Cursor>,
         content: Content,
     },
     /// Put `value` into the sequence element `element`, if `winner` still wins.
@@ -211,7 +253,11 @@ enum Edit {
         value: Copy,
         winner: ObjId,
     },
-    Increment { obj: ObjId, prop: Target, by: i64 },
+    Increment {
+        obj: ObjId,
+        prop: Target,
+        by: i64,
+    },
 }
 
 /// A counter's place: a map key, or a sequence element.
@@ -288,13 +334,19 @@ fn invert(
         PatchAction::DeleteSeq { index, length } => {
             let start = at_before(index);
             let end = start + length;
-            let anchor = if end < doc.length_at(&obj, before) {
+            let next = if end < doc.length_at(&obj, before) {
                 doc.get_cursor(&obj, end, Some(before))?
             } else {
                 Cursor::End
             };
+            let previous = match start {
+                0 => None,
+                _ => Some(doc.get_cursor(&obj, start - 1, Some(before))?),
+            };
             let content = match doc.object_type(&obj)? {
-                ObjType::Text => Content::Text(utf16_slice(&doc.text_at(&obj, before)?, start, end)),
+                ObjType::Text => {
+                    Content::Text(utf16_slice(&doc.text_at(&obj, before)?, start, end))
+                }
                 _ => Content::Values(
                     (start..end)
                         .map(|i| {
@@ -306,7 +358,14 @@ fn invert(
                         .collect::<Result<_, _>>()?,
                 ),
             };
-            (Some(Edit::Reinsert { obj, anchor, content }), -(length as isize))
+            let edit = Edit::Reinsert {
+                elements: cursors(doc, &obj, start, length, before)?,
+                obj,
+                after: previous,
+                before: next,
+                content,
+            };
+            (Some(edit), -(length as isize))
         }
         PatchAction::PutSeq {
             index,
@@ -334,7 +393,14 @@ fn invert(
                 Prop::Map(key) => Target::Key(key),
                 Prop::Seq(index) => Target::Element(doc.get_cursor(&obj, index, Some(after))?),
             };
-            (Some(Edit::Increment { obj, prop, by: -value }), 0)
+            (
+                Some(Edit::Increment {
+                    obj,
+                    prop,
+                    by: -value,
+                }),
+                0,
+            )
         }
         PatchAction::Conflict { .. } | PatchAction::Mark { .. } => (None, 0),
     })
@@ -411,7 +477,7 @@ fn visible_at(doc: &AutoCommit, obj: &ObjId, cursor: &Cursor) -> Option<usize> {
 }
 
 impl Edit {
-    fn apply(self, doc: &mut AutoCommit) -> Result<(), AutomergeError> {
+    fn apply(self, doc: &mut AutoCommit, revived: &mut Revived) -> Result<(), AutomergeError> {
         match self {
             Edit::Restore {
                 obj,
@@ -432,14 +498,19 @@ impl Edit {
                 let text = doc.object_type(&obj)? == ObjType::Text;
                 let mut starts: Vec<usize> = elements
                     .iter()
-                    .filter_map(|c| visible_at(doc, &obj, c))
+                    .filter_map(|c| revived.locate(doc, &obj, c))
                     .collect();
                 starts.sort_unstable();
                 starts.dedup(); // two UTF-16 units of one character
                 // Runs of adjacent elements, `start..end` in the index unit.
                 let mut runs: Vec<(usize, usize)> = Vec::new();
                 for start in starts {
-                    let end = start + if text { char_units(doc, &obj, start)? } else { 1 };
+                    let end = start
+                        + if text {
+                            char_units(doc, &obj, start)?
+                        } else {
+                            1
+                        };
                     match runs.last_mut() {
                         Some(run) if run.1 == start => run.1 = end,
                         _ => runs.push((start, end)),
@@ -458,19 +529,32 @@ impl Edit {
             }
             Edit::Reinsert {
                 obj,
-                anchor,
+                after,
+                before,
+                elements,
                 content,
             } => {
-                let index = doc.get_cursor_position(&obj, &anchor, None)?;
+                let text = matches!(content, Content::Text(_));
+                let index = match after.and_then(|c| revived.locate(doc, &obj, &c)) {
+                    Some(i) if text => i + char_units(doc, &obj, i)?,
+                    Some(i) => i + 1,
+                    None => match revived.locate(doc, &obj, &before) {
+                        Some(i) => i,
+                        None => doc.get_cursor_position(&obj, &before, None)?,
+                    },
+                };
                 match content {
-                    Content::Text(text) => doc.splice_text(&obj, index, 0, &text),
+                    Content::Text(text) => doc.splice_text(&obj, index, 0, &text)?,
                     Content::Values(values) => {
                         for (offset, value) in values.into_iter().enumerate() {
                             write_prop(doc, &obj, Prop::Seq(index + offset), value, true)?;
                         }
-                        Ok(())
                     }
                 }
+                for (offset, old) in elements.iter().enumerate() {
+                    revived.note(old, doc.get_cursor(&obj, index + offset, None)?);
+                }
+                Ok(())
             }
             Edit::Replace {
                 obj,
@@ -478,7 +562,7 @@ impl Edit {
                 value,
                 winner,
             } => {
-                let Some(index) = visible_at(doc, &obj, &element) else {
+                let Some(index) = revived.locate(doc, &obj, &element) else {
                     return Ok(()); // deleted since
                 };
                 if doc.get(&obj, index)?.map(|(_, id)| id) != Some(winner) {
@@ -488,7 +572,7 @@ impl Edit {
             }
             Edit::Increment { obj, prop, by } => match prop {
                 Target::Key(key) => doc.increment(&obj, key.as_str(), by),
-                Target::Element(cursor) => match visible_at(doc, &obj, &cursor) {
+                Target::Element(cursor) => match revived.locate(doc, &obj, &cursor) {
                     Some(index) => doc.increment(&obj, index, by),
                     None => Ok(()),
                 },

@@ -32,7 +32,10 @@ fn pair(initial: &str) -> (AutoCommit, AutoCommit) {
 }
 
 /// Runs `edit` as one change on `doc`; returns the step's heads.
-fn step(doc: &mut AutoCommit, edit: impl FnOnce(&mut AutoCommit)) -> (Vec<ChangeHash>, Vec<ChangeHash>) {
+fn step(
+    doc: &mut AutoCommit,
+    edit: impl FnOnce(&mut AutoCommit),
+) -> (Vec<ChangeHash>, Vec<ChangeHash>) {
     let before = doc.get_heads();
     edit(doc);
     doc.commit();
@@ -40,7 +43,7 @@ fn step(doc: &mut AutoCommit, edit: impl FnOnce(&mut AutoCommit)) -> (Vec<Change
 }
 
 fn undo(doc: &mut AutoCommit, (before, after): &(Vec<ChangeHash>, Vec<ChangeHash>)) -> usize {
-    let n = revert(doc, before, after).unwrap();
+    let n = revert(doc, before, after, &mut Revived::default()).unwrap();
     doc.commit();
     n
 }
@@ -139,8 +142,11 @@ fn a_map_key_goes_back_unless_written_since() {
     b.commit();
     a.merge(&mut b).unwrap();
     undo(&mut a, &s);
-    assert_eq!(a.get(ROOT, "x").unwrap().unwrap().0.to_i64(), Some(1));
-    assert_eq!(a.get(ROOT, "y").unwrap().unwrap().0.into_string().unwrap(), "theirs");
+    assert_eq!(a.get(ROOT, "x").unwrap().unwrap().0.as_i64(), Some(1));
+    assert_eq!(
+        a.get(ROOT, "y").unwrap().unwrap().0.into_string().unwrap(),
+        "theirs"
+    );
     assert!(a.get(ROOT, "new").unwrap().is_none());
 }
 
@@ -158,7 +164,10 @@ fn a_deleted_object_comes_back_in_depth() {
     let s = step(&mut a, |d| d.delete(ROOT, "todo").unwrap());
     assert!(a.get(ROOT, "todo").unwrap().is_none());
     undo(&mut a, &s);
-    assert_eq!(serde_json::to_value(automerge::AutoSerde::from(&a)).unwrap(), expected);
+    assert_eq!(
+        serde_json::to_value(automerge::AutoSerde::from(&a)).unwrap(),
+        expected
+    );
 }
 
 #[test]
@@ -212,7 +221,7 @@ fn an_undo_reverted_is_a_redo() {
     let t = text_obj(&a);
     let s = step(&mut a, |d| d.splice_text(&t, 3, 4, " three").unwrap());
     let u = (a.get_heads(), {
-        revert(&mut a, &s.0, &s.1).unwrap();
+        revert(&mut a, &s.0, &s.1, &mut Revived::default()).unwrap();
         a.commit();
         a.get_heads()
     });
@@ -229,7 +238,10 @@ fn a_step_already_overwritten_reverts_nothing() {
     let s = step(&mut a, |d| d.put(ROOT, "x", 2).unwrap());
     a.put(ROOT, "x", 3).unwrap();
     a.commit();
-    assert_eq!(revert(&mut a, &s.0, &s.1).unwrap(), 1);
+    assert_eq!(
+        revert(&mut a, &s.0, &s.1, &mut Revived::default()).unwrap(),
+        1
+    );
     assert_eq!(a.pending_ops(), 0, "the edit found its key written since");
 }
 
@@ -253,5 +265,54 @@ fn the_stack_groups_within_the_window_and_only_unbroken_chains() {
     stack.interrupt();
     stack.record(h(6), h(7), 2_300, 500);
     assert_eq!(stack.undo.len(), 4, "interrupted: no grouping");
-    assert_eq!(stack.undo[0], Step { before: h(0), after: h(2) });
+    assert_eq!(
+        stack.undo[0],
+        Step {
+            before: h(0),
+            after: h(2)
+        }
+    );
+}
+
+proptest::proptest! {
+    /// Any sequence of splices, one step each: undoing every step gives
+    /// the initial text back, redoing every undo the final text.
+    #[test]
+    fn undo_all_then_redo_all_round_trips(
+        edits in proptest::collection::vec((0usize..40, 0usize..4, "[a-c😀]{0,3}"), 1..25)
+    ) {
+        let (mut a, _) = pair("the quick brown fox");
+        let t = text_obj(&a);
+        let initial = text(&a);
+        let mut steps = Vec::new();
+        for (at, delete, insert) in edits {
+            let len = a.length(&t);
+            // Whole characters only: never split a surrogate pair.
+            let units: Vec<u16> = text(&a).encode_utf16().collect();
+            let mut at = at.min(len);
+            while at > 0 && at < units.len() && (0xDC00..0xE000).contains(&units[at]) {
+                at -= 1;
+            }
+            let mut end = (at + delete).min(len);
+            while end < units.len() && (0xDC00..0xE000).contains(&units[end]) {
+                end += 1;
+            }
+            steps.push(step(&mut a, |d| d.splice_text(&t, at, (end - at) as isize, &insert).unwrap()));
+        }
+        let last = text(&a);
+        let mut undos = Vec::new();
+        let mut revived = Revived::default();
+        for s in steps.iter().rev() {
+            let before = a.get_heads();
+            revert(&mut a, &s.0, &s.1, &mut revived).unwrap();
+            a.commit();
+            undos.push((before, a.get_heads()));
+        }
+        proptest::prop_assert_eq!(text(&a), initial);
+        for u in undos.iter().rev() {
+            revert(&mut a, &u.0, &u.1, &mut revived).unwrap();
+            a.commit();
+        }
+        proptest::prop_assert_eq!(text(&a), last);
+    }
 }
