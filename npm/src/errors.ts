@@ -24,6 +24,7 @@ export const SYNCLINE_ERROR_CODES = [
   "BadTabMessage", // A message from another tab could not be read.
   "BadPresence", // A peer's presence could not be opened.
   "UnknownHeads", // Heads that name a change the document does not have.
+  "BadCursor", // A cursor string that is malformed, or made for another document or text.
   // Per-document access (`AccessError`).
   "Unauthorized", // No valid token for the document.
   "ReadOnly", // The token grants read only.

@@ -40,6 +40,8 @@ pub enum SynclineErrorCode {
     BadPresence,
     /// Heads that name a change the document does not have.
     UnknownHeads,
+    /// A cursor string that is malformed, or made for another document or text.
+    BadCursor,
     // Per-document access (`AccessError`).
     /// No valid token for the document.
     Unauthorized,
@@ -121,6 +123,7 @@ impl SynclineErrorCode {
         Self::BadTabMessage,
         Self::BadPresence,
         Self::UnknownHeads,
+        Self::BadCursor,
         Self::Unauthorized,
         Self::ReadOnly,
         Self::TokenExpired,
@@ -167,6 +170,7 @@ impl SynclineErrorCode {
             Self::BadTabMessage => "BadTabMessage",
             Self::BadPresence => "BadPresence",
             Self::UnknownHeads => "UnknownHeads",
+            Self::BadCursor => "BadCursor",
             Self::Unauthorized => "Unauthorized",
             Self::ReadOnly => "ReadOnly",
             Self::TokenExpired => "TokenExpired",

@@ -29,6 +29,7 @@ use crate::outbox::Outbox;
 use crate::presence::Presence;
 use crate::seal::{DeltaIds, DocKey};
 use crate::store::{Batch, DocRecord, LogEntry, Origin, Record, RelayRecord};
+use crate::undo::UndoStack;
 use crate::{DocUrl, EngineError};
 
 /// Something the host must do on the engine's behalf.
@@ -145,6 +146,28 @@ pub(crate) struct DocState {
     /// Deltas for it were left at their source while the backlog was full
     /// (see [`crate::backlog`]): it asks the relay again once there is room.
     pub(crate) deferred: bool,
+    /// This replica's own changes, to undo and redo (see [`crate::undo`]).
+    pub(crate) undo: UndoStack,
+}
+
+/// How [`Engine::change_with`] makes a change. The default: no message,
+/// undoable.
+#[derive(Debug, Clone)]
+pub struct ChangeOptions {
+    /// The app's name for the change (a domain event), kept in history.
+    pub message: Option<String>,
+    /// Whether [`Engine::undo`] may revert it (an undo step of its own or
+    /// part of the last one, see [`crate::undo`]).
+    pub undoable: bool,
+}
+
+impl Default for ChangeOptions {
+    fn default() -> ChangeOptions {
+        ChangeOptions {
+            message: None,
+            undoable: true,
+        }
+    }
 }
 
 /// A replica: many documents, one outbox, one sync session.
@@ -173,6 +196,8 @@ pub struct Engine {
     /// Bytes of batches not yet durable past which nothing new comes in
     /// (see [`crate::backlog`]).
     pub(crate) backlog_limit: usize,
+    /// Local changes closer together than this are one undo step.
+    pub(crate) undo_capture_ms: u64,
 }
 
 /// A burst of local changes is split into entries of about this size, far
@@ -203,6 +228,7 @@ impl Engine {
             tokens_required: false,
             replica: [0; 16],
             backlog_limit: crate::backlog::DEFAULT_BACKLOG_LIMIT,
+            undo_capture_ms: crate::undo::DEFAULT_CAPTURE_MS,
         }
     }
 
@@ -237,10 +263,8 @@ impl Engine {
         Ok(false)
     }
 
-    /// Applies a batch of ops as one Automerge change with an optional
-    /// message (the domain event name). On error nothing changes; while
-    /// storage has not taken [`Engine::set_backlog_limit`] bytes, the
-    /// change is refused with [`EngineError::BacklogFull`].
+    /// Applies a batch of ops as one undoable Automerge change with an
+    /// optional message (the domain event name): [`Engine::change_with`].
     pub fn change(
         &mut self,
         doc: DocId,
@@ -248,7 +272,25 @@ impl Engine {
         message: Option<String>,
         now_ms: u64,
     ) -> Result<(), EngineError> {
+        let options = ChangeOptions {
+            message,
+            undoable: true,
+        };
+        self.change_with(doc, ops, options, now_ms)
+    }
+
+    /// Applies a batch of ops as one Automerge change. On error nothing
+    /// changes; while storage has not taken [`Engine::set_backlog_limit`]
+    /// bytes, the change is refused with [`EngineError::BacklogFull`].
+    pub fn change_with(
+        &mut self,
+        doc: DocId,
+        ops: &[Op],
+        options: ChangeOptions,
+        now_ms: u64,
+    ) -> Result<(), EngineError> {
         self.refuse_change_if_backlog_full()?;
+        let capture_ms = self.undo_capture_ms;
         let state = self
             .docs
             .get_mut(&doc)
@@ -260,7 +302,7 @@ impl Engine {
             .last_splice
             .take()
             .and_then(|(head, known)| (heads == [head]).then_some(known));
-        let since = (!self.outbox.has_burst(&doc)).then_some(heads);
+        let since = (!self.outbox.has_burst(&doc)).then_some(heads.clone());
         let resolved = match apply_ops_resolving(&mut state.doc, ops, known) {
             Ok(resolved) => resolved,
             Err(e) => {
@@ -268,10 +310,16 @@ impl Engine {
                 return Err(e.into());
             }
         };
-        let head = self.commit_local(doc, since, message, now_ms);
-        if let (Some(head), Some(resolved), Some(state)) = (head, resolved, self.docs.get_mut(&doc))
-        {
-            state.last_splice = Some((head, resolved));
+        let head = self.commit_local(doc, since, options.message, now_ms);
+        if let (Some(head), Some(state)) = (head, self.docs.get_mut(&doc)) {
+            if options.undoable {
+                state.undo.record(heads, vec![head], now_ms, capture_ms);
+            } else {
+                state.undo.interrupt();
+            }
+            if let Some(resolved) = resolved {
+                state.last_splice = Some((head, resolved));
+            }
         }
         self.tell_if_unprovable(doc);
         Ok(())
@@ -440,6 +488,7 @@ impl Engine {
                 unusable_from: None,
                 deferred: false,
                 last_splice: None,
+                undo: UndoStack::default(),
                 signer,
             }
         })
@@ -467,7 +516,7 @@ impl Engine {
     /// [`Engine::log_local_changes`]).
     /// `since` is the document's heads before it, if it is the first.
     /// Returns the change's hash, if there was one.
-    fn commit_local(
+    pub(crate) fn commit_local(
         &mut self,
         doc: DocId,
         since: Option<Vec<ChangeHash>>,

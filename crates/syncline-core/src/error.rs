@@ -56,6 +56,12 @@ pub enum EngineError {
         "storage has not saved the last {bytes} bytes of changes (limit {limit}): new changes are refused until it does; the changes made so far are kept in memory and still sent to the relay (check IndexedDB's quota, then retry or call flush())"
     )]
     BacklogFull { bytes: usize, limit: usize },
+    #[error(
+        "not a cursor of this text: {0} (make cursors with doc.cursor() on the same document and path)"
+    )]
+    BadCursor(String),
+    #[error("Automerge failed on a document this replica holds (a bug; please report it): {0}")]
+    Automerge(#[source] Box<automerge::AutomergeError>),
     /// The relay refuses (part of) one document; the others sync on.
     #[error("{message}")]
     Access {
@@ -82,6 +88,8 @@ impl EngineError {
             EngineError::BadPresence { .. } => SynclineErrorCode::BadPresence,
             EngineError::UnknownHeads { .. } => SynclineErrorCode::UnknownHeads,
             EngineError::BacklogFull { .. } => SynclineErrorCode::BacklogFull,
+            EngineError::BadCursor(_) => SynclineErrorCode::BadCursor,
+            EngineError::Automerge(_) => SynclineErrorCode::Internal,
             EngineError::Access { error, .. } => error.code(),
         }
     }
