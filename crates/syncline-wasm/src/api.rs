@@ -189,16 +189,7 @@ impl Core {
         host::enter(&self.host)?;
         let doc = parse(url)?.doc;
         fast_open::ensure_loaded(&self.host, &doc);
-        let heads = heads
-            .iter()
-            .map(|h| h.parse::<ChangeHash>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                js_error(
-                    SynclineErrorCode::BadHeads,
-                    &format!("not a change hash from history(): {e}"),
-                )
-            })?;
+        let heads = parse_heads(&heads)?;
         let value = self.host.borrow_mut().engine.value_at(&doc, &heads);
         to_js(&value.map_err(|e| engine_error(&e))?)
     }
@@ -327,16 +318,48 @@ impl Core {
             .change(doc, &ops, message, now_ms());
         host::drain_soon(&self.host);
         result.map_err(|e| engine_error(&e))?;
-        let patches = self
+        self.local_patches(&doc)
+    }
+
+    /// `change` as of `heads` (the heads of the value the caller recorded
+    /// its ops against: a tab whose engine runs in a worker). Returns
+    /// `[hash, patches]`: the new change's hash (`null` if the ops changed
+    /// nothing) and the patches since the last `value`, `change` or
+    /// `changed` event of this doc (`null` as in `change`).
+    #[wasm_bindgen(js_name = changeAt)]
+    pub fn change_at(
+        &self,
+        url: &str,
+        heads: Vec<String>,
+        ops: &str,
+        message: Option<String>,
+    ) -> Result<JsValue, JsValue> {
+        host::enter(&self.host)?;
+        let doc = parse(url)?.doc;
+        let heads = parse_heads(&heads)?;
+        let ops = ops_from_json(ops)?;
+        fast_open::ensure_loaded(&self.host, &doc);
+        let result = self
             .host
             .borrow_mut()
             .engine
-            .patches_after_local_change(&doc)
-            .map_err(|e| engine_error(&e))?;
-        match patches {
-            Some(patches) => to_js(&to_js_patches(patches)),
-            None => Ok(JsValue::NULL),
-        }
+            .change_at(doc, &heads, &ops, message, now_ms());
+        host::drain_soon(&self.host);
+        let hash = result.map_err(|e| engine_error(&e))?;
+        let hash = hash.map_or(JsValue::NULL, |h| JsValue::from_str(&h.to_string()));
+        let patches = self.local_patches(&doc)?;
+        Ok(js_sys::Array::of2(&hash, &patches).into())
+    }
+
+    /// Whether the document has the change `hash` (hex, as in `history`).
+    #[wasm_bindgen(js_name = hasChange)]
+    pub fn has_change(&self, url: &str, hash: &str) -> Result<bool, JsValue> {
+        host::enter(&self.host)?;
+        let doc = parse(url)?.doc;
+        let hash = parse_heads(&[hash.to_owned()])?[0];
+        fast_open::ensure_loaded(&self.host, &doc);
+        let has = self.host.borrow_mut().engine.has_change(&doc, &hash);
+        has.map_err(|e| engine_error(&e))
     }
 
     /// Whether the document's CRDT is loaded in the engine (`false` while it
@@ -432,6 +455,38 @@ fn max_unsaved_bytes(options: &JsValue) -> Option<usize> {
         .as_f64()
         .filter(|v| v.is_finite() && *v >= 1.0)
         .map(|v| v.min(1e12) as usize)
+}
+
+impl Core {
+    /// Right after a local change: the patches since the last value,
+    /// change or `changed` event, or `null` when only local changes
+    /// happened (the caller applies its own ops).
+    fn local_patches(&self, doc: &syncline_core::DocId) -> Result<JsValue, JsValue> {
+        let patches = self
+            .host
+            .borrow_mut()
+            .engine
+            .patches_after_local_change(doc)
+            .map_err(|e| engine_error(&e))?;
+        match patches {
+            Some(patches) => to_js(&to_js_patches(patches)),
+            None => Ok(JsValue::NULL),
+        }
+    }
+}
+
+/// Change hashes (hex, as in `history`), or `BadHeads`.
+fn parse_heads(heads: &[String]) -> Result<Vec<ChangeHash>, JsValue> {
+    heads
+        .iter()
+        .map(|h| h.parse::<ChangeHash>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            js_error(
+                SynclineErrorCode::BadHeads,
+                &format!("not a change hash from history(): {e}"),
+            )
+        })
 }
 
 #[cfg(test)]
