@@ -32,7 +32,6 @@ import {
   type OpenedDoc,
   type ToWorker,
   WORKER_LOCK,
-  WORKER_NAME,
 } from "./worker-protocol.js";
 
 /** What the tab sends the worker to open (or join) its repo's engine. */
@@ -55,9 +54,13 @@ export class WorkerStartError extends Error {}
 /** How long a started worker may take to run its script before the page gives up on it. */
 const START_TIMEOUT_MS = 10_000;
 
-/** The origin's SharedWorker; the literal `new URL(..., import.meta.url)` lets bundlers ship the script. */
+/**
+ * The origin's SharedWorker. Written literally, options included (Vite
+ * refuses options that are not static): bundlers recognise
+ * `new SharedWorker(new URL(..., import.meta.url))` and ship the script.
+ */
 function startWorker(): SharedWorker {
-  return new SharedWorker(new URL("./worker.js", import.meta.url), { type: "module", name: WORKER_NAME });
+  return new SharedWorker(new URL("./worker.js", import.meta.url), { type: "module", name: "syncline" });
 }
 
 interface Sent extends ChangeMessage {

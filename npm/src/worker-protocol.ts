@@ -17,8 +17,6 @@
  */
 import type { DocStatus, HistoryEntry, JsonValue, Op, Patch, Status, TransportOptions } from "./types.js";
 
-/** The one SharedWorker of an origin; each repo name gets its own engine inside it. */
-export const WORKER_NAME = "syncline";
 /** Held by the worker for as long as it lives; a tab that obtains it knows the worker is gone. */
 export const WORKER_LOCK = "syncline-worker-alive";
 
