@@ -291,6 +291,8 @@ export class WorkerCore implements CoreApi {
         void this.#answerToken(message.id, message.docId);
         return;
       case "crashed":
+        // As in the page: the repo closes; this tab does not start another worker.
+        this.close();
         this.#init.onEvent({ type: "crashed", error: toSynclineError(message.error) });
         return;
       default:

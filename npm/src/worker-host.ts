@@ -22,6 +22,7 @@
  *   mode) still meet this engine over the repo's BroadcastChannel.
  */
 import { adaptCore, type CoreApi, type CoreEvent, type CoreStatic, type RawCore } from "./core.js";
+import { fitOps } from "./rebase.js";
 import { applyPatches, opsToPatches } from "./snapshot.js";
 import { TabLink } from "./tabs.js";
 import { PACKAGE_VERSION } from "./version.js";
@@ -68,9 +69,15 @@ interface WorkerDoc {
 export class WorkerHost {
   readonly #Core: CoreStatic;
   readonly #repos = new Map<string, Promise<RepoEngine>>();
+  readonly #onCrash: () => void;
 
-  constructor(Core: CoreStatic) {
+  /**
+   * `onCrash` runs after the wasm module trapped and every tab heard it:
+   * the SharedWorker ends itself there, so the next tab gets a fresh module.
+   */
+  constructor(Core: CoreStatic, onCrash: () => void = () => {}) {
     this.#Core = Core;
+    this.#onCrash = onCrash;
   }
 
   connect(port: PortLike): void {
@@ -108,7 +115,10 @@ export class WorkerHost {
     }
     let opening = this.#repos.get(hello.name);
     if (!opening) {
-      opening = RepoEngine.open(this.#Core, hello, () => this.#repos.delete(hello.name));
+      opening = RepoEngine.open(this.#Core, hello, () => {
+        this.#repos.delete(hello.name);
+        this.#onCrash();
+      });
       this.#repos.set(hello.name, opening);
       opening.catch(() => this.#repos.delete(hello.name));
     }
@@ -143,15 +153,20 @@ class RepoEngine {
   /** Opens waiting for their document's first data (from the relay or another tab). */
   readonly #waiting = new Map<string, { resolve: () => void; reject: (error: WireError) => void }>();
   readonly #link: TabLink;
+  /** A change sent again after a handoff and applied anew: its old hash → its new one. */
+  readonly #aliases = new Map<string, string>();
   #flushing = false;
   #flushAgain = false;
   #tokenRequests = new Map<number, { resolve: (token: string) => void; reject: (error: Error) => void }>();
   #nextTokenId = 1;
   #crashed = false;
 
+  readonly #onFatal: () => void;
+
   private constructor(raw: WorkerRawCore, key: Uint8Array, name: string, onCrash: () => void) {
     this.key = key;
     this.#raw = raw;
+    this.#onFatal = onCrash;
     this.#core = adaptCore(raw, (error) => this.#crash(error, onCrash));
     this.#link = new TabLink(name, {
       message: (bytes) => {
@@ -206,8 +221,10 @@ class RepoEngine {
         break;
       case "token": {
         const request = this.#tokenRequests.get(message.id);
-        this.#tokenRequests.delete(message.id);
-        if (message.token !== undefined) request?.resolve(message.token);
+        if (message.token !== undefined) {
+          this.#tokenRequests.delete(message.id);
+          request?.resolve(message.token);
+        }
         else request?.reject(Object.assign(new Error(message.error?.message ?? "no token"), { code: "TokenProvider" }));
         break;
       }
@@ -241,35 +258,41 @@ class RepoEngine {
       hash = message.hash;
       patches = [];
     } else {
-      const heads = new Set(message.heads);
+      const heads = new Set(message.heads.map((head) => this.#aliases.get(head) ?? head));
       for (const earlier of message.before) {
         const entry = tab.hashes.get(earlier);
         if (entry?.url === url) heads.add(entry.hash);
       }
       try {
-        [hash, patches] = this.#changeAt(url, [...heads], message);
+        [hash, patches] = this.#changeAt(url, doc, [...heads], message);
       } catch (error) {
         tab.port.postMessage({ t: "rejected", seq, url, error: toWire(error) });
         return;
       }
     }
     if (hash !== null) tab.hashes.set(seq, { url, hash });
+    if (message.hash !== undefined && hash !== null && hash !== message.hash) this.#aliases.set(message.hash, hash);
     this.#publish(url, doc, patches, { tab, seq, hash });
     tab.undurable.push(seq);
     this.#flushSoon();
   }
 
-  /** Applies a tab's change as of its heads; heads this engine does not have (lost with a previous worker) mean "now". */
-  #changeAt(url: string, heads: string[], message: ChangeMessage): [string | null, Patch[]] {
-    const json = JSON.stringify(message.ops);
+  /**
+   * Applies a tab's change as of its heads. Heads this engine does not have
+   * (lost with a previous worker) mean "now", with the ops fitted to the
+   * current value (`rebase.ts`).
+   */
+  #changeAt(url: string, doc: WorkerDoc, heads: string[], message: ChangeMessage): [string | null, Patch[]] {
+    let ops = message.ops;
     let result: [string | null, Patch[] | null];
     try {
-      result = this.#raw.changeAt(url, heads, json, message.message);
+      result = this.#raw.changeAt(url, heads, JSON.stringify(ops), message.message);
     } catch (error) {
       if ((error as { code?: unknown } | null)?.code !== "UnknownHeads") throw error;
-      result = this.#raw.changeAt(url, [], json, message.message);
+      ops = fitOps(doc.value, ops);
+      result = this.#raw.changeAt(url, [], JSON.stringify(ops), message.message);
     }
-    return [result[0], result[1] ?? opsToPatches(message.ops)];
+    return [result[0], result[1] ?? opsToPatches(ops)];
   }
 
   #has(url: string, hash: string): boolean {
@@ -475,7 +498,7 @@ class RepoEngine {
         return;
       }
       case "crashed":
-        this.#crash(event.error, () => {});
+        this.#crash(event.error, this.#onFatal);
         return;
     }
   }
@@ -484,13 +507,23 @@ class RepoEngine {
     for (const tab of this.#tabs) tab.port.postMessage(message);
   }
 
+  /**
+   * Asks every tab that has the app's token function; the first answer
+   * counts (a tab that closed without saying so never answers).
+   */
   #askToken(docId: string): Promise<string> {
-    const tab = [...this.#tabs].find((candidate) => candidate.tokenFunction);
-    if (!tab) return Promise.reject(new Error("no open tab can provide a token"));
+    const tabs = [...this.#tabs].filter((candidate) => candidate.tokenFunction);
+    if (tabs.length === 0) return Promise.reject(new Error("no open tab can provide a token"));
     const id = this.#nextTokenId++;
     return new Promise<string>((resolve, reject) => {
-      this.#tokenRequests.set(id, { resolve, reject });
-      tab.port.postMessage({ t: "token?", id, docId });
+      let refusals = 0;
+      this.#tokenRequests.set(id, {
+        resolve,
+        reject: (error) => {
+          if (++refusals === tabs.length) reject(error);
+        },
+      });
+      for (const tab of tabs) tab.port.postMessage({ t: "token?", id, docId });
     });
   }
 

@@ -28,10 +28,14 @@ const alive = new Promise<void>((held) => {
 });
 
 const ready = Promise.all([init(), alive]);
-const host = new WorkerHost({
-  open: async (...args) => (await ready, (Core as unknown as CoreStatic).open(...args)),
-  openWith: async (...args) => (await ready, (Core as unknown as Required<CoreStatic>).openWith(...args)),
-});
+const host = new WorkerHost(
+  {
+    open: async (...args) => (await ready, (Core as unknown as CoreStatic).open(...args)),
+    openWith: async (...args) => (await ready, (Core as unknown as Required<CoreStatic>).openWith(...args)),
+  },
+  // A trapped module can't be trusted again: end this worker (its tabs heard "crashed").
+  () => setTimeout(() => (globalThis as unknown as { close(): void }).close(), 0),
+);
 
 scope.onconnect = (event) => {
   const port = event.ports[0];

@@ -251,3 +251,21 @@ test("a change sent again whose hash the worker already has is not applied twice
   assert.equal(confirmations.length, 2, "both sends confirmed");
   port1.close();
 });
+
+test("after a handoff, ops recorded against changes the new engine lacks are fitted to the current value", async () => {
+  const { fitOps } = await import("../.test-build/rebase.js");
+  const value = { items: ["a"], text: "hi", map: { k: 1 } };
+  const ops = [
+    { op: "insert", obj: ["items"], index: 5, values: ["x"] }, // past the end: appended
+    { op: "put", obj: ["items"], key: 7, value: "y" }, // no such element: dropped
+    { op: "delete", obj: ["items"], key: 1, count: 4 }, // the appended "x" only
+    { op: "splice_text", obj: ["text"], index: 9, delete: 3, insert: "!" }, // at the end
+    { op: "increment", obj: ["map"], key: "gone", by: 1 }, // no such counter: dropped
+    { op: "put", obj: ["nowhere", 3], key: "z", value: 1 }, // no such path: dropped
+  ];
+  assert.deepEqual(fitOps(value, ops), [
+    { op: "insert", obj: ["items"], index: 1, values: ["x"] },
+    { op: "delete", obj: ["items"], key: 1, count: 1 },
+    { op: "splice_text", obj: ["text"], index: 2, delete: 0, insert: "!" },
+  ]);
+});
