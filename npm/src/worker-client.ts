@@ -301,12 +301,13 @@ export class WorkerCore implements CoreApi {
   }
 
   /** The worker's patches of `url`: the confirmed value moves; the handle hears only what it did not assume. */
-  #patched(url: string, patches: Patch[], heads: string[], own: { seq: number; hash: string | null } | undefined): void {
+  #patched(url: string, patches: Patch[], heads: string[], own: { seq: number; hash: string | null; bytes?: Uint8Array } | undefined): void {
     const doc = this.#docs.get(url);
     const sent = own ? this.#outbox.get(own.seq) : undefined;
     if (sent && own) {
       sent.confirmed = true;
       if (own.hash !== null) sent.hash = own.hash;
+      if (own.bytes) sent.bytes = own.bytes;
     }
     if (!doc) return;
     doc.confirmed = applyPatches(doc.confirmed, patches);

@@ -34,6 +34,8 @@ import type { DocStatus, Patch } from "./types.js";
 export type WorkerRawCore = RawCore & {
   changeAt(url: string, heads: string[], opsJson: string, message?: string): [string | null, Patch[] | null];
   hasChange(url: string, hash: string): boolean;
+  changeBytes(url: string, hash: string): Uint8Array | undefined;
+  restoreLocalChange(url: string, bytes: Uint8Array): string;
 };
 
 export interface PortLike {
@@ -257,6 +259,16 @@ class RepoEngine {
       // Sent again after a handoff, and already here: confirm it, don't apply it twice.
       hash = message.hash;
       patches = [];
+    } else if (message.bytes !== undefined) {
+      // Sent again with the change itself: restored with its own hash (a copy
+      // from the relay is then the same change); its patches come as "changed".
+      try {
+        hash = this.#raw.restoreLocalChange(url, message.bytes);
+      } catch (error) {
+        tab.port.postMessage({ t: "rejected", seq, url, error: toWire(error) });
+        return;
+      }
+      patches = [];
     } else {
       const heads = new Set(message.heads.map((head) => this.#aliases.get(head) ?? head));
       for (const earlier of message.before) {
@@ -303,17 +315,31 @@ class RepoEngine {
     }
   }
 
-  /** Patches of `url`, in the engine's order, to every tab showing it. */
+  /** Patches of `url`, in the engine's order, to every tab showing it; the author also gets the change's hash and bytes. */
   #publish(url: string, doc: WorkerDoc, patches: Patch[], own?: { tab: Tab; seq: number; hash: string | null }): void {
     doc.value = applyPatches(doc.value, patches);
     doc.heads = this.#core.heads(url);
+    let mine: { seq: number; hash: string | null; bytes?: Uint8Array } | undefined;
+    if (own) {
+      mine = { seq: own.seq, hash: own.hash };
+      const bytes = own.hash === null ? undefined : this.#bytes(url, own.hash);
+      if (bytes) mine.bytes = bytes;
+    }
     for (const tab of doc.tabs) {
       const message: FromWorker = { t: "patches", url, patches, heads: doc.heads };
-      if (own?.tab === tab) message.own = { seq: own.seq, hash: own.hash };
+      if (own?.tab === tab && mine) message.own = mine;
       tab.port.postMessage(message);
     }
-    if (own && !doc.tabs.has(own.tab)) {
-      own.tab.port.postMessage({ t: "patches", url, patches, heads: doc.heads, own: { seq: own.seq, hash: own.hash } });
+    if (own && mine && !doc.tabs.has(own.tab)) {
+      own.tab.port.postMessage({ t: "patches", url, patches, heads: doc.heads, own: mine });
+    }
+  }
+
+  #bytes(url: string, hash: string): Uint8Array | undefined {
+    try {
+      return this.#raw.changeBytes(url, hash) ?? undefined;
+    } catch {
+      return undefined;
     }
   }
 

@@ -38,6 +38,8 @@ export interface ChangeMessage {
   message?: string;
   /** The change's hash, when a previous worker reported it (a re-send). */
   hash?: string;
+  /** The change itself as that worker encoded it: restored as is (same hash), not made again. */
+  bytes?: Uint8Array;
 }
 
 export type CallRequest =
@@ -81,7 +83,7 @@ export type FromWorker =
   | { t: "welcome"; version: string; status: Status }
   | { t: "refused"; version: string; error: WireError }
   | { t: "reply"; id: number; value?: unknown; error?: WireError }
-  | { t: "patches"; url: string; patches: Patch[]; heads: string[]; own?: { seq: number; hash: string | null } }
+  | { t: "patches"; url: string; patches: Patch[]; heads: string[]; own?: { seq: number; hash: string | null; bytes?: Uint8Array } }
   /** The change `seq` failed in the engine; nothing of it was applied. */
   | { t: "rejected"; seq: number; url: string; error: WireError }
   | { t: "durable"; seqs: number[] }

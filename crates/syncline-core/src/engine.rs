@@ -351,6 +351,51 @@ impl Engine {
         Ok(head)
     }
 
+    /// The encoded change `hash` of the document, if it has it.
+    pub fn change_bytes(&mut self, doc: &DocId, hash: &ChangeHash) -> Option<Vec<u8>> {
+        let state = self.docs.get_mut(doc)?;
+        Some(state.doc.get_change_by_hash(hash)?.raw_bytes().to_vec())
+    }
+
+    /// Takes back a local change made by another engine of this replica
+    /// that died before making it durable (a worker, in worker mode): the
+    /// same change (same hash), applied, logged and pushed like a local
+    /// change. A change the document already has is a no-op, so a copy
+    /// that arrives from the relay too is applied once.
+    pub fn restore_local_change(
+        &mut self,
+        doc: DocId,
+        bytes: &[u8],
+        now_ms: u64,
+    ) -> Result<ChangeHash, EngineError> {
+        self.refuse_change_if_backlog_full()?;
+        let change = Change::from_bytes(bytes.to_vec())
+            .map_err(|e| EngineError::BadTabMessage(e.to_string()))?;
+        let hash = change.hash();
+        let has_burst = self.outbox.has_burst(&doc);
+        let state = self
+            .docs
+            .get_mut(&doc)
+            .ok_or(EngineError::DocNotFound(doc))?;
+        if state.doc.get_change_by_hash(&hash).is_some() {
+            return Ok(hash);
+        }
+        let current = state.doc.get_heads();
+        state
+            .doc
+            .apply_changes([change])
+            .map_err(|e| EngineError::BadTabMessage(e.to_string()))?;
+        state.last_splice = None;
+        state.changed_elsewhere = true;
+        state.isolated_local.push(hash);
+        if !has_burst {
+            self.outbox.start_burst(doc, current, now_ms);
+        }
+        self.emit(Effect::DocChanged(doc));
+        self.emit(Effect::StatusChanged);
+        Ok(hash)
+    }
+
     /// Whether the document has the change `hash` (from this replica or
     /// any other).
     pub fn has_change(&mut self, doc: &DocId, hash: &ChangeHash) -> Result<bool, EngineError> {

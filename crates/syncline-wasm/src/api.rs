@@ -351,6 +351,32 @@ impl Core {
         Ok(js_sys::Array::of2(&hash, &patches).into())
     }
 
+    /// The encoded change `hash` (hex) of the document, or `undefined`.
+    #[wasm_bindgen(js_name = changeBytes)]
+    pub fn change_bytes(&self, url: &str, hash: &str) -> Result<Option<Vec<u8>>, JsValue> {
+        host::enter(&self.host)?;
+        let doc = parse(url)?.doc;
+        let hash = parse_heads(&[hash.to_owned()])?[0];
+        Ok(self.host.borrow_mut().engine.change_bytes(&doc, &hash))
+    }
+
+    /// Applies, logs and pushes a local change another engine of this
+    /// replica made and did not make durable (its bytes, from
+    /// `changeBytes`); returns its hash. Already here: nothing happens.
+    #[wasm_bindgen(js_name = restoreLocalChange)]
+    pub fn restore_local_change(&self, url: &str, bytes: &[u8]) -> Result<String, JsValue> {
+        host::enter(&self.host)?;
+        let doc = parse(url)?.doc;
+        fast_open::ensure_loaded(&self.host, &doc);
+        let result = self
+            .host
+            .borrow_mut()
+            .engine
+            .restore_local_change(doc, bytes, now_ms());
+        host::drain_soon(&self.host);
+        result.map(|h| h.to_string()).map_err(|e| engine_error(&e))
+    }
+
     /// Whether the document has the change `hash` (hex, as in `history`).
     #[wasm_bindgen(js_name = hasChange)]
     pub fn has_change(&self, url: &str, hash: &str) -> Result<bool, JsValue> {
