@@ -32,9 +32,7 @@ import type { DocStatus, Patch } from "./types.js";
 
 /** What the worker needs of the glue's object beyond `RawCore`. */
 export type WorkerRawCore = RawCore & {
-  changeAt(url: string, heads: string[], opsJson: string, message?: string): [string | null, Patch[] | null];
-  hasChange(url: string, hash: string): boolean;
-  changeBytes(url: string, hash: string): Uint8Array | undefined;
+  changeAt(url: string, heads: string[], opsJson: string, message?: string): [string | null, Patch[] | null, Uint8Array | null];
   restoreLocalChange(url: string, bytes: Uint8Array): string;
 };
 
@@ -255,13 +253,11 @@ class RepoEngine {
     }
     let hash: string | null;
     let patches: Patch[];
-    if (message.hash !== undefined && this.#has(url, message.hash)) {
-      // Sent again after a handoff, and already here: confirm it, don't apply it twice.
-      hash = message.hash;
-      patches = [];
-    } else if (message.bytes !== undefined) {
-      // Sent again with the change itself: restored with its own hash (a copy
-      // from the relay is then the same change); its patches come as "changed".
+    let bytes: Uint8Array | null = null;
+    if (message.bytes !== undefined) {
+      // Sent again after a handoff with the change itself: restored with its
+      // own hash (a no-op if it is here already, from the disk or the relay);
+      // its patches come as "changed".
       try {
         hash = this.#raw.restoreLocalChange(url, message.bytes);
       } catch (error) {
@@ -269,6 +265,7 @@ class RepoEngine {
         return;
       }
       patches = [];
+      bytes = message.bytes;
     } else {
       const heads = new Set(message.heads.map((head) => this.#aliases.get(head) ?? head));
       for (const earlier of message.before) {
@@ -276,7 +273,7 @@ class RepoEngine {
         if (entry?.url === url) heads.add(entry.hash);
       }
       try {
-        [hash, patches] = this.#changeAt(url, doc, [...heads], message);
+        [hash, patches, bytes] = this.#changeAt(url, doc, [...heads], message);
       } catch (error) {
         tab.port.postMessage({ t: "rejected", seq, url, error: toWire(error) });
         return;
@@ -284,7 +281,7 @@ class RepoEngine {
     }
     if (hash !== null) tab.hashes.set(seq, { url, hash });
     if (message.hash !== undefined && hash !== null && hash !== message.hash) this.#aliases.set(message.hash, hash);
-    this.#publish(url, doc, patches, { tab, seq, hash });
+    this.#publish(url, doc, patches, { tab, seq, hash, bytes });
     tab.undurable.push(seq);
     this.#flushSoon();
   }
@@ -294,9 +291,9 @@ class RepoEngine {
    * (lost with a previous worker) mean "now", with the ops fitted to the
    * current value (`rebase.ts`).
    */
-  #changeAt(url: string, doc: WorkerDoc, heads: string[], message: ChangeMessage): [string | null, Patch[]] {
+  #changeAt(url: string, doc: WorkerDoc, heads: string[], message: ChangeMessage): [string | null, Patch[], Uint8Array | null] {
     let ops = message.ops;
-    let result: [string | null, Patch[] | null];
+    let result: [string | null, Patch[] | null, Uint8Array | null];
     try {
       result = this.#raw.changeAt(url, heads, JSON.stringify(ops), message.message);
     } catch (error) {
@@ -304,26 +301,18 @@ class RepoEngine {
       ops = fitOps(doc.value, ops);
       result = this.#raw.changeAt(url, [], JSON.stringify(ops), message.message);
     }
-    return [result[0], result[1] ?? opsToPatches(ops)];
+    return [result[0], result[1] ?? opsToPatches(ops), result[2] ?? null];
   }
 
-  #has(url: string, hash: string): boolean {
-    try {
-      return this.#raw.hasChange(url, hash);
-    } catch {
-      return false;
-    }
-  }
 
   /** Patches of `url`, in the engine's order, to every tab showing it; the author also gets the change's hash and bytes. */
-  #publish(url: string, doc: WorkerDoc, patches: Patch[], own?: { tab: Tab; seq: number; hash: string | null }): void {
+  #publish(url: string, doc: WorkerDoc, patches: Patch[], own?: { tab: Tab; seq: number; hash: string | null; bytes: Uint8Array | null }): void {
     doc.value = applyPatches(doc.value, patches);
     doc.heads = this.#core.heads(url);
     let mine: { seq: number; hash: string | null; bytes?: Uint8Array } | undefined;
     if (own) {
       mine = { seq: own.seq, hash: own.hash };
-      const bytes = own.hash === null ? undefined : this.#bytes(url, own.hash);
-      if (bytes) mine.bytes = bytes;
+      if (own.bytes) mine.bytes = own.bytes;
     }
     for (const tab of doc.tabs) {
       const message: FromWorker = { t: "patches", url, patches, heads: doc.heads };
@@ -335,13 +324,6 @@ class RepoEngine {
     }
   }
 
-  #bytes(url: string, hash: string): Uint8Array | undefined {
-    try {
-      return this.#raw.changeBytes(url, hash) ?? undefined;
-    } catch {
-      return undefined;
-    }
-  }
 
   /** One flush at a time; each tells the tabs which of their changes it made durable. */
   #flushSoon(): void {

@@ -20,7 +20,7 @@ async function settle(rounds = 20) {
  * list/map ops applied where they say (heads are recorded, not used).
  */
 function fakeEngine() {
-  const state = { docs: new Map(), applied: [], changes: new Map(), flushes: [], next: 1, onEvent: null, hold: false };
+  const state = { docs: new Map(), applied: [], restored: [], changes: new Map(), flushes: [], next: 1, onEvent: null, hold: false };
   const apply = (doc, op) => {
     let obj = doc;
     for (const step of op.obj) obj = obj[step];
@@ -56,9 +56,19 @@ function fakeEngine() {
       list.push(hash);
       state.changes.set(url, list);
       state.applied.push({ url, at, ops, message, hash });
-      return [hash, patches];
+      // The "encoded change": its hash and ops, enough to restore it.
+      return [hash, patches, new TextEncoder().encode(JSON.stringify({ hash, ops }))];
     },
-    hasChange: (url, hash) => (state.changes.get(url) ?? []).includes(hash),
+    restoreLocalChange(url, bytes) {
+      const { hash, ops } = JSON.parse(new TextDecoder().decode(bytes));
+      const list = state.changes.get(url) ?? [];
+      if (list.includes(hash)) return hash;
+      ops.forEach((op) => apply(state.docs.get(url), op));
+      list.push(hash);
+      state.changes.set(url, list);
+      state.restored.push(hash);
+      return hash;
+    },
     /** Immediate, unless the test holds storage (`state.hold`): then until `durable()`. */
     flush() {
       if (!state.hold) return Promise.resolve();
@@ -229,7 +239,7 @@ test("a change the engine refuses is taken back in the tab and reported", async 
   a.repo.close();
 });
 
-test("a change sent again whose hash the worker already has is not applied twice", async () => {
+test("a change sent again with its bytes is restored as that change: once, however often it is sent", async () => {
   const engine = fakeEngine();
   const host = new WorkerHost(engine.Core);
   const { port: port1, answers } = rawTab(host, PACKAGE_VERSION);
@@ -242,11 +252,12 @@ test("a change sent again whose hash the worker already has is not applied twice
   const change = { t: "change", seq: 1, url, ops: [{ op: "insert", obj: ["items"], index: 0, values: ["once"] }], heads: ["h0"], before: [] };
   port1.postMessage(change);
   await settle();
-  const hash = answers.find((m) => m.t === "patches").own.hash;
-  port1.postMessage({ ...change, hash });
+  const { hash, bytes } = answers.find((m) => m.t === "patches").own;
+  assert.ok(bytes instanceof Uint8Array, "the author gets the change's bytes");
+  port1.postMessage({ ...change, hash, bytes });
   await settle();
   assert.deepEqual(engine.state.docs.get(url).items, ["once"]);
-  assert.equal(engine.state.applied.length, 1);
+  assert.equal(engine.state.applied.length, 1, "not made again from its ops");
   const confirmations = answers.filter((m) => m.t === "patches" && m.own?.seq === 1);
   assert.equal(confirmations.length, 2, "both sends confirmed");
   port1.close();

@@ -395,8 +395,11 @@ test("importing syncline, syncline/react and syncline/svelte in Node (SSR) does 
 // 610,000 the same day when the connection policy moved into core and the
 // host was split (issue 21 items 1 and 4: the Dialer, engine deadlines and
 // the re-entrancy guards): 590,273 -> 599,771 B (`gzip -9`; 605,257 B by
-// this measure). Cutting that back is open work.
-const WASM_GZIP_BUDGET = 610_000;
+// this measure). Cutting that back is open work. Raised to 612,000 by this
+// measure the same day for worker mode (issue 16: `changeAt` with
+// Automerge's isolation, `restoreLocalChange`): 606,164 B `gzip -9`, still
+// under the 610,000 B `gzip -9` budget, but 611,290 B by this measure.
+const WASM_GZIP_BUDGET = 612_000;
 
 test(`the shipped wasm is at most ${WASM_GZIP_BUDGET} B gzipped`, () => {
   const wasm = readFileSync(join(appsDir, "webpack", "node_modules", "syncline", "dist", "wasm", "syncline_wasm_bg.wasm"));

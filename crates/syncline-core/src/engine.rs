@@ -396,16 +396,6 @@ impl Engine {
         Ok(hash)
     }
 
-    /// Whether the document has the change `hash` (from this replica or
-    /// any other).
-    pub fn has_change(&mut self, doc: &DocId, hash: &ChangeHash) -> Result<bool, EngineError> {
-        let state = self
-            .docs
-            .get_mut(doc)
-            .ok_or(EngineError::DocNotFound(*doc))?;
-        Ok(state.doc.get_change_by_hash(hash).is_some())
-    }
-
     /// The document's current value, serializable as plain JSON.
     pub fn value(&self, doc: &DocId) -> Result<AutoSerde<'_, AutoCommit>, EngineError> {
         let state = self.docs.get(doc).ok_or(EngineError::DocNotFound(*doc))?;

@@ -323,9 +323,10 @@ impl Core {
 
     /// `change` as of `heads` (the heads of the value the caller recorded
     /// its ops against: a tab whose engine runs in a worker). Returns
-    /// `[hash, patches]`: the new change's hash (`null` if the ops changed
-    /// nothing) and the patches since the last `value`, `change` or
-    /// `changed` event of this doc (`null` as in `change`).
+    /// `[hash, patches, bytes]`: the new change's hash and encoded bytes
+    /// (`null` if the ops changed nothing) and the patches since the last
+    /// `value`, `change` or `changed` event of this doc (`null` as in
+    /// `change`).
     #[wasm_bindgen(js_name = changeAt)]
     pub fn change_at(
         &self,
@@ -346,23 +347,16 @@ impl Core {
             .change_at(doc, &heads, &ops, message, now_ms());
         host::drain_soon(&self.host);
         let hash = result.map_err(|e| engine_error(&e))?;
+        let bytes = hash.and_then(|h| self.host.borrow_mut().engine.change_bytes(&doc, &h));
+        let bytes = bytes.map_or(JsValue::NULL, |b| js_sys::Uint8Array::from(&b[..]).into());
         let hash = hash.map_or(JsValue::NULL, |h| JsValue::from_str(&h.to_string()));
         let patches = self.local_patches(&doc)?;
-        Ok(js_sys::Array::of2(&hash, &patches).into())
-    }
-
-    /// The encoded change `hash` (hex) of the document, or `undefined`.
-    #[wasm_bindgen(js_name = changeBytes)]
-    pub fn change_bytes(&self, url: &str, hash: &str) -> Result<Option<Vec<u8>>, JsValue> {
-        host::enter(&self.host)?;
-        let doc = parse(url)?.doc;
-        let hash = parse_heads(&[hash.to_owned()])?[0];
-        Ok(self.host.borrow_mut().engine.change_bytes(&doc, &hash))
+        Ok(js_sys::Array::of3(&hash, &patches, &bytes).into())
     }
 
     /// Applies, logs and pushes a local change another engine of this
     /// replica made and did not make durable (its bytes, from
-    /// `changeBytes`); returns its hash. Already here: nothing happens.
+    /// `changeAt`); returns its hash. Already here: nothing happens.
     #[wasm_bindgen(js_name = restoreLocalChange)]
     pub fn restore_local_change(&self, url: &str, bytes: &[u8]) -> Result<String, JsValue> {
         host::enter(&self.host)?;
@@ -375,17 +369,6 @@ impl Core {
             .restore_local_change(doc, bytes, now_ms());
         host::drain_soon(&self.host);
         result.map(|h| h.to_string()).map_err(|e| engine_error(&e))
-    }
-
-    /// Whether the document has the change `hash` (hex, as in `history`).
-    #[wasm_bindgen(js_name = hasChange)]
-    pub fn has_change(&self, url: &str, hash: &str) -> Result<bool, JsValue> {
-        host::enter(&self.host)?;
-        let doc = parse(url)?.doc;
-        let hash = parse_heads(&[hash.to_owned()])?[0];
-        fast_open::ensure_loaded(&self.host, &doc);
-        let has = self.host.borrow_mut().engine.has_change(&doc, &hash);
-        has.map_err(|e| engine_error(&e))
     }
 
     /// Whether the document's CRDT is loaded in the engine (`false` while it
