@@ -2,7 +2,8 @@
  * The narrow interface between the TypeScript layer and the wasm engine
  * (the `Core` class that wasm-bindgen generates). Everything above this file
  * talks to the engine only through `CoreApi`, so the engine can move into a
- * worker later without changing the public API.
+ * worker without changing the public API: in worker mode the same interface
+ * is implemented over a MessagePort by `worker-client.ts`.
  */
 import { opsToPatches } from "./snapshot.js";
 import type { DocStatus, HistoryEntry, JsonValue, Op, Patch, Status, TransportOptions } from "./types.js";
@@ -13,6 +14,13 @@ export type CoreEvent =
    * last `value()`, `change()` or "changed" of this doc, to apply in order.
    */
   | { type: "changed"; url: string; patches: Patch[] }
+  /**
+   * Worker mode: the doc's value is now `value` (the worker's answer differed
+   * from what the tab assumed); replaces the handle's value.
+   */
+  | { type: "reset"; url: string; value: unknown }
+  /** Worker mode: another tab deleted this doc. */
+  | { type: "deleted"; url: string }
   /** The relay sent everything it had for this doc. */
   | { type: "caughtUp"; url: string }
   | { type: "status"; status: Status }
@@ -32,13 +40,17 @@ export type CoreEvent =
   | { type: "crashed"; error: unknown };
 
 export interface CoreApi {
-  create(initial: JsonValue | undefined): string;
+  /** A string in the page; a promise when the engine runs in a worker. */
+  create(initial: JsonValue | undefined): string | Promise<string>;
   /** Starts tracking a doc by URL (reading it from the log if another tab made it); true if it has local data. */
   openDoc(url: string): Promise<boolean>;
   /** Forgets the doc on this device (log records included). */
   deleteDoc(url: string): void;
   history(url: string): HistoryEntry[];
   valueAt(url: string, heads: string[]): unknown;
+  /** Where the engine is not in this thread (worker mode), `history` and `valueAt` throw "Unsupported" and these answer. */
+  historyAsync?(url: string): Promise<HistoryEntry[]>;
+  valueAtAsync?(url: string, heads: string[]): Promise<unknown>;
   /** The heads of the value handed out: the last `value()`, plus every patch since. */
   heads(url: string): string[];
   setPresence(url: string, state: Uint8Array): void;
@@ -61,7 +73,8 @@ export interface CoreApi {
 
 /** The engine as the glue exports it. */
 /** The glue's object: `CoreApi`, except that ops cross as JSON text. */
-export type RawCore = Omit<CoreApi, "change"> & {
+export type RawCore = Omit<CoreApi, "change" | "create"> & {
+  create(initial: JsonValue | undefined): string;
   /** `null`: only local changes happened since the last patches; the ops are the patches. */
   change(url: string, opsJson: string, message?: string): Patch[] | null;
 };

@@ -32,6 +32,14 @@ export interface DocHandle<T extends object = JsonObject> {
   /** The document as it was at `heads` (hashes from `history()` or `heads()`), deeply frozen. */
   view(heads: readonly string[]): Immutable<T>;
   /**
+   * `history()`, asynchronously: works in both modes. In worker mode
+   * (`createRepo({ worker: true })`) `history()` throws code "Unsupported"
+   * (the CRDT is not in the page), and this asks the worker.
+   */
+  historyAsync(): Promise<readonly HistoryEntry[]>;
+  /** `view()`, asynchronously: works in both modes (see `historyAsync`). */
+  viewAsync(heads: readonly string[]): Promise<Immutable<T>>;
+  /**
    * This document's changes not yet durable here (`unsaved`), durable but not
    * acknowledged by the relay (`pending`), and the relay's last refusal of it
    * (`lastError`), until it serves the document again. A frozen object, the
@@ -78,6 +86,8 @@ export interface DocHost {
   setPresence(url: string, state: Uint8Array | null): void;
   history(url: string): HistoryEntry[];
   valueAt(url: string, heads: readonly string[]): unknown;
+  historyAsync(url: string): Promise<HistoryEntry[]>;
+  valueAtAsync(url: string, heads: readonly string[]): Promise<unknown>;
   docStatus(url: string): DocStatus;
   /** The heads of the value the handle holds (it applies every patch at once). */
   heads(url: string): string[];
@@ -109,6 +119,15 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
 
   view(heads: readonly string[]): Immutable<T> {
     return deepFreeze(this.#host.valueAt(this.url, heads)) as Immutable<T>;
+  }
+
+  async historyAsync(): Promise<readonly HistoryEntry[]> {
+    const entries = await this.#host.historyAsync(this.url);
+    return Object.freeze(entries.map((entry) => Object.freeze(entry)));
+  }
+
+  async viewAsync(heads: readonly string[]): Promise<Immutable<T>> {
+    return deepFreeze(await this.#host.valueAtAsync(this.url, heads)) as Immutable<T>;
   }
 
   get status(): DocStatus {
@@ -188,6 +207,13 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
     const next = applyPatches(this.#value, patches) as Immutable<T>;
     if (next === this.#value) return;
     this.#value = next;
+    this.#version++;
+  }
+
+  /** Replaces the value (worker mode: the worker's answer differed from what this tab assumed), without notifying. */
+  replace(value: unknown): void {
+    if (value === this.#value) return;
+    this.#value = deepFreeze(value) as Immutable<T>;
     this.#version++;
   }
 

@@ -54,7 +54,8 @@ export const SYNCLINE_ERROR_CODES = [
   "Reentrant", // A call made from inside one of the repo's own calls; nothing was done.
   "Crashed", // The wasm module panicked; every later call fails.
   "WasmLoad", // The wasm module could not be loaded.
-  "Unsupported", // The browser lacks something Syncline needs (WebCrypto).
+  "Unsupported", // The browser lacks something Syncline needs (WebCrypto), or a synchronous call that needs the CRDT in the page was made in worker mode.
+  "WorkerMismatch", // This page and its origin's shared worker run different package versions (worker mode).
   "NoRepo", // A React hook used outside `<RepoProvider>`.
   "NotReady", // A document handle used before it opened.
   "Internal", // A bug in Syncline: please report it.

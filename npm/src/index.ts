@@ -38,6 +38,5 @@ function loadWasm(): Promise<void> {
 
 /** Opens (creating if needed) the local database `name` and connects to `relay` if given. */
 export async function createRepo(options: RepoOptions = {}): Promise<Repo> {
-  await loadWasm();
-  return openRepo(Core as unknown as CoreStatic, options);
+  return openRepo(Core as unknown as CoreStatic, options, loadWasm);
 }

@@ -1,6 +1,7 @@
 import { adaptCore, type CoreApi, type CoreEvent, type CoreStatic } from "./core.js";
 import { type KeyOptions, storageKey } from "./keys.js";
 import { TabLink } from "./tabs.js";
+import { WorkerCore, WorkerStartError } from "./worker-client.js";
 import { Handle, type DocHandle, type DocHost, type Unsubscribe } from "./doc-handle.js";
 import { toJson } from "./draft.js";
 import { SynclineError, toSynclineError } from "./errors.js";
@@ -34,6 +35,16 @@ export interface RepoOptions extends KeyOptions, TransportOptions {
    * made before keep leaving for the relay. Default 32 MiB.
    */
   maxUnsavedBytes?: number;
+  /**
+   * `true`: run the engine (Automerge, IndexedDB, the WebSocket) in one
+   * SharedWorker for every tab of this origin that opens this repo name:
+   * one connection to the relay whatever the number of tabs, and no CRDT
+   * work on the page's main thread. `doc.history()` and `doc.view()` then
+   * throw "Unsupported": use `historyAsync()` and `viewAsync()`. Where the
+   * worker can't start, the repo runs in the page and `status.warning` says
+   * why. Default `false`: the engine runs in each page.
+   */
+  worker?: boolean;
 }
 
 export interface RepoEvents {
@@ -108,12 +119,20 @@ export class RepoImpl implements Repo, DocHost {
   /** Set once the wasm module trapped: every later call fails with it. */
   #crashed: SynclineError | null = null;
 
-  readonly #tabs: TabLink;
+  /** The other tabs, when the engine is in this page (in worker mode the worker meets them). */
+  readonly #tabs: TabLink | null;
+  /** Where the engine runs, when the app asked for a worker. */
+  readonly #mode: { mode: "worker" | "page"; warning?: string } | undefined;
 
-  constructor(core: CoreApi, name: string) {
+  constructor(core: CoreApi, name: string, mode?: { mode: "worker" | "page"; warning?: string }) {
     this.#core = core;
+    this.#mode = mode;
     this.#lastStatus = CLOSED;
     void this.status;
+    if (mode?.mode === "worker") {
+      this.#tabs = null;
+      return;
+    }
     this.#tabs = new TabLink(name, {
       message: (bytes) => this.#fromTab(bytes),
       deleted: (url) => this.#forget(url),
@@ -155,12 +174,17 @@ export class RepoImpl implements Repo, DocHost {
       return;
     }
     if (event.type === "broadcast") {
-      this.#tabs.post(event.bytes);
+      this.#tabs?.post(event.bytes);
+      return;
+    }
+    if (event.type === "deleted") {
+      this.#forget(event.url);
       return;
     }
     // Patches apply at once, in the order the engine produced them (a local
     // change may follow before the queue drains); subscribers hear later.
     if (event.type === "changed") this.#handles.get(event.url)?.apply(event.patches);
+    if (event.type === "reset") this.#handles.get(event.url)?.replace(event.value);
     this.#queue.push({ event });
     if (!this.#draining) {
       this.#draining = true;
@@ -194,6 +218,9 @@ export class RepoImpl implements Repo, DocHost {
         else this.#settleOpen(event.url, () => this.#requireCore().value(event.url));
         break;
       }
+      case "reset":
+        this.#handles.get(event.url)?.notify();
+        break;
       case "caughtUp":
         if (!this.#handles.has(event.url)) this.#settleOpen(event.url, () => this.#requireCore().value(event.url));
         break;
@@ -229,6 +256,7 @@ export class RepoImpl implements Repo, DocHost {
         break;
       case "crashed":
       case "broadcast":
+      case "deleted":
         break; // handled at once in receive()
     }
   }
@@ -281,7 +309,7 @@ export class RepoImpl implements Repo, DocHost {
     const last = this.#lastStatus;
     this.#crashed = error;
     this.#core = null;
-    this.#tabs.close();
+    this.#tabs?.close();
     this.#queue = [];
     for (const pending of this.#opening.values()) pending.reject(error);
     this.#opening.clear();
@@ -323,6 +351,24 @@ export class RepoImpl implements Repo, DocHost {
     }
   }
 
+  async historyAsync(url: string): Promise<HistoryEntry[]> {
+    const core = this.#requireCore();
+    try {
+      return core.historyAsync ? await core.historyAsync(url) : core.history(url);
+    } catch (error) {
+      throw this.#failure(error);
+    }
+  }
+
+  async valueAtAsync(url: string, heads: readonly string[]): Promise<unknown> {
+    const core = this.#requireCore();
+    try {
+      return core.valueAtAsync ? await core.valueAtAsync(url, [...heads]) : core.valueAt(url, [...heads]);
+    } catch (error) {
+      throw this.#failure(error);
+    }
+  }
+
   docStatus(url: string): DocStatus {
     try {
       return this.#requireCore().docStatus(url);
@@ -358,7 +404,7 @@ export class RepoImpl implements Repo, DocHost {
       throw this.#failure(error);
     }
     this.#handles.delete(url);
-    this.#tabs.postDeleted(url);
+    this.#tabs?.postDeleted(url);
   }
 
   applyChange(url: string, ops: Op[], message: string | undefined): Patch[] {
@@ -377,7 +423,8 @@ export class RepoImpl implements Repo, DocHost {
       throw new SynclineError("BadValue", "a document's initial value must be an object");
     }
     try {
-      const url = core.create(json);
+      const created = core.create(json);
+      const url = typeof created === "string" ? created : await created;
       return this.#adopt(url, core.value(url)) as Handle<object> as unknown as DocHandle<T>;
     } catch (error) {
       throw this.#failure(error);
@@ -450,7 +497,8 @@ export class RepoImpl implements Repo, DocHost {
       status.attempt === last.attempt &&
       status.lastError?.code === last.lastError?.code &&
       status.lastError?.message === last.lastError?.message &&
-      this.#persisted === last.persisted
+      this.#persisted === last.persisted &&
+      this.#mode?.mode === last.mode
     ) {
       return last;
     }
@@ -464,6 +512,10 @@ export class RepoImpl implements Repo, DocHost {
     if (status.attempt !== undefined) next.attempt = status.attempt;
     if (status.lastError) next.lastError = Object.freeze({ code: status.lastError.code, message: status.lastError.message });
     if (this.#persisted !== undefined) next.persisted = this.#persisted;
+    if (this.#mode) {
+      next.mode = this.#mode.mode;
+      if (this.#mode.warning !== undefined) next.warning = this.#mode.warning;
+    }
     this.#lastStatus = Object.freeze(next);
     return this.#lastStatus;
   }
@@ -488,7 +540,7 @@ export class RepoImpl implements Repo, DocHost {
     const last = this.status;
     this.#core = null;
     this.#queue = [];
-    this.#tabs.close();
+    this.#tabs?.close();
     try {
       core.close();
     } finally {
@@ -503,8 +555,10 @@ export class RepoImpl implements Repo, DocHost {
 /**
  * Opens the engine and wraps it in a Repo. Events the engine sends before the
  * Repo exists (e.g. errors found while loading) are kept and delivered to it.
+ * `loadWasm` runs before the engine opens in this page (never in worker
+ * mode, where the worker loads it).
  */
-export async function openRepo(Core: CoreStatic, options: RepoOptions = {}): Promise<Repo> {
+export async function openRepo(Core: CoreStatic, options: RepoOptions = {}, loadWasm?: () => Promise<void>): Promise<Repo> {
   const name = options.name ?? "default";
   if (typeof name !== "string" || name === "") throw new SynclineError("BadOption", "`name` must be a non-empty string");
   const relays = options.relay === undefined ? [] : typeof options.relay === "string" ? [options.relay] : options.relay;
@@ -549,24 +603,54 @@ export async function openRepo(Core: CoreStatic, options: RepoOptions = {}): Pro
     durability,
     maxUnsavedBytes,
   };
+  if (options.worker !== undefined && typeof options.worker !== "boolean") {
+    throw new SynclineError("BadOption", "`worker` must be true or false");
+  }
   let repo: RepoImpl | undefined;
   const early: CoreEvent[] = [];
-  let core: CoreApi;
+  let core: CoreApi | undefined;
+  let mode: { mode: "worker" | "page"; warning?: string } | undefined;
   try {
+    // In the page the wasm loads first, as it always did; in worker mode only if the worker can't start.
+    if (options.worker !== true) await loadWasm?.();
     const key = await storageKey(name, options);
     const onEvent = (event: CoreEvent): void => {
       if (repo) repo.receive(event);
       else early.push(event);
     };
     const relay = relays.length === 0 ? undefined : [...relays];
-    const raw = Core.openWith
-      ? await Core.openWith(name, relay, onEvent, key, transport)
-      : await Core.open(name, relay, onEvent, key);
-    core = adaptCore(raw, (error) => onEvent({ type: "crashed", error }));
+    if (options.worker === true) {
+      try {
+        const { token: _token, ...plain } = transport;
+        core = await WorkerCore.open({
+          hello: {
+            name,
+            relay,
+            options: typeof token === "string" ? { ...plain, token } : plain,
+            tokenFunction: typeof token === "function",
+            key,
+          },
+          ...(typeof token === "function" ? { token } : {}),
+          onEvent,
+        });
+        mode = { mode: "worker" };
+      } catch (error) {
+        if (!(error instanceof WorkerStartError)) throw error;
+        mode = { mode: "page", warning: `${error.message}; the engine runs in this page instead` };
+        console.warn("syncline:", mode.warning);
+        await loadWasm?.();
+      }
+    }
+    if (!core) {
+      const raw = Core.openWith
+        ? await Core.openWith(name, relay, onEvent, key, transport)
+        : await Core.open(name, relay, onEvent, key);
+      core = adaptCore(raw, (error) => onEvent({ type: "crashed", error }));
+    }
   } catch (error) {
     throw toSynclineError(error);
   }
-  const created = new RepoImpl(core, name);
+  const created = new RepoImpl(core, name, mode);
   void requestPersistentStorage().then((granted) => created.setPersisted(granted));
   repo = created;
   // After a macrotask, so listeners attached right after `await createRepo()` hear them.

@@ -128,6 +128,14 @@ export interface Status {
    * the durable log, so nothing is lost.
    */
   buffered: number;
+  /**
+   * Where the engine runs, when the app asked for a worker
+   * (`createRepo({ worker: true })`): "worker", or "page" if the worker could
+   * not start (then `warning` says why). Absent in the default in-page mode.
+   */
+  mode?: "worker" | "page";
+  /** Why the engine runs in the page although the app asked for a worker. */
+  warning?: string;
 }
 
 /**

@@ -118,8 +118,9 @@ const MIME = {
 };
 
 /**
- * Serves tests/e2e/site/ at `/`, npm/dist/ at `/dist/`, and the test-hooks
- * build of the package at `/test-hooks/`.
+ * Serves tests/e2e/site/ at `/`, npm/dist/ at `/dist/`, the test-hooks
+ * build of the package at `/test-hooks/`, and npm/dist/ without its worker
+ * script at `/no-worker/` (a deployment that lost the file).
  */
 export function startStaticServer() {
   const server = createServer((req, res) => {
@@ -127,8 +128,13 @@ export function startStaticServer() {
     const mounts = [
       ["/dist/", npmDist],
       ["/test-hooks/", testHooksDist],
+      ["/no-worker/", npmDist],
     ];
     const mount = mounts.find(([prefix]) => path.startsWith(prefix));
+    if (path === "/no-worker/worker.js") {
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found");
+      return;
+    }
     const [base, rel] = mount ? [mount[1], path.slice(mount[0].length)] : [siteDir, path.slice(1) || "index.html"];
     const file = normalize(join(base, rel));
     if (!file.startsWith(base + sep) || !existsSync(file) || !statSync(file).isFile()) {

@@ -138,6 +138,22 @@ async function incrementSurvivesReload(page) {
   await valueIs(page, "42");
 }
 
+/**
+ * The same check in worker mode (`?worker`: the app passes `worker: true`):
+ * the bundle shipped the worker script, so the engine runs in a
+ * SharedWorker (`<html data-mode="worker">`), not in the page.
+ */
+async function workerModeWorks(baseUrl, name) {
+  const { context, page, errors } = await open(`${baseUrl}/?worker`, `${name}-worker`);
+  try {
+    await incrementSurvivesReload(page);
+    assert.equal(await page.evaluate(() => document.documentElement.dataset.mode), "worker", "the engine runs in the worker");
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+}
+
 for (const app of apps) {
   test(`${app.name}: the tarball builds with zero bundler configuration and runs in Chromium`, { timeout: 300_000 }, async () => {
     const dir = join(appsDir, app.name);
@@ -154,6 +170,7 @@ for (const app of apps) {
       await incrementSurvivesReload(page);
       assert.deepEqual(errors, []);
       await context.close();
+      await workerModeWorks(site.url, app.name);
     } finally {
       await site.close();
     }
@@ -209,6 +226,7 @@ for (const name of ["vite-react", "vite-svelte"]) {
       await valueIs(page, "42");
       assert.deepEqual(errors, []);
       await context.close();
+      await workerModeWorks(dev.url, `${name}-dev`);
     } catch (error) {
       throw new Error(`${error.message}\nvite's output:\n${dev.log()}`, { cause: error });
     } finally {
@@ -283,6 +301,7 @@ for (const bundler of ["turbopack", "webpack"]) {
       assert.deepEqual(errors, []);
       assert.deepEqual(consoleErrors, []);
       await context.close();
+      await workerModeWorks(server.url, `next-${bundler}`);
     } catch (error) {
       throw new Error(`${error.message}\nnext start's output:\n${server.log()}`, { cause: error });
     } finally {
@@ -309,6 +328,21 @@ test("the installed package works as native ESM in the browser, with no bundler"
     assert.deepEqual(result, { value: { items: ["milk"] }, again: { items: ["milk"] } });
     assert.deepEqual(errors, []);
     await context.close();
+    // Worker mode from the same files: dist/worker.js found next to dist/index.js.
+    const inWorker = await open(`${site.url}/blank.html`, "native-esm-worker");
+    const fromWorker = await inWorker.page.evaluate(async () => {
+      const { createRepo } = await import("/syncline/dist/index.js");
+      const repo = await createRepo({ name: "native", worker: true });
+      const doc = await repo.create({ items: [] });
+      doc.change((d) => {
+        d.items.push("milk");
+      });
+      await repo.flush();
+      return { mode: repo.status.mode, value: (await repo.open(doc.url)).value };
+    });
+    assert.deepEqual(fromWorker, { mode: "worker", value: { items: ["milk"] } });
+    assert.deepEqual(inWorker.errors, []);
+    await inWorker.context.close();
   } finally {
     await site.close();
   }
@@ -361,8 +395,11 @@ test("importing syncline, syncline/react and syncline/svelte in Node (SSR) does 
 // 610,000 the same day when the connection policy moved into core and the
 // host was split (issue 21 items 1 and 4: the Dialer, engine deadlines and
 // the re-entrancy guards): 590,273 -> 599,771 B (`gzip -9`; 605,257 B by
-// this measure). Cutting that back is open work.
-const WASM_GZIP_BUDGET = 610_000;
+// this measure). Cutting that back is open work. Raised to 612,000 by this
+// measure the same day for worker mode (issue 16: `changeAt` with
+// Automerge's isolation, `restoreLocalChange`): 606,164 B `gzip -9`, still
+// under the 610,000 B `gzip -9` budget, but 611,290 B by this measure.
+const WASM_GZIP_BUDGET = 612_000;
 
 test(`the shipped wasm is at most ${WASM_GZIP_BUDGET} B gzipped`, () => {
   const wasm = readFileSync(join(appsDir, "webpack", "node_modules", "syncline", "dist", "wasm", "syncline_wasm_bg.wasm"));

@@ -98,8 +98,12 @@ pub enum SynclineErrorCode {
     Crashed,
     /// The wasm module could not be loaded.
     WasmLoad,
-    /// The browser lacks something Syncline needs (WebCrypto).
+    /// The browser lacks something Syncline needs (WebCrypto), or a call
+    /// that needs the CRDT in the page was made in worker mode.
     Unsupported,
+    /// This page and the shared worker of its origin run different
+    /// package versions (worker mode).
+    WorkerMismatch,
     /// A React hook used outside `<RepoProvider>`.
     NoRepo,
     /// A document handle used before it opened.
@@ -150,6 +154,7 @@ impl SynclineErrorCode {
         Self::Crashed,
         Self::WasmLoad,
         Self::Unsupported,
+        Self::WorkerMismatch,
         Self::NoRepo,
         Self::NotReady,
         Self::Internal,
@@ -197,6 +202,7 @@ impl SynclineErrorCode {
             Self::Crashed => "Crashed",
             Self::WasmLoad => "WasmLoad",
             Self::Unsupported => "Unsupported",
+            Self::WorkerMismatch => "WorkerMismatch",
             Self::NoRepo => "NoRepo",
             Self::NotReady => "NotReady",
             Self::Internal => "Internal",

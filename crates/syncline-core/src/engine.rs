@@ -139,6 +139,10 @@ pub(crate) struct DocState {
     /// Where the path of this replica's last local change (if it only
     /// spliced text) led, while the heads are still that change's.
     pub(crate) last_splice: Option<(ChangeHash, Resolved)>,
+    /// Local changes made as of older heads ([`Engine::change_at`]) not yet
+    /// logged: Automerge commits them under a derived actor, so they are
+    /// told from changes merged from elsewhere by hash, not by actor.
+    pub(crate) isolated_local: Vec<ChangeHash>,
     /// Signs its writes for the relay (see `syncline_protocol::proof`);
     /// `None` for a document whose id does not derive from its key (made
     /// before signed writes): the relay serves it for reading only.
@@ -325,6 +329,126 @@ impl Engine {
         Ok(())
     }
 
+    /// [`Engine::change`] as of `heads`: the ops are applied to the
+    /// document as it was at those heads (Automerge's isolation), so list
+    /// indices and text positions mean what they meant to whoever recorded
+    /// them against that version (a tab whose engine is in a worker), and
+    /// the change depends on those heads only: it merges with whatever
+    /// arrived since like a concurrent change. Current (or empty) heads are
+    /// [`Engine::change`]. Returns the change's hash (`None`: the ops
+    /// changed nothing). Unknown heads fail with
+    /// [`EngineError::UnknownHeads`] and nothing changes. The next
+    /// [`Engine::patches`] describe the merged result.
+    pub fn change_at(
+        &mut self,
+        doc: DocId,
+        heads: &[ChangeHash],
+        ops: &[Op],
+        message: Option<String>,
+        now_ms: u64,
+    ) -> Result<Option<ChangeHash>, EngineError> {
+        let state = self
+            .docs
+            .get_mut(&doc)
+            .ok_or(EngineError::DocNotFound(doc))?;
+        let current = state.doc.get_heads();
+        let mut wanted = heads.to_vec();
+        wanted.sort();
+        wanted.dedup();
+        let mut now = current.clone();
+        now.sort();
+        if wanted.is_empty() || wanted == now {
+            self.change(doc, ops, message, now_ms)?;
+            let state = self
+                .docs
+                .get_mut(&doc)
+                .ok_or(EngineError::DocNotFound(doc))?;
+            let head = state.doc.get_heads();
+            return Ok(head.last().copied().filter(|h| !current.contains(h)));
+        }
+        if let Some(hash) = wanted
+            .iter()
+            .find(|h| state.doc.get_change_by_hash(h).is_none())
+        {
+            return Err(EngineError::UnknownHeads {
+                doc,
+                hash: hash.to_string(),
+            });
+        }
+        self.refuse_change_if_backlog_full()?;
+        let state = self
+            .docs
+            .get_mut(&doc)
+            .ok_or(EngineError::DocNotFound(doc))?;
+        state.last_splice = None;
+        let since = (!self.outbox.has_burst(&doc)).then_some(current);
+        state.doc.isolate(&wanted);
+        if let Err(e) = apply_ops_resolving(&mut state.doc, ops, None) {
+            state.doc.rollback();
+            state.doc.integrate();
+            return Err(e.into());
+        }
+        let head = self.commit_local(doc, since, message, now_ms);
+        let capture_ms = self.undo_capture_ms;
+        if let Some(state) = self.docs.get_mut(&doc) {
+            state.doc.integrate();
+            state.isolated_local.extend(head);
+            if let Some(head) = head {
+                // A step of its own: its heads before are not the last step's.
+                state.undo.record(wanted, vec![head], now_ms, capture_ms);
+            }
+            // The merged result is not the ops alone: patches come from a diff.
+            state.changed_elsewhere = true;
+        }
+        self.tell_if_unprovable(doc);
+        Ok(head)
+    }
+
+    /// The encoded change `hash` of the document, if it has it.
+    pub fn change_bytes(&mut self, doc: &DocId, hash: &ChangeHash) -> Option<Vec<u8>> {
+        let state = self.docs.get_mut(doc)?;
+        Some(state.doc.get_change_by_hash(hash)?.raw_bytes().to_vec())
+    }
+
+    /// Takes back a local change made by another engine of this replica
+    /// that died before making it durable (a worker, in worker mode): the
+    /// same change (same hash), applied, logged and pushed like a local
+    /// change. A change the document already has is a no-op, so a copy
+    /// that arrives from the relay too is applied once.
+    pub fn restore_local_change(
+        &mut self,
+        doc: DocId,
+        bytes: &[u8],
+        now_ms: u64,
+    ) -> Result<ChangeHash, EngineError> {
+        self.refuse_change_if_backlog_full()?;
+        let change = Change::from_bytes(bytes.to_vec())
+            .map_err(|e| EngineError::BadTabMessage(e.to_string()))?;
+        let hash = change.hash();
+        let has_burst = self.outbox.has_burst(&doc);
+        let state = self
+            .docs
+            .get_mut(&doc)
+            .ok_or(EngineError::DocNotFound(doc))?;
+        if state.doc.get_change_by_hash(&hash).is_some() {
+            return Ok(hash);
+        }
+        let current = state.doc.get_heads();
+        state
+            .doc
+            .apply_changes([change])
+            .map_err(|e| EngineError::BadTabMessage(e.to_string()))?;
+        state.last_splice = None;
+        state.changed_elsewhere = true;
+        state.isolated_local.push(hash);
+        if !has_burst {
+            self.outbox.start_burst(doc, current, now_ms);
+        }
+        self.emit(Effect::DocChanged(doc));
+        self.emit(Effect::StatusChanged);
+        Ok(hash)
+    }
+
     /// The document's current value, serializable as plain JSON.
     pub fn value(&self, doc: &DocId) -> Result<AutoSerde<'_, AutoCommit>, EngineError> {
         let state = self.docs.get(doc).ok_or(EngineError::DocNotFound(*doc))?;
@@ -489,6 +613,7 @@ impl Engine {
                 deferred: false,
                 last_splice: None,
                 undo: UndoStack::default(),
+                isolated_local: Vec::new(),
                 signer,
             }
         })
@@ -556,11 +681,12 @@ impl Engine {
                 continue; // deleted since
             };
             // Changes merged from elsewhere since then are not ours to log.
+            let isolated = std::mem::take(&mut state.isolated_local);
             let changes: Vec<Change> = state
                 .doc
                 .get_changes(&since)
                 .into_iter()
-                .filter(|c| *c.actor_id() == self.actor)
+                .filter(|c| *c.actor_id() == self.actor || isolated.contains(&c.hash()))
                 .collect();
             let mut entries = Vec::new();
             let mut rest = &changes[..];

@@ -189,16 +189,7 @@ impl Core {
         host::enter(&self.host)?;
         let doc = parse(url)?.doc;
         fast_open::ensure_loaded(&self.host, &doc);
-        let heads = heads
-            .iter()
-            .map(|h| h.parse::<ChangeHash>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                js_error(
-                    SynclineErrorCode::BadHeads,
-                    &format!("not a change hash from history(): {e}"),
-                )
-            })?;
+        let heads = parse_heads(&heads)?;
         let value = self.host.borrow_mut().engine.value_at(&doc, &heads);
         to_js(&value.map_err(|e| engine_error(&e))?)
     }
@@ -327,16 +318,57 @@ impl Core {
             .change(doc, &ops, message, now_ms());
         host::drain_soon(&self.host);
         result.map_err(|e| engine_error(&e))?;
-        let patches = self
+        self.local_patches(&doc)
+    }
+
+    /// `change` as of `heads` (the heads of the value the caller recorded
+    /// its ops against: a tab whose engine runs in a worker). Returns
+    /// `[hash, patches, bytes]`: the new change's hash and encoded bytes
+    /// (`null` if the ops changed nothing) and the patches since the last
+    /// `value`, `change` or `changed` event of this doc (`null` as in
+    /// `change`).
+    #[wasm_bindgen(js_name = changeAt)]
+    pub fn change_at(
+        &self,
+        url: &str,
+        heads: Vec<String>,
+        ops: &str,
+        message: Option<String>,
+    ) -> Result<JsValue, JsValue> {
+        host::enter(&self.host)?;
+        let doc = parse(url)?.doc;
+        let heads = parse_heads(&heads)?;
+        let ops = ops_from_json(ops)?;
+        fast_open::ensure_loaded(&self.host, &doc);
+        let result = self
             .host
             .borrow_mut()
             .engine
-            .patches_after_local_change(&doc)
-            .map_err(|e| engine_error(&e))?;
-        match patches {
-            Some(patches) => to_js(&to_js_patches(patches)),
-            None => Ok(JsValue::NULL),
-        }
+            .change_at(doc, &heads, &ops, message, now_ms());
+        host::drain_soon(&self.host);
+        let hash = result.map_err(|e| engine_error(&e))?;
+        let bytes = hash.and_then(|h| self.host.borrow_mut().engine.change_bytes(&doc, &h));
+        let bytes = bytes.map_or(JsValue::NULL, |b| js_sys::Uint8Array::from(&b[..]).into());
+        let hash = hash.map_or(JsValue::NULL, |h| JsValue::from_str(&h.to_string()));
+        let patches = self.local_patches(&doc)?;
+        Ok(js_sys::Array::of3(&hash, &patches, &bytes).into())
+    }
+
+    /// Applies, logs and pushes a local change another engine of this
+    /// replica made and did not make durable (its bytes, from
+    /// `changeAt`); returns its hash. Already here: nothing happens.
+    #[wasm_bindgen(js_name = restoreLocalChange)]
+    pub fn restore_local_change(&self, url: &str, bytes: &[u8]) -> Result<String, JsValue> {
+        host::enter(&self.host)?;
+        let doc = parse(url)?.doc;
+        fast_open::ensure_loaded(&self.host, &doc);
+        let result = self
+            .host
+            .borrow_mut()
+            .engine
+            .restore_local_change(doc, bytes, now_ms());
+        host::drain_soon(&self.host);
+        result.map(|h| h.to_string()).map_err(|e| engine_error(&e))
     }
 
     /// Whether the document's CRDT is loaded in the engine (`false` while it
@@ -432,6 +464,38 @@ fn max_unsaved_bytes(options: &JsValue) -> Option<usize> {
         .as_f64()
         .filter(|v| v.is_finite() && *v >= 1.0)
         .map(|v| v.min(1e12) as usize)
+}
+
+impl Core {
+    /// Right after a local change: the patches since the last value,
+    /// change or `changed` event, or `null` when only local changes
+    /// happened (the caller applies its own ops).
+    fn local_patches(&self, doc: &syncline_core::DocId) -> Result<JsValue, JsValue> {
+        let patches = self
+            .host
+            .borrow_mut()
+            .engine
+            .patches_after_local_change(doc)
+            .map_err(|e| engine_error(&e))?;
+        match patches {
+            Some(patches) => to_js(&to_js_patches(patches)),
+            None => Ok(JsValue::NULL),
+        }
+    }
+}
+
+/// Change hashes (hex, as in `history`), or `BadHeads`.
+fn parse_heads(heads: &[String]) -> Result<Vec<ChangeHash>, JsValue> {
+    heads
+        .iter()
+        .map(|h| h.parse::<ChangeHash>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            js_error(
+                SynclineErrorCode::BadHeads,
+                &format!("not a change hash from history(): {e}"),
+            )
+        })
 }
 
 #[cfg(test)]

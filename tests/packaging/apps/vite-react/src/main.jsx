@@ -26,7 +26,9 @@ function App() {
   const [state, setState] = useState(null);
   useEffect(() => {
     (async () => {
-      const repo = await createRepo({ name: "packaging" });
+      // `?worker` in the page's URL: the engine in a SharedWorker; <html data-mode> says where it runs.
+      const repo = await createRepo({ name: "packaging", worker: new URLSearchParams(location.search).has("worker") });
+      document.documentElement.dataset.mode = repo.status.mode ?? "page";
       let url = localStorage.getItem("url");
       if (!url) {
         const doc = await repo.create({ count: 0 });

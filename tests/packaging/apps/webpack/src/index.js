@@ -7,7 +7,9 @@ const show = (id, text) => {
 };
 
 async function main() {
-  const repo = await createRepo({ name: "packaging" });
+  // `?worker` in the page's URL: the engine in a SharedWorker; <html data-mode> says where it runs.
+  const repo = await createRepo({ name: "packaging", worker: new URLSearchParams(location.search).has("worker") });
+  document.documentElement.dataset.mode = repo.status.mode ?? "page";
   const url = localStorage.getItem("url");
   let doc;
   if (url) {

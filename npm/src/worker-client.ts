@@ -1,0 +1,517 @@
+/**
+ * The tab side of worker mode (`createRepo({ worker: true })`): a `CoreApi`
+ * whose engine runs in the origin's SharedWorker (`worker.ts`), reached over
+ * one MessagePort (messages in `worker-protocol.ts`). No wasm, no Automerge
+ * on this thread.
+ *
+ * The API stays synchronous: each open document's *confirmed* value (the
+ * worker's, built from its patches in order) is kept here with the local
+ * changes the worker has not confirmed yet. `change()` returns the patches
+ * of its own ops at once (the handle applies them), and sends the ops with
+ * the heads of the confirmed value. The worker's patches are authoritative:
+ * when they differ from what the tab assumed (a concurrent change arrived
+ * first), the handle's value is reset to the confirmed value with the
+ * still-unconfirmed changes re-applied (a `reset` event).
+ *
+ * Handoff: the worker holds a Web Lock for its lifetime; this tab waits on
+ * it, and obtaining it means the worker is gone. The tab then starts a new
+ * SharedWorker, opens its documents again, re-sends every change not yet
+ * reported durable (a change whose hash the new engine already has is not
+ * applied twice) and the calls still in flight; `flush()` resolves only
+ * once the worker reported every earlier change durable.
+ */
+import type { CoreApi, CoreEvent } from "./core.js";
+import { SynclineError, toSynclineError } from "./errors.js";
+import { applyPatches, opsToPatches } from "./snapshot.js";
+import type { DocStatus, HistoryEntry, JsonValue, Op, Patch, Status } from "./types.js";
+import { PACKAGE_VERSION } from "./version.js";
+import {
+  type CallRequest,
+  type ChangeMessage,
+  type FromWorker,
+  type OpenedDoc,
+  type ToWorker,
+  WORKER_LOCK,
+} from "./worker-protocol.js";
+
+/** What the tab sends the worker to open (or join) its repo's engine. */
+export type WorkerHello = Omit<Extract<ToWorker, { t: "hello" }>, "t" | "version">;
+
+/** A started worker: a SharedWorker, or anything with its port and load-error event. */
+export type StartedWorker = Pick<SharedWorker, "port" | "onerror">;
+
+export interface WorkerCoreInit {
+  hello: WorkerHello;
+  /** Starts (or joins) the worker; default the origin's SharedWorker. */
+  start?: () => StartedWorker;
+  token?: (docId: string) => string | Promise<string>;
+  onEvent: (event: CoreEvent) => void;
+}
+
+/** The worker could not be started (no SharedWorker, a missing script, a CSP refusal): fall back to the page. */
+export class WorkerStartError extends Error {}
+
+/** How long a started worker may take to run its script before the page gives up on it. */
+const START_TIMEOUT_MS = 10_000;
+
+/**
+ * The origin's SharedWorker. Written literally, options included (Vite
+ * refuses options that are not static): bundlers recognise
+ * `new SharedWorker(new URL(..., import.meta.url))` and ship the script.
+ */
+function startWorker(): SharedWorker {
+  return new SharedWorker(new URL("./worker.js", import.meta.url), { type: "module", name: "syncline" });
+}
+
+interface Sent extends ChangeMessage {
+  /** The current worker applied it (its patches arrived). */
+  confirmed: boolean;
+}
+
+interface TabDoc {
+  confirmed: unknown;
+  heads: string[];
+  /** Local changes not yet confirmed, oldest first. */
+  pending: Sent[];
+  status: DocStatus;
+}
+
+interface Call {
+  request: CallRequest;
+  resolve: (value: unknown) => void;
+  reject: (error: SynclineError) => void;
+}
+
+const CLEAN: DocStatus = { unsaved: 0, pending: 0 };
+
+export class WorkerCore implements CoreApi {
+  readonly #init: WorkerCoreInit;
+  #port: MessagePort | null = null;
+  #generation = 0;
+  #closed = false;
+  /** From the worker's death until the new one got everything again: sends wait for #resync. */
+  #handingOff = false;
+  /** Until the new worker answered everything re-sent: the handles keep what they show. */
+  #resyncing = false;
+  readonly #lockWatch = new AbortController();
+  readonly #calls = new Map<number, Call>();
+  #nextCall = 1;
+  readonly #docs = new Map<string, TabDoc>();
+  /** Every change not yet reported durable, by seq. */
+  readonly #outbox = new Map<number, Sent>();
+  #seq = 0;
+  #status: Status = { connection: "connecting", unsaved: 0, pending: 0, lastSyncedAt: null, buffered: 0 };
+  #flushWaiters: { upTo: number; resolve: () => void }[] = [];
+
+  private constructor(init: WorkerCoreInit) {
+    this.#init = init;
+  }
+
+  /** Starts (or joins) the worker; rejects with `WorkerStartError` if it can't run, or the worker's refusal. */
+  static async open(init: WorkerCoreInit): Promise<WorkerCore> {
+    const core = new WorkerCore(init);
+    await core.#connect();
+    return core;
+  }
+
+  #connect(): Promise<void> {
+    const generation = ++this.#generation;
+    let worker: StartedWorker;
+    try {
+      if (this.#init.start) worker = this.#init.start();
+      else if (typeof SharedWorker !== "function") throw new Error("this browser has no SharedWorker");
+      else worker = startWorker();
+    } catch (error) {
+      return Promise.reject(new WorkerStartError(`could not start the syncline worker: ${String(error)}`, { cause: error }));
+    }
+    const port = worker.port;
+    return new Promise<void>((resolve, reject) => {
+      let alive = false;
+      const timer = setTimeout(() => fail(new WorkerStartError(`the syncline worker did not start within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
+      const fail = (error: Error): void => {
+        clearTimeout(timer);
+        port.onmessage = null;
+        port.close();
+        reject(error);
+      };
+      worker.onerror = () => {
+        if (!alive) fail(new WorkerStartError("the syncline worker script failed to load (missing file, or refused by a Content-Security-Policy)"));
+      };
+      port.onmessage = (event: MessageEvent<FromWorker>) => {
+        const message = event.data;
+        if (generation !== this.#generation || this.#closed) return;
+        if (!alive) {
+          if (message?.t !== "alive") return;
+          clearTimeout(timer);
+          alive = true;
+          if (message.version !== PACKAGE_VERSION) {
+            fail(mismatch(message.version));
+            return;
+          }
+          port.postMessage({ t: "hello", version: PACKAGE_VERSION, ...this.#init.hello } satisfies ToWorker);
+          return;
+        }
+        if (this.#port !== port) {
+          if (message.t === "refused") fail(toSynclineError(message.error));
+          if (message.t !== "welcome") return;
+          this.#port = port;
+          this.#status = message.status;
+          this.#watchWorker(generation);
+          resolve();
+          return;
+        }
+        this.#receive(message);
+      };
+      port.start();
+    });
+  }
+
+  /** Waits on the worker's lock: obtaining it means the worker ended. */
+  #watchWorker(generation: number): void {
+    const locks = globalThis.navigator?.locks;
+    if (typeof locks?.request !== "function") return;
+    locks
+      .request(WORKER_LOCK, { signal: this.#lockWatch.signal }, () => {
+        if (generation === this.#generation && !this.#closed) this.#handoff();
+      })
+      .catch(() => {});
+  }
+
+  /** The worker is gone: start another, open the docs there, send again what is not durable. */
+  #handoff(): void {
+    this.#port?.close();
+    this.#port = null;
+    this.#handingOff = true;
+    this.#resyncing = true;
+    for (const sent of this.#outbox.values()) sent.confirmed = false;
+    for (const [url, doc] of this.#docs) doc.pending = [...this.#outbox.values()].filter((sent) => sent.url === url);
+    this.#connect().then(
+      () => this.#resync(),
+      (error: unknown) => {
+        this.#handingOff = false;
+        this.#resyncing = false;
+        this.#init.onEvent({ type: "crashed", error: new SynclineError("Crashed", `the syncline worker ended and could not be restarted: ${String((error as Error)?.message ?? error)}`) });
+      },
+    );
+  }
+
+  #resync(): void {
+    this.#handingOff = false;
+    const inFlight = [...this.#calls];
+    for (const url of this.#docs.keys()) {
+      void this.#call({ op: "open", url }).then(
+        (opened) => this.#reopened(opened as OpenedDoc),
+        (error: unknown) => this.#init.onEvent({ type: "error", error, url }),
+      );
+    }
+    for (const sent of [...this.#outbox.values()].sort((a, b) => a.seq - b.seq)) this.#post(this.#wire(sent));
+    for (const [id, call] of inFlight) this.#post({ t: "call", id, ...call.request });
+    void this.#call({ op: "barrier" }).finally(() => {
+      this.#resyncing = false;
+      for (const url of this.#docs.keys()) this.#reset(url);
+    });
+  }
+
+  #reopened(opened: OpenedDoc): void {
+    const doc = this.#docs.get(opened.url);
+    if (!doc) return;
+    doc.confirmed = opened.value;
+    doc.heads = opened.heads;
+  }
+
+  #post(message: ToWorker): void {
+    this.#port?.postMessage(message);
+  }
+
+  #call(request: CallRequest): Promise<unknown> {
+    if (this.#closed) return Promise.reject(closedError());
+    const id = this.#nextCall++;
+    return new Promise((resolve, reject) => {
+      this.#calls.set(id, { request, resolve, reject });
+      // While a new worker starts, calls wait; #resync sends them.
+      if (!this.#handingOff) this.#post({ t: "call", id, ...request });
+    });
+  }
+
+  #receive(message: FromWorker): void {
+    switch (message.t) {
+      case "reply": {
+        const call = this.#calls.get(message.id);
+        this.#calls.delete(message.id);
+        if (message.error) call?.reject(toSynclineError(message.error));
+        else call?.resolve(message.value);
+        return;
+      }
+      case "patches":
+        this.#patched(message.url, message.patches, message.heads, message.own);
+        return;
+      case "rejected": {
+        const sent = this.#outbox.get(message.seq);
+        this.#outbox.delete(message.seq);
+        const doc = this.#docs.get(message.url);
+        if (doc && sent) {
+          doc.pending = doc.pending.filter((pending) => pending !== sent);
+          if (!this.#resyncing) this.#reset(message.url);
+        }
+        this.#settleFlushes();
+        this.#init.onEvent({ type: "error", error: message.error });
+        return;
+      }
+      case "durable":
+        for (const seq of message.seqs) this.#outbox.delete(seq);
+        this.#settleFlushes();
+        this.#statusChanged();
+        return;
+      case "status":
+        this.#status = message.status;
+        for (const [url, status] of Object.entries(message.docs)) {
+          const doc = this.#docs.get(url);
+          if (doc) doc.status = status;
+        }
+        this.#statusChanged();
+        return;
+      case "caughtUp":
+        this.#init.onEvent({ type: "caughtUp", url: message.url });
+        return;
+      case "presence":
+        this.#init.onEvent({ type: "presence", url: message.url, peer: message.peer, state: message.state });
+        return;
+      case "error":
+        this.#init.onEvent(
+          message.url === undefined
+            ? { type: "error", error: message.error }
+            : { type: "error", error: message.error, url: message.url },
+        );
+        return;
+      case "deleted":
+        this.#docs.delete(message.url);
+        this.#init.onEvent({ type: "deleted", url: message.url });
+        return;
+      case "token?":
+        void this.#answerToken(message.id, message.docId);
+        return;
+      case "crashed":
+        // As in the page: the repo closes; this tab does not start another worker.
+        this.close();
+        this.#init.onEvent({ type: "crashed", error: toSynclineError(message.error) });
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** The worker's patches of `url`: the confirmed value moves; the handle hears only what it did not assume. */
+  #patched(url: string, patches: Patch[], heads: string[], own: { seq: number; hash: string | null; bytes?: Uint8Array } | undefined): void {
+    const doc = this.#docs.get(url);
+    const sent = own ? this.#outbox.get(own.seq) : undefined;
+    if (sent && own) {
+      sent.confirmed = true;
+      if (own.hash !== null) sent.hash = own.hash;
+      if (own.bytes) sent.bytes = own.bytes;
+    }
+    if (!doc) return;
+    doc.confirmed = applyPatches(doc.confirmed, patches);
+    doc.heads = heads;
+    const first = doc.pending[0];
+    if (sent) doc.pending = doc.pending.filter((pending) => pending !== sent);
+    if (this.#resyncing) return; // the barrier resets every doc
+    if (sent && first === sent && samePatches(patches, opsToPatches(sent.ops))) return; // as assumed
+    if (!own && doc.pending.length === 0) {
+      this.#init.onEvent({ type: "changed", url, patches });
+      return;
+    }
+    this.#reset(url);
+  }
+
+  /** The handle's value becomes the confirmed value with the unconfirmed changes on top. */
+  #reset(url: string): void {
+    const doc = this.#docs.get(url);
+    if (doc) this.#init.onEvent({ type: "reset", url, value: this.#shown(doc) });
+  }
+
+  #shown(doc: TabDoc): unknown {
+    let value = doc.confirmed;
+    for (const sent of doc.pending) {
+      try {
+        value = applyPatches(value, opsToPatches(sent.ops));
+      } catch {
+        // No longer applies to the confirmed value: the worker's answer will show what it did.
+      }
+    }
+    return value;
+  }
+
+  #wire(sent: Sent): ChangeMessage {
+    const { confirmed: _confirmed, ...message } = sent;
+    return message;
+  }
+
+  async #answerToken(id: number, docId: string): Promise<void> {
+    try {
+      const token = await this.#init.token?.(docId);
+      if (typeof token !== "string") throw new Error("the token function returned no string");
+      this.#post({ t: "token", id, token });
+    } catch (error) {
+      this.#post({ t: "token", id, error: { code: "TokenProvider", message: String((error as Error)?.message ?? error) } });
+    }
+  }
+
+  #statusChanged(): void {
+    this.#init.onEvent({ type: "status", status: this.status() });
+  }
+
+  #settleFlushes(): void {
+    const lowest = Math.min(...this.#outbox.keys());
+    this.#flushWaiters = this.#flushWaiters.filter((waiter) => {
+      if (waiter.upTo >= lowest) return true;
+      waiter.resolve();
+      return false;
+    });
+  }
+
+  #require(url: string): TabDoc {
+    const doc = this.#docs.get(url);
+    if (!doc) throw new SynclineError("DocNotFound", "the document is not open in this repo");
+    return doc;
+  }
+
+  #adopt(opened: OpenedDoc): void {
+    const known = this.#docs.get(opened.url);
+    if (known) return;
+    this.#docs.set(opened.url, { confirmed: opened.value, heads: opened.heads, pending: [], status: CLEAN });
+  }
+
+  // CoreApi
+
+  async create(initial: JsonValue | undefined): Promise<string> {
+    const opened = (await this.#call({ op: "create", initial })) as OpenedDoc;
+    this.#adopt(opened);
+    return opened.url;
+  }
+
+  async openDoc(url: string): Promise<boolean> {
+    const opened = (await this.#call({ op: "open", url })) as OpenedDoc;
+    this.#adopt(opened);
+    return true;
+  }
+
+  deleteDoc(url: string): void {
+    this.#docs.delete(url);
+    for (const [seq, sent] of this.#outbox) if (sent.url === url) this.#outbox.delete(seq);
+    this.#call({ op: "delete", url }).catch((error: unknown) => this.#init.onEvent({ type: "error", error }));
+  }
+
+  history(): HistoryEntry[] {
+    throw unsupported("history()", "historyAsync()");
+  }
+
+  historyAsync(url: string): Promise<HistoryEntry[]> {
+    return this.#call({ op: "history", url }) as Promise<HistoryEntry[]>;
+  }
+
+  valueAt(): unknown {
+    throw unsupported("view()", "viewAsync()");
+  }
+
+  valueAtAsync(url: string, heads: string[]): Promise<unknown> {
+    return this.#call({ op: "valueAt", url, heads });
+  }
+
+  heads(url: string): string[] {
+    return [...this.#require(url).heads];
+  }
+
+  setPresence(url: string, state: Uint8Array): void {
+    this.#call({ op: "setPresence", url, state }).catch((error: unknown) => this.#init.onEvent({ type: "error", error }));
+  }
+
+  clearPresence(url: string): void {
+    this.#call({ op: "setPresence", url, state: null }).catch((error: unknown) => this.#init.onEvent({ type: "error", error }));
+  }
+
+  // The worker's engine meets in-page tabs and compacts; nothing of that happens here.
+  setTabSync(): void {}
+  receivedFromTab(): void {}
+  setCompactionEnabled(): void {}
+
+  value(url: string): unknown {
+    return this.#shown(this.#require(url));
+  }
+
+  change(url: string, ops: Op[], message?: string): Patch[] {
+    if (this.#closed) throw closedError();
+    const doc = this.#require(url);
+    const sent: Sent = {
+      t: "change",
+      seq: ++this.#seq,
+      url,
+      ops,
+      heads: doc.heads,
+      before: doc.pending.map((pending) => pending.seq),
+      confirmed: false,
+    };
+    if (message !== undefined) sent.message = message;
+    doc.pending.push(sent);
+    this.#outbox.set(sent.seq, sent);
+    // While a new worker starts, changes wait; #resync sends them in order.
+    if (!this.#handingOff) this.#post(this.#wire(sent));
+    this.#statusChanged();
+    return opsToPatches(ops);
+  }
+
+  async flush(): Promise<void> {
+    const upTo = this.#seq;
+    await this.#call({ op: "flush" });
+    if ([...this.#outbox.keys()].every((seq) => seq > upTo)) return;
+    await new Promise<void>((resolve) => this.#flushWaiters.push({ upTo, resolve }));
+  }
+
+  status(): Status {
+    let waiting = 0;
+    for (const sent of this.#outbox.values()) if (!sent.confirmed) waiting++;
+    return waiting === 0 ? this.#status : { ...this.#status, unsaved: this.#status.unsaved + waiting };
+  }
+
+  docStatus(url: string): DocStatus {
+    const doc = this.#require(url);
+    const waiting = doc.pending.length;
+    return waiting === 0 ? doc.status : { ...doc.status, unsaved: doc.status.unsaved + waiting };
+  }
+
+  setOnline(online: boolean): void {
+    this.#call({ op: "setOnline", online }).catch((error: unknown) => this.#init.onEvent({ type: "error", error }));
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#post({ t: "bye" });
+    this.#closed = true;
+    this.#lockWatch.abort();
+    this.#port?.close();
+    this.#port = null;
+    for (const call of this.#calls.values()) call.reject(closedError());
+    this.#calls.clear();
+  }
+}
+
+function samePatches(a: readonly Patch[], b: readonly Patch[]): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+function unsupported(call: string, instead: string): SynclineError {
+  return new SynclineError(
+    "Unsupported",
+    `${call} is synchronous and the engine runs in a worker (createRepo({ worker: true })): use ${instead}`,
+  );
+}
+
+function mismatch(version: unknown): SynclineError {
+  return new SynclineError(
+    "WorkerMismatch",
+    `this page runs syncline ${PACKAGE_VERSION}, the shared worker of its origin runs ${String(version)}: close or reload the other tabs of this app so they all run one version`,
+  );
+}
+
+function closedError(): SynclineError {
+  return new SynclineError("Closed", "this repo is closed: create a new one with createRepo()");
+}

@@ -1,0 +1,549 @@
+/**
+ * The worker side of worker mode: one engine per repo name, shared by every
+ * tab of the origin that opens that repo, each tab on its own MessagePort
+ * (messages in `worker-protocol.ts`). Runs in the SharedWorker
+ * (`worker.ts`); takes the wasm `Core` as an argument, so it also runs
+ * under Node with a stand-in core for the protocol's unit tests.
+ *
+ * - The engine, its IndexedDB log and its one WebSocket live here; the
+ *   worker keeps each open document's value (patched, like a tab's) to
+ *   hand to tabs that open it later without re-reading the engine.
+ * - A tab's change arrives with the heads it was recorded against; it is
+ *   applied as of those heads (`Core.changeAt`), so indices mean what they
+ *   meant in that tab, and the resulting patches go to every tab showing
+ *   the document, in the order the engine made them: they are what each
+ *   tab's confirmed value is built from.
+ * - After each applied change a flush is started; when it completes, the
+ *   author hears which of its changes are durable (only then may it forget
+ *   them, and only then does its `flush()` resolve).
+ * - A change sent again after a handoff, whose hash the engine already has,
+ *   is confirmed without being applied twice.
+ * - Other tabs of the origin that run the engine in the page (not in worker
+ *   mode) still meet this engine over the repo's BroadcastChannel.
+ */
+import { adaptCore, type CoreApi, type CoreEvent, type CoreStatic, type RawCore } from "./core.js";
+import { fitOps } from "./rebase.js";
+import { applyPatches, opsToPatches } from "./snapshot.js";
+import { TabLink } from "./tabs.js";
+import { PACKAGE_VERSION } from "./version.js";
+import type { CallRequest, ChangeMessage, FromWorker, ToWorker, WireError } from "./worker-protocol.js";
+import { toWire } from "./worker-protocol.js";
+import type { DocStatus, Patch } from "./types.js";
+
+/** What the worker needs of the glue's object beyond `RawCore`. */
+export type WorkerRawCore = RawCore & {
+  changeAt(url: string, heads: string[], opsJson: string, message?: string): [string | null, Patch[] | null, Uint8Array | null];
+  restoreLocalChange(url: string, bytes: Uint8Array): string;
+};
+
+export interface PortLike {
+  postMessage(message: FromWorker, transfer?: Transferable[]): void;
+  onmessage: ((event: MessageEvent<ToWorker>) => void) | null;
+  start?(): void;
+  close?(): void;
+}
+
+interface Tab {
+  port: PortLike;
+  repo: RepoEngine | null;
+  docs: Set<string>;
+  /** Hashes of this tab's applied changes, by seq, until the tab has seen them confirmed. */
+  hashes: Map<number, { url: string; hash: string }>;
+  /** Applied changes not yet covered by a completed flush. */
+  undurable: number[];
+  tokenFunction: boolean;
+}
+
+interface WorkerDoc {
+  value: unknown;
+  heads: string[];
+  ready: Promise<void>;
+  tabs: Set<Tab>;
+}
+
+/**
+ * Serves the tabs of one origin. `connect` one port per tab; the first
+ * `hello` for a repo name opens its engine with that tab's options (later
+ * tabs share it; a tab with another storage key is refused with "WrongKey").
+ */
+export class WorkerHost {
+  readonly #Core: CoreStatic;
+  readonly #repos = new Map<string, Promise<RepoEngine>>();
+  readonly #onCrash: () => void;
+
+  /**
+   * `onCrash` runs after the wasm module trapped and every tab heard it:
+   * the SharedWorker ends itself there, so the next tab gets a fresh module.
+   */
+  constructor(Core: CoreStatic, onCrash: () => void = () => {}) {
+    this.#Core = Core;
+    this.#onCrash = onCrash;
+  }
+
+  connect(port: PortLike): void {
+    const tab: Tab = { port, repo: null, docs: new Set(), hashes: new Map(), undurable: [], tokenFunction: false };
+    port.onmessage = (event) => this.#receive(tab, event.data);
+    port.start?.();
+    port.postMessage({ t: "alive", version: PACKAGE_VERSION });
+  }
+
+  #receive(tab: Tab, message: ToWorker): void {
+    if (message.t === "hello") {
+      void this.#hello(tab, message);
+      return;
+    }
+    if (message.t === "bye") {
+      tab.repo?.leave(tab);
+      tab.port.close?.();
+      return;
+    }
+    if (!tab.repo) return; // nothing before a welcome
+    tab.repo.receive(tab, message);
+  }
+
+  async #hello(tab: Tab, hello: Extract<ToWorker, { t: "hello" }>): Promise<void> {
+    if (hello.version !== PACKAGE_VERSION) {
+      tab.port.postMessage({
+        t: "refused",
+        version: PACKAGE_VERSION,
+        error: {
+          code: "WorkerMismatch",
+          message: `this page runs syncline ${String(hello.version)}, its shared worker runs ${PACKAGE_VERSION}: close the other tabs of this app (or reload them) so they all run one version`,
+        },
+      });
+      return;
+    }
+    let opening = this.#repos.get(hello.name);
+    if (!opening) {
+      opening = RepoEngine.open(this.#Core, hello, () => {
+        this.#repos.delete(hello.name);
+        this.#onCrash();
+      });
+      this.#repos.set(hello.name, opening);
+      opening.catch(() => this.#repos.delete(hello.name));
+    }
+    let repo: RepoEngine;
+    try {
+      repo = await opening;
+    } catch (error) {
+      tab.port.postMessage({ t: "refused", version: PACKAGE_VERSION, error: toWire(error) });
+      return;
+    }
+    if (!sameBytes(repo.key, hello.key)) {
+      tab.port.postMessage({
+        t: "refused",
+        version: PACKAGE_VERSION,
+        error: { code: "WrongKey", message: "this repo is open in another tab with another storage key or passphrase" },
+      });
+      return;
+    }
+    tab.tokenFunction = hello.tokenFunction;
+    tab.repo = repo;
+    repo.join(tab);
+  }
+}
+
+/** One repo's engine and the tabs that use it. */
+class RepoEngine {
+  readonly key: Uint8Array;
+  readonly #core: CoreApi;
+  readonly #raw: WorkerRawCore;
+  readonly #tabs = new Set<Tab>();
+  readonly #docs = new Map<string, WorkerDoc>();
+  /** Opens waiting for their document's first data (from the relay or another tab). */
+  readonly #waiting = new Map<string, { resolve: () => void; reject: (error: WireError) => void }>();
+  readonly #link: TabLink;
+  /** A change sent again after a handoff and applied anew: its old hash → its new one. */
+  readonly #aliases = new Map<string, string>();
+  #flushing = false;
+  #flushAgain = false;
+  #tokenRequests = new Map<number, { resolve: (token: string) => void; reject: (error: Error) => void }>();
+  #nextTokenId = 1;
+  #crashed = false;
+
+  readonly #onFatal: () => void;
+
+  private constructor(raw: WorkerRawCore, key: Uint8Array, name: string, onCrash: () => void) {
+    this.key = key;
+    this.#raw = raw;
+    this.#onFatal = onCrash;
+    this.#core = adaptCore(raw, (error) => this.#crash(error, onCrash));
+    this.#link = new TabLink(name, {
+      message: (bytes) => {
+        try {
+          this.#core.receivedFromTab(bytes);
+        } catch (error) {
+          this.#everyone({ t: "error", error: toWire(error) });
+        }
+      },
+      deleted: (url) => this.#forget(url),
+      leader: () => this.#core.setCompactionEnabled(true),
+    });
+    this.#core.setTabSync(this.#link.linked);
+    if (this.#link.coordinated) this.#core.setCompactionEnabled(false);
+  }
+
+  static async open(Core: CoreStatic, hello: Extract<ToWorker, { t: "hello" }>, onCrash: () => void): Promise<RepoEngine> {
+    let engine: RepoEngine | undefined;
+    const early: CoreEvent[] = [];
+    const onEvent = (event: CoreEvent): void => {
+      if (engine) engine.#event(event);
+      else early.push(event);
+    };
+    const options = { ...hello.options, token: hello.tokenFunction ? (docId: string) => engine!.#askToken(docId) : hello.options.token };
+    const raw = (Core.openWith
+      ? await Core.openWith(hello.name, hello.relay, onEvent, hello.key, options)
+      : await Core.open(hello.name, hello.relay, onEvent, hello.key)) as WorkerRawCore;
+    engine = new RepoEngine(raw, hello.key, hello.name, onCrash);
+    for (const event of early) engine.#event(event);
+    return engine;
+  }
+
+  join(tab: Tab): void {
+    this.#tabs.add(tab);
+    tab.port.postMessage({ t: "welcome", version: PACKAGE_VERSION, status: this.#core.status() });
+  }
+
+  leave(tab: Tab): void {
+    this.#tabs.delete(tab);
+    for (const url of tab.docs) this.#docs.get(url)?.tabs.delete(tab);
+    tab.docs.clear();
+  }
+
+  receive(tab: Tab, message: ToWorker): void {
+    if (this.#crashed) return;
+    switch (message.t) {
+      case "change":
+        this.#change(tab, message);
+        break;
+      case "call":
+        void this.#call(tab, message.id, message);
+        break;
+      case "token": {
+        const request = this.#tokenRequests.get(message.id);
+        if (message.token !== undefined) {
+          this.#tokenRequests.delete(message.id);
+          request?.resolve(message.token);
+        }
+        else request?.reject(Object.assign(new Error(message.error?.message ?? "no token"), { code: "TokenProvider" }));
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  #change(tab: Tab, message: ChangeMessage): void {
+    const doc = this.#docs.get(message.url);
+    if (!doc) {
+      tab.port.postMessage({ t: "rejected", seq: message.seq, url: message.url, error: { code: "DocNotFound", message: "the document is not open" } });
+      return;
+    }
+    // A change sent while its doc is still opening here (after a handoff) waits for it, in order.
+    void doc.ready.then(
+      () => this.#apply(tab, doc, message),
+      (error: unknown) => tab.port.postMessage({ t: "rejected", seq: message.seq, url: message.url, error: toWire(error) }),
+    );
+  }
+
+  #apply(tab: Tab, doc: WorkerDoc, message: ChangeMessage): void {
+    const { url, seq } = message;
+    for (const [earlier, entry] of tab.hashes) {
+      if (entry.url === url && !message.before.includes(earlier)) tab.hashes.delete(earlier);
+    }
+    let hash: string | null;
+    let patches: Patch[];
+    let bytes: Uint8Array | null = null;
+    if (message.bytes !== undefined) {
+      // Sent again after a handoff with the change itself: restored with its
+      // own hash (a no-op if it is here already, from the disk or the relay);
+      // its patches come as "changed".
+      try {
+        hash = this.#raw.restoreLocalChange(url, message.bytes);
+      } catch (error) {
+        tab.port.postMessage({ t: "rejected", seq, url, error: toWire(error) });
+        return;
+      }
+      patches = [];
+      bytes = message.bytes;
+    } else {
+      const heads = new Set(message.heads.map((head) => this.#aliases.get(head) ?? head));
+      for (const earlier of message.before) {
+        const entry = tab.hashes.get(earlier);
+        if (entry?.url === url) heads.add(entry.hash);
+      }
+      try {
+        [hash, patches, bytes] = this.#changeAt(url, doc, [...heads], message);
+      } catch (error) {
+        tab.port.postMessage({ t: "rejected", seq, url, error: toWire(error) });
+        return;
+      }
+    }
+    if (hash !== null) tab.hashes.set(seq, { url, hash });
+    if (message.hash !== undefined && hash !== null && hash !== message.hash) this.#aliases.set(message.hash, hash);
+    this.#publish(url, doc, patches, { tab, seq, hash, bytes });
+    tab.undurable.push(seq);
+    this.#flushSoon();
+  }
+
+  /**
+   * Applies a tab's change as of its heads. Heads this engine does not have
+   * (lost with a previous worker) mean "now", with the ops fitted to the
+   * current value (`rebase.ts`).
+   */
+  #changeAt(url: string, doc: WorkerDoc, heads: string[], message: ChangeMessage): [string | null, Patch[], Uint8Array | null] {
+    let ops = message.ops;
+    let result: [string | null, Patch[] | null, Uint8Array | null];
+    try {
+      result = this.#raw.changeAt(url, heads, JSON.stringify(ops), message.message);
+    } catch (error) {
+      if ((error as { code?: unknown } | null)?.code !== "UnknownHeads") throw error;
+      ops = fitOps(doc.value, ops);
+      result = this.#raw.changeAt(url, [], JSON.stringify(ops), message.message);
+    }
+    return [result[0], result[1] ?? opsToPatches(ops), result[2] ?? null];
+  }
+
+
+  /** Patches of `url`, in the engine's order, to every tab showing it; the author also gets the change's hash and bytes. */
+  #publish(url: string, doc: WorkerDoc, patches: Patch[], own?: { tab: Tab; seq: number; hash: string | null; bytes: Uint8Array | null }): void {
+    doc.value = applyPatches(doc.value, patches);
+    doc.heads = this.#core.heads(url);
+    let mine: { seq: number; hash: string | null; bytes?: Uint8Array } | undefined;
+    if (own) {
+      mine = { seq: own.seq, hash: own.hash };
+      if (own.bytes) mine.bytes = own.bytes;
+    }
+    for (const tab of doc.tabs) {
+      const message: FromWorker = { t: "patches", url, patches, heads: doc.heads };
+      if (own?.tab === tab && mine) message.own = mine;
+      tab.port.postMessage(message);
+    }
+    if (own && mine && !doc.tabs.has(own.tab)) {
+      own.tab.port.postMessage({ t: "patches", url, patches, heads: doc.heads, own: mine });
+    }
+  }
+
+
+  /** One flush at a time; each tells the tabs which of their changes it made durable. */
+  #flushSoon(): void {
+    if (this.#flushing) {
+      this.#flushAgain = true;
+      return;
+    }
+    this.#flushing = true;
+    const covered = [...this.#tabs].filter((tab) => tab.undurable.length > 0).map((tab) => {
+      const seqs = tab.undurable;
+      tab.undurable = [];
+      return { tab, seqs };
+    });
+    this.#core.flush().then(
+      () => {
+        for (const { tab, seqs } of covered) tab.port.postMessage({ t: "durable", seqs });
+      },
+      (error: unknown) => {
+        // Not durable: the seqs wait for the next flush that succeeds.
+        for (const { tab, seqs } of covered) tab.undurable.unshift(...seqs);
+        this.#everyone({ t: "error", error: toWire(error) });
+      },
+    ).finally(() => {
+      this.#flushing = false;
+      if (this.#flushAgain) {
+        this.#flushAgain = false;
+        this.#flushSoon();
+      }
+    });
+  }
+
+  async #call(tab: Tab, id: number, request: CallRequest): Promise<void> {
+    try {
+      const value = await this.#answer(tab, request);
+      tab.port.postMessage({ t: "reply", id, value });
+    } catch (error) {
+      tab.port.postMessage({ t: "reply", id, error: toWire(error) });
+    }
+  }
+
+  async #answer(tab: Tab, request: CallRequest): Promise<unknown> {
+    const core = this.#core;
+    switch (request.op) {
+      case "create": {
+        const url = core.create(request.initial) as string;
+        const doc: WorkerDoc = { value: core.value(url), heads: core.heads(url), ready: Promise.resolve(), tabs: new Set([tab]) };
+        this.#docs.set(url, doc);
+        tab.docs.add(url);
+        // Durable before the tab hears of it: a handoff right after can't lose it.
+        await core.flush();
+        return { url, value: doc.value, heads: doc.heads };
+      }
+      case "open": {
+        const doc = this.#open(request.url);
+        await doc.ready;
+        doc.tabs.add(tab);
+        tab.docs.add(request.url);
+        return { url: request.url, value: doc.value, heads: doc.heads };
+      }
+      case "delete": {
+        if (!this.#docs.has(request.url)) await core.openDoc(request.url);
+        core.deleteDoc(request.url);
+        await core.flush();
+        this.#forget(request.url, tab);
+        this.#link.postDeleted(request.url);
+        return undefined;
+      }
+      case "flush":
+        await core.flush();
+        return undefined;
+      case "history":
+        return core.history(request.url);
+      case "valueAt":
+        return core.valueAt(request.url, request.heads);
+      case "setPresence":
+        if (request.state) core.setPresence(request.url, request.state);
+        else core.clearPresence(request.url);
+        return undefined;
+      case "setOnline":
+        core.setOnline(request.online);
+        return undefined;
+      case "barrier":
+        // Changes queued behind their documents' opening run before this answers.
+        await Promise.allSettled([...tab.docs].map((url) => this.#docs.get(url)?.ready));
+        return undefined;
+    }
+  }
+
+  /** The document, opening it in the engine on first use. */
+  #open(url: string): WorkerDoc {
+    const known = this.#docs.get(url);
+    if (known) return known;
+    const doc: WorkerDoc = { value: undefined, heads: [], ready: Promise.resolve(), tabs: new Set() };
+    doc.ready = (async () => {
+      const hasData = await this.#core.openDoc(url);
+      if (!hasData) {
+        // Until the relay (or another tab) sends it, or refuses it.
+        await new Promise<void>((resolve, reject) => this.#waiting.set(url, { resolve, reject }));
+      }
+      doc.value = this.#core.value(url);
+      doc.heads = this.#core.heads(url);
+    })();
+    doc.ready.catch(() => {
+      if (this.#docs.get(url) === doc) this.#docs.delete(url);
+    });
+    this.#docs.set(url, doc);
+    return doc;
+  }
+
+  /** A document deleted (here, or by another tab of the origin): every tab forgets it. */
+  #forget(url: string, except?: Tab): void {
+    const doc = this.#docs.get(url);
+    this.#docs.delete(url);
+    if (except === undefined) {
+      try {
+        this.#core.deleteDoc(url);
+      } catch {
+        // Not open in this engine.
+      }
+    }
+    for (const tab of doc?.tabs ?? []) {
+      tab.docs.delete(url);
+      if (tab !== except) tab.port.postMessage({ t: "deleted", url });
+    }
+  }
+
+  #event(event: CoreEvent): void {
+    switch (event.type) {
+      case "changed": {
+        const waiting = this.#waiting.get(event.url);
+        if (waiting) {
+          this.#waiting.delete(event.url);
+          waiting.resolve();
+          return;
+        }
+        const doc = this.#docs.get(event.url);
+        // Patches of a doc still opening are in the value it reads once open.
+        if (doc && doc.value !== undefined) this.#publish(event.url, doc, event.patches);
+        return;
+      }
+      case "caughtUp": {
+        const waiting = this.#waiting.get(event.url);
+        this.#waiting.delete(event.url);
+        waiting?.resolve();
+        for (const tab of this.#docs.get(event.url)?.tabs ?? []) tab.port.postMessage({ t: "caughtUp", url: event.url });
+        return;
+      }
+      case "status": {
+        for (const tab of this.#tabs) {
+          const docs: Record<string, DocStatus> = {};
+          for (const url of tab.docs) {
+            try {
+              docs[url] = this.#core.docStatus(url);
+            } catch {
+              // deleted meanwhile
+            }
+          }
+          tab.port.postMessage({ t: "status", status: event.status, docs });
+        }
+        return;
+      }
+      case "broadcast":
+        this.#link.post(event.bytes);
+        return;
+      case "presence":
+        for (const tab of this.#docs.get(event.url)?.tabs ?? []) {
+          tab.port.postMessage({ t: "presence", url: event.url, peer: event.peer, state: event.state });
+        }
+        return;
+      case "error": {
+        const error = toWire(event.error);
+        if (event.url !== undefined) {
+          const waiting = this.#waiting.get(event.url);
+          if (waiting) {
+            this.#waiting.delete(event.url);
+            waiting.reject(error);
+          }
+        }
+        this.#everyone(event.url === undefined ? { t: "error", error } : { t: "error", error, url: event.url });
+        return;
+      }
+      case "crashed":
+        this.#crash(event.error, this.#onFatal);
+        return;
+    }
+  }
+
+  #everyone(message: FromWorker): void {
+    for (const tab of this.#tabs) tab.port.postMessage(message);
+  }
+
+  /**
+   * Asks every tab that has the app's token function; the first answer
+   * counts (a tab that closed without saying so never answers).
+   */
+  #askToken(docId: string): Promise<string> {
+    const tabs = [...this.#tabs].filter((candidate) => candidate.tokenFunction);
+    if (tabs.length === 0) return Promise.reject(new Error("no open tab can provide a token"));
+    const id = this.#nextTokenId++;
+    return new Promise<string>((resolve, reject) => {
+      let refusals = 0;
+      this.#tokenRequests.set(id, {
+        resolve,
+        reject: (error) => {
+          if (++refusals === tabs.length) reject(error);
+        },
+      });
+      for (const tab of tabs) tab.port.postMessage({ t: "token?", id, docId });
+    });
+  }
+
+  #crash(error: unknown, onCrash: () => void): void {
+    if (this.#crashed) return;
+    this.#crashed = true;
+    this.#link.close();
+    this.#everyone({ t: "crashed", error: toWire(error) });
+    onCrash();
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}

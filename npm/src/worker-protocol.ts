@@ -1,0 +1,107 @@
+/**
+ * The messages between a tab and the shared worker that runs the engine
+ * (worker mode, `createRepo({ worker: true })`), over one MessagePort per
+ * tab and repo. Plain structured-clone data only: no functions, no class
+ * instances (errors cross as `{ code, message }`).
+ *
+ * The first message each way names the package version; a peer of another
+ * version is refused with code "WorkerMismatch" before anything else is
+ * read (see `worker-host.ts` and `worker-client.ts`).
+ *
+ * Changes are numbered per tab (`seq`, from 1). The worker answers each
+ * applied change with the patches it made (to every tab showing the doc;
+ * to the author with `own: { seq, hash }`), and later lists the seqs that
+ * storage has made durable. A tab keeps each change until it is durable
+ * and sends it again to a new worker after a handoff; `hash`, once known,
+ * lets the new worker skip a change it already has.
+ */
+import type { DocStatus, HistoryEntry, JsonValue, Op, Patch, Status, TransportOptions } from "./types.js";
+
+/** Held by the worker for as long as it lives; a tab that obtains it knows the worker is gone. */
+export const WORKER_LOCK = "syncline-worker-alive";
+
+export interface WireError {
+  code: string;
+  message: string;
+}
+
+/** One change a tab made, as sent (and, after a handoff, sent again). */
+export interface ChangeMessage {
+  t: "change";
+  seq: number;
+  url: string;
+  ops: Op[];
+  /** The heads of the value the tab recorded the ops against (its last confirmed value). */
+  heads: string[];
+  /** The tab's earlier changes of this doc it had not yet seen confirmed: their effects were in its value too. */
+  before: number[];
+  message?: string;
+  /** The change's hash, when a previous worker reported it (a re-send). */
+  hash?: string;
+  /** The change itself as that worker encoded it: restored as is (same hash), not made again. */
+  bytes?: Uint8Array;
+}
+
+export type CallRequest =
+  | { op: "create"; initial: JsonValue | undefined }
+  | { op: "open"; url: string }
+  | { op: "delete"; url: string }
+  | { op: "flush" }
+  | { op: "history"; url: string }
+  | { op: "valueAt"; url: string; heads: string[] }
+  | { op: "setPresence"; url: string; state: Uint8Array | null }
+  | { op: "setOnline"; online: boolean }
+  /** Answered once everything sent before it on this port was handled. */
+  | { op: "barrier" };
+
+export interface OpenedDoc {
+  url: string;
+  value: unknown;
+  heads: string[];
+}
+
+export type ToWorker =
+  | {
+      t: "hello";
+      version: string;
+      name: string;
+      relay: string[] | undefined;
+      /** Transport and storage options, without the token function. */
+      options: Omit<TransportOptions, "token"> & { durability: string; maxUnsavedBytes?: number; token?: string };
+      /** The app gave a token function: the worker asks this tab for tokens. */
+      tokenFunction: boolean;
+      key: Uint8Array;
+    }
+  | ({ t: "call"; id: number } & CallRequest)
+  | ChangeMessage
+  | { t: "token"; id: number; token?: string; error?: WireError }
+  | { t: "bye" };
+
+export type FromWorker =
+  /** Sent as soon as the worker script runs, before the engine loads. */
+  | { t: "alive"; version: string }
+  | { t: "welcome"; version: string; status: Status }
+  | { t: "refused"; version: string; error: WireError }
+  | { t: "reply"; id: number; value?: unknown; error?: WireError }
+  | { t: "patches"; url: string; patches: Patch[]; heads: string[]; own?: { seq: number; hash: string | null; bytes?: Uint8Array } }
+  /** The change `seq` failed in the engine; nothing of it was applied. */
+  | { t: "rejected"; seq: number; url: string; error: WireError }
+  | { t: "durable"; seqs: number[] }
+  | { t: "status"; status: Status; docs: Record<string, DocStatus> }
+  | { t: "caughtUp"; url: string }
+  | { t: "presence"; url: string; peer: string; state: Uint8Array | null }
+  | { t: "error"; error: WireError; url?: string }
+  | { t: "deleted"; url: string }
+  | { t: "token?"; id: number; docId: string }
+  | { t: "crashed"; error: WireError };
+
+export type { HistoryEntry };
+
+/** An error as it crosses a port: its code and message only (never its cause, which may hold anything). */
+export function toWire(error: unknown): WireError {
+  const record = (typeof error === "object" && error !== null ? error : {}) as { code?: unknown; message?: unknown };
+  return {
+    code: typeof record.code === "string" ? record.code : "Internal",
+    message: typeof record.message === "string" ? record.message : String(error),
+  };
+}

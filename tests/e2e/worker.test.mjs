@@ -1,0 +1,242 @@
+// Worker mode (`createRepo({ worker: true })`): the engine of every tab of
+// an origin runs in one SharedWorker. Three tabs make one relay connection;
+// edits cross between them and to another browser context; the worker can
+// be killed while a tab types and nothing is lost; offline and back; a
+// worker script that can't load falls back to the page.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { TIMEOUT, useRelay, useSiteAndBrowser } from "./harness.mjs";
+import { waitInPage } from "./pages.mjs";
+
+const env = useSiteAndBrowser();
+const relays = useRelay();
+
+async function openTab(context, name, { worker = true, pkg = "/dist/index.js", repoName = "w" } = {}) {
+  const page = await context.newPage();
+  page.on("pageerror", (error) => console.error(`[${name}] page error: ${error.message}`));
+  page.on("console", (message) => {
+    if (message.type() === "error" && !/^WebSocket connection to .* failed/.test(message.text())) {
+      console.error(`[${name}] console.error: ${message.text()}`);
+    }
+  });
+  await page.goto(`${env.site.url}/`);
+  await page.evaluate(
+    async ({ relay, worker, pkg, repoName }) => {
+      const { createRepo } = await import(pkg);
+      window.errors = [];
+      window.repo = await createRepo({ relay, name: repoName, worker });
+      window.repo.on("error", (e) => window.errors.push(`${e.code}: ${e.message}`));
+    },
+    { relay: relays.relay.wsUrl, worker, pkg, repoName },
+  );
+  return page;
+}
+
+const metric = async (name) => {
+  const text = await (await fetch(`${relays.relay.httpUrl}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  return line === undefined ? undefined : Number(line.split(" ")[1]);
+};
+
+async function waitFor(check, what, timeout = TIMEOUT.sync) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+const openDoc = (page, url) =>
+  page.evaluate(async (url) => {
+    window.doc = await window.repo.open(url);
+  }, url);
+
+const push = (page, item) =>
+  page.evaluate((item) => {
+    window.doc.change((d) => {
+      d.items.push(item);
+    });
+  }, item);
+
+const waitForItems = (page, expected, what) =>
+  waitInPage(
+    page,
+    (expected) => window.doc && JSON.stringify([...window.doc.value.items].sort()) === JSON.stringify(expected),
+    [...expected].sort(),
+    TIMEOUT.sync,
+    what,
+  );
+
+/** Three worker-mode tabs of `repoName` in `context`; the first creates a doc the others open. Returns the tabs and its URL. */
+async function threeTabsOnOneDoc(context, repoName, initial) {
+  const tabs = [];
+  for (const name of ["a", "b", "c"]) tabs.push(await openTab(context, `${repoName}-${name}`, { repoName }));
+  const url = await tabs[0].evaluate(async (initial) => {
+    window.doc = await window.repo.create(initial);
+    return window.doc.url;
+  }, initial);
+  await openDoc(tabs[1], url);
+  await openDoc(tabs[2], url);
+  return { tabs, url };
+}
+
+/** Terminates every SharedWorker of the browser (as a crash would): through the DevTools protocol. */
+async function killSharedWorkers(browser) {
+  const cdp = await browser.newBrowserCDPSession();
+  try {
+    const { targetInfos } = await cdp.send("Target.getTargets");
+    const workers = targetInfos.filter((target) => target.type === "shared_worker");
+    for (const worker of workers) await cdp.send("Target.closeTarget", { targetId: worker.targetId });
+    return workers.length;
+  } finally {
+    await cdp.detach().catch(() => {});
+  }
+}
+
+test("three tabs in worker mode share one relay connection; edits reach every tab and another browser", { timeout: 120_000 }, async () => {
+  const context = await env.browser.newContext();
+  const other = await env.browser.newContext();
+  try {
+    assert.equal(await metric("syncline_connections"), 0);
+    const tabs = [await openTab(context, "tab-a"), await openTab(context, "tab-b"), await openTab(context, "tab-c")];
+    for (const tab of tabs) assert.equal(await tab.evaluate(() => window.repo.status.mode), "worker");
+    await waitFor(async () => (await metric("syncline_connections")) === 1, "one connection");
+    const [a, b, c] = tabs;
+    const url = await a.evaluate(async () => {
+      window.doc = await window.repo.create({ items: ["first"] });
+      return window.doc.url;
+    });
+    await openDoc(b, url);
+    await openDoc(c, url);
+    for (const tab of tabs) await waitForItems(tab, ["first"], "the created doc in every tab");
+
+    await Promise.all([push(a, "from a"), push(b, "from b"), push(c, "from c")]);
+    const all = ["first", "from a", "from b", "from c"];
+    for (const tab of tabs) await waitForItems(tab, all, "every tab's edit in every tab");
+    assert.equal(await metric("syncline_connections"), 1, "still one connection for three tabs");
+    // No wasm in the pages: the engine is the worker's.
+    for (const tab of tabs) {
+      assert.equal(await tab.evaluate(() => performance.getEntriesByType("resource").some((r) => r.name.endsWith(".wasm"))), false);
+    }
+
+    // Another browser (its own storage, in-page mode) gets everything through the relay, and its edits come back.
+    const d = await openTab(other, "other", { worker: false });
+    await openDoc(d, url);
+    await waitForItems(d, all, "the edits in another browser");
+    await push(d, "from d");
+    for (const tab of tabs) await waitForItems(tab, [...all, "from d"], "another browser's edit in every tab");
+    assert.equal(await metric("syncline_connections"), 2);
+
+    // history and view: async in worker mode; the sync ones throw a typed error.
+    const seen = await b.evaluate(async () => {
+      let code;
+      try {
+        window.doc.history();
+      } catch (error) {
+        code = error.code;
+      }
+      const history = await window.doc.historyAsync();
+      const view = await window.doc.viewAsync(window.doc.heads());
+      return { code, changes: history.length, same: JSON.stringify(view) === JSON.stringify(window.doc.value) };
+    });
+    assert.deepEqual(seen, { code: "Unsupported", changes: 5, same: true });
+    for (const tab of [...tabs, d]) assert.deepEqual(await tab.evaluate(() => window.errors), []);
+  } finally {
+    await context.close();
+    await other.close();
+  }
+});
+
+test("the worker killed while a tab types: another starts within 1 s and nothing is lost", { timeout: 180_000 }, async () => {
+  const context = await env.browser.newContext();
+  const other = await env.browser.newContext();
+  try {
+    const {
+      tabs: [a, b, c],
+      url,
+    } = await threeTabsOnOneDoc(context, "kill", { items: [] });
+    const COUNT = 300;
+    // B types one item every 2 ms; every 25th change it awaits flush() and records what it covered.
+    await b.evaluate((count) => {
+      window.flushed = [];
+      window.typing = (async () => {
+        for (let i = 0; i < count; i++) {
+          window.doc.change((d) => {
+            d.items.push(`b${i}`);
+          });
+          if (i % 25 === 24) {
+            await window.repo.flush();
+            window.flushed.push(i);
+          } else await new Promise((resolve) => setTimeout(resolve, 2));
+        }
+      })();
+    }, COUNT);
+    await waitInPage(b, () => window.doc.value.items.length >= 60, undefined, TIMEOUT.sync, "typing under way");
+    const killedAt = Date.now();
+    assert.ok((await killSharedWorkers(env.browser)) >= 1, "a shared worker to kill");
+    // A changes during the handoff too.
+    await push(a, "a during handoff");
+    await a.evaluate(() => window.repo.flush());
+    const handoffMs = Date.now() - killedAt;
+    await b.evaluate(() => window.typing);
+    await b.evaluate(() => window.repo.flush());
+    const expected = ["a during handoff", ...Array.from({ length: COUNT }, (_, i) => `b${i}`)];
+    for (const tab of [a, b, c]) await waitForItems(tab, expected, "every change after the handoff");
+    // Exactly once each.
+    assert.equal(await c.evaluate(() => window.doc.value.items.length), expected.length);
+    // The relay has them all: a fresh browser sees them.
+    const d = await openTab(other, "k-d", { worker: false, repoName: "kill" });
+    await openDoc(d, url);
+    await waitForItems(d, expected, "everything at the relay");
+    await waitFor(async () => (await metric("syncline_connections")) === 2, "one connection for the three tabs again, one for the other browser");
+    console.log(`handoff: flush() across the worker's death resolved ${handoffMs} ms after the kill`);
+    assert.ok(handoffMs < 1000, `the new worker took over within 1 s (took ${handoffMs} ms)`);
+    for (const tab of [a, b, c, d]) assert.deepEqual(await tab.evaluate(() => window.errors), []);
+  } finally {
+    await context.close();
+    await other.close();
+  }
+});
+
+test("offline and back with three tabs in worker mode", { timeout: 120_000 }, async () => {
+  const context = await env.browser.newContext();
+  const other = await env.browser.newContext();
+  try {
+    const { tabs, url } = await threeTabsOnOneDoc(context, "off", { items: [] });
+    const [a, b, c] = tabs;
+    const d = await openTab(other, "o-d", { worker: false, repoName: "off" });
+    await openDoc(d, url);
+    // One switch: the tabs share one connection.
+    await b.evaluate(() => window.repo.setOnline(false));
+    for (const tab of tabs) await waitInPage(tab, () => window.repo.status.connection === "offline", undefined, TIMEOUT.offline, "offline in every tab");
+    await Promise.all([push(a, "a offline"), push(b, "b offline"), push(c, "c offline"), push(d, "d online")]);
+    for (const tab of tabs) await waitForItems(tab, ["a offline", "b offline", "c offline"], "offline edits between the tabs");
+    await waitForItems(d, ["d online"], "the other browser alone");
+    await b.evaluate(() => window.repo.setOnline(true));
+    const all = ["a offline", "b offline", "c offline", "d online"];
+    for (const tab of [...tabs, d]) await waitForItems(tab, all, "everything once back online");
+    await waitInPage(a, () => window.repo.status.pending === 0 && window.repo.status.unsaved === 0, undefined, TIMEOUT.sync, "nothing pending");
+  } finally {
+    await context.close();
+    await other.close();
+  }
+});
+
+test("a worker script that can't load: the repo runs in the page and status says why", { timeout: 60_000 }, async () => {
+  const context = await env.browser.newContext();
+  try {
+    const page = await openTab(context, "fallback", { pkg: "/no-worker/index.js", repoName: "fallback" });
+    const status = await page.evaluate(() => window.repo.status);
+    assert.equal(status.mode, "page");
+    assert.match(status.warning, /worker/);
+    const value = await page.evaluate(async () => {
+      const doc = await window.repo.create({ items: ["works"] });
+      return doc.value;
+    });
+    assert.deepEqual(value, { items: ["works"] });
+  } finally {
+    await context.close();
+  }
+});
