@@ -25,11 +25,16 @@
 //! thousands of deltas, so the engine applies them through [`Pending`]:
 //! each delta is decoded on its own (a damaged one fails alone, under its
 //! id), then the changes of all of them go to Automerge in one call. If
-//! that call fails, nothing was applied (Automerge 0.12 checks a batch
-//! before it changes the document) and the deltas are applied again one
-//! call each, so the failure is pinned on the delta that causes it, as if
-//! they had been applied one by one from the start. A snapshot among them
-//! is loaded in its place in the order, after the deltas before it.
+//! that call fails, none of its changes were applied: Automerge 0.12 checks
+//! the whole batch (a second change for an actor's sequence number, a
+//! second author) before it applies any of it. The one thing the check may
+//! touch is Automerge's queue of changes waiting for their dependencies: a
+//! change reusing a sequence number the document holds drops the queued
+//! changes of its actor after it, as the call for that delta alone does.
+//! The deltas are then applied again one call each, so the failure is
+//! pinned on the delta that causes it, as if they had been applied one by
+//! one from the start. A snapshot among them is loaded in its place in the
+//! order, after the deltas before it.
 
 use std::cell::Cell;
 

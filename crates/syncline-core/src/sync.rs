@@ -4,8 +4,10 @@
 //! its cursor and push the whole outbox in order; apply incoming deltas and
 //! advance each cursor in the same atomic batch that stores them; retire an
 //! outbox entry only when the relay acks it (the relay acks only after its
-//! own commit). A connection lost at any point loses nothing: the outbox and
-//! cursors are durable, and the next `Welcome` starts over from them.
+//! own commit); the deltas of one frame go to Automerge in one call (see
+//! [`crate::delta`]). A connection lost at any point loses nothing: the
+//! outbox and cursors are durable, and the next `Welcome` starts over from
+//! them.
 //!
 //! The session does not trust the link either. A gap in the sequence (a
 //! lost or reordered frame) stops the cursor and re-subscribes from it; a
