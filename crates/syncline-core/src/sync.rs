@@ -471,15 +471,14 @@ impl Engine {
         }
         let mut current: Option<(DocId, Vec<PushDelta>, usize)> = None;
         let mut frames = Vec::new();
-        for i in range {
+        // Skipped: a held delta whose author's push may still be committed,
+        // or an entry that waits for an earlier one's write (`persisted`
+        // pushes it then): see `crate::outbox`. Pushing one does not change
+        // which others may go.
+        let pushable: Vec<usize> = self.outbox.pushable(range, now_ms).collect();
+        for i in pushable {
             let doc = self.outbox.get(i).entry().doc;
             if only.is_some_and(|only| only != doc) {
-                continue;
-            }
-            // A held delta whose author's push may still be committed, or
-            // an entry that waits for an earlier one's write (`persisted`
-            // pushes it then): see `crate::outbox`.
-            if !self.outbox.may_push(i, now_ms) {
                 continue;
             }
             if !self.may_write(&doc) {
