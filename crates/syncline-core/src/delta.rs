@@ -14,6 +14,29 @@
 //! `Snapshot` after compacting; it stands for every delta up to the
 //! relay sequence it covers, and a replica catching up recognises it (after
 //! opening it) by that byte.
+//!
+//! # Many deltas, one Automerge call
+//!
+//! An Automerge `apply_changes` call walks the objects its changes touch,
+//! so its cost grows with the document, not only with the changes: ten
+//! thousand keystroke deltas applied one call each took about a minute
+//! natively, in one call a few tens of milliseconds
+//! (`docs/benchmarks/divergence.md`). A frame from the relay carries up to
+//! thousands of deltas, so the engine applies them through [`Pending`]:
+//! each delta is decoded on its own (a damaged one fails alone, under its
+//! id), then the changes of all of them go to Automerge in one call. If
+//! that call fails, none of its changes were applied: Automerge 0.12 checks
+//! the whole batch (a second change for an actor's sequence number, a
+//! second author) before it applies any of it. The one thing the check may
+//! touch is Automerge's queue of changes waiting for their dependencies: a
+//! change reusing a sequence number the document holds drops the queued
+//! changes of its actor after it, as the call for that delta alone does.
+//! The deltas are then applied again one call each, so the failure is
+//! pinned on the delta that causes it, as if they had been applied one by
+//! one from the start. A snapshot among them is loaded in its place in the
+//! order, after the deltas before it.
+
+use std::cell::Cell;
 
 use automerge::{AutoCommit, AutomergeError, Change, LoadChangeError};
 use serde::{Deserialize, Serialize};
@@ -129,14 +152,134 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Change>, DeltaError> {
 /// changes whose dependencies are missing wait inside Automerge.
 pub fn apply(doc: &mut AutoCommit, bytes: &[u8]) -> Result<(), DeltaError> {
     if let Some((&SNAPSHOT_FORMAT, saved)) = bytes.split_first() {
-        return doc
-            .load_incremental(saved)
-            .map(|_| ())
-            .map_err(|e| DeltaError::BadSnapshot(Box::new(e)));
+        return load_snapshot(doc, saved);
     }
-    let changes = decode(bytes)?;
+    apply_changes(doc, decode(bytes)?)
+}
+
+/// Deltas waiting to be applied together (see the module docs): each is
+/// decoded when pushed, and [`Pending::apply`] applies them in the order
+/// pushed with one Automerge call for each run of deltas between
+/// snapshots. `T` tags each delta (its id, its sequence) so that its
+/// outcome comes back with it.
+pub struct Pending<T> {
+    items: Vec<(T, Result<Opened, DeltaError>)>,
+}
+
+/// A delta's plaintext and what it holds.
+struct Opened {
+    plain: Vec<u8>,
+    /// Its changes; `None` for a snapshot (applied by `load_incremental`).
+    changes: Option<Vec<Change>>,
+}
+
+impl<T> Default for Pending<T> {
+    fn default() -> Self {
+        Self { items: Vec::new() }
+    }
+}
+
+impl<T> Pending<T> {
+    /// Adds a delta: its plaintext, or why it could not be opened.
+    pub fn push(&mut self, tag: T, opened: Result<Vec<u8>, DeltaError>) {
+        let opened = opened.and_then(|plain| {
+            let changes = match is_snapshot(&plain) {
+                true => None,
+                false => Some(decode(&plain)?),
+            };
+            Ok(Opened { plain, changes })
+        });
+        self.items.push((tag, opened));
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Applies every delta pushed, in order, and returns each one's
+    /// outcome in that order: its plaintext, or why it is unusable. Those
+    /// that failed changed nothing; the others are applied (or wait inside
+    /// Automerge for changes they depend on), exactly as one call per delta
+    /// would have left them.
+    pub fn apply(&mut self, doc: &mut AutoCommit) -> Vec<(T, Result<Vec<u8>, DeltaError>)> {
+        let mut outcomes = Vec::with_capacity(self.items.len());
+        let mut run = Vec::new();
+        for (tag, opened) in std::mem::take(&mut self.items) {
+            match opened {
+                Ok(Opened {
+                    plain,
+                    changes: None,
+                }) => {
+                    // A snapshot: after the deltas before it.
+                    apply_run(doc, std::mem::take(&mut run), &mut outcomes);
+                    let loaded = load_snapshot(doc, &plain[1..]);
+                    outcomes.push((tag, loaded.map(|_| plain)));
+                }
+                opened => run.push((tag, opened)),
+            }
+        }
+        apply_run(doc, run, &mut outcomes);
+        outcomes
+    }
+}
+
+type Outcome<T> = (T, Result<Vec<u8>, DeltaError>);
+
+/// Applies the changes of a run of deltas with one Automerge call; should
+/// it fail, with one call per delta, to pin the failure on its delta.
+fn apply_run<T>(
+    doc: &mut AutoCommit,
+    run: Vec<(T, Result<Opened, DeltaError>)>,
+    outcomes: &mut Vec<Outcome<T>>,
+) {
+    let decoded = run.iter().filter(|(_, o)| o.is_ok()).count();
+    let all = run
+        .iter()
+        .filter_map(|(_, o)| o.as_ref().ok())
+        .flat_map(|o| o.changes.iter().flatten().cloned());
+    // Automerge 0.12 checks the whole batch (no change whose actor and
+    // sequence number it holds already, or twice; no second author for an
+    // actor) before it applies any of it, so a failed call applied nothing:
+    // the calls one per delta below meet the document as it was.
+    let together = decoded > 1 && apply_changes(doc, all).is_ok();
+    for (tag, opened) in run {
+        let outcome = opened.and_then(|o| {
+            if !together {
+                apply_changes(doc, o.changes.unwrap_or_default())?;
+            }
+            Ok(o.plain)
+        });
+        outcomes.push((tag, outcome));
+    }
+}
+
+fn apply_changes(
+    doc: &mut AutoCommit,
+    changes: impl IntoIterator<Item = Change> + Clone,
+) -> Result<(), DeltaError> {
+    AUTOMERGE_CALLS.set(AUTOMERGE_CALLS.get() + 1);
     doc.apply_changes(changes)
         .map_err(|e| DeltaError::Apply(Box::new(e)))
+}
+
+fn load_snapshot(doc: &mut AutoCommit, saved: &[u8]) -> Result<(), DeltaError> {
+    AUTOMERGE_CALLS.set(AUTOMERGE_CALLS.get() + 1);
+    doc.load_incremental(saved)
+        .map(|_| ())
+        .map_err(|e| DeltaError::BadSnapshot(Box::new(e)))
+}
+
+thread_local! {
+    static AUTOMERGE_CALLS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many Automerge calls (`apply_changes`, `load_incremental`) this
+/// module has made on this thread: instrumentation for tests that check
+/// a frame's deltas are applied in one call, not one each.
+#[doc(hidden)]
+pub fn automerge_calls() -> u64 {
+    AUTOMERGE_CALLS.get()
 }
 
 /// Serializes `Vec<u8>` as one length-prefixed byte string.

@@ -7,7 +7,8 @@
 //! [`syncline_protocol::RelayFrame`]). The engine:
 //!
 //! - **applies a tentative delta at once** (the page sees the edit without
-//!   waiting for the relay's disk) and logs it, but does not move the
+//!   waiting for the relay's disk; a frame's deltas in one Automerge call,
+//!   see [`crate::delta`]) and logs it, but does not move the
 //!   cursor: the relay may still fail to store it, and its author may crash
 //!   before pushing it again. So the delta is *held* in the outbox, as if
 //!   this replica had made it ([`Origin::Tentative`]): should nothing
@@ -27,6 +28,8 @@
 //! - **confirms** held deltas named by `Committed`, or met again in a
 //!   catch-up: they leave the outbox, as an acked push does.
 
+use std::collections::HashSet;
+
 use syncline_protocol::{DeltaId, DocId, PushDelta};
 
 use crate::EngineError;
@@ -45,22 +48,29 @@ impl Engine {
             return; // not ours (any more)
         };
         state.heard_at = now_ms;
-        let mut held = Vec::new();
-        let mut problems = Vec::new();
+        // The frame's new deltas, applied together (see `crate::delta`).
+        let mut pending = delta::Pending::default();
+        let mut opened_here = HashSet::new();
         for pushed in deltas {
-            if state.log.contains(&pushed.id) {
+            if state.log.contains(&pushed.id) || opened_here.contains(&pushed.id) {
                 continue; // logged here already (ours, a tab's, or a repeat)
             }
-            let applied = state
-                .key
-                .open_delta(&doc, &pushed.id, &pushed.bytes)
-                .and_then(|plain| delta::apply(&mut state.doc, &plain).map(|_| plain));
+            let opened = state.key.open_delta(&doc, &pushed.id, &pushed.bytes);
+            if opened.is_ok() {
+                // Its content is its id's: a repeat would fare the same.
+                opened_here.insert(pushed.id);
+            }
+            pending.push(pushed.id, opened);
+        }
+        let mut held = Vec::new();
+        let mut problems = Vec::new();
+        for (id, applied) in pending.apply(&mut state.doc) {
             match applied {
                 Ok(plain) => {
-                    state.log.note(pushed.id, &plain, false);
+                    state.log.note(id, &plain, false);
                     held.push(LogEntry {
                         doc,
-                        id: pushed.id,
+                        id,
                         bytes: plain,
                         time_ms: now_ms,
                         message: None,
@@ -69,11 +79,7 @@ impl Engine {
                     });
                 }
                 // Not usable, now or later: skipped, our own data untouched.
-                Err(error) => problems.push(EngineError::BadDelta {
-                    doc,
-                    id: pushed.id,
-                    error,
-                }),
+                Err(error) => problems.push(EngineError::BadDelta { doc, id, error }),
             }
         }
         for problem in problems {

@@ -48,6 +48,7 @@
 //! [`Effect::Persist`]: crate::Effect::Persist
 
 use std::collections::{BTreeMap, HashSet};
+use std::ops::Range;
 
 use automerge::ChangeHash;
 use syncline_protocol::{DeltaId, DocId};
@@ -249,38 +250,60 @@ impl Outbox {
 
     // --- pushing --------------------------------------------------------
 
-    /// Whether entry `i` may be pushed now: it is not a held delta whose
-    /// author may still get it stored, and it need not wait for an earlier
-    /// entry's write.
+    /// Whether entry `i` may be pushed now (see [`Outbox::pushable`]).
+    #[cfg(test)]
     pub(crate) fn may_push(&self, i: usize, now_ms: u64) -> bool {
-        !self.entries[i].held_until_overdue(now_ms) && !self.waits_for_an_earlier_write(i)
+        self.pushable(i..i + 1, now_ms).next().is_some()
     }
 
-    /// Whether entry `i` must wait for its log write: it may be pushed
-    /// before that write only while no earlier entry of its document is
-    /// unwritten (see `sync.rs`). Only scans for an unwritten entry.
+    /// The entries of `range` that may be pushed now, in order, found in
+    /// one pass over the outbox: those that are not a held delta whose
+    /// author may still get it stored, and need not wait for an earlier
+    /// entry's write.
+    pub(crate) fn pushable(
+        &self,
+        range: Range<usize>,
+        now_ms: u64,
+    ) -> impl Iterator<Item = usize> + '_ {
+        self.waiting()
+            .take(range.end)
+            .enumerate()
+            .skip(range.start)
+            .filter(move |(i, waits)| !waits && !self.entries[*i].held_until_overdue(now_ms))
+            .map(|(i, _)| i)
+    }
+
+    /// For each entry in order, whether it must wait for its log write: it
+    /// may be pushed before that write only while no earlier entry of its
+    /// document is unwritten (see `sync.rs`). One pass, remembering the
+    /// documents that had an unwritten entry (not a scan per entry: with
+    /// thousands of entries, one scan each cost seconds a call).
+    fn waiting(&self) -> impl Iterator<Item = bool> + '_ {
+        let mut unwritten_docs: HashSet<DocId> = HashSet::new();
+        self.entries.iter().map(move |o| {
+            let unwritten = o.batch > self.durable;
+            unwritten && !unwritten_docs.insert(o.entry.doc)
+        })
+    }
+
+    /// Whether entry `i` must wait for its log write (see
+    /// [`Outbox::waiting`]).
     fn waits_for_an_earlier_write(&self, i: usize) -> bool {
-        let this = &self.entries[i];
-        this.batch > self.durable
-            && self.entries[..i]
-                .iter()
-                .any(|o| o.entry.doc == this.entry.doc && o.batch > self.durable)
+        self.waiting().nth(i).unwrap_or(false)
     }
 
     /// Each entry pushed on this connection that may be pushed again, with
     /// when it was pushed (its resend falls due [`RESEND_AFTER_MS`] later).
     pub(crate) fn pushed(&self) -> impl Iterator<Item = (&DocId, u64)> + '_ {
-        // The cheap test first: most entries are unpushed or written.
         self.entries
             .iter()
-            .enumerate()
-            .filter_map(|(i, o)| Some((i, &o.entry.doc, o.pushed_at?)))
-            .filter(|(i, _, _)| !self.waits_for_an_earlier_write(*i))
-            .map(|(_, doc, t)| (doc, t))
+            .zip(self.waiting())
+            .filter(|(_, waits)| !waits)
+            .filter_map(|(o, _)| Some((&o.entry.doc, o.pushed_at?)))
     }
 
     /// Records that entry `i` is pushed at `now_ms`, and returns it. The
-    /// caller checked [`Outbox::may_push`].
+    /// caller checked [`Outbox::pushable`].
     pub(crate) fn mark_pushed(&mut self, i: usize, now_ms: u64) -> &LogEntry {
         debug_assert!(
             !self.waits_for_an_earlier_write(i),

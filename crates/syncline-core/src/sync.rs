@@ -4,8 +4,10 @@
 //! its cursor and push the whole outbox in order; apply incoming deltas and
 //! advance each cursor in the same atomic batch that stores them; retire an
 //! outbox entry only when the relay acks it (the relay acks only after its
-//! own commit). A connection lost at any point loses nothing: the outbox and
-//! cursors are durable, and the next `Welcome` starts over from them.
+//! own commit); the deltas of one frame go to Automerge in one call (see
+//! [`crate::delta`]). A connection lost at any point loses nothing: the
+//! outbox and cursors are durable, and the next `Welcome` starts over from
+//! them.
 //!
 //! The session does not trust the link either. A gap in the sequence (a
 //! lost or reordered frame) stops the cursor and re-subscribes from it; a
@@ -55,7 +57,7 @@ use syncline_protocol::{
 use crate::EngineError;
 use crate::access::{AccessError, is_access_refusal};
 use crate::delta;
-use crate::engine::{Effect, Engine, SessionState};
+use crate::engine::{DocState, Effect, Engine, SessionState};
 use crate::store::{
     Batch, LogEntry, Origin, Record, RelayRecord, Store, UnusableRecord, entry_key,
 };
@@ -280,13 +282,19 @@ impl Engine {
             return; // not ours (any more): nothing to apply, nothing to lose
         };
         state.heard_at = now_ms;
-        let mut batch = Batch::default();
-        let mut problems = Vec::new();
-        let mut applied = Vec::new();
+        let mut received = Received {
+            doc,
+            now_ms,
+            batch: Batch::default(),
+            problems: Vec::new(),
+            applied: Vec::new(),
+        };
         let mut gap = false;
         // A jump this replica cannot read (a snapshot it cannot open or
         // apply): the cursor stays, and the document asks again later.
         let mut unreadable = None;
+        // The frame's deltas, applied together (see `crate::delta`).
+        let mut pending = delta::Pending::default();
         for item in items {
             if item.seq <= state.cursor {
                 continue; // already have it: a duplicate or a replay
@@ -295,9 +303,21 @@ impl Engine {
             let opened = state.key.open_delta(&doc, &item.id, &item.bytes);
             // A jump past the next sequence is a gap, unless the item is a
             // snapshot: it stands for every delta up to its sequence.
-            let opened = match opened {
-                Ok(plain) if next || delta::is_snapshot(&plain) => Ok(plain),
-                Err(reason) if next => Err(reason),
+            let snapshot = match opened {
+                Ok(plain) if next => {
+                    // Automerge ignores changes it already has and parks
+                    // those whose dependencies have not arrived yet, so
+                    // order and duplicates are harmless here.
+                    state.cursor = item.seq;
+                    pending.push((item.seq, item.id), Ok(plain));
+                    continue;
+                }
+                Err(reason) if next => {
+                    state.cursor = item.seq;
+                    pending.push((item.seq, item.id), Err(reason));
+                    continue;
+                }
+                Ok(plain) if delta::is_snapshot(&plain) => plain,
                 Ok(_) => {
                     gap = true; // a frame was lost or reordered: ask again
                     break;
@@ -307,49 +327,27 @@ impl Engine {
                     break;
                 }
             };
-            // Automerge ignores changes it already has and parks those whose
-            // dependencies have not arrived yet, so order and duplicates are
-            // harmless here.
-            let outcome =
-                opened.and_then(|plain| delta::apply(&mut state.doc, &plain).map(|_| plain));
-            if let (Err(error), false) = (&outcome, next) {
+            // Whether the jump may be taken depends on applying it: first
+            // the deltas before it.
+            for outcome in pending.apply(&mut state.doc) {
+                received.record(state, outcome);
+            }
+            if let Err(error) = delta::apply(&mut state.doc, &snapshot) {
                 unreadable = Some(error.to_string());
                 break;
             }
             state.cursor = item.seq;
-            match outcome {
-                Ok(plain) => {
-                    applied.push(item.id);
-                    state.log.note(item.id, &plain, true);
-                    batch.put(&Record::Entry(LogEntry {
-                        doc,
-                        id: item.id,
-                        bytes: plain,
-                        time_ms: now_ms,
-                        message: None,
-                        origin: Origin::Relay,
-                        relay_seq: Some(item.seq),
-                    }));
-                }
-                // A delta we can never use is skipped for good: it is not
-                // ours, and our own data is untouched. Our snapshots will
-                // not cover it (so the relay keeps it for others).
-                Err(error) => {
-                    if state.unusable_from.is_none_or(|from| item.seq < from) {
-                        state.unusable_from = Some(item.seq);
-                        batch.put(&Record::Unusable(UnusableRecord {
-                            doc,
-                            from_seq: item.seq,
-                        }));
-                    }
-                    problems.push(EngineError::BadDelta {
-                        doc,
-                        id: item.id,
-                        error,
-                    })
-                }
-            }
+            received.record(state, ((item.seq, item.id), Ok(snapshot)));
         }
+        for outcome in pending.apply(&mut state.doc) {
+            received.record(state, outcome);
+        }
+        let Received {
+            mut batch,
+            problems,
+            applied,
+            ..
+        } = received;
         let newly_caught_up = caught_up && !gap && !state.caught_up;
         state.caught_up |= newly_caught_up;
         if newly_caught_up {
@@ -473,15 +471,14 @@ impl Engine {
         }
         let mut current: Option<(DocId, Vec<PushDelta>, usize)> = None;
         let mut frames = Vec::new();
-        for i in range {
+        // Skipped: a held delta whose author's push may still be committed,
+        // or an entry that waits for an earlier one's write (`persisted`
+        // pushes it then): see `crate::outbox`. Pushing one does not change
+        // which others may go.
+        let pushable: Vec<usize> = self.outbox.pushable(range, now_ms).collect();
+        for i in pushable {
             let doc = self.outbox.get(i).entry().doc;
             if only.is_some_and(|only| only != doc) {
-                continue;
-            }
-            // A held delta whose author's push may still be committed, or
-            // an entry that waits for an earlier one's write (`persisted`
-            // pushes it then): see `crate::outbox`.
-            if !self.outbox.may_push(i, now_ms) {
                 continue;
             }
             if !self.may_write(&doc) {
@@ -530,5 +527,53 @@ impl Engine {
             _ => frame,
         };
         self.emit(Effect::Send(encode_client(&frame)));
+    }
+}
+
+/// What applying a catch-up frame's deltas leads to, gathered in frame
+/// order.
+struct Received {
+    doc: DocId,
+    now_ms: u64,
+    /// The deltas applied and the skipped ones' marks; the cursor goes in
+    /// the same batch.
+    batch: Batch,
+    problems: Vec<EngineError>,
+    applied: Vec<DeltaId>,
+}
+
+impl Received {
+    /// Logs an applied delta; a delta that can never be used is skipped
+    /// for good: it is not ours, and our own data is untouched. Our
+    /// snapshots will not cover it (so the relay keeps it for others).
+    fn record(
+        &mut self,
+        state: &mut DocState,
+        ((seq, id), outcome): ((u64, DeltaId), Result<Vec<u8>, delta::DeltaError>),
+    ) {
+        let doc = self.doc;
+        match outcome {
+            Ok(plain) => {
+                self.applied.push(id);
+                state.log.note(id, &plain, true);
+                self.batch.put(&Record::Entry(LogEntry {
+                    doc,
+                    id,
+                    bytes: plain,
+                    time_ms: self.now_ms,
+                    message: None,
+                    origin: Origin::Relay,
+                    relay_seq: Some(seq),
+                }));
+            }
+            Err(error) => {
+                if state.unusable_from.is_none_or(|from| seq < from) {
+                    state.unusable_from = Some(seq);
+                    self.batch
+                        .put(&Record::Unusable(UnusableRecord { doc, from_seq: seq }));
+                }
+                self.problems.push(EngineError::BadDelta { doc, id, error });
+            }
+        }
     }
 }

@@ -211,3 +211,42 @@ fn the_backlog_counts_the_bytes_of_batches_not_yet_durable() {
     assert_eq!(outbox.backlog_bytes(), 0);
     outbox.check();
 }
+
+#[test]
+fn which_entries_wait_is_found_in_one_pass() {
+    // A replica's own offline edits, written, then a catch-up's worth of
+    // another replica's held deltas of the same document, their batch not
+    // written yet: of those, only the first may go before that write.
+    let n = 40_000usize;
+    let id = |i: usize| DeltaId(std::array::from_fn(|b| (i >> (8 * (b % 4))) as u8));
+    let mut outbox = Outbox::default();
+    outbox.next_batch(0);
+    for i in 0..n {
+        assert!(outbox.log(LogEntry {
+            id: id(i),
+            ..entry(A, 0, Origin::Local)
+        }));
+    }
+    outbox.written(1);
+    outbox.next_batch(0);
+    for i in n..2 * n {
+        let held = LogEntry {
+            id: id(i),
+            ..entry(A, 0, Origin::Tentative)
+        };
+        assert!(outbox.hold(held, 0));
+    }
+    outbox.check();
+    // Asked after every drain (`Engine::next_deadline`) and on every push.
+    // A scan of the earlier entries for each entry took seconds here.
+    let started = std::time::Instant::now();
+    assert_eq!(outbox.pushed().count(), 1);
+    let pushable: Vec<usize> = outbox.pushable(0..2 * n, RESEND_AFTER_MS).collect();
+    assert_eq!(pushable, (0..=n).collect::<Vec<_>>());
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(1),
+        "{} entries took {took:?}: a scan per entry",
+        2 * n
+    );
+}
