@@ -399,7 +399,11 @@ test("importing syncline, syncline/react and syncline/svelte in Node (SSR) does 
 // measure the same day for worker mode (issue 16: `changeAt` with
 // Automerge's isolation, `restoreLocalChange`): 606,164 B `gzip -9`, still
 // under the 610,000 B `gzip -9` budget, but 611,290 B by this measure.
-const WASM_GZIP_BUDGET = 612_000;
+// Raised to 622,000 on 2026-12-05 when three branches met on main: one
+// Automerge call per frame with its per-delta fallback (issue 21) and the
+// `mark`/`unmark` ops, which link Automerge's mark code (issue 17):
+// 615,240 B `gzip -9`, 619,884 B by this measure. Cutting back is open work.
+const WASM_GZIP_BUDGET = 622_000;
 
 test(`the shipped wasm is at most ${WASM_GZIP_BUDGET} B gzipped`, () => {
   const wasm = readFileSync(join(appsDir, "webpack", "node_modules", "syncline", "dist", "wasm", "syncline_wasm_bg.wasm"));
