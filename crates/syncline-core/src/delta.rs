@@ -36,7 +36,6 @@
 //! one from the start. A snapshot among them is loaded in its place in the
 //! order, after the deltas before it.
 
-use std::cell::Cell;
 
 use automerge::{AutoCommit, AutomergeError, Change, LoadChangeError};
 use serde::{Deserialize, Serialize};
@@ -258,25 +257,36 @@ fn apply_changes(
     doc: &mut AutoCommit,
     changes: impl IntoIterator<Item = Change> + Clone,
 ) -> Result<(), DeltaError> {
-    AUTOMERGE_CALLS.set(AUTOMERGE_CALLS.get() + 1);
+    count_call();
     doc.apply_changes(changes)
         .map_err(|e| DeltaError::Apply(Box::new(e)))
 }
 
 fn load_snapshot(doc: &mut AutoCommit, saved: &[u8]) -> Result<(), DeltaError> {
-    AUTOMERGE_CALLS.set(AUTOMERGE_CALLS.get() + 1);
+    count_call();
     doc.load_incremental(saved)
         .map(|_| ())
         .map_err(|e| DeltaError::BadSnapshot(Box::new(e)))
 }
 
+#[cfg(feature = "call-counts")]
 thread_local! {
-    static AUTOMERGE_CALLS: Cell<u64> = const { Cell::new(0) };
+    static AUTOMERGE_CALLS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
+#[cfg(feature = "call-counts")]
+fn count_call() {
+    AUTOMERGE_CALLS.set(AUTOMERGE_CALLS.get() + 1);
+}
+
+#[cfg(not(feature = "call-counts"))]
+fn count_call() {}
+
 /// How many Automerge calls (`apply_changes`, `load_incremental`) this
-/// module has made on this thread: instrumentation for tests that check
-/// a frame's deltas are applied in one call, not one each.
+/// module has made on this thread: for tests that check a frame's deltas
+/// are applied in one call, not one each. Only with the `call-counts`
+/// feature (this crate's own tests); never in a shipped build.
+#[cfg(feature = "call-counts")]
 #[doc(hidden)]
 pub fn automerge_calls() -> u64 {
     AUTOMERGE_CALLS.get()
