@@ -36,7 +36,6 @@
 //! one from the start. A snapshot among them is loaded in its place in the
 //! order, after the deltas before it.
 
-
 use automerge::{AutoCommit, AutomergeError, Change, LoadChangeError};
 use serde::{Deserialize, Serialize};
 

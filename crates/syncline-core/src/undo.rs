@@ -201,6 +201,10 @@ pub(crate) struct Revived(std::collections::HashMap<Vec<u8>, Cursor>);
 /// How many successors [`Revived`] keeps before it starts afresh.
 const MAX_REVIVED: usize = 100_000;
 
+/// How long a chain of successors [`Revived::locate`] follows (an element
+/// gets one more each time an undo or redo brings it back).
+const MAX_REVIVALS: usize = 2 * MAX_STEPS;
+
 impl Revived {
     fn note(&mut self, old: &Cursor, new: Cursor) {
         if self.0.len() >= MAX_REVIVED {
@@ -212,7 +216,7 @@ impl Revived {
     /// Where the element `cursor` (or its latest successor) is visible now.
     fn locate(&self, doc: &AutoCommit, obj: &ObjId, cursor: &Cursor) -> Option<usize> {
         let mut cursor = cursor;
-        for _ in 0..MAX_STEPS {
+        for _ in 0..MAX_REVIVALS {
             if let Some(index) = visible_at(doc, obj, cursor) {
                 return Some(index);
             }

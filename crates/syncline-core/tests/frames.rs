@@ -14,20 +14,7 @@ use automerge::{ActorId, AutoCommit, ObjType, ROOT, ReadDoc};
 use syncline_core::store::{Origin, Record};
 use syncline_core::{DocUrl, delta};
 use syncline_protocol::{DeltaId, PushDelta, RelayFrame, SequencedDelta, encode_relay};
-use world::{World, shared_doc};
-
-/// The cursor in replica `i`'s durable document record.
-fn durable_cursor(world: &World, i: usize, url: &DocUrl) -> u64 {
-    world.replicas[i]
-        .store
-        .records()
-        .iter()
-        .find_map(|(_, _, bytes)| match Record::decode(bytes) {
-            Ok(Record::Doc(d)) if d.doc == url.doc => Some(d.cursor),
-            _ => None,
-        })
-        .expect("the document record is stored")
-}
+use world::{World, durable_cursor, shared_doc};
 
 /// The lowest unusable sequence in replica `i`'s durable records.
 fn durable_unusable(world: &World, i: usize) -> Option<u64> {

@@ -5,23 +5,9 @@
 #[path = "support/world.rs"]
 mod world;
 
-use syncline_core::store::Record;
 use syncline_core::{DocUrl, MemoryStore, RESEND_AFTER_MS};
 use syncline_protocol::{ClientFrame, RelayFrame, decode_client, decode_relay};
-use world::{World, items, push, shared_doc};
-
-/// The cursor in replica `i`'s durable document record.
-fn durable_cursor(world: &World, i: usize, url: &DocUrl) -> u64 {
-    world.replicas[i]
-        .store
-        .records()
-        .iter()
-        .find_map(|(_, _, bytes)| match Record::decode(bytes) {
-            Ok(Record::Doc(d)) if d.doc == url.doc => Some(d.cursor),
-            _ => None,
-        })
-        .expect("the document record is stored")
-}
+use world::{World, durable_cursor, items, push, shared_doc};
 
 /// Two replicas sharing a doc, the relay holding commits until told.
 fn held_relay() -> (World, DocUrl) {

@@ -922,6 +922,21 @@ impl World {
     }
 }
 
+/// The cursor in replica `i`'s durable document record.
+pub fn durable_cursor(world: &World, i: usize, url: &DocUrl) -> u64 {
+    world.replicas[i]
+        .store
+        .records()
+        .iter()
+        .find_map(
+            |(_, _, bytes)| match syncline_core::store::Record::decode(bytes) {
+                Ok(syncline_core::store::Record::Doc(d)) if d.doc == url.doc => Some(d.cursor),
+                _ => None,
+            },
+        )
+        .expect("the document record is stored")
+}
+
 /// One local change: inserts `item` at the head of the `items` list.
 pub fn push(item: &str) -> Vec<Op> {
     serde_json::from_value(
