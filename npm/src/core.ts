@@ -6,7 +6,7 @@
  * is implemented over a MessagePort by `worker-client.ts`.
  */
 import { opsToPatches } from "./snapshot.js";
-import type { DocStatus, HistoryEntry, JsonValue, Op, Patch, Status, TransportOptions } from "./types.js";
+import type { DocStatus, HistoryEntry, JsonValue, Op, Patch, Path, Status, TextMark, TransportOptions } from "./types.js";
 
 export type CoreEvent =
   /**
@@ -19,6 +19,8 @@ export type CoreEvent =
    * from what the tab assumed); replaces the handle's value.
    */
   | { type: "reset"; url: string; value: unknown }
+  /** Worker mode: the doc's `canUndo`/`canRedo` changed (read them with `undoState`). */
+  | { type: "undoState"; url: string }
   /** Worker mode: another tab deleted this doc. */
   | { type: "deleted"; url: string }
   /** The relay sent everything it had for this doc. */
@@ -61,7 +63,25 @@ export interface CoreApi {
   /** The whole value; later patches of this doc are relative to it. */
   value(url: string): unknown;
   /** Applies `ops` as one change; returns the patches since the last value/change/"changed". */
-  change(url: string, ops: Op[], message?: string): Patch[];
+  change(url: string, ops: Op[], message?: string, undoable?: boolean): Patch[];
+  /**
+   * Undoes (`redo`: redoes) this replica's last step of the doc: the patches
+   * since the last value/change/"changed", or `null` if there was nothing
+   * to undo. In worker mode it only asks (the patches arrive as "changed"):
+   * the answer is whether there was a step to undo, as last heard.
+   */
+  undo(url: string): Patch[] | null;
+  redo(url: string): Patch[] | null;
+  /** `[canUndo, canRedo]` (in worker mode: as the worker last said, or as this tab's last change implies). */
+  undoState(url: string): [boolean, boolean];
+  setUndoCapture(ms: number): void;
+  /** Stable cursors and marks of the text at `path`: synchronous in the page; "Unsupported" in worker mode, where the async ones answer. */
+  cursor(url: string, path: Path, index: number): string;
+  cursorPosition(url: string, path: Path, cursor: string): number;
+  marks(url: string, path: Path): TextMark[];
+  cursorAsync?(url: string, path: Path, index: number): Promise<string>;
+  cursorPositionAsync?(url: string, path: Path, cursor: string): Promise<number>;
+  marksAsync?(url: string, path: Path): Promise<TextMark[]>;
   flush(): Promise<void>;
   status(): Status;
   /** One document's unsaved and pending changes, and the relay's last refusal of it. */
@@ -71,12 +91,15 @@ export interface CoreApi {
   close(): void;
 }
 
-/** The engine as the glue exports it. */
-/** The glue's object: `CoreApi`, except that ops cross as JSON text. */
-export type RawCore = Omit<CoreApi, "change" | "create"> & {
+/** The glue's object: `CoreApi`, except that ops and paths cross as JSON text. */
+export type RawCore = Omit<CoreApi, "change" | "create" | "undoState" | "cursor" | "cursorPosition" | "marks"> & {
   create(initial: JsonValue | undefined): string;
   /** `null`: only local changes happened since the last patches; the ops are the patches. */
-  change(url: string, opsJson: string, message?: string): Patch[] | null;
+  change(url: string, opsJson: string, message?: string, undoable?: boolean): Patch[] | null;
+  undoState(url: string): Uint8Array;
+  cursor(url: string, pathJson: string, index: number): string;
+  cursorPosition(url: string, pathJson: string, cursor: string): number;
+  marks(url: string, pathJson: string): TextMark[];
 };
 
 export interface CoreStatic {
@@ -132,13 +155,23 @@ export function adaptCore(raw: RawCore, onTrap: (error: unknown) => void): CoreA
     receivedFromTab: (bytes) => guard(() => raw.receivedFromTab(bytes)),
     setCompactionEnabled: (enabled) => guard(() => raw.setCompactionEnabled(enabled)),
     value: (url) => guard(() => raw.value(url)),
-    change: (url, ops, message) =>
+    change: (url, ops, message, undoable) =>
       guard(() => {
         // One string crosses into wasm faster than an array walked field by field.
         const json = JSON.stringify(ops);
-        const patches = message === undefined ? raw.change(url, json) : raw.change(url, json, message);
+        const patches = raw.change(url, json, message, undoable);
         return patches ?? opsToPatches(ops);
       }),
+    undo: (url) => guard(() => raw.undo(url)),
+    redo: (url) => guard(() => raw.redo(url)),
+    undoState: (url) => guard(() => {
+      const [canUndo, canRedo] = raw.undoState(url);
+      return [canUndo === 1, canRedo === 1];
+    }),
+    setUndoCapture: (ms) => guard(() => raw.setUndoCapture(ms)),
+    cursor: (url, path, index) => guard(() => raw.cursor(url, JSON.stringify(path), index)),
+    cursorPosition: (url, path, cursor) => guard(() => raw.cursorPosition(url, JSON.stringify(path), cursor)),
+    marks: (url, path) => guard(() => raw.marks(url, JSON.stringify(path))),
     flush: () => guardAsync(() => raw.flush()),
     status: () => guard(() => raw.status()),
     docStatus: (url) => guard(() => raw.docStatus(url)),

@@ -1,12 +1,25 @@
 import { recordChange, toJson } from "./draft.js";
 import { applyPatches, deepFreeze, shareAndFreeze } from "./snapshot.js";
+import type { CoreApi } from "./core.js";
 import type { SynclineError } from "./errors.js";
 import { StatusAndErrorListeners, type Unsubscribe, callSafely } from "./listeners.js";
-import type { DocStatus, Draft, HistoryEntry, Immutable, JsonObject, JsonValue, Op, Patch, Peer } from "./types.js";
+import type { DocStatus, Draft, HistoryEntry, Immutable, JsonObject, JsonValue, Op, Patch, Path, Peer, TextMark } from "./types.js";
 
 export interface ChangeOptions {
   /** An app-level name for the change (the domain event, e.g. "todo.added"), kept in the log. */
   message?: string;
+  /**
+   * `false`: `undo()` never reverts this change (a change the app made on
+   * its own, a migration, a remote cursor's bookkeeping). It also ends the
+   * undo step before it. Default `true`.
+   */
+  undoable?: boolean;
+}
+
+/** Whether `doc.undo()` and `doc.redo()` have something to do. */
+export interface UndoState {
+  readonly canUndo: boolean;
+  readonly canRedo: boolean;
 }
 
 export type { Unsubscribe } from "./listeners.js";
@@ -25,6 +38,14 @@ export interface DocHandle<T extends object = JsonObject> {
   change(fn: (draft: Draft<T>) => void, options?: ChangeOptions): readonly Patch[];
   /** Calls `fn` at once with the current value, then on every change. Returns the unsubscribe function. */
   subscribe(fn: (value: Immutable<T>) => void): Unsubscribe;
+  /**
+   * Calls `fn` with the patches of each change to `value` (local, remote,
+   * an undo) as soon as it is applied, before subscribers hear of it; with
+   * `null` when the value was replaced whole (worker mode, reconciling with
+   * the worker's answer). For bindings that update a view in place, like
+   * `syncline/codemirror`. Returns the unsubscribe function.
+   */
+  onPatches(fn: (patches: readonly Patch[] | null) => void): Unsubscribe;
   /** Who else has this document open, and what they share (a cursor, a name...). Never stored. */
   readonly presence: Presence;
   /** Every change of the document, oldest first: when, by whom, and the app's message. */
@@ -60,11 +81,43 @@ export interface DocHandle<T extends object = JsonObject> {
    * yet applied to `value` are not in them.
    */
   heads(): readonly string[];
+
+  /**
+   * Reverts this page's last undo step of the document (its own changes
+   * within the capture window, `createRepo({ undoCaptureMs })`, default
+   * 500 ms) as a new change: durable, synced and in history like any
+   * other. Changes made elsewhere since stay. Returns whether there was a
+   * step to undo. In worker mode the engine's answer arrives a moment
+   * later (the value updates then), and the tabs of one app share the
+   * worker's undo history.
+   */
+  undo(): boolean;
+  /** Re-applies the last undone step, as a new change; a new undoable change clears what there is to redo. */
+  redo(): boolean;
+  readonly canUndo: boolean;
+  readonly canRedo: boolean;
+  /**
+   * A stable cursor: the position before character `index` of the text at
+   * `path` (the path leads to the text itself; `index` = its length: the
+   * end), as an opaque string to keep or share in presence. Worker mode:
+   * "Unsupported", use `cursorAsync`.
+   */
+  cursor(path: Path, index: number): string;
+  /** Where `cursor` (from `cursor()` on this document and text) is now, after every local and remote edit since. */
+  cursorPosition(path: Path, cursor: string): number;
+  /** The marks of the text at `path`, in order of `start` (from `mark()` in a change). */
+  marks(path: Path): readonly TextMark[];
+  /** `cursor`, `cursorPosition` and `marks`, asynchronously: they work in both modes. */
+  cursorAsync(path: Path, index: number): Promise<string>;
+  cursorPositionAsync(path: Path, cursor: string): Promise<number>;
+  marksAsync(path: Path): Promise<readonly TextMark[]>;
 }
 
 export interface DocEvents {
   status: (status: DocStatus) => void;
   error: (error: SynclineError) => void;
+  /** `canUndo` or `canRedo` changed. */
+  undoState: (state: UndoState) => void;
 }
 
 /** This page's presence on a document, and its peers'. */
@@ -81,7 +134,9 @@ export interface Presence<P extends JsonValue = JsonValue> {
 /** What a handle needs from its repo. */
 export interface DocHost {
   /** Applies `ops` as one change; returns the patches since the handle's value. */
-  applyChange(url: string, ops: Op[], message: string | undefined): Patch[];
+  applyChange(url: string, ops: Op[], options: ChangeOptions): Patch[];
+  /** Calls the engine, with the repo's error handling (a closed or crashed repo throws its error). */
+  withCore<R>(call: (core: CoreApi) => R): R;
   /** Shares (or with `null` clears) this page's presence bytes. */
   setPresence(url: string, state: Uint8Array | null): void;
   history(url: string): HistoryEntry[];
@@ -101,8 +156,10 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
   #notified = 0;
   readonly #host: DocHost;
   readonly #subscribers = new Set<(value: Immutable<T>) => void>();
+  readonly #patchListeners = new Set<(patches: readonly Patch[] | null) => void>();
   #status: DocStatus = CLEAN;
-  readonly #listeners = new StatusAndErrorListeners<DocStatus>();
+  #undoState: UndoState = NOTHING_TO_UNDO;
+  readonly #listeners = new StatusAndErrorListeners<DocStatus, UndoState>(true);
 
   readonly presence: PresenceImpl;
 
@@ -183,10 +240,76 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
   change(fn: (draft: Draft<T>) => void, options: ChangeOptions = {}): readonly Patch[] {
     const ops = recordChange<Draft<T>>(this.#value, fn);
     if (ops.length === 0) return [];
-    const patches = this.#host.applyChange(this.url, ops, options.message);
+    const patches = this.#host.applyChange(this.url, ops, options);
     this.apply(patches);
     this.notify();
+    this.refreshUndoState();
     return patches;
+  }
+
+  undo(): boolean {
+    return this.#revert((core) => core.undo(this.url));
+  }
+
+  redo(): boolean {
+    return this.#revert((core) => core.redo(this.url));
+  }
+
+  #revert(call: (core: CoreApi) => Patch[] | null): boolean {
+    const patches = this.#host.withCore(call);
+    if (patches !== null) {
+      this.apply(patches);
+      this.notify();
+    }
+    this.refreshUndoState();
+    return patches !== null;
+  }
+
+  get canUndo(): boolean {
+    return this.#undoState.canUndo;
+  }
+
+  get canRedo(): boolean {
+    return this.#undoState.canRedo;
+  }
+
+  /** Re-reads `canUndo`/`canRedo` from the engine; tells listeners if they changed. */
+  refreshUndoState(): void {
+    let canUndo: boolean, canRedo: boolean;
+    try {
+      [canUndo, canRedo] = this.#host.withCore((core) => core.undoState(this.url));
+    } catch {
+      return; // closed or deleted: the last state stands
+    }
+    if (canUndo === this.#undoState.canUndo && canRedo === this.#undoState.canRedo) return;
+    this.#undoState = Object.freeze({ canUndo, canRedo });
+    for (const listener of [...this.#listeners.undoState]) callSafely(listener, this.#undoState);
+  }
+
+  cursor(path: Path, index: number): string {
+    return this.#host.withCore((core) => core.cursor(this.url, [...path], index));
+  }
+
+  cursorPosition(path: Path, cursor: string): number {
+    return this.#host.withCore((core) => core.cursorPosition(this.url, [...path], cursor));
+  }
+
+  marks(path: Path): readonly TextMark[] {
+    return freezeMarks(this.#host.withCore((core) => core.marks(this.url, [...path])));
+  }
+
+  cursorAsync(path: Path, index: number): Promise<string> {
+    return this.#host.withCore(async (core) => await (core.cursorAsync?.(this.url, [...path], index) ?? core.cursor(this.url, [...path], index)));
+  }
+
+  cursorPositionAsync(path: Path, cursor: string): Promise<number> {
+    return this.#host.withCore(
+      async (core) => await (core.cursorPositionAsync?.(this.url, [...path], cursor) ?? core.cursorPosition(this.url, [...path], cursor)),
+    );
+  }
+
+  async marksAsync(path: Path): Promise<readonly TextMark[]> {
+    return freezeMarks(await this.#host.withCore(async (core) => await (core.marksAsync?.(this.url, [...path]) ?? core.marks(this.url, [...path]))));
   }
 
   subscribe(fn: (value: Immutable<T>) => void): Unsubscribe {
@@ -208,6 +331,7 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
     if (next === this.#value) return;
     this.#value = next;
     this.#version++;
+    this.#tellPatches(patches);
   }
 
   /** Replaces the value (worker mode: the worker's answer differed from what this tab assumed), without notifying. */
@@ -215,6 +339,19 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
     if (value === this.#value) return;
     this.#value = deepFreeze(value) as Immutable<T>;
     this.#version++;
+    this.#tellPatches(null);
+  }
+
+  onPatches(fn: (patches: readonly Patch[] | null) => void): Unsubscribe {
+    const listener = (patches: readonly Patch[] | null): void => fn(patches);
+    this.#patchListeners.add(listener);
+    return () => {
+      this.#patchListeners.delete(listener);
+    };
+  }
+
+  #tellPatches(patches: readonly Patch[] | null): void {
+    for (const listener of [...this.#patchListeners]) callSafely(listener, patches);
   }
 
   /** Tells subscribers about the current value, unless they have seen it. */
@@ -239,6 +376,11 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
 }
 
 const CLEAN: DocStatus = Object.freeze({ unsaved: 0, pending: 0 });
+const NOTHING_TO_UNDO: UndoState = Object.freeze({ canUndo: false, canRedo: false });
+
+function freezeMarks(marks: TextMark[]): readonly TextMark[] {
+  return Object.freeze(marks.map((m) => Object.freeze(m)));
+}
 
 const utf8 = { encoder: new TextEncoder(), decoder: new TextDecoder() };
 

@@ -15,7 +15,7 @@
  */
 import { Counter, Text } from "./crdt-values.js";
 import { SynclineError } from "./errors.js";
-import type { JsonObject, JsonValue, Op, Path } from "./types.js";
+import type { Expand, JsonObject, JsonValue, MarkValue, Op, Path } from "./types.js";
 
 type Container = JsonValue[] | JsonObject;
 
@@ -280,6 +280,29 @@ class Recorder {
     else setOwn(node.copy, key as string, next);
   }
 
+  /** Records a mark (or with `value` undefined, an unmark) on a range of the text at `node[key]`. */
+  markText(node: Node, key: string | number, range: MarkRange, name: string, value: MarkValue | undefined, expand: Expand): void {
+    const what = value === undefined ? "unmark()" : "mark()";
+    const text = this.current(node, key, what);
+    if (typeof text !== "string") throw badOp(`${what}: "${String(key)}" holds a ${typeof text}, not a text`);
+    const { start, end } = range ?? {};
+    if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end < start || end > text.length) {
+      throw badOp(`${what}: { start, end } must be whole numbers with 0 ≤ start ≤ end ≤ ${text.length} (the text's length)`);
+    }
+    if (typeof name !== "string" || name === "") throw badOp(`${what}: the mark's name must be a non-empty string`);
+    if (!EXPANDS.includes(expand)) throw badOp(`${what}: expand must be one of ${EXPANDS.join(", ")}`);
+    const obj = [...this.path(node), key];
+    if (value === undefined) {
+      this.record({ op: "unmark", obj, start, end, name, expand });
+      return;
+    }
+    const kind = value === null ? "null" : typeof value;
+    if (!["string", "number", "boolean", "null"].includes(kind) || (kind === "number" && !Number.isFinite(value))) {
+      throw badOp("mark(): the value must be a string, a finite number, a boolean or null");
+    }
+    this.record({ op: "mark", obj, start, end, name, value, expand });
+  }
+
   increment(node: Node, key: string | number, by: number): void {
     const count = this.current(node, key, "increment()");
     if (typeof count !== "number") throw badOp(`increment(): "${String(key)}" holds a ${typeof count}, not a counter`);
@@ -506,6 +529,38 @@ function ownerOf(draft: unknown, what: string): { recorder: Recorder; node: Node
 export function splice(draft: object, key: string | number, index: number, deleteCount: number, insert = ""): void {
   const { recorder, node } = ownerOf(draft, "splice()");
   recorder.spliceText(node, key, index, deleteCount, insert);
+}
+
+/** A range of a text in UTF-16 units: `start` included, `end` excluded. */
+export interface MarkRange {
+  start: number;
+  end: number;
+}
+
+const EXPANDS: readonly Expand[] = ["before", "after", "both", "none"];
+
+/**
+ * Marks `range` of the text at `draft[key]` with `name` = `value` inside
+ * `doc.change` (Peritext, as Automerge does it: marks survive concurrent
+ * edits and merge). `expand` says whether text typed at its ends gets the
+ * mark too (default "after"). Read them back with `doc.marks(path)`.
+ */
+export function mark(
+  draft: object,
+  key: string | number,
+  range: MarkRange,
+  name: string,
+  value: MarkValue = true,
+  options: { expand?: Expand } = {},
+): void {
+  const { recorder, node } = ownerOf(draft, "mark()");
+  recorder.markText(node, key, range, name, value, options.expand ?? "after");
+}
+
+/** Removes the mark `name` from `range` of the text at `draft[key]` inside `doc.change`. */
+export function unmark(draft: object, key: string | number, range: MarkRange, name: string, options: { expand?: Expand } = {}): void {
+  const { recorder, node } = ownerOf(draft, "unmark()");
+  recorder.markText(node, key, range, name, undefined, options.expand ?? "after");
 }
 
 /** Adds `by` (default 1, may be negative) to the counter at `draft[key]` inside `doc.change`. */

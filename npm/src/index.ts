@@ -10,13 +10,14 @@ import type { CoreStatic } from "./core.js";
 import { SynclineError } from "./errors.js";
 import { openRepo, type Repo, type RepoOptions } from "./repo.js";
 
-export type { ChangeOptions, DocEvents, DocHandle, Unsubscribe } from "./doc-handle.js";
+export type { ChangeOptions, DocEvents, DocHandle, UndoState, Unsubscribe } from "./doc-handle.js";
 export type { Repo, RepoEvents, RepoOptions } from "./repo.js";
 export type * from "./types.js";
 export { SYNCLINE_ERROR_CODES, SynclineError, isSynclineErrorCode } from "./errors.js";
 export type { SynclineErrorCode } from "./errors.js";
 export { Counter, Text } from "./crdt-values.js";
-export { increment, splice } from "./draft.js";
+export { increment, mark, splice, unmark } from "./draft.js";
+export type { MarkRange } from "./draft.js";
 
 let wasmReady: Promise<void> | undefined;
 

@@ -1,6 +1,6 @@
 /**
- * "status" and "error" listener sets, as the repo and each document handle
- * keep them: `on(event, fn)` subscribes (a wrapper per call, so the same
+ * "status" and "error" listener sets (and a document handle's
+ * "undoState"), as the repo and each document handle keep them: `on(event, fn)` subscribes (a wrapper per call, so the same
  * function added twice is two subscriptions), and every call into app code
  * is guarded, so one listener that throws starves no other.
  */
@@ -8,16 +8,23 @@ import { SynclineError } from "./errors.js";
 
 export type Unsubscribe = () => void;
 
-export class StatusAndErrorListeners<S> {
+export class StatusAndErrorListeners<S, U = never> {
   readonly status = new Set<(status: S) => void>();
   readonly error = new Set<(error: SynclineError) => void>();
+  /** Only where the constructor was told so (a document handle). */
+  readonly undoState = new Set<(state: U) => void>();
+  readonly #names: readonly string[];
+
+  constructor(withUndoState = false) {
+    this.#names = withUndoState ? ["status", "error", "undoState"] : ["status", "error"];
+  }
 
   /** Adds `listener` for `event`; throws "BadEvent" for any other event name. */
   on(event: string, listener: (value: never) => void): Unsubscribe {
-    let listeners: Set<(value: never) => void>;
-    if (event === "status") listeners = this.status;
-    else if (event === "error") listeners = this.error;
-    else throw new SynclineError("BadEvent", `unknown event "${String(event)}": use "status" or "error"`);
+    if (!this.#names.includes(event)) {
+      throw new SynclineError("BadEvent", `unknown event "${String(event)}": use ${this.#names.map((n) => `"${n}"`).join(" or ")}`);
+    }
+    const listeners = this[event as "status" | "error" | "undoState"] as Set<(value: never) => void>;
     const wrapped = (value: never): void => listener(value);
     listeners.add(wrapped);
     return () => {

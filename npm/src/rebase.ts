@@ -5,7 +5,7 @@
  * is applied to the current document instead. Its ops were recorded
  * against a value that had those changes, so an index can lie past the
  * end of a list or text now: `fitOps` clamps inserts and text splices to
- * the current length and drops edits of elements or paths that are not
+ * (and marks) to the current length and drops edits of elements or paths that are not
  * there, checking each op against the value as the earlier ops leave it.
  */
 import { applyPatches, opsToPatches } from "./snapshot.js";
@@ -38,10 +38,15 @@ function resolve(value: unknown, path: readonly (string | number)[]): unknown {
 
 function fitOp(target: unknown, op: Op): Op | null {
   if (typeof target === "string") {
+    if (op.op === "mark" || op.op === "unmark") {
+      const end = Math.min(op.end, target.length);
+      return { ...op, start: Math.min(op.start, end), end };
+    }
     if (op.op !== "splice_text") return null;
     const index = Math.min(op.index, target.length);
     return { ...op, index, delete: Math.min(op.delete, target.length - index) };
   }
+  if (op.op === "mark" || op.op === "unmark") return null;
   if (Array.isArray(target)) {
     if (op.op === "insert") return { ...op, index: Math.min(op.index, target.length) };
     if (op.op === "splice_text" || typeof op.key !== "number" || op.key >= target.length) return null;

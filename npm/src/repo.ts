@@ -2,7 +2,7 @@ import { adaptCore, type CoreApi, type CoreEvent, type CoreStatic } from "./core
 import { type KeyOptions, storageKey } from "./keys.js";
 import { TabLink } from "./tabs.js";
 import { WorkerCore, WorkerStartError } from "./worker-client.js";
-import { Handle, type DocHandle, type DocHost, type Unsubscribe } from "./doc-handle.js";
+import { Handle, type ChangeOptions, type DocHandle, type DocHost, type Unsubscribe } from "./doc-handle.js";
 import { toJson } from "./draft.js";
 import { SynclineError, toSynclineError } from "./errors.js";
 import { StatusAndErrorListeners, callSafely } from "./listeners.js";
@@ -45,6 +45,12 @@ export interface RepoOptions extends KeyOptions, TransportOptions {
    * why. Default `false`: the engine runs in each page.
    */
   worker?: boolean;
+  /**
+   * Local changes of a document closer together than this (milliseconds)
+   * form one undo step (`doc.undo()`); 0: every change is a step. Default
+   * 500. In worker mode the worker's engine takes the last tab's setting.
+   */
+  undoCaptureMs?: number;
 }
 
 export interface RepoEvents {
@@ -221,6 +227,9 @@ export class RepoImpl implements Repo, DocHost {
       case "reset":
         this.#handles.get(event.url)?.notify();
         break;
+      case "undoState":
+        this.#handles.get(event.url)?.refreshUndoState();
+        break;
       case "caughtUp":
         if (!this.#handles.has(event.url)) this.#settleOpen(event.url, () => this.#requireCore().value(event.url));
         break;
@@ -334,63 +343,31 @@ export class RepoImpl implements Repo, DocHost {
   }
 
   setPresence(url: string, state: Uint8Array | null): void {
-    const core = this.#requireCore();
-    try {
-      if (state) core.setPresence(url, state);
-      else core.clearPresence(url);
-    } catch (error) {
-      throw this.#failure(error);
-    }
+    this.withCore((core) => (state ? core.setPresence(url, state) : core.clearPresence(url)));
   }
 
   history(url: string): HistoryEntry[] {
-    try {
-      return this.#requireCore().history(url);
-    } catch (error) {
-      throw this.#failure(error);
-    }
+    return this.withCore((core) => core.history(url));
   }
 
-  async historyAsync(url: string): Promise<HistoryEntry[]> {
-    const core = this.#requireCore();
-    try {
-      return core.historyAsync ? await core.historyAsync(url) : core.history(url);
-    } catch (error) {
-      throw this.#failure(error);
-    }
+  historyAsync(url: string): Promise<HistoryEntry[]> {
+    return this.withCore(async (core) => (core.historyAsync ? await core.historyAsync(url) : core.history(url)));
   }
 
-  async valueAtAsync(url: string, heads: readonly string[]): Promise<unknown> {
-    const core = this.#requireCore();
-    try {
-      return core.valueAtAsync ? await core.valueAtAsync(url, [...heads]) : core.valueAt(url, [...heads]);
-    } catch (error) {
-      throw this.#failure(error);
-    }
+  valueAtAsync(url: string, heads: readonly string[]): Promise<unknown> {
+    return this.withCore(async (core) => (core.valueAtAsync ? await core.valueAtAsync(url, [...heads]) : core.valueAt(url, [...heads])));
   }
 
   docStatus(url: string): DocStatus {
-    try {
-      return this.#requireCore().docStatus(url);
-    } catch (error) {
-      throw this.#failure(error);
-    }
+    return this.withCore((core) => core.docStatus(url));
   }
 
   valueAt(url: string, heads: readonly string[]): unknown {
-    try {
-      return this.#requireCore().valueAt(url, [...heads]);
-    } catch (error) {
-      throw this.#failure(error);
-    }
+    return this.withCore((core) => core.valueAt(url, [...heads]));
   }
 
   heads(url: string): string[] {
-    try {
-      return this.#requireCore().heads(url);
-    } catch (error) {
-      throw this.#failure(error);
-    }
+    return this.withCore((core) => core.heads(url));
   }
 
   async delete(url: string): Promise<void> {
@@ -407,10 +384,20 @@ export class RepoImpl implements Repo, DocHost {
     this.#tabs?.postDeleted(url);
   }
 
-  applyChange(url: string, ops: Op[], message: string | undefined): Patch[] {
+  applyChange(url: string, ops: Op[], options: ChangeOptions): Patch[] {
+    return this.withCore((core) => core.change(url, ops, options.message, options.undoable));
+  }
+
+  withCore<R>(call: (core: CoreApi) => R): R {
     const core = this.#requireCore();
     try {
-      return core.change(url, ops, message);
+      const result = call(core);
+      if (result instanceof Promise) {
+        return result.catch((error: unknown) => {
+          throw this.#failure(error);
+        }) as R;
+      }
+      return result;
     } catch (error) {
       throw this.#failure(error);
     }
@@ -606,6 +593,10 @@ export async function openRepo(Core: CoreStatic, options: RepoOptions = {}, load
   if (options.worker !== undefined && typeof options.worker !== "boolean") {
     throw new SynclineError("BadOption", "`worker` must be true or false");
   }
+  const { undoCaptureMs } = options;
+  if (undoCaptureMs !== undefined && !(typeof undoCaptureMs === "number" && undoCaptureMs >= 0 && Number.isFinite(undoCaptureMs))) {
+    throw new SynclineError("BadOption", "`undoCaptureMs` must be a number of milliseconds ≥ 0");
+  }
   let repo: RepoImpl | undefined;
   const early: CoreEvent[] = [];
   let core: CoreApi | undefined;
@@ -647,6 +638,7 @@ export async function openRepo(Core: CoreStatic, options: RepoOptions = {}, load
         : await Core.open(name, relay, onEvent, key);
       core = adaptCore(raw, (error) => onEvent({ type: "crashed", error }));
     }
+    if (undoCaptureMs !== undefined) core.setUndoCapture(undoCaptureMs);
   } catch (error) {
     throw toSynclineError(error);
   }

@@ -52,7 +52,30 @@ export type Op =
   /** Sets a map key or list element to a new counter. */
   | { op: "put_counter"; obj: Path; key: string | number; value: number }
   /** Adds `by` (an integer, may be negative) to the counter at `obj`/`key`. */
-  | { op: "increment"; obj: Path; key: string | number; by: number };
+  | { op: "increment"; obj: Path; key: string | number; by: number }
+  /** Marks `start..end` (UTF-16 units) of the text at `obj` with `name` = `value`. */
+  | { op: "mark"; obj: Path; start: number; end: number; name: string; value: MarkValue; expand: Expand }
+  /** Removes the mark `name` from `start..end` of the text at `obj`. */
+  | { op: "unmark"; obj: Path; start: number; end: number; name: string; expand: Expand };
+
+/** What a mark on text holds: bold → `true`, a link → its URL, a comment → its id. */
+export type MarkValue = string | number | boolean | null;
+
+/**
+ * Whether text typed at an end of a mark gets the mark too: "after" (the
+ * default: typing at the end of a bold word stays bold), "before", "both" or
+ * "none" (a link or a comment).
+ */
+export type Expand = "before" | "after" | "both" | "none";
+
+/** A mark on a range of a text, as `doc.marks(path)` lists them (in order of `start`). */
+export interface TextMark {
+  readonly name: string;
+  readonly value: MarkValue;
+  /** UTF-16 units, `start` included, `end` excluded. */
+  readonly start: number;
+  readonly end: number;
+}
 
 /**
  * One edit of a document's value, as `doc.change` returns them and as

@@ -23,7 +23,7 @@
 import type { CoreApi, CoreEvent } from "./core.js";
 import { SynclineError, toSynclineError } from "./errors.js";
 import { applyPatches, opsToPatches } from "./snapshot.js";
-import type { DocStatus, HistoryEntry, JsonValue, Op, Patch, Status } from "./types.js";
+import type { DocStatus, HistoryEntry, JsonValue, Op, Patch, Path, Status, TextMark } from "./types.js";
 import { PACKAGE_VERSION } from "./version.js";
 import {
   type CallRequest,
@@ -102,6 +102,8 @@ export class WorkerCore implements CoreApi {
   #seq = 0;
   #status: Status = { connection: "connecting", unsaved: 0, pending: 0, lastSyncedAt: null, buffered: 0 };
   #flushWaiters: { upTo: number; resolve: () => void }[] = [];
+  /** `[canUndo, canRedo]` per doc: as the worker last said, or as this tab's last change implies. */
+  readonly #undoStates = new Map<string, [boolean, boolean]>();
 
   private constructor(init: WorkerCoreInit) {
     this.#init = init;
@@ -273,6 +275,10 @@ export class WorkerCore implements CoreApi {
       case "caughtUp":
         this.#init.onEvent({ type: "caughtUp", url: message.url });
         return;
+      case "undoState":
+        this.#undoStates.set(message.url, message.state);
+        this.#init.onEvent({ type: "undoState", url: message.url });
+        return;
       case "presence":
         this.#init.onEvent({ type: "presence", url: message.url, peer: message.peer, state: message.state });
         return;
@@ -438,7 +444,7 @@ export class WorkerCore implements CoreApi {
     return this.#shown(this.#require(url));
   }
 
-  change(url: string, ops: Op[], message?: string): Patch[] {
+  change(url: string, ops: Op[], message?: string, undoable?: boolean): Patch[] {
     if (this.#closed) throw closedError();
     const doc = this.#require(url);
     const sent: Sent = {
@@ -451,12 +457,65 @@ export class WorkerCore implements CoreApi {
       confirmed: false,
     };
     if (message !== undefined) sent.message = message;
+    if (undoable === false) sent.undoable = false;
+    // What the worker will say once it applied it (an undoable change clears redo).
+    else this.#undoStates.set(url, [true, false]);
     doc.pending.push(sent);
     this.#outbox.set(sent.seq, sent);
     // While a new worker starts, changes wait; #resync sends them in order.
     if (!this.#handingOff) this.#post(this.#wire(sent));
     this.#statusChanged();
     return opsToPatches(ops);
+  }
+
+  undo(url: string): Patch[] | null {
+    return this.#revert(url, "undo");
+  }
+
+  redo(url: string): Patch[] | null {
+    return this.#revert(url, "redo");
+  }
+
+  /** Asks the worker; its patches arrive as any other tab's would. */
+  #revert(url: string, op: "undo" | "redo"): Patch[] | null {
+    if (this.#closed) throw closedError();
+    this.#require(url);
+    const [canUndo, canRedo] = this.undoState(url);
+    if (!(op === "undo" ? canUndo : canRedo)) return null;
+    this.#call({ op, url }).catch((error: unknown) => this.#init.onEvent({ type: "error", error, url }));
+    return [];
+  }
+
+  undoState(url: string): [boolean, boolean] {
+    return this.#undoStates.get(url) ?? [false, false];
+  }
+
+  setUndoCapture(ms: number): void {
+    this.#call({ op: "setUndoCapture", ms }).catch((error: unknown) => this.#init.onEvent({ type: "error", error }));
+  }
+
+  cursor(): string {
+    throw unsupported("cursor()", "cursorAsync()");
+  }
+
+  cursorPosition(): number {
+    throw unsupported("cursorPosition()", "cursorPositionAsync()");
+  }
+
+  marks(): TextMark[] {
+    throw unsupported("marks()", "marksAsync()");
+  }
+
+  cursorAsync(url: string, path: Path, index: number): Promise<string> {
+    return this.#call({ op: "cursor", url, path, index }) as Promise<string>;
+  }
+
+  cursorPositionAsync(url: string, path: Path, cursor: string): Promise<number> {
+    return this.#call({ op: "cursorPosition", url, path, cursor }) as Promise<number>;
+  }
+
+  marksAsync(url: string, path: Path): Promise<TextMark[]> {
+    return this.#call({ op: "marks", url, path }) as Promise<TextMark[]>;
   }
 
   async flush(): Promise<void> {

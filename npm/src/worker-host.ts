@@ -32,7 +32,13 @@ import type { DocStatus, Patch } from "./types.js";
 
 /** What the worker needs of the glue's object beyond `RawCore`. */
 export type WorkerRawCore = RawCore & {
-  changeAt(url: string, heads: string[], opsJson: string, message?: string): [string | null, Patch[] | null, Uint8Array | null];
+  changeAt(
+    url: string,
+    heads: string[],
+    opsJson: string,
+    message?: string,
+    undoable?: boolean,
+  ): [string | null, Patch[] | null, Uint8Array | null];
   restoreLocalChange(url: string, bytes: Uint8Array): string;
 };
 
@@ -59,6 +65,8 @@ interface WorkerDoc {
   heads: string[];
   ready: Promise<void>;
   tabs: Set<Tab>;
+  /** `[canUndo, canRedo]` as the tabs last heard it. */
+  undoState?: [boolean, boolean];
 }
 
 /**
@@ -282,8 +290,17 @@ class RepoEngine {
     if (hash !== null) tab.hashes.set(seq, { url, hash });
     if (message.hash !== undefined && hash !== null && hash !== message.hash) this.#aliases.set(message.hash, hash);
     this.#publish(url, doc, patches, { tab, seq, hash, bytes });
+    this.#tellUndoState(url, doc);
     tab.undurable.push(seq);
     this.#flushSoon();
+  }
+
+  /** Tells the doc's tabs its `[canUndo, canRedo]` if it changed since they last heard it. */
+  #tellUndoState(url: string, doc: WorkerDoc, force = false): void {
+    const state = this.#core.undoState(url);
+    if (!force && doc.undoState?.[0] === state[0] && doc.undoState[1] === state[1]) return;
+    doc.undoState = state;
+    for (const tab of doc.tabs) tab.port.postMessage({ t: "undoState", url, state });
   }
 
   /**
@@ -295,11 +312,11 @@ class RepoEngine {
     let ops = message.ops;
     let result: [string | null, Patch[] | null, Uint8Array | null];
     try {
-      result = this.#raw.changeAt(url, heads, JSON.stringify(ops), message.message);
+      result = this.#raw.changeAt(url, heads, JSON.stringify(ops), message.message, message.undoable);
     } catch (error) {
       if ((error as { code?: unknown } | null)?.code !== "UnknownHeads") throw error;
       ops = fitOps(doc.value, ops);
-      result = this.#raw.changeAt(url, [], JSON.stringify(ops), message.message);
+      result = this.#raw.changeAt(url, [], JSON.stringify(ops), message.message, message.undoable);
     }
     return [result[0], result[1] ?? opsToPatches(ops), result[2] ?? null];
   }
@@ -381,6 +398,7 @@ class RepoEngine {
         await doc.ready;
         doc.tabs.add(tab);
         tab.docs.add(request.url);
+        if (doc.undoState) tab.port.postMessage({ t: "undoState", url: request.url, state: doc.undoState });
         return { url: request.url, value: doc.value, heads: doc.heads };
       }
       case "delete": {
@@ -405,6 +423,25 @@ class RepoEngine {
       case "setOnline":
         core.setOnline(request.online);
         return undefined;
+      case "undo":
+      case "redo": {
+        const doc = this.#open(request.url);
+        await doc.ready;
+        const patches = request.op === "undo" ? core.undo(request.url) : core.redo(request.url);
+        if (patches !== null) this.#publish(request.url, doc, patches);
+        // The asking tab assumed there was something to do: it hears the truth even when unchanged.
+        this.#tellUndoState(request.url, doc, true);
+        return patches !== null;
+      }
+      case "setUndoCapture":
+        core.setUndoCapture(request.ms);
+        return undefined;
+      case "cursor":
+        return core.cursor(request.url, request.path, request.index);
+      case "cursorPosition":
+        return core.cursorPosition(request.url, request.path, request.cursor);
+      case "marks":
+        return core.marks(request.url, request.path);
       case "barrier":
         // Changes queued behind their documents' opening run before this answers.
         await Promise.allSettled([...tab.docs].map((url) => this.#docs.get(url)?.ready));

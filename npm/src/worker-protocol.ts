@@ -15,7 +15,7 @@
  * and sends it again to a new worker after a handoff; `hash`, once known,
  * lets the new worker skip a change it already has.
  */
-import type { DocStatus, HistoryEntry, JsonValue, Op, Patch, Status, TransportOptions } from "./types.js";
+import type { DocStatus, HistoryEntry, JsonValue, Op, Patch, Path, Status, TransportOptions } from "./types.js";
 
 /** Held by the worker for as long as it lives; a tab that obtains it knows the worker is gone. */
 export const WORKER_LOCK = "syncline-worker-alive";
@@ -36,6 +36,8 @@ export interface ChangeMessage {
   /** The tab's earlier changes of this doc it had not yet seen confirmed: their effects were in its value too. */
   before: number[];
   message?: string;
+  /** `false`: undo never reverts it (`ChangeOptions.undoable`). */
+  undoable?: false;
   /** The change's hash, when a previous worker reported it (a re-send). */
   hash?: string;
   /** The change itself as that worker encoded it: restored as is (same hash), not made again. */
@@ -51,6 +53,12 @@ export type CallRequest =
   | { op: "valueAt"; url: string; heads: string[] }
   | { op: "setPresence"; url: string; state: Uint8Array | null }
   | { op: "setOnline"; online: boolean }
+  /** Answered with whether there was a step to undo (redo); its patches go to every tab as "patches". */
+  | { op: "undo" | "redo"; url: string }
+  | { op: "setUndoCapture"; ms: number }
+  | { op: "cursor"; url: string; path: Path; index: number }
+  | { op: "cursorPosition"; url: string; path: Path; cursor: string }
+  | { op: "marks"; url: string; path: Path }
   /** Answered once everything sent before it on this port was handled. */
   | { op: "barrier" };
 
@@ -89,6 +97,8 @@ export type FromWorker =
   | { t: "durable"; seqs: number[] }
   | { t: "status"; status: Status; docs: Record<string, DocStatus> }
   | { t: "caughtUp"; url: string }
+  /** `[canUndo, canRedo]` of the worker's engine for `url` changed (or a tab just opened it). */
+  | { t: "undoState"; url: string; state: [boolean, boolean] }
   | { t: "presence"; url: string; peer: string; state: Uint8Array | null }
   | { t: "error"; error: WireError; url?: string }
   | { t: "deleted"; url: string }

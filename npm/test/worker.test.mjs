@@ -87,6 +87,7 @@ function fakeEngine() {
     setPresence() {},
     clearPresence() {},
     setOnline() {},
+    undoState: (url) => [state.changes.get(url)?.length ? 1 : 0, 0],
     close() {},
   };
   return {

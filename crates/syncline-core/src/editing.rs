@@ -165,7 +165,7 @@ impl Engine {
             .doc
             .marks(&text)
             .map_err(|e| EngineError::Automerge(Box::new(e)))?;
-        Ok(marks
+        let mut marks: Vec<TextMark> = marks
             .into_iter()
             .map(|m| TextMark {
                 name: m.name().to_owned(),
@@ -173,7 +173,10 @@ impl Engine {
                 start: m.start,
                 end: m.end,
             })
-            .collect())
+            .collect();
+        // Automerge lists them in its own order; a reader wants the text's.
+        marks.sort_by(|a, b| (a.start, a.end, &a.name).cmp(&(b.start, b.end, &b.name)));
+        Ok(marks)
     }
 }
 

@@ -329,7 +329,7 @@ impl Engine {
         Ok(())
     }
 
-    /// [`Engine::change`] as of `heads`: the ops are applied to the
+    /// [`Engine::change_with`] as of `heads`: the ops are applied to the
     /// document as it was at those heads (Automerge's isolation), so list
     /// indices and text positions mean what they meant to whoever recorded
     /// them against that version (a tab whose engine is in a worker), and
@@ -344,7 +344,7 @@ impl Engine {
         doc: DocId,
         heads: &[ChangeHash],
         ops: &[Op],
-        message: Option<String>,
+        options: ChangeOptions,
         now_ms: u64,
     ) -> Result<Option<ChangeHash>, EngineError> {
         let state = self
@@ -358,7 +358,7 @@ impl Engine {
         let mut now = current.clone();
         now.sort();
         if wanted.is_empty() || wanted == now {
-            self.change(doc, ops, message, now_ms)?;
+            self.change_with(doc, ops, options, now_ms)?;
             let state = self
                 .docs
                 .get_mut(&doc)
@@ -388,14 +388,18 @@ impl Engine {
             state.doc.integrate();
             return Err(e.into());
         }
-        let head = self.commit_local(doc, since, message, now_ms);
+        let head = self.commit_local(doc, since, options.message, now_ms);
         let capture_ms = self.undo_capture_ms;
         if let Some(state) = self.docs.get_mut(&doc) {
             state.doc.integrate();
             state.isolated_local.extend(head);
-            if let Some(head) = head {
+            match head {
                 // A step of its own: its heads before are not the last step's.
-                state.undo.record(wanted, vec![head], now_ms, capture_ms);
+                Some(head) if options.undoable => {
+                    state.undo.record(wanted, vec![head], now_ms, capture_ms)
+                }
+                Some(_) => state.undo.interrupt(),
+                None => {}
             }
             // The merged result is not the ops alone: patches come from a diff.
             state.changed_elsewhere = true;

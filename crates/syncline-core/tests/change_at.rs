@@ -28,7 +28,7 @@ fn changes_at_older_heads_merge_and_reach_the_relay() {
     for (i, item) in ["a", "b", "c"].into_iter().enumerate() {
         let hash = w.replicas[0]
             .engine
-            .change_at(url.doc, &base, &push(item), None, w.now)
+            .change_at(url.doc, &base, &push(item), Default::default(), w.now)
             .unwrap();
         assert!(hash.is_some(), "change {i} made a change");
         w.collect(0);
@@ -48,7 +48,7 @@ fn changes_at_older_heads_merge_and_reach_the_relay() {
     let unknown = [syncline_core::ChangeHash([9; 32])];
     let err = w.replicas[0]
         .engine
-        .change_at(url.doc, &unknown, &push("x"), None, w.now)
+        .change_at(url.doc, &unknown, &push("x"), Default::default(), w.now)
         .unwrap_err();
     assert_eq!(err.code(), syncline_core::SynclineErrorCode::UnknownHeads);
     assert_eq!(items(&w, 0, &url), expected);

@@ -4,7 +4,7 @@
 //! effects to [`crate::host`], and translates the answer back. Errors are JS
 //! `Error`s with a `code` (see [`crate::errors`]).
 
-use syncline_core::{ChangeHash, DocUrl, Engine, SynclineErrorCode};
+use syncline_core::{ChangeHash, ChangeOptions, DocUrl, Engine, SynclineErrorCode};
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{history_to_js, initial_from_js, ops_from_json, to_js};
@@ -19,7 +19,7 @@ use crate::transport::TransportOptions;
 /// A replica in this page: its documents, its log, its relay connection.
 #[wasm_bindgen]
 pub struct Core {
-    host: HostRef,
+    pub(crate) host: HostRef,
     /// Our registration with [`crate::crash`].
     crash_listener: u64,
 }
@@ -294,7 +294,7 @@ impl Core {
     }
 
     /// Applies `ops` (a JSON array of `syncline_core::Op`) as one change
-    /// with an optional message; returns the patches since the last
+    /// with an optional message (`undoable: false`: undo skips it); returns the patches since the last
     /// `value`, `change` or `changed` event of this doc (see
     /// [`crate::patches`]), or `null` when nothing but local changes
     /// happened since: then the caller applies its own ops as patches. On
@@ -304,6 +304,7 @@ impl Core {
         url: &str,
         ops: &str,
         message: Option<String>,
+        undoable: Option<bool>,
     ) -> Result<JsValue, JsValue> {
         host::enter(&self.host)?;
         let doc = parse(url)?.doc;
@@ -311,11 +312,12 @@ impl Core {
         // A change needs the CRDT: a document shown from its stored value
         // loads now, and the change applies on top, in order.
         fast_open::ensure_loaded(&self.host, &doc);
+        let options = change_options(message, undoable);
         let result = self
             .host
             .borrow_mut()
             .engine
-            .change(doc, &ops, message, now_ms());
+            .change_with(doc, &ops, options, now_ms());
         host::drain_soon(&self.host);
         result.map_err(|e| engine_error(&e))?;
         self.local_patches(&doc)
@@ -334,17 +336,19 @@ impl Core {
         heads: Vec<String>,
         ops: &str,
         message: Option<String>,
+        undoable: Option<bool>,
     ) -> Result<JsValue, JsValue> {
         host::enter(&self.host)?;
         let doc = parse(url)?.doc;
         let heads = parse_heads(&heads)?;
         let ops = ops_from_json(ops)?;
         fast_open::ensure_loaded(&self.host, &doc);
+        let options = change_options(message, undoable);
         let result = self
             .host
             .borrow_mut()
             .engine
-            .change_at(doc, &heads, &ops, message, now_ms());
+            .change_at(doc, &heads, &ops, options, now_ms());
         host::drain_soon(&self.host);
         let hash = result.map_err(|e| engine_error(&e))?;
         let bytes = hash.and_then(|h| self.host.borrow_mut().engine.change_bytes(&doc, &h));
@@ -453,7 +457,7 @@ fn relays_from_js(relay: &JsValue) -> Result<Vec<String>, JsValue> {
     ))
 }
 
-fn parse(url: &str) -> Result<DocUrl, JsValue> {
+pub(crate) fn parse(url: &str) -> Result<DocUrl, JsValue> {
     url.parse().map_err(|e| engine_error(&e))
 }
 
@@ -481,6 +485,14 @@ impl Core {
             Some(patches) => to_js(&to_js_patches(patches)),
             None => Ok(JsValue::NULL),
         }
+    }
+}
+
+/// A change's message and whether undo may revert it (by default, yes).
+fn change_options(message: Option<String>, undoable: Option<bool>) -> ChangeOptions {
+    ChangeOptions {
+        message,
+        undoable: undoable.unwrap_or(true),
     }
 }
 

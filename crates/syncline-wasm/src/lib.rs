@@ -29,6 +29,7 @@
 pub mod api;
 mod convert;
 mod crash;
+mod editing;
 mod errors;
 mod events;
 mod fast_open;
