@@ -69,12 +69,18 @@ export interface CoreApi {
   /** `false`: disconnect and stay offline until `true`. */
   setOnline(online: boolean): void;
   close(): void;
+  /** The document as standard Automerge bytes (Automerge's `save()`). */
+  exportDoc(url: string): Uint8Array | Promise<Uint8Array>;
+  /** A new document from Automerge bytes; its URL ("BadImport" for bytes it can't take). */
+  importDoc(bytes: Uint8Array): string | Promise<string>;
 }
 
 /** The engine as the glue exports it. */
 /** The glue's object: `CoreApi`, except that ops cross as JSON text. */
-export type RawCore = Omit<CoreApi, "change" | "create"> & {
+export type RawCore = Omit<CoreApi, "change" | "create" | "exportDoc" | "importDoc"> & {
   create(initial: JsonValue | undefined): string;
+  exportDoc(url: string): Uint8Array;
+  importDoc(bytes: Uint8Array): string;
   /** `null`: only local changes happened since the last patches; the ops are the patches. */
   change(url: string, opsJson: string, message?: string): Patch[] | null;
 };
@@ -144,5 +150,7 @@ export function adaptCore(raw: RawCore, onTrap: (error: unknown) => void): CoreA
     docStatus: (url) => guard(() => raw.docStatus(url)),
     setOnline: (online) => guard(() => raw.setOnline(online)),
     close: () => guard(() => raw.close()),
+    exportDoc: (url) => guard(() => raw.exportDoc(url)),
+    importDoc: (bytes) => guard(() => raw.importDoc(bytes)),
   };
 }

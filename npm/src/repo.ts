@@ -69,6 +69,21 @@ export interface Repo {
    * document this device has no data of.
    */
   open<T extends object = JsonObject>(url: string): Promise<DocHandle<T>>;
+  /**
+   * The document at `url` (opened first, as `open` does) as standard
+   * Automerge bytes (Automerge's `save()`: its whole history), which
+   * `@automerge/automerge`'s `load()` reads. No key, id or Syncline state
+   * is in them.
+   */
+  export(url: string): Promise<Uint8Array>;
+  /**
+   * A new document (new URL, new key, as `create` makes) from Automerge
+   * bytes — a saved document or saved changes — keeping their history; it
+   * syncs like any other. Rejects with code "BadImport" (creating nothing)
+   * for bytes Automerge can't load, or a document holding values Syncline
+   * does not support (dates, bytes, uints, tables).
+   */
+  import<T extends object = JsonObject>(bytes: Uint8Array): Promise<DocHandle<T>>;
   /** Resolves when every change made so far is durable on this device. */
   flush(): Promise<void>;
   /**
@@ -458,6 +473,28 @@ export class RepoImpl implements Repo, DocHost {
       }
     }
     return (await promise) as unknown as DocHandle<T>;
+  }
+
+  // Export and import (see `Repo.export`, `Repo.import`).
+
+  async export(url: string): Promise<Uint8Array> {
+    const handle = await this.open(url);
+    try {
+      return await this.#requireCore().exportDoc(handle.url);
+    } catch (error) {
+      throw this.#failure(error);
+    }
+  }
+
+  async import<T extends object = JsonObject>(bytes: Uint8Array): Promise<DocHandle<T>> {
+    const core = this.#requireCore();
+    if (!(bytes instanceof Uint8Array)) throw new SynclineError("BadImport", "import() takes the document's bytes as a Uint8Array");
+    try {
+      const url = await core.importDoc(bytes);
+      return this.#adopt(url, core.value(url)) as Handle<object> as unknown as DocHandle<T>;
+    } catch (error) {
+      throw this.#failure(error);
+    }
   }
 
   async flush(): Promise<void> {

@@ -367,8 +367,9 @@ class RepoEngine {
   async #answer(tab: Tab, request: CallRequest): Promise<unknown> {
     const core = this.#core;
     switch (request.op) {
-      case "create": {
-        const url = core.create(request.initial) as string;
+      case "create":
+      case "import": {
+        const url = (request.op === "create" ? core.create(request.initial) : core.importDoc(request.bytes)) as string;
         const doc: WorkerDoc = { value: core.value(url), heads: core.heads(url), ready: Promise.resolve(), tabs: new Set([tab]) };
         this.#docs.set(url, doc);
         tab.docs.add(url);
@@ -405,6 +406,9 @@ class RepoEngine {
       case "setOnline":
         core.setOnline(request.online);
         return undefined;
+      case "export":
+        await this.#open(request.url).ready;
+        return core.exportDoc(request.url);
       case "barrier":
         // Changes queued behind their documents' opening run before this answers.
         await Promise.allSettled([...tab.docs].map((url) => this.#docs.get(url)?.ready));

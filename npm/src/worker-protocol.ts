@@ -51,6 +51,8 @@ export type CallRequest =
   | { op: "valueAt"; url: string; heads: string[] }
   | { op: "setPresence"; url: string; state: Uint8Array | null }
   | { op: "setOnline"; online: boolean }
+  | { op: "export"; url: string }
+  | { op: "import"; bytes: Uint8Array }
   /** Answered once everything sent before it on this port was handled. */
   | { op: "barrier" };
 

@@ -403,7 +403,11 @@ test("importing syncline, syncline/react and syncline/svelte in Node (SSR) does 
 // Automerge call per frame with its per-delta fallback (issue 21) and the
 // `mark`/`unmark` ops, which link Automerge's mark code (issue 17):
 // 615,240 B `gzip -9`, 619,884 B by this measure. Cutting back is open work.
-const WASM_GZIP_BUDGET = 622_000;
+// Raised to 625,000 the same day for export and import (issue 19 part 4:
+// `exportDoc`/`importDoc` and the walk that checks an import's values):
+// 620,250 -> 622,609 B by this measure, measured with and without the
+// bindings on one tree.
+const WASM_GZIP_BUDGET = 625_000;
 
 test(`the shipped wasm is at most ${WASM_GZIP_BUDGET} B gzipped`, () => {
   const wasm = readFileSync(join(appsDir, "webpack", "node_modules", "syncline", "dist", "wasm", "syncline_wasm_bg.wasm"));

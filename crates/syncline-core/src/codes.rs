@@ -42,6 +42,9 @@ pub enum SynclineErrorCode {
     UnknownHeads,
     /// A cursor string that is malformed, or made for another document or text.
     BadCursor,
+    /// Bytes to import that are not an Automerge document, or one holding
+    /// values Syncline does not support; nothing was created.
+    BadImport,
     // Per-document access (`AccessError`).
     /// No valid token for the document.
     Unauthorized,
@@ -128,6 +131,7 @@ impl SynclineErrorCode {
         Self::BadPresence,
         Self::UnknownHeads,
         Self::BadCursor,
+        Self::BadImport,
         Self::Unauthorized,
         Self::ReadOnly,
         Self::TokenExpired,
@@ -176,6 +180,7 @@ impl SynclineErrorCode {
             Self::BadPresence => "BadPresence",
             Self::UnknownHeads => "UnknownHeads",
             Self::BadCursor => "BadCursor",
+            Self::BadImport => "BadImport",
             Self::Unauthorized => "Unauthorized",
             Self::ReadOnly => "ReadOnly",
             Self::TokenExpired => "TokenExpired",

@@ -46,6 +46,7 @@ mod live;
 mod log;
 pub mod ops;
 mod outbox;
+mod portable;
 mod presence;
 pub mod seal;
 pub mod store;
