@@ -69,6 +69,12 @@ export interface CoreApi {
   /** `false`: disconnect and stay offline until `true`. */
   setOnline(online: boolean): void;
   close(): void;
+  /**
+   * One schema migration step from version `from` (see `schema.ts`): the
+   * patches since the handle's value. Only where the engine is in this
+   * page (absent in worker mode).
+   */
+  migrate?(url: string, from: number, ops: Op[]): Patch[];
   /** The document as standard Automerge bytes (Automerge's `save()`). */
   exportDoc(url: string): Uint8Array | Promise<Uint8Array>;
   /** A new document from Automerge bytes; its URL ("BadImport" for bytes it can't take). */
@@ -77,7 +83,8 @@ export interface CoreApi {
 
 /** The engine as the glue exports it. */
 /** The glue's object: `CoreApi`, except that ops cross as JSON text. */
-export type RawCore = Omit<CoreApi, "change" | "create" | "exportDoc" | "importDoc"> & {
+export type RawCore = Omit<CoreApi, "change" | "create" | "exportDoc" | "importDoc" | "migrate"> & {
+  migrate(url: string, from: number, opsJson: string): Patch[] | null;
   create(initial: JsonValue | undefined): string;
   exportDoc(url: string): Uint8Array;
   importDoc(bytes: Uint8Array): string;
@@ -152,5 +159,7 @@ export function adaptCore(raw: RawCore, onTrap: (error: unknown) => void): CoreA
     close: () => guard(() => raw.close()),
     exportDoc: (url) => guard(() => raw.exportDoc(url)),
     importDoc: (bytes) => guard(() => raw.importDoc(bytes)),
+    // Patches always come from the engine's diff: they hold the version key.
+    migrate: (url, from, ops) => guard(() => raw.migrate(url, from, JSON.stringify(ops)) ?? []),
   };
 }

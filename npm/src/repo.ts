@@ -6,6 +6,7 @@ import { Handle, type DocHandle, type DocHost, type Unsubscribe } from "./doc-ha
 import { toJson } from "./draft.js";
 import { SynclineError, toSynclineError } from "./errors.js";
 import { StatusAndErrorListeners, callSafely } from "./listeners.js";
+import { SCHEMA_KEY, applySchema, checkSchema, type OpenOptions, type Schema } from "./schema.js";
 import type { DocStatus, HistoryEntry, JsonObject, Op, Patch, Status, TransportOptions } from "./types.js";
 
 export interface RepoOptions extends KeyOptions, TransportOptions {
@@ -59,16 +60,26 @@ export interface RepoEvents {
 
 /** A set of documents stored on this device and synced through the relay. */
 export interface Repo {
-  /** Creates a document with the given initial value (default `{}`). */
-  create<T extends object = JsonObject>(initial?: T): Promise<DocHandle<T>>;
+  /**
+   * Creates a document with the given initial value (default `{}`); with
+   * `{ schema }`, it records `schema.version` (under "syncline:schema").
+   */
+  create<T extends object = JsonObject>(initial?: T, options?: OpenOptions): Promise<DocHandle<T>>;
   /**
    * Opens a document by URL. Resolves once it has local data, or the relay
    * has sent all it has for it (or another tab sent it). Rejects with code
    * "BadUrl" for a malformed URL, and with the relay's refusal
    * ("Unauthorized", "TokenExpired", "TokenProvider") if it refuses a
    * document this device has no data of.
+   *
+   * With `{ schema: { version, migrations } }`: a document at an older
+   * schema version is migrated (`migrations[i]` takes it from version i to
+   * i + 1, each as one change, applied once when replicas migrate the same
+   * state); one at a newer version opens read-only (its changes throw
+   * "SchemaTooNew", and the repo's `error` listeners hear it). In worker
+   * mode a schema is refused with "Unsupported".
    */
-  open<T extends object = JsonObject>(url: string): Promise<DocHandle<T>>;
+  open<T extends object = JsonObject>(url: string, options?: OpenOptions): Promise<DocHandle<T>>;
   /**
    * The document at `url` (opened first, as `open` does) as standard
    * Automerge bytes (Automerge's `save()`: its whole history), which
@@ -431,9 +442,12 @@ export class RepoImpl implements Repo, DocHost {
     }
   }
 
-  async create<T extends object = JsonObject>(initial?: T): Promise<DocHandle<T>> {
+  async create<T extends object = JsonObject>(initial?: T, options?: OpenOptions): Promise<DocHandle<T>> {
     const core = this.#requireCore();
-    const json = initial === undefined ? undefined : toJson(initial);
+    let json = initial === undefined ? undefined : toJson(initial);
+    if (options?.schema !== undefined && (json === undefined || (json !== null && typeof json === "object" && !Array.isArray(json)))) {
+      json = { ...(json ?? {}), [SCHEMA_KEY]: checkSchema(options.schema).version };
+    }
     if (json !== undefined && (json === null || typeof json !== "object" || Array.isArray(json))) {
       throw new SynclineError("BadValue", "a document's initial value must be an object");
     }
@@ -446,7 +460,30 @@ export class RepoImpl implements Repo, DocHost {
     }
   }
 
-  async open<T extends object = JsonObject>(url: string): Promise<DocHandle<T>> {
+  async open<T extends object = JsonObject>(url: string, options?: OpenOptions): Promise<DocHandle<T>> {
+    if (options?.schema === undefined) return this.#open<T>(url);
+    const schema = checkSchema(options.schema);
+    if (!this.#requireCore().migrate) {
+      throw new SynclineError("Unsupported", "schema versions need the engine in the page: open without `schema` in worker mode, or use createRepo({ worker: false })");
+    }
+    const handle = await this.#open<T>(url);
+    this.#migrate(handle as unknown as Handle<object>, schema);
+    return handle;
+  }
+
+  /** Brings an open document to `schema` (see `schema.ts`). */
+  #migrate(handle: Handle<object>, schema: Schema): void {
+    const tooNew = applySchema(handle, schema, (url, from, ops) => {
+      try {
+        return this.#requireCore().migrate?.(url, from, ops) ?? [];
+      } catch (error) {
+        throw this.#failure(error);
+      }
+    });
+    if (tooNew) this.#reportError(tooNew);
+  }
+
+  async #open<T extends object = JsonObject>(url: string): Promise<DocHandle<T>> {
     const core = this.#requireCore();
     if (typeof url !== "string") throw new SynclineError("BadUrl", "a document URL must be a string");
     // `syncline:<id>#<key>`: the key travels in the URL's fragment; the engine

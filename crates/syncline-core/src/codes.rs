@@ -45,6 +45,9 @@ pub enum SynclineErrorCode {
     /// Bytes to import that are not an Automerge document, or one holding
     /// values Syncline does not support; nothing was created.
     BadImport,
+    /// The document records a schema version newer than the app's: it is
+    /// read-only here until the app is updated.
+    SchemaTooNew,
     // Per-document access (`AccessError`).
     /// No valid token for the document.
     Unauthorized,
@@ -132,6 +135,7 @@ impl SynclineErrorCode {
         Self::UnknownHeads,
         Self::BadCursor,
         Self::BadImport,
+        Self::SchemaTooNew,
         Self::Unauthorized,
         Self::ReadOnly,
         Self::TokenExpired,
@@ -181,6 +185,7 @@ impl SynclineErrorCode {
             Self::UnknownHeads => "UnknownHeads",
             Self::BadCursor => "BadCursor",
             Self::BadImport => "BadImport",
+            Self::SchemaTooNew => "SchemaTooNew",
             Self::Unauthorized => "Unauthorized",
             Self::ReadOnly => "ReadOnly",
             Self::TokenExpired => "TokenExpired",
