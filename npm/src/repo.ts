@@ -6,7 +6,7 @@ import { Handle, type DocHandle, type DocHost, type Unsubscribe } from "./doc-ha
 import { toJson } from "./draft.js";
 import { SynclineError, toSynclineError } from "./errors.js";
 import { StatusAndErrorListeners, callSafely } from "./listeners.js";
-import { SCHEMA_KEY, applySchema, checkSchema, type OpenOptions, type Schema } from "./schema.js";
+import { CatchUps, SCHEMA_KEY, applySchema, checkSchema, type OpenOptions, type Schema } from "./schema.js";
 import type { DocStatus, HistoryEntry, JsonObject, Op, Patch, Status, TransportOptions } from "./types.js";
 
 export interface RepoOptions extends KeyOptions, TransportOptions {
@@ -72,8 +72,9 @@ export interface Repo {
    * ("Unauthorized", "TokenExpired", "TokenProvider") if it refuses a
    * document this device has no data of.
    *
-   * With `{ schema: { version, migrations } }`: a document at an older
-   * schema version is migrated (`migrations[i]` takes it from version i to
+   * With `{ schema: { version, migrations } }` (online: once the relay has
+   * caught the document up): a document at an older schema version is
+   * migrated (`migrations[i]` takes it from version i to
    * i + 1, each as one change, applied once when replicas migrate the same
    * state); one at a newer version opens read-only (its changes throw
    * "SchemaTooNew", and the repo's `error` listeners hear it). In worker
@@ -142,6 +143,8 @@ export class RepoImpl implements Repo, DocHost {
   readonly #listeners = new StatusAndErrorListeners<Status>();
   #queue: QueuedEvent[] = [];
   #draining = false;
+  /** What the relay caught up on: a migration waits for it (see `schema.ts`). */
+  readonly #catchUps = new CatchUps();
   /** Set once the wasm module trapped: every later call fails with it. */
   #crashed: SynclineError | null = null;
 
@@ -248,9 +251,11 @@ export class RepoImpl implements Repo, DocHost {
         this.#handles.get(event.url)?.notify();
         break;
       case "caughtUp":
+        this.#catchUps.caughtUp(event.url);
         if (!this.#handles.has(event.url)) this.#settleOpen(event.url, () => this.#requireCore().value(event.url));
         break;
       case "status":
+        this.#catchUps.connection(event.status.connection);
         this.#setStatus(event.status);
         for (const handle of this.#handles.values()) handle.refreshStatus();
         break;
@@ -261,6 +266,7 @@ export class RepoImpl implements Repo, DocHost {
           break;
         }
         // A refusal of one document: its handle hears it, and so does the repo.
+        this.#catchUps.refused(event.url);
         const docId = event.url.split("#")[0];
         const scoped = new SynclineError(error.code, error.message, { cause: error.cause, docId });
         const handle = this.#handles.get(event.url);
@@ -467,6 +473,9 @@ export class RepoImpl implements Repo, DocHost {
       throw new SynclineError("Unsupported", "schema versions need the engine in the page: open without `schema` in worker mode, or use createRepo({ worker: false })");
     }
     const handle = await this.#open<T>(url);
+    // Online, the relay's copy first: others may have migrated it already.
+    this.#catchUps.connection(this.status.connection);
+    await this.#catchUps.wait(handle.url);
     this.#migrate(handle as unknown as Handle<object>, schema);
     return handle;
   }

@@ -90,3 +90,45 @@ export function applySchema(
   }
   return null;
 }
+
+/**
+ * Which documents the relay has caught up on the current connection, so a
+ * migration waits for them: migrating a stale copy (others' edits and
+ * migrations not yet here) would start from other heads than theirs and
+ * apply the step again. Fed by the repo's core events.
+ */
+export class CatchUps {
+  readonly #done = new Set<string>();
+  readonly #waiting = new Map<string, (() => void)[]>();
+  #connection = "offline";
+
+  caughtUp(url: string): void {
+    this.#done.add(url);
+    this.#release(url);
+  }
+
+  /** The relay refused the document: nothing more will come for it now. */
+  refused(url: string): void {
+    this.#release(url);
+  }
+
+  connection(connection: string): void {
+    this.#connection = connection;
+    if (connection === "open") return;
+    this.#done.clear();
+    // Offline (no relay, or it can't be reached) or closed: migrate what is here.
+    if (connection !== "connecting") for (const url of [...this.#waiting.keys()]) this.#release(url);
+  }
+
+  /** Resolves once `url` is caught up, or at once when there is nothing to wait for. */
+  wait(url: string): Promise<void> {
+    if (this.#done.has(url) || this.#connection === "offline" || this.#connection === "closed") return Promise.resolve();
+    return new Promise((resolve) => this.#waiting.set(url, [...(this.#waiting.get(url) ?? []), resolve]));
+  }
+
+  #release(url: string): void {
+    const waiters = this.#waiting.get(url) ?? [];
+    this.#waiting.delete(url);
+    for (const resolve of waiters) resolve();
+  }
+}

@@ -2,7 +2,8 @@
 // in Chromium against the real relay: two browsers migrate the same old
 // document at the same time while offline, then sync, and each migration
 // happened once (one list push per step, one change per step in history,
-// at a third browser too); a document newer than the app's schema opens
+// at a third browser too); a stale copy opened online waits for the relay
+// rather than migrate again what another browser migrated; a document newer than the app's schema opens
 // read-only with "SchemaTooNew"; a created document records its version
 // and a reload does not migrate it again; worker mode refuses a schema
 // with "Unsupported".
@@ -79,6 +80,37 @@ test("two browsers migrating the same old document offline at the same time appl
     }
   } finally {
     await Promise.all([a, b, c].map(({ context }) => context.close()));
+  }
+});
+
+test("a stale copy opened online waits for the relay and does not migrate again what another browser migrated", { timeout: 120_000 }, async () => {
+  const a = await repoPage("migrator");
+  const b = await repoPage("stale");
+  try {
+    const url = await a.page.evaluate(async () => (window.doc = await window.repo.create({ items: ["old"] })).url);
+    await synced(a.page);
+    await b.page.evaluate(async (url) => {
+      await window.repo.open(url);
+      await window.repo.flush();
+      window.repo.setOnline(false);
+    }, url);
+    // Meanwhile A edits, then migrates (from heads B's copy lacks).
+    await a.page.evaluate(async (url) => {
+      window.doc.change((d) => void d.items.push("a-edit"));
+      await window.repo.open(url, { schema: window.schema(2) });
+    }, url);
+    await synced(a.page);
+    // B comes back with its stale copy in IndexedDB and opens it with the schema at once.
+    await b.page.reload();
+    await openRepo(b.page);
+    const value = await b.page.evaluate(async (url) => {
+      const doc = await window.repo.open(url, { schema: window.schema(2) });
+      return doc.value;
+    }, url);
+    assert.deepEqual(value, { items: ["old", "a-edit", "to-1", "to-2"], "syncline:schema": 2 }, "A's migration, once");
+    await synced(b.page);
+  } finally {
+    await Promise.all([a, b].map(({ context }) => context.close()));
   }
 });
 
