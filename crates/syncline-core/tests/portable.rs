@@ -100,3 +100,42 @@ fn an_import_survives_a_restart_from_the_log() {
         json!({"note": "hello", "n": 2})
     );
 }
+
+/// Whatever the bytes — garbage, a save cut short, a save with a byte
+/// flipped — an import returns (a document or `BadImport`), never panics.
+#[test]
+fn an_import_of_any_bytes_never_panics() {
+    use rand::{Rng, SeedableRng};
+    let mut doc = AutoCommit::new();
+    let list = doc.put_object(ROOT, "items", ObjType::List).unwrap();
+    for i in 0..20 {
+        doc.insert(&list, i, format!("item {i}")).unwrap();
+        doc.commit();
+    }
+    let text = doc.put_object(ROOT, "note", ObjType::Text).unwrap();
+    doc.splice_text(&text, 0, 0, "hello").unwrap();
+    let saved = doc.save();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(19);
+    let mut engine = Engine::new([4; 32]);
+    let mut imported = 0;
+    for round in 0..3_000 {
+        let bytes: Vec<u8> = match round % 3 {
+            0 => (0..rng.random_range(0..200))
+                .map(|_| rng.random())
+                .collect(),
+            1 => saved[..rng.random_range(0..saved.len())].to_vec(),
+            _ => {
+                let mut bytes = saved.clone();
+                let at = rng.random_range(0..bytes.len());
+                bytes[at] ^= 1 << rng.random_range(0..8);
+                bytes
+            }
+        };
+        match engine.import_doc(&bytes, 0) {
+            Ok(_) => imported += 1,
+            Err(e) => assert_eq!(e.code(), SynclineErrorCode::BadImport, "{e}"),
+        }
+        engine.take_outputs();
+    }
+    assert!(imported < 3_000, "most of these are refused");
+}
