@@ -71,10 +71,11 @@ export interface CoreApi {
   close(): void;
   /**
    * One schema migration step from version `from` (see `schema.ts`): the
-   * patches since the handle's value. Only where the engine is in this
-   * page (absent in worker mode).
+   * patches since the handle's value, where the engine is in this page.
    */
   migrate?(url: string, from: number, ops: Op[]): Patch[];
+  /** `migrate` where the engine is in a worker: the patches arrive as a "changed" event first (`null`). */
+  migrateAsync?(url: string, from: number, ops: Op[]): Promise<Patch[] | null>;
   /** The document as standard Automerge bytes (Automerge's `save()`). */
   exportDoc(url: string): Uint8Array | Promise<Uint8Array>;
   /** A new document from Automerge bytes; its URL ("BadImport" for bytes it can't take). */

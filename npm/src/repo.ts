@@ -77,8 +77,8 @@ export interface Repo {
    * migrated (`migrations[i]` takes it from version i to
    * i + 1, each as one change, applied once when replicas migrate the same
    * state); one at a newer version opens read-only (its changes throw
-   * "SchemaTooNew", and the repo's `error` listeners hear it). In worker
-   * mode a schema is refused with "Unsupported".
+   * "SchemaTooNew", and the repo's `error` listeners hear it). Works in
+   * worker mode too (the worker's engine makes each step).
    */
   open<T extends object = JsonObject>(url: string, options?: OpenOptions): Promise<DocHandle<T>>;
   /**
@@ -469,22 +469,20 @@ export class RepoImpl implements Repo, DocHost {
   async open<T extends object = JsonObject>(url: string, options?: OpenOptions): Promise<DocHandle<T>> {
     if (options?.schema === undefined) return this.#open<T>(url);
     const schema = checkSchema(options.schema);
-    if (!this.#requireCore().migrate) {
-      throw new SynclineError("Unsupported", "schema versions need the engine in the page: open without `schema` in worker mode, or use createRepo({ worker: false })");
-    }
     const handle = await this.#open<T>(url);
     // Online, the relay's copy first: others may have migrated it already.
     this.#catchUps.connection(this.status.connection);
     await this.#catchUps.wait(handle.url);
-    this.#migrate(handle as unknown as Handle<object>, schema);
+    await this.#migrate(handle as unknown as Handle<object>, schema);
     return handle;
   }
 
-  /** Brings an open document to `schema` (see `schema.ts`). */
-  #migrate(handle: Handle<object>, schema: Schema): void {
-    const tooNew = applySchema(handle, schema, (url, from, ops) => {
+  /** Brings an open document to `schema` (see `schema.ts`), in the page or in the worker. */
+  async #migrate(handle: Handle<object>, schema: Schema): Promise<void> {
+    const tooNew = await applySchema(handle, schema, async (url, from, ops) => {
+      const core = this.#requireCore();
       try {
-        return this.#requireCore().migrate?.(url, from, ops) ?? [];
+        return core.migrate ? core.migrate(url, from, ops) : ((await core.migrateAsync?.(url, from, ops)) ?? null);
       } catch (error) {
         throw this.#failure(error);
       }

@@ -8,8 +8,9 @@
  * (`crates/syncline-core/src/schema.rs`): two replicas that migrate the
  * same document from the same heads make the same change, applied once. A
  * document of a newer version than the app's opens read-only: its writes
- * throw `SchemaTooNew`. In worker mode a schema is refused with
- * `Unsupported` (the migration needs the engine in the page).
+ * throw `SchemaTooNew`. In worker mode the tab records the migration's ops
+ * and the worker's engine makes the change (the `migrate` call of
+ * `worker-protocol.ts`).
  */
 import type { Handle } from "./doc-handle.js";
 import { recordChange } from "./draft.js";
@@ -63,11 +64,11 @@ export function recordedVersion(value: unknown): number {
  * document newer than the app's schema, makes the handle read-only.
  * Returns the `SchemaTooNew` error in that case.
  */
-export function applySchema(
+export async function applySchema(
   handle: Handle<object>,
   schema: Schema,
-  migrate: (url: string, from: number, ops: Op[]) => Patch[],
-): SynclineError | null {
+  migrate: (url: string, from: number, ops: Op[]) => Promise<Patch[] | null>,
+): Promise<SynclineError | null> {
   const recorded = recordedVersion(handle.value);
   if (recorded > schema.version) {
     const error = new SynclineError(
@@ -85,7 +86,9 @@ export function applySchema(
     } catch (error) {
       throw new SynclineError("BadOp", `the migration from schema version ${from} to ${from + 1} failed, nothing of it was applied: ${String((error as Error)?.message ?? error)}`, { cause: error });
     }
-    handle.apply(migrate(handle.url, from, ops));
+    // `null`: the new value already reached the handle (worker mode's patches).
+    const patches = await migrate(handle.url, from, ops);
+    if (patches) handle.apply(patches);
     handle.notify();
   }
   return null;

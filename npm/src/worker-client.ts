@@ -395,6 +395,12 @@ export class WorkerCore implements CoreApi {
     return true;
   }
 
+  /** A schema migration step, made by the worker's engine; the new value comes as "patches" before this resolves. */
+  async migrateAsync(url: string, from: number, ops: Op[]): Promise<null> {
+    await this.#call({ op: "migrate", url, from, ops });
+    return null;
+  }
+
   exportDoc(url: string): Promise<Uint8Array> {
     return this.#call({ op: "export", url }) as Promise<Uint8Array>;
   }

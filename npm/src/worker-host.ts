@@ -409,6 +409,14 @@ class RepoEngine {
       case "export":
         await this.#open(request.url).ready;
         return core.exportDoc(request.url);
+      case "migrate": {
+        const doc = this.#open(request.url);
+        await doc.ready;
+        this.#publish(request.url, doc, core.migrate?.(request.url, request.from, request.ops) ?? []);
+        // Durable before the tab hears: a handoff right after can't lose it.
+        await core.flush();
+        return undefined;
+      }
       case "barrier":
         // Changes queued behind their documents' opening run before this answers.
         await Promise.allSettled([...tab.docs].map((url) => this.#docs.get(url)?.ready));

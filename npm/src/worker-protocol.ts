@@ -52,6 +52,8 @@ export type CallRequest =
   | { op: "setPresence"; url: string; state: Uint8Array | null }
   | { op: "setOnline"; online: boolean }
   | { op: "export"; url: string }
+  /** One schema migration step (see `schema.ts`); its patches go to every tab as "patches". */
+  | { op: "migrate"; url: string; from: number; ops: Op[] }
   | { op: "import"; bytes: Uint8Array }
   /** Answered once everything sent before it on this port was handled. */
   | { op: "barrier" };
