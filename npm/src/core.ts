@@ -89,11 +89,25 @@ export interface CoreApi {
   /** `false`: disconnect and stay offline until `true`. */
   setOnline(online: boolean): void;
   close(): void;
+  /**
+   * One schema migration step from version `from` (see `schema.ts`): the
+   * patches since the handle's value, where the engine is in this page.
+   */
+  migrate?(url: string, from: number, ops: Op[]): Patch[];
+  /** `migrate` where the engine is in a worker: the patches arrive as a "changed" event first (`null`). */
+  migrateAsync?(url: string, from: number, ops: Op[]): Promise<Patch[] | null>;
+  /** The document as standard Automerge bytes (Automerge's `save()`). */
+  exportDoc(url: string): Uint8Array | Promise<Uint8Array>;
+  /** A new document from Automerge bytes; its URL ("BadImport" for bytes it can't take). */
+  importDoc(bytes: Uint8Array): string | Promise<string>;
 }
 
 /** The glue's object: `CoreApi`, except that ops and paths cross as JSON text. */
-export type RawCore = Omit<CoreApi, "change" | "create" | "undoState" | "cursor" | "cursorPosition" | "marks"> & {
+export type RawCore = Omit<CoreApi, "change" | "create" | "undoState" | "cursor" | "cursorPosition" | "marks" | "exportDoc" | "importDoc" | "migrate"> & {
+  migrate(url: string, from: number, opsJson: string): Patch[] | null;
   create(initial: JsonValue | undefined): string;
+  exportDoc(url: string): Uint8Array;
+  importDoc(bytes: Uint8Array): string;
   /** `null`: only local changes happened since the last patches; the ops are the patches. */
   change(url: string, opsJson: string, message?: string, undoable?: boolean): Patch[] | null;
   undoState(url: string): Uint8Array;
@@ -177,5 +191,9 @@ export function adaptCore(raw: RawCore, onTrap: (error: unknown) => void): CoreA
     docStatus: (url) => guard(() => raw.docStatus(url)),
     setOnline: (online) => guard(() => raw.setOnline(online)),
     close: () => guard(() => raw.close()),
+    exportDoc: (url) => guard(() => raw.exportDoc(url)),
+    importDoc: (bytes) => guard(() => raw.importDoc(bytes)),
+    // Patches always come from the engine's diff: they hold the version key.
+    migrate: (url, from, ops) => guard(() => raw.migrate(url, from, JSON.stringify(ops)) ?? []),
   };
 }

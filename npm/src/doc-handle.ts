@@ -163,6 +163,14 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
 
   readonly presence: PresenceImpl;
 
+  /** Set when writes are refused (a schema newer than the app's: see `schema.ts`). */
+  #blocked: SynclineError | null = null;
+
+  /** Refuses every later change with `error` (the value still updates). */
+  blockWrites(error: SynclineError): void {
+    this.#blocked = error;
+  }
+
   constructor(host: DocHost, url: string, value: unknown) {
     this.#host = host;
     this.url = url;
@@ -238,6 +246,7 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
   }
 
   change(fn: (draft: Draft<T>) => void, options: ChangeOptions = {}): readonly Patch[] {
+    if (this.#blocked) throw this.#blocked;
     const ops = recordChange<Draft<T>>(this.#value, fn);
     if (ops.length === 0) return [];
     const patches = this.#host.applyChange(this.url, ops, options);

@@ -25,6 +25,8 @@ export const SYNCLINE_ERROR_CODES = [
   "BadPresence", // A peer's presence could not be opened.
   "UnknownHeads", // Heads that name a change the document does not have.
   "BadCursor", // A cursor string that is malformed, or made for another document or text.
+  "BadImport", // Bytes to import that are not an Automerge document, or hold values Syncline does not support; nothing was created.
+  "SchemaTooNew", // The document records a schema version newer than the app's: it is read-only here until the app is updated.
   // Per-document access (`AccessError`).
   "Unauthorized", // No valid token for the document.
   "ReadOnly", // The token grants read only.

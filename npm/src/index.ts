@@ -12,6 +12,8 @@ import { openRepo, type Repo, type RepoOptions } from "./repo.js";
 
 export type { ChangeOptions, DocEvents, DocHandle, UndoState, Unsubscribe } from "./doc-handle.js";
 export type { Repo, RepoEvents, RepoOptions } from "./repo.js";
+export type { OpenOptions, Schema } from "./schema.js";
+export { SCHEMA_KEY } from "./schema.js";
 export type * from "./types.js";
 export { SYNCLINE_ERROR_CODES, SynclineError, isSynclineErrorCode } from "./errors.js";
 export type { SynclineErrorCode } from "./errors.js";

@@ -6,6 +6,7 @@ import { Handle, type ChangeOptions, type DocHandle, type DocHost, type Unsubscr
 import { toJson } from "./draft.js";
 import { SynclineError, toSynclineError } from "./errors.js";
 import { StatusAndErrorListeners, callSafely } from "./listeners.js";
+import { CatchUps, SCHEMA_KEY, applySchema, checkSchema, type OpenOptions, type Schema } from "./schema.js";
 import type { DocStatus, HistoryEntry, JsonObject, Op, Patch, Status, TransportOptions } from "./types.js";
 
 export interface RepoOptions extends KeyOptions, TransportOptions {
@@ -65,16 +66,42 @@ export interface RepoEvents {
 
 /** A set of documents stored on this device and synced through the relay. */
 export interface Repo {
-  /** Creates a document with the given initial value (default `{}`). */
-  create<T extends object = JsonObject>(initial?: T): Promise<DocHandle<T>>;
+  /**
+   * Creates a document with the given initial value (default `{}`); with
+   * `{ schema }`, it records `schema.version` (under "syncline:schema").
+   */
+  create<T extends object = JsonObject>(initial?: T, options?: OpenOptions): Promise<DocHandle<T>>;
   /**
    * Opens a document by URL. Resolves once it has local data, or the relay
    * has sent all it has for it (or another tab sent it). Rejects with code
    * "BadUrl" for a malformed URL, and with the relay's refusal
    * ("Unauthorized", "TokenExpired", "TokenProvider") if it refuses a
    * document this device has no data of.
+   *
+   * With `{ schema: { version, migrations } }` (online: once the relay has
+   * caught the document up): a document at an older schema version is
+   * migrated (`migrations[i]` takes it from version i to
+   * i + 1, each as one change, applied once when replicas migrate the same
+   * state); one at a newer version opens read-only (its changes throw
+   * "SchemaTooNew", and the repo's `error` listeners hear it). Works in
+   * worker mode too (the worker's engine makes each step).
    */
-  open<T extends object = JsonObject>(url: string): Promise<DocHandle<T>>;
+  open<T extends object = JsonObject>(url: string, options?: OpenOptions): Promise<DocHandle<T>>;
+  /**
+   * The document at `url` (opened first, as `open` does) as standard
+   * Automerge bytes (Automerge's `save()`: its whole history), which
+   * `@automerge/automerge`'s `load()` reads. No key, id or Syncline state
+   * is in them.
+   */
+  export(url: string): Promise<Uint8Array>;
+  /**
+   * A new document (new URL, new key, as `create` makes) from Automerge
+   * bytes — a saved document or saved changes — keeping their history; it
+   * syncs like any other. Rejects with code "BadImport" (creating nothing)
+   * for bytes Automerge can't load, or a document holding values Syncline
+   * does not support (dates, bytes, uints, tables).
+   */
+  import<T extends object = JsonObject>(bytes: Uint8Array): Promise<DocHandle<T>>;
   /** Resolves when every change made so far is durable on this device. */
   flush(): Promise<void>;
   /**
@@ -122,6 +149,8 @@ export class RepoImpl implements Repo, DocHost {
   readonly #listeners = new StatusAndErrorListeners<Status>();
   #queue: QueuedEvent[] = [];
   #draining = false;
+  /** What the relay caught up on: a migration waits for it (see `schema.ts`). */
+  readonly #catchUps = new CatchUps();
   /** Set once the wasm module trapped: every later call fails with it. */
   #crashed: SynclineError | null = null;
 
@@ -231,9 +260,11 @@ export class RepoImpl implements Repo, DocHost {
         this.#handles.get(event.url)?.refreshUndoState();
         break;
       case "caughtUp":
+        this.#catchUps.caughtUp(event.url);
         if (!this.#handles.has(event.url)) this.#settleOpen(event.url, () => this.#requireCore().value(event.url));
         break;
       case "status":
+        this.#catchUps.connection(event.status.connection);
         this.#setStatus(event.status);
         for (const handle of this.#handles.values()) handle.refreshStatus();
         break;
@@ -244,6 +275,7 @@ export class RepoImpl implements Repo, DocHost {
           break;
         }
         // A refusal of one document: its handle hears it, and so does the repo.
+        this.#catchUps.refused(event.url);
         const docId = event.url.split("#")[0];
         const scoped = new SynclineError(error.code, error.message, { cause: error.cause, docId });
         const handle = this.#handles.get(event.url);
@@ -403,9 +435,12 @@ export class RepoImpl implements Repo, DocHost {
     }
   }
 
-  async create<T extends object = JsonObject>(initial?: T): Promise<DocHandle<T>> {
+  async create<T extends object = JsonObject>(initial?: T, options?: OpenOptions): Promise<DocHandle<T>> {
     const core = this.#requireCore();
-    const json = initial === undefined ? undefined : toJson(initial);
+    let json = initial === undefined ? undefined : toJson(initial);
+    if (options?.schema !== undefined && (json === undefined || (json !== null && typeof json === "object" && !Array.isArray(json)))) {
+      json = { ...(json ?? {}), [SCHEMA_KEY]: checkSchema(options.schema).version };
+    }
     if (json !== undefined && (json === null || typeof json !== "object" || Array.isArray(json))) {
       throw new SynclineError("BadValue", "a document's initial value must be an object");
     }
@@ -418,7 +453,31 @@ export class RepoImpl implements Repo, DocHost {
     }
   }
 
-  async open<T extends object = JsonObject>(url: string): Promise<DocHandle<T>> {
+  async open<T extends object = JsonObject>(url: string, options?: OpenOptions): Promise<DocHandle<T>> {
+    if (options?.schema === undefined) return this.#open<T>(url);
+    const schema = checkSchema(options.schema);
+    const handle = await this.#open<T>(url);
+    // Online, the relay's copy first: others may have migrated it already.
+    this.#catchUps.connection(this.status.connection);
+    await this.#catchUps.wait(handle.url);
+    await this.#migrate(handle as unknown as Handle<object>, schema);
+    return handle;
+  }
+
+  /** Brings an open document to `schema` (see `schema.ts`), in the page or in the worker. */
+  async #migrate(handle: Handle<object>, schema: Schema): Promise<void> {
+    const tooNew = await applySchema(handle, schema, async (url, from, ops) => {
+      const core = this.#requireCore();
+      try {
+        return core.migrate ? core.migrate(url, from, ops) : ((await core.migrateAsync?.(url, from, ops)) ?? null);
+      } catch (error) {
+        throw this.#failure(error);
+      }
+    });
+    if (tooNew) this.#reportError(tooNew);
+  }
+
+  async #open<T extends object = JsonObject>(url: string): Promise<DocHandle<T>> {
     const core = this.#requireCore();
     if (typeof url !== "string") throw new SynclineError("BadUrl", "a document URL must be a string");
     // `syncline:<id>#<key>`: the key travels in the URL's fragment; the engine
@@ -445,6 +504,28 @@ export class RepoImpl implements Repo, DocHost {
       }
     }
     return (await promise) as unknown as DocHandle<T>;
+  }
+
+  // Export and import (see `Repo.export`, `Repo.import`).
+
+  async export(url: string): Promise<Uint8Array> {
+    const handle = await this.open(url);
+    try {
+      return await this.#requireCore().exportDoc(handle.url);
+    } catch (error) {
+      throw this.#failure(error);
+    }
+  }
+
+  async import<T extends object = JsonObject>(bytes: Uint8Array): Promise<DocHandle<T>> {
+    const core = this.#requireCore();
+    if (!(bytes instanceof Uint8Array)) throw new SynclineError("BadImport", "import() takes the document's bytes as a Uint8Array");
+    try {
+      const url = await core.importDoc(bytes);
+      return this.#adopt(url, core.value(url)) as Handle<object> as unknown as DocHandle<T>;
+    } catch (error) {
+      throw this.#failure(error);
+    }
   }
 
   async flush(): Promise<void> {

@@ -401,6 +401,22 @@ export class WorkerCore implements CoreApi {
     return true;
   }
 
+  /** A schema migration step, made by the worker's engine; the new value comes as "patches" before this resolves. */
+  async migrateAsync(url: string, from: number, ops: Op[]): Promise<null> {
+    await this.#call({ op: "migrate", url, from, ops });
+    return null;
+  }
+
+  exportDoc(url: string): Promise<Uint8Array> {
+    return this.#call({ op: "export", url }) as Promise<Uint8Array>;
+  }
+
+  async importDoc(bytes: Uint8Array): Promise<string> {
+    const opened = (await this.#call({ op: "import", bytes })) as OpenedDoc;
+    this.#adopt(opened);
+    return opened.url;
+  }
+
   deleteDoc(url: string): void {
     this.#docs.delete(url);
     for (const [seq, sent] of this.#outbox) if (sent.url === url) this.#outbox.delete(seq);

@@ -384,8 +384,9 @@ class RepoEngine {
   async #answer(tab: Tab, request: CallRequest): Promise<unknown> {
     const core = this.#core;
     switch (request.op) {
-      case "create": {
-        const url = core.create(request.initial) as string;
+      case "create":
+      case "import": {
+        const url = (request.op === "create" ? core.create(request.initial) : core.importDoc(request.bytes)) as string;
         const doc: WorkerDoc = { value: core.value(url), heads: core.heads(url), ready: Promise.resolve(), tabs: new Set([tab]) };
         this.#docs.set(url, doc);
         tab.docs.add(url);
@@ -442,6 +443,17 @@ class RepoEngine {
         return core.cursorPosition(request.url, request.path, request.cursor);
       case "marks":
         return core.marks(request.url, request.path);
+      case "export":
+        await this.#open(request.url).ready;
+        return core.exportDoc(request.url);
+      case "migrate": {
+        const doc = this.#open(request.url);
+        await doc.ready;
+        this.#publish(request.url, doc, core.migrate?.(request.url, request.from, request.ops) ?? []);
+        // Durable before the tab hears: a handoff right after can't lose it.
+        await core.flush();
+        return undefined;
+      }
       case "barrier":
         // Changes queued behind their documents' opening run before this answers.
         await Promise.allSettled([...tab.docs].map((url) => this.#docs.get(url)?.ready));

@@ -59,6 +59,10 @@ export type CallRequest =
   | { op: "cursor"; url: string; path: Path; index: number }
   | { op: "cursorPosition"; url: string; path: Path; cursor: string }
   | { op: "marks"; url: string; path: Path }
+  | { op: "export"; url: string }
+  /** One schema migration step (see `schema.ts`); its patches go to every tab as "patches". */
+  | { op: "migrate"; url: string; from: number; ops: Op[] }
+  | { op: "import"; bytes: Uint8Array }
   /** Answered once everything sent before it on this port was handled. */
   | { op: "barrier" };
 

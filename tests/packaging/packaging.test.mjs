@@ -1,6 +1,7 @@
 // Packaging: the `npm pack` tarball of npm/ installed, by file path, into
 // fresh apps with zero bundler configuration for syncline — Vite + React,
-// Vite + Svelte, webpack 5 — each built with its bundler, served as static
+// Vite + Svelte 5 (syncline/svelte5's runes), Vite 5 + Svelte 4 (the store
+// contract), webpack 5 — each built with its bundler, served as static
 // files from 127.0.0.1 and checked in headless Chromium: the wasm loads,
 // a document is created in IndexedDB, a change shows, and the value survives
 // a reload. The same check for a Next.js app (App Router, no next.config),
@@ -26,7 +27,9 @@ import { freshDir, launchBrowser, newPage, removeDir, repoRoot } from "../e2e/ha
 const appsDir = join(repoRoot, "tests", "packaging", "apps");
 const apps = [
   { name: "vite-react", dist: "dist" },
-  { name: "vite-svelte", dist: "dist" },
+  // Svelte 5: the runes of syncline/svelte5 and the store contract; Svelte 4: the store contract.
+  { name: "vite-svelte", dist: "dist", tabs: true },
+  { name: "vite-svelte4", dist: "dist", tabs: true },
   // webpack's defaults: src/index.js -> dist/main.js; the page is plain HTML.
   { name: "webpack", dist: "dist", page: "public/index.html" },
 ];
@@ -57,7 +60,7 @@ before(async () => {
   const [packed] = JSON.parse(sh(join(repoRoot, "npm"), "npm", ["pack", "--json", "--pack-destination", packDir]));
   tarball = join(packDir, packed.filename);
   const files = packed.files.map((f) => f.path);
-  for (const file of ["dist/index.js", "dist/react.js", "dist/svelte.js", "dist/wasm/syncline_wasm.js", "dist/wasm/syncline_wasm_bg.wasm"]) {
+  for (const file of ["dist/index.js", "dist/react.js", "dist/svelte.js", "dist/svelte5.svelte.js", "dist/svelte5.svelte.d.ts", "dist/wasm/syncline_wasm.js", "dist/wasm/syncline_wasm_bg.wasm"]) {
     assert.ok(files.includes(file), `the tarball lacks ${file}`);
   }
   for (const dir of [...apps.map((app) => join(appsDir, app.name)), nextDir]) {
@@ -154,6 +157,32 @@ async function workerModeWorks(baseUrl, name) {
   }
 }
 
+/**
+ * Another tab's change reaches the component: two tabs of the app in one
+ * browser context (one IndexedDB, tabs linked by BroadcastChannel); +1 in
+ * one shows in the other without a reload — through `docState().current`
+ * (Svelte 5 runes) or `$doc` (the store contract, Svelte 4).
+ */
+async function otherTabsChangeShows(baseUrl, name) {
+  const { context, page, errors } = await open(`${baseUrl}/`, `${name}-tab-a`);
+  try {
+    // The first tab made the document (and saved its URL) before the second opens it.
+    await valueIs(page, "41");
+    const other = await context.newPage();
+    other.on("pageerror", (error) => errors.push(error.message));
+    await other.goto(`${baseUrl}/`);
+    await valueIs(other, "41");
+    await other.click("#inc");
+    await valueIs(other, "42");
+    await valueIs(page, "42");
+    await page.click("#inc");
+    await valueIs(other, "43");
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+}
+
 for (const app of apps) {
   test(`${app.name}: the tarball builds with zero bundler configuration and runs in Chromium`, { timeout: 300_000 }, async () => {
     const dir = join(appsDir, app.name);
@@ -170,6 +199,7 @@ for (const app of apps) {
       await incrementSurvivesReload(page);
       assert.deepEqual(errors, []);
       await context.close();
+      if (app.tabs) await otherTabsChangeShows(site.url, app.name);
       await workerModeWorks(site.url, app.name);
     } finally {
       await site.close();
@@ -403,7 +433,12 @@ test("importing syncline, syncline/react and syncline/svelte in Node (SSR) does 
 // Automerge call per frame with its per-delta fallback (issue 21) and the
 // `mark`/`unmark` ops, which link Automerge's mark code (issue 17):
 // 615,240 B `gzip -9`, 619,884 B by this measure. Cutting back is open work.
-const WASM_GZIP_BUDGET = 622_000;
+// Raised to 625,000 the same day for export and import (issue 19 part 4:
+// `exportDoc`/`importDoc` and the walk that checks an import's values):
+// 620,250 -> 622,609 B by this measure, measured with and without the
+// bindings on one tree; schema migrations (issue 19 part 3, `migrate`)
+// took it to 624,453 B by this measure (619,775 B `gzip -9`).
+const WASM_GZIP_BUDGET = 625_000;
 
 test(`the shipped wasm is at most ${WASM_GZIP_BUDGET} B gzipped`, () => {
   const wasm = readFileSync(join(appsDir, "webpack", "node_modules", "syncline", "dist", "wasm", "syncline_wasm_bg.wasm"));

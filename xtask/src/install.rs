@@ -149,6 +149,7 @@ fn node_packages(root: &Path) -> Result<()> {
         "tests",
         "tests/packaging/apps/vite-react",
         "tests/packaging/apps/vite-svelte",
+        "tests/packaging/apps/vite-svelte4",
         "tests/packaging/apps/webpack",
         "tests/packaging/apps/next",
     ] {

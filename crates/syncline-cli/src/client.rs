@@ -432,6 +432,17 @@ impl Client {
         self.act(|engine, now| engine.open_doc(url, now))
     }
 
+    /// The document as standard Automerge bytes (see `Engine::export_doc`).
+    pub fn export_doc(&self, doc: &DocId) -> Result<Vec<u8>, ClientError> {
+        self.act(|engine, _| engine.export_doc(doc))
+    }
+
+    /// A new document from Automerge bytes (see `Engine::import_doc`); it
+    /// reaches the relay in the background, as [`Client::create_doc`]'s.
+    pub fn import_doc(&self, bytes: &[u8]) -> Result<DocUrl, ClientError> {
+        self.act(|engine, now| engine.import_doc(bytes, now))
+    }
+
     /// Applies `ops` to `doc` as one change, with an optional message.
     pub fn change(
         &self,

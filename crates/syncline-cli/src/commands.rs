@@ -54,6 +54,10 @@ pub enum CommandError {
     TempDir(io::Error),
     #[error("cannot write the output: {0}")]
     Output(io::Error),
+    #[error("cannot read {path}: {error}")]
+    Input { path: String, error: io::Error },
+    #[error(transparent)]
+    BadImport(EngineError),
 }
 
 impl CommandError {
@@ -65,6 +69,8 @@ impl CommandError {
             | CommandError::BadUrl(_)
             | CommandError::BadJson { .. }
             | CommandError::InitNotObject
+            | CommandError::Input { .. }
+            | CommandError::BadImport(_)
             | CommandError::Client(ClientError::BadRelayUrl(_)) => 2,
             CommandError::Client(ClientError::Timeout { .. }) => 3,
             CommandError::Client(ClientError::Relay { .. } | ClientError::Access { .. }) => 4,
@@ -118,6 +124,58 @@ pub async fn create(
     }
     let session = Session::start(options)?;
     let url = session.client.create_doc(&init)?;
+    session.caught_up(&url).await?;
+    session.synced().await?;
+    writeln!(out, "{url}").map_err(CommandError::Output)?;
+    session.close().await;
+    Ok(())
+}
+
+/// `syncline export`: writes the document as standard Automerge bytes
+/// (its whole history, as Automerge's `save()`) to `out` once caught up.
+pub async fn export(
+    options: &Options,
+    url: &str,
+    out: &mut impl Write,
+) -> Result<(), CommandError> {
+    let url = parse_url(url)?;
+    let session = Session::start(options)?;
+    session.client.open_doc(&url)?;
+    session.caught_up(&url).await?;
+    let bytes = session.client.export_doc(&url.doc)?;
+    out.write_all(&bytes)
+        .and_then(|()| out.flush())
+        .map_err(CommandError::Output)?;
+    session.close().await;
+    Ok(())
+}
+
+/// `syncline import`: makes a new document from Automerge bytes (the file
+/// at `path`, or standard input for `-`) and prints its URL once the relay
+/// has stored it. Bytes that are not an Automerge document, or hold values
+/// Syncline does not support, are bad input (exit 2) and create nothing.
+pub async fn import(
+    options: &Options,
+    path: &str,
+    out: &mut impl Write,
+) -> Result<(), CommandError> {
+    let read = if path == "-" {
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(&mut io::stdin().lock(), &mut bytes).map(|_| bytes)
+    } else {
+        std::fs::read(path)
+    };
+    let bytes = read.map_err(|error| CommandError::Input {
+        path: path.to_owned(),
+        error,
+    })?;
+    let session = Session::start(options)?;
+    let url = session.client.import_doc(&bytes).map_err(|e| match e {
+        ClientError::Engine(e) if e.code() == syncline_core::SynclineErrorCode::BadImport => {
+            CommandError::BadImport(e)
+        }
+        other => other.into(),
+    })?;
     session.caught_up(&url).await?;
     session.synced().await?;
     writeln!(out, "{url}").map_err(CommandError::Output)?;

@@ -112,6 +112,21 @@ enum Command {
         #[arg(allow_hyphen_values = true)]
         json: String,
     },
+    /// Write the document as standard Automerge bytes (its whole history,
+    /// as Automerge's save(); any Automerge can load it) to FILE or stdout.
+    Export {
+        /// syncline:<id>#<key>
+        doc_url: String,
+        /// Where to write the bytes (default: standard output).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Make a new document from Automerge bytes (a file from `export`, or
+    /// any Automerge's save()); prints its URL once the relay has stored it.
+    Import {
+        /// The Automerge file, or - for standard input.
+        file: String,
+    },
     /// Print the document as one JSON line, then a line per change, until
     /// interrupted.
     Watch {
@@ -180,6 +195,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 pointer,
                 json,
             } => commands::push(&options, &doc_url, &pointer, &json).await,
+            Command::Export { doc_url, output } => match output {
+                Some(path) => {
+                    let mut bytes = Vec::new();
+                    commands::export(&options, &doc_url, &mut bytes).await?;
+                    std::fs::write(&path, bytes).map_err(CommandError::Output)
+                }
+                None => commands::export(&options, &doc_url, &mut stdout).await,
+            },
+            Command::Import { file } => commands::import(&options, &file, &mut stdout).await,
             Command::Watch { doc_url } => {
                 let stop = async {
                     let _ = tokio::signal::ctrl_c().await;

@@ -42,6 +42,12 @@ pub enum SynclineErrorCode {
     UnknownHeads,
     /// A cursor string that is malformed, or made for another document or text.
     BadCursor,
+    /// Bytes to import that are not an Automerge document, or one holding
+    /// values Syncline does not support; nothing was created.
+    BadImport,
+    /// The document records a schema version newer than the app's: it is
+    /// read-only here until the app is updated.
+    SchemaTooNew,
     // Per-document access (`AccessError`).
     /// No valid token for the document.
     Unauthorized,
@@ -128,6 +134,8 @@ impl SynclineErrorCode {
         Self::BadPresence,
         Self::UnknownHeads,
         Self::BadCursor,
+        Self::BadImport,
+        Self::SchemaTooNew,
         Self::Unauthorized,
         Self::ReadOnly,
         Self::TokenExpired,
@@ -176,6 +184,8 @@ impl SynclineErrorCode {
             Self::BadPresence => "BadPresence",
             Self::UnknownHeads => "UnknownHeads",
             Self::BadCursor => "BadCursor",
+            Self::BadImport => "BadImport",
+            Self::SchemaTooNew => "SchemaTooNew",
             Self::Unauthorized => "Unauthorized",
             Self::ReadOnly => "ReadOnly",
             Self::TokenExpired => "TokenExpired",

@@ -12,7 +12,7 @@
 //! needs. [`Engine::take_effects`] is the classic subset, for hosts that have
 //! neither; [`Engine::take_outputs`] is everything.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{ActorId, AutoCommit, AutoSerde, Change, ChangeHash};
@@ -142,7 +142,7 @@ pub(crate) struct DocState {
     /// Local changes made as of older heads ([`Engine::change_at`]) not yet
     /// logged: Automerge commits them under a derived actor, so they are
     /// told from changes merged from elsewhere by hash, not by actor.
-    pub(crate) isolated_local: Vec<ChangeHash>,
+    pub(crate) isolated_local: HashSet<ChangeHash>,
     /// Signs its writes for the relay (see `syncline_protocol::proof`);
     /// `None` for a document whose id does not derive from its key (made
     /// before signed writes): the relay serves it for reading only.
@@ -444,7 +444,7 @@ impl Engine {
             .map_err(|e| EngineError::BadTabMessage(e.to_string()))?;
         state.last_splice = None;
         state.changed_elsewhere = true;
-        state.isolated_local.push(hash);
+        state.isolated_local.insert(hash);
         if !has_burst {
             self.outbox.start_burst(doc, current, now_ms);
         }
@@ -617,7 +617,7 @@ impl Engine {
                 deferred: false,
                 last_splice: None,
                 undo: UndoStack::default(),
-                isolated_local: Vec::new(),
+                isolated_local: HashSet::new(),
                 signer,
             }
         })

@@ -60,6 +60,8 @@ pub enum EngineError {
         "not a cursor of this text: {0} (make cursors with doc.cursor() on the same document and path)"
     )]
     BadCursor(String),
+    #[error("cannot import: {0}")]
+    BadImport(String),
     #[error("Automerge failed on a document this replica holds (a bug; please report it): {0}")]
     Automerge(#[source] Box<automerge::AutomergeError>),
     /// The relay refuses (part of) one document; the others sync on.
@@ -89,6 +91,7 @@ impl EngineError {
             EngineError::UnknownHeads { .. } => SynclineErrorCode::UnknownHeads,
             EngineError::BacklogFull { .. } => SynclineErrorCode::BacklogFull,
             EngineError::BadCursor(_) => SynclineErrorCode::BadCursor,
+            EngineError::BadImport(_) => SynclineErrorCode::BadImport,
             EngineError::Automerge(_) => SynclineErrorCode::Internal,
             EngineError::Access { error, .. } => error.code(),
         }

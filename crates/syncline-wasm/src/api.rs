@@ -474,7 +474,7 @@ impl Core {
     /// Right after a local change: the patches since the last value,
     /// change or `changed` event, or `null` when only local changes
     /// happened (the caller applies its own ops).
-    fn local_patches(&self, doc: &syncline_core::DocId) -> Result<JsValue, JsValue> {
+    pub(crate) fn local_patches(&self, doc: &syncline_core::DocId) -> Result<JsValue, JsValue> {
         let patches = self
             .host
             .borrow_mut()

@@ -22,6 +22,9 @@
 //! - [`transport`]: the WebSocket and the app's transport options.
 //! - [`send_queue`]: the bounded buffer between the engine and the socket.
 //! - [`crash`]: a panic, should one ever happen, reaches every open repo.
+//! - [`portable`]: `Core.exportDoc` and `Core.importDoc` (standard
+//!   Automerge bytes out and in).
+//! - [`schema`]: `Core.migrate` (one deterministic schema migration step).
 //! - [`patches`]: Automerge patches in the shape the npm layer applies.
 //! - [`convert`] and [`errors`]: JS ↔ Rust values, and errors as JS `Error`s
 //!   with a `code`.
@@ -37,6 +40,8 @@ mod host;
 mod link;
 mod patches;
 mod platform;
+mod portable;
+mod schema;
 mod send_queue;
 mod storage;
 mod transport;

@@ -1,0 +1,160 @@
+// The React hooks (syncline/react) under React 19's own renderer
+// (react-test-renderer: the real reconciler, hooks and effects, no DOM):
+// first render, re-render only when what a component reads changed, and
+// unsubscribe on unmount. The documents are real `Handle`s (the class
+// repo.create/open return) over an in-memory host.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { act, createElement } from "react";
+import TestRenderer from "react-test-renderer";
+import { Handle } from "../.test-build/doc-handle.js";
+import { RepoProvider, useDoc, usePresence, useSyncStatus } from "../.test-build/react.js";
+
+globalThis.IS_REACT_ACT_ENVIRONMENT = true;
+// react-test-renderer says once that it is deprecated; nothing else may reach console.error.
+const errors = [];
+console.error = (...args) => {
+  if (!String(args[0]).includes("react-test-renderer is deprecated")) errors.push(args.map(String).join(" "));
+};
+
+/** A repo with one document, whose subscriptions are counted. */
+function fakeRepo(initial) {
+  const url = "syncline:doc1#key";
+  const host = {
+    applyChange: (_url, ops) => ops.map((op) => ({ action: "put", path: op.obj, key: op.key, value: op.value })),
+    setPresence: () => {},
+    docStatus: () => ({ unsaved: 0, pending: 0 }),
+    heads: () => [],
+  };
+  const handle = new Handle(host, url, initial);
+  const counts = { doc: 0, presence: 0, status: 0, opens: 0 };
+  const counted = (target, key, name) => {
+    const subscribe = target[key].bind(target);
+    target[key] = (fn) => {
+      counts[name]++;
+      const stop = subscribe(fn);
+      return () => {
+        counts[name]--;
+        stop();
+      };
+    };
+  };
+  counted(handle, "subscribe", "doc");
+  counted(handle.presence, "subscribe", "presence");
+  const statusListeners = new Set();
+  const repo = {
+    status: Object.freeze({ connection: "open", unsaved: 0, pending: 0, lastSyncedAt: null }),
+    async open(asked) {
+      assert.equal(asked, url);
+      counts.opens++;
+      return handle;
+    },
+    on(event, listener) {
+      assert.equal(event, "status");
+      counts.status++;
+      statusListeners.add(listener);
+      return () => {
+        counts.status--;
+        statusListeners.delete(listener);
+      };
+    },
+    setStatus(status) {
+      this.status = Object.freeze(status);
+      for (const listener of statusListeners) listener(this.status);
+    },
+  };
+  /** Another replica's change, as the repo delivers it: patches, then notify. */
+  const remote = (patches) => act(() => {
+    handle.apply(patches);
+    handle.notify();
+  });
+  return { url, handle, repo, counts, remote };
+}
+
+/** Renders `component` under a RepoProvider; records every render's props. */
+async function render(repo, component) {
+  const renders = [];
+  const Probe = (props) => {
+    renders.push(component(props));
+    return null;
+  };
+  let root;
+  await act(async () => {
+    root = TestRenderer.create(createElement(RepoProvider, { repo }, createElement(Probe)));
+  });
+  return { renders, root };
+}
+
+test("useDoc: undefined on the first render, the value once open, re-rendered on change, unsubscribed on unmount", async () => {
+  const { url, repo, counts, remote, handle } = fakeRepo({ items: ["milk"], title: "list" });
+  let change;
+  const { renders, root } = await render(repo, () => {
+    const [value, doChange] = useDoc(url);
+    change = doChange;
+    return value;
+  });
+  assert.equal(renders[0], undefined, "first render: not open yet");
+  assert.deepEqual(renders.at(-1), { items: ["milk"], title: "list" });
+  assert.equal(counts.doc, 1, "one subscription while mounted");
+  assert.equal(counts.opens, 1);
+
+  const before = renders.length;
+  await remote([{ action: "insert", path: ["items"], index: 1, values: ["eggs"] }]);
+  assert.equal(renders.length, before + 1, "one re-render per change");
+  assert.deepEqual(renders.at(-1).items, ["milk", "eggs"]);
+
+  await act(() => change((d) => void (d.title = "groceries")));
+  assert.equal(renders.at(-1).title, "groceries", "a local change re-renders too");
+  assert.equal(handle.value.title, "groceries");
+
+  await act(() => root.unmount());
+  assert.equal(counts.doc, 0, "unsubscribed on unmount");
+  const after = renders.length;
+  await remote([{ action: "put", path: [], key: "title", value: "after" }]);
+  assert.equal(renders.length, after, "no render after unmount");
+  assert.deepEqual(errors, []);
+});
+
+test("useDoc with a selector re-renders only when the selected part changed", async () => {
+  const { url, repo, remote } = fakeRepo({ items: ["milk"], title: "list" });
+  const { renders, root } = await render(repo, () => useDoc(url, (d) => d.items)[0]);
+  const settled = renders.length;
+  assert.deepEqual(renders.at(-1), ["milk"]);
+  await remote([{ action: "put", path: [], key: "title", value: "other" }]);
+  assert.equal(renders.length, settled, "another part changed: no re-render");
+  await remote([{ action: "insert", path: ["items"], index: 1, values: ["eggs"] }]);
+  assert.equal(renders.length, settled + 1);
+  assert.deepEqual(renders.at(-1), ["milk", "eggs"]);
+  await act(() => root.unmount());
+  assert.deepEqual(errors, []);
+});
+
+test("useSyncStatus: first render has the status, re-renders only on a new status, unsubscribes on unmount", async () => {
+  const { repo, counts } = fakeRepo({});
+  const { renders, root } = await render(repo, () => useSyncStatus());
+  assert.equal(renders[0].connection, "open", "the first render has it");
+  assert.equal(counts.status, 1);
+  const settled = renders.length;
+  await act(() => repo.setStatus(repo.status)); // the same frozen object: nothing changed
+  assert.equal(renders.length, settled, "same status: no re-render");
+  await act(() => repo.setStatus({ ...repo.status, connection: "offline" }));
+  assert.equal(renders.length, settled + 1);
+  assert.equal(renders.at(-1).connection, "offline");
+  await act(() => root.unmount());
+  assert.equal(counts.status, 0, "unsubscribed on unmount");
+  assert.deepEqual(errors, []);
+});
+
+test("usePresence: no peers at first, a peer re-renders, unsubscribed on unmount", async () => {
+  const { url, repo, counts, handle } = fakeRepo({});
+  const { renders, root } = await render(repo, () => usePresence(url)[0]);
+  assert.deepEqual(renders[0], []);
+  assert.equal(counts.presence, 1);
+  const settled = renders.length;
+  await act(() => handle.presenceChanged("peer-1", new TextEncoder().encode(JSON.stringify({ name: "ada" }))));
+  assert.equal(renders.length, settled + 1);
+  assert.deepEqual(renders.at(-1).map((p) => p.state), [{ name: "ada" }]);
+  await act(() => root.unmount());
+  assert.equal(counts.presence, 0, "unsubscribed on unmount");
+  assert.deepEqual(errors, []);
+});
