@@ -542,7 +542,7 @@ mod tests {
         let ops = r#"[{"op":"put","obj":[],"key":"n","value":1}]"#;
         {
             let _busy = core.host.borrow_mut();
-            let error = core.change(&url, ops, None).unwrap_err();
+            let error = core.change(&url, ops, None, None).unwrap_err();
             assert_eq!(code(&error).as_deref(), Some("Reentrant"));
             assert_eq!(
                 code(&core.status().unwrap_err()).as_deref(),

@@ -39,6 +39,7 @@ async fn a_document_round_trips_through_indexeddb() {
             &url,
             r#"[{"op":"insert","obj":["items"],"index":0,"values":["milk",{"n":2}]}]"#,
             Some("todo.added".into()),
+            None,
         )
         .unwrap();
     assert!(
@@ -84,7 +85,10 @@ async fn bad_input_is_a_typed_js_error_and_changes_nothing() {
         "BadUrl"
     );
     assert_eq!(
-        code(core.change(&url, r#"[{"op":"nope"}]"#, None).unwrap_err()),
+        code(
+            core.change(&url, r#"[{"op":"nope"}]"#, None, None)
+                .unwrap_err()
+        ),
         "BadOp"
     );
     assert_eq!(
@@ -92,6 +96,7 @@ async fn bad_input_is_a_typed_js_error_and_changes_nothing() {
             core.change(
                 &url,
                 r#"[{"op":"put","obj":["missing"],"key":"a","value":1}]"#,
+                None,
                 None
             )
             .unwrap_err()
@@ -154,6 +159,7 @@ async fn nothing_readable_reaches_indexeddb() {
     core.change(
         &url,
         &format!(r#"[{{"op":"insert","obj":["items"],"index":0,"values":["{canary}"]}}]"#),
+        None,
         None,
     )
     .unwrap();
@@ -357,7 +363,7 @@ async fn compacted_doc(name: &str) -> (String, String) {
                 {{"op":"increment","obj":[],"key":"likes","by":2}},
                 {{"op":"insert","obj":["items"],"index":0,"values":[{{"n":1.5,"done":false}},null,"y"]}}]"#
         ),
-        None,
+        None, None,
     )
     .unwrap();
     core.flush().await.unwrap();
@@ -401,7 +407,7 @@ async fn a_compacted_document_shows_its_value_before_its_crdt_loads() {
         .change(
             &url,
             r#"[{"op":"put","obj":[],"key":"late","value":1},{"op":"increment","obj":[],"key":"likes","by":1}]"#,
-            None,
+            None, None,
         )
         .unwrap();
     assert!(core.crdt_loaded(&url).unwrap());
@@ -473,6 +479,7 @@ async fn a_tail_or_a_missing_value_means_a_full_load_without_error() {
         &url,
         r#"[{"op":"put","obj":[],"key":"late","value":1}]"#,
         None,
+        None,
     )
     .unwrap();
     let expected = json(&core.value(&url).unwrap());
@@ -530,6 +537,7 @@ async fn a_tampered_or_foreign_value_is_reported_and_the_document_loads_fully() 
             "z".repeat(1_100)
         ),
         None,
+        None,
     )
     .unwrap();
     core.flush().await.unwrap();
@@ -568,7 +576,8 @@ async fn changes_made_in_one_task_keep_their_own_messages() {
     core.value(&url).unwrap();
     for (item, message) in [("a", Some("one")), ("b", None), ("c", Some("three"))] {
         let op = format!(r#"[{{"op":"insert","obj":["items"],"index":0,"values":["{item}"]}}]"#);
-        core.change(&url, &op, message.map(Into::into)).unwrap();
+        core.change(&url, &op, message.map(Into::into), None)
+            .unwrap();
     }
     let expected = [None, Some("one".into()), None, Some("three".into())];
     assert_eq!(history_messages(&core, &url), expected);
@@ -621,6 +630,7 @@ async fn heads_are_those_of_the_value_the_page_holds() {
     a.change(
         &url,
         r#"[{"op":"insert","obj":["items"],"index":0,"values":["from a"]}]"#,
+        None,
         None,
     )
     .unwrap();
