@@ -241,6 +241,8 @@ class Binding {
   #placePeers(): void {
     const placement = ++this.#placement;
     void (async () => {
+      // Never inside an editor update (this runs from one, and from the constructor).
+      await Promise.resolve();
       const placed: Placed[] = [];
       for (const peer of this.#doc.presence.peers) {
         const at = await this.#place(peer);

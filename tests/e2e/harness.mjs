@@ -13,6 +13,7 @@ import { chromium } from "playwright-core";
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const siteDir = join(repoRoot, "tests", "e2e", "site");
 const npmDist = join(repoRoot, "npm", "dist");
+const npmModules = join(repoRoot, "npm", "node_modules");
 /**
  * The same package with a wasm built with the `test-hooks` feature
  * (`crashForTesting`), left by `cargo xtask build`; served at
@@ -120,7 +121,8 @@ const MIME = {
 /**
  * Serves tests/e2e/site/ at `/`, npm/dist/ at `/dist/`, the test-hooks
  * build of the package at `/test-hooks/`, and npm/dist/ without its worker
- * script at `/no-worker/` (a deployment that lost the file).
+ * script at `/no-worker/` (a deployment that lost the file), and
+ * npm/node_modules/ at `/node_modules/`.
  */
 export function startStaticServer() {
   const server = createServer((req, res) => {
@@ -129,6 +131,8 @@ export function startStaticServer() {
       ["/dist/", npmDist],
       ["/test-hooks/", testHooksDist],
       ["/no-worker/", npmDist],
+      // The package's dev dependencies (CodeMirror) as ES modules, for editor.html's import map.
+      ["/node_modules/", npmModules],
     ];
     const mount = mounts.find(([prefix]) => path.startsWith(prefix));
     if (path === "/no-worker/worker.js") {
