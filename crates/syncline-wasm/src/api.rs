@@ -19,7 +19,7 @@ use crate::transport::TransportOptions;
 /// A replica in this page: its documents, its log, its relay connection.
 #[wasm_bindgen]
 pub struct Core {
-    host: HostRef,
+    pub(crate) host: HostRef,
     /// Our registration with [`crate::crash`].
     crash_listener: u64,
 }
@@ -453,7 +453,7 @@ fn relays_from_js(relay: &JsValue) -> Result<Vec<String>, JsValue> {
     ))
 }
 
-fn parse(url: &str) -> Result<DocUrl, JsValue> {
+pub(crate) fn parse(url: &str) -> Result<DocUrl, JsValue> {
     url.parse().map_err(|e| engine_error(&e))
 }
 

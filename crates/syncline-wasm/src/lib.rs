@@ -21,6 +21,9 @@
 //!   transaction.
 //! - [`transport`]: the WebSocket and the app's transport options.
 //! - [`send_queue`]: the bounded buffer between the engine and the socket.
+//! - [`inspect`]: what the devtools read: a bounded record of frames
+//!   (outlines and sizes, never bytes), the dial state, a document's log
+//!   and snapshot figures.
 //! - [`crash`]: a panic, should one ever happen, reaches every open repo.
 //! - [`patches`]: Automerge patches in the shape the npm layer applies.
 //! - [`convert`] and [`errors`]: JS ↔ Rust values, and errors as JS `Error`s
@@ -33,6 +36,7 @@ mod errors;
 mod events;
 mod fast_open;
 mod host;
+mod inspect;
 mod link;
 mod patches;
 mod platform;
