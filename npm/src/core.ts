@@ -69,6 +69,9 @@ export interface CoreApi {
   /** `false`: disconnect and stay offline until `true`. */
   setOnline(online: boolean): void;
   close(): void;
+  /** The devtools' reads (`npm/src/inspect.ts`); only the in-page engine has them. */
+  inspect?(record: boolean, after: number): unknown;
+  inspectDoc?(url: string): unknown;
 }
 
 /** The engine as the glue exports it. */
@@ -144,5 +147,7 @@ export function adaptCore(raw: RawCore, onTrap: (error: unknown) => void): CoreA
     docStatus: (url) => guard(() => raw.docStatus(url)),
     setOnline: (online) => guard(() => raw.setOnline(online)),
     close: () => guard(() => raw.close()),
+    inspect: (record, after) => guard(() => raw.inspect?.(record, after)),
+    inspectDoc: (url) => guard(() => raw.inspectDoc?.(url)),
   };
 }
