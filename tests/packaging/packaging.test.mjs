@@ -57,7 +57,7 @@ before(async () => {
   const [packed] = JSON.parse(sh(join(repoRoot, "npm"), "npm", ["pack", "--json", "--pack-destination", packDir]));
   tarball = join(packDir, packed.filename);
   const files = packed.files.map((f) => f.path);
-  for (const file of ["dist/index.js", "dist/react.js", "dist/svelte.js", "dist/wasm/syncline_wasm.js", "dist/wasm/syncline_wasm_bg.wasm"]) {
+  for (const file of ["dist/index.js", "dist/react.js", "dist/svelte.js", "dist/devtools.js", "dist/devtools/panel.js", "dist/wasm/syncline_wasm.js", "dist/wasm/syncline_wasm_bg.wasm"]) {
     assert.ok(files.includes(file), `the tarball lacks ${file}`);
   }
   for (const dir of [...apps.map((app) => join(appsDir, app.name)), nextDir]) {
@@ -323,9 +323,15 @@ test("the installed package works as native ESM in the browser, with no bundler"
       });
       await repo.flush();
       const reopened = await repo.open(doc.url);
-      return { value: doc.value, again: reopened.value };
+      // The devtools entry, as plain files too: the panel mounts and shows the value.
+      const { mountDevtools } = await import("/syncline/dist/devtools.js");
+      const devtools = await mountDevtools(repo);
+      const panel = document.getElementById("syncline-devtools").shadowRoot;
+      while (!panel.textContent.includes('"milk"')) await new Promise((resolve) => setTimeout(resolve, 50));
+      devtools.unmount();
+      return { value: doc.value, again: reopened.value, unmounted: document.getElementById("syncline-devtools") === null };
     });
-    assert.deepEqual(result, { value: { items: ["milk"] }, again: { items: ["milk"] } });
+    assert.deepEqual(result, { value: { items: ["milk"] }, again: { items: ["milk"] }, unmounted: true });
     assert.deepEqual(errors, []);
     await context.close();
     // Worker mode from the same files: dist/worker.js found next to dist/index.js.

@@ -263,7 +263,7 @@ export class Panel implements Devtools {
       const changes = diff(this.#asOf.value, doc.value());
       out.push(
         el("h3", {}, `As of ${short(this.#asOf.hash)} (read-only)`),
-        el("div", { "data-testid": "as-of" }, tree(this.#asOf.value, new Set(["$"]))),
+        el("div", { "data-testid": "as-of" }, tree(this.#asOf.value, "all")),
         el("h3", {}, "Changed since"),
         changes.length === 0
           ? el("p", { class: "muted" }, "Nothing.")

@@ -27,18 +27,23 @@ function leaf(value: unknown): string {
   return redact(JSON.stringify(value) ?? String(value));
 }
 
-/** `value` as nested `<details>`; `open` holds the paths the user opened (the root is open unless closed). */
-export function tree(value: unknown, open: Set<string>, path = "$", label = "value"): HTMLElement {
+/**
+ * `value` as nested `<details>`; `open` holds the paths whose state the user
+ * flipped (the root starts open, the rest closed; `"all"`: every level open).
+ */
+export function tree(value: unknown, open: Set<string> | "all", path = "$", label = "value"): HTMLElement {
   if (value === null || typeof value !== "object") {
     return el("div", { class: "leaf", "data-path": path }, el("span", { class: "key" }, `${label}: `), leaf(value));
   }
   const entries = Array.isArray(value) ? value.map((v, i) => [String(i), v] as const) : Object.entries(value);
   const details = el("details", { "data-path": path });
-  if (open.has(path) !== (path === "$")) details.open = true;
-  details.addEventListener("toggle", () => {
-    if (details.open !== (path === "$")) open.add(path);
-    else open.delete(path);
-  });
+  if (open === "all" || open.has(path) !== (path === "$")) details.open = true;
+  if (open !== "all") {
+    details.addEventListener("toggle", () => {
+      if (details.open !== (path === "$")) open.add(path);
+      else open.delete(path);
+    });
+  }
   const shape = Array.isArray(value) ? `[${entries.length}]` : `{${entries.length}}`;
   details.append(el("summary", {}, el("span", { class: "key" }, label), ` ${shape}`));
   for (const [key, child] of entries) details.append(tree(child, open, `${path}.${key}`, key));
