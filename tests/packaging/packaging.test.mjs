@@ -362,6 +362,7 @@ test("importing syncline, syncline/react and syncline/svelte in Node (SSR) does 
     const syncline = await import("syncline");
     const react = await import("syncline/react");
     const svelte = await import("syncline/svelte");
+    const devtools = await import("syncline/devtools");
     const { createElement } = await import("react");
     const { renderToString } = await import("react-dom/server");
     const html = renderToString(createElement(react.RepoProvider, { repo: null }, createElement("p", null, "ssr")));
@@ -370,6 +371,7 @@ test("importing syncline, syncline/react and syncline/svelte in Node (SSR) does 
       SynclineError: typeof syncline.SynclineError,
       useDoc: typeof react.useDoc,
       statusStore: typeof svelte.statusStore,
+      mountDevtools: typeof devtools.mountDevtools,
       html,
       window: typeof window,
     }));
@@ -380,6 +382,7 @@ test("importing syncline, syncline/react and syncline/svelte in Node (SSR) does 
     SynclineError: "function",
     useDoc: "function",
     statusStore: "function",
+    mountDevtools: "function",
     html: "<p>ssr</p>",
     window: "undefined",
   });
@@ -409,7 +412,10 @@ test("importing syncline, syncline/react and syncline/svelte in Node (SSR) does 
 // Automerge call per frame with its per-delta fallback (issue 21) and the
 // `mark`/`unmark` ops, which link Automerge's mark code (issue 17):
 // 615,240 B `gzip -9`, 619,884 B by this measure. Cutting back is open work.
-const WASM_GZIP_BUDGET = 622_000;
+// Raised to 623,000 on 2026-12-05 for the devtools (issue 18: the frame log,
+// frame outlines and `inspect`/`inspectDoc`, about 2 KB): 617,405 B
+// `gzip -9`, 622,178 B by this measure.
+const WASM_GZIP_BUDGET = 623_000;
 
 test(`the shipped wasm is at most ${WASM_GZIP_BUDGET} B gzipped`, () => {
   const wasm = readFileSync(join(appsDir, "webpack", "node_modules", "syncline", "dist", "wasm", "syncline_wasm_bg.wasm"));
