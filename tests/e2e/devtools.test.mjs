@@ -8,21 +8,24 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { TIMEOUT, freshDir, launchBrowser, newPage, removeDir, repoRoot, requireBuilt, startRelay } from "./harness.mjs";
+import { TIMEOUT, freshDir, launchBrowser, newPage, removeDir, repoRoot, requireBuilt, startRelay, startStaticServer } from "./harness.mjs";
 
 let relay;
 let browser;
 let dataDir;
+let site;
 
 before(async () => {
   requireBuilt({ demo: true });
   dataDir = freshDir("syncline-devtools-relay-");
   relay = await startRelay({ dataDir, serve: join(repoRoot, "demo-app", "dist") });
   browser = await launchBrowser();
+  site = await startStaticServer();
 });
 
 after(async () => {
   await browser?.close().catch(() => {});
+  await site?.close();
   await relay?.kill();
   removeDir(dataDir);
 });
@@ -57,8 +60,9 @@ test("the panel shows a remote edit in the tree, the history and the event log, 
   await addItem(two.page, "bread");
   await panel.locator('[data-section="docs"] .leaf').filter({ hasText: '"bread"' }).first().waitFor({ state: "attached", timeout: TIMEOUT.sync });
   const entries = panel.getByTestId("history-entry");
-  await entries.first().filter({ hasText: "todo.added" }).waitFor({ timeout: TIMEOUT.sync });
-  assert.equal(await entries.count(), 3, "create, milk, bread");
+  // Newest first: bread, milk, the creation.
+  await entries.nth(2).waitFor({ timeout: TIMEOUT.sync });
+  assert.deepEqual(await entries.allTextContents(), ["todo.added", "todo.added", "(no message)"]);
   // The frames that carried it in: a Tentative (or Deltas) for this document, with its size.
   const docId = url.split("#")[0].slice("syncline:".length, "syncline:".length + 8);
   const incoming = panel.locator('[data-testid="event-log"] tr[data-dir="in"]').filter({ hasText: docId });
@@ -74,8 +78,8 @@ test("the panel shows a remote edit in the tree, the history and the event log, 
   assert.match(await panel.getByTestId("changed-since").textContent(), /added \/items\/1/);
 
   // Pause stops the log; clear empties it.
-  await panel.getByTestId("log-clear").click();
   await panel.getByTestId("log-pause").click();
+  await panel.getByTestId("log-clear").click();
   await addItem(two.page, "eggs");
   await panel.locator('[data-section="docs"] .leaf').filter({ hasText: '"eggs"' }).first().waitFor({ state: "attached", timeout: TIMEOUT.sync });
   assert.equal(await panel.locator('[data-testid="event-log"] tr[data-dir]').count(), 0, "paused: nothing logged");
@@ -105,4 +109,27 @@ test("the panel shows a remote edit in the tree, the history and the event log, 
     await panel.locator(".panel").evaluate((node) => (node.scrollTop = 0));
     await panel.locator(".panel").screenshot({ path: process.env.SYNCLINE_DEVTOOLS_SCREENSHOT });
   }
+});
+
+test("in worker mode the panel shows values and history, and says the frame log is in the worker", { timeout: 120_000 }, async () => {
+  const { context, page } = await newPage(browser, "devtools-worker");
+  await page.goto(`${site.url}/`);
+  const url = await page.evaluate(async (relay) => {
+    const { createRepo } = await import("/dist/index.js");
+    const repo = await createRepo({ relay, name: "devtools-worker", worker: true });
+    if (repo.status.mode !== "worker") throw new Error(`not in a worker: ${repo.status.warning}`);
+    const doc = await repo.create({ items: [] });
+    doc.change((d) => void d.items.push("tea"), { message: "tea.added" });
+    await repo.flush();
+    const { mountDevtools } = await import("/dist/devtools.js");
+    await mountDevtools(repo);
+    return doc.url;
+  }, relay.wsUrl);
+  const panel = page.locator("#syncline-devtools");
+  await panel.locator('[data-section="docs"] .leaf').filter({ hasText: '"tea"' }).first().waitFor({ state: "attached", timeout: TIMEOUT.sync });
+  await panel.getByTestId("history-entry").filter({ hasText: "tea.added" }).waitFor({ timeout: TIMEOUT.sync });
+  await panel.locator('[data-section="log"]').filter({ hasText: "not shown in worker mode" }).waitFor({ timeout: TIMEOUT.start });
+  const dom = await page.evaluate(() => document.getElementById("syncline-devtools").shadowRoot.innerHTML);
+  assert.ok(!dom.includes(url.split("#")[1]), "the key is not in the panel's DOM");
+  await context.close();
 });
