@@ -167,6 +167,16 @@ export class Panel implements Devtools {
 
   #refresh(): void {
     if (!this.#isOpen) return;
+    try {
+      this.#render();
+    } catch (error) {
+      // The repo closed or crashed: say so instead of throwing every poll.
+      const code = (error as { code?: unknown } | null)?.code;
+      this.#show("gone", "Repo", () => [el("p", { class: "muted" }, `The repo can't be read (${String(code ?? error)}).`)], String(code));
+    }
+  }
+
+  #render(): void {
     const docs = this.#inspector.docs();
     for (const doc of docs) {
       if (this.#watched.has(doc.id)) continue;
