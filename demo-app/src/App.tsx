@@ -2,6 +2,7 @@ import { useEffect, useState, type FormEvent } from "react";
 import type { Immutable } from "syncline";
 import { RepoProvider, useDoc, useRepo, useSyncStatus } from "syncline/react";
 import { Avatars, HistoryPanel } from "./Collab";
+import { DevtoolsButton } from "./Devtools";
 import { Note } from "./Note";
 import { newId, openSession, type Session, type Todos } from "./syncline";
 
@@ -48,6 +49,7 @@ function StatusBar() {
       <span data-testid="pending">
         {status.pending === 0 ? "all changes synced" : `${status.pending} pending`}
       </span>
+      <DevtoolsButton />
       <label className="switch">
         <input type="checkbox" data-testid="work-offline" checked={offline} onChange={toggle} />
         work offline

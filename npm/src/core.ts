@@ -100,6 +100,9 @@ export interface CoreApi {
   exportDoc(url: string): Uint8Array | Promise<Uint8Array>;
   /** A new document from Automerge bytes; its URL ("BadImport" for bytes it can't take). */
   importDoc(bytes: Uint8Array): string | Promise<string>;
+  /** The devtools' reads (`npm/src/inspect.ts`); only the in-page engine has them. */
+  inspect?(record: boolean, after: number): unknown;
+  inspectDoc?(url: string): unknown;
 }
 
 /** The glue's object: `CoreApi`, except that ops and paths cross as JSON text. */
@@ -195,5 +198,7 @@ export function adaptCore(raw: RawCore, onTrap: (error: unknown) => void): CoreA
     importDoc: (bytes) => guard(() => raw.importDoc(bytes)),
     // Patches always come from the engine's diff: they hold the version key.
     migrate: (url, from, ops) => guard(() => raw.migrate(url, from, JSON.stringify(ops)) ?? []),
+    inspect: (record, after) => guard(() => raw.inspect?.(record, after)),
+    inspectDoc: (url) => guard(() => raw.inspectDoc?.(url)),
   };
 }

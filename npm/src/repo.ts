@@ -7,6 +7,7 @@ import { toJson } from "./draft.js";
 import { SynclineError, toSynclineError } from "./errors.js";
 import { StatusAndErrorListeners, callSafely } from "./listeners.js";
 import { CatchUps, SCHEMA_KEY, applySchema, checkSchema, type OpenOptions, type Schema } from "./schema.js";
+import { INSPECT, type Inspector, makeInspector, rememberRelays, tapError } from "./inspect.js";
 import type { DocStatus, HistoryEntry, JsonObject, Op, Patch, Status, TransportOptions } from "./types.js";
 
 export interface RepoOptions extends KeyOptions, TransportOptions {
@@ -367,6 +368,7 @@ export class RepoImpl implements Repo, DocHost {
   }
 
   #reportError(error: SynclineError): void {
+    tapError(this, error);
     if (this.#listeners.error.size === 0) {
       console.warn("syncline:", error);
       return;
@@ -602,6 +604,17 @@ export class RepoImpl implements Repo, DocHost {
     return this.#listeners.on(event, listener as (value: never) => void);
   }
 
+  /** The devtools' read-only view (`npm/src/inspect.ts`, `syncline/devtools`). */
+  [INSPECT](): Inspector {
+    return makeInspector(this, {
+      core: () => this.#core,
+      handles: () => [...this.#handles.values()],
+      mode: this.#mode?.mode === "worker" ? "worker" : "page",
+      status: () => this.status,
+      onStatus: (fn) => this.#listeners.on("status", fn as (value: never) => void),
+    });
+  }
+
   close(): void {
     const core = this.#core;
     if (!core) return;
@@ -724,6 +737,7 @@ export async function openRepo(Core: CoreStatic, options: RepoOptions = {}, load
     throw toSynclineError(error);
   }
   const created = new RepoImpl(core, name, mode);
+  rememberRelays(created, relays);
   void requestPersistentStorage().then((granted) => created.setPersisted(granted));
   repo = created;
   // After a macrotask, so listeners attached right after `await createRepo()` hear them.

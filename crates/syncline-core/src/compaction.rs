@@ -138,6 +138,8 @@ pub(crate) struct LogIndex {
     noted: u64,
     /// ...and since when (ms) `noted` has not changed, as seen by ticks.
     quiet_since: Option<(u64, u64)>,
+    /// Bytes of the snapshot record last taken or loaded (for inspection).
+    pub(crate) snapshot_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -196,6 +198,14 @@ impl LogIndex {
             self.covered -= 1;
         }
         covered
+    }
+
+    /// For inspection ([`crate::inspect`]): entries known and their
+    /// plaintext bytes; the changes no snapshot holds yet, and of those
+    /// the ones the relay holds.
+    pub(crate) fn totals(&self) -> (usize, usize, usize, usize) {
+        let bytes = self.entries.values().map(|e| e.bytes).sum();
+        (self.entries.len(), bytes, self.fresh.0, self.droppable.0)
     }
 
     /// Every entry it knows of.
@@ -416,6 +426,7 @@ impl Engine {
             return;
         }
         let (dropped, covers) = state.log.snapshot_taken(state.doc.stats().num_ops);
+        state.log.snapshot_bytes = Some(saved.len());
         let mut batch = Batch::default();
         batch.put(&Record::Snapshot(SnapshotRecord {
             doc,

@@ -154,6 +154,7 @@ impl Engine {
         // Entries whose changes the snapshot holds: not applied again.
         let mut covered = HashSet::new();
         if let Some((key, snapshot)) = records.snapshot {
+            state.log.snapshot_bytes = Some(snapshot.bytes.len());
             let result = if state.doc.get_heads().is_empty() {
                 // The fast path: a fresh document loads whole.
                 load_automerge(&snapshot.bytes).map(|loaded| {

@@ -48,9 +48,11 @@
 
 mod ids;
 pub mod proof;
+mod summary;
 
 pub use ids::{DeltaId, DocId, IdParseError};
 pub use proof::{ProofError, Signature, Signer, WriteProof};
+pub use summary::FrameSummary;
 
 use serde::{Deserialize, Serialize};
 

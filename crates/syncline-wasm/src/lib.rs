@@ -21,6 +21,9 @@
 //!   transaction.
 //! - [`transport`]: the WebSocket and the app's transport options.
 //! - [`send_queue`]: the bounded buffer between the engine and the socket.
+//! - [`inspect`]: what the devtools read: a bounded record of frames
+//!   (outlines and sizes, never bytes), the dial state, a document's log
+//!   and snapshot figures.
 //! - [`crash`]: a panic, should one ever happen, reaches every open repo.
 //! - [`portable`]: `Core.exportDoc` and `Core.importDoc` (standard
 //!   Automerge bytes out and in).
@@ -37,6 +40,7 @@ mod errors;
 mod events;
 mod fast_open;
 mod host;
+mod inspect;
 mod link;
 mod patches;
 mod platform;

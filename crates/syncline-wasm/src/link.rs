@@ -15,6 +15,7 @@ use syncline_core::{DialAction, DialState, Dialer, SessionState, SynclineErrorCo
 
 use crate::events::Event;
 use crate::host::{self, Host, HostRef};
+use crate::inspect::FrameLog;
 use crate::platform::{PageEvent, now_ms};
 use crate::send_queue::SendQueue;
 use crate::transport::{Handlers, Socket, TransportOptions};
@@ -33,6 +34,8 @@ pub struct Link {
     pump_timer: Option<Timeout>,
     /// Bumped per socket, so late callbacks of an old one do nothing.
     generation: u64,
+    /// Outlines of the frames sent and received, for the devtools.
+    pub frames: FrameLog,
 }
 
 impl Link {
@@ -50,6 +53,7 @@ impl Link {
             sends: SendQueue::new(options.send_buffer_bytes),
             pump_timer: None,
             generation: 0,
+            frames: FrameLog::default(),
         }
     }
 
@@ -63,6 +67,7 @@ impl Link {
     /// socket it is dropped: the outbox re-sends what matters.
     pub fn send(&mut self, frame: Vec<u8>) {
         if let Some(socket) = &self.socket {
+            self.frames.record(true, &frame);
             self.sends.push(frame);
             self.sends
                 .pump(|| socket.buffered_amount(), |f| socket.send(f));
@@ -99,6 +104,7 @@ pub fn perform(h: &mut Host, host: &HostRef, action: DialAction, events: &mut Ve
         }
         DialAction::Send(ping) => {
             if let Some(socket) = &h.link.socket {
+                h.link.frames.record(true, &ping);
                 socket.send(&ping);
             }
         }
@@ -148,6 +154,7 @@ fn handlers(host: &HostRef, generation: u64) -> Handlers {
             on_message(Box::new(move |h| {
                 let now = now_ms();
                 h.link.dialer.received(now);
+                h.link.frames.record(false, &bytes);
                 h.engine.received(&bytes, now);
                 if h.engine.status().session == SessionState::Ready {
                     h.link.dialer.session_ready();
