@@ -450,7 +450,12 @@ test("importing syncline, syncline/react and syncline/svelte in Node (SSR) does 
 // The devtools (issue 18: the frame log, frame outlines and
 // `inspect`/`inspectDoc`) add about 2 KB more (617,405 B `gzip -9` on their
 // own branch, 622,178 B by this measure).
-const WASM_GZIP_BUDGET = 625_000;
+// Raised to 652,000 the same day for the editing API (issue 17: undo and
+// redo, cursors and marks exported from the wasm, which links Automerge's
+// cursor, mark and isolation code and syncline-core's undo.rs, dead code
+// before): with everything of 2026-12-05 merged, 649,075 B by this measure,
+// 643,468 B `gzip -9`. Cutting back is open work (docs/benchmarks/size.md).
+const WASM_GZIP_BUDGET = 652_000;
 
 test(`the shipped wasm is at most ${WASM_GZIP_BUDGET} B gzipped`, () => {
   const wasm = readFileSync(join(appsDir, "webpack", "node_modules", "syncline", "dist", "wasm", "syncline_wasm_bg.wasm"));
