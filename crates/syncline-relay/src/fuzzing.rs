@@ -100,6 +100,8 @@ impl Harness {
                 max_frame_bytes: 1024,
                 max_subscriptions: 4,
                 max_presence_bytes: 64,
+                max_message_bytes: 64,
+                messages_per_sec: 5,
                 frames_per_sec: 20,
                 bytes_per_sec: 4096,
             };
