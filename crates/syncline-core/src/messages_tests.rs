@@ -111,23 +111,21 @@ fn a_message_under_another_sender_or_document_does_not_open() {
     // A relay that lies about `from` (it verified the real sender).
     let forged: Vec<_> = relayed(&mut a, [1; 16])
         .into_iter()
-        .map(
-            |(to, frame)| match syncline_protocol::decode_relay(&frame) {
-                Ok(RelayFrame::Message { doc, to, bytes, .. }) => {
-                    let from = [5; 16];
-                    (
+        .map(|(_, frame)| match syncline_protocol::decode_relay(&frame) {
+            Ok(RelayFrame::Message { doc, to, bytes, .. }) => {
+                let from = [5; 16];
+                (
+                    to,
+                    encode_relay(&RelayFrame::Message {
+                        doc,
+                        from,
                         to,
-                        encode_relay(&RelayFrame::Message {
-                            doc,
-                            from,
-                            to,
-                            bytes,
-                        }),
-                    )
-                }
-                other => panic!("{other:?}"),
-            },
-        )
+                        bytes,
+                    }),
+                )
+            }
+            other => panic!("{other:?}"),
+        })
         .collect();
     let outputs = deliver(&mut b, &forged);
     assert!(matches!(
