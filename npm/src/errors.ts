@@ -46,6 +46,13 @@ export const SYNCLINE_ERROR_CODES = [
   "HeartbeatTimeout", // An open socket stopped answering heartbeats.
   "Offline", // The browser is offline (or the app said so).
   "BadRelayUrl", // A relay URL the browser's WebSocket refuses.
+  // Ephemeral messages and requests.
+  "MessageTooLarge", // A message (or a request's payload or result) over the size limit.
+  "RateLimited", // Messages or requests sent faster than the relay (or the engine) allows.
+  "BadMethod", // A method name that is empty or too long.
+  "BadMessage", // A peer's message could not be opened.
+  "NoServer", // No peer replied to a request before its timeout.
+  "RemoteError", // The serving peer's handler failed: its message is the error's.
   // Arguments and lifecycle.
   "BadKey", // A storage key that is not 32 bytes.
   "BadHeads", // Heads that are not change hashes.

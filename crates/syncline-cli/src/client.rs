@@ -235,10 +235,14 @@ impl Inner {
                     Output::TokenWanted { doc } => {
                         let _ = self.token_requests.send(doc);
                     }
-                    // No tabs and no presence in this client.
+                    // No tabs, no presence and (not yet: issue 19) no
+                    // messages or requests in this client.
                     Output::Broadcast(_)
                     | Output::Presence { .. }
-                    | Output::PresenceGone { .. } => {}
+                    | Output::PresenceGone { .. }
+                    | Output::Message { .. }
+                    | Output::Request { .. }
+                    | Output::Reply { .. } => {}
                 }
             }
         }

@@ -84,6 +84,19 @@ pub enum SynclineErrorCode {
     Offline,
     /// A relay URL the browser's WebSocket refuses.
     BadRelayUrl,
+    // Ephemeral messages and requests.
+    /// A message (or a request's payload or result) over the size limit.
+    MessageTooLarge,
+    /// Messages or requests sent faster than the relay (or the engine) allows.
+    RateLimited,
+    /// A method name that is empty or too long.
+    BadMethod,
+    /// A peer's message could not be opened.
+    BadMessage,
+    /// No peer replied to a request before its timeout.
+    NoServer,
+    /// The serving peer's handler failed: its message is the error's.
+    RemoteError,
     // Arguments and lifecycle.
     /// A storage key that is not 32 bytes.
     BadKey,
@@ -152,6 +165,12 @@ impl SynclineErrorCode {
         Self::HeartbeatTimeout,
         Self::Offline,
         Self::BadRelayUrl,
+        Self::MessageTooLarge,
+        Self::RateLimited,
+        Self::BadMethod,
+        Self::BadMessage,
+        Self::NoServer,
+        Self::RemoteError,
         Self::BadKey,
         Self::BadHeads,
         Self::BadOption,
@@ -202,6 +221,12 @@ impl SynclineErrorCode {
             Self::HeartbeatTimeout => "HeartbeatTimeout",
             Self::Offline => "Offline",
             Self::BadRelayUrl => "BadRelayUrl",
+            Self::MessageTooLarge => "MessageTooLarge",
+            Self::RateLimited => "RateLimited",
+            Self::BadMethod => "BadMethod",
+            Self::BadMessage => "BadMessage",
+            Self::NoServer => "NoServer",
+            Self::RemoteError => "RemoteError",
             Self::BadKey => "BadKey",
             Self::BadHeads => "BadHeads",
             Self::BadOption => "BadOption",

@@ -16,6 +16,8 @@
 //! - per outbox entry, on a ready session, while its document may be
 //!   written and no earlier write holds it back: its re-push [`RESEND_AFTER_MS`] after its last push
 //!   (`sync.rs`, `live.rs`);
+//! - per pending request, in any session state: its deadline, when it
+//!   settles as `NoServer` (`messages.rs`);
 //! - per document, when this engine compacts: the end of its quiet period
 //!   (`compaction.rs`; "now" when the period has not started yet).
 //!
@@ -41,6 +43,9 @@ impl Engine {
                     at(deadline);
                 }
             }
+        }
+        if let Some(deadline) = self.messages.deadline() {
+            at(deadline);
         }
         match self.session {
             SessionState::Offline => {}

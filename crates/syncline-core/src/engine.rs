@@ -24,6 +24,7 @@ use syncline_protocol::{DocId, Signer};
 use crate::access::Access;
 use crate::compaction::{CompactionPolicy, LogIndex, RelaySnapshot};
 use crate::delta;
+use crate::messages::{Messages, RequestFailure, RequestId};
 use crate::ops::{Op, Resolved, apply_ops_resolving, put_root_object};
 use crate::outbox::Outbox;
 use crate::presence::Presence;
@@ -76,6 +77,27 @@ pub enum Output {
     /// A peer's presence on `doc` is gone (it left, cleared it, went silent
     /// for [`crate::PRESENCE_TTL_MS`], or our connection dropped).
     PresenceGone { doc: DocId, peer: [u8; 16] },
+    /// A peer's ephemeral message on `doc` (see [`crate::messages`]).
+    Message {
+        doc: DocId,
+        from: [u8; 16],
+        message: Vec<u8>,
+    },
+    /// A peer asks for `method` on `doc`, which this replica serves: run
+    /// the handler, then [`Engine::reply`] to `from` with `id`.
+    Request {
+        doc: DocId,
+        from: [u8; 16],
+        id: RequestId,
+        method: String,
+        payload: Vec<u8>,
+    },
+    /// Request `id` (from [`Engine::request`]) settled.
+    Reply {
+        doc: DocId,
+        id: RequestId,
+        result: Result<Vec<u8>, RequestFailure>,
+    },
     /// Get an access token for `doc` and pass it to [`Engine::token_ready`]
     /// (or the failure to [`Engine::token_failed`]). Emitted only when
     /// tokens are required ([`Engine::set_tokens_required`]); see
@@ -202,6 +224,8 @@ pub struct Engine {
     pub(crate) backlog_limit: usize,
     /// Local changes closer together than this are one undo step.
     pub(crate) undo_capture_ms: u64,
+    /// Served methods and pending requests (see [`crate::messages`]).
+    pub(crate) messages: Messages,
 }
 
 /// A burst of local changes is split into entries of about this size, far
@@ -233,6 +257,7 @@ impl Engine {
             replica: [0; 16],
             backlog_limit: crate::backlog::DEFAULT_BACKLOG_LIMIT,
             undo_capture_ms: crate::undo::DEFAULT_CAPTURE_MS,
+            messages: Messages::default(),
         }
     }
 

@@ -64,6 +64,20 @@ pub enum EngineError {
     BadImport(String),
     #[error("Automerge failed on a document this replica holds (a bug; please report it): {0}")]
     Automerge(#[source] Box<automerge::AutomergeError>),
+    #[error(
+        "a message of {size} bytes (sealed) exceeds the limit of {limit} bytes: send less, or put large data in the document"
+    )]
+    MessageTooLarge { size: usize, limit: usize },
+    #[error(
+        "document {0}: not connected to a relay that relays messages (protocol 4) yet: try again once the status says connected"
+    )]
+    MessagesOffline(DocId),
+    #[error("{limit} requests are already waiting for replies: wait for some to settle")]
+    TooManyRequests { limit: usize },
+    #[error("a method name must be 1 to {limit} bytes, not {len}")]
+    BadMethod { len: usize, limit: usize },
+    #[error("a message for document {doc} could not be opened and was ignored: {error}")]
+    BadMessage { doc: DocId, error: String },
     /// The relay refuses (part of) one document; the others sync on.
     #[error("{message}")]
     Access {
@@ -84,6 +98,10 @@ impl EngineError {
             EngineError::KeyMismatch(_) => SynclineErrorCode::KeyMismatch,
             EngineError::Corrupt { .. } => SynclineErrorCode::Corrupt,
             EngineError::Protocol(_) => SynclineErrorCode::Protocol,
+            EngineError::RelayRejected {
+                code: syncline_protocol::ErrorCode::RateLimited,
+                ..
+            } => SynclineErrorCode::RateLimited,
             EngineError::RelayRejected { .. } => SynclineErrorCode::RelayRejected,
             EngineError::BadDelta { .. } => SynclineErrorCode::BadDelta,
             EngineError::BadTabMessage(_) => SynclineErrorCode::BadTabMessage,
@@ -94,6 +112,11 @@ impl EngineError {
             EngineError::BadImport(_) => SynclineErrorCode::BadImport,
             EngineError::Automerge(_) => SynclineErrorCode::Internal,
             EngineError::Access { error, .. } => error.code(),
+            EngineError::MessageTooLarge { .. } => SynclineErrorCode::MessageTooLarge,
+            EngineError::MessagesOffline(_) => SynclineErrorCode::Offline,
+            EngineError::TooManyRequests { .. } => SynclineErrorCode::RateLimited,
+            EngineError::BadMethod { .. } => SynclineErrorCode::BadMethod,
+            EngineError::BadMessage { .. } => SynclineErrorCode::BadMessage,
         }
     }
 }

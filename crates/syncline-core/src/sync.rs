@@ -101,6 +101,7 @@ impl Engine {
             }
         }
         self.presence_disconnected();
+        self.messages_disconnected();
         self.access_disconnected();
         self.outbox.disconnected();
         self.emit(Effect::StatusChanged);
@@ -111,6 +112,7 @@ impl Engine {
     /// handshake that never finished.
     pub fn tick(&mut self, now_ms: u64) {
         self.compact_idle(now_ms);
+        self.messages_tick(now_ms);
         let overdue = |since: u64, limit: u64| now_ms.saturating_sub(since) >= limit;
         match self.session {
             SessionState::Offline => {}
@@ -161,7 +163,10 @@ impl Engine {
 
     fn handle(&mut self, frame: RelayFrame, now_ms: u64) {
         match frame {
-            RelayFrame::Welcome { epoch, .. } => self.welcomed(epoch, now_ms),
+            RelayFrame::Welcome { epoch, version, .. } => {
+                self.messages.relay_version = version;
+                self.welcomed(epoch, now_ms)
+            }
             RelayFrame::Error {
                 code,
                 message,
@@ -196,6 +201,9 @@ impl Engine {
                 caught_up,
             } => self.apply_relay_deltas(doc, items, caught_up, now_ms),
             RelayFrame::Ack { doc, ids, seq } => self.acked(doc, &ids, seq, now_ms),
+            RelayFrame::Message {
+                doc, from, bytes, ..
+            } => self.message_received(doc, from, &bytes),
             RelayFrame::Presence { doc, from, bytes } => {
                 self.presence_received(doc, from, bytes, now_ms)
             }

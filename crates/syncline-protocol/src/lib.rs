@@ -62,8 +62,18 @@ use serde::{Deserialize, Serialize};
 /// and [`ErrorCode::Unproven`] (a relay sends older clients `Unauthorized`
 /// in their place) and signed writes (`SignedPush`, `SignedSnapshot`,
 /// `SignedPresence`: see [`proof`]), the only writes a relay accepts; and
-/// [`ErrorCode::QuotaExceeded`] (older clients get `LimitExceeded`).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// [`ErrorCode::QuotaExceeded`] (older clients get `LimitExceeded`);
+/// version 4 ephemeral messages (`SignedMessage`, `RelayFrame::Message`,
+/// [`ErrorCode::RateLimited`]), sent only between version 4 peers.
+pub const PROTOCOL_VERSION: u32 = 4;
+
+/// The first version that relays ephemeral messages.
+pub const MESSAGES_VERSION: u32 = 4;
+
+/// Largest sealed message (`SignedMessage.bytes`) a client sends and the
+/// reference relay accepts by default; a relay may announce a lower limit
+/// by refusing larger ones with `DocError{LimitExceeded}`.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// The oldest version a relay still serves (live delivery by `Deltas`).
 pub const MIN_PROTOCOL_VERSION: u32 = 1;
@@ -138,6 +148,18 @@ pub enum ClientFrame {
     /// bound to the session's replica id).
     SignedPresence {
         doc: DocId,
+        #[serde(with = "serde_bytes_vec")]
+        bytes: Vec<u8>,
+        proof: WriteProof,
+    },
+    /// (Version 4.) An ephemeral message for `doc`'s other subscribers
+    /// (`to`: only the subscriptions of that replica), sealed by the
+    /// client; relayed as `RelayFrame::Message`, never stored. Signed like
+    /// presence ([`proof::message_digest`], bound to the session's replica
+    /// and `to`).
+    SignedMessage {
+        doc: DocId,
+        to: Option<[u8; 16]>,
         #[serde(with = "serde_bytes_vec")]
         bytes: Vec<u8>,
         proof: WriteProof,
@@ -249,6 +271,16 @@ pub enum RelayFrame {
         seq: u64,
         ids: Vec<DeltaId>,
     },
+    /// (Version 4.) Another subscriber's ephemeral message on `doc`;
+    /// `from` is its replica id, `to` the addressee it named (none: every
+    /// subscriber). Never stored.
+    Message {
+        doc: DocId,
+        from: [u8; 16],
+        to: Option<[u8; 16]>,
+        #[serde(with = "serde_bytes_vec")]
+        bytes: Vec<u8>,
+    },
 }
 
 /// A delta as stored by the relay, with its place in the document's log.
@@ -307,6 +339,9 @@ pub enum ErrorCode {
     /// a snapshot or retry later (relays send older clients
     /// `LimitExceeded` in its place).
     QuotaExceeded,
+    /// (Version 4.) Messages on this connection came faster than the
+    /// relay's rate: this one was dropped; send less often.
+    RateLimited,
 }
 
 /// Why bytes could not be turned into a frame.
@@ -396,8 +431,9 @@ fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ProtocolError> {
 }
 
 /// Serializes `Vec<u8>` as one length-prefixed byte string (postcard would
-/// otherwise write a sequence of varints, one per byte).
-mod serde_bytes_vec {
+/// otherwise write a sequence of varints, one per byte). Public for the
+/// engine's own postcard records (`#[serde(with = "...")]`).
+pub mod serde_bytes_vec {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {

@@ -21,7 +21,9 @@
 //!   be replayed as covering more;
 //! - `SignedPresence{doc, bytes}` signs [`presence_digest`], which includes
 //!   the replica id the session gave in `Hello`, so presence cannot be
-//!   sent under another replica's name.
+//!   sent under another replica's name;
+//! - `SignedMessage{doc, to, bytes}` (version 4) signs [`message_digest`],
+//!   bound to the session's replica id and the addressee, likewise.
 //!
 //! Proofs end at the relay: it never forwards them, so a subscriber never
 //! sees a signature it could replay. Documents whose id was not derived
@@ -122,6 +124,25 @@ pub fn presence_digest(doc: &DocId, replica: &[u8; 16], bytes: &[u8]) -> [u8; 32
         .chain_update(b"syncline/v1/presence")
         .chain_update(doc.0)
         .chain_update(replica)
+        .chain_update(Sha256::digest(bytes))
+        .finalize()
+        .into()
+}
+
+/// The digest a `SignedMessage` signs, for the session's `replica` and
+/// the addressee `to` (none: every subscriber).
+pub fn message_digest(
+    doc: &DocId,
+    replica: &[u8; 16],
+    to: Option<&[u8; 16]>,
+    bytes: &[u8],
+) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(b"syncline/v1/message")
+        .chain_update(doc.0)
+        .chain_update(replica)
+        .chain_update([u8::from(to.is_some())])
+        .chain_update(to.copied().unwrap_or_default())
         .chain_update(Sha256::digest(bytes))
         .finalize()
         .into()

@@ -40,6 +40,15 @@ fn every_frame_round_trips() {
             id: DeltaId([6; 32]),
             bytes: vec![5; 20],
         },
+        ClientFrame::SignedMessage {
+            doc: doc(),
+            to: Some([7; 16]),
+            bytes: vec![6; 12],
+            proof: WriteProof {
+                public_key: [1; 32],
+                signature: Signature([2; 64]),
+            },
+        },
     ];
     for frame in client {
         assert_eq!(decode_client(&encode_client(&frame)).unwrap(), frame);
@@ -92,6 +101,12 @@ fn every_frame_round_trips() {
             after: 6,
             seq: 9,
             ids: vec![DeltaId([4; 32]), DeltaId([5; 32])],
+        },
+        RelayFrame::Message {
+            doc: doc(),
+            from: [8; 16],
+            to: None,
+            bytes: vec![3; 9],
         },
     ];
     for frame in relay {
@@ -197,4 +212,32 @@ proptest! {
         let sub = ClientFrame::Subscribe { doc: doc(), since };
         prop_assert_eq!(decode_client(&encode_client(&sub)).unwrap(), sub);
     }
+}
+
+#[test]
+fn message_frames_keep_their_indices_and_digests_bind_the_addressee() {
+    // Appended variants: an older decoder sees an unknown index.
+    let frame = ClientFrame::SignedMessage {
+        doc: doc(),
+        to: None,
+        bytes: vec![],
+        proof: WriteProof {
+            public_key: [0; 32],
+            signature: Signature([0; 64]),
+        },
+    };
+    assert_eq!(encode_client(&frame)[0], 11);
+    let relayed = RelayFrame::Message {
+        doc: doc(),
+        from: [0; 16],
+        to: None,
+        bytes: vec![],
+    };
+    assert_eq!(encode_relay(&relayed)[0], 9);
+    let everyone = proof::message_digest(&doc(), &[1; 16], None, b"hi");
+    let one = proof::message_digest(&doc(), &[1; 16], Some(&[0; 16]), b"hi");
+    let other_sender = proof::message_digest(&doc(), &[2; 16], None, b"hi");
+    assert_ne!(everyone, one);
+    assert_ne!(everyone, other_sender);
+    assert_ne!(everyone, proof::presence_digest(&doc(), &[1; 16], b"hi"));
 }

@@ -224,6 +224,29 @@ pub struct ServeArgs {
     )]
     pub max_presence_bytes: usize,
 
+    /// Largest ephemeral message (sealed), in bytes; a larger one is
+    /// refused with DocError{LimitExceeded}. Clients never send more than
+    /// 65536.
+    #[arg(
+        long,
+        env = "SYNCLINE_MAX_MESSAGE_BYTES",
+        value_name = "BYTES",
+        default_value_t = syncline_protocol::MAX_MESSAGE_BYTES
+    )]
+    pub max_message_bytes: usize,
+
+    /// Ephemeral messages (and requests, replies) per second one
+    /// connection may send, sustained (bursts of twice that); each one
+    /// beyond is dropped and refused with DocError{RateLimited}. 0:
+    /// unlimited.
+    #[arg(
+        long,
+        env = "SYNCLINE_MESSAGES_PER_SEC",
+        value_name = "N",
+        default_value_t = 100
+    )]
+    pub messages_per_sec: u32,
+
     /// Frames per second one connection may send, sustained (bursts of
     /// twice that); beyond it the connection ends with
     /// Error{LimitExceeded} and close code 1013. 0: unlimited.
@@ -269,6 +292,8 @@ impl ServeArgs {
             max_frame_bytes: self.max_frame_bytes,
             max_subscriptions: self.max_subscriptions,
             max_presence_bytes: self.max_presence_bytes,
+            max_message_bytes: self.max_message_bytes,
+            messages_per_sec: self.messages_per_sec,
             frames_per_sec: self.rate_frames,
             bytes_per_sec: self.rate_bytes,
         };

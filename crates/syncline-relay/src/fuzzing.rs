@@ -100,6 +100,8 @@ impl Harness {
                 max_frame_bytes: 1024,
                 max_subscriptions: 4,
                 max_presence_bytes: 64,
+                max_message_bytes: 64,
+                messages_per_sec: 5,
                 frames_per_sec: 20,
                 bytes_per_sec: 4096,
             };
@@ -424,6 +426,16 @@ mod tests {
                 }
             }),
             any::<u64>().prop_map(|nonce| ClientFrame::Ping { nonce }),
+            (
+                0u8..3,
+                0u8..3,
+                any::<bool>(),
+                proptest::collection::vec(any::<u8>(), 0..80)
+            )
+                .prop_map(|(d, r, addressed, bytes)| {
+                    let to = addressed.then_some([r; 16]);
+                    crate::test_docs::message(d, &[r; 16], to, &bytes)
+                }),
         ]
     }
 

@@ -121,6 +121,13 @@
 //! unconfirmed: clients keep them until a `Committed` lists their ids, and
 //! their author re-pushes on its missing `Ack`.
 //!
+//! # Messages
+//!
+//! Ephemeral messages (protocol version 4, `hub/messages.rs`) are never
+//! kept: each is queued at once to the document's other subscriptions that
+//! take them (all of them, or the addressee's), here and, through the
+//! bus, on the other relays; to a full queue it is dropped, like presence.
+//!
 //! # Presence
 //!
 //! Presence is ephemeral: the hub keeps each subscription's **latest**
@@ -228,6 +235,8 @@ struct Subscription {
     state: State,
     /// The latest presence, as an encoded `Presence` frame.
     presence: Option<Bytes>,
+    /// Whether its connection takes ephemeral messages (protocol ≥ 4).
+    messages: bool,
 }
 
 enum State {
@@ -310,6 +319,7 @@ impl Hub {
                     pending_items: 0,
                 },
                 presence,
+                messages: false,
             },
         );
     }
@@ -431,5 +441,6 @@ fn gone_frame(doc: DocId, replica: [u8; 16]) -> Bytes {
     }))
 }
 
+mod messages;
 #[cfg(test)]
 mod tests;

@@ -8,12 +8,16 @@
 //! | subscriptions       | `DocError{doc, LimitExceeded}`; the connection stays open     |
 //! | delta / snapshot    | `DocError{doc, LimitExceeded}`; the connection stays open     |
 //! | presence size       | `DocError{doc, LimitExceeded}`; the connection stays open     |
+//! | message size        | `DocError{doc, LimitExceeded}`; the connection stays open     |
+//! | messages per second | `DocError{doc, RateLimited}`: that message is dropped; the connection stays open |
 //!
 //! Rates are per connection, not per document, so exceeding one ends the
 //! connection: a client that floods is cut off at once, without the relay
 //! buffering or answering anything more of it, and a well-behaved client
 //! reconnects with backoff (1013 says "try again later"). A refusal about
 //! one document's request is a `DocError` and nothing else changes.
+//! Ephemeral messages have their own, lower rate: a chatty app loses the
+//! messages over it (each refused with `RateLimited`), not its connection.
 
 use std::time::Instant;
 
@@ -29,6 +33,11 @@ pub struct ConnLimits {
     pub max_subscriptions: usize,
     /// Largest presence message, in bytes.
     pub max_presence_bytes: usize,
+    /// Largest sealed ephemeral message, in bytes.
+    pub max_message_bytes: usize,
+    /// Sustained ephemeral messages per second (0: unlimited); bursts up
+    /// to twice that.
+    pub messages_per_sec: u32,
     /// Sustained frames per second (0: unlimited); bursts up to twice that.
     pub frames_per_sec: u32,
     /// Sustained bytes per second (0: unlimited); bursts up to twice that,
@@ -42,6 +51,8 @@ impl Default for ConnLimits {
             max_frame_bytes: MAX_FRAME_BYTES,
             max_subscriptions: 1000,
             max_presence_bytes: 16 * 1024,
+            max_message_bytes: syncline_protocol::MAX_MESSAGE_BYTES,
+            messages_per_sec: 100,
             frames_per_sec: 1000,
             bytes_per_sec: 32 * 1024 * 1024,
         }
@@ -54,6 +65,7 @@ impl ConnLimits {
         self.max_frame_bytes = self.max_frame_bytes.clamp(1024, MAX_FRAME_BYTES);
         self.max_subscriptions = self.max_subscriptions.max(1);
         self.max_presence_bytes = self.max_presence_bytes.min(self.max_frame_bytes);
+        self.max_message_bytes = self.max_message_bytes.min(self.max_frame_bytes);
         self
     }
 }
@@ -90,6 +102,16 @@ impl TokenBucket {
         } else {
             false
         }
+    }
+}
+
+impl ConnLimits {
+    /// The bucket for a connection's ephemeral messages (`None`: unlimited).
+    pub fn message_bucket(&self, now: Instant) -> Option<TokenBucket> {
+        (self.messages_per_sec > 0).then(|| {
+            let rate = f64::from(self.messages_per_sec);
+            TokenBucket::new(2.0 * rate, rate, now)
+        })
     }
 }
 

@@ -154,6 +154,10 @@ pub enum Limit {
     DeltaSize,
     /// A presence message too large to fan out.
     PresenceSize,
+    /// An ephemeral message too large to relay.
+    MessageSize,
+    /// Ephemeral messages faster than `--messages-per-sec`.
+    MessageRate,
     /// A connection refused: the relay holds `--max-connections`.
     Connections,
     /// A connection refused: its IP holds `--max-connections-per-ip`.
@@ -170,13 +174,15 @@ pub enum Limit {
 }
 
 impl Limit {
-    const ALL: [Limit; 12] = [
+    const ALL: [Limit; 14] = [
         Limit::FrameSize,
         Limit::Subscriptions,
         Limit::FrameRate,
         Limit::ByteRate,
         Limit::DeltaSize,
         Limit::PresenceSize,
+        Limit::MessageSize,
+        Limit::MessageRate,
         Limit::Connections,
         Limit::ConnectionsPerIp,
         Limit::HelloTimeout,
@@ -193,6 +199,8 @@ impl Limit {
             Limit::ByteRate => "byte_rate",
             Limit::DeltaSize => "delta_size",
             Limit::PresenceSize => "presence_size",
+            Limit::MessageSize => "message_size",
+            Limit::MessageRate => "message_rate",
             Limit::Connections => "connections",
             Limit::ConnectionsPerIp => "connections_per_ip",
             Limit::HelloTimeout => "hello_timeout",
@@ -236,6 +244,12 @@ pub struct Metrics {
     pub presence_out: Counter,
     /// Presence messages dropped because a subscriber's queue was full.
     pub presence_dropped: Counter,
+    /// Ephemeral messages received (and verified).
+    pub messages_in: Counter,
+    /// Ephemeral messages queued to subscribers.
+    pub messages_out: Counter,
+    /// Ephemeral messages dropped because a subscriber's queue was full.
+    pub messages_dropped: Counter,
     /// Time from a push (or snapshot) reaching the store to its commit.
     pub commit_seconds: Histogram,
     /// Subscribers disconnected because they did not keep up.
@@ -406,6 +420,21 @@ impl Metrics {
                 "presence_dropped_total",
                 "Presence messages dropped: subscriber queue full.",
                 &self.presence_dropped,
+            ),
+            (
+                "messages_in_total",
+                "Ephemeral messages received.",
+                &self.messages_in,
+            ),
+            (
+                "messages_out_total",
+                "Ephemeral messages queued to subscribers.",
+                &self.messages_out,
+            ),
+            (
+                "messages_dropped_total",
+                "Ephemeral messages dropped: subscriber queue full.",
+                &self.messages_dropped,
             ),
             (
                 "slow_consumer_disconnects_total",

@@ -41,3 +41,16 @@ pub fn sign(frame: ClientFrame, replica: &[u8; 16]) -> ClientFrame {
         None => frame,
     }
 }
+
+/// A `SignedMessage` to test document `n` from the session of `replica`
+/// (for `to`, or everyone), with opaque `bytes`.
+pub fn message(n: u8, replica: &[u8; 16], to: Option<[u8; 16]>, bytes: &[u8]) -> ClientFrame {
+    let doc = doc(n);
+    let digest = syncline_protocol::proof::message_digest(&doc, replica, to.as_ref(), bytes);
+    ClientFrame::SignedMessage {
+        doc,
+        to,
+        bytes: bytes.to_vec(),
+        proof: signer(n).prove(&digest),
+    }
+}

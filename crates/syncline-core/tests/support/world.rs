@@ -280,6 +280,9 @@ impl ModelRelay {
                 out.push((conn, ack));
             }
             ClientFrame::Authorize { doc, token } => self.authorize(conn, doc, &token, &mut out),
+            // The model relays no ephemeral messages (the real relay's
+            // tests and the browser tests cover them).
+            ClientFrame::SignedMessage { .. } => {}
             ClientFrame::SignedPush { .. }
             | ClientFrame::SignedSnapshot { .. }
             | ClientFrame::SignedPresence { .. } => {
@@ -791,6 +794,7 @@ impl World {
                     r.token_requests.push(doc);
                     continue;
                 }
+                Output::Message { .. } | Output::Request { .. } | Output::Reply { .. } => continue,
             };
             match effect {
                 Effect::Persist(b) => r.unwritten.push(b),

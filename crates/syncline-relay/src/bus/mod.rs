@@ -41,6 +41,12 @@
 //! | 3 | `presence` | `Presence{doc, from, bytes}` | a subscriber's presence (empty: gone) |
 //! | 4 | `-tentative.<doc>` | `Tentative{doc, deltas}` | a push about to be committed, sent only if another relay follows `doc` (a larger one is not sent: its commit carries it) |
 //! | 5, 6, 7 | `follows` | (not a frame: see [`follows`]) | follow, unfollow, ask |
+//! | 8 | `messages` | `Message{doc, from, to, bytes}` | an ephemeral message (protocol 4), for every relay's subscribers of `doc` (or `to`'s); never stored, lost if the bus is down |
+//!
+//! Messages go on one cluster-wide subject, like presence, rather than
+//! the per-document one tentative pushes use: a relay hears them from the
+//! moment a client subscribes, without waiting for its follow to reach the
+//! others.
 
 pub mod follows;
 mod held;
@@ -66,6 +72,7 @@ const DELTAS: u8 = 1;
 const RANGE: u8 = 2;
 const PRESENCE: u8 = 3;
 const TENTATIVE: u8 = 4;
+const MESSAGE: u8 = 8;
 
 /// The subject prefix, shared by every relay of a cluster.
 pub const DEFAULT_PREFIX: &str = "syncline";
@@ -251,6 +258,16 @@ impl Peers for Link {
     fn presence(&self, _doc: DocId, frame: &Bytes) {
         if let Some(bus) = self.0.upgrade() {
             bus.send(PRESENCE, format!("{}.presence", bus.prefix), frame);
+            bus.metrics.bus_out.inc();
+        }
+    }
+
+    fn message(&self, _doc: DocId, frame: &Bytes) {
+        if let Some(bus) = self.0.upgrade() {
+            if frame.len() + 64 >= bus.max_payload {
+                return; // larger than NATS takes: this relay's subscribers only
+            }
+            bus.send(MESSAGE, format!("{}.messages", bus.prefix), frame);
             bus.metrics.bus_out.inc();
         }
     }

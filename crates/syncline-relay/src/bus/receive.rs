@@ -16,7 +16,7 @@ use tokio::sync::{Notify, mpsc};
 use super::follows::{Announcement, Followers, TTL_REFRESHES};
 use super::held::Held;
 use super::{
-    DELTAS, Outgoing, PRESENCE, RANGE, Sequencer, TENTATIVE, follows_subject, lock,
+    DELTAS, MESSAGE, Outgoing, PRESENCE, RANGE, Sequencer, TENTATIVE, follows_subject, lock,
     tentative_subject,
 };
 use crate::hub::{Hub, REMOTE_ORIGIN};
@@ -204,6 +204,10 @@ impl Receiver {
             (RANGE, Ok(RelayFrame::Committed { doc, seq, .. })) => self.sequencer.known(doc, seq),
             (PRESENCE, Ok(RelayFrame::Presence { doc, .. })) => {
                 self.hub.remote_presence(doc, &Bytes::copy_from_slice(body));
+            }
+            (MESSAGE, Ok(RelayFrame::Message { doc, to, .. })) => {
+                self.hub
+                    .remote_message(doc, to, &Bytes::copy_from_slice(body));
             }
             (kind, decoded) => unexpected(kind, decoded.is_ok()),
         }

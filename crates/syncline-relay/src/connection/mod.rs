@@ -112,7 +112,7 @@ pub(crate) fn fatal(code: ErrorCode, message: impl Into<String>) -> End {
         | ErrorCode::TokenExpired
         | ErrorCode::Unproven => close_code::POLICY,
         ErrorCode::LimitExceeded => close_code::SIZE,
-        ErrorCode::QuotaExceeded => close_code::AGAIN,
+        ErrorCode::QuotaExceeded | ErrorCode::RateLimited => close_code::AGAIN,
         ErrorCode::Internal => close_code::ERROR,
     };
     End::Fatal {

@@ -30,11 +30,15 @@
 //!   document's live version 2 subscribers right before it is submitted;
 //! * a message that does not decode, a text message, or one above the
 //!   frame limit is fatal;
+//! * an ephemeral message (version 4, `session/messages.rs`) is relayed
+//!   only once its proof verifies, from a subscriber with read access,
+//!   within its size and its own rate;
 //! * a request about one document that cannot be served — no or a bad
 //!   token, a limit, a storage failure — gets a `DocError` for that
 //!   document and the session goes on.
 
 mod bounds;
+mod messages;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::{Future, poll_fn};
@@ -46,15 +50,15 @@ use axum::body::Bytes;
 use axum::extract::ws::{Message, close_code};
 use syncline_protocol::{
     ClientFrame, DeltaId, DocId, ErrorCode, Limits, MAX_DELTAS_PER_FRAME, MAX_TOKEN_BYTES,
-    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ProofError, PushDelta, RelayFrame, SequencedDelta,
-    decode_client, proof,
+    MESSAGES_VERSION, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ProofError, PushDelta, RelayFrame,
+    SequencedDelta, decode_client, proof,
 };
 
 use super::{End, MAX_DELTA_BYTES, fatal};
 use crate::auth::{self, Claims, Rights, TokenError};
 use crate::frame_queue::FrameQueue;
 use crate::hub::{Delivery, Pending, delta_frames};
-use crate::limits::{RateExceeded, RateLimiter};
+use crate::limits::{RateExceeded, RateLimiter, TokenBucket};
 use crate::metrics::{AuthFailure, Limit};
 use crate::server::RelayState;
 use crate::store::{Appended, Snapshot, SnapshotOutcome, StoreError};
@@ -137,6 +141,8 @@ pub(crate) struct Session {
     /// Valid tokens presented, per document (only with a secret).
     grants: HashMap<DocId, Claims>,
     rate: RateLimiter,
+    /// Ephemeral messages' own rate (see `session/messages.rs`).
+    message_rate: Option<TokenBucket>,
     /// Pushes submitted and not acked yet, oldest first.
     in_flight: VecDeque<InFlight>,
     /// Their delta bytes.
@@ -150,6 +156,7 @@ impl Session {
     /// A session that has not been greeted yet.
     pub(crate) fn new(shared: Arc<RelayState>, queue: FrameQueue) -> Session {
         let rate = RateLimiter::new(&shared.config.limits, Instant::now());
+        let message_rate = shared.config.limits.message_bucket(Instant::now());
         Session {
             shared,
             queue,
@@ -159,6 +166,7 @@ impl Session {
             subscriptions: HashSet::new(),
             grants: HashMap::new(),
             rate,
+            message_rate,
             in_flight: VecDeque::new(),
             in_flight_bytes: 0,
         }
@@ -317,6 +325,18 @@ impl Session {
                 let digest = proof::presence_digest(&doc, &self.replica, &bytes);
                 match proof::verify(&doc, &digest, &proof) {
                     Ok(()) => self.presence(doc, bytes).await,
+                    Err(error) => self.unproven(doc, error).await,
+                }
+            }
+            ClientFrame::SignedMessage {
+                doc,
+                to,
+                bytes,
+                proof,
+            } => {
+                let digest = proof::message_digest(&doc, &self.replica, to.as_ref(), &bytes);
+                match proof::verify(&doc, &digest, &proof) {
+                    Ok(()) => self.message(doc, to, bytes).await,
                     Err(error) => self.unproven(doc, error).await,
                 }
             }
@@ -513,6 +533,9 @@ impl Session {
         let hub = &shared.hub;
         let delivery = Delivery::for_version(self.version);
         hub.subscribe(doc, self.queue.clone(), self.replica, delivery);
+        if self.version >= MESSAGES_VERSION {
+            hub.take_messages(doc, self.queue.id());
+        }
         if self.subscriptions.insert(doc) {
             shared.metrics.subscriptions.inc();
         }

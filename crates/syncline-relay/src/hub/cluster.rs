@@ -23,6 +23,8 @@ pub trait Peers: Send + Sync + 'static {
     /// A local presence change (an encoded `Presence` frame, empty bytes
     /// for "gone").
     fn presence(&self, doc: DocId, frame: &Bytes);
+    /// A local ephemeral message (an encoded `Message` frame).
+    fn message(&self, doc: DocId, frame: &Bytes);
     /// A local push that passed validation and is about to be committed
     /// (`deltas` is unchanged when it returns: it is borrowed to encode a
     /// frame without copying the bytes).

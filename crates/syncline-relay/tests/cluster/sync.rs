@@ -163,3 +163,39 @@ async fn presence_crosses_relays() {
         other => panic!("expected Presence, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn messages_cross_relays_to_everyone_or_to_their_addressee() {
+    use syncline_relay::test_docs::message;
+    let cluster = Cluster::start("messages", 2).await;
+    let n = 3;
+    let d = doc(n);
+    let mut a = Client::greeted_current(&cluster.url(0), 0xa).await;
+    let mut b = Client::greeted_current(&cluster.url(1), 0xb).await;
+    let mut c = Client::greeted_current(&cluster.url(1), 0xc).await;
+    for client in [&mut a, &mut b, &mut c] {
+        client.subscribe(d, 0).await;
+    }
+    a.send(&message(n, &[0xa; 16], None, b"to all")).await;
+    for client in [&mut b, &mut c] {
+        let expected = RelayFrame::Message {
+            doc: d,
+            from: [0xa; 16],
+            to: None,
+            bytes: b"to all".to_vec(),
+        };
+        assert_eq!(client.recv().await, expected);
+    }
+    // A reply addressed to A, sent on relay B, reaches A on relay A only.
+    b.send(&message(n, &[0xb; 16], Some([0xa; 16]), b"reply"))
+        .await;
+    let expected = RelayFrame::Message {
+        doc: d,
+        from: [0xb; 16],
+        to: Some([0xa; 16]),
+        bytes: b"reply".to_vec(),
+    };
+    assert_eq!(a.recv().await, expected);
+    c.ping(1).await; // C, beside B, got nothing of it
+    assert!(get_metric(cluster.addr(1), "syncline_messages_in_total").await >= 1.0);
+}

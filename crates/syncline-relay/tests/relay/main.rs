@@ -13,6 +13,7 @@ mod frames;
 mod fsync;
 mod http;
 mod limits;
+mod messages;
 mod persistence;
 mod sync;
 mod tentative;
