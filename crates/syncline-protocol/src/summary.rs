@@ -62,6 +62,7 @@ impl FrameSummary {
             ClientFrame::SignedPresence { doc, .. } => Self::of("SignedPresence", Some(*doc), 0),
             ClientFrame::Snapshot { doc, .. } => Self::of("Snapshot", Some(*doc), 1),
             ClientFrame::SignedSnapshot { doc, .. } => Self::of("SignedSnapshot", Some(*doc), 1),
+            ClientFrame::SignedMessage { doc, .. } => Self::of("SignedMessage", Some(*doc), 1),
         }
     }
 
@@ -84,6 +85,7 @@ impl FrameSummary {
                 Self::of("Tentative", Some(*doc), deltas.len())
             }
             RelayFrame::Committed { doc, ids, .. } => Self::of("Committed", Some(*doc), ids.len()),
+            RelayFrame::Message { doc, .. } => Self::of("Message", Some(*doc), 1),
         }
     }
 }
