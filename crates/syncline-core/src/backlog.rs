@@ -18,8 +18,10 @@
 //!   is below the limit. Nothing is lost: the relay holds what it sent, and
 //!   the tab that made a change logs and pushes it itself;
 //! - compaction waits; below the limit it also skips any snapshot that
-//!   would take the backlog past it (a snapshot, and the value stored
-//!   beside it, are a whole document's worth of bytes).
+//!   would take the backlog past half of it (a snapshot, and the value
+//!   stored beside it, are a whole document's worth of bytes): the other
+//!   half stays free for local changes, so a snapshot on its way to a
+//!   healthy storage never gets a change refused.
 //!
 //! What is already in the backlog keeps its promises: the local changes in
 //! it still leave for the relay and are acknowledged there (`unsaved`

@@ -421,8 +421,9 @@ impl Engine {
                 .unwrap_or_default(),
         };
         // Nor when the snapshot and the value would take the backlog past
-        // its limit.
-        if self.outbox.backlog_bytes() + saved.len() + value.json.len() > self.backlog_limit {
+        // half its limit: the other half is left for local changes, which a
+        // snapshot still on its way to storage must not get refused.
+        if self.outbox.backlog_bytes() + saved.len() + value.json.len() > self.backlog_limit / 2 {
             return;
         }
         let (dropped, covers) = state.log.snapshot_taken(state.doc.stats().num_ops);
