@@ -456,9 +456,12 @@ test("importing syncline, syncline/react and syncline/svelte in Node (SSR) does 
 // before): with everything of 2026-12-05 merged, 649,075 B by this measure,
 // 643,468 B `gzip -9`. Then to 656,000 for ephemeral messages and requests
 // (issue 19 parts 1-2: the core's message path links in though the wasm
-// host drops its outputs for now): 653,385 B by this measure. Cutting back
-// is open work (docs/benchmarks/size.md).
-const WASM_GZIP_BUDGET = 656_000;
+// host drops its outputs for now): 653,385 B by this measure. Then to
+// 662,000 when the wasm exported them (`sendMessage`, `request`, `serve`,
+// `reply`: the sealing, signing and envelope code of messages is no longer
+// dead): 660,568 B by this measure, 654,714 B `gzip -9`. Cutting back is
+// open work (docs/benchmarks/size.md).
+const WASM_GZIP_BUDGET = 662_000;
 
 test(`the shipped wasm is at most ${WASM_GZIP_BUDGET} B gzipped`, () => {
   const wasm = readFileSync(join(appsDir, "webpack", "node_modules", "syncline", "dist", "wasm", "syncline_wasm_bg.wasm"));
