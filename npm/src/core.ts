@@ -118,9 +118,12 @@ export interface CoreApi {
   exportDoc(url: string): Uint8Array | Promise<Uint8Array>;
   /** A new document from Automerge bytes; its URL ("BadImport" for bytes it can't take). */
   importDoc(bytes: Uint8Array): string | Promise<string>;
-  /** The devtools' reads (`npm/src/inspect.ts`); only the in-page engine has them. */
+  /** The devtools' reads (`npm/src/inspect.ts`): synchronous in the page... */
   inspect?(record: boolean, after: number): unknown;
   inspectDoc?(url: string): unknown;
+  /** ...and asked of the worker in worker mode. */
+  inspectAsync?(record: boolean, after: number): Promise<unknown>;
+  inspectDocAsync?(url: string): Promise<unknown>;
 }
 
 /** The glue's object: `CoreApi`, except that ops and paths cross as JSON text. */

@@ -504,6 +504,14 @@ export class WorkerCore implements CoreApi {
     this.#call({ op: "reply", url, to, requestId: id, result, error }).catch((failure: unknown) => this.#init.onEvent({ type: "error", error: failure }));
   }
 
+  inspectAsync(record: boolean, after: number): Promise<unknown> {
+    return this.#call({ op: "inspect", record, after });
+  }
+
+  inspectDocAsync(url: string): Promise<unknown> {
+    return this.#call({ op: "inspectDoc", url });
+  }
+
   // The worker's engine meets in-page tabs and compacts; nothing of that happens here.
   setTabSync(): void {}
   receivedFromTab(): void {}

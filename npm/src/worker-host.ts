@@ -464,6 +464,10 @@ class RepoEngine {
       case "unserve":
       case "reply":
         return this.#messages.call(tab, request);
+      case "inspect":
+        return core.inspect?.(request.record, request.after) ?? null;
+      case "inspectDoc":
+        return core.inspectDoc?.(request.url) ?? null;
       case "barrier":
         // Changes queued behind their documents' opening run before this answers.
         await Promise.allSettled([...tab.docs].map((url) => this.#docs.get(url)?.ready));

@@ -70,6 +70,9 @@ export type CallRequest =
   | { op: "serve" | "unserve"; url: string; method: string }
   /** (`requestId`: `id` names the call.) */
   | { op: "reply"; url: string; to: string; requestId: string; result: Uint8Array | undefined; error: string | undefined }
+  /** The devtools' reads of the worker's engine (`inspect.ts`). */
+  | { op: "inspect"; record: boolean; after: number }
+  | { op: "inspectDoc"; url: string }
   /** Answered once everything sent before it on this port was handled. */
   | { op: "barrier" };
 

@@ -26,9 +26,9 @@ import { freshDir, launchBrowser, newPage, removeDir, repoRoot } from "../e2e/ha
 
 const appsDir = join(repoRoot, "tests", "packaging", "apps");
 const apps = [
-  { name: "vite-react", dist: "dist" },
+  { name: "vite-react", dist: "dist", devtools: true },
   // Svelte 5: the runes of syncline/svelte5 and the store contract; Svelte 4: the store contract.
-  { name: "vite-svelte", dist: "dist", tabs: true },
+  { name: "vite-svelte", dist: "dist", tabs: true, devtools: true },
   { name: "vite-svelte4", dist: "dist", tabs: true },
   // webpack's defaults: src/index.js -> dist/main.js; the page is plain HTML.
   { name: "webpack", dist: "dist", page: "public/index.html" },
@@ -158,6 +158,23 @@ async function workerModeWorks(baseUrl, name) {
 }
 
 /**
+ * The devtools in the app (`{ devtools: true }` apps have a button that
+ * imports `syncline/devtools` on click and mounts it): the panel opens
+ * beside the framework's own DOM and shows the document's value, which is
+ * `want` on the page; a change made in the app shows in the panel.
+ */
+async function devtoolsShowTheValue(page, want) {
+  const shadowText = () => page.evaluate(() => document.getElementById("syncline-devtools")?.shadowRoot?.textContent ?? "");
+  await page.click("#devtools");
+  await page.waitForFunction((want) => document.getElementById("syncline-devtools")?.shadowRoot?.textContent.includes(`count: ${want}`), want, { timeout: 30_000 });
+  await page.click("#inc");
+  const next = String(Number(want) + 1);
+  await valueIs(page, next);
+  await page.waitForFunction((next) => document.getElementById("syncline-devtools").shadowRoot.textContent.includes(`count: ${next}`), next, { timeout: 30_000 });
+  assert.ok((await shadowText()).includes("Event log"), "the whole panel is there");
+}
+
+/**
  * Another tab's change reaches the component: two tabs of the app in one
  * browser context (one IndexedDB, tabs linked by BroadcastChannel); +1 in
  * one shows in the other without a reload — through `docState().current`
@@ -197,6 +214,7 @@ for (const app of apps) {
     try {
       const { context, page, errors } = await open(`${site.url}/`, app.name);
       await incrementSurvivesReload(page);
+      if (app.devtools) await devtoolsShowTheValue(page, "42");
       assert.deepEqual(errors, []);
       await context.close();
       if (app.tabs) await otherTabsChangeShows(site.url, app.name);
