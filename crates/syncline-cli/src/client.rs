@@ -37,7 +37,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::connection;
-use crate::messages::{self, Job, Messages};
+use crate::messages::{self, Messages};
 use crate::store::{FileStore, StoreError};
 
 /// Why a client call failed.
@@ -292,26 +292,11 @@ impl Inner {
                     Output::TokenWanted { doc } => {
                         let _ = self.token_requests.send(doc);
                     }
-                    Output::Message { doc, from, message } => {
-                        events.push(messages::received(doc, from, &message));
+                    output @ (Output::Message { .. }
+                    | Output::Request { .. }
+                    | Output::Reply { .. }) => {
+                        self.messages.output(&mut self.engine, output, events);
                     }
-                    Output::Request {
-                        doc,
-                        from,
-                        id,
-                        method,
-                        payload,
-                    } => {
-                        let job = Job {
-                            doc,
-                            from,
-                            id,
-                            method,
-                            payload,
-                        };
-                        events.extend(self.messages.dispatch(&mut self.engine, job));
-                    }
-                    Output::Reply { id, result, .. } => self.messages.settled(id, result),
                     // No tabs and no presence in this client.
                     Output::Broadcast(_)
                     | Output::Presence { .. }

@@ -83,7 +83,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value as Json;
-use syncline_core::{DocId, Engine, EngineError, RequestFailure, RequestId, SynclineErrorCode};
+use syncline_core::{
+    DocId, Engine, EngineError, Output, RequestFailure, RequestId, SynclineErrorCode,
+};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -103,12 +105,12 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Json, String>> + Sen
 type Handler = Arc<dyn Fn(Json) -> HandlerFuture + Send + Sync>;
 
 /// A request the engine passed up: a peer asks for a method served here.
-pub(crate) struct Job {
-    pub(crate) doc: DocId,
-    pub(crate) from: [u8; 16],
-    pub(crate) id: RequestId,
-    pub(crate) method: String,
-    pub(crate) payload: Vec<u8>,
+struct Job {
+    doc: DocId,
+    from: [u8; 16],
+    id: RequestId,
+    method: String,
+    payload: Vec<u8>,
 }
 
 /// A request and the handler to run for it.
@@ -137,10 +139,34 @@ impl Messages {
         (messages, queue)
     }
 
-    /// A request settled (`Output::Reply`): its caller hears, if still there.
-    pub(crate) fn settled(&mut self, id: RequestId, result: Result<Vec<u8>, RequestFailure>) {
-        if let Some(caller) = self.waiting.remove(&id) {
-            let _ = caller.send(result);
+    /// Does what an engine output about messages asks: a peer's message
+    /// becomes an event, a request goes to its handler, a reply to the
+    /// caller waiting for it (if still there).
+    pub(crate) fn output(&mut self, engine: &mut Engine, output: Output, events: &mut Vec<Event>) {
+        match output {
+            Output::Message { doc, from, message } => events.push(received(doc, from, &message)),
+            Output::Request {
+                doc,
+                from,
+                id,
+                method,
+                payload,
+            } => {
+                let job = Job {
+                    doc,
+                    from,
+                    id,
+                    method,
+                    payload,
+                };
+                events.extend(self.dispatch(engine, job));
+            }
+            Output::Reply { id, result, .. } => {
+                if let Some(caller) = self.waiting.remove(&id) {
+                    let _ = caller.send(result);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -148,7 +174,7 @@ impl Messages {
     /// With no handler (unserved meanwhile) it is ignored, as the engine
     /// ignores requests for methods not served; with the queue full it is
     /// answered "busy" at once.
-    pub(crate) fn dispatch(&mut self, engine: &mut Engine, job: Job) -> Option<Event> {
+    fn dispatch(&mut self, engine: &mut Engine, job: Job) -> Option<Event> {
         let handler = self.handlers.get(&(job.doc, job.method.clone()))?.clone();
         match self.runs.try_send(Run { job, handler }) {
             Ok(()) | Err(TrySendError::Closed(_)) => None, // closed: the client is closing
@@ -163,7 +189,7 @@ impl Messages {
 }
 
 /// A peer's message (`Output::Message`) as an event: JSON, or an error.
-pub(crate) fn received(doc: DocId, from: [u8; 16], message: &[u8]) -> Event {
+fn received(doc: DocId, from: [u8; 16], message: &[u8]) -> Event {
     match serde_json::from_slice(message) {
         Ok(message) => Event::Message { doc, from, message },
         Err(e) => Event::Error {
@@ -258,7 +284,8 @@ impl Client {
     /// (`MessageTooLarge`); with [`ClientError::NoServer`] when nobody
     /// replied within `timeout`; with [`ClientError::Remote`] when the
     /// handler failed; with [`ClientError::Disconnected`] when the
-    /// connection dropped first. Dropping the future forgets the request.
+    /// connection dropped first. Dropping the future forgets the result
+    /// (the engine still counts the request as pending until its deadline).
     pub async fn request(
         &self,
         doc: &DocId,
