@@ -101,6 +101,38 @@ async fn a_broadcast_reaches_the_other_replica_with_its_sender_and_not_the_sende
 }
 
 #[tokio::test]
+async fn a_message_that_is_not_json_is_an_error_event_and_messages_flow_on() {
+    let (a, b, url, _keep) = pair().await;
+    let mut b_events = b.subscribe();
+    // Bytes no client of this API would send, straight through the engine.
+    let sent = a.with_engine(|engine, _| engine.send_message(url.doc, b"{oops".to_vec()));
+    assert!(sent.unwrap());
+    assert!(a.broadcast(&url.doc, &json!("valid")).unwrap());
+    let error = timeout(TIMEOUT, async {
+        loop {
+            match b_events.recv().await.unwrap() {
+                Event::Error { code, message } => return (code, message),
+                Event::Message { message, .. } => panic!("delivered: {message}"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("an error event");
+    assert_eq!(error.0, SynclineErrorCode::BadMessage);
+    assert!(
+        error.1.contains("is not JSON and was dropped"),
+        "{}",
+        error.1
+    );
+    let (_, _, message) = next_message(&mut b_events).await;
+    assert_eq!(message, json!("valid"));
+    assert!(b.failed().is_none());
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test]
 async fn a_request_gets_the_serving_replicas_result() {
     let (a, b, url, _keep) = pair().await;
     serve_upper(&b, &url.doc);
