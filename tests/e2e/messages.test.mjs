@@ -2,10 +2,15 @@
 // (`doc.broadcast`, `doc.onMessage`, `doc.request`, `doc.serve`): who
 // receives a message and with which sender id, a request's result, its
 // handler's error, no server, offline, oversized payloads, the relay's rate
-// limit — in the page and in worker mode.
+// limit — in the page, in worker mode, and with a server-side agent built
+// on the Rust client library (`crates/syncline-cli/examples/agent.rs`).
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { newPage, TIMEOUT, useRelay, useSiteAndBrowser } from "./harness.mjs";
+import { newPage, repoRoot, TIMEOUT, useRelay, useSiteAndBrowser } from "./harness.mjs";
 import { createRepoIn, waitForConnection, waitInPage } from "./pages.mjs";
 
 const env = useSiteAndBrowser();
@@ -227,5 +232,48 @@ test("worker mode: the tabs of one app are one peer; a request goes to the tab t
     assert.equal((await request(b.page, "who", 1, { timeoutMs: 400 })).code, "NoServer");
   } finally {
     await Promise.all([context.close(), b.context.close()]);
+  }
+});
+
+/** The example agent (`cargo xtask build` builds it), serving "upper" and "fail" on `url`; resolves once it printed `ready`. */
+function startAgent(relay, url) {
+  const bin = resolve(repoRoot, process.env.SYNCLINE_AGENT_BIN ?? join("target", "debug", "examples", "agent"));
+  if (!existsSync(bin)) throw new Error(`${bin} is missing: run \`cargo xtask build\` (or cargo build -p syncline-cli --examples)`);
+  const child = spawn(bin, ["--relay", relay, "--doc", url], { stdio: ["ignore", "pipe", "pipe"] });
+  const log = [];
+  createInterface({ input: child.stderr }).on("line", (line) => log.push(line));
+  const ready = new Promise((resolveReady, rejectReady) => {
+    const timer = setTimeout(() => rejectReady(new Error(`the agent was not ready within ${TIMEOUT.start} ms: ${log.join("\n")}`)), TIMEOUT.start);
+    createInterface({ input: child.stdout }).on("line", (line) => {
+      if (line === "ready") {
+        clearTimeout(timer);
+        resolveReady();
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      rejectReady(new Error(`the agent exited (${code}): ${log.join("\n")}`));
+    });
+  });
+  return ready.then(() => ({ stop: () => child.kill("SIGKILL") }));
+}
+
+test("a browser asks a server-side agent on the Rust client: its result, its error, and its echo of a broadcast", { timeout: 90_000 }, async () => {
+  const a = await peer("agent-a");
+  const agent = await startAgent(relays.relay.wsUrl, a.url);
+  try {
+    assert.deepEqual((await request(a.page, "upper", "milk and bread")).ok, "MILK AND BREAD");
+    const wrong = await request(a.page, "upper", 42);
+    assert.deepEqual([wrong.code, wrong.message], ["RemoteError", "expected a string"]);
+    const failed = await request(a.page, "fail", null);
+    assert.deepEqual([failed.code, failed.message], ["RemoteError", "the agent failed on purpose"]);
+    assert.equal(await a.page.evaluate(() => window.doc.broadcast({ hello: "agent" })), true);
+    await waitInPage(a.page, () => window.heard.length === 1, undefined, TIMEOUT.sync, "the agent's echo");
+    assert.deepEqual((await a.page.evaluate(() => window.heard))[0].message, { echo: { hello: "agent" } });
+    agent.stop();
+    assert.equal((await request(a.page, "upper", "x", { timeoutMs: 400 })).code, "NoServer", "the agent is gone");
+  } finally {
+    agent.stop();
+    await a.context.close();
   }
 });
