@@ -166,7 +166,7 @@ export interface DocHost {
   withCore<R>(call: (core: CoreApi) => R): R;
   /** Shares (or with `null` clears) this page's presence bytes. */
   setPresence(url: string, state: Uint8Array | null): void;
-  /** Reports an error that belongs to no call (to the handle's and the repo's error listeners). */
+  /** Reports an error that belongs to no call (to the repo's error listeners). */
   reportError(error: SynclineError): void;
   history(url: string): HistoryEntry[];
   valueAt(url: string, heads: readonly string[]): unknown;
