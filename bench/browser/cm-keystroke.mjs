@@ -150,7 +150,8 @@ async function round(browser, web, servers, index) {
       // Legs per keystroke: A's first socket send after it, B's first receive after that send (before the arrival).
       const sends = (await pages[`${system}-a`].page.evaluate(() => window.bench.sockets())).filter((e) => e.dir === "send");
       const recvs = (await pages[`${system}-b`].page.evaluate(() => window.bench.sockets())).filter((e) => e.dir === "recv");
-      const legs = { send: [], wire: [], apply: [], sendsPerKey: (sends.length - 0) / typed.length };
+      const dispatched = await pages[`${system}-a`].page.evaluate(() => window.bench.dispatched());
+      const legs = { dispatch: typed.slice(args.warmup).map((t0, i) => dispatched[args.warmup + i] - t0), send: [], wire: [], apply: [], sendsPerKey: sends.length / typed.length };
       typed.forEach((t0, i) => {
         if (i < args.warmup) return;
         const t1 = arrived[i];
@@ -216,7 +217,7 @@ const row = (label, p) => {
   const s = median(per("syncline", p)), y = median(per("yjs", p));
   return `| ${label} | ${f(s)} ms (${per("syncline", p).map((x) => f(x)).join(", ")}) | ${f(y)} ms (${per("yjs", p).map((x) => f(x)).join(", ")}) | ${f(s / y)}× |`;
 };
-for (const r of rounds) for (const x of ["syncline", "yjs"]) if (!r[x]) (r[x] = []), (r[`${x}Legs`] = { send: [], wire: [], apply: [], sendsPerKey: NaN });
+for (const r of rounds) for (const x of ["syncline", "yjs"]) if (!r[x]) (r[x] = []), (r[`${x}Legs`] = { dispatch: [], send: [], wire: [], apply: [], sendsPerKey: NaN });
 const legs = (system, leg, p) => median(rounds.map((r) => pct(r[`${system}Legs`][leg], p)));
 const legRow = (label, leg) =>
   `| legs, p50 / p99: ${label} | ${f(legs("syncline", leg, 50))} / ${f(legs("syncline", leg, 99))} ms | ${f(legs("yjs", leg, 50))} / ${f(legs("yjs", leg, 99))} ms | |`;
@@ -227,6 +228,7 @@ const summary = [
   row("p50", 50),
   row("p99", 99),
   row("max", 100),
+  legRow("A: keystroke → its dispatch returned (editor update + binding, synchronous)", "dispatch"),
   legRow("A: keystroke → first socket send", "send"),
   legRow("socket send in A → socket receive in B (server included)", "wire"),
   legRow("B: socket receive → in the editor", "apply"),

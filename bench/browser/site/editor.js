@@ -21,7 +21,7 @@ const until = async (test, what, timeoutMs = 20_000) => {
   }
 };
 
-const state = { view: null, arrivals: [], typed: [], stop: [], sockets: [] };
+const state = { view: null, arrivals: [], typed: [], dispatched: [], stop: [], sockets: [] };
 
 /** Logs the page's WebSocket sends and receives (time, bytes), to split the latency into legs. */
 function watchSockets() {
@@ -97,6 +97,7 @@ async function type({ text, gapMs }) {
     const at = state.view.state.doc.length;
     state.typed.push(wallMs());
     state.view.dispatch({ changes: { from: at, insert: ch }, selection: { anchor: at + 1 }, userEvent: "input.type", scrollIntoView: true });
+    state.dispatched.push(wallMs()); // the synchronous part: the editor's update and the binding's own work in it
   }
   // Whether the editor had focus: each binding shares the caret only while it has.
   return { typed: state.typed.length, hasFocus: state.view.hasFocus };
@@ -112,6 +113,7 @@ window.bench = {
   type,
   waitLength,
   typed: () => state.typed,
+  dispatched: () => state.dispatched,
   arrivals: () => state.arrivals,
   sockets: () => state.sockets,
   text: () => state.view.state.doc.toString(),
