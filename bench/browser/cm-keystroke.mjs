@@ -12,15 +12,12 @@
 //   node cm-keystroke.mjs [--keys 300] [--warmup 20] [--gap 100] [--rounds 3] [--relay PATH]
 //
 // Prints a markdown summary; raw samples go to .build/results/cm-keystroke-<time>.json.
-import { spawn, spawnSync } from "node:child_process";
-import { createReadStream, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { createServer } from "node:http";
-import { createServer as createNetServer } from "node:net";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
-import { dirname, extname, join, normalize, resolve, sep } from "node:path";
-import { createInterface } from "node:readline";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { freePort, launch, startProcess, startStatic } from "./serve.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, "..", "..");
@@ -52,58 +49,6 @@ const f = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : String(x));
 const PROSE =
   "Local-first software keeps the data on the device and syncs it when it can. Two people typing in the same note should each see the other's words appear as they type them, with nothing lost when both type at once, and undo should take back only your own typing. ";
 const textOf = (n) => PROSE.repeat(Math.ceil(n / PROSE.length)).slice(0, n);
-
-function startStatic() {
-  const MIME = { ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".wasm": "application/wasm", ".css": "text/css" };
-  const server = createServer((req, res) => {
-    const path = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname);
-    const file = normalize(join(site, path.slice(1) || "editor.html"));
-    if (!file.startsWith(site + sep) || !existsSync(file) || !statSync(file).isFile()) return void res.writeHead(404).end("not found");
-    // Cross-origin isolated: performance.now() at 5 µs.
-    res.writeHead(200, {
-      "content-type": MIME[extname(file)] ?? "application/octet-stream",
-      "cache-control": "no-store",
-      "cross-origin-opener-policy": "same-origin",
-      "cross-origin-embedder-policy": "require-corp",
-    });
-    createReadStream(file).pipe(res);
-  });
-  return new Promise((ok) =>
-    server.listen(0, "127.0.0.1", () =>
-      ok({ url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((d) => (server.closeAllConnections(), server.close(() => d()))) }),
-    ),
-  );
-}
-
-function freePort() {
-  return new Promise((ok, fail) => {
-    const s = createNetServer();
-    s.once("error", fail);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => ok(port));
-    });
-  });
-}
-
-/** Spawns a server and resolves once a stdout line matches `ready`. */
-function startProcess(cmd, argv, { env = {}, ready, name }) {
-  const child = spawn(cmd, argv, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
-  const log = [];
-  const keep = (l) => (log.push(l), log.length > 50 && log.shift());
-  createInterface({ input: child.stderr }).on("line", keep);
-  return new Promise((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error(`${name} did not start:\n${log.join("\n")}`)), 30_000);
-    child.once("exit", (code) => fail(new Error(`${name} exited (${code}):\n${log.join("\n")}`)));
-    createInterface({ input: child.stdout }).on("line", (l) => {
-      keep(l);
-      const m = ready.exec(l);
-      if (!m) return;
-      clearTimeout(timer);
-      ok({ match: m, stop: () => new Promise((d) => (child.exitCode !== null ? d() : (child.once("exit", d), child.kill("SIGTERM")))) });
-    });
-  });
-}
 
 async function openPage(browser, url, name) {
   const context = await browser.newContext();
@@ -188,12 +133,8 @@ const relay = await startProcess(relayBin, ["--listen", "127.0.0.1:0", "--data",
 });
 const yPort = await freePort();
 const yjs = await startProcess(process.execPath, [yServer], { name: "y-websocket server", ready: /running at/, env: { HOST: "127.0.0.1", PORT: String(yPort) } });
-const web = await startStatic();
-const browser = await chromium.launch({
-  executablePath: process.env.SYNCLINE_CHROMIUM ?? "/usr/bin/chromium",
-  headless: true,
-  args: ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"],
-});
+const web = await startStatic(site, { index: "editor.html" });
+const browser = await launch();
 const started = new Date().toISOString();
 const loadBefore = loadavg().map((x) => +x.toFixed(2));
 const rounds = [];
