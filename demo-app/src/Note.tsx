@@ -32,7 +32,7 @@ export function Note({ url, me }: { url: string; me: Me }) {
     const element = parent.current;
     if (!handle || !element) return;
     // A list made before the note existed gets its (empty) note now; not an undo step.
-    if (typeof handle.value.note !== "string") handle.change((d) => void (d.note = new Text("")), { undoable: false });
+    if (typeof handle.value.note !== "string") handle.change((d) => void (d.note = new Text("")), { message: "note.created", undoable: false });
     const view = new EditorView({
       doc: handle.value.note ?? "",
       extensions: [

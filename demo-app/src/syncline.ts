@@ -33,7 +33,7 @@ export function openSession(): Promise<Session> {
     if (url.startsWith("syncline:")) return { repo, url };
     const doc = await repo.create<Todos>({ items: [] });
     // The note's text exists from the start; making it is not an undo step.
-    doc.change((d) => void (d.note = new Text("")), { undoable: false });
+    doc.change((d) => void (d.note = new Text("")), { message: "note.created", undoable: false });
     history.replaceState(null, "", `#${doc.url}`);
     return { repo, url: doc.url };
   })();
