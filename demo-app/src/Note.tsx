@@ -50,7 +50,8 @@ export function Note({ url, me }: { url: string; me: Me }) {
     <section className="note">
       <h2>
         Shared note
-        <span className="undo">
+        {/* Pressing a button keeps the focus (and so the shared caret) in the editor. */}
+        <span className="undo" onMouseDown={(e) => e.preventDefault()}>
           <button type="button" data-testid="undo" disabled={!canUndo} onClick={undo} title="Undo (Ctrl-Z)">
             Undo
           </button>
