@@ -30,6 +30,12 @@ export type CoreEvent =
   | { type: "broadcast"; bytes: Uint8Array }
   /** A peer's presence on a doc; `state` null once it is gone. */
   | { type: "presence"; url: string; peer: string; state: Uint8Array | null }
+  /** A peer's ephemeral message on a doc (`doc.broadcast`): JSON text as bytes; `from` is its replica id. */
+  | { type: "message"; url: string; from: string; bytes: Uint8Array }
+  /** A peer asks for `method`, which this page serves on the doc: answer with `reply`. */
+  | { type: "request"; url: string; from: string; id: string; method: string; payload: Uint8Array }
+  /** Our request `id` settled: its result (JSON text as bytes), or why not. */
+  | { type: "reply"; url: string; id: string; result?: Uint8Array; error?: unknown }
   /**
    * Something failed outside any call (a corrupt record skipped at load, a
    * relay rejection...); `url` when it concerns one document.
@@ -57,6 +63,18 @@ export interface CoreApi {
   heads(url: string): string[];
   setPresence(url: string, state: Uint8Array): void;
   clearPresence(url: string): void;
+  /**
+   * Seals `bytes` for the doc's peers online now; whether they left (in
+   * worker mode the worker answers, so: a promise).
+   */
+  sendMessage(url: string, bytes: Uint8Array): boolean | Promise<boolean>;
+  /** Sends a request; its id. The result comes as a "reply" event with that id. */
+  request(url: string, method: string, payload: Uint8Array, timeoutMs: number): string | Promise<string>;
+  /** Requests for `method` on the doc come as "request" events (until `unserve`). */
+  serve(url: string, method: string): void | Promise<void>;
+  unserve(url: string, method: string): void;
+  /** Answers a "request" event: with `result`, or (`result` undefined) with the handler's error message. */
+  reply(url: string, to: string, id: string, result: Uint8Array | undefined, error: string | undefined): void;
   setTabSync(enabled: boolean): void;
   receivedFromTab(bytes: Uint8Array): void;
   setCompactionEnabled(enabled: boolean): void;
@@ -100,13 +118,19 @@ export interface CoreApi {
   exportDoc(url: string): Uint8Array | Promise<Uint8Array>;
   /** A new document from Automerge bytes; its URL ("BadImport" for bytes it can't take). */
   importDoc(bytes: Uint8Array): string | Promise<string>;
-  /** The devtools' reads (`npm/src/inspect.ts`); only the in-page engine has them. */
+  /** The devtools' reads (`npm/src/inspect.ts`): synchronous in the page... */
   inspect?(record: boolean, after: number): unknown;
   inspectDoc?(url: string): unknown;
+  /** ...and asked of the worker in worker mode. */
+  inspectAsync?(record: boolean, after: number): Promise<unknown>;
+  inspectDocAsync?(url: string): Promise<unknown>;
 }
 
 /** The glue's object: `CoreApi`, except that ops and paths cross as JSON text. */
-export type RawCore = Omit<CoreApi, "change" | "create" | "undoState" | "cursor" | "cursorPosition" | "marks" | "exportDoc" | "importDoc" | "migrate"> & {
+export type RawCore = Omit<CoreApi, "change" | "create" | "undoState" | "cursor" | "cursorPosition" | "marks" | "exportDoc" | "importDoc" | "migrate" | "sendMessage" | "request" | "serve"> & {
+  sendMessage(url: string, bytes: Uint8Array): boolean;
+  request(url: string, method: string, payload: Uint8Array, timeoutMs: number): string;
+  serve(url: string, method: string): void;
   migrate(url: string, from: number, opsJson: string): Patch[] | null;
   create(initial: JsonValue | undefined): string;
   exportDoc(url: string): Uint8Array;
@@ -168,6 +192,11 @@ export function adaptCore(raw: RawCore, onTrap: (error: unknown) => void): CoreA
     heads: (url) => guard(() => raw.heads(url)),
     setPresence: (url, state) => guard(() => raw.setPresence(url, state)),
     clearPresence: (url) => guard(() => raw.clearPresence(url)),
+    sendMessage: (url, bytes) => guard(() => raw.sendMessage(url, bytes)),
+    request: (url, method, payload, timeoutMs) => guard(() => raw.request(url, method, payload, timeoutMs)),
+    serve: (url, method) => guard(() => raw.serve(url, method)),
+    unserve: (url, method) => guard(() => raw.unserve(url, method)),
+    reply: (url, to, id, result, error) => guard(() => raw.reply(url, to, id, result, error)),
     setTabSync: (enabled) => guard(() => raw.setTabSync(enabled)),
     receivedFromTab: (bytes) => guard(() => raw.receivedFromTab(bytes)),
     setCompactionEnabled: (enabled) => guard(() => raw.setCompactionEnabled(enabled)),

@@ -2,6 +2,7 @@ import { recordChange, toJson } from "./draft.js";
 import { applyPatches, deepFreeze, shareAndFreeze } from "./snapshot.js";
 import type { CoreApi } from "./core.js";
 import type { SynclineError } from "./errors.js";
+import { DocMessages, type MessageListener, type RequestHandler, type RequestOptions } from "./messages.js";
 import { StatusAndErrorListeners, type Unsubscribe, callSafely } from "./listeners.js";
 import type { DocStatus, Draft, HistoryEntry, Immutable, JsonObject, JsonValue, Op, Patch, Path, Peer, TextMark } from "./types.js";
 
@@ -111,6 +112,32 @@ export interface DocHandle<T extends object = JsonObject> {
   cursorAsync(path: Path, index: number): Promise<string>;
   cursorPositionAsync(path: Path, cursor: string): Promise<number>;
   marksAsync(path: Path): Promise<readonly TextMark[]>;
+
+  /**
+   * Sends `message` (any JSON value) to the peers that have this document
+   * open and are connected now: sealed with the document key, never
+   * stored, not queued. Returns whether it left (`false`: offline). Over
+   * `MAX_MESSAGE_JSON_BYTES` of JSON it throws "MessageTooLarge". See
+   * `messages.ts` for where the guarantees stop.
+   */
+  broadcast(message: JsonValue): boolean;
+  /** Calls `fn(message, from)` for each peer's message; `from` is its peer id. Returns the unsubscribe function. */
+  onMessage(fn: MessageListener): Unsubscribe;
+  /**
+   * Asks the peers of this document that serve `method` (`serve()` in JS,
+   * `Client::serve` in Rust); resolves with the first answer. Rejects with
+   * "NoServer" when none answers within `timeoutMs` (default 10 s),
+   * "RemoteError" (the handler's error message) when the handler failed,
+   * "Offline" when not connected.
+   */
+  request(method: string, payload?: JsonValue, options?: RequestOptions): Promise<JsonValue>;
+  /**
+   * Answers this document's requests for `method` with `handler(payload,
+   * from)` (its result or a promise of it; a throw sends its message
+   * back). One handler per method per handle. Returns the function that
+   * stops serving.
+   */
+  serve(method: string, handler: RequestHandler): Unsubscribe;
 }
 
 export interface DocEvents {
@@ -139,6 +166,8 @@ export interface DocHost {
   withCore<R>(call: (core: CoreApi) => R): R;
   /** Shares (or with `null` clears) this page's presence bytes. */
   setPresence(url: string, state: Uint8Array | null): void;
+  /** Reports an error that belongs to no call (to the handle's and the repo's error listeners). */
+  reportError(error: SynclineError): void;
   history(url: string): HistoryEntry[];
   valueAt(url: string, heads: readonly string[]): unknown;
   historyAsync(url: string): Promise<HistoryEntry[]>;
@@ -176,6 +205,26 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
     this.url = url;
     this.#value = shareAndFreeze(undefined, value) as Immutable<T>;
     this.presence = new PresenceImpl((state) => host.setPresence(url, state));
+    this.messages = new DocMessages(host, url);
+  }
+
+  /** This handle's messages and requests; the repo hands it their events. */
+  readonly messages: DocMessages;
+
+  broadcast(message: JsonValue): boolean {
+    return this.messages.broadcast(message);
+  }
+
+  onMessage(fn: MessageListener): Unsubscribe {
+    return this.messages.onMessage(fn);
+  }
+
+  request(method: string, payload?: JsonValue, options?: RequestOptions): Promise<JsonValue> {
+    return this.messages.request(method, payload, options);
+  }
+
+  serve(method: string, handler: RequestHandler): Unsubscribe {
+    return this.messages.serve(method, handler);
   }
 
   history(): readonly HistoryEntry[] {

@@ -12,6 +12,8 @@ import { openRepo, type Repo, type RepoOptions } from "./repo.js";
 
 export type { ChangeOptions, DocEvents, DocHandle, UndoState, Unsubscribe } from "./doc-handle.js";
 export type { Repo, RepoEvents, RepoOptions } from "./repo.js";
+export type { MessageListener, RequestHandler, RequestOptions } from "./messages.js";
+export { DEFAULT_REQUEST_TIMEOUT_MS, MAX_MESSAGE_JSON_BYTES } from "./messages.js";
 export type { OpenOptions, Schema } from "./schema.js";
 export { SCHEMA_KEY } from "./schema.js";
 export type * from "./types.js";

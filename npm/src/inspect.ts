@@ -54,7 +54,7 @@ export interface InspectedDoc {
   status(): DocStatus;
   history(): Promise<readonly HistoryEntry[]>;
   valueAt(heads: readonly string[]): Promise<unknown>;
-  /** `undefined` in worker mode (the engine is in the worker); `null` while its CRDT loads. */
+  /** `null` while its CRDT loads; `undefined` until a worker first answered (worker mode). */
   figures(): DocFigures | null | undefined;
   peers(): readonly Peer[];
   onPeers(fn: () => void): () => void;
@@ -69,14 +69,44 @@ export interface Inspector {
   /** Hears background errors without taking them from the app's own listeners (nor from console.warn). */
   onError(fn: (error: SynclineError) => void): () => void;
   docs(): InspectedDoc[];
-  /** Frames recorded after `after`, and the dial state; `null` in worker mode. Recording starts with the first call. */
+  /** Frames recorded after `after`, and the dial state (in worker mode: as of the previous call; `null` until the worker first answered). Recording starts with the first call. */
   frames(record: boolean, after: number): { frames: FrameRecord[]; link: LinkInspection } | null;
 }
 
-/** The engine calls the inspector needs beyond `CoreApi` (the in-page wasm `Core` has them). */
+type Frames = { frames: FrameRecord[]; link: LinkInspection };
+
+/** The engine calls the inspector needs beyond `CoreApi`: synchronous in the page, asked of the worker in worker mode. */
 interface InspectableCore {
-  inspect?(record: boolean, after: number): { frames: FrameRecord[]; link: LinkInspection };
+  inspect?(record: boolean, after: number): Frames;
   inspectDoc?(url: string): DocFigures | null;
+  inspectAsync?(record: boolean, after: number): Promise<Frames | null>;
+  inspectDocAsync?(url: string): Promise<DocFigures | null>;
+}
+
+/**
+ * A worker's answer, read synchronously: each read returns the last answer
+ * and asks again (one question at a time), so a panel that polls sees the
+ * worker's state one poll late. `undefined` until the first answer.
+ */
+class Echo<T> {
+  #last: T | undefined;
+  #asking = false;
+
+  read(ask: () => Promise<T>): T | undefined {
+    if (!this.#asking) {
+      this.#asking = true;
+      ask().then(
+        (answer) => {
+          this.#last = answer;
+          this.#asking = false;
+        },
+        () => {
+          this.#asking = false;
+        },
+      );
+    }
+    return this.#last;
+  }
 }
 
 const relaysOf = new WeakMap<object, readonly string[]>();
@@ -117,6 +147,16 @@ export interface RepoInternals {
 
 export function makeInspector(repo: object, internals: RepoInternals): Inspector {
   const raw = (): InspectableCore | null => internals.core() as InspectableCore | null;
+  const workerFrames = new Echo<Frames | null>();
+  const workerFigures = new Map<string, Echo<DocFigures | null>>();
+  const figures = (url: string): DocFigures | null | undefined => {
+    const core = raw();
+    if (core?.inspectDoc) return core.inspectDoc(url);
+    if (!core?.inspectDocAsync) return undefined;
+    let echo = workerFigures.get(url);
+    if (!echo) workerFigures.set(url, (echo = new Echo()));
+    return echo.read(() => core.inspectDocAsync!(url));
+  };
   return {
     mode: internals.mode,
     relays: relaysOf.get(repo) ?? [],
@@ -138,16 +178,17 @@ export function makeInspector(repo: object, internals: RepoInternals): Inspector
         status: () => handle.status,
         history: () => handle.historyAsync(),
         valueAt: (heads) => handle.viewAsync(heads),
-        figures: () => {
-          const core = raw();
-          return core?.inspectDoc ? core.inspectDoc(handle.url) : undefined;
-        },
+        figures: () => figures(handle.url),
         peers: () => handle.presence.peers,
         onPeers: (fn) => handle.presence.subscribe(() => fn()),
       })),
     frames(record, after) {
       const core = raw();
-      return core?.inspect ? core.inspect(record, after) : null;
+      if (core?.inspect) return core.inspect(record, after);
+      if (!core?.inspectAsync) return null;
+      const answer = workerFrames.read(() => core.inspectAsync!(record, after));
+      // Frames the caller has seen (it asked from `after`) are not repeated.
+      return answer ? { frames: answer.frames.filter((frame) => frame.seq > after), link: answer.link } : null;
     },
   };
 }

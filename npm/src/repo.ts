@@ -296,6 +296,15 @@ export class RepoImpl implements Repo, DocHost {
       case "presence":
         this.#handles.get(event.url)?.presenceChanged(event.peer, event.state);
         break;
+      case "message":
+        this.#handles.get(event.url)?.messages.received(event.from, event.bytes);
+        break;
+      case "request":
+        this.#handles.get(event.url)?.messages.requested(event.from, event.id, event.method, event.payload);
+        break;
+      case "reply":
+        this.#handles.get(event.url)?.messages.replied(event.id, event.result, event.error);
+        break;
       case "crashed":
       case "broadcast":
       case "deleted":
@@ -355,6 +364,7 @@ export class RepoImpl implements Repo, DocHost {
     this.#queue = [];
     for (const pending of this.#opening.values()) pending.reject(error);
     this.#opening.clear();
+    this.#endMessages(error);
     // Listeners run after the current call unwinds, never inside the trap.
     queueMicrotask(() => {
       this.#setStatus({ ...last, connection: "closed", buffered: 0, lastError: { code: "Crashed", message: error.message } });
@@ -374,6 +384,15 @@ export class RepoImpl implements Repo, DocHost {
       return;
     }
     for (const listener of [...this.#listeners.error]) callSafely(listener, error);
+  }
+
+  reportError(error: SynclineError): void {
+    this.#reportError(error);
+  }
+
+  /** Every handle's waiting requests fail with `error`; nothing is served any more. */
+  #endMessages(error: SynclineError): void {
+    for (const handle of this.#handles.values()) handle.messages.closed(error);
   }
 
   setPresence(url: string, state: Uint8Array | null): void {
@@ -628,6 +647,7 @@ export class RepoImpl implements Repo, DocHost {
       const closed = new SynclineError("Closed", "the repo was closed before the document arrived");
       for (const pending of this.#opening.values()) pending.reject(closed);
       this.#opening.clear();
+      this.#endMessages(new SynclineError("Closed", "the repo was closed before an answer came"));
       this.#setStatus({ ...last, connection: "closed" });
     }
   }

@@ -104,6 +104,10 @@ export class WorkerCore implements CoreApi {
   #flushWaiters: { upTo: number; resolve: () => void }[] = [];
   /** `[canUndo, canRedo]` per doc: as the worker last said, or as this tab's last change implies. */
   readonly #undoStates = new Map<string, [boolean, boolean]>();
+  /** Requests sent and not answered, id → url: a handoff fails them (their answers would reach the old worker). */
+  readonly #requests = new Map<string, string>();
+  /** The methods this tab serves, as `url method`: served again on a new worker. */
+  readonly #served = new Set<string>();
 
   private constructor(init: WorkerCoreInit) {
     this.#init = init;
@@ -187,6 +191,11 @@ export class WorkerCore implements CoreApi {
     this.#resyncing = true;
     for (const sent of this.#outbox.values()) sent.confirmed = false;
     for (const [url, doc] of this.#docs) doc.pending = [...this.#outbox.values()].filter((sent) => sent.url === url);
+    for (const [id, url] of this.#requests) {
+      const error = new SynclineError("Offline", "the syncline worker went away before an answer came: send the request again");
+      this.#init.onEvent({ type: "reply", url, id, error });
+    }
+    this.#requests.clear();
     this.#connect().then(
       () => this.#resync(),
       (error: unknown) => {
@@ -208,6 +217,10 @@ export class WorkerCore implements CoreApi {
     }
     for (const sent of [...this.#outbox.values()].sort((a, b) => a.seq - b.seq)) this.#post(this.#wire(sent));
     for (const [id, call] of inFlight) this.#post({ t: "call", id, ...call.request });
+    for (const key of this.#served) {
+      const space = key.indexOf(" ");
+      this.serve(key.slice(0, space), key.slice(space + 1)).catch((error: unknown) => this.#init.onEvent({ type: "error", error }));
+    }
     void this.#call({ op: "barrier" }).finally(() => {
       this.#resyncing = false;
       for (const url of this.#docs.keys()) this.#reset(url);
@@ -281,6 +294,22 @@ export class WorkerCore implements CoreApi {
         return;
       case "presence":
         this.#init.onEvent({ type: "presence", url: message.url, peer: message.peer, state: message.state });
+        return;
+      case "message":
+        this.#init.onEvent({ type: "message", url: message.url, from: message.from, bytes: message.bytes });
+        return;
+      case "request": {
+        const { url, from, id, method, payload } = message;
+        this.#init.onEvent({ type: "request", url, from, id, method, payload });
+        return;
+      }
+      case "answer":
+        this.#requests.delete(message.id);
+        this.#init.onEvent(
+          message.result !== undefined
+            ? { type: "reply", url: message.url, id: message.id, result: message.result }
+            : { type: "reply", url: message.url, id: message.id, error: toSynclineError(message.error) },
+        );
         return;
       case "error":
         this.#init.onEvent(
@@ -449,6 +478,38 @@ export class WorkerCore implements CoreApi {
 
   clearPresence(url: string): void {
     this.#call({ op: "setPresence", url, state: null }).catch((error: unknown) => this.#init.onEvent({ type: "error", error }));
+  }
+
+  sendMessage(url: string, bytes: Uint8Array): Promise<boolean> {
+    return this.#call({ op: "sendMessage", url, bytes }) as Promise<boolean>;
+  }
+
+  async request(url: string, method: string, payload: Uint8Array, timeoutMs: number): Promise<string> {
+    const id = (await this.#call({ op: "request", url, method, payload, timeoutMs })) as string;
+    this.#requests.set(id, url);
+    return id;
+  }
+
+  async serve(url: string, method: string): Promise<void> {
+    this.#served.add(`${url} ${method}`);
+    await this.#call({ op: "serve", url, method });
+  }
+
+  unserve(url: string, method: string): void {
+    this.#served.delete(`${url} ${method}`);
+    this.#call({ op: "unserve", url, method }).catch((error: unknown) => this.#init.onEvent({ type: "error", error }));
+  }
+
+  reply(url: string, to: string, id: string, result: Uint8Array | undefined, error: string | undefined): void {
+    this.#call({ op: "reply", url, to, requestId: id, result, error }).catch((failure: unknown) => this.#init.onEvent({ type: "error", error: failure }));
+  }
+
+  inspectAsync(record: boolean, after: number): Promise<unknown> {
+    return this.#call({ op: "inspect", record, after });
+  }
+
+  inspectDocAsync(url: string): Promise<unknown> {
+    return this.#call({ op: "inspectDoc", url });
   }
 
   // The worker's engine meets in-page tabs and compacts; nothing of that happens here.

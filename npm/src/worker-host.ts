@@ -25,6 +25,7 @@ import { adaptCore, type CoreApi, type CoreEvent, type CoreStatic, type RawCore 
 import { fitOps } from "./rebase.js";
 import { applyPatches, opsToPatches } from "./snapshot.js";
 import { TabLink } from "./tabs.js";
+import { MessageRouter } from "./worker-messages.js";
 import { PACKAGE_VERSION } from "./version.js";
 import type { CallRequest, ChangeMessage, FromWorker, ToWorker, WireError } from "./worker-protocol.js";
 import { toWire } from "./worker-protocol.js";
@@ -168,6 +169,7 @@ class RepoEngine {
   #tokenRequests = new Map<number, { resolve: (token: string) => void; reject: (error: Error) => void }>();
   #nextTokenId = 1;
   #crashed = false;
+  readonly #messages: MessageRouter<Tab>;
 
   readonly #onFatal: () => void;
 
@@ -176,6 +178,7 @@ class RepoEngine {
     this.#raw = raw;
     this.#onFatal = onCrash;
     this.#core = adaptCore(raw, (error) => this.#crash(error, onCrash));
+    this.#messages = new MessageRouter(this.#core, (url) => this.#docs.get(url)?.tabs ?? []);
     this.#link = new TabLink(name, {
       message: (bytes) => {
         try {
@@ -214,6 +217,7 @@ class RepoEngine {
 
   leave(tab: Tab): void {
     this.#tabs.delete(tab);
+    this.#messages.leave(tab);
     for (const url of tab.docs) this.#docs.get(url)?.tabs.delete(tab);
     tab.docs.clear();
   }
@@ -454,6 +458,16 @@ class RepoEngine {
         await core.flush();
         return undefined;
       }
+      case "sendMessage":
+      case "request":
+      case "serve":
+      case "unserve":
+      case "reply":
+        return this.#messages.call(tab, request);
+      case "inspect":
+        return core.inspect?.(request.record, request.after) ?? null;
+      case "inspectDoc":
+        return core.inspectDoc?.(request.url) ?? null;
       case "barrier":
         // Changes queued behind their documents' opening run before this answers.
         await Promise.allSettled([...tab.docs].map((url) => this.#docs.get(url)?.ready));
@@ -541,6 +555,11 @@ class RepoEngine {
         for (const tab of this.#docs.get(event.url)?.tabs ?? []) {
           tab.port.postMessage({ t: "presence", url: event.url, peer: event.peer, state: event.state });
         }
+        return;
+      case "message":
+      case "request":
+      case "reply":
+        this.#messages.event(event);
         return;
       case "error": {
         const error = toWire(event.error);

@@ -63,6 +63,16 @@ export type CallRequest =
   /** One schema migration step (see `schema.ts`); its patches go to every tab as "patches". */
   | { op: "migrate"; url: string; from: number; ops: Op[] }
   | { op: "import"; bytes: Uint8Array }
+  /** Ephemeral messages and requests (`messages.ts`; routed by `worker-messages.ts`). */
+  | { op: "sendMessage"; url: string; bytes: Uint8Array }
+  /** Answered with the request's id; its result comes as "answer". */
+  | { op: "request"; url: string; method: string; payload: Uint8Array; timeoutMs: number }
+  | { op: "serve" | "unserve"; url: string; method: string }
+  /** (`requestId`: `id` names the call.) */
+  | { op: "reply"; url: string; to: string; requestId: string; result: Uint8Array | undefined; error: string | undefined }
+  /** The devtools' reads of the worker's engine (`inspect.ts`). */
+  | { op: "inspect"; record: boolean; after: number }
+  | { op: "inspectDoc"; url: string }
   /** Answered once everything sent before it on this port was handled. */
   | { op: "barrier" };
 
@@ -104,6 +114,12 @@ export type FromWorker =
   /** `[canUndo, canRedo]` of the worker's engine for `url` changed (or a tab just opened it). */
   | { t: "undoState"; url: string; state: [boolean, boolean] }
   | { t: "presence"; url: string; peer: string; state: Uint8Array | null }
+  /** A peer's message on a doc this tab has open. */
+  | { t: "message"; url: string; from: string; bytes: Uint8Array }
+  /** A peer's request for a method this tab serves: answer with a "reply" call. */
+  | { t: "request"; url: string; from: string; id: string; method: string; payload: Uint8Array }
+  /** This tab's request `id` settled. */
+  | { t: "answer"; url: string; id: string; result?: Uint8Array; error?: WireError }
   | { t: "error"; error: WireError; url?: string }
   | { t: "deleted"; url: string }
   | { t: "token?"; id: number; docId: string }

@@ -111,7 +111,7 @@ test("the panel shows a remote edit in the tree, the history and the event log, 
   }
 });
 
-test("in worker mode the panel shows values and history, and says the frame log is in the worker", { timeout: 120_000 }, async () => {
+test("in worker mode the panel shows values, history, the worker's frames, dial state and log sizes", { timeout: 120_000 }, async () => {
   const { context, page } = await newPage(browser, "devtools-worker");
   await page.goto(`${site.url}/`);
   const url = await page.evaluate(async (relay) => {
@@ -123,12 +123,22 @@ test("in worker mode the panel shows values and history, and says the frame log 
     await repo.flush();
     const { mountDevtools } = await import("/dist/devtools.js");
     await mountDevtools(repo);
+    window.doc = doc;
     return doc.url;
   }, relay.wsUrl);
   const panel = page.locator("#syncline-devtools");
   await panel.locator('[data-section="docs"] .leaf').filter({ hasText: '"tea"' }).first().waitFor({ state: "attached", timeout: TIMEOUT.sync });
   await panel.getByTestId("history-entry").filter({ hasText: "tea.added" }).waitFor({ timeout: TIMEOUT.sync });
-  await panel.locator('[data-section="log"]').filter({ hasText: "not shown in worker mode" }).waitFor({ timeout: TIMEOUT.start });
+  await panel.locator('[data-section="log"]').filter({ hasText: "shared worker's connection" }).waitFor({ timeout: TIMEOUT.start });
+  // The worker's engine answers the panel: its dial state and the document's log figures...
+  await panel.locator('[data-section="sync"]').filter({ hasText: /dial\s*open/ }).waitFor({ timeout: TIMEOUT.sync });
+  await panel.locator('[data-section="docs"]').filter({ hasText: /log: \d+ entries/ }).waitFor({ timeout: TIMEOUT.sync });
+  // ...and the frames that carry a change made now (recording began when the panel opened).
+  await page.evaluate(() => window.doc.change((d) => void d.items.push("milk")));
+  const docId = url.split("#")[0].slice("syncline:".length, "syncline:".length + 8);
+  const outgoing = panel.locator('[data-testid="event-log"] tr[data-dir="out"]').filter({ hasText: docId });
+  await outgoing.first().waitFor({ timeout: TIMEOUT.sync });
+  assert.match(await outgoing.first().textContent(), /\d+ B/);
   const dom = await page.evaluate(() => document.getElementById("syncline-devtools").shadowRoot.innerHTML);
   assert.ok(!dom.includes(url.split("#")[1]), "the key is not in the panel's DOM");
   await context.close();

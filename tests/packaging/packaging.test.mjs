@@ -26,10 +26,10 @@ import { freshDir, launchBrowser, newPage, removeDir, repoRoot } from "../e2e/ha
 
 const appsDir = join(repoRoot, "tests", "packaging", "apps");
 const apps = [
-  { name: "vite-react", dist: "dist" },
+  { name: "vite-react", dist: "dist", devtools: true },
   // Svelte 5: the runes of syncline/svelte5 and the store contract; Svelte 4: the store contract.
   // Both show whether there is something to undo (`undo`).
-  { name: "vite-svelte", dist: "dist", tabs: true, undo: true },
+  { name: "vite-svelte", dist: "dist", tabs: true, devtools: true, undo: true },
   { name: "vite-svelte4", dist: "dist", tabs: true, undo: true },
   // webpack's defaults: src/index.js -> dist/main.js; the page is plain HTML.
   { name: "webpack", dist: "dist", page: "public/index.html" },
@@ -176,6 +176,23 @@ async function workerModeWorks(baseUrl, name) {
 }
 
 /**
+ * The devtools in the app (`{ devtools: true }` apps have a button that
+ * imports `syncline/devtools` on click and mounts it): the panel opens
+ * beside the framework's own DOM and shows the document's value, which is
+ * `want` on the page; a change made in the app shows in the panel.
+ */
+async function devtoolsShowTheValue(page, want) {
+  const shadowText = () => page.evaluate(() => document.getElementById("syncline-devtools")?.shadowRoot?.textContent ?? "");
+  await page.click("#devtools");
+  await page.waitForFunction((want) => document.getElementById("syncline-devtools")?.shadowRoot?.textContent.includes(`count: ${want}`), want, { timeout: 30_000 });
+  await page.click("#inc");
+  const next = String(Number(want) + 1);
+  await valueIs(page, next);
+  await page.waitForFunction((next) => document.getElementById("syncline-devtools").shadowRoot.textContent.includes(`count: ${next}`), next, { timeout: 30_000 });
+  assert.ok((await shadowText()).includes("Event log"), "the whole panel is there");
+}
+
+/**
  * Another tab's change reaches the component: two tabs of the app in one
  * browser context (one IndexedDB, tabs linked by BroadcastChannel); +1 in
  * one shows in the other without a reload — through `docState().current`
@@ -215,7 +232,9 @@ for (const app of apps) {
     try {
       const { context, page, errors } = await open(`${site.url}/`, app.name);
       await incrementSurvivesReload(page);
+      // Before the devtools' check: the undo check starts with nothing to undo, and leaves 42.
       if (app.undo) await undoShows(page);
+      if (app.devtools) await devtoolsShowTheValue(page, "42");
       assert.deepEqual(errors, []);
       await context.close();
       if (app.tabs) await otherTabsChangeShows(site.url, app.name);
@@ -475,9 +494,12 @@ test("importing syncline, syncline/react and syncline/svelte in Node (SSR) does 
 // before): with everything of 2026-12-05 merged, 649,075 B by this measure,
 // 643,468 B `gzip -9`. Then to 656,000 for ephemeral messages and requests
 // (issue 19 parts 1-2: the core's message path links in though the wasm
-// host drops its outputs for now): 653,385 B by this measure. Cutting back
-// is open work (docs/benchmarks/size.md).
-const WASM_GZIP_BUDGET = 656_000;
+// host drops its outputs for now): 653,385 B by this measure. Then to
+// 662,000 when the wasm exported them (`sendMessage`, `request`, `serve`,
+// `reply`: the sealing, signing and envelope code of messages is no longer
+// dead): 660,568 B by this measure, 654,714 B `gzip -9`. Cutting back is
+// open work (docs/benchmarks/size.md).
+const WASM_GZIP_BUDGET = 662_000;
 
 test(`the shipped wasm is at most ${WASM_GZIP_BUDGET} B gzipped`, () => {
   const wasm = readFileSync(join(appsDir, "webpack", "node_modules", "syncline", "dist", "wasm", "syncline_wasm_bg.wasm"));

@@ -94,6 +94,13 @@ fn build(root: &Path) -> Result<()> {
         "cargo",
         &["build", "--release", "-p", "syncline-relay"],
     )?;
+    // The CLI and its example agent (the end-to-end tests run the agent), in
+    // the debug profile the native tests build anyway.
+    run(
+        root,
+        "cargo",
+        &["build", "-p", "syncline-cli", "--bins", "--examples"],
+    )?;
     let wasm = build_wasm(root, "wasm-release", &[])?;
     // The `name` section (function names, for stack traces) is ~380 KB raw,
     // ~100 KB gzip: browsers don't need it. (`wasm-opt -Oz` on top saves 6%
@@ -212,6 +219,8 @@ fn report_wasm_size(wasm: &Path) {
 fn test(root: &Path) -> Result<()> {
     let relay = target_dir(root).join("release/syncline-relay");
     let relay = relay.to_str().context("non-UTF-8 path")?;
+    let agent = target_dir(root).join("debug/examples/agent");
+    let agent = agent.to_str().context("non-UTF-8 path")?;
     let layers: [(&str, &Path, &str, Vec<&str>); 5] = [
         (
             "native (unit, simulation, relay integration)",
@@ -299,7 +308,8 @@ fn test(root: &Path) -> Result<()> {
     }
     for (name, dir, program, args) in layers {
         eprintln!("\n=== {name} ===");
-        let (ok, tally) = run_counting(dir, program, &args, &[("SYNCLINE_RELAY_BIN", relay)])?;
+        let env = [("SYNCLINE_RELAY_BIN", relay), ("SYNCLINE_AGENT_BIN", agent)];
+        let (ok, tally) = run_counting(dir, program, &args, &env)?;
         if !ok || tally.failed > 0 || tally.passed == 0 {
             failed_layers.push(name);
         }

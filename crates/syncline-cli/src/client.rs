@@ -16,6 +16,10 @@
 //! acked every local change, which it does only after its own commit).
 //! [`Client::subscribe`] streams [`Event`]s.
 //!
+//! Ephemeral messages and requests between the replicas online on a
+//! document ([`Client::broadcast`], [`Client::request`], [`Client::serve`])
+//! are in [`crate::messages`].
+//!
 //! Storage writes happen inline, under the engine's lock: right for a
 //! command-line tool and small scripts, which is what this client is for.
 
@@ -33,6 +37,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::connection;
+use crate::messages::{self, Messages};
 use crate::store::{FileStore, StoreError};
 
 /// Why a client call failed.
@@ -72,6 +77,48 @@ pub enum ClientError {
         code: SynclineErrorCode,
         message: String,
     },
+    /// [`Client::request`]: no replica replied in time (code `NoServer`).
+    #[error(
+        "no replica answered `{method}` within {}: none serves it on this document, or none is online",
+        seconds(*waited)
+    )]
+    NoServer { method: String, waited: Duration },
+    /// [`Client::request`]: the serving replica's handler failed with
+    /// `message` (code `RemoteError`).
+    #[error("the handler of `{method}` failed: {message}")]
+    Remote { method: String, message: String },
+    /// [`Client::request`]: the reply is not JSON (code `RemoteError`).
+    #[error("the result of `{method}` is not JSON: {error}")]
+    BadReply { method: String, error: String },
+    /// [`Client::request`]: the connection dropped (or the client closed)
+    /// before a reply came (code `Offline`).
+    #[error("the connection to the relay dropped before `{method}` was answered")]
+    Disconnected { method: String },
+}
+
+impl ClientError {
+    /// The error's stable code, as the engine and the browser name it; `None`
+    /// only for [`ClientError::Timeout`] (a wait helper's own deadline).
+    pub fn code(&self) -> Option<SynclineErrorCode> {
+        Some(match self {
+            ClientError::Store(_) | ClientError::StorageFailed(_) => SynclineErrorCode::Storage,
+            ClientError::Engine(e) => e.code(),
+            ClientError::Relay {
+                code: ErrorCode::RateLimited,
+                ..
+            } => SynclineErrorCode::RateLimited,
+            ClientError::Relay { .. } => SynclineErrorCode::RelayRejected,
+            ClientError::Timeout { .. } => return None,
+            ClientError::BadRelayUrl(_) => SynclineErrorCode::BadRelayUrl,
+            ClientError::Random(_) => SynclineErrorCode::NoRandomness,
+            ClientError::Access { code, .. } => *code,
+            ClientError::NoServer { .. } => SynclineErrorCode::NoServer,
+            ClientError::Remote { .. } | ClientError::BadReply { .. } => {
+                SynclineErrorCode::RemoteError
+            }
+            ClientError::Disconnected { .. } => SynclineErrorCode::Offline,
+        })
+    }
 }
 
 fn seconds(d: Duration) -> String {
@@ -126,6 +173,14 @@ pub enum Event {
     DocChanged(DocId),
     /// The relay has sent everything it had for a document.
     CaughtUp(DocId),
+    /// A peer's message on a document ([`Client::broadcast`]); `from` is
+    /// its replica id ([`Client::replica`]). A message that is not JSON is
+    /// dropped and reported as an `Error` with code `BadMessage`.
+    Message {
+        doc: DocId,
+        from: [u8; 16],
+        message: Json,
+    },
     /// Something went wrong; the client carries on unless a wait fails.
     Error {
         code: SynclineErrorCode,
@@ -186,6 +241,8 @@ pub(crate) struct Inner {
     pub(crate) connected: bool,
     /// Documents the engine wants a token for, to the token task.
     token_requests: mpsc::UnboundedSender<DocId>,
+    /// Requests waiting for replies, and the handlers served here.
+    pub(crate) messages: Messages,
 }
 
 pub(crate) struct ClientState {
@@ -193,7 +250,7 @@ pub(crate) struct ClientState {
     /// Bumped after every engine step; waits and the connection task
     /// watch it.
     pub(crate) version: watch::Sender<u64>,
-    events: broadcast::Sender<Event>,
+    pub(crate) events: broadcast::Sender<Event>,
     pub(crate) closing: watch::Sender<bool>,
     pub(crate) config: ClientConfig,
     pub(crate) replica: [u8; 16],
@@ -235,14 +292,15 @@ impl Inner {
                     Output::TokenWanted { doc } => {
                         let _ = self.token_requests.send(doc);
                     }
-                    // No tabs, no presence and (not yet: issue 19) no
-                    // messages or requests in this client.
+                    output @ (Output::Message { .. }
+                    | Output::Request { .. }
+                    | Output::Reply { .. }) => {
+                        self.messages.output(&mut self.engine, output, events);
+                    }
+                    // No tabs and no presence in this client.
                     Output::Broadcast(_)
                     | Output::Presence { .. }
-                    | Output::PresenceGone { .. }
-                    | Output::Message { .. }
-                    | Output::Request { .. }
-                    | Output::Reply { .. } => {}
+                    | Output::PresenceGone { .. } => {}
                 }
             }
         }
@@ -365,7 +423,7 @@ impl Inner {
 /// A replica syncing with one relay. Dropping it stops the background task;
 /// [`Client::close`] also closes the socket politely.
 pub struct Client {
-    shared: Arc<ClientState>,
+    pub(crate) shared: Arc<ClientState>,
     task: Option<JoinHandle<()>>,
     problems: Vec<EngineError>,
 }
@@ -385,6 +443,7 @@ impl Client {
         let (mut engine, problems) = Engine::load(seed, store.records());
         engine.set_tokens_required(!matches!(config.tokens, Tokens::None));
         let (token_requests, wanted) = mpsc::unbounded_channel();
+        let (messages, jobs) = Messages::new();
         let inner = Inner {
             engine,
             store,
@@ -397,6 +456,7 @@ impl Client {
             link_error: None,
             connected: false,
             token_requests,
+            messages,
         };
         let shared = Arc::new(ClientState {
             inner: Mutex::new(inner),
@@ -408,8 +468,9 @@ impl Client {
         });
         let connection = connection::run(shared.clone());
         let tokens = fetch_tokens(shared.clone(), wanted);
+        let handlers = messages::run_handlers(shared.clone(), jobs);
         let task = tokio::spawn(async move {
-            tokio::join!(connection, tokens);
+            tokio::join!(connection, tokens, handlers);
         });
         Ok(Client {
             shared,
@@ -501,6 +562,12 @@ impl Client {
     /// does the effects it caused.
     pub fn with_engine<R>(&self, f: impl FnOnce(&mut Engine, u64) -> R) -> R {
         self.shared.step(|inner, now| f(&mut inner.engine, now))
+    }
+
+    /// This replica's id on the current and every later connection: the
+    /// `from` of its messages at the other replicas.
+    pub fn replica(&self) -> [u8; 16] {
+        self.shared.replica
     }
 
     pub fn status(&self) -> Status {

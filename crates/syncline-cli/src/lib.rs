@@ -8,6 +8,8 @@
 //!   batches, speaks to the relay over a reconnecting WebSocket
 //!   (tokio-tungstenite) and offers async waits — caught up, acked by the
 //!   relay — and a stream of change events.
+//! * [`messages`]: ephemeral JSON messages and requests between the
+//!   replicas online on a document (`broadcast`, `request`, `serve`).
 //! * [`pointer`] turns JSON pointers (RFC 6901) into engine ops.
 //! * [`commands`] are the `syncline` subcommands (`create`, `get`, `set`,
 //!   `push`, `watch`); `main.rs` only parses arguments.
@@ -31,6 +33,7 @@
 pub mod client;
 pub mod commands;
 mod connection;
+pub mod messages;
 pub mod pointer;
 pub mod store;
 

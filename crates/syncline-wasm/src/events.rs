@@ -4,7 +4,7 @@
 //! into the repo from any event, and the page hears of a change before the
 //! storage write it caused starts (see [`crate::writer`]).
 
-use syncline_core::{DocId, SynclineErrorCode};
+use syncline_core::{DocId, Output, RequestFailure, SynclineErrorCode};
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::spawn_local;
 
@@ -32,6 +32,9 @@ pub enum Event {
         peer: [u8; 16],
         state: Option<Vec<u8>>,
     },
+    /// A peer's message, a request for a method this page serves, or the
+    /// settling of our request: `Output::Message`, `Request` or `Reply`.
+    Messaging(Output),
 }
 
 /// Delivers events from a fresh microtask, never under a borrow.
@@ -84,21 +87,14 @@ fn to_js_event(h: &mut Host, event: Event) -> Result<JsValue, JsValue> {
             }
             fields
         }
-        Event::Broadcast(bytes) => vec![
-            ("type", "broadcast".into()),
-            ("bytes", js_sys::Uint8Array::from(bytes.as_slice()).into()),
-        ],
+        Event::Broadcast(bytes) => vec![("type", "broadcast".into()), ("bytes", bytes_js(&bytes))],
         Event::Presence { doc, peer, state } => vec![
             ("type", "presence".into()),
             ("url", doc_url(h, &doc).into()),
             ("peer", hex(&peer).into()),
-            (
-                "state",
-                state.map_or(JsValue::NULL, |s| {
-                    js_sys::Uint8Array::from(s.as_slice()).into()
-                }),
-            ),
+            ("state", state.map_or(JsValue::NULL, |s| bytes_js(&s))),
         ],
+        Event::Messaging(output) => messaging_fields(h, output),
     };
     let object = js_sys::Object::new();
     for (key, value) in fields {
@@ -107,8 +103,67 @@ fn to_js_event(h: &mut Host, event: Event) -> Result<JsValue, JsValue> {
     Ok(object.into())
 }
 
+/// The fields of a `message`, `request` or `reply` event.
+fn messaging_fields(h: &Host, output: Output) -> Vec<(&'static str, JsValue)> {
+    match output {
+        Output::Message { doc, from, message } => vec![
+            ("type", "message".into()),
+            ("url", doc_url(h, &doc).into()),
+            ("from", hex(&from).into()),
+            ("bytes", bytes_js(&message)),
+        ],
+        Output::Request {
+            doc,
+            from,
+            id,
+            method,
+            payload,
+        } => vec![
+            ("type", "request".into()),
+            ("url", doc_url(h, &doc).into()),
+            ("from", hex(&from).into()),
+            ("id", hex(&id).into()),
+            ("method", method.into()),
+            ("payload", bytes_js(&payload)),
+        ],
+        Output::Reply { doc, id, result } => {
+            let outcome = match result {
+                Ok(bytes) => ("result", bytes_js(&bytes)),
+                Err(failure) => ("error", request_error(failure)),
+            };
+            vec![
+                ("type", "reply".into()),
+                ("url", doc_url(h, &doc).into()),
+                ("id", hex(&id).into()),
+                outcome,
+            ]
+        }
+        // The host hands only those three here.
+        _ => vec![("type", "ignored".into())],
+    }
+}
+
+/// Why a request got no result, as the error its promise rejects with.
+fn request_error(failure: RequestFailure) -> JsValue {
+    match failure {
+        RequestFailure::NoServer => js_error(
+            SynclineErrorCode::NoServer,
+            "no peer serving this method replied before the timeout: is a server for it online on this document?",
+        ),
+        RequestFailure::Disconnected => js_error(
+            SynclineErrorCode::Offline,
+            "the connection dropped before a reply came: send the request again once connected",
+        ),
+        RequestFailure::Remote(message) => js_error(SynclineErrorCode::RemoteError, &message),
+    }
+}
+
 fn doc_url(h: &Host, doc: &DocId) -> String {
     h.engine.url(doc).map(|u| u.to_string()).unwrap_or_default()
+}
+
+fn bytes_js(bytes: &[u8]) -> JsValue {
+    js_sys::Uint8Array::from(bytes).into()
 }
 
 /// Lowercase hex, for replica and actor ids.

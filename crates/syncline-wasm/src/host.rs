@@ -139,10 +139,9 @@ impl Host {
                 return events.push(Event::Presence { doc, peer, state });
             }
             Output::TokenWanted { doc } => return tokens.push(doc),
-            // The JavaScript API for messages and requests is not built
-            // yet (issue 19): nothing here sends or serves any, and a
-            // peer's message is dropped.
-            Output::Message { .. } | Output::Request { .. } | Output::Reply { .. } => return,
+            Output::Message { .. } | Output::Request { .. } | Output::Reply { .. } => {
+                return events.push(Event::Messaging(output));
+            }
         };
         match effect {
             Effect::Persist(batch) => self.writer.queue(batch),

@@ -25,6 +25,8 @@
 //!   (outlines and sizes, never bytes), the dial state, a document's log
 //!   and snapshot figures.
 //! - [`crash`]: a panic, should one ever happen, reaches every open repo.
+//! - [`messages`]: ephemeral messages and requests (`Core.sendMessage`,
+//!   `request`, `serve`, `reply`).
 //! - [`portable`]: `Core.exportDoc` and `Core.importDoc` (standard
 //!   Automerge bytes out and in).
 //! - [`schema`]: `Core.migrate` (one deterministic schema migration step).
@@ -42,6 +44,7 @@ mod fast_open;
 mod host;
 mod inspect;
 mod link;
+mod messages;
 mod patches;
 mod platform;
 mod portable;

@@ -10,7 +10,10 @@
 //! The queue is bounded in bytes. When it is full, a frame that only
 //! repeats durable or ephemeral state (a `Push` of outbox entries, a
 //! `Presence`, a `Snapshot`) is dropped: the engine re-pushes unacked
-//! entries later, so nothing is lost; presence is re-sent on its own.
+//! entries later, so nothing is lost; presence is re-sent on its own. An
+//! app's ephemeral message (`SignedMessage`) is dropped too: messages are
+//! never queued for later (a dropped request ends with `NoServer` at its
+//! timeout).
 //! Control frames (hello, subscribe, ping) are tiny and always queued.
 
 use std::collections::VecDeque;
@@ -100,7 +103,8 @@ fn sheddable(frame: &[u8]) -> bool {
             | ClientFrame::Snapshot { .. }
             | ClientFrame::SignedPush { .. }
             | ClientFrame::SignedPresence { .. }
-            | ClientFrame::SignedSnapshot { .. })
+            | ClientFrame::SignedSnapshot { .. }
+            | ClientFrame::SignedMessage { .. })
     )
 }
 
@@ -140,6 +144,22 @@ mod tests {
         queue.push(subscribe_frame());
         assert_eq!(queue.dropped(), 2, "a subscribe is never dropped");
         assert_eq!(queue.frames.len(), 4);
+        queue.push(message_frame(3_000));
+        assert_eq!(queue.dropped(), 3, "nor queued: an app's message");
+    }
+
+    /// An app's ephemeral message as the engine sends it.
+    fn message_frame(size: usize) -> Vec<u8> {
+        let signer = syncline_protocol::Signer::from_seed(&[1; 32]);
+        let doc = signer.doc_id();
+        let bytes = vec![0; size];
+        let digest = syncline_protocol::proof::message_digest(&doc, &[0; 16], None, &bytes);
+        encode_client(&ClientFrame::SignedMessage {
+            doc,
+            to: None,
+            bytes,
+            proof: signer.prove(&digest),
+        })
     }
 
     #[test]

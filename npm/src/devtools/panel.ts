@@ -295,7 +295,7 @@ export class Panel implements Devtools {
     const rows: [string, string][] = [
       ["connection", status.connection],
       ["attempt", String(status.attempt ?? "—")],
-      ["dial", link ? `${link.dial}${link.retryInMs !== undefined ? `, retry in ${link.retryInMs} ms` : ""}` : "in worker: not shown"],
+      ["dial", link ? `${link.dial}${link.retryInMs !== undefined ? `, retry in ${link.retryInMs} ms` : ""}` : "asking the worker…"],
       ["backoff bound", link ? `${link.backoffBoundMs} ms` : "—"],
       ["last error", status.lastError ? `${status.lastError.code}: ${status.lastError.message}` : "—"],
       ["unsaved / pending", `${status.unsaved} / ${status.pending}`],
@@ -337,10 +337,10 @@ export class Panel implements Devtools {
       const f = doc.figures();
       const state =
         f === undefined
-          ? "in worker: not shown"
+          ? "asking the worker…"
           : f === null
             ? "loading"
-            : `${f.freshChanges} change(s) since the snapshot, ${f.relayHeldChanges} held by the relay; ${f.compactionEnabled ? "this tab compacts" : "another tab compacts"}`;
+            : `${f.freshChanges} change(s) since the snapshot, ${f.relayHeldChanges} held by the relay; ${f.compactionEnabled ? `${this.#inspector.mode === "worker" ? "the worker" : "this tab"} compacts` : "another tab compacts"}`;
       return el("li", {}, `${short(doc.id.slice(9))}: ${state}`);
     });
     return [
@@ -370,7 +370,7 @@ export class Panel implements Devtools {
     exportButton.addEventListener("click", () => void this.#download());
     const notice =
       this.#inspector.mode === "worker"
-        ? [el("p", { class: "muted" }, "Frames are not shown in worker mode: the connection is in the worker.")]
+        ? [el("p", { class: "muted" }, "Worker mode: the shared worker's connection, for every tab of this app.")]
         : [];
     const rows = this.#log.slice(-LOG_SHOWN).reverse();
     const table = el(
@@ -409,7 +409,7 @@ function frameRow(frame: FrameRecord): LogRow {
 }
 
 function figuresLine(figures: ReturnType<InspectedDoc["figures"]>): string {
-  if (figures === undefined) return "log and snapshot: in worker, not shown";
+  if (figures === undefined) return "log and snapshot: asking the worker…";
   if (figures === null) return "log and snapshot: loading";
   return `log: ${figures.logEntries} entries, ${bytes(figures.logBytes)} · snapshot: ${figures.snapshotBytes === null ? "none yet" : bytes(figures.snapshotBytes)}`;
 }

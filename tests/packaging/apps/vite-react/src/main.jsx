@@ -18,6 +18,7 @@ function Counter({ url }) {
     <>
       <p id="value">{value.count}</p>
       <button id="inc" onClick={() => { change((d) => { d.count += 1; }); void repo.flush().then(saved); }}>+1</button>
+      <button id="devtools" onClick={() => void import("syncline/devtools").then(({ mountDevtools }) => mountDevtools(repo))}>devtools</button>
     </>
   );
 }
