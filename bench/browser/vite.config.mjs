@@ -12,7 +12,10 @@ const build = join(here, ".build");
 // package source, the wasm-bindgen output, and where the site goes.
 const npmSrc = resolve(process.env.SYNCLINE_BENCH_NPM_SRC ?? join(repoRoot, "npm", "src"));
 const glueDir = resolve(process.env.SYNCLINE_BENCH_GLUE ?? join(build, "syncline-wasm"));
-const outDir = resolve(process.env.SYNCLINE_BENCH_SITE ?? join(build, "site"));
+// SYNCLINE_BENCH_PAGE=editor bundles only site/editor.html (cm-keystroke.mjs)
+// into .build/editor-site: it needs no aes-wasm build.
+const editorOnly = process.env.SYNCLINE_BENCH_PAGE === "editor";
+const outDir = resolve(process.env.SYNCLINE_BENCH_SITE ?? join(build, editorOnly ? "editor-site" : "site"));
 
 /** npm/src imports "./wasm/syncline_wasm.js": serve ours instead. */
 function synclineGlue() {
@@ -36,13 +39,17 @@ export default defineConfig({
   resolve: {
     alias: [
       { find: /^syncline$/, replacement: join(npmSrc, "index.ts") },
+      { find: /^syncline\/codemirror$/, replacement: join(npmSrc, "codemirror.ts") },
       { find: /^syncline-glue$/, replacement: join(glueDir, "syncline_wasm.js") },
       { find: /^aes-glue$/, replacement: join(build, "aes-wasm", "syncline_bench_aes.js") },
       { find: /^aes-glue-speed$/, replacement: join(build, "aes-wasm-speed", "syncline_bench_aes.js") },
     ],
+    // One CodeMirror for the page and npm/src/codemirror.ts (two copies of @codemirror/state break extensions).
+    dedupe: ["@codemirror/state", "@codemirror/view", "yjs"],
   },
   build: {
     outDir,
+    rollupOptions: { input: editorOnly ? join(here, "site", "editor.html") : [join(here, "site", "index.html"), join(here, "site", "editor.html")] },
     emptyOutDir: true,
     target: "esnext",
     minify: false, // readable names in --profile output

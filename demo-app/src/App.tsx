@@ -3,12 +3,14 @@ import type { Immutable } from "syncline";
 import { RepoProvider, useDoc, useRepo, useSyncStatus } from "syncline/react";
 import { Avatars, HistoryPanel } from "./Collab";
 import { DevtoolsButton } from "./Devtools";
+import { useMe } from "./me";
 import { Note } from "./Note";
 import { newId, openSession, type Session, type Todos } from "./syncline";
 
 export function App() {
   const [session, setSession] = useState<Session>();
   const [error, setError] = useState<string>();
+  const [me, rename] = useMe();
 
   useEffect(() => {
     openSession().then(setSession, (e: unknown) => setError(String(e)));
@@ -26,9 +28,9 @@ export function App() {
           <h1>Syncline todos</h1>
           <StatusBar />
         </header>
-        <Avatars url={session.url} />
+        <Avatars url={session.url} me={me} rename={rename} />
         <TodoList url={session.url} />
-        <Note url={session.url} />
+        <Note url={session.url} me={me} />
         <HistoryPanel url={session.url} />
       </main>
     </RepoProvider>

@@ -1,42 +1,34 @@
 // Who else is here (presence avatars) and what happened (the history panel).
 import { useEffect, useState } from "react";
-import type { DocHandle, HistoryEntry } from "syncline";
+import type { DocHandle, HistoryEntry, JsonValue } from "syncline";
 import { useDoc, usePresence, useRepo } from "syncline/react";
+import type { Me } from "./me";
 import type { Todos } from "./syncline";
 
-interface Me {
-  name: string;
-  color: string;
-}
-
-const COLORS = ["#e67e22", "#2980b9", "#8e44ad", "#16a085", "#c0392b", "#2c3e50"];
-
-/** This window's identity for presence: random, kept for the tab's life. */
-function me(): Me {
-  const saved = sessionStorage.getItem("syncline-demo-me");
-  if (saved) return JSON.parse(saved) as Me;
-  const n = Math.floor(Math.random() * 900) + 100;
-  const fresh = { name: `Guest ${n}`, color: COLORS[n % COLORS.length]! };
-  sessionStorage.setItem("syncline-demo-me", JSON.stringify(fresh));
-  return fresh;
-}
-
-export function Avatars({ url }: { url: string }) {
-  const [peers, setPresence] = usePresence<Me & Record<string, string>>(url);
-  const [self] = useState(me);
+/** The others here, and this user's own name (editable: kept in localStorage, shared at once). */
+export function Avatars({ url, me, rename }: { url: string; me: Me; rename: (name: string) => void }) {
+  const [peers, setPresence] = usePresence<Partial<Me> & Record<string, JsonValue>>(url);
   const [value] = useDoc<Todos>(url);
   const open = value !== undefined;
+  // While the note's editor has focus its binding shares { ...me, selection }; this shares the name on open and on a rename.
   useEffect(() => {
-    if (open) setPresence({ ...self });
-  }, [open, setPresence, self]);
+    if (open) setPresence({ ...me });
+  }, [open, setPresence, me]);
   return (
     <div className="avatars" data-testid="avatars">
-      <span className="avatar" style={{ background: self.color }} title={`${self.name} (you)`}>
-        {self.name.slice(-3)}
-      </span>
+      <label className="avatar me" style={{ background: me.color }} title="Your name, as the others see it: click to change">
+        You:
+        <input
+          data-testid="my-name"
+          value={me.name}
+          onChange={(e) => rename(e.target.value)}
+          aria-label="Your name"
+          size={Math.max(4, me.name.length)}
+        />
+      </label>
       {peers.map((peer) => (
-        <span key={peer.id} className="avatar" data-testid="peer" style={{ background: peer.state.color }} title={peer.state.name}>
-          {peer.state.name.slice(-3)}
+        <span key={peer.id} className="avatar" data-testid="peer" style={{ background: peer.state?.color ?? "#888" }}>
+          {peer.state?.name ?? peer.id.slice(0, 6)}
         </span>
       ))}
     </div>

@@ -1,74 +1,66 @@
-// The shared note: a collaborative text. Each keystroke becomes one splice
-// (the difference between the old and new textarea value), so two people
-// typing in the same note both keep their words.
-import { useLayoutEffect, useRef } from "react";
-import { splice, Text } from "syncline";
-import { useDoc } from "syncline/react";
+// The shared note: a collaborative text in a CodeMirror 6 editor bound with
+// syncline/codemirror. Two people typing in the same note both keep their
+// words; each sees the other's caret and selection with their name; Undo
+// (the buttons, or Mod-z / Mod-y / Mod-Shift-z in the editor) reverts only
+// this page's own edits.
+import { useEffect, useRef, useState } from "react";
+import { EditorView, placeholder } from "@codemirror/view";
+import { Text, type DocHandle } from "syncline";
+import { syncline } from "syncline/codemirror";
+import { useRepo, useUndo } from "syncline/react";
+import type { Me } from "./me";
 import type { Todos } from "./syncline";
 
-/** The single edit that turns `before` into `after`: common prefix and suffix kept. */
-export function textEdit(before: string, after: string): { index: number; deleteCount: number; insert: string } {
-  let start = 0;
-  const shortest = Math.min(before.length, after.length);
-  while (start < shortest && before[start] === after[start]) start++;
-  let end = 0;
-  while (end < shortest - start && before[before.length - 1 - end] === after[after.length - 1 - end]) end++;
-  return { index: start, deleteCount: before.length - start - end, insert: after.slice(start, after.length - end) };
-}
+export function Note({ url, me }: { url: string; me: Me }) {
+  const repo = useRepo();
+  const [handle, setHandle] = useState<DocHandle<Todos>>();
+  const { canUndo, canRedo, undo, redo } = useUndo(url);
+  const parent = useRef<HTMLDivElement>(null);
+  // The binding reads the user at each publication: a rename shows at the next one.
+  const user = useRef(me);
+  user.current = me;
 
-/** Where a caret at `at` ends up after `edit` was applied before or around it. */
-function shift(at: number, edit: ReturnType<typeof textEdit>): number {
-  if (at <= edit.index) return at;
-  if (at >= edit.index + edit.deleteCount) return at - edit.deleteCount + edit.insert.length;
-  return edit.index + edit.insert.length;
-}
+  useEffect(() => {
+    let live = true;
+    void repo.open<Todos>(url).then((opened) => live && setHandle(opened));
+    return () => {
+      live = false;
+    };
+  }, [repo, url]);
 
-export function Note({ url }: { url: string }) {
-  // `undefined` until the doc has opened; a doc without a note reads as "".
-  const [note, change] = useDoc<Todos, string>(url, (todos) => todos.note ?? "");
-  const area = useRef<HTMLTextAreaElement>(null);
-  const shown = useRef("");
+  useEffect(() => {
+    const element = parent.current;
+    if (!handle || !element) return;
+    // A list made before the note existed gets its (empty) note now; not an undo step.
+    if (typeof handle.value.note !== "string") handle.change((d) => void (d.note = new Text("")), { message: "note.created", undoable: false });
+    const view = new EditorView({
+      doc: handle.value.note ?? "",
+      extensions: [
+        syncline(handle, ["note"], { user: () => ({ ...user.current }) }),
+        EditorView.lineWrapping,
+        placeholder("Type here; everyone with the link types in the same note."),
+        EditorView.contentAttributes.of({ "aria-label": "Shared note" }),
+      ],
+      parent: element,
+    });
+    return () => view.destroy();
+  }, [handle]);
 
-  // A remote edit replaced the text: keep the caret where the user had it.
-  useLayoutEffect(() => {
-    const element = area.current;
-    if (note === undefined) return;
-    const next = note;
-    if (!element || element.value === next) {
-      shown.current = next;
-      return;
-    }
-    const edit = textEdit(element.value, next);
-    const [start, end] = [shift(element.selectionStart, edit), shift(element.selectionEnd, edit)];
-    element.value = next;
-    shown.current = next;
-    if (document.activeElement === element) element.setSelectionRange(start, end);
-  }, [note]);
-
-  if (note === undefined) return null;
-  const onInput = () => {
-    const element = area.current;
-    if (!element) return;
-    const value = element.value;
-    const edit = textEdit(shown.current, value);
-    shown.current = value;
-    change((d) => {
-      if (typeof d.note !== "string") d.note = new Text(value);
-      else splice(d, "note", edit.index, edit.deleteCount, edit.insert);
-    }, { message: "note.edited" });
-  };
   return (
     <section className="note">
-      <h2>Shared note</h2>
-      <textarea
-        ref={area}
-        data-testid="note"
-        defaultValue={note}
-        onInput={onInput}
-        rows={4}
-        placeholder="Type here; everyone with the link types in the same note."
-        aria-label="Shared note"
-      />
+      <h2>
+        Shared note
+        {/* Pressing a button keeps the focus (and so the shared caret) in the editor. */}
+        <span className="undo" onMouseDown={(e) => e.preventDefault()}>
+          <button type="button" data-testid="undo" disabled={!canUndo} onClick={undo} title="Undo (Ctrl-Z)">
+            Undo
+          </button>
+          <button type="button" data-testid="redo" disabled={!canRedo} onClick={redo} title="Redo (Ctrl-Y, Ctrl-Shift-Z)">
+            Redo
+          </button>
+        </span>
+      </h2>
+      <div ref={parent} data-testid="note" className="editor" />
     </section>
   );
 }

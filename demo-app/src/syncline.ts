@@ -1,5 +1,5 @@
 // Opens the repo and the shared list named in the address bar (or a new one).
-import { createRepo, type Repo } from "syncline";
+import { createRepo, Text, type Repo } from "syncline";
 
 export interface Todo {
   id: string;
@@ -8,7 +8,7 @@ export interface Todo {
 }
 export interface Todos {
   items: Todo[];
-  /** A collaborative text (created on first edit). */
+  /** A collaborative text, edited in the note's CodeMirror editor (lists made before it existed get it when the note opens). */
   note?: string;
 }
 
@@ -32,6 +32,8 @@ export function openSession(): Promise<Session> {
     const url = decodeURIComponent(location.hash.slice(1));
     if (url.startsWith("syncline:")) return { repo, url };
     const doc = await repo.create<Todos>({ items: [] });
+    // The note's text exists from the start; making it is not an undo step.
+    doc.change((d) => void (d.note = new Text("")), { message: "note.created", undoable: false });
     history.replaceState(null, "", `#${doc.url}`);
     return { repo, url: doc.url };
   })();

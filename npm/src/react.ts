@@ -12,7 +12,7 @@
  * }
  * ```
  */
-import { createContext, createElement, useCallback, useContext, useEffect, useRef, useState, useSyncExternalStore, type ReactNode } from "react";
+import { createContext, createElement, useCallback, useContext, useEffect, useMemo, useRef, useState, useSyncExternalStore, type ReactNode } from "react";
 import type { ChangeOptions, DocHandle } from "./doc-handle.js";
 import { SynclineError } from "./errors.js";
 import type { Repo } from "./repo.js";
@@ -119,4 +119,41 @@ export function usePresence<P extends JsonValue = JsonValue>(
     [handle],
   );
   return [peers, set];
+}
+
+/** What `useUndo` returns: whether there is something to undo or redo, and the two actions. */
+export interface UndoControls {
+  readonly canUndo: boolean;
+  readonly canRedo: boolean;
+  /** `doc.undo()`: reverts this page's last undo step; `false` if there was none (or the doc has not opened). */
+  undo(): boolean;
+  /** `doc.redo()`: re-applies the last undone step; `false` if there was none (or the doc has not opened). */
+  redo(): boolean;
+}
+
+/**
+ * Undo and redo for the document at `url` (`canUndo`/`canRedo` both
+ * `false` until it has opened). Re-renders only when `canUndo` or `canRedo`
+ * changes (`doc.on("undoState")`), not on every edit.
+ *
+ * ```tsx
+ * const { canUndo, undo } = useUndo(url);
+ * <button disabled={!canUndo} onClick={undo}>Undo</button>
+ * ```
+ */
+export function useUndo(url: string | null | undefined): UndoControls {
+  const handle = useHandle<object>(url);
+  const subscribe = useCallback((onChange: () => void) => (handle ? handle.on("undoState", () => onChange()) : () => {}), [handle]);
+  // Two booleans as one number: a primitive snapshot, equal while neither changes.
+  const snapshot = (): number => (handle ? (handle.canUndo ? 1 : 0) | (handle.canRedo ? 2 : 0) : 0);
+  const bits = useSyncExternalStore(subscribe, snapshot, snapshot);
+  return useMemo<UndoControls>(
+    () => ({
+      canUndo: (bits & 1) !== 0,
+      canRedo: (bits & 2) !== 0,
+      undo: () => handle?.undo() ?? false,
+      redo: () => handle?.redo() ?? false,
+    }),
+    [bits, handle],
+  );
 }

@@ -14,8 +14,11 @@
  * </script>
  * {$status.connection}: {$doc.items.length} items
  * ```
+ *
+ * `undoStore(doc)` is `{ canUndo, canRedo }` for undo/redo buttons:
+ * `<button disabled={!$undo.canUndo} on:click={() => doc.undo()}>Undo</button>`.
  */
-import type { DocHandle } from "./doc-handle.js";
+import type { DocHandle, UndoState } from "./doc-handle.js";
 import type { Peer } from "./types.js";
 import type { Repo } from "./repo.js";
 import type { Immutable, Status } from "./types.js";
@@ -42,4 +45,14 @@ export function docStore<T extends object>(doc: DocHandle<T>): Readable<Immutabl
 /** Who else is on a document, as a store (the handle's `presence`, typed for Svelte). */
 export function presenceStore(doc: DocHandle<object>): Readable<readonly Peer[]> {
   return { subscribe: (run) => doc.presence.subscribe(run) };
+}
+
+/** Whether `doc.undo()`/`doc.redo()` have something to do, as a store (`doc.on("undoState")`): a new value only when one of them changes. */
+export function undoStore(doc: DocHandle<object>): Readable<UndoState> {
+  return {
+    subscribe(run) {
+      run(Object.freeze({ canUndo: doc.canUndo, canRedo: doc.canRedo }));
+      return doc.on("undoState", run);
+    },
+  };
 }

@@ -12,8 +12,16 @@ export interface DocState<T extends object = JsonObject> {
   readonly status: DocStatus;
   /** Who else is on it. */
   readonly peers: readonly Peer[];
+  /** Whether `undo()` has something to do (`handle.canUndo`, kept up to date by `handle.on("undoState")`). */
+  readonly canUndo: boolean;
+  /** Whether `redo()` has something to do. */
+  readonly canRedo: boolean;
   /** `handle.change(fn, options)`. */
   change(fn: (draft: Draft<T>) => void, options?: ChangeOptions): readonly Patch[];
+  /** `handle.undo()`: `false` if there was nothing to undo. */
+  undo(): boolean;
+  /** `handle.redo()`: `false` if there was nothing to redo. */
+  redo(): boolean;
 }
 
 /** The repo's status as a rune. */

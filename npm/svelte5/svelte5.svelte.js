@@ -19,6 +19,7 @@
  * </script>
  * {status.current.connection}: {doc.current.items.length} items
  * <button onclick={() => doc.change((d) => { d.items.push("milk"); })}>add</button>
+ * <button disabled={!doc.canUndo} onclick={() => doc.undo()}>undo</button>
  * ```
  *
  * It uses only the handle's public API, so it works the same in worker
@@ -47,8 +48,9 @@ function live(read, listen) {
 
 /**
  * A document handle as runes: `current` (its value), `status` (its unsaved
- * and pending changes, the relay's last refusal), `peers` (presence), and
- * `change(fn, options)` (`handle.change`).
+ * and pending changes, the relay's last refusal), `peers` (presence),
+ * `canUndo`/`canRedo` (`handle.on("undoState")`), and `change(fn,
+ * options)`, `undo()`, `redo()` (the handle's own).
  */
 export function docState(handle) {
   const current = live(
@@ -66,6 +68,13 @@ export function docState(handle) {
     () => handle.presence.peers,
     (set) => handle.presence.subscribe(set),
   );
+  const undoState = live(
+    () => ({ canUndo: handle.canUndo, canRedo: handle.canRedo }),
+    (set) => {
+      set({ canUndo: handle.canUndo, canRedo: handle.canRedo });
+      return handle.on("undoState", set);
+    },
+  );
   return {
     handle,
     get current() {
@@ -77,7 +86,15 @@ export function docState(handle) {
     get peers() {
       return peers();
     },
+    get canUndo() {
+      return undoState().canUndo;
+    },
+    get canRedo() {
+      return undoState().canRedo;
+    },
     change: (fn, options) => handle.change(fn, options),
+    undo: () => handle.undo(),
+    redo: () => handle.redo(),
   };
 }
 

@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { act, createElement } from "react";
 import TestRenderer from "react-test-renderer";
 import { Handle } from "../.test-build/doc-handle.js";
-import { RepoProvider, useDoc, usePresence, useSyncStatus } from "../.test-build/react.js";
+import { RepoProvider, useDoc, usePresence, useSyncStatus, useUndo } from "../.test-build/react.js";
+import { undoHost } from "./undo-host.mjs";
 
 globalThis.IS_REACT_ACT_ENVIRONMENT = true;
 // react-test-renderer says once that it is deprecated; nothing else may reach console.error.
@@ -21,13 +22,13 @@ console.error = (...args) => {
 function fakeRepo(initial) {
   const url = "syncline:doc1#key";
   const host = {
-    applyChange: (_url, ops) => ops.map((op) => ({ action: "put", path: op.obj, key: op.key, value: op.value })),
+    ...undoHost(),
     setPresence: () => {},
     docStatus: () => ({ unsaved: 0, pending: 0 }),
     heads: () => [],
   };
   const handle = new Handle(host, url, initial);
-  const counts = { doc: 0, presence: 0, status: 0, opens: 0 };
+  const counts = { doc: 0, presence: 0, status: 0, opens: 0, undoState: 0 };
   const counted = (target, key, name) => {
     const subscribe = target[key].bind(target);
     target[key] = (fn) => {
@@ -40,6 +41,16 @@ function fakeRepo(initial) {
     };
   };
   counted(handle, "subscribe", "doc");
+  const on = handle.on.bind(handle);
+  handle.on = (event, fn) => {
+    if (event !== "undoState") return on(event, fn);
+    counts.undoState++;
+    const stop = on(event, fn);
+    return () => {
+      counts.undoState--;
+      stop();
+    };
+  };
   counted(handle.presence, "subscribe", "presence");
   const statusListeners = new Set();
   const repo = {
@@ -156,5 +167,39 @@ test("usePresence: no peers at first, a peer re-renders, unsubscribed on unmount
   assert.deepEqual(renders.at(-1).map((p) => p.state), [{ name: "ada" }]);
   await act(() => root.unmount());
   assert.equal(counts.presence, 0, "unsubscribed on unmount");
+  assert.deepEqual(errors, []);
+});
+
+test("useUndo: nothing to undo at first, re-renders only when canUndo/canRedo change, undo/redo through the handle, unsubscribed on unmount", async () => {
+  const { url, repo, counts, handle } = fakeRepo({ title: "list" });
+  const { renders, root } = await render(repo, () => useUndo(url));
+  assert.equal(renders[0].canUndo, false, "first render: not open yet");
+  assert.equal(renders[0].canRedo, false);
+  assert.equal(renders[0].undo(), false, "undo before open does nothing");
+  assert.equal(counts.undoState, 1, "one listener while mounted");
+  const settled = renders.length;
+
+  await act(() => void handle.change((d) => void (d.title = "a")));
+  assert.equal(renders.length, settled + 1, "canUndo became true: one re-render");
+  assert.deepEqual([renders.at(-1).canUndo, renders.at(-1).canRedo], [true, false]);
+  await act(() => void handle.change((d) => void (d.title = "b")));
+  assert.equal(renders.length, settled + 1, "another change, same canUndo/canRedo: no re-render");
+
+  await act(() => assert.equal(renders.at(-1).undo(), true));
+  assert.equal(handle.value.undone, 1, "the handle's undo ran");
+  assert.deepEqual([renders.at(-1).canUndo, renders.at(-1).canRedo], [true, true], "one step left, one to redo");
+  await act(() => assert.equal(renders.at(-1).undo(), true));
+  assert.deepEqual([renders.at(-1).canUndo, renders.at(-1).canRedo], [false, true]);
+  const afterUndo = renders.length;
+  await act(() => assert.equal(renders.at(-1).undo(), false, "nothing left to undo"));
+  assert.equal(renders.length, afterUndo, "a no-op undo: no re-render");
+  await act(() => assert.equal(renders.at(-1).redo(), true));
+  assert.deepEqual([renders.at(-1).canUndo, renders.at(-1).canRedo], [true, true]);
+
+  await act(() => root.unmount());
+  assert.equal(counts.undoState, 0, "unsubscribed on unmount");
+  const after = renders.length;
+  await act(() => void handle.change((d) => void (d.title = "c")));
+  assert.equal(renders.length, after, "no render after unmount");
   assert.deepEqual(errors, []);
 });

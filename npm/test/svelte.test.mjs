@@ -2,7 +2,9 @@
 // and returns an unsubscribe function.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { docStore, statusStore } from "../.test-build/svelte.js";
+import { docStore, statusStore, undoStore } from "../.test-build/svelte.js";
+import { Handle } from "../.test-build/doc-handle.js";
+import { undoHost } from "./undo-host.mjs";
 
 test("statusStore follows repo status and unsubscribes", () => {
   const listeners = new Set();
@@ -36,4 +38,22 @@ test("docStore is the handle's own subscription", () => {
   assert.deepEqual(seen, [{ items: [] }]);
   stop();
   assert.ok(unsubscribed);
+});
+
+test("undoStore: the state at once, a new value when canUndo/canRedo change, unsubscribes", () => {
+  // A real Handle over an in-memory host whose undo stack is two counts.
+  const host = undoHost();
+  const handle = new Handle(host, "syncline:doc1#key", { n: 0 });
+  const seen = [];
+  const stop = undoStore(handle).subscribe((s) => seen.push([s.canUndo, s.canRedo]));
+  assert.deepEqual(seen, [[false, false]], "called at once");
+  handle.change((d) => void (d.n = 1));
+  handle.change((d) => void (d.n = 2));
+  assert.deepEqual(seen, [[false, false], [true, false]], "the second change changed neither: no new value");
+  assert.equal(handle.undo(), true);
+  assert.equal(handle.undo(), true);
+  assert.deepEqual(seen.slice(2), [[true, true], [false, true]]);
+  stop();
+  handle.redo();
+  assert.equal(seen.length, 4, "nothing after unsubscribing");
 });

@@ -1,7 +1,7 @@
 // syncline/codemirror in real CodeMirror 6 editors (tests/e2e/site/editor.html),
 // two browsers on one relay: both type at once and end with identical text
 // holding both; each shows the other's caret with its name; Mod-z in one
-// removes only its own typing.
+// removes only its own typing; Mod-y and Mod-Shift-z redo it.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { newPage, TIMEOUT, useRelay, useSiteAndBrowser } from "./harness.mjs";
@@ -62,6 +62,17 @@ test("two editors typing at once converge on identical text; remote carets show;
     for (const { page } of [a, b]) {
       await waitInPage(page, (t) => window.view.state.doc.toString() === t, typed, TIMEOUT.sync, "redone everywhere");
     }
+    // Mod-Shift-z redoes too. (With Shift held a keyboard sends key "Z";
+    // Playwright's "Control+Shift+z" would send "z", which CodeMirror reads as Mod-z.)
+    await b.page.keyboard.press("Control+z");
+    for (const { page } of [a, b]) {
+      await waitInPage(page, (want) => window.view.state.doc.toString() === want, want, TIMEOUT.sync, "undone again everywhere");
+    }
+    await b.page.keyboard.press("Control+Shift+Z");
+    for (const { page } of [a, b]) {
+      await waitInPage(page, (t) => window.view.state.doc.toString() === t, typed, TIMEOUT.sync, "redone by Mod-Shift-z everywhere");
+    }
+    assert.equal(await b.page.evaluate(() => window.doc.canRedo), false, "nothing left to redo");
     assert.deepEqual(errors, [], "no page errors");
   } finally {
     await a.context.close();

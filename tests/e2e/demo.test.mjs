@@ -1,8 +1,9 @@
 // The demo app as a new user tries it, served by the relay itself
 // (`--serve demo-app/dist`): two windows on one address share the todo list
-// and the note; "work offline" holds changes back until it is switched off
-// (observed in each page: its WebSockets are closed and no frame is sent
-// nor socket opened while it works offline).
+// and the note (a CodeMirror editor: each shows the other's named cursor,
+// and Undo in one leaves the other's typing); "work offline" holds changes
+// back until it is switched off (observed in each page: its WebSockets are
+// closed and no frame is sent nor socket opened while it works offline).
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
@@ -25,6 +26,32 @@ after(async () => {
   await relay?.kill();
   removeDir(dataDir);
 });
+
+/**
+ * Gives the page `window.noteText()`: the note as its editor shows it (lines
+ * joined by newlines; other users' caret labels and the placeholder left out).
+ */
+function readableNote(page) {
+  return page.addInitScript(() => {
+    window.noteText = () => {
+      const content = document.querySelector('[data-testid="note"] .cm-content');
+      if (!content) return null;
+      const copy = content.cloneNode(true);
+      for (const widget of copy.querySelectorAll(".cm-syncline-caret, .cm-placeholder")) widget.remove();
+      return [...copy.querySelectorAll(".cm-line")].map((line) => line.textContent).join("\n");
+    };
+  });
+}
+
+/** Waits until the page's note editor shows `want`. */
+function noteShows(page, want) {
+  return page.waitForFunction((want) => window.noteText() === want, want, { timeout: TIMEOUT.sync });
+}
+
+/** The note's editable area (CodeMirror's content element). */
+function noteEditor(page) {
+  return page.locator('[data-testid="note"] .cm-content');
+}
 
 async function addItem(page, title) {
   await page.getByTestId("new-item").fill(title);
@@ -108,20 +135,70 @@ test("an item added in one window appears in the other", { timeout: 120_000 }, a
   assert.equal(await one.page.getByTestId("history-view").textContent(), "Just after that change the list was: milk");
 });
 
+test("the note is a shared editor: typing shows in the other window with the typist's name on the cursor; Undo leaves the other's text", { timeout: 120_000 }, async () => {
+  const one = await newPage(browser, "demo-editor-1");
+  await readableNote(one.page);
+  await one.page.goto(`${relay.httpUrl}/`);
+  await one.page.waitForFunction(() => location.hash.startsWith("#syncline:"), undefined, { timeout: TIMEOUT.start });
+  const two = await newPage(browser, "demo-editor-2");
+  await readableNote(two.page);
+  await two.page.goto(one.page.url());
+  await noteEditor(two.page).waitFor({ timeout: TIMEOUT.sync });
+
+  // Each names itself; the name is kept in localStorage and shown on the other's avatar.
+  await one.page.getByTestId("my-name").fill("Ada");
+  await two.page.getByTestId("my-name").fill("Bob");
+  await two.page.getByTestId("peer").filter({ hasText: "Ada" }).waitFor({ timeout: TIMEOUT.sync });
+  await one.page.getByTestId("peer").filter({ hasText: "Bob" }).waitFor({ timeout: TIMEOUT.sync });
+  assert.equal(JSON.parse(await one.page.evaluate(() => localStorage.getItem("syncline-demo-me"))).name, "Ada");
+
+  // One types: the other's editor shows it, with Ada's named caret.
+  assert.equal(await one.page.getByTestId("undo").isDisabled(), true, "nothing to undo yet");
+  await noteEditor(one.page).click();
+  await one.page.keyboard.type("Hello");
+  await noteShows(two.page, "Hello");
+  await two.page.waitForFunction(() => document.querySelector('[data-testid="note"] .cm-syncline-name')?.textContent === "Ada", undefined, {
+    timeout: TIMEOUT.sync,
+  });
+
+  // The other types after it; then the first undoes its own typing (one
+  // step: it typed without remote edits in between, within the capture window).
+  await noteEditor(two.page).click();
+  await two.page.keyboard.press("Control+End");
+  await two.page.keyboard.type(" world");
+  for (const { page } of [one, two]) await noteShows(page, "Hello world");
+  await one.page.getByTestId("undo").click();
+  for (const { page } of [one, two]) await noteShows(page, " world");
+  await one.page.getByTestId("undo").and(one.page.locator(":disabled")).waitFor({ timeout: TIMEOUT.sync });
+  assert.equal(await two.page.getByTestId("undo").isEnabled(), true, "Bob's own typing is still his to undo");
+
+  // Redo brings it back for both.
+  await one.page.getByTestId("redo").click();
+  for (const { page } of [one, two]) await noteShows(page, "Hello world");
+
+  // The name survives a reload.
+  await two.page.reload();
+  await noteEditor(two.page).waitFor({ timeout: TIMEOUT.sync });
+  assert.equal(await two.page.getByTestId("my-name").inputValue(), "Bob");
+  await noteShows(two.page, "Hello world");
+});
+
 test("the shared note merges two people typing; 'work offline' holds changes until switched off", { timeout: 120_000 }, async () => {
   const one = await newPage(browser, "demo-note-1");
   await countSockets(one.page);
+  await readableNote(one.page);
   await one.page.goto(`${relay.httpUrl}/`);
   await one.page.waitForFunction(() => location.hash.startsWith("#syncline:"), undefined, { timeout: TIMEOUT.start });
   const two = await newPage(browser, "demo-note-2");
   await countSockets(two.page);
+  await readableNote(two.page);
   await two.page.goto(one.page.url());
-  const note = (page) => page.getByTestId("note");
+  const note = noteEditor;
   await note(two.page).waitFor({ timeout: TIMEOUT.sync });
 
   await note(one.page).click();
   await one.page.keyboard.type("Hello");
-  await two.page.waitForFunction(() => document.querySelector('[data-testid="note"]').value === "Hello", undefined, { timeout: TIMEOUT.sync });
+  await noteShows(two.page, "Hello");
 
   // Both go offline: each page's sockets close (bounded wait), and from
   // then on none opens and no frame is sent until the switch is off.
@@ -153,13 +230,7 @@ test("the shared note merges two people typing; 'work offline' holds changes unt
   assert.equal(await itemTitle(two.page, "tea").count(), 0);
 
   for (const { page } of [one, two]) await page.getByTestId("work-offline").uncheck();
-  for (const { page } of [one, two]) {
-    await page.waitForFunction(
-      () => document.querySelector('[data-testid="note"]').value === "Oh, Hello world",
-      undefined,
-      { timeout: TIMEOUT.sync },
-    );
-  }
+  for (const { page } of [one, two]) await noteShows(page, "Oh, Hello world");
   await itemTitle(two.page, "tea").waitFor({ timeout: TIMEOUT.sync });
   await one.page.getByTestId("pending").filter({ hasText: "all changes synced" }).waitFor({ timeout: TIMEOUT.sync });
 

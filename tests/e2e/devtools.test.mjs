@@ -60,9 +60,9 @@ test("the panel shows a remote edit in the tree, the history and the event log, 
   await addItem(two.page, "bread");
   await panel.locator('[data-section="docs"] .leaf').filter({ hasText: '"bread"' }).first().waitFor({ state: "attached", timeout: TIMEOUT.sync });
   const entries = panel.getByTestId("history-entry");
-  // Newest first: bread, milk, the creation.
-  await entries.nth(2).waitFor({ timeout: TIMEOUT.sync });
-  assert.deepEqual(await entries.allTextContents(), ["todo.added", "todo.added", "(no message)"]);
+  // Newest first: bread, milk, the note's text made with the list, the creation.
+  await entries.nth(3).waitFor({ timeout: TIMEOUT.sync });
+  assert.deepEqual(await entries.allTextContents(), ["todo.added", "todo.added", "note.created", "(no message)"]);
   // The frames that carried it in: a Tentative (or Deltas) for this document, with its size.
   const docId = url.split("#")[0].slice("syncline:".length, "syncline:".length + 8);
   const incoming = panel.locator('[data-testid="event-log"] tr[data-dir="in"]').filter({ hasText: docId });

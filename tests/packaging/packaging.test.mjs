@@ -28,8 +28,9 @@ const appsDir = join(repoRoot, "tests", "packaging", "apps");
 const apps = [
   { name: "vite-react", dist: "dist", devtools: true },
   // Svelte 5: the runes of syncline/svelte5 and the store contract; Svelte 4: the store contract.
-  { name: "vite-svelte", dist: "dist", tabs: true, devtools: true },
-  { name: "vite-svelte4", dist: "dist", tabs: true },
+  // Both show whether there is something to undo (`undo`).
+  { name: "vite-svelte", dist: "dist", tabs: true, devtools: true, undo: true },
+  { name: "vite-svelte4", dist: "dist", tabs: true, undo: true },
   // webpack's defaults: src/index.js -> dist/main.js; the page is plain HTML.
   { name: "webpack", dist: "dist", page: "public/index.html" },
 ];
@@ -142,6 +143,23 @@ async function incrementSurvivesReload(page) {
 }
 
 /**
+ * Undo state in the component (`docState(handle).canUndo`, or `$undo` of
+ * `undoStore(doc)`): a reloaded page has nothing to undo; +1 makes
+ * `canUndo` true, and undoing it takes the value back and `canUndo` to false.
+ */
+async function undoShows(page) {
+  const canUndo = (want) => page.waitForFunction((want) => document.querySelector("#can-undo")?.textContent === want, want, { timeout: 30_000 });
+  await canUndo("false");
+  const before = await page.locator("#value").textContent();
+  await page.click("#inc");
+  await valueIs(page, String(Number(before) + 1));
+  await canUndo("true");
+  await page.click("#undo");
+  await valueIs(page, before);
+  await canUndo("false");
+}
+
+/**
  * The same check in worker mode (`?worker`: the app passes `worker: true`):
  * the bundle shipped the worker script, so the engine runs in a
  * SharedWorker (`<html data-mode="worker">`), not in the page.
@@ -214,6 +232,8 @@ for (const app of apps) {
     try {
       const { context, page, errors } = await open(`${site.url}/`, app.name);
       await incrementSurvivesReload(page);
+      // Before the devtools' check: the undo check starts with nothing to undo, and leaves 42.
+      if (app.undo) await undoShows(page);
       if (app.devtools) await devtoolsShowTheValue(page, "42");
       assert.deepEqual(errors, []);
       await context.close();
