@@ -232,7 +232,7 @@ function chromiumMemory(excludePids = []) {
   for (const pid of descendants(process.pid)) {
     if (excludePids.includes(pid)) continue;
     try {
-      const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").split(/[\0 ]/);
       if (!/chrom/i.test(cmd[0])) continue;
       const roll = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
       const kb = (k) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(roll)?.[1] ?? 0);

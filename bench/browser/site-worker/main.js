@@ -64,7 +64,7 @@ function nextPortMessage(match, timeoutMs = 60_000) {
 }
 
 function requireMode(repo, worker) {
-  const { mode, warning } = repo.status;
+  const { mode = "page", warning } = repo.status;
   if ((worker ? "worker" : "page") !== mode) throw new Error(`asked for ${worker ? "worker" : "page"} mode, got ${mode}${warning ? `: ${warning}` : ""}`);
 }
 
@@ -169,9 +169,9 @@ async function coldMeasure({ name, keyHex, url, bytesUrl, expectLength, amLength
       phases.workerConstructed = first("(constructed)") - t0;
       phases.alive = first("alive") - t0; // the worker's script runs (module fetched and evaluated)
       phases.welcome = first("welcome") - t0; // the engine opened there: wasm instantiated + Core.open (IndexedDB)
-      const reply = portLog.find((m) => m.t === "reply" && m.data?.value?.text !== undefined);
+      const reply = portLog.find((m) => m.t === "reply" && m.data?.value?.value?.text !== undefined);
       phases.openReply = reply ? reply.at - t0 : null; // the value arrived (structured clone of the plain value)
-      phases.valueChars = reply ? reply.data.value.text.length : null;
+      phases.valueChars = reply ? reply.data.value.value.text.length : null;
       phases.messages = portLog.filter((m) => m.at <= tDurable).map((m) => ({ t: m.t, at: m.at - t0 }));
     }
     res.syncline = {
@@ -183,7 +183,7 @@ async function coldMeasure({ name, keyHex, url, bytesUrl, expectLength, amLength
       editable: tConfirmed - t0,
       durable: tDurable - t0,
       ok: len === expectLength && tab,
-      mode: repo.status.mode,
+      mode: repo.status.mode ?? "page",
       phases,
       longTasksEditable: longTasksIn(t0, tConfirmed),
       longTasksDurable: longTasksIn(t0, tDurable),
@@ -236,7 +236,7 @@ async function latSetup({ role, relay, worker, url }) {
   if (role === "a") {
     state.doc = await state.repo.create({ seq: -1, t: 0 });
     await state.repo.flush();
-    return { url: state.doc.url, mode: state.repo.status.mode };
+    return { url: state.doc.url, mode: state.repo.status.mode ?? "page" };
   }
   state.doc = await state.repo.open(url);
   let last = -1;
@@ -247,7 +247,7 @@ async function latSetup({ role, relay, worker, url }) {
       state.samples.push({ seq: v.seq, ms: t - v.t });
     }
   });
-  return { mode: state.repo.status.mode };
+  return { mode: state.repo.status.mode ?? "page" };
 }
 
 function latEdit(seq) {
@@ -259,7 +259,7 @@ function latEdit(seq) {
 }
 
 function latResults() {
-  return { samples: window.lat.samples, mode: window.lat.repo.status.mode, status: { ...window.lat.repo.status } };
+  return { samples: window.lat.samples, mode: window.lat.repo.status.mode ?? "page", status: { ...window.lat.repo.status } };
 }
 
 async function latClose() {
@@ -276,7 +276,7 @@ async function memOpen({ name, keyHex, url, worker, expectLength }) {
   const doc = await repo.open(url);
   doc.heads();
   window.mem = { repo, doc };
-  return { mode: repo.status.mode, ok: doc.value.text.length === expectLength };
+  return { mode: repo.status.mode ?? "page", ok: doc.value.text.length === expectLength };
 }
 
 function memClose() {
