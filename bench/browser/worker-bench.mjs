@@ -441,6 +441,17 @@ async function latency(browser, url, relayUrl) {
         if (r.mode !== mode) throw new Error(`latency: B ran in ${r.mode}`);
         const ms = r.samples.filter((x) => x.seq >= warm).map((x) => x.ms);
         sample[mode] = { ms, received: ms.length, p50: median(ms), p99: pct(ms, 99), max: Math.max(...ms) };
+        if (mode === "worker") {
+          const a = await call(pages[mode].a, 10_000, () => window.wbench.latResults(), undefined, "latResults a");
+          const rt = a.legs.aRoundTrip.filter((x) => x.seq >= warm).map((x) => x.ms);
+          const bl = r.legs.bPortToSubscriber.filter((x) => x.seq >= warm);
+          sample.workerLegs = {
+            aRoundTrip: { p50: median(rt), p99: pct(rt, 99), n: rt.length },
+            bEditToPort: { p50: median(bl.map((x) => x.sinceEdit)), p99: pct(bl.map((x) => x.sinceEdit), 99), n: bl.length },
+            bPortToSubscriber: { p50: median(bl.map((x) => x.ms)), p99: pct(bl.map((x) => x.ms), 99) },
+          };
+          console.error(`latency round ${round} worker legs: ${JSON.stringify(sample.workerLegs)}`);
+        }
         for (const role of ["a", "b"]) await call(pages[mode][role], 10_000, () => window.wbench.latClose(), undefined, "latClose").catch(() => {});
       }
       report.latency.push(sample);
@@ -491,6 +502,8 @@ function summary() {
       `| p50, median of rounds (each round) | **${f(mr("worker", "p50"), 2)}** (${per("worker", "p50")}) | **${f(mr("page", "p50"), 2)}** (${per("page", "p50")}) | **${ratio(mr("worker", "p50"), mr("page", "p50"))}** |`,
       `| p99, median of rounds (each round) | **${f(mr("worker", "p99"), 2)}** (${per("worker", "p99")}) | **${f(mr("page", "p99"), 2)}** (${per("page", "p99")}) | **${ratio(mr("worker", "p99"), mr("page", "p99"))}** |`,
       `| p50 / p99 of all samples pooled | ${f(median(all("worker")), 2)} / ${f(pct(all("worker"), 99), 2)} | ${f(median(all("page")), 2)} / ${f(pct(all("page"), 99), 2)} | ${ratio(median(all("worker")), median(all("page")))} / ${ratio(pct(all("worker"), 99), pct(all("page"), 99))} |`,
+      `| worker mode, p50 (median of rounds): A change() → the worker's patches for it back in A (tab → worker → tab) | ${f(median(report.latency.map((x) => x.workerLegs?.aRoundTrip.p50)), 2)} | | |`,
+      `| worker mode, p50: A change() → the patches arrive at B's tab (port message) / → B's subscriber after that | ${f(median(report.latency.map((x) => x.workerLegs?.bEditToPort.p50)), 2)} / ${f(median(report.latency.map((x) => x.workerLegs?.bPortToSubscriber.p50)), 2)} | | |`,
       `| received | ${report.latency.map((x) => x.worker.received).join(" / ")} | ${report.latency.map((x) => x.page.received).join(" / ")} | |`,
       "",
     );

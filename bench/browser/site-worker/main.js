@@ -47,7 +47,7 @@ if (typeof SharedWorker === "function") {
     const worker = new Native(url, options);
     portLog.push({ t: "(constructed)", at: now() });
     worker.port.addEventListener("message", (e) => {
-      const entry = { t: e.data?.t, at: now(), data: e.data };
+      const entry = { t: e.data?.t, at: now(), wall: wallMs(), data: e.data };
       portLog.push(entry);
       portWaiters = portWaiters.filter((w) => !(w.match(entry) && (w.resolve(entry), true)));
     });
@@ -244,7 +244,7 @@ async function latSetup({ role, relay, worker, url }) {
     const t = wallMs();
     if (v.seq > last) {
       last = v.seq;
-      state.samples.push({ seq: v.seq, ms: t - v.t });
+      state.samples.push({ seq: v.seq, ms: t - v.t, t0: v.t, t1: t });
     }
   });
   return { mode: state.repo.status.mode ?? "page" };
@@ -252,6 +252,7 @@ async function latSetup({ role, relay, worker, url }) {
 
 function latEdit(seq) {
   const t = wallMs();
+  (window.lat.edits ??= []).push({ seq, t });
   window.lat.doc.change((d) => {
     d.seq = seq;
     d.t = t;
@@ -259,7 +260,24 @@ function latEdit(seq) {
 }
 
 function latResults() {
-  return { samples: window.lat.samples, mode: window.lat.repo.status.mode ?? "page", status: { ...window.lat.repo.status } };
+  // Worker mode, where the time goes: in A, change() → the worker's patches
+  // for it back in the tab (tab → worker, changeAt, worker → tab); in B, the
+  // worker's patches arriving at the tab → the subscriber ran.
+  const patches = portLog.filter((m) => m.t === "patches");
+  const own = patches.filter((m) => m.data?.own !== undefined);
+  const legs = { aRoundTrip: [], bPortToSubscriber: [] };
+  if (window.lat.worker) {
+    for (const e of window.lat.edits ?? []) {
+      const back = own.find((m) => m.wall >= e.t);
+      if (back) legs.aRoundTrip.push({ seq: e.seq, ms: back.wall - e.t });
+    }
+    for (const x of window.lat.samples) {
+      const got = patches.filter((m) => m.data?.own === undefined && m.wall <= x.t1 + 0.01).pop();
+      if (got && got.wall >= x.t0) legs.bPortToSubscriber.push({ seq: x.seq, ms: x.t1 - got.wall, sinceEdit: got.wall - x.t0 });
+    }
+  }
+  return {
+    legs, samples: window.lat.samples, mode: window.lat.repo.status.mode ?? "page", status: { ...window.lat.repo.status } };
 }
 
 async function latClose() {
