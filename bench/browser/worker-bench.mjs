@@ -23,7 +23,9 @@ import WebSocket from "ws";
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, "..", "..");
 const build = join(here, ".build");
-const site = join(build, "site-worker");
+// --site DIR serves another bundle of the page (e.g. built with SYNCLINE_BENCH_NPM_SRC, to try a change side by side).
+const siteFlag = process.argv.indexOf("--site");
+const site = siteFlag > 0 ? resolve(process.argv[siteFlag + 1]) : join(build, "site-worker");
 const targetDir = resolve(process.env.CARGO_TARGET_DIR ?? join(repoRoot, "target", "bench"));
 
 // ------------------------------------------------------------------ flags
