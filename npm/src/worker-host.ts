@@ -41,6 +41,8 @@ export type WorkerRawCore = RawCore & {
     undoable?: boolean,
   ): [string | null, Patch[] | null, Uint8Array | null];
   restoreLocalChange(url: string, bytes: Uint8Array): string;
+  /** `false` while the document is shown from its stored value (fast open), its CRDT not loaded. */
+  crdtLoaded?(url: string): boolean;
 };
 
 export interface PortLike {
@@ -68,6 +70,13 @@ interface WorkerDoc {
   tabs: Set<Tab>;
   /** `[canUndo, canRedo]` as the tabs last heard it. */
   undoState?: [boolean, boolean];
+  /**
+   * Fast open: the document was handed out from its stored value before its
+   * CRDT loaded, with heads `[]` (unknown); `openedHeads` are that value's
+   * heads once the load told them (see `#openedHeads`).
+   */
+  fastOpened?: boolean;
+  openedHeads?: string[];
 }
 
 /**
@@ -279,7 +288,9 @@ class RepoEngine {
       patches = [];
       bytes = message.bytes;
     } else {
-      const heads = new Set(message.heads.map((head) => this.#aliases.get(head) ?? head));
+      // Heads `[]` of a fast-opened document: its stored value's, once known.
+      const base = message.heads.length === 0 && doc.fastOpened ? (this.#openedHeads(url, doc) ?? []) : message.heads;
+      const heads = new Set(base.map((head) => this.#aliases.get(head) ?? head));
       for (const earlier of message.before) {
         const entry = tab.hashes.get(earlier);
         if (entry?.url === url) heads.add(entry.hash);
@@ -313,7 +324,8 @@ class RepoEngine {
    * current value (`rebase.ts`).
    */
   #changeAt(url: string, doc: WorkerDoc, heads: string[], message: ChangeMessage): [string | null, Patch[], Uint8Array | null] {
-    let ops = message.ops;
+    // No heads (a fast-opened document's, not known in time): now, fitted.
+    let ops = heads.length === 0 ? fitOps(doc.value, message.ops) : message.ops;
     let result: [string | null, Patch[] | null, Uint8Array | null];
     try {
       result = this.#raw.changeAt(url, heads, JSON.stringify(ops), message.message, message.undoable);
@@ -487,13 +499,41 @@ class RepoEngine {
         await new Promise<void>((resolve, reject) => this.#waiting.set(url, { resolve, reject }));
       }
       doc.value = this.#core.value(url);
-      doc.heads = this.#core.heads(url);
+      if (this.#raw.crdtLoaded?.(url) === false) {
+        // Fast open: the stored value goes to the tab now; the CRDT loads
+        // in the next task (asking its heads loads it), not before the
+        // answer — that load is most of a cold open.
+        doc.fastOpened = true;
+        setTimeout(() => this.#openedHeads(url, doc), 0);
+      } else {
+        doc.heads = this.#core.heads(url);
+      }
     })();
     doc.ready.catch(() => {
       if (this.#docs.get(url) === doc) this.#docs.delete(url);
     });
     this.#docs.set(url, doc);
     return doc;
+  }
+
+  /**
+   * The heads of a fast-opened document's stored value: read once its CRDT
+   * loads (this loads it), and sent to its tabs (patches `[]`). `undefined`
+   * if other changes were published first: the tabs got heads with them,
+   * and a change made against the stored value is fitted to the current
+   * one instead (`rebase.ts`).
+   */
+  #openedHeads(url: string, doc: WorkerDoc): string[] | undefined {
+    if (doc.openedHeads || this.#docs.get(url) !== doc) return doc.openedHeads;
+    if (doc.heads.length > 0 || this.#crashed) return undefined;
+    try {
+      doc.openedHeads = this.#core.heads(url);
+    } catch {
+      return undefined; // deleted or closed meanwhile
+    }
+    doc.heads = doc.openedHeads;
+    for (const tab of doc.tabs) tab.port.postMessage({ t: "patches", url, patches: [], heads: doc.heads });
+    return doc.openedHeads;
   }
 
   /** A document deleted (here, or by another tab of the origin): every tab forgets it. */

@@ -138,3 +138,49 @@ test("tabs: a change made right after open survives a reload, and another tab's 
     await context.close();
   }
 });
+
+test("worker mode: a fresh worker hands out the stored value before loading the CRDT; a change made at once and a relay change made meanwhile both land", { timeout: 120_000 }, async () => {
+  const a = await newPage(env.browser, "fast-worker-a");
+  const b = await newPage(env.browser, "fast-worker-b");
+  try {
+    // Made in the page (no worker runs in this context afterwards).
+    await a.page.goto(`${env.site.url}/`);
+    await createRepoIn(a.page, relays.relay.wsUrl);
+    const { url, value } = await createCompacted(a.page);
+    await waitSynced(a.page);
+    await a.page.goto("about:blank");
+    await b.page.goto(`${env.site.url}/`);
+    await createRepoIn(b.page, relays.relay.wsUrl);
+    await openDocIn(b.page, url);
+    await b.page.evaluate(() => window.doc.change((d) => void d.items.push("from b")));
+    await waitSynced(b.page);
+
+    await a.page.goto(`${env.site.url}/`);
+    const opened = await a.page.evaluate(async ({ url, relay }) => {
+      const { createRepo, splice } = await import("/dist/index.js");
+      window.repo = await createRepo({ relay, name: "e2e", worker: true });
+      if (window.repo.status.mode !== "worker") throw new Error(`not in a worker: ${window.repo.status.warning}`);
+      window.doc = await window.repo.open(url);
+      const value = window.doc.value;
+      const heads = window.doc.heads();
+      // An index-sensitive edit against the stored value, before the load.
+      window.doc.change((d) => {
+        splice(d, "note", 1, 0, "ABC");
+        d.items.push("from a");
+      });
+      return { value, heads };
+    }, { url, relay: relays.relay.wsUrl });
+    assert.deepEqual(opened.value, value, "the stored value");
+    assert.deepEqual(opened.heads, [], "handed out before the worker loaded the CRDT (heads not known yet)");
+    await waitInPage(a.page, () => window.doc.heads().length > 0, undefined, TIMEOUT.sync, "the heads once loaded");
+    for (const page of [a.page, b.page]) {
+      await waitInPage(page, () => ["from b", "from a"].every((x) => window.doc.value.items.includes(x)), undefined, TIMEOUT.sync, "both changes");
+    }
+    const [va, vb] = await Promise.all([a.page.evaluate(() => window.doc.value), b.page.evaluate(() => window.doc.value)]);
+    assert.deepEqual(va, vb);
+    assert.ok(va.note.startsWith("hABCé🌍 x"), va.note.slice(0, 12));
+  } finally {
+    await a.context.close();
+    await b.context.close();
+  }
+});
