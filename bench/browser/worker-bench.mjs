@@ -8,17 +8,15 @@
 //
 // Prints a markdown summary, writes raw samples to
 // .build/results/worker-<time>.json. Nothing leaves 127.0.0.1.
-import { spawn, spawnSync } from "node:child_process";
-import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { createServer } from "node:http";
-import { createServer as createNetServer } from "node:net";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
-import { dirname, extname, join, normalize, resolve, sep } from "node:path";
-import { createInterface } from "node:readline";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
 import { chromium } from "playwright-core";
 import WebSocket from "ws";
+import { freePort, startProcess, startStatic as serveStatic } from "./serve.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, "..", "..");
@@ -65,64 +63,8 @@ function within(ms, promise, what) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ------------------------------------------------------------------ servers
-const MIME = { ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".wasm": "application/wasm", ".json": "application/json" };
-
-/** Serves .build/site-worker (cross-origin isolated, as run.mjs) and `extra` files by exact path. */
-function startStatic(extra = {}) {
-  const server = createServer((req, res) => {
-    const path = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname);
-    const file = extra[path] ?? normalize(join(site, path.slice(1) || "index.html"));
-    if (!(extra[path] || file.startsWith(site + sep)) || !existsSync(file) || !statSync(file).isFile()) {
-      res.writeHead(404).end("not found");
-      return;
-    }
-    res.writeHead(200, {
-      "content-type": MIME[extname(file)] ?? "application/octet-stream",
-      "cache-control": "no-store",
-      "cross-origin-opener-policy": "same-origin",
-      "cross-origin-embedder-policy": "require-corp",
-    });
-    createReadStream(file).pipe(res);
-  });
-  return new Promise((ok) =>
-    server.listen(0, "127.0.0.1", () =>
-      ok({ url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((d) => (server.closeAllConnections(), server.close(() => d()))) }),
-    ),
-  );
-}
-
-function freePort() {
-  return new Promise((ok, fail) => {
-    const s = createNetServer();
-    s.once("error", fail);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => ok(port));
-    });
-  });
-}
-
-function startProcess(cmd, args, { env = {}, ready, name }) {
-  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
-  const log = [];
-  const keep = (l) => {
-    log.push(l);
-    if (log.length > 100) log.shift();
-  };
-  createInterface({ input: child.stderr }).on("line", keep);
-  return new Promise((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error(`${name} did not start:\n${log.join("\n")}`)), 30_000);
-    child.once("exit", (code) => fail(new Error(`${name} exited (${code}):\n${log.join("\n")}`)));
-    createInterface({ input: child.stdout }).on("line", (l) => {
-      keep(l);
-      const m = ready.exec(l);
-      if (m) {
-        clearTimeout(timer);
-        ok({ match: m, pid: child.pid, stop: () => new Promise((d) => (child.exitCode !== null ? d() : (child.once("exit", d), child.kill("SIGTERM")))) });
-      }
-    });
-  });
-}
+// The static server, free ports and server processes of serve.mjs (shared with run.mjs).
+const startStatic = (extra = {}) => serveStatic(site, { extra });
 
 // ------------------------------------------------------------------ browser + raw CDP
 /**
