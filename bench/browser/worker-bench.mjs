@@ -302,12 +302,12 @@ async function coldOpen(context, url, cdp, doc) {
       const amOrder = round % 2 === 0 ? "syncline-first" : "automerge-first";
       const r = await call(page, 120_000, (x) => window.wbench.coldMeasure(x), { ...doc, bytesUrl: "/trace.automerge", worker: mode === "worker", order: amOrder }, `cold ${mode}`);
       await page.close();
-      if (!r.syncline.ok || !r.automerge.ok) throw new Error(`wrong value after open: ${JSON.stringify({ s: r.syncline.ok, a: r.automerge.ok })}`);
+      if (!r.syncline.ok || !r.automerge.ok || !r.automergeWorker.ok) throw new Error(`wrong value after open: ${JSON.stringify({ s: r.syncline.ok, a: r.automerge.ok, w: r.automergeWorker.ok })}`);
       if (r.syncline.mode !== mode) throw new Error(`expected ${mode} mode, ran in ${r.syncline.mode}`);
       report.cold.push({ round, mode, ...r });
       const s = r.syncline;
       console.error(
-        `cold round ${round} ${mode}: value ${f(s.value)} ms, editable ${f(s.editable)} ms (tab ${f(s.editableTab)}), durable ${f(s.durable)} ms; long tasks to editable ${s.longTasksEditable.count} / ${f(s.longTasksEditable.totalMs)} ms; Automerge load ${f(r.automerge.load)} + change ${f(r.automerge.change)} ms` +
+        `cold round ${round} ${mode}: value ${f(s.value)} ms, editable ${f(s.editable)} ms (tab ${f(s.editableTab)}), durable ${f(s.durable)} ms; long tasks to editable ${s.longTasksEditable.count} / ${f(s.longTasksEditable.totalMs)} ms; Automerge load ${f(r.automerge.load)} + change ${f(r.automerge.change)} ms; Automerge alone in a fresh SharedWorker ${f(r.automergeWorker.editable)} ms (wasm ${f(r.automergeWorker.initMs)}, load + change ${f(r.automergeWorker.loadChangeMs)})` +
           (mode === "worker" ? `; alive ${f(s.phases.alive)}, welcome ${f(s.phases.welcome)}, open reply ${f(s.phases.openReply)}` : `; page wasm ${f(r.wasmMs)} ms`),
       );
     }
@@ -370,6 +370,8 @@ async function latency(browser, url, relayUrl) {
       const b = await call(pages[mode].b, 30_000, (x) => window.wbench.latSetup(x), { role: "b", relay: relayUrl, worker: mode === "worker", url: docUrl }, "latSetup b");
       if (got !== mode || b.mode !== mode) throw new Error(`latency: expected ${mode}, got ${got} / ${b.mode}`);
     }
+    // The hop floor: a do-nothing SharedWorker round trip from worker-mode A's page, pinged in the same loop.
+    await call(pages.worker.a, 10_000, () => window.wbench.echoSetup(), undefined, "echoSetup");
     try {
       for (let i = 0; i < warm + count; i++) {
         const order = (i + round) % 2 === 0 ? modes : [...modes].reverse();
@@ -377,9 +379,13 @@ async function latency(browser, url, relayUrl) {
           await call(pages[mode].a, 10_000, (s) => window.wbench.latEdit(s), i, "latEdit");
           await sleep(gap);
         }
+        await call(pages.worker.a, 10_000, (s) => window.wbench.echoPing(s), i, "echoPing");
+        await sleep(gap);
       }
       await sleep(2000);
       const sample = { round, count, gap };
+      const echoMs = (await call(pages.worker.a, 10_000, () => window.wbench.echoResults(), undefined, "echoResults")).filter((x) => x.seq >= warm).map((x) => x.ms);
+      sample.echo = { ms: echoMs, received: echoMs.length, p50: median(echoMs), p99: pct(echoMs, 99) };
       for (const mode of modes) {
         const r = await call(pages[mode].b, 10_000, () => window.wbench.latResults(), undefined, "latResults");
         if (r.mode !== mode) throw new Error(`latency: B ran in ${r.mode}`);
@@ -399,7 +405,7 @@ async function latency(browser, url, relayUrl) {
         for (const role of ["a", "b"]) await call(pages[mode][role], 10_000, () => window.wbench.latClose(), undefined, "latClose").catch(() => {});
       }
       report.latency.push(sample);
-      console.error(`latency round ${round}: worker p50 ${f(sample.worker.p50, 2)} p99 ${f(sample.worker.p99, 2)} (${sample.worker.received}/${count}); page p50 ${f(sample.page.p50, 2)} p99 ${f(sample.page.p99, 2)} (${sample.page.received}/${count})`);
+      console.error(`latency round ${round}: worker p50 ${f(sample.worker.p50, 2)} p99 ${f(sample.worker.p99, 2)} (${sample.worker.received}/${count}); page p50 ${f(sample.page.p50, 2)} p99 ${f(sample.page.p99, 2)} (${sample.page.received}/${count}); echo round trip p50 ${f(sample.echo.p50, 3)} p99 ${f(sample.echo.p99, 3)}`);
     } finally {
       for (const c of contexts) await c.close();
     }
@@ -425,6 +431,7 @@ function summary() {
       `| **time to editable**: the first change applied (worker: its patches back from the worker) | **${f(med(w, (x) => x.syncline.editable))}** (${raw(w, (x) => x.syncline.editable)}) | **${f(med(p, (x) => x.syncline.editable))}** (${raw(p, (x) => x.syncline.editable)}) | **${f(amAll)}** (${raw(report.cold, (x) => x.automerge.editable)}) |`,
       `| ratio to \`Automerge.load\` + \`change\` (all pages) | **${ratio(med(w, (x) => x.syncline.editable), amAll)}** | **${ratio(med(p, (x) => x.syncline.editable), amAll)}** | |`,
       `| ratio to \`Automerge.load\` + \`change\` in that mode's own pages | ${ratio(med(w, (x) => x.syncline.editable), med(w, (x) => x.automerge.editable))} | ${ratio(med(p, (x) => x.syncline.editable), med(p, (x) => x.automerge.editable))} | |`,
+      `| **floor**: \`Automerge.load\` + \`change\` alone in a fresh SharedWorker (constructor → its answer in the page; wasm instantiate / load + change inside), every page | **${f(med(report.cold, (x) => x.automergeWorker.editable))}** (${f(med(report.cold, (x) => x.automergeWorker.initMs))} / ${f(med(report.cold, (x) => x.automergeWorker.loadChangeMs))}) | | ratio to the page's: **${ratio(med(report.cold, (x) => x.automergeWorker.editable), amAll)}** |`,
       `| worker: \`change()\` returned in the tab (value shows the edit, engine not yet) | ${f(med(w, (x) => x.syncline.editableTab))} | — | |`,
       `| first change durable (\`flush()\` resolved) | ${f(med(w, (x) => x.syncline.durable))} | ${f(med(p, (x) => x.syncline.durable))} | |`,
       `| page mode: Syncline wasm instantiate in the page (not in the above) | — | ${f(median(p.map((x) => x.wasmMs)))} | |`,
@@ -448,6 +455,8 @@ function summary() {
       `| p50 / p99 of all samples pooled | ${f(median(all("worker")), 2)} / ${f(pct(all("worker"), 99), 2)} | ${f(median(all("page")), 2)} / ${f(pct(all("page"), 99), 2)} | ${ratio(median(all("worker")), median(all("page")))} / ${ratio(pct(all("worker"), 99), pct(all("page"), 99))} |`,
       `| worker mode, p50 (median of rounds): A change() → the worker's patches for it back in A (tab → worker → tab) | ${f(median(report.latency.map((x) => x.workerLegs?.aRoundTrip.p50)), 2)} | | |`,
       `| worker mode, p50: A change() → the patches arrive at B's tab (port message) / → B's subscriber after that | ${f(median(report.latency.map((x) => x.workerLegs?.bEditToPort.p50)), 2)} / ${f(median(report.latency.map((x) => x.workerLegs?.bPortToSubscriber.p50)), 2)} | | |`,
+      `| **hop floor**: a do-nothing SharedWorker's round trip from worker-mode A's page (tab → worker → tab, no engine), p50 / p99 (median of rounds; each round's p50) | ${f(mr("echo", "p50"), 3)} / ${f(mr("echo", "p99"), 3)} (${per("echo", "p50")}) | | |`,
+      `| **floor for worker mode**: page-mode p50 + the hop floor's p50 (each round, then the median) | ${f(median(report.latency.map((x) => x.page.p50 + x.echo.p50)), 2)} | ${f(mr("page", "p50"), 2)} | **${ratio(median(report.latency.map((x) => x.page.p50 + x.echo.p50)), mr("page", "p50"))}** |`,
       `| received | ${report.latency.map((x) => x.worker.received).join(" / ")} | ${report.latency.map((x) => x.page.received).join(" / ")} | |`,
       "",
     );

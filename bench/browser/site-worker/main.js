@@ -213,6 +213,19 @@ async function coldMeasure({ name, keyHex, url, bytesUrl, expectLength, amLength
     res.automerge = { load: t1 - t0, change: t2 - t1, editable: t2 - t0, ok: len === amLength && d2.marker === marker, bytes: bytes.length, longTasks: longTasksIn(t0, t2) };
     await sleep(50);
   };
+  // The floor: Automerge alone in a fresh SharedWorker (am-worker.js), from
+  // the constructor until the worker's change is made and its answer is here.
+  const runW = async () => {
+    await sleep(50);
+    const t0 = now();
+    const w = new SharedWorker(new URL("./am-worker.js", import.meta.url), { type: "module", name: `wbench-am-${uniq()}` });
+    const answer = new Promise((resolve) => (w.port.onmessage = (e) => resolve(e.data)));
+    w.port.postMessage({ bytes, marker });
+    const a = await answer;
+    const t1 = now();
+    w.port.close();
+    res.automergeWorker = { editable: t1 - t0, ...a, ok: a.ok && a.length === amLength };
+  };
   if (order === "syncline-first") {
     await runS();
     await runA();
@@ -220,6 +233,7 @@ async function coldMeasure({ name, keyHex, url, bytesUrl, expectLength, amLength
     await runA();
     await runS();
   }
+  await runW();
   return res;
 }
 
@@ -285,6 +299,36 @@ async function latClose() {
   window.lat.repo.close();
 }
 
+// ------------------------------------------------------------ hop floor
+/**
+ * The floor under worker mode's extra A → B time: a round trip from this
+ * page through a do-nothing SharedWorker (`echo-worker.js`), carrying a
+ * message shaped like a one-key change. Timed on this page's clock.
+ */
+let echo;
+function echoSetup() {
+  const worker = new SharedWorker(new URL("./echo-worker.js", import.meta.url), { type: "module", name: "wbench-echo" });
+  echo = { port: worker.port, samples: [], waiting: null };
+  echo.port.onmessage = (e) => {
+    const t = now();
+    echo.samples.push({ seq: e.data.seq, ms: t - e.data.sent });
+    echo.waiting?.();
+  };
+  echo.port.start();
+}
+
+/** One round trip through the echo worker; resolves when it is back. */
+function echoPing(seq) {
+  return new Promise((resolve) => {
+    echo.waiting = resolve;
+    echo.port.postMessage({ t: "change", url: "automerge:bench", seq, sent: now(), heads: ["0".repeat(64)], before: [], ops: [{ op: "put", path: ["seq"], value: seq }, { op: "put", path: ["t"], value: wallMs() }] });
+  });
+}
+
+function echoResults() {
+  return echo.samples;
+}
+
 // ------------------------------------------------------------ memory
 /** Opens the trace doc in this tab (one of five) and makes its CRDT load (page mode: `heads()` needs it). */
 async function memOpen({ name, keyHex, url, worker, expectLength }) {
@@ -302,5 +346,5 @@ function memClose() {
   window.mem = undefined;
 }
 
-window.wbench = { coldSetup, coldMeasure, latSetup, latEdit, latResults, latClose, memOpen, memClose, initAutomerge };
+window.wbench = { coldSetup, coldMeasure, latSetup, latEdit, latResults, latClose, echoSetup, echoPing, echoResults, memOpen, memClose, initAutomerge };
 window.benchReady = true;
