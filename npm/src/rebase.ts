@@ -1,8 +1,9 @@
 /**
- * Worker mode, after a handoff only: a tab's change whose heads the new
- * engine does not have (they named changes of other tabs that the dead
- * worker never made durable; those tabs send them again, as new changes)
- * is applied to the current document instead. Its ops were recorded
+ * Worker mode: a tab's change whose heads the engine does not have is
+ * applied to the current document instead — after a handoff (they named
+ * changes of other tabs that the dead worker never made durable; those
+ * tabs send them again, as new changes), or when a fast-opened document's
+ * stored-value heads are lost (it was deleted or the engine crashed). Its ops were recorded
  * against a value that had those changes, so an index can lie past the
  * end of a list or text now: `fitOps` clamps inserts and text splices to
  * (and marks) to the current length and drops edits of elements or paths that are not

@@ -43,6 +43,8 @@ export type WorkerRawCore = RawCore & {
   restoreLocalChange(url: string, bytes: Uint8Array): string;
   /** `false` while the document is shown from its stored value (fast open), its CRDT not loaded. */
   crdtLoaded?(url: string): boolean;
+  /** The heads of the stored value a document was shown with, once its CRDT loaded (whatever was applied since). */
+  loadedHeads?(url: string): string[] | undefined;
 };
 
 export interface PortLike {
@@ -291,7 +293,8 @@ class RepoEngine {
       // Heads `[]` of a fast-opened document: its stored value's, once known.
       const base = message.heads.length === 0 && doc.fastOpened ? (this.#openedHeads(url, doc) ?? []) : message.heads;
       const heads = new Set(base.map((head) => this.#aliases.get(head) ?? head));
-      for (const earlier of message.before) {
+      // Unknown base (`[]`: fitted to now): the tab's earlier changes are in "now" already.
+      for (const earlier of base.length > 0 ? message.before : []) {
         const entry = tab.hashes.get(earlier);
         if (entry?.url === url) heads.add(entry.hash);
       }
@@ -517,22 +520,27 @@ class RepoEngine {
   }
 
   /**
-   * The heads of a fast-opened document's stored value: read once its CRDT
-   * loads (this loads it), and sent to its tabs (patches `[]`). `undefined`
-   * if other changes were published first: the tabs got heads with them,
-   * and a change made against the stored value is fitted to the current
-   * one instead (`rebase.ts`).
+   * The heads of a fast-opened document's stored value, read once its CRDT
+   * loads (this loads it): the wasm keeps them from the moment of the load,
+   * so they are right even when another tab's change was applied in the
+   * call that loaded it. Sent to the doc's tabs (patches `[]`) unless they
+   * already have later heads from published patches. `undefined` only when
+   * the doc was deleted or closed meanwhile, or the engine crashed: a change
+   * made against the stored value is then fitted to the current one
+   * (`rebase.ts`: indices clamped, not rebased).
    */
   #openedHeads(url: string, doc: WorkerDoc): string[] | undefined {
-    if (doc.openedHeads || this.#docs.get(url) !== doc) return doc.openedHeads;
-    if (doc.heads.length > 0 || this.#crashed) return undefined;
+    if (doc.openedHeads || this.#docs.get(url) !== doc || this.#crashed) return doc.openedHeads;
     try {
-      doc.openedHeads = this.#core.heads(url);
+      const now = this.#core.heads(url);
+      doc.openedHeads = this.#raw.loadedHeads?.(url) ?? (doc.heads.length === 0 ? now : undefined);
     } catch {
       return undefined; // deleted or closed meanwhile
     }
-    doc.heads = doc.openedHeads;
-    for (const tab of doc.tabs) tab.port.postMessage({ t: "patches", url, patches: [], heads: doc.heads });
+    if (doc.openedHeads && doc.heads.length === 0) {
+      doc.heads = doc.openedHeads;
+      for (const tab of doc.tabs) tab.port.postMessage({ t: "patches", url, patches: [], heads: doc.heads });
+    }
     return doc.openedHeads;
   }
 

@@ -384,6 +384,20 @@ impl Core {
         Ok(self.host.borrow().engine.doc_ids().any(|d| *d == doc))
     }
 
+    /// The heads of the stored value a document was shown with before its
+    /// CRDT loaded (`Core.value` of a deferred document), once it has
+    /// loaded; `undefined` otherwise. Stays true after later changes: worker
+    /// mode applies a tab's changes made against that value at these heads.
+    #[wasm_bindgen(js_name = loadedHeads)]
+    pub fn loaded_heads(&self, url: &str) -> Result<Option<Vec<String>>, JsValue> {
+        host::enter(&self.host)?;
+        let doc = parse(url)?.doc;
+        let h = self.host.borrow();
+        Ok(h.fast_open
+            .loaded_heads(&doc)
+            .map(|heads| heads.iter().map(|hash| hash.to_string()).collect()))
+    }
+
     /// How many documents were loaded after being shown from their stored
     /// value. For tests and tools.
     #[wasm_bindgen(js_name = deferredLoads)]

@@ -25,13 +25,18 @@
 //!   applied (the engine ignores messages for documents it lacks).
 //!
 //! Once loaded, the document's patch stream restarts there: later patches
-//! are relative to the value handed out, which is the loaded value.
+//! are relative to the value handed out, which is the loaded value. The
+//! heads of that value are kept ([`loaded_heads`]): a worker that handed
+//! the value to a tab before the load applies the tab's early changes at
+//! them, even when another tab's change was applied in the same call that
+//! loaded the document.
 //!
 //! The host owns one [`FastOpen`]: the deferred documents, the timer of
 //! their background loads, and how many loaded so far.
 
 use std::collections::BTreeMap;
 
+use automerge::ChangeHash;
 use gloo_timers::callback::Timeout;
 use syncline_core::store::{FastValue, fast_values};
 use syncline_core::{DocId, DocUrl, EngineError, Store};
@@ -75,6 +80,9 @@ pub struct FastOpen {
     loader: Option<Timeout>,
     /// Deferred documents loaded so far (observable by tests).
     loads: u32,
+    /// The heads each shown document had when it loaded: those of the value
+    /// handed out. One entry per document shown, dropped with the repo.
+    loaded_heads: BTreeMap<DocId, Vec<ChangeHash>>,
 }
 
 impl FastOpen {
@@ -106,6 +114,13 @@ impl FastOpen {
     pub fn clear(&mut self) {
         self.loader = None;
         self.deferred.clear();
+        self.loaded_heads.clear();
+    }
+
+    /// The heads of the value `doc` was shown with, once it has loaded
+    /// (`None`: never shown from its stored value, or not loaded yet).
+    pub fn loaded_heads(&self, doc: &DocId) -> Option<&[ChangeHash]> {
+        self.loaded_heads.get(doc).map(Vec::as_slice)
     }
 }
 
@@ -207,6 +222,7 @@ pub fn ensure_loaded(host: &HostRef, doc: &DocId) {
     let Some(deferred) = host.borrow_mut().fast_open.deferred.remove(doc) else {
         return;
     };
+    let shown = deferred.shown;
     let storage = host.borrow().writer.storage();
     let (entries, mut problems) = storage.open_records(deferred.sealed_entries);
     let mut records = deferred.records;
@@ -217,6 +233,9 @@ pub fn ensure_loaded(host: &HostRef, doc: &DocId) {
         // The page's value is the stored one, i.e. the loaded one: later
         // patches are relative to it.
         let _ = h.engine.restart_patches(doc);
+        if shown && let Ok(heads) = h.engine.shown_heads(doc) {
+            h.fast_open.loaded_heads.insert(*doc, heads);
+        }
         h.fast_open.loads += 1;
         if h.fast_open.deferred.is_empty() {
             h.fast_open.loader = None;

@@ -668,3 +668,44 @@ async fn a_document_shown_from_its_stored_value_has_that_values_heads() {
     assert!(!heads.is_empty());
     assert_eq!(json(&core.value_at(&url, heads).unwrap()), value);
 }
+
+#[wasm_bindgen_test]
+async fn a_shown_document_keeps_the_heads_it_loaded_with_after_another_tabs_change() {
+    // Worker mode applies a tab's changes made against a stored value at
+    // these heads, whatever loaded the CRDT (here, possibly, another tab's
+    // message, applied in the same call).
+    let name = unique_name("fast-open-loaded-heads");
+    let (url, value) = compacted_doc(&name).await;
+    let (a, a_events) = open_collecting(&name).await;
+    a.set_tab_sync(true).unwrap();
+    a.open_doc(&url).await.unwrap();
+    let (b, b_events) = open_collecting(&name).await;
+    b.open_doc(&url).await.unwrap();
+    assert_eq!(json(&b.value(&url).unwrap()), value, "shown from storage");
+    assert_eq!(b.loaded_heads(&url).unwrap(), None, "not loaded yet");
+
+    a_events.borrow_mut().clear();
+    a.change(
+        &url,
+        r#"[{"op":"put","obj":[],"key":"title","value":"renamed"}]"#,
+        None,
+        None,
+    )
+    .unwrap();
+    let broadcast = next_event(&a_events, "broadcast").await;
+    let bytes: js_sys::Uint8Array = js_sys::Reflect::get(&broadcast, &"bytes".into())
+        .unwrap()
+        .into();
+    b.received_from_tab(&bytes.to_vec()).unwrap();
+    assert!(b.crdt_loaded(&url).unwrap());
+    next_event(&b_events, "changed").await;
+    let now = b.heads(&url).unwrap();
+    assert_eq!(now, a.heads(&url).unwrap(), "B has A's change");
+    let loaded = b.loaded_heads(&url).unwrap().expect("kept once loaded");
+    assert_ne!(loaded, now);
+    assert_eq!(
+        json(&b.value_at(&url, loaded).unwrap()),
+        value,
+        "the heads of the value B showed, not of the value after A's change"
+    );
+}
