@@ -168,6 +168,8 @@ export interface DocHost {
   setPresence(url: string, state: Uint8Array | null): void;
   /** Reports an error that belongs to no call (to the repo's error listeners). */
   reportError(error: SynclineError): void;
+  /** Whether the connection to the relay is open now. */
+  connected(): boolean;
   history(url: string): HistoryEntry[];
   valueAt(url: string, heads: readonly string[]): unknown;
   historyAsync(url: string): Promise<HistoryEntry[]>;

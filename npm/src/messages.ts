@@ -37,6 +37,13 @@ import type { JsonValue } from "./types.js";
 export const MAX_MESSAGE_JSON_BYTES = 65_000;
 /** How long `doc.request()` waits for an answer unless told otherwise. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
+/**
+ * Handlers running at once per document (a handler's promise not settled);
+ * a request beyond that is answered at once with a "busy" error. The relay
+ * limits each sender, not all senders together: this bounds what they can
+ * make a serving page hold, as the Rust client's own limit does.
+ */
+export const MAX_RUNNING_HANDLERS = 64;
 
 export interface RequestOptions {
   /** How long to wait for an answer before failing with "NoServer". Default 10 s. */
@@ -53,6 +60,8 @@ export interface MessageHost {
   withCore<R>(call: (core: CoreApi) => R): R;
   /** Reports an error that belongs to no call (a peer's unreadable message). */
   reportError(error: SynclineError): void;
+  /** Whether the repo's connection to the relay is open now (its `status`). */
+  connected(): boolean;
 }
 
 const utf8 = { encoder: new TextEncoder(), decoder: new TextDecoder() };
@@ -64,6 +73,7 @@ export class DocMessages {
   readonly #listeners = new Set<MessageListener>();
   readonly #handlers = new Map<string, RequestHandler>();
   readonly #pending = new Map<string, { resolve: (value: JsonValue) => void; reject: (error: SynclineError) => void }>();
+  #running = 0;
 
   constructor(host: MessageHost, url: string) {
     this.#host = host;
@@ -74,9 +84,10 @@ export class DocMessages {
     const bytes = encode(message, "message");
     const sent = this.#host.withCore((core) => core.sendMessage(this.#url, bytes));
     if (typeof sent === "boolean") return sent;
-    // Worker mode: the worker sends it; a refusal arrives as an error event.
+    // Worker mode: the worker sends it if its connection is open (the
+    // status this tab last heard); a refusal arrives as an error event.
     sent.catch((error: unknown) => this.#host.reportError(toSynclineError(error)));
-    return true;
+    return this.#host.connected();
   }
 
   onMessage(listener: MessageListener): Unsubscribe {
@@ -110,7 +121,13 @@ export class DocMessages {
       throw new SynclineError("BadOption", `"${method}" is already served on this document: call the function serve() returned before serving it again`);
     }
     const served = this.#host.withCore((core) => core.serve(this.#url, method));
-    if (served instanceof Promise) served.catch((error: unknown) => this.#host.reportError(toSynclineError(error)));
+    if (served instanceof Promise) {
+      served.catch((error: unknown) => {
+        // Refused by the worker's engine: not served, so not registered either.
+        if (this.#handlers.get(method) === handler) this.#handlers.delete(method);
+        this.#host.reportError(toSynclineError(error));
+      });
+    }
     this.#handlers.set(method, handler);
     return () => {
       if (this.#handlers.get(method) !== handler) return;
@@ -156,7 +173,14 @@ export class DocMessages {
       answer(undefined, handler ? "the request's payload is not JSON text" : `"${method}" is no longer served here`);
       return;
     }
-    new Promise<JsonValue | undefined>((resolve) => resolve(handler(value, from))).then(
+    if (this.#running >= MAX_RUNNING_HANDLERS) {
+      answer(undefined, `busy: ${MAX_RUNNING_HANDLERS} requests are already being handled on this document by the serving peer`);
+      return;
+    }
+    this.#running += 1;
+    new Promise<JsonValue | undefined>((resolve) => resolve(handler(value, from))).finally(() => {
+      this.#running -= 1;
+    }).then(
       (result) => {
         let bytes: Uint8Array;
         try {
@@ -209,9 +233,15 @@ function decode(bytes: Uint8Array): JsonValue | undefined {
   }
 }
 
+/** The engine's limit on a method name, in UTF-8 bytes (`syncline_core::messages`). */
+const MAX_METHOD_BYTES = 256;
+
 function checkMethod(method: unknown): void {
   if (typeof method !== "string" || method === "") {
     throw new SynclineError("BadMethod", "a method name is a non-empty string");
+  }
+  if (utf8.encoder.encode(method).length > MAX_METHOD_BYTES) {
+    throw new SynclineError("BadMethod", `a method name is at most ${MAX_METHOD_BYTES} bytes of UTF-8`);
   }
 }
 

@@ -180,7 +180,7 @@ export class RepoImpl implements Repo, DocHost {
 
   /** Another tab deleted `url`: forget it here too. */
   #forget(url: string): void {
-    this.#handles.delete(url);
+    this.#dropHandle(url);
     try {
       this.#core?.deleteDoc(url);
     } catch {
@@ -390,6 +390,10 @@ export class RepoImpl implements Repo, DocHost {
     this.#reportError(error);
   }
 
+  connected(): boolean {
+    return this.status.connection === "open";
+  }
+
   /** Every handle's waiting requests fail with `error`; nothing is served any more. */
   #endMessages(error: SynclineError): void {
     for (const handle of this.#handles.values()) handle.messages.closed(error);
@@ -433,8 +437,14 @@ export class RepoImpl implements Repo, DocHost {
     } catch (error) {
       throw this.#failure(error);
     }
-    this.#handles.delete(url);
+    this.#dropHandle(url);
     this.#tabs?.postDeleted(url);
+  }
+
+  /** A deleted document's handle: its waiting requests fail, its methods are no longer served. */
+  #dropHandle(url: string): void {
+    this.#handles.get(url)?.messages.closed(new SynclineError("DocNotFound", "the document was deleted before the answer came"));
+    this.#handles.delete(url);
   }
 
   applyChange(url: string, ops: Op[], options: ChangeOptions): Patch[] {

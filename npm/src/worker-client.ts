@@ -32,6 +32,8 @@ import {
   type OpenedDoc,
   type ToWorker,
   WORKER_LOCK,
+  serverKey,
+  splitKey,
 } from "./worker-protocol.js";
 
 /** What the tab sends the worker to open (or join) its repo's engine. */
@@ -80,6 +82,8 @@ interface Call {
   request: CallRequest;
   resolve: (value: unknown) => void;
   reject: (error: SynclineError) => void;
+  /** Posted to a worker (not waiting for one after a handoff). */
+  posted: boolean;
 }
 
 const CLEAN: DocStatus = { unsaved: 0, pending: 0 };
@@ -216,10 +220,22 @@ export class WorkerCore implements CoreApi {
       );
     }
     for (const sent of [...this.#outbox.values()].sort((a, b) => a.seq - b.seq)) this.#post(this.#wire(sent));
-    for (const [id, call] of inFlight) this.#post({ t: "call", id, ...call.request });
+    for (const [id, call] of inFlight) {
+      if (call.posted && (call.request.op === "sendMessage" || call.request.op === "request")) {
+        // The dead worker may have sent it: sent at most once, never again.
+        this.#calls.delete(id);
+        call.reject(new SynclineError("Offline", "the engine's worker stopped before it confirmed sending this; it may not have reached anyone"));
+        continue;
+      }
+      call.posted = true;
+      this.#post({ t: "call", id, ...call.request });
+    }
     for (const key of this.#served) {
-      const space = key.indexOf(" ");
-      this.serve(key.slice(0, space), key.slice(space + 1)).catch((error: unknown) => this.#init.onEvent({ type: "error", error }));
+      const [url, method] = splitKey(key);
+      this.#call({ op: "serve", url, method }).catch((error: unknown) => {
+        this.#served.delete(key);
+        this.#init.onEvent({ type: "error", error });
+      });
     }
     void this.#call({ op: "barrier" }).finally(() => {
       this.#resyncing = false;
@@ -242,9 +258,10 @@ export class WorkerCore implements CoreApi {
     if (this.#closed) return Promise.reject(closedError());
     const id = this.#nextCall++;
     return new Promise((resolve, reject) => {
-      this.#calls.set(id, { request, resolve, reject });
       // While a new worker starts, calls wait; #resync sends them.
-      if (!this.#handingOff) this.#post({ t: "call", id, ...request });
+      const posted = !this.#handingOff;
+      this.#calls.set(id, { request, resolve, reject, posted });
+      if (posted) this.#post({ t: "call", id, ...request });
     });
   }
 
@@ -320,6 +337,7 @@ export class WorkerCore implements CoreApi {
         return;
       case "deleted":
         this.#docs.delete(message.url);
+        this.#forgetServed(message.url);
         this.#init.onEvent({ type: "deleted", url: message.url });
         return;
       case "token?":
@@ -446,8 +464,14 @@ export class WorkerCore implements CoreApi {
     return opened.url;
   }
 
+  /** A deleted document's methods are served no more (not even after a handoff). */
+  #forgetServed(url: string): void {
+    for (const key of this.#served) if (splitKey(key)[0] === url) this.#served.delete(key);
+  }
+
   deleteDoc(url: string): void {
     this.#docs.delete(url);
+    this.#forgetServed(url);
     for (const [seq, sent] of this.#outbox) if (sent.url === url) this.#outbox.delete(seq);
     this.#call({ op: "delete", url }).catch((error: unknown) => this.#init.onEvent({ type: "error", error }));
   }
@@ -491,12 +515,18 @@ export class WorkerCore implements CoreApi {
   }
 
   async serve(url: string, method: string): Promise<void> {
-    this.#served.add(`${url} ${method}`);
-    await this.#call({ op: "serve", url, method });
+    const key = serverKey(url, method);
+    this.#served.add(key);
+    try {
+      await this.#call({ op: "serve", url, method });
+    } catch (error) {
+      this.#served.delete(key);
+      throw error;
+    }
   }
 
   unserve(url: string, method: string): void {
-    this.#served.delete(`${url} ${method}`);
+    this.#served.delete(serverKey(url, method));
     this.#call({ op: "unserve", url, method }).catch((error: unknown) => this.#init.onEvent({ type: "error", error }));
   }
 

@@ -12,7 +12,7 @@
  */
 import type { CoreApi, CoreEvent } from "./core.js";
 import type { CallRequest, FromWorker } from "./worker-protocol.js";
-import { toWire } from "./worker-protocol.js";
+import { serverKey, splitKey, toWire } from "./worker-protocol.js";
 
 /** What the router needs of a tab. */
 export interface RoutedTab {
@@ -116,14 +116,4 @@ export class MessageRouter<T extends RoutedTab> {
       // the engine closed: it serves nothing
     }
   }
-}
-
-/** A URL never holds a space; a method may. */
-function serverKey(url: string, method: string): string {
-  return `${url} ${method}`;
-}
-
-function splitKey(key: string): [string, string] {
-  const space = key.indexOf(" ");
-  return [key.slice(0, space), key.slice(space + 1)];
 }

@@ -135,3 +135,13 @@ export function toWire(error: unknown): WireError {
     message: typeof record.message === "string" ? record.message : String(error),
   };
 }
+
+/** A served method of a document, as one string (a URL never holds a space; a method may). */
+export function serverKey(url: string, method: string): string {
+  return `${url} ${method}`;
+}
+
+export function splitKey(key: string): [string, string] {
+  const space = key.indexOf(" ");
+  return [key.slice(0, space), key.slice(space + 1)];
+}

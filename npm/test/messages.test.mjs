@@ -3,7 +3,7 @@
 // what it was asked. The browser end to end is tests/e2e/messages.test.mjs.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { DocMessages, MAX_MESSAGE_JSON_BYTES } from "../.test-build/messages.js";
+import { DocMessages, MAX_MESSAGE_JSON_BYTES, MAX_RUNNING_HANDLERS } from "../.test-build/messages.js";
 import { MessageRouter } from "../.test-build/worker-messages.js";
 
 const URL = "syncline:doc#key";
@@ -23,9 +23,9 @@ function fakeCore() {
   };
 }
 
-function messagesOver(core) {
+function messagesOver(core, connected = () => true) {
   const errors = [];
-  const host = { withCore: (call) => call(core), reportError: (error) => errors.push(error.code) };
+  const host = { withCore: (call) => call(core), reportError: (error) => errors.push(error.code), connected };
   return { messages: new DocMessages(host, URL), errors };
 }
 
@@ -42,7 +42,7 @@ test("a request settles with its reply's JSON, or its error; a closed repo fails
   ]);
   messages.replied("r2", undefined, { code: "NoServer", message: "nobody" });
   messages.replied("r1", utf8.encode({ sum: 1 }), undefined);
-  messages.replied("r1", utf8.encode("twice"), undefined); // a second reply is ignored
+  assert.doesNotThrow(() => messages.replied("r1", utf8.encode("twice"), undefined), "a second reply is dropped");
   assert.deepEqual(await first, { sum: 1 });
   await assert.rejects(second, { code: "NoServer" });
   messages.closed(Object.assign(new Error("closed"), { code: "Closed" }));
@@ -116,4 +116,50 @@ test("worker routing: messages to every tab of the doc, a request to the tab ser
   assert.deepEqual(core.calls.at(-1), ["unserve", URL, "m"], "the last server gone: the engine stops serving");
   router.event({ type: "request", url: URL, from: "p", id: "q3", method: "m", payload: utf8.encode(4) });
   assert.deepEqual(core.calls.at(-1), ["reply", URL, "p", "q3", undefined, '"m" is no longer served here']);
+});
+
+test("a serving page runs at most MAX_RUNNING_HANDLERS handlers at once; more requests are answered busy at once", async () => {
+  const core = fakeCore();
+  const { messages } = messagesOver(core);
+  const finish = [];
+  messages.serve("slow", () => new Promise((resolve) => finish.push(resolve)));
+  for (let i = 0; i <= MAX_RUNNING_HANDLERS; i++) messages.requested("peer", `q${i}`, "slow", utf8.encode(i));
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(finish.length, MAX_RUNNING_HANDLERS, "the one over the limit never reached the handler");
+  const busy = core.calls.filter((c) => c[0] === "reply");
+  assert.equal(busy.length, 1);
+  assert.equal(busy[0][3], `q${MAX_RUNNING_HANDLERS}`);
+  assert.match(busy[0][5], /^busy: /);
+  finish[0]("done");
+  await new Promise((resolve) => setImmediate(resolve));
+  messages.requested("peer", "again", "slow", utf8.encode(0));
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(finish.length, MAX_RUNNING_HANDLERS + 1, "a finished handler makes room");
+});
+
+test("method names: empty or over 256 bytes of UTF-8 are refused at once, in both modes", async () => {
+  const core = fakeCore();
+  const { messages } = messagesOver(core);
+  assert.throws(() => messages.serve("", () => 0), { code: "BadMethod" });
+  assert.throws(() => messages.serve("é".repeat(129), () => 0), { code: "BadMethod" });
+  await assert.rejects(messages.request("x".repeat(257)), { code: "BadMethod" });
+  assert.deepEqual(core.calls, [], "nothing reached the engine");
+  assert.doesNotThrow(() => messages.serve("é".repeat(128), () => 0));
+});
+
+test("worker mode: broadcast says whether the connection is open; a serve the worker refuses is not kept", async () => {
+  let open = false;
+  const core = {
+    ...fakeCore(),
+    sendMessage: () => Promise.resolve(false),
+    serve: () => Promise.reject(Object.assign(new Error("refused"), { code: "DocNotFound" })),
+  };
+  const { messages, errors } = messagesOver(core, () => open);
+  assert.equal(messages.broadcast("hi"), false, "offline: not sent");
+  open = true;
+  assert.equal(messages.broadcast("hi"), true);
+  messages.serve("m", () => 1);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(errors, ["DocNotFound"]);
+  assert.doesNotThrow(() => messages.serve("m", () => 2), "the refused handler was dropped, so serving again is allowed");
 });

@@ -482,3 +482,21 @@ test("a refusal of one document reaches its handle's status and error listeners,
   assert.throws(() => a.on("nope", () => {}), (e) => e.code === "BadEvent");
   repo.close();
 });
+
+test("deleting a document fails its waiting requests with DocNotFound and drops its handlers", { timeout: 5_000 }, async () => {
+  const fake = fakeCoreClass();
+  fake.core.request = () => "r1";
+  fake.core.serve = () => {};
+  fake.core.reply = (...args) => fake.state.calls.push(["reply", ...args]);
+  const repo = await openRepo(fake.Core, { relay: "ws://127.0.0.1:1", key: KEY });
+  const doc = await repo.create({});
+  const waiting = doc.request("m", 1);
+  doc.serve("s", () => "served");
+  await repo.delete(doc.url);
+  await assert.rejects(waiting, { code: "DocNotFound" });
+  // A request for the deleted doc's method arriving late is not run.
+  fake.emit({ type: "request", url: doc.url, from: "p", id: "q", method: "s", payload: new TextEncoder().encode("1") });
+  await tick();
+  assert.equal(fake.state.calls.filter((c) => c[0] === "reply").length, 0);
+  repo.close();
+});

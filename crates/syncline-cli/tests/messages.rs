@@ -298,7 +298,9 @@ async fn a_pending_request_fails_when_the_connection_drops() {
         let mut has_it = has_it;
         tokio::select! {
             result = &mut request => panic!("settled early: {result:?}"),
-            _ = timeout(TIMEOUT, has_it.recv()) => {}
+            got = timeout(TIMEOUT, has_it.recv()) => {
+                got.expect("b's handler got the request before the relay died");
+            }
         }
         let started = Instant::now();
         keep.relay.kill9().await;
