@@ -66,25 +66,27 @@ function TodoList({ url }: { url: string }) {
   const [title, setTitle] = useState("");
   if (!items) return <p data-testid="loading">Opening…</p>;
 
+  // The list's changes are not undoable: Undo (the note's buttons and keys)
+  // works on the whole document, and is meant for the note's text here.
   const add = (event: FormEvent) => {
     event.preventDefault();
     const text = title.trim();
     if (!text) return;
     change((d) => {
       d.items.push({ id: newId(), title: text, done: false });
-    }, { message: "todo.added" });
+    }, { message: "todo.added", undoable: false });
     setTitle("");
   };
   const toggle = (id: string) =>
     change((d) => {
       const item = d.items.find((t) => t.id === id);
       if (item) item.done = !item.done;
-    }, { message: "todo.toggled" });
+    }, { message: "todo.toggled", undoable: false });
   const remove = (id: string) =>
     change((d) => {
       const index = d.items.findIndex((t) => t.id === id);
       if (index >= 0) d.items.splice(index, 1);
-    }, { message: "todo.deleted" });
+    }, { message: "todo.deleted", undoable: false });
 
   return (
     <section>

@@ -2,7 +2,8 @@
 // syncline/codemirror. Two people typing in the same note both keep their
 // words; each sees the other's caret and selection with their name; Undo
 // (the buttons, or Mod-z / Mod-y / Mod-Shift-z in the editor) reverts only
-// this page's own edits.
+// this page's own edits: undo works on the whole document, and the list's
+// changes (App.tsx) opt out of it, so here it undoes typing.
 import { useEffect, useRef, useState } from "react";
 import { EditorView, placeholder } from "@codemirror/view";
 import { Text, type DocHandle } from "syncline";

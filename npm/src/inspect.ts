@@ -33,7 +33,7 @@ export interface LinkInspection {
   backoffBoundMs: number;
 }
 
-/** One document's log, snapshot and relay position (in-page engine only). */
+/** One document's log, snapshot and relay position (in worker mode, as the worker's engine last answered). */
 export interface DocFigures {
   logEntries: number;
   logBytes: number;
@@ -186,6 +186,11 @@ export function makeInspector(repo: object, internals: RepoInternals): Inspector
       const core = raw();
       if (core?.inspect) return core.inspect(record, after);
       if (!core?.inspectAsync) return null;
+      if (!record) {
+        // Stopping is never skipped for a question still in flight: the worker stops recording now.
+        core.inspectAsync(false, after).catch(() => {});
+        return null;
+      }
       const answer = workerFrames.read(() => core.inspectAsync!(record, after));
       // Frames the caller has seen (it asked from `after`) are not repeated.
       return answer ? { frames: answer.frames.filter((frame) => frame.seq > after), link: answer.link } : null;

@@ -145,7 +145,7 @@ test("the note is a shared editor: typing shows in the other window with the typ
   await two.page.goto(one.page.url());
   await noteEditor(two.page).waitFor({ timeout: TIMEOUT.sync });
 
-  // Each names itself; the name is kept in localStorage and shown on the other's avatar.
+  // Each names itself; the name is kept (for this tab, and in localStorage as new tabs' name) and shown on the other's avatar.
   await one.page.getByTestId("my-name").fill("Ada");
   await two.page.getByTestId("my-name").fill("Bob");
   await two.page.getByTestId("peer").filter({ hasText: "Ada" }).waitFor({ timeout: TIMEOUT.sync });
