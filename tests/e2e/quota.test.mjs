@@ -130,9 +130,17 @@ test("while IndexedDB refuses every write, unsaved changes stop at maxUnsavedByt
     assert.equal(run.has, false, "the refused change changed nothing");
     assert.ok(run.flushes.includes("QuotaExceeded"), `storage was full: ${run.flushes}`);
     const failed = run.flushes.length - run.flushes.indexOf("QuotaExceeded");
-    // 512 KiB of 64 KiB changes: at most 8 held in memory (fewer if a
-    // failed write held a compaction's snapshot too).
-    assert.ok(failed >= 2 && failed <= 9, `${failed} changes held in memory while writes failed`);
+    // 512 KiB of 64 KiB changes: at most 8 held in memory. Fewer when the
+    // backlog also holds other writes of the same bytes: a compaction's
+    // snapshot, or the relay's acknowledgements of earlier changes, which
+    // rewrite their entries (relay_seq) — when the relay acks several at
+    // once on a busy machine, one failed change can be all it takes.
+    assert.ok(failed >= 1 && failed <= 9, `${failed} changes held in memory while writes failed (flushes: ${run.flushes})`);
+    // What the limit means: the refusal comes once the bytes storage has
+    // not taken reach it, not before.
+    const [, unsaved, limit] = run.message.match(/last (\d+) bytes of changes \(limit (\d+)\)/).map(Number);
+    assert.equal(limit, 512 << 10);
+    assert.ok(unsaved >= limit, `refused at ${unsaved} unsaved bytes, under the limit ${limit}`);
 
     // Every accepted change left for the relay though none of the last ones was written here.
     const url = await page.evaluate(() => localStorage.getItem("url"));
