@@ -209,7 +209,11 @@ fn history_since_heads_lists_only_what_they_do_not_cover() {
         v.sort();
         v
     };
-    assert_eq!(hashes(&joined), hashes(&all), "mirror + since = the whole history");
+    assert_eq!(
+        hashes(&joined),
+        hashes(&all),
+        "mirror + since = the whole history"
+    );
     assert_eq!(engine.history_since(&url.doc, &[]).unwrap(), all);
     let now = engine.heads(&url.doc).unwrap();
     assert!(engine.history_since(&url.doc, &now).unwrap().is_empty());
