@@ -55,8 +55,9 @@ export interface DocHandle<T extends object = JsonObject> {
   view(heads: readonly string[]): Immutable<T>;
   /**
    * `history()`, asynchronously: works in both modes. In worker mode
-   * (`createRepo({ worker: true })`) `history()` throws code "Unsupported"
-   * (the CRDT is not in the page), and this asks the worker.
+   * (`createRepo({ worker: true })`) this asks the worker; `history()`
+   * reads the copy the worker keeps in each tab, `[]` right after a fast
+   * open until the worker has loaded the CRDT.
    */
   historyAsync(): Promise<readonly HistoryEntry[]>;
   /** `view()`, asynchronously: works in both modes (see `historyAsync`). */

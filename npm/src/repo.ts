@@ -41,10 +41,10 @@ export interface RepoOptions extends KeyOptions, TransportOptions {
    * `true`: run the engine (Automerge, IndexedDB, the WebSocket) in one
    * SharedWorker for every tab of this origin that opens this repo name:
    * one connection to the relay whatever the number of tabs, and no CRDT
-   * work on the page's main thread. `doc.history()` and `doc.view()` then
-   * throw "Unsupported": use `historyAsync()` and `viewAsync()`. Where the
-   * worker can't start, the repo runs in the page and `status.warning` says
-   * why. Default `false`: the engine runs in each page.
+   * work on the page's main thread. `doc.view()`, `doc.cursor()`,
+   * `doc.cursorPosition()` and `doc.marks()` then throw "Unsupported": use
+   * their `…Async()` forms. Where the worker can't start, the repo runs
+   * in the page and `status.warning` says why. Default `false`: the engine runs in each page.
    */
   worker?: boolean;
   /**

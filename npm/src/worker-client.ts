@@ -101,6 +101,8 @@ export class WorkerCore implements CoreApi {
   readonly #calls = new Map<number, Call>();
   #nextCall = 1;
   readonly #docs = new Map<string, TabDoc>();
+  /** Each open doc's history as the worker sent it (`history()` reads it synchronously); `hashes` drops repeats. */
+  readonly #histories = new Map<string, { entries: HistoryEntry[]; hashes: Set<string> }>();
   /** Every change not yet reported durable, by seq. */
   readonly #outbox = new Map<number, Sent>();
   #seq = 0;
@@ -305,6 +307,16 @@ export class WorkerCore implements CoreApi {
       case "caughtUp":
         this.#init.onEvent({ type: "caughtUp", url: message.url });
         return;
+      case "history": {
+        let history = this.#histories.get(message.url);
+        if (!history) this.#histories.set(message.url, (history = { entries: [], hashes: new Set() }));
+        for (const entry of message.entries) {
+          if (history.hashes.has(entry.hash)) continue;
+          history.hashes.add(entry.hash);
+          history.entries.push(entry);
+        }
+        return;
+      }
       case "undoState":
         this.#undoStates.set(message.url, message.state);
         this.#init.onEvent({ type: "undoState", url: message.url });
@@ -337,6 +349,7 @@ export class WorkerCore implements CoreApi {
         return;
       case "deleted":
         this.#docs.delete(message.url);
+        this.#histories.delete(message.url);
         this.#forgetServed(message.url);
         this.#init.onEvent({ type: "deleted", url: message.url });
         return;
@@ -471,13 +484,20 @@ export class WorkerCore implements CoreApi {
 
   deleteDoc(url: string): void {
     this.#docs.delete(url);
+    this.#histories.delete(url);
     this.#forgetServed(url);
     for (const [seq, sent] of this.#outbox) if (sent.url === url) this.#outbox.delete(seq);
     this.#call({ op: "delete", url }).catch((error: unknown) => this.#init.onEvent({ type: "error", error }));
   }
 
-  history(): HistoryEntry[] {
-    throw unsupported("history()", "historyAsync()");
+  /**
+   * The worker's history of `url`, as it last sent it: after `open`
+   * resolves it is all there (a fast-opened document's once its CRDT has
+   * loaded in the worker, a task later); a change reaches it when the
+   * worker's answer does, as `heads()`.
+   */
+  history(url: string): HistoryEntry[] {
+    return [...(this.#histories.get(url)?.entries ?? [])];
   }
 
   historyAsync(url: string): Promise<HistoryEntry[]> {

@@ -29,7 +29,7 @@ import { MessageRouter } from "./worker-messages.js";
 import { PACKAGE_VERSION } from "./version.js";
 import type { CallRequest, ChangeMessage, FromWorker, ToWorker, WireError } from "./worker-protocol.js";
 import { toWire } from "./worker-protocol.js";
-import type { DocStatus, Patch } from "./types.js";
+import type { DocStatus, HistoryEntry, Patch } from "./types.js";
 
 /** What the worker needs of the glue's object beyond `RawCore`. */
 export type WorkerRawCore = RawCore & {
@@ -45,6 +45,8 @@ export type WorkerRawCore = RawCore & {
   crdtLoaded?(url: string): boolean;
   /** The heads of the stored value a document was shown with, once its CRDT loaded (whatever was applied since). */
   loadedHeads?(url: string): string[] | undefined;
+  /** The history entries `heads` do not cover (`[]`: all of them). */
+  historySince(url: string, heads: string[]): HistoryEntry[];
 };
 
 export interface PortLike {
@@ -344,6 +346,7 @@ class RepoEngine {
   /** Patches of `url`, in the engine's order, to every tab showing it; the author also gets the change's hash and bytes. */
   #publish(url: string, doc: WorkerDoc, patches: Patch[], own?: { tab: Tab; seq: number; hash: string | null; bytes: Uint8Array | null }): void {
     doc.value = applyPatches(doc.value, patches);
+    const before = doc.heads;
     doc.heads = this.#core.heads(url);
     let mine: { seq: number; hash: string | null; bytes?: Uint8Array } | undefined;
     if (own) {
@@ -358,6 +361,26 @@ class RepoEngine {
     if (own && mine && !doc.tabs.has(own.tab)) {
       own.tab.port.postMessage({ t: "patches", url, patches, heads: doc.heads, own: mine });
     }
+    // After the patches, so the history never delays them.
+    this.#sendHistory(url, doc, before, own && !doc.tabs.has(own.tab) ? [...doc.tabs, own.tab] : doc.tabs);
+  }
+
+  /**
+   * The doc's history entries that `heads` do not cover, to `tabs`, which
+   * keep a copy for their synchronous `history()` (`WorkerCore`; they drop
+   * entries they have). Nothing while a fast-opened doc's CRDT has not
+   * loaded: `#openedHeads` sends all of it then.
+   */
+  #sendHistory(url: string, doc: WorkerDoc, heads: string[], tabs: Iterable<Tab>): void {
+    if (doc.fastOpened && doc.openedHeads === undefined) return;
+    let entries: HistoryEntry[];
+    try {
+      entries = this.#raw.historySince(url, heads);
+    } catch {
+      return; // deleted meanwhile, or heads of a previous worker's: the next full send covers it
+    }
+    if (entries.length === 0) return;
+    for (const tab of tabs) tab.port.postMessage({ t: "history", url, entries });
   }
 
 
@@ -409,6 +432,7 @@ class RepoEngine {
         const doc: WorkerDoc = { value: core.value(url), heads: core.heads(url), ready: Promise.resolve(), tabs: new Set([tab]) };
         this.#docs.set(url, doc);
         tab.docs.add(url);
+        this.#sendHistory(url, doc, [], [tab]);
         // Durable before the tab hears of it: a handoff right after can't lose it.
         await core.flush();
         return { url, value: doc.value, heads: doc.heads };
@@ -419,6 +443,8 @@ class RepoEngine {
         doc.tabs.add(tab);
         tab.docs.add(request.url);
         if (doc.undoState) tab.port.postMessage({ t: "undoState", url: request.url, state: doc.undoState });
+        // Before the reply: `history()` is there when `open` resolves (a fast-opened doc's comes once its CRDT loads).
+        this.#sendHistory(request.url, doc, [], [tab]);
         return { url: request.url, value: doc.value, heads: doc.heads };
       }
       case "delete": {
@@ -541,6 +567,7 @@ class RepoEngine {
       doc.heads = doc.openedHeads;
       for (const tab of doc.tabs) tab.port.postMessage({ t: "patches", url, patches: [], heads: doc.heads });
     }
+    this.#sendHistory(url, doc, [], doc.tabs);
     return doc.openedHeads;
   }
 

@@ -111,6 +111,8 @@ export type FromWorker =
   | { t: "durable"; seqs: number[] }
   | { t: "status"; status: Status; docs: Record<string, DocStatus> }
   | { t: "caughtUp"; url: string }
+  /** History entries of `url` this tab may not have yet (it drops those it has), oldest first. */
+  | { t: "history"; url: string; entries: HistoryEntry[] }
   /** `[canUndo, canRedo]` of the worker's engine for `url` changed (or a tab just opened it). */
   | { t: "undoState"; url: string; state: [boolean, boolean] }
   | { t: "presence"; url: string; peer: string; state: Uint8Array | null }

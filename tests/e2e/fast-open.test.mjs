@@ -179,6 +179,10 @@ test("worker mode: a fresh worker hands out the stored value before loading the 
     const [va, vb] = await Promise.all([a.page.evaluate(() => window.doc.value), b.page.evaluate(() => window.doc.value)]);
     assert.deepEqual(va, vb);
     assert.ok(va.note.startsWith("hABCé🌍 x"), va.note.slice(0, 12));
+    // The tab's history() (the worker's copy, sent once the CRDT loaded) is the page-mode tab's.
+    const hashes = (page) => page.evaluate(() => window.doc.history().map((e) => e.hash).sort().join());
+    await waitInPage(a.page, (n) => window.doc.history().length === n, await b.page.evaluate(() => window.doc.history().length), TIMEOUT.sync, "a's history");
+    assert.equal(await hashes(a.page), await hashes(b.page));
   } finally {
     await a.context.close();
     await b.context.close();

@@ -129,20 +129,40 @@ test("three tabs in worker mode share one relay connection; edits reach every ta
     for (const tab of tabs) await waitForItems(tab, [...all, "from d"], "another browser's edit in every tab");
     assert.equal(await metric("syncline_connections"), 2);
 
-    // history and view: async in worker mode; the sync ones throw a typed error.
+    // history(): synchronous in worker mode too, from the copy of the
+    // history the worker keeps in each tab; view() needs the CRDT (async only).
+    for (const tab of tabs) {
+      await waitInPage(tab, () => window.doc.history().length === 5, undefined, TIMEOUT.sync, "the five changes in every tab's history()");
+    }
     const seen = await b.evaluate(async () => {
       let code;
       try {
-        window.doc.history();
+        window.doc.view(window.doc.heads());
       } catch (error) {
         code = error.code;
       }
-      const history = await window.doc.historyAsync();
+      const sync = window.doc.history();
+      const hashes = (entries) => entries.map((e) => e.hash).sort().join();
+      const earlier = new Set();
+      const causal = sync.every((e) => e.deps.every((dep) => earlier.has(dep)) && earlier.add(e.hash));
       const view = await window.doc.viewAsync(window.doc.heads());
-      return { code, changes: history.length, same: JSON.stringify(view) === JSON.stringify(window.doc.value) };
+      return {
+        code,
+        sameAsTheWorkers: hashes(sync) === hashes(await window.doc.historyAsync()),
+        causal,
+        view: JSON.stringify(view) === JSON.stringify(window.doc.value),
+      };
     });
-    assert.deepEqual(seen, { code: "Unsupported", changes: 5, same: true });
-    for (const tab of [...tabs, d]) assert.deepEqual(await tab.evaluate(() => window.errors), []);
+    assert.deepEqual(seen, { code: "Unsupported", sameAsTheWorkers: true, causal: true, view: true });
+    // A tab that opens the doc has its whole history when open() resolves,
+    // and a change made anywhere reaches it.
+    const e = await openTab(context, "tab-e");
+    assert.equal(await e.evaluate(async (url) => (window.doc = await window.repo.open(url)).history().length, url), 5);
+    await c.evaluate(() => window.doc.change((d) => void d.items.push("from c again"), { message: "again" }));
+    for (const tab of [...tabs, e]) {
+      await waitInPage(tab, () => window.doc.history().at(-1)?.message === "again", undefined, TIMEOUT.sync, "the new change last in every tab's history()");
+    }
+    for (const tab of [...tabs, d, e]) assert.deepEqual(await tab.evaluate(() => window.errors), []);
   } finally {
     await context.close();
     await other.close();

@@ -38,13 +38,34 @@ impl Engine {
     /// Every change of `doc`, in causal order (a change comes after those
     /// it depends on).
     pub fn history(&mut self, doc: &DocId) -> Result<Vec<HistoryEntry>, EngineError> {
+        self.history_since(doc, &[])
+    }
+
+    /// The changes of `doc` that `heads` do not cover (none of `heads` or
+    /// their ancestors), in causal order: what a mirror of the history that
+    /// stood at `heads` lacks. Empty `heads`: the whole history. A hash the
+    /// document does not have is [`EngineError::UnknownHeads`].
+    pub fn history_since(
+        &mut self,
+        doc: &DocId,
+        heads: &[ChangeHash],
+    ) -> Result<Vec<HistoryEntry>, EngineError> {
         let state = self
             .docs
             .get_mut(doc)
             .ok_or(EngineError::DocNotFound(*doc))?;
+        if let Some(hash) = heads
+            .iter()
+            .find(|h| state.doc.get_change_meta_by_hash(h).is_none())
+        {
+            return Err(EngineError::UnknownHeads {
+                doc: *doc,
+                hash: hash.to_string(),
+            });
+        }
         Ok(state
             .doc
-            .get_changes_meta(&[])
+            .get_changes_meta(heads)
             .into_iter()
             .map(|meta| HistoryEntry {
                 hash: meta.hash,

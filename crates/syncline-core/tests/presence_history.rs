@@ -179,6 +179,54 @@ fn history_lists_changes_with_time_actor_and_message() {
 }
 
 #[test]
+fn history_since_heads_lists_only_what_they_do_not_cover() {
+    let (mut world, url) = shared_doc(2);
+    world.replicas[0]
+        .engine
+        .change(url.doc, &push("milk"), None, 1_000)
+        .unwrap();
+    world.collect(0);
+    world.settle();
+    let mirror = world.replicas[1].engine.history(&url.doc).unwrap();
+    let at = world.replicas[1].engine.heads(&url.doc).unwrap();
+    // Concurrent changes on both replicas, then merged.
+    for (i, item) in [(0, "eggs"), (1, "tea")] {
+        world.replicas[i]
+            .engine
+            .change(url.doc, &push(item), None, 2_000)
+            .unwrap();
+        world.collect(i);
+    }
+    world.settle();
+    let engine = &mut world.replicas[1].engine;
+    let all = engine.history(&url.doc).unwrap();
+    let since = engine.history_since(&url.doc, &at).unwrap();
+    assert_eq!(since.len(), 2, "the two concurrent changes, nothing before");
+    let mut joined = mirror.clone();
+    joined.extend(since);
+    let hashes = |h: &[syncline_core::HistoryEntry]| {
+        let mut v: Vec<_> = h.iter().map(|e| e.hash).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        hashes(&joined),
+        hashes(&all),
+        "mirror + since = the whole history"
+    );
+    assert_eq!(engine.history_since(&url.doc, &[]).unwrap(), all);
+    let now = engine.heads(&url.doc).unwrap();
+    assert!(engine.history_since(&url.doc, &now).unwrap().is_empty());
+    assert_eq!(
+        engine
+            .history_since(&url.doc, &[ChangeHash([7; 32])])
+            .unwrap_err()
+            .code(),
+        "UnknownHeads"
+    );
+}
+
+#[test]
 fn a_deleted_doc_is_gone_from_storage_memory_and_the_relay_session() {
     let (mut world, url) = shared_doc(2);
     world.replicas[0].set_compaction(syncline_core::CompactionPolicy {

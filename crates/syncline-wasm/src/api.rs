@@ -183,6 +183,19 @@ impl Core {
         to_js(&history_to_js(entries.map_err(|e| engine_error(&e))?))
     }
 
+    /// The changes `heads` do not cover, oldest first, as `history` lists
+    /// them: what a copy of the history that stood at `heads` lacks (worker
+    /// mode keeps one in each tab). `[]`: the whole history.
+    #[wasm_bindgen(js_name = historySince)]
+    pub fn history_since(&self, url: &str, heads: Vec<String>) -> Result<JsValue, JsValue> {
+        host::enter(&self.host)?;
+        let doc = parse(url)?.doc;
+        fast_open::ensure_loaded(&self.host, &doc);
+        let heads = parse_heads(&heads)?;
+        let entries = self.host.borrow_mut().engine.history_since(&doc, &heads);
+        to_js(&history_to_js(entries.map_err(|e| engine_error(&e))?))
+    }
+
     /// The document as it was at `heads` (change hashes, as in `history`).
     #[wasm_bindgen(js_name = valueAt)]
     pub fn value_at(&self, url: &str, heads: Vec<String>) -> Result<JsValue, JsValue> {
