@@ -362,17 +362,17 @@ class RepoEngine {
       own.tab.port.postMessage({ t: "patches", url, patches, heads: doc.heads, own: mine });
     }
     // After the patches, so the history never delays them.
-    this.#sendHistory(url, doc, before, own && !doc.tabs.has(own.tab) ? [...doc.tabs, own.tab] : doc.tabs);
+    this.#sendHistory(url, before, own && !doc.tabs.has(own.tab) ? [...doc.tabs, own.tab] : doc.tabs);
   }
 
   /**
    * The doc's history entries that `heads` do not cover, to `tabs`, which
    * keep a copy for their synchronous `history()` (`WorkerCore`; they drop
    * entries they have). Nothing while a fast-opened doc's CRDT has not
-   * loaded: `#openedHeads` sends all of it then.
+   * loaded (asking would load it): `#openedHeads` sends all of it then.
    */
-  #sendHistory(url: string, doc: WorkerDoc, heads: string[], tabs: Iterable<Tab>): void {
-    if (doc.fastOpened && doc.openedHeads === undefined) return;
+  #sendHistory(url: string, heads: string[], tabs: Iterable<Tab>): void {
+    if (this.#raw.crdtLoaded?.(url) === false) return;
     let entries: HistoryEntry[];
     try {
       entries = this.#raw.historySince(url, heads);
@@ -432,7 +432,7 @@ class RepoEngine {
         const doc: WorkerDoc = { value: core.value(url), heads: core.heads(url), ready: Promise.resolve(), tabs: new Set([tab]) };
         this.#docs.set(url, doc);
         tab.docs.add(url);
-        this.#sendHistory(url, doc, [], [tab]);
+        this.#sendHistory(url, [], [tab]);
         // Durable before the tab hears of it: a handoff right after can't lose it.
         await core.flush();
         return { url, value: doc.value, heads: doc.heads };
@@ -444,7 +444,7 @@ class RepoEngine {
         tab.docs.add(request.url);
         if (doc.undoState) tab.port.postMessage({ t: "undoState", url: request.url, state: doc.undoState });
         // Before the reply: `history()` is there when `open` resolves (a fast-opened doc's comes once its CRDT loads).
-        this.#sendHistory(request.url, doc, [], [tab]);
+        this.#sendHistory(request.url, [], [tab]);
         return { url: request.url, value: doc.value, heads: doc.heads };
       }
       case "delete": {
@@ -567,7 +567,7 @@ class RepoEngine {
       doc.heads = doc.openedHeads;
       for (const tab of doc.tabs) tab.port.postMessage({ t: "patches", url, patches: [], heads: doc.heads });
     }
-    this.#sendHistory(url, doc, [], doc.tabs);
+    this.#sendHistory(url, [], doc.tabs);
     return doc.openedHeads;
   }
 

@@ -497,9 +497,12 @@ test("importing syncline, syncline/react and syncline/svelte in Node (SSR) does 
 // host drops its outputs for now): 653,385 B by this measure. Then to
 // 662,000 when the wasm exported them (`sendMessage`, `request`, `serve`,
 // `reply`: the sealing, signing and envelope code of messages is no longer
-// dead): 660,568 B by this measure, 654,714 B `gzip -9`. Cutting back is
-// open work (docs/benchmarks/size.md).
-const WASM_GZIP_BUDGET = 662_000;
+// dead): 660,568 B by this measure, 654,714 B `gzip -9`. Then to 664,000
+// for worker mode's `loadedHeads` and `historySince` (issue 16: the heads a
+// fast-opened doc loaded with, the history since given heads): 662,259 B
+// by this measure, 656,770 B `gzip -9`. Cutting back is open work
+// (docs/benchmarks/size.md).
+const WASM_GZIP_BUDGET = 664_000;
 
 test(`the shipped wasm is at most ${WASM_GZIP_BUDGET} B gzipped`, () => {
   const wasm = readFileSync(join(appsDir, "webpack", "node_modules", "syncline", "dist", "wasm", "syncline_wasm_bg.wasm"));
