@@ -154,7 +154,12 @@ export function makeInspector(repo: object, internals: RepoInternals): Inspector
     if (core?.inspectDoc) return core.inspectDoc(url);
     if (!core?.inspectDocAsync) return undefined;
     let echo = workerFigures.get(url);
-    if (!echo) workerFigures.set(url, (echo = new Echo()));
+    if (!echo) {
+      // One per open document: those closed since are dropped.
+      const open = new Set(internals.handles().map((handle) => handle.url));
+      for (const known of workerFigures.keys()) if (!open.has(known)) workerFigures.delete(known);
+      workerFigures.set(url, (echo = new Echo()));
+    }
     return echo.read(() => core.inspectDocAsync!(url));
   };
   return {

@@ -165,7 +165,9 @@ export class DocMessages {
       try {
         this.#host.withCore((core) => core.reply(this.#url, from, id, result, error));
       } catch (failure) {
-        this.#host.reportError(toSynclineError(failure));
+        const problem = toSynclineError(failure);
+        // A handler that finished after the repo closed: nobody to tell.
+        if (problem.code !== "Closed") this.#host.reportError(problem);
       }
     };
     const value = decode(payload);
@@ -217,7 +219,15 @@ export class DocMessages {
 }
 
 function encode(value: JsonValue, what: string): Uint8Array {
-  const bytes = utf8.encoder.encode(JSON.stringify(toJson(value)));
+  let json: JsonValue;
+  try {
+    json = toJson(value);
+  } catch (error) {
+    const problem = toSynclineError(error);
+    // toJson speaks of documents; say what was being sent.
+    throw new SynclineError(problem.code, `the ${what} is not plain JSON: ${problem.message.replace(" in a document", "")}`);
+  }
+  const bytes = utf8.encoder.encode(JSON.stringify(json));
   if (bytes.length > MAX_MESSAGE_JSON_BYTES) {
     throw new SynclineError("MessageTooLarge", `the ${what} is ${bytes.length} bytes of JSON, over the limit of ${MAX_MESSAGE_JSON_BYTES}: send a reference (a document URL, a key) instead of the data`);
   }

@@ -77,22 +77,23 @@ export function useDoc<T extends object = JsonObject, S = Immutable<T>>(
 /** The open handle of `url` (undefined until it opened); an open failure is thrown to the error boundary. */
 function useHandle<T extends object>(url: string | null | undefined): DocHandle<T> | undefined {
   const repo = useRepo();
-  const [handle, setHandle] = useState<DocHandle<T>>();
-  const [error, setError] = useState<unknown>();
+  // Kept with the url it is for: the render right after `url` changes gets
+  // nothing rather than the previous document's handle (or error).
+  const [opened, setOpened] = useState<{ url: string; handle?: DocHandle<T>; error?: unknown }>();
   useEffect(() => {
-    setHandle(undefined);
     if (!url) return;
     let live = true;
     repo.open<T>(url).then(
-      (opened) => live && setHandle(opened),
-      (e: unknown) => live && setError(e),
+      (handle) => live && setOpened({ url, handle }),
+      (error: unknown) => live && setOpened({ url, error: error ?? new Error("open failed") }),
     );
     return () => {
       live = false;
     };
   }, [repo, url]);
-  if (error) throw error;
-  return handle;
+  if (!url || opened?.url !== url) return undefined;
+  if (opened.error !== undefined) throw opened.error;
+  return opened.handle;
 }
 
 const NO_PEERS: readonly Peer[] = Object.freeze([]);

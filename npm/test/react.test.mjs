@@ -203,3 +203,36 @@ test("useUndo: nothing to undo at first, re-renders only when canUndo/canRedo ch
   assert.equal(renders.length, after, "no render after unmount");
   assert.deepEqual(errors, []);
 });
+
+test("useDoc: once the url changes, no render shows the previous document, until the new one opens", async () => {
+  const a = fakeRepo({ name: "a" });
+  const b = fakeRepo({ name: "b" });
+  let release;
+  const repo = {
+    ...a.repo,
+    async open(asked) {
+      if (asked === "syncline:a#k") return a.handle;
+      await new Promise((resolve) => (release = resolve));
+      return b.handle;
+    },
+  };
+  const renders = [];
+  const Probe = ({ url }) => {
+    renders.push(useDoc(url)[0]);
+    return null;
+  };
+  const tree = (url) => createElement(RepoProvider, { repo }, createElement(Probe, { url }));
+  let root;
+  await act(async () => {
+    root = TestRenderer.create(tree("syncline:a#k"));
+  });
+  assert.deepEqual(renders.at(-1), { name: "a" });
+  const changed = renders.length;
+  await act(async () => root.update(tree("syncline:b#k")));
+  assert.ok(renders.length > changed);
+  assert.ok(renders.slice(changed).every((value) => value === undefined), "nothing of a while b opens");
+  await act(async () => release());
+  assert.deepEqual(renders.at(-1), { name: "b" });
+  await act(() => root.unmount());
+  assert.deepEqual(errors, []);
+});

@@ -13,7 +13,7 @@
 //! * `"fail"`: always the error `"the agent failed on purpose"`;
 //!
 //! and answers every broadcast `m` it receives on the document with the
-//! broadcast `{"echo": m}`. Once serving it prints the line `ready` on
+//! broadcast `{"echo": m}` (unless `m` is itself an echo). Once serving it prints the line `ready` on
 //! stdout (anything else goes to stderr), then runs until killed or
 //! interrupted. Without `--state` it keeps its replica in a fresh temporary
 //! directory.
@@ -109,7 +109,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => break,
         };
         match event {
-            Ok(Event::Message { doc, message, .. }) if doc == url.doc => {
+            // An echo is not echoed again: two agents on one document would
+            // otherwise answer each other until the relay's rate limit.
+            Ok(Event::Message { doc, message, .. })
+                if doc == url.doc && message.get("echo").is_none() =>
+            {
                 match client.broadcast(&doc, &json!({ "echo": message })) {
                     Ok(true) => {}
                     Ok(false) => eprintln!("agent: not connected, the echo was not sent"),

@@ -45,6 +45,8 @@ export class Panel implements Devtools {
   readonly #openPaths = new Map<string, Set<string>>();
   readonly #log: LogRow[] = [];
   #lastFrame = 0;
+  /** Resumed: the next poll only moves past the frames recorded while paused. */
+  #skipPaused = false;
   #paused = false;
   #timer: ReturnType<typeof setInterval> | undefined;
   #selected: string | undefined;
@@ -187,7 +189,8 @@ export class Panel implements Devtools {
     const polled = this.#paused ? null : this.#inspector.frames(true, this.#lastFrame);
     if (polled) {
       this.#link = polled.link;
-      for (const frame of polled.frames) this.#append(frameRow(frame));
+      if (!this.#skipPaused) for (const frame of polled.frames) this.#append(frameRow(frame));
+      this.#skipPaused = false;
       this.#lastFrame = polled.frames.at(-1)?.seq ?? this.#lastFrame;
     }
     const selected = docs.find((d) => d.id === this.#selected);
@@ -358,7 +361,7 @@ export class Panel implements Devtools {
     const pause = el("button", { "data-testid": "log-pause" }, this.#paused ? "Resume" : "Pause");
     pause.addEventListener("click", () => {
       this.#paused = !this.#paused;
-      if (!this.#paused) this.#lastFrame = 0;
+      if (!this.#paused) this.#skipPaused = true;
       this.#refresh();
     });
     const clear = el("button", { "data-testid": "log-clear" }, "Clear");
