@@ -136,10 +136,17 @@ test("in worker mode the panel shows values, history, the worker's frames, dial 
   // ...and the frames that carry a change made now (recording began when the panel opened).
   await page.evaluate(() => window.doc.change((d) => void d.items.push("milk")));
   const docId = url.split("#")[0].slice("syncline:".length, "syncline:".length + 8);
-  const outgoing = panel.locator('[data-testid="event-log"] tr[data-dir="out"]').filter({ hasText: docId });
+  // The change's own push (signed), not just any frame of the document.
+  const outgoing = panel.locator('[data-testid="event-log"] tr[data-dir="out"][data-kind$="Push"]').filter({ hasText: docId });
   await outgoing.first().waitFor({ timeout: TIMEOUT.sync });
   assert.match(await outgoing.first().textContent(), /\d+ B/);
+  const key = url.split("#")[1];
   const dom = await page.evaluate(() => document.getElementById("syncline-devtools").shadowRoot.innerHTML);
-  assert.ok(!dom.includes(url.split("#")[1]), "the key is not in the panel's DOM");
+  assert.ok(!dom.includes(key), "the key is not in the panel's DOM");
+  const download = page.waitForEvent("download");
+  await panel.getByTestId("log-export").click();
+  const report = readFileSync(await (await download).path(), "utf8");
+  assert.ok(report.includes(docId), "the export names the document");
+  assert.ok(!report.includes(key), "the key is not in the export");
   await context.close();
 });
