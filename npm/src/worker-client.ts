@@ -202,6 +202,9 @@ export class WorkerCore implements CoreApi {
       this.#init.onEvent({ type: "reply", url, id, error });
     }
     this.#requests.clear();
+    // No engine until the new worker answers: not connected, whatever the dead one last said.
+    this.#status = { ...this.#status, connection: "connecting" };
+    this.#init.onEvent({ type: "status", status: this.status() });
     this.#connect().then(
       () => this.#resync(),
       (error: unknown) => {

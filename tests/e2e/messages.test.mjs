@@ -11,7 +11,7 @@ import { createInterface } from "node:readline";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { newPage, repoRoot, TIMEOUT, useRelay, useSiteAndBrowser } from "./harness.mjs";
-import { createRepoIn, waitForConnection, waitInPage } from "./pages.mjs";
+import { createRepoIn, killSharedWorkers, waitForConnection, waitInPage } from "./pages.mjs";
 
 const env = useSiteAndBrowser();
 const relays = useRelay();
@@ -230,6 +230,53 @@ test("worker mode: the tabs of one app are one peer; a request goes to the tab t
     // ...and when it closes, the worker stops serving on its behalf.
     await w2.close();
     assert.equal((await request(b.page, "who", 1, { timeoutMs: 400 })).code, "NoServer");
+  } finally {
+    await Promise.all([context.close(), b.context.close()]);
+  }
+});
+
+test("worker mode, the worker killed: a request waiting for its answer fails with Offline, and what the tab served is served again by the new worker", { timeout: 120_000 }, async () => {
+  const b = await peer("wh-b");
+  const { context, page: w } = await newPage(env.browser, "wh-app");
+  try {
+    await w.goto(`${env.site.url}/`);
+    await w.evaluate(
+      async ([relay, url]) => {
+        const { createRepo } = await import("/dist/index.js");
+        window.repo = await createRepo({ relay, name: "wh", worker: true });
+        if (window.repo.status.mode !== "worker") throw new Error(`not in a worker: ${window.repo.status.warning}`);
+        window.doc = await window.repo.open(url);
+        window.doc.serve("who", () => "the app");
+        window.heard = [];
+        window.doc.onMessage((message) => window.heard.push(message));
+      },
+      [relays.relay.wsUrl, b.url],
+    );
+    await waitSynced(w);
+    assert.equal((await request(b.page, "who", 1)).ok, "the app");
+    // b serves a method that never answers; the app asks it, and once b has the request the worker dies.
+    await b.page.evaluate(() => {
+      window.hangs = 0;
+      window.doc.serve("hang", () => (window.hangs++, new Promise(() => {})));
+    });
+    await w.evaluate(() => {
+      window.waiting = window.doc.request("hang", 1, { timeoutMs: 60_000 }).then(
+        (ok) => ({ ok }),
+        (error) => ({ code: error.code, connection: window.repo.status.connection }),
+      );
+    });
+    await waitInPage(b.page, () => window.hangs === 1, undefined, TIMEOUT.sync, "b has the request");
+    assert.ok((await killSharedWorkers(env.browser)) >= 1, "a shared worker to kill");
+    // Failed at the handoff (not at its 60 s timeout), while the status said there was no connection.
+    assert.deepEqual(await w.evaluate(() => window.waiting), { code: "Offline", connection: "connecting" });
+    // A request reaches only servers subscribed when it is sent: b pings
+    // until the app hears it through its new worker, then asks.
+    await b.page.evaluate(() => {
+      window.pinging = setInterval(() => window.doc.broadcast("ping"), 200);
+    });
+    await waitInPage(w, () => window.heard.includes("ping"), undefined, TIMEOUT.sync, "the new worker on the document");
+    await b.page.evaluate(() => clearInterval(window.pinging));
+    assert.equal((await request(b.page, "who", 2)).ok, "the app", "served again through the new worker");
   } finally {
     await Promise.all([context.close(), b.context.close()]);
   }

@@ -87,3 +87,16 @@ export function waitForConnection(page, predicateName, timeout) {
   };
   return waitInPage(page, predicates[predicateName], undefined, timeout, `connection ${predicateName}`);
 }
+
+/** Terminates every SharedWorker of the browser (as a crash would): through the DevTools protocol. */
+export async function killSharedWorkers(browser) {
+  const cdp = await browser.newBrowserCDPSession();
+  try {
+    const { targetInfos } = await cdp.send("Target.getTargets");
+    const workers = targetInfos.filter((target) => target.type === "shared_worker");
+    for (const worker of workers) await cdp.send("Target.closeTarget", { targetId: worker.targetId });
+    return workers.length;
+  } finally {
+    await cdp.detach().catch(() => {});
+  }
+}

@@ -6,7 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { TIMEOUT, useRelay, useSiteAndBrowser } from "./harness.mjs";
-import { waitInPage } from "./pages.mjs";
+import { killSharedWorkers, waitInPage } from "./pages.mjs";
 
 const env = useSiteAndBrowser();
 const relays = useRelay();
@@ -80,19 +80,6 @@ async function threeTabsOnOneDoc(context, repoName, initial) {
   await openDoc(tabs[1], url);
   await openDoc(tabs[2], url);
   return { tabs, url };
-}
-
-/** Terminates every SharedWorker of the browser (as a crash would): through the DevTools protocol. */
-async function killSharedWorkers(browser) {
-  const cdp = await browser.newBrowserCDPSession();
-  try {
-    const { targetInfos } = await cdp.send("Target.getTargets");
-    const workers = targetInfos.filter((target) => target.type === "shared_worker");
-    for (const worker of workers) await cdp.send("Target.closeTarget", { targetId: worker.targetId });
-    return workers.length;
-  } finally {
-    await cdp.detach().catch(() => {});
-  }
 }
 
 test("three tabs in worker mode share one relay connection; edits reach every tab and another browser", { timeout: 120_000 }, async () => {
