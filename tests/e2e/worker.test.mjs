@@ -2,7 +2,8 @@
 // an origin runs in one SharedWorker. Three tabs make one relay connection;
 // edits cross between them and to another browser context; the worker can
 // be killed while a tab types and nothing is lost; offline and back; a
-// worker script that can't load falls back to the page.
+// worker script that can't load, or a CSP that refuses workers, falls back
+// to the page.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { TIMEOUT, useRelay, useSiteAndBrowser } from "./harness.mjs";
@@ -228,6 +229,28 @@ test("offline and back with three tabs in worker mode", { timeout: 120_000 }, as
   } finally {
     await context.close();
     await other.close();
+  }
+});
+
+test("a Content-Security-Policy that refuses workers: the repo runs in the page and status says why", { timeout: 60_000 }, async () => {
+  const context = await env.browser.newContext();
+  try {
+    const page = await context.newPage();
+    await page.goto(`${env.site.url}/csp.html`);
+    const seen = await page.evaluate(async (relay) => {
+      const { createRepo } = await import("/dist/index.js");
+      const repo = await createRepo({ relay, name: "csp", worker: true });
+      const doc = await repo.create({ items: ["works"] });
+      doc.change((d) => void d.items.push("still"));
+      await repo.flush();
+      return { status: repo.status, value: doc.value, history: doc.history().length };
+    }, relays.relay.wsUrl);
+    assert.equal(seen.status.mode, "page");
+    assert.match(seen.status.warning, /worker/);
+    assert.deepEqual(seen.value, { items: ["works", "still"] });
+    assert.equal(seen.history, 2, "the in-page engine, with its synchronous CRDT calls");
+  } finally {
+    await context.close();
   }
 });
 
