@@ -163,3 +163,17 @@ test("worker mode: broadcast says whether the connection is open; a serve the wo
   assert.deepEqual(errors, ["DocNotFound"]);
   assert.doesNotThrow(() => messages.serve("m", () => 2), "the refused handler was dropped, so serving again is allowed");
 });
+
+test("worker routing: a failed request's error goes to its asker with its code; a tab that leaves is sent no answer", () => {
+  const core = fakeCore();
+  const tabs = ["t1", "t2"].map((name) => ({ name, got: [], port: { postMessage: (m) => tabs.find((t) => t.name === name).got.push(m) } }));
+  const [t1, t2] = tabs;
+  const router = new MessageRouter(core, () => tabs);
+  const failed = router.call(t1, { op: "request", url: URL, method: "m", payload: utf8.encode(1), timeoutMs: 9 });
+  const dropped = router.call(t2, { op: "request", url: URL, method: "m", payload: utf8.encode(2), timeoutMs: 9 });
+  router.event({ type: "reply", url: URL, id: failed, error: Object.assign(new Error("nobody"), { code: "NoServer" }) });
+  assert.deepEqual(t1.got, [{ t: "answer", url: URL, id: failed, error: { code: "NoServer", message: "nobody" } }]);
+  router.leave(t2);
+  router.event({ type: "reply", url: URL, id: dropped, result: utf8.encode("late") });
+  assert.deepEqual(t2.got, [], "the tab is gone: nothing is posted to it");
+});
