@@ -197,10 +197,13 @@ async fn many_concurrent_pushers_all_get_acks_with_dense_sequences() {
 #[tokio::test]
 async fn sigterm_during_a_stream_of_pushes_acks_what_it_stored_and_loses_nothing() {
     // Far more than the relay commits before SIGTERM lands (it pipelines up
-    // to 64 pushes per connection): the stream is cut mid-way.
-    const PUSHES: u32 = 3000;
+    // to 64 pushes per connection): the stream is cut mid-way. (3,000 was
+    // not always enough: a full `cargo xtask test` on a busy 2-core machine
+    // once saw the relay store all of them while this test, niced, had not
+    // yet sent the signal.)
+    const PUSHES: u32 = 20_000;
     let data = tempfile::tempdir().unwrap();
-    // 3000 frames as fast as the client sends them: past the default rate
+    // Frames as fast as the client sends them: past the default rate
     // limit (1000 frames/s, bursts of 2000) whenever the sending outpaces
     // the relay's reading, which this test is not about.
     let relay = RelayProcess::start_with(data.path(), &["--rate-frames", "0"]).await;
