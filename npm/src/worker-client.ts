@@ -101,6 +101,9 @@ export class WorkerCore implements CoreApi {
   readonly #calls = new Map<number, Call>();
   #nextCall = 1;
   readonly #docs = new Map<string, TabDoc>();
+  /** The lock this tab holds while it lives (the worker waits on it), and how to let it go. */
+  #tabLock: string | undefined;
+  #releaseTabLock: (() => void) | undefined;
   /** Each open doc's history as the worker sent it (`history()` reads it synchronously); `hashes` drops repeats. */
   readonly #histories = new Map<string, { entries: HistoryEntry[]; hashes: Set<string> }>();
   /** Every change not yet reported durable, by seq. */
@@ -122,8 +125,25 @@ export class WorkerCore implements CoreApi {
   /** Starts (or joins) the worker; rejects with `WorkerStartError` if it can't run, or the worker's refusal. */
   static async open(init: WorkerCoreInit): Promise<WorkerCore> {
     const core = new WorkerCore(init);
+    await core.#holdTabLock();
     await core.#connect();
     return core;
+  }
+
+  /** Takes the lock that tells the worker, once it is free, that this tab is gone (see `tabLock`). */
+  async #holdTabLock(): Promise<void> {
+    const locks = globalThis.navigator?.locks;
+    if (typeof locks?.request !== "function" || typeof globalThis.crypto?.randomUUID !== "function") return;
+    const name = `syncline-tab:${globalThis.crypto.randomUUID()}`;
+    const held = await new Promise<boolean>((granted) => {
+      locks
+        .request(name, () => {
+          granted(true);
+          return new Promise<void>((release) => (this.#releaseTabLock = release));
+        })
+        .catch(() => granted(false));
+    });
+    if (held) this.#tabLock = name;
   }
 
   #connect(): Promise<void> {
@@ -160,7 +180,9 @@ export class WorkerCore implements CoreApi {
             fail(mismatch(message.version));
             return;
           }
-          port.postMessage({ t: "hello", version: PACKAGE_VERSION, ...this.#init.hello } satisfies ToWorker);
+          const hello: ToWorker = { t: "hello", version: PACKAGE_VERSION, ...this.#init.hello };
+          if (this.#tabLock) hello.tabLock = this.#tabLock;
+          port.postMessage(hello);
           return;
         }
         if (this.#port !== port) {
@@ -675,6 +697,7 @@ export class WorkerCore implements CoreApi {
     if (this.#closed) return;
     this.#post({ t: "bye" });
     this.#closed = true;
+    this.#releaseTabLock?.();
     this.#lockWatch.abort();
     this.#port?.close();
     this.#port = null;

@@ -26,6 +26,7 @@ import { fitOps } from "./rebase.js";
 import { applyPatches, opsToPatches } from "./snapshot.js";
 import { TabLink } from "./tabs.js";
 import { MessageRouter } from "./worker-messages.js";
+import { PresenceRouter } from "./worker-presence.js";
 import { PACKAGE_VERSION } from "./version.js";
 import type { CallRequest, ChangeMessage, FromWorker, ToWorker, WireError } from "./worker-protocol.js";
 import { toWire } from "./worker-protocol.js";
@@ -115,7 +116,7 @@ export class WorkerHost {
       return;
     }
     if (message.t === "bye") {
-      tab.repo?.leave(tab);
+      this.#gone(tab);
       tab.port.close?.();
       return;
     }
@@ -162,6 +163,17 @@ export class WorkerHost {
     tab.tokenFunction = hello.tokenFunction;
     tab.repo = repo;
     repo.join(tab);
+    // Free once the tab is gone, closed or crashed (no `bye` then).
+    const locks = (globalThis as { navigator?: Navigator }).navigator?.locks;
+    if (hello.tabLock && typeof locks?.request === "function") {
+      void locks.request(hello.tabLock, () => this.#gone(tab)).catch(() => {});
+    }
+  }
+
+  /** `tab` said `bye`, or its lock came free: it has left its repo. */
+  #gone(tab: Tab): void {
+    tab.repo?.leave(tab);
+    tab.repo = null;
   }
 }
 
@@ -183,6 +195,7 @@ class RepoEngine {
   #nextTokenId = 1;
   #crashed = false;
   readonly #messages: MessageRouter<Tab>;
+  readonly #presence: PresenceRouter<Tab>;
 
   readonly #onFatal: () => void;
 
@@ -192,6 +205,7 @@ class RepoEngine {
     this.#onFatal = onCrash;
     this.#core = adaptCore(raw, (error) => this.#crash(error, onCrash));
     this.#messages = new MessageRouter(this.#core, (url) => this.#docs.get(url)?.tabs ?? []);
+    this.#presence = new PresenceRouter(this.#core, (url) => this.#docs.get(url)?.tabs ?? []);
     this.#link = new TabLink(name, {
       message: (bytes) => {
         try {
@@ -231,6 +245,7 @@ class RepoEngine {
   leave(tab: Tab): void {
     this.#tabs.delete(tab);
     this.#messages.leave(tab);
+    this.#presence.leave(tab);
     for (const url of tab.docs) this.#docs.get(url)?.tabs.delete(tab);
     tab.docs.clear();
   }
@@ -443,6 +458,7 @@ class RepoEngine {
         doc.tabs.add(tab);
         tab.docs.add(request.url);
         if (doc.undoState) tab.port.postMessage({ t: "undoState", url: request.url, state: doc.undoState });
+        this.#presence.opened(tab, request.url);
         // Before the reply: `history()` is there when `open` resolves (a fast-opened doc's comes once its CRDT loads).
         this.#sendHistory(request.url, [], [tab]);
         return { url: request.url, value: doc.value, heads: doc.heads };
@@ -463,8 +479,7 @@ class RepoEngine {
       case "valueAt":
         return core.valueAt(request.url, request.heads);
       case "setPresence":
-        if (request.state) core.setPresence(request.url, request.state);
-        else core.clearPresence(request.url);
+        this.#presence.set(tab, request.url, request.state ?? null);
         return undefined;
       case "setOnline":
         core.setOnline(request.online);
@@ -575,6 +590,7 @@ class RepoEngine {
   #forget(url: string, except?: Tab): void {
     const doc = this.#docs.get(url);
     this.#docs.delete(url);
+    this.#presence.forget(url);
     if (except === undefined) {
       try {
         this.#core.deleteDoc(url);

@@ -93,6 +93,12 @@ export type ToWorker =
       /** The app gave a token function: the worker asks this tab for tokens. */
       tokenFunction: boolean;
       key: Uint8Array;
+      /**
+       * A Web Lock this tab holds for as long as it lives: the worker waits
+       * on it, so it knows when the tab is gone (closed or crashed, with no
+       * `bye`) and drops its presence, methods and requests.
+       */
+      tabLock?: string;
     }
   | ({ t: "call"; id: number } & CallRequest)
   | ChangeMessage

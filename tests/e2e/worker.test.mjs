@@ -232,6 +232,41 @@ test("offline and back with three tabs in worker mode", { timeout: 120_000 }, as
   }
 });
 
+test("presence in worker mode: the app's tabs see each other; another browser sees the tab that set it last, then the one before", { timeout: 120_000 }, async () => {
+  const context = await env.browser.newContext();
+  const other = await env.browser.newContext();
+  try {
+    const a = await openTab(context, "pres-a", { repoName: "pres" });
+    const b = await openTab(context, "pres-b", { repoName: "pres" });
+    const url = await a.evaluate(async () => {
+      window.doc = await window.repo.create({ items: [] });
+      return window.doc.url;
+    });
+    await openDoc(b, url);
+    const d = await openTab(other, "pres-d", { worker: false, repoName: "pres" });
+    await openDoc(d, url);
+    const states = (page) => page.evaluate(() => window.doc.presence.peers.map((p) => p.state.who).sort().join());
+    const waitStates = (page, expected, what) =>
+      waitInPage(page, (expected) => window.doc.presence.peers.map((p) => p.state.who).sort().join() === expected, expected, TIMEOUT.sync, what);
+
+    await a.evaluate(() => window.doc.presence.set({ who: "a" }));
+    await waitStates(b, "a", "b sees its sibling tab a");
+    await waitStates(d, "a", "the other browser sees the app as a");
+    await b.evaluate(() => window.doc.presence.set({ who: "b" }));
+    await waitStates(a, "b", "a sees its sibling tab b");
+    await waitStates(d, "b", "the other browser sees one peer for the app: the tab that set it last");
+    assert.equal(await states(d), "b");
+    // The tab the others see closes: they see the one set before it; its sibling sees it gone.
+    await b.close();
+    await waitStates(a, "", "b's presence gone from a");
+    await waitStates(d, "a", "the other browser sees a again");
+    for (const page of [a, d]) assert.deepEqual(await page.evaluate(() => window.errors), []);
+  } finally {
+    await context.close();
+    await other.close();
+  }
+});
+
 test("a Content-Security-Policy that refuses workers: the repo runs in the page and status says why", { timeout: 60_000 }, async () => {
   const context = await env.browser.newContext();
   try {
