@@ -53,7 +53,10 @@ export function HistoryPanel({ url }: { url: string }) {
         {recent.map((entry) => (
           <li key={entry.hash} data-testid="history-entry">
             <button
-              onClick={() => setViewing({ hash: entry.hash, items: handle.view([entry.hash]).items.map((t) => t.title) })}
+              onClick={() =>
+                // viewAsync: works whether the engine is in the page or in a worker.
+                void handle.viewAsync([entry.hash]).then((then) => setViewing({ hash: entry.hash, items: then.items.map((t) => t.title) }))
+              }
             >
               {entry.message ?? "change"}
             </button>{" "}
