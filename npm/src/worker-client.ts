@@ -126,7 +126,12 @@ export class WorkerCore implements CoreApi {
   static async open(init: WorkerCoreInit): Promise<WorkerCore> {
     const core = new WorkerCore(init);
     await core.#holdTabLock();
-    await core.#connect();
+    try {
+      await core.#connect();
+    } catch (error) {
+      core.#releaseTabLock?.(); // no worker to wait on it: the page engine takes over
+      throw error;
+    }
     return core;
   }
 
