@@ -184,11 +184,13 @@ async function workerModeWorks(baseUrl, name) {
 async function devtoolsShowTheValue(page, want) {
   const shadowText = () => page.evaluate(() => document.getElementById("syncline-devtools")?.shadowRoot?.textContent ?? "");
   await page.click("#devtools");
-  await page.waitForFunction((want) => document.getElementById("syncline-devtools")?.shadowRoot?.textContent.includes(`count: ${want}`), want, { timeout: 30_000 });
+  // `count: 42`, not `count: 420`: no digit may follow.
+  const shows = (n) => document.getElementById("syncline-devtools")?.shadowRoot?.textContent.match(new RegExp(`count: ${n}(?!\\d)`)) != null;
+  await page.waitForFunction(shows, want, { timeout: 30_000 });
   await page.click("#inc");
   const next = String(Number(want) + 1);
   await valueIs(page, next);
-  await page.waitForFunction((next) => document.getElementById("syncline-devtools").shadowRoot.textContent.includes(`count: ${next}`), next, { timeout: 30_000 });
+  await page.waitForFunction(shows, next, { timeout: 30_000 });
   assert.ok((await shadowText()).includes("Event log"), "the whole panel is there");
 }
 
