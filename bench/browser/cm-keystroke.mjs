@@ -18,17 +18,13 @@ import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, launch, startProcess, startStatic } from "./serve.mjs";
+import { median, parseFlags, pct } from "./stats.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, "..", "..");
 const site = join(here, ".build", "editor-site");
 
-const flags = {};
-for (let i = 2; i < process.argv.length; i++) {
-  const m = /^--([^=]+)(?:=(.*))?$/.exec(process.argv[i]);
-  if (!m) throw new Error(`unexpected argument ${process.argv[i]}`);
-  flags[m[1]] = m[2] ?? (process.argv[i + 1] && !process.argv[i + 1].startsWith("--") ? process.argv[++i] : "true");
-}
+const flags = parseFlags(process.argv.slice(2));
 const num = (name, dflt) => (flags[name] === undefined ? dflt : Number(flags[name]));
 const args = { keys: num("keys", 300), warmup: num("warmup", 20), gapMs: num("gap", 100), rounds: num("rounds", 3) };
 // --only syncline|yjs: one system alone (to see what the other's pages cost it on a small machine); the default is both at once.
@@ -37,12 +33,6 @@ if (!systems.every((x) => x === "syncline" || x === "yjs")) throw new Error("--o
 const relayBin = resolve(flags.relay ?? join(repoRoot, "target", "release", "syncline-relay"));
 const yServer = join(here, "node_modules", "@y", "websocket-server", "src", "server.js");
 
-const sorted = (xs) => [...xs].sort((a, b) => a - b);
-const pct = (xs, p) => {
-  const s = sorted(xs);
-  return s.length === 0 ? NaN : s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
-};
-const median = (xs) => pct(xs, 50);
 const f = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : String(x));
 
 // Prose to type: what a person writes in a note.

@@ -11,6 +11,7 @@ import { gunzipSync, gzipSync } from "node:zlib";
 import { WebSocketServer } from "ws";
 import { startCountingProxy } from "./counting-proxy.mjs";
 import { freePort, launch, startProcess as startServerProcess, startStatic as serveStatic } from "./serve.mjs";
+import { median, parseFlags, pct } from "./stats.mjs";
 import { recordFrames, summarizeFrames } from "./wire-frames.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -23,22 +24,10 @@ const targetDir = resolve(process.env.CARGO_TARGET_DIR ?? join(repoRoot, "target
 
 // ------------------------------------------------------------------ flags
 const [scenario, ...rest] = process.argv.slice(2);
-const flags = {};
-for (let i = 0; i < rest.length; i++) {
-  const m = /^--([^=]+)(?:=(.*))?$/.exec(rest[i]);
-  if (!m) throw new Error(`unexpected argument ${rest[i]}`);
-  flags[m[1]] = m[2] ?? (rest[i + 1] && !rest[i + 1].startsWith("--") ? rest[++i] : "true");
-}
+const flags = parseFlags(rest);
 const num = (name, dflt) => (flags[name] === undefined ? dflt : Number(flags[name]));
 
 // ------------------------------------------------------------------ stats
-const sorted = (xs) => [...xs].sort((a, b) => a - b);
-function pct(xs, p) {
-  const s = sorted(xs);
-  if (s.length === 0) return NaN;
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
-}
-const median = (xs) => pct(xs, 50);
 const f = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : String(x));
 const ratio = (ours, theirs) => `${f(ours / theirs, 2)}×`;
 

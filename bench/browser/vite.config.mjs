@@ -1,35 +1,17 @@
 // Bundles the benchmark page: `syncline` is the TypeScript source in npm/src
 // (not npm/dist), with the wasm glue this folder's build wrote to
 // .build/syncline-wasm — so nothing is written into npm/.
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join, resolve } from "node:path";
 import { defineConfig } from "vite";
+import { build, glueDir, here, npmSrc, synclineGlue } from "./vite.glue.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const repoRoot = resolve(here, "..", "..");
-const build = join(here, ".build");
 // Overrides, to bundle another build side by side (see compare.mjs): the
-// package source, the wasm-bindgen output, and where the site goes.
-const npmSrc = resolve(process.env.SYNCLINE_BENCH_NPM_SRC ?? join(repoRoot, "npm", "src"));
-const glueDir = resolve(process.env.SYNCLINE_BENCH_GLUE ?? join(build, "syncline-wasm"));
+// package source and the wasm-bindgen output (vite.glue.mjs), and where the
+// site goes.
 // SYNCLINE_BENCH_PAGE=editor bundles only site/editor.html (cm-keystroke.mjs)
 // into .build/editor-site: it needs no aes-wasm build.
 const editorOnly = process.env.SYNCLINE_BENCH_PAGE === "editor";
 const outDir = resolve(process.env.SYNCLINE_BENCH_SITE ?? join(build, editorOnly ? "editor-site" : "site"));
-
-/** npm/src imports "./wasm/syncline_wasm.js": serve ours instead. */
-function synclineGlue() {
-  return {
-    name: "syncline-bench-glue",
-    enforce: "pre",
-    resolveId(source, importer) {
-      if (source === "./wasm/syncline_wasm.js" && importer && resolve(dirname(importer)) === npmSrc) {
-        return join(glueDir, "syncline_wasm.js");
-      }
-      return null;
-    },
-  };
-}
 
 export default defineConfig({
   root: join(here, "site"),

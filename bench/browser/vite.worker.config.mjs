@@ -6,30 +6,11 @@
 // npm/src/worker-client.ts → npm/src/worker.ts) is bundled as its own ES
 // module chunk, with the same glue, so `createRepo({ worker: true })` really
 // starts a worker (the page checks `repo.status.mode === "worker"`).
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join, resolve } from "node:path";
 import { defineConfig } from "vite";
+import { build, glueDir, here, npmSrc, synclineGlue } from "./vite.glue.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const repoRoot = resolve(here, "..", "..");
-const build = join(here, ".build");
-const npmSrc = resolve(process.env.SYNCLINE_BENCH_NPM_SRC ?? join(repoRoot, "npm", "src"));
-const glueDir = resolve(process.env.SYNCLINE_BENCH_GLUE ?? join(build, "syncline-wasm"));
 const outDir = resolve(process.env.SYNCLINE_BENCH_WORKER_SITE ?? join(build, "site-worker"));
-
-/** npm/src imports "./wasm/syncline_wasm.js" (page and worker): serve ours instead. */
-function synclineGlue() {
-  return {
-    name: "syncline-bench-glue",
-    enforce: "pre",
-    resolveId(source, importer) {
-      if (source === "./wasm/syncline_wasm.js" && importer && resolve(dirname(importer)) === npmSrc) {
-        return join(glueDir, "syncline_wasm.js");
-      }
-      return null;
-    },
-  };
-}
 
 export default defineConfig({
   root: join(here, "site-worker"),

@@ -17,6 +17,7 @@ import { gunzipSync } from "node:zlib";
 import { chromium } from "playwright-core";
 import WebSocket from "ws";
 import { freePort, startProcess, startStatic as serveStatic } from "./serve.mjs";
+import { median, parseFlags, pct } from "./stats.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, "..", "..");
@@ -29,22 +30,10 @@ const targetDir = resolve(process.env.CARGO_TARGET_DIR ?? join(repoRoot, "target
 // ------------------------------------------------------------------ flags
 const argv = process.argv.slice(2);
 const what = argv[0] && !argv[0].startsWith("--") ? argv.shift() : "all";
-const flags = {};
-for (let i = 0; i < argv.length; i++) {
-  const m = /^--([^=]+)(?:=(.*))?$/.exec(argv[i]);
-  if (!m) throw new Error(`unexpected argument ${argv[i]}`);
-  flags[m[1]] = m[2] ?? (argv[i + 1] && !argv[i + 1].startsWith("--") ? argv[++i] : "true");
-}
+const flags = parseFlags(argv);
 const num = (name, dflt) => (flags[name] === undefined ? dflt : Number(flags[name]));
 
 // ------------------------------------------------------------------ stats
-const sorted = (xs) => [...xs].sort((a, b) => a - b);
-function pct(xs, p) {
-  const s = sorted(xs);
-  if (s.length === 0) return NaN;
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
-}
-const median = (xs) => pct(xs, 50);
 const f = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : String(x));
 const ratio = (a, b) => `${(a / b).toFixed(2)}×`;
 const load = () => loadavg().map((x) => +x.toFixed(2));
