@@ -7,11 +7,12 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { gunzipSync, gzipSync } from "node:zlib";
+import { gzipSync } from "node:zlib";
 import { WebSocketServer } from "ws";
 import { startCountingProxy } from "./counting-proxy.mjs";
 import { freePort, launch, startProcess as startServerProcess, startStatic as serveStatic } from "./serve.mjs";
 import { median, parseFlags, pct } from "./stats.mjs";
+import { automergeBytes, loadTrace as readTrace } from "./traces.mjs";
 import { recordFrames, summarizeFrames } from "./wire-frames.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -279,42 +280,14 @@ async function wireFloor(pageA, pageB, { count, bytes }) {
 }
 
 /** The trace's edits as [pos, del, insert], one per transaction's patch. */
-function loadTrace() {
-  const dir = resolve(flags.traces ?? process.env.SYNCLINE_TRACES ?? join(repoRoot, "bench", "traces"));
-  const file = join(dir, "automerge-paper.json.gz");
-  if (!existsSync(file)) throw new Error(`no trace at ${file}: pass --traces DIR`);
-  const trace = JSON.parse(gunzipSync(readFileSync(file)).toString("utf8"));
-  const txns = trace.txns.map((t) => t.patches.map(([pos, del, ins]) => [pos, del, ins]));
-  return { txns, endContent: trace.endContent, startContent: trace.startContent };
-}
+const loadTrace = () => readTrace(flags.traces ?? process.env.SYNCLINE_TRACES ?? join(repoRoot, "bench", "traces"));
 
-/**
- * The same trace as an Automerge 3.5 doc, `batch` edits per change (the same
- * grouping as the Syncline side), saved; cached in .build/traces.
- */
-async function automergeBytes(trace, batch) {
-  const out = join(build, "traces", `automerge-paper-${batch}.automerge`);
-  if (existsSync(out)) return out;
-  mkdirSync(dirname(out), { recursive: true });
-  console.error("building the Automerge doc of the trace (once, cached)...");
-  const A = await import("@automerge/automerge");
-  let doc = A.from({ text: trace.startContent });
-  const edits = trace.txns.flat();
-  for (let i = 0; i < edits.length; i += batch) {
-    doc = A.change(doc, (d) => {
-      for (const [pos, del, ins] of edits.slice(i, i + batch)) A.splice(d, ["text"], pos, del, ins);
-    });
-  }
-  if (doc.text !== trace.endContent) throw new Error("Automerge replay did not reach endContent");
-  writeFileSync(out, A.save(doc));
-  return out;
-}
 
 async function coldOpen() {
   requireBuilt();
   const trace = loadTrace();
   const batch = num("batch", 100);
-  const bytesFile = await automergeBytes(trace, batch);
+  const bytesFile = await automergeBytes(build, trace, batch);
   const web = await startStatic({ "/trace.automerge": bytesFile });
   const browser = await launch();
   try {

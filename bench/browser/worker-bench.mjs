@@ -13,11 +13,11 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { gunzipSync } from "node:zlib";
 import { chromium } from "playwright-core";
 import WebSocket from "ws";
 import { freePort, startProcess, startStatic as serveStatic } from "./serve.mjs";
 import { median, parseFlags, pct } from "./stats.mjs";
+import { automergeBytes, loadTrace as readTrace } from "./traces.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, "..", "..");
@@ -200,32 +200,8 @@ async function openPage(context, url, name) {
 const call = (page, ms, fn, arg, what) => within(ms, page.evaluate(fn, arg), what);
 
 // ------------------------------------------------------------------ trace
-function loadTrace() {
-  const dir = resolve(flags.traces ?? process.env.SYNCLINE_TRACES ?? join(repoRoot, "bench", "traces"));
-  const file = join(dir, "automerge-paper.json.gz");
-  if (!existsSync(file)) throw new Error(`no trace at ${file}: pass --traces DIR`);
-  const trace = JSON.parse(gunzipSync(readFileSync(file)).toString("utf8"));
-  return { txns: trace.txns.map((t) => t.patches.map(([pos, del, ins]) => [pos, del, ins])), endContent: trace.endContent, startContent: trace.startContent };
-}
+const loadTrace = () => readTrace(flags.traces ?? process.env.SYNCLINE_TRACES ?? join(repoRoot, "bench", "traces"));
 
-/** The trace as an Automerge 3.5 doc, `batch` edits per change (as run.mjs; shares its cache in .build/traces). */
-async function automergeBytes(trace, batch) {
-  const out = join(build, "traces", `automerge-paper-${batch}.automerge`);
-  if (existsSync(out)) return out;
-  mkdirSync(dirname(out), { recursive: true });
-  console.error("building the Automerge doc of the trace (once, cached)...");
-  const A = await import("@automerge/automerge");
-  let doc = A.from({ text: trace.startContent });
-  const edits = trace.txns.flat();
-  for (let i = 0; i < edits.length; i += batch) {
-    doc = A.change(doc, (d) => {
-      for (const [pos, del, ins] of edits.slice(i, i + batch)) A.splice(d, ["text"], pos, del, ins);
-    });
-  }
-  if (doc.text !== trace.endContent) throw new Error("Automerge replay did not reach endContent");
-  writeFileSync(out, A.save(doc));
-  return out;
-}
 
 // ------------------------------------------------------------------ the run
 const modes = ["worker", "page"];
@@ -236,7 +212,7 @@ async function main() {
   const needDoc = what === "all" || what === "cold" || what === "memory";
   const trace = needDoc ? loadTrace() : null;
   const batch = num("batch", 100);
-  const bytesFile = needDoc ? await automergeBytes(trace, batch) : null;
+  const bytesFile = needDoc ? await automergeBytes(build, trace, batch) : null;
   const web = await startStatic(bytesFile ? { "/trace.automerge": bytesFile } : {});
   const dir = mkdtempSync(join(tmpdir(), "syncline-wbench-"));
   const relayBin = resolve(flags.relay ?? join(targetDir, "release", "syncline-relay"));

@@ -9,12 +9,12 @@ import { createRepo } from "syncline";
 import initSynclineGlue, { Core } from "syncline-glue";
 import * as A from "@automerge/automerge/slim";
 import automergeWasmUrl from "@automerge/automerge/automerge.wasm?url";
+import { fromHex, sameBytes, storedValue, writeTrace } from "../site/trace-doc.js";
 
 const now = () => performance.now();
 /** A clock shared by the pages of one machine (A → B latency across pages). */
 const wallMs = () => performance.timeOrigin + performance.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const fromHex = (hex) => new Uint8Array(hex.match(/../g).map((b) => parseInt(b, 16)));
 const uniq = () => `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 
 // ------------------------------------------------------------ long tasks
@@ -82,48 +82,12 @@ let automergeReady;
 const initAutomerge = () => (automergeReady ??= A.initializeWasm(automergeWasmUrl));
 
 // ------------------------------------------------------------ cold open
-/** Writes the trace into a Syncline doc through the raw Core (as site/main.js coldOpenSetup). */
+/** Writes the trace into a Syncline doc through the raw Core (`site/trace-doc.js`). */
 async function coldSetup({ name, keyHex, edits, batch = 100 }) {
   await initPageWasm();
-  const core = await Core.open(name, undefined, () => {}, fromHex(keyHex));
-  const url = core.create({});
-  core.change(url, JSON.stringify([{ op: "put_text", obj: [], key: "text", value: "" }]));
-  const t0 = now();
-  for (let i = 0; i < edits.length; i += batch) {
-    const ops = [];
-    for (const [pos, del, ins] of edits.slice(i, i + batch)) ops.push({ op: "splice_text", obj: ["text"], index: pos, delete: del, insert: ins });
-    core.change(url, JSON.stringify(ops));
-    if (i % (50 * batch) === 0) {
-      await core.flush();
-      if (i % (400 * batch) === 0) console.info(`setup: ${i} edits, ${((now() - t0) / 1000).toFixed(1)} s`);
-    }
-  }
-  await core.flush();
-  const t1 = now();
-  const length = core.value(url).text.length;
-  core.close();
-  return { url, ms: t1 - t0, length };
+  return writeTrace(Core, { name, keyHex, edits, batch });
 }
 
-/** The sealed value record of `url`'s doc in IndexedDB (outside any timing). */
-async function storedValue(name, url) {
-  const db = await new Promise((resolve, reject) => {
-    const request = indexedDB.open(`syncline:${name}`);
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(request.error);
-  });
-  try {
-    const id = url.slice("syncline:".length).split("#")[0];
-    return await new Promise((resolve, reject) => {
-      const request = db.transaction("values").objectStore("values").get(id);
-      request.onsuccess = () => resolve(request.result);
-      request.onerror = () => reject(request.error);
-    });
-  } finally {
-    db.close();
-  }
-}
-const sameBytes = (a, b) => (!a || !b ? a === b : a.length === b.length && a.every((x, i) => x === b[i]));
 
 /**
  * One cold open in a fresh page (a fresh SharedWorker in worker mode: the

@@ -10,6 +10,7 @@ import { Repo } from "@automerge/automerge-repo/slim";
 import { IndexedDBStorageAdapter } from "@automerge/automerge-repo-storage-indexeddb";
 import { BrowserWebSocketClientAdapter } from "@automerge/automerge-repo-network-websocket";
 import automergeWasmUrl from "@automerge/automerge/automerge.wasm?url";
+import { fromHex, sameBytes, storedValue, writeTrace } from "./trace-doc.js";
 
 const now = () => performance.now();
 /** A clock shared by pages of one machine (for A → B latency across pages). */
@@ -34,9 +35,6 @@ async function initWasm() {
 
 function randomKey() {
   return crypto.getRandomValues(new Uint8Array(32));
-}
-function fromHex(hex) {
-  return new Uint8Array(hex.match(/../g).map((b) => parseInt(b, 16)));
 }
 const uniq = () => `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 
@@ -343,60 +341,12 @@ function floorResults() {
 }
 
 // ---------------------------------------------------------------- scenario 2
-/**
- * Writes the trace's edits into a Syncline doc through the engine's own
- * command interface (the `Core` behind `createRepo`; the public draft has no
- * text splice yet): `batch` consecutive edits per change (`splice_text`
- * ops). Returns the doc URL once everything is flushed.
- */
+/** Writes the trace into a Syncline doc through the raw Core (`trace-doc.js`). */
 async function coldOpenSetup({ name, keyHex, edits, batch = 1 }) {
   await initWasm();
-  const core = await Core.open(name, undefined, () => {}, fromHex(keyHex));
-  const url = core.create({});
-  // The raw glue takes ops as JSON text.
-  core.change(url, JSON.stringify([{ op: "put_text", obj: [], key: "text", value: "" }]));
-  const t0 = now();
-  for (let i = 0; i < edits.length; i += batch) {
-    const ops = [];
-    for (const [pos, del, ins] of edits.slice(i, i + batch)) {
-      ops.push({ op: "splice_text", obj: ["text"], index: pos, delete: del, insert: ins });
-    }
-    core.change(url, JSON.stringify(ops));
-    if (i % (50 * batch) === 0) {
-      await core.flush();
-      if (i % (200 * batch) === 0) console.info(`setup: ${i} edits, ${((now() - t0) / 1000).toFixed(1)} s`);
-    }
-  }
-  await core.flush();
-  const t1 = now();
-  const value = core.value(url);
-  core.close();
-  return { url, ms: t1 - t0, length: value.text.length };
+  return writeTrace(Core, { name, keyHex, edits, batch });
 }
 
-/** The sealed value record of `url`'s document in the repo's IndexedDB (outside any timing). */
-async function storedValue(name, url) {
-  const db = await new Promise((resolve, reject) => {
-    const request = indexedDB.open(`syncline:${name}`);
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(request.error);
-  });
-  try {
-    const id = url.slice("syncline:".length).split("#")[0];
-    return await new Promise((resolve, reject) => {
-      const request = db.transaction("values").objectStore("values").get(id);
-      request.onsuccess = () => resolve(request.result);
-      request.onerror = () => reject(request.error);
-    });
-  } finally {
-    db.close();
-  }
-}
-
-function sameBytes(a, b) {
-  if (!a || !b) return a === b;
-  return a.length === b.length && a.every((x, i) => x === b[i]);
-}
 
 /**
  * After a reload: times Syncline's cold open (createRepo + repo.open(url)
