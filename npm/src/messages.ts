@@ -224,8 +224,7 @@ function encode(value: JsonValue, what: string): Uint8Array {
     json = toJson(value);
   } catch (error) {
     const problem = toSynclineError(error);
-    // toJson speaks of documents; say what was being sent.
-    throw new SynclineError(problem.code, `the ${what} is not plain JSON: ${problem.message.replace(" in a document", "")}`);
+    throw new SynclineError(problem.code, `the ${what} must be plain JSON, as a document's values are: ${problem.message}`);
   }
   const bytes = utf8.encoder.encode(JSON.stringify(json));
   if (bytes.length > MAX_MESSAGE_JSON_BYTES) {
