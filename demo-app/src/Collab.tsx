@@ -1,7 +1,7 @@
 // Who else is here (presence avatars) and what happened (the history panel).
 import { useEffect, useState } from "react";
 import type { DocHandle, HistoryEntry, JsonValue } from "syncline";
-import { useDoc, usePresence, useRepo } from "syncline/react";
+import { useDoc, useHistory, usePresence, useRepo } from "syncline/react";
 import type { Me } from "./me";
 import type { Todos } from "./syncline";
 
@@ -38,13 +38,13 @@ export function Avatars({ url, me, rename }: { url: string; me: Me; rename: (nam
 export function HistoryPanel({ url }: { url: string }) {
   const repo = useRepo();
   const [handle, setHandle] = useState<DocHandle<Todos>>();
-  const [value] = useDoc<Todos>(url); // re-render on every change
+  // Re-renders when the history grows: with the engine in a worker, a round trip after the value.
+  const entries: readonly HistoryEntry[] = useHistory(url);
   const [viewing, setViewing] = useState<{ hash: string; items: string[] }>();
   useEffect(() => {
     void repo.open<Todos>(url).then(setHandle);
   }, [repo, url]);
-  if (!handle || !value) return null;
-  const entries: readonly HistoryEntry[] = handle.history();
+  if (!handle || entries.length === 0) return null;
   const recent = entries.slice(-8).reverse();
   return (
     <details className="history" data-testid="history">

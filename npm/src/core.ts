@@ -6,7 +6,7 @@
  * is implemented over a MessagePort by `worker-client.ts`.
  */
 import { opsToPatches } from "./snapshot.js";
-import type { DocStatus, HistoryEntry, JsonValue, Op, Patch, Path, Status, TextMark, TransportOptions } from "./types.js";
+import type { DocStatus, EngineStatus, HistoryEntry, JsonValue, Op, Patch, Path, TextMark, TransportOptions } from "./types.js";
 
 export type CoreEvent =
   /**
@@ -19,13 +19,15 @@ export type CoreEvent =
    * from what the tab assumed); replaces the handle's value.
    */
   | { type: "reset"; url: string; value: unknown }
+  /** Worker mode: the worker's history entries for the doc arrived (read them with `history`). */
+  | { type: "history"; url: string }
   /** Worker mode: the doc's `canUndo`/`canRedo` changed (read them with `undoState`). */
   | { type: "undoState"; url: string }
   /** Worker mode: another tab deleted this doc. */
   | { type: "deleted"; url: string }
   /** The relay sent everything it had for this doc. */
   | { type: "caughtUp"; url: string }
-  | { type: "status"; status: Status }
+  | { type: "status"; status: EngineStatus }
   /** Bytes for the other tabs of this origin (posted on the repo's BroadcastChannel). */
   | { type: "broadcast"; bytes: Uint8Array }
   /** A peer's presence on a doc; `state` null once it is gone. */
@@ -101,11 +103,13 @@ export interface CoreApi {
   cursorPositionAsync?(url: string, path: Path, cursor: string): Promise<number>;
   marksAsync?(url: string, path: Path): Promise<TextMark[]>;
   flush(): Promise<void>;
-  status(): Status;
+  status(): EngineStatus;
   /** One document's unsaved and pending changes, and the relay's last refusal of it. */
   docStatus(url: string): DocStatus;
   /** `false`: disconnect and stay offline until `true`. */
   setOnline(online: boolean): void;
+  /** A tab heard the network come or go, or became visible (the engine in a worker has no window to hear it). */
+  pageEvent?(event: "online" | "offline" | "visible"): void;
   close(): void;
   /**
    * One schema migration step from version `from` (see `schema.ts`): the
@@ -222,6 +226,7 @@ export function adaptCore(raw: RawCore, onTrap: (error: unknown) => void): CoreA
     status: () => guard(() => raw.status()),
     docStatus: (url) => guard(() => raw.docStatus(url)),
     setOnline: (online) => guard(() => raw.setOnline(online)),
+    pageEvent: (event) => guard(() => raw.pageEvent?.(event)),
     close: () => guard(() => raw.close()),
     exportDoc: (url) => guard(() => raw.exportDoc(url)),
     importDoc: (bytes) => guard(() => raw.importDoc(bytes)),

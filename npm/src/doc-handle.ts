@@ -146,6 +146,12 @@ export interface DocEvents {
   error: (error: SynclineError) => void;
   /** `canUndo` or `canRedo` changed. */
   undoState: (state: UndoState) => void;
+  /**
+   * `history()` may have grown: in the page with each change, local or
+   * remote; in worker mode when the worker's entries arrive, a round trip
+   * after the change shows in `value`. Read `history()` again.
+   */
+  history: () => void;
 }
 
 /** This page's presence on a document, and its peers'. */
@@ -255,6 +261,11 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
     return this.#listeners.on(event, listener as (value: never) => void);
   }
 
+  /** `history()` may have grown: tells its listeners. */
+  historyChanged(): void {
+    for (const listener of [...this.#listeners.history]) callSafely(listener, undefined);
+  }
+
   /** Re-reads the status from the repo; tells listeners if it changed. */
   refreshStatus(): void {
     let next: DocStatus;
@@ -304,6 +315,7 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
     const patches = this.#host.applyChange(this.url, ops, options);
     this.apply(patches);
     this.notify();
+    this.historyChanged();
     this.refreshUndoState();
     return patches;
   }
@@ -321,6 +333,7 @@ export class Handle<T extends object = JsonObject> implements DocHandle<T> {
     if (patches !== null) {
       this.apply(patches);
       this.notify();
+      this.historyChanged();
     }
     this.refreshUndoState();
     return patches !== null;

@@ -1,6 +1,6 @@
 /**
  * "status" and "error" listener sets (and a document handle's
- * "undoState"), as the repo and each document handle keep them: `on(event, fn)` subscribes (a wrapper per call, so the same
+ * "undoState" and "history"), as the repo and each document handle keep them: `on(event, fn)` subscribes (a wrapper per call, so the same
  * function added twice is two subscriptions), and every call into app code
  * is guarded, so one listener that throws starves no other.
  */
@@ -13,10 +13,11 @@ export class StatusAndErrorListeners<S, U = never> {
   readonly error = new Set<(error: SynclineError) => void>();
   /** Only where the constructor was told so (a document handle). */
   readonly undoState = new Set<(state: U) => void>();
+  readonly history = new Set<(nothing: undefined) => void>();
   readonly #names: readonly string[];
 
-  constructor(withUndoState = false) {
-    this.#names = withUndoState ? ["status", "error", "undoState"] : ["status", "error"];
+  constructor(forDocument = false) {
+    this.#names = forDocument ? ["status", "error", "undoState", "history"] : ["status", "error"];
   }
 
   /** Adds `listener` for `event`; throws "BadEvent" for any other event name. */
@@ -24,7 +25,7 @@ export class StatusAndErrorListeners<S, U = never> {
     if (!this.#names.includes(event)) {
       throw new SynclineError("BadEvent", `unknown event "${String(event)}": use ${this.#names.map((n) => `"${n}"`).join(" or ")}`);
     }
-    const listeners = this[event as "status" | "error" | "undoState"] as Set<(value: never) => void>;
+    const listeners = this[event as "status" | "error" | "undoState" | "history"] as Set<(value: never) => void>;
     const wrapped = (value: never): void => listener(value);
     listeners.add(wrapped);
     return () => {

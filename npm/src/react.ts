@@ -16,7 +16,7 @@ import { createContext, createElement, useCallback, useContext, useEffect, useMe
 import type { ChangeOptions, DocHandle } from "./doc-handle.js";
 import { SynclineError } from "./errors.js";
 import type { Repo } from "./repo.js";
-import type { Draft, Immutable, JsonObject, JsonValue, Peer, Status } from "./types.js";
+import type { Draft, HistoryEntry, Immutable, JsonObject, JsonValue, Peer, Status } from "./types.js";
 
 const RepoContext = createContext<Repo | null>(null);
 
@@ -120,6 +120,38 @@ export function usePresence<P extends JsonValue = JsonValue>(
     [handle],
   );
   return [peers, set];
+}
+
+const NO_HISTORY: readonly HistoryEntry[] = Object.freeze([]);
+
+/**
+ * The history of the document at `url` (`doc.history()`: oldest first;
+ * `[]` until it has opened). Re-renders when it grows (`doc.on("history")`):
+ * in worker mode that is a round trip after the change shows in the value,
+ * so a component that read `history()` on the value's re-render would miss
+ * the newest entry.
+ */
+export function useHistory(url: string | null | undefined): readonly HistoryEntry[] {
+  const handle = useHandle<object>(url);
+  // history() builds a new array per call: one per "history" event, kept for the snapshots in between.
+  const cache = useRef<{ handle: DocHandle<object>; entries: readonly HistoryEntry[] } | null>(null);
+  const subscribe = useCallback(
+    (onChange: () => void) => {
+      if (!handle) return () => {};
+      cache.current = null; // what changed before this subscription is read afresh
+      return handle.on("history", () => {
+        cache.current = null;
+        onChange();
+      });
+    },
+    [handle],
+  );
+  const snapshot = (): readonly HistoryEntry[] => {
+    if (!handle) return NO_HISTORY;
+    if (cache.current?.handle !== handle) cache.current = { handle, entries: handle.history() };
+    return cache.current.entries;
+  };
+  return useSyncExternalStore(subscribe, snapshot, snapshot);
 }
 
 /** What `useUndo` returns: whether there is something to undo or redo, and the two actions. */

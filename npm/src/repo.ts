@@ -8,7 +8,7 @@ import { SynclineError, toSynclineError } from "./errors.js";
 import { StatusAndErrorListeners, callSafely } from "./listeners.js";
 import { CatchUps, SCHEMA_KEY, applySchema, checkSchema, type OpenOptions, type Schema } from "./schema.js";
 import { INSPECT, type Inspector, makeInspector, rememberRelays, tapError } from "./inspect.js";
-import type { DocStatus, HistoryEntry, JsonObject, Op, Patch, Status, TransportOptions } from "./types.js";
+import type { DocStatus, EngineStatus, HistoryEntry, JsonObject, Op, Patch, Status, TransportOptions } from "./types.js";
 
 export interface RepoOptions extends KeyOptions, TransportOptions {
   /**
@@ -38,13 +38,18 @@ export interface RepoOptions extends KeyOptions, TransportOptions {
    */
   maxUnsavedBytes?: number;
   /**
-   * `true`: run the engine (Automerge, IndexedDB, the WebSocket) in one
-   * SharedWorker for every tab of this origin that opens this repo name:
-   * one connection to the relay whatever the number of tabs, and no CRDT
-   * work on the page's main thread. `doc.view()`, `doc.cursor()`,
+   * Where the engine (Automerge, IndexedDB, the WebSocket) runs. `true`, the
+   * default where the browser has SharedWorker: in one SharedWorker for
+   * every tab of this origin that opens this repo name, so one connection
+   * to the relay whatever the number of tabs, and no CRDT work on the
+   * page's main thread. `doc.view()`, `doc.cursor()`,
    * `doc.cursorPosition()` and `doc.marks()` then throw "Unsupported": use
-   * their `…Async()` forms. Where the worker can't start, the repo runs
-   * in the page and `status.warning` says why. Default `false`: the engine runs in each page.
+   * their `…Async()` forms, which work in both modes. Where the worker
+   * can't start (a missing script, a Content-Security-Policy, another
+   * package version in the origin's worker), the repo runs in the page and
+   * `status.warning` says why. `false`, and the default where there is no
+   * SharedWorker (Chrome on Android, server-side rendering): the engine
+   * runs in each page. `status.mode` says which one runs.
    */
   worker?: boolean;
   /**
@@ -53,6 +58,12 @@ export interface RepoOptions extends KeyOptions, TransportOptions {
    * 500. In worker mode the worker's engine takes the last tab's setting.
    */
   undoCaptureMs?: number;
+}
+
+/** Where a repo's engine runs; `warning` says why in the page when the worker was wanted but could not run. */
+interface EngineMode {
+  mode: "worker" | "page";
+  warning?: string;
 }
 
 export interface RepoEvents {
@@ -139,7 +150,7 @@ interface QueuedEvent {
   event: CoreEvent;
 }
 
-const CLOSED: Status = Object.freeze({ connection: "closed", unsaved: 0, pending: 0, lastSyncedAt: null, buffered: 0 });
+const CLOSED: EngineStatus = Object.freeze({ connection: "closed", unsaved: 0, pending: 0, lastSyncedAt: null, buffered: 0 });
 
 export class RepoImpl implements Repo, DocHost {
   #core: CoreApi | null;
@@ -157,15 +168,15 @@ export class RepoImpl implements Repo, DocHost {
 
   /** The other tabs, when the engine is in this page (in worker mode the worker meets them). */
   readonly #tabs: TabLink | null;
-  /** Where the engine runs, when the app asked for a worker. */
-  readonly #mode: { mode: "worker" | "page"; warning?: string } | undefined;
+  /** Where the engine runs, and why in the page if a worker was wanted. */
+  readonly #mode: EngineMode;
 
-  constructor(core: CoreApi, name: string, mode?: { mode: "worker" | "page"; warning?: string }) {
+  constructor(core: CoreApi, name: string, mode: EngineMode) {
     this.#core = core;
     this.#mode = mode;
-    this.#lastStatus = CLOSED;
+    this.#lastStatus = Object.freeze({ ...CLOSED, mode: mode.mode });
     void this.status;
-    if (mode?.mode === "worker") {
+    if (mode.mode === "worker") {
       this.#tabs = null;
       return;
     }
@@ -250,8 +261,10 @@ export class RepoImpl implements Repo, DocHost {
     switch (event.type) {
       case "changed": {
         const handle = this.#handles.get(event.url);
-        if (handle) handle.notify();
-        else this.#settleOpen(event.url, () => this.#requireCore().value(event.url));
+        if (handle) {
+          handle.notify();
+          handle.historyChanged();
+        } else this.#settleOpen(event.url, () => this.#requireCore().value(event.url));
         break;
       }
       case "reset":
@@ -259,6 +272,9 @@ export class RepoImpl implements Repo, DocHost {
         break;
       case "undoState":
         this.#handles.get(event.url)?.refreshUndoState();
+        break;
+      case "history":
+        this.#handles.get(event.url)?.historyChanged();
         break;
       case "caughtUp":
         this.#catchUps.caughtUp(event.url);
@@ -372,7 +388,7 @@ export class RepoImpl implements Repo, DocHost {
     });
   }
 
-  #setStatus(next: Status): void {
+  #setStatus(next: EngineStatus): void {
     const status = this.#remember(next);
     for (const listener of [...this.#listeners.status]) callSafely(listener, status);
   }
@@ -585,7 +601,7 @@ export class RepoImpl implements Repo, DocHost {
     }
   }
 
-  #remember(status: Status): Status {
+  #remember(status: EngineStatus): Status {
     const last = this.#lastStatus;
     if (
       status.connection === last.connection &&
@@ -597,7 +613,7 @@ export class RepoImpl implements Repo, DocHost {
       status.lastError?.code === last.lastError?.code &&
       status.lastError?.message === last.lastError?.message &&
       this.#persisted === last.persisted &&
-      this.#mode?.mode === last.mode
+      this.#mode.mode === last.mode
     ) {
       return last;
     }
@@ -607,14 +623,12 @@ export class RepoImpl implements Repo, DocHost {
       pending: status.pending,
       lastSyncedAt: status.lastSyncedAt ?? null,
       buffered: status.buffered ?? 0,
+      mode: this.#mode.mode,
     };
     if (status.attempt !== undefined) next.attempt = status.attempt;
     if (status.lastError) next.lastError = Object.freeze({ code: status.lastError.code, message: status.lastError.message });
     if (this.#persisted !== undefined) next.persisted = this.#persisted;
-    if (this.#mode) {
-      next.mode = this.#mode.mode;
-      if (this.#mode.warning !== undefined) next.warning = this.#mode.warning;
-    }
+    if (this.#mode.warning !== undefined) next.warning = this.#mode.warning;
     this.#lastStatus = Object.freeze(next);
     return this.#lastStatus;
   }
@@ -638,7 +652,7 @@ export class RepoImpl implements Repo, DocHost {
     return makeInspector(this, {
       core: () => this.#core,
       handles: () => [...this.#handles.values()],
-      mode: this.#mode?.mode === "worker" ? "worker" : "page",
+      mode: this.#mode.mode,
       status: () => this.status,
       onStatus: (fn) => this.#listeners.on("status", fn as (value: never) => void),
     });
@@ -724,17 +738,19 @@ export async function openRepo(Core: CoreStatic, options: RepoOptions = {}, load
   let repo: RepoImpl | undefined;
   const early: CoreEvent[] = [];
   let core: CoreApi | undefined;
-  let mode: { mode: "worker" | "page"; warning?: string } | undefined;
+  let mode: EngineMode = { mode: "page" };
   try {
+    // Worker mode unless the app said no or the browser has no SharedWorker (then silently the page).
+    const wantWorker = options.worker ?? typeof SharedWorker === "function";
     // In the page the wasm loads first, as it always did; in worker mode only if the worker can't start.
-    if (options.worker !== true) await loadWasm?.();
+    if (!wantWorker) await loadWasm?.();
     const key = await storageKey(name, options);
     const onEvent = (event: CoreEvent): void => {
       if (repo) repo.receive(event);
       else early.push(event);
     };
     const relay = relays.length === 0 ? undefined : [...relays];
-    if (options.worker === true) {
+    if (wantWorker) {
       try {
         const { token: _token, ...plain } = transport;
         core = await WorkerCore.open({
@@ -750,7 +766,9 @@ export async function openRepo(Core: CoreStatic, options: RepoOptions = {}, load
         });
         mode = { mode: "worker" };
       } catch (error) {
-        if (!(error instanceof WorkerStartError)) throw error;
+        // Another version in the origin's worker (a tab not reloaded since a deploy): this tab keeps working in the page.
+        const otherVersion = error instanceof SynclineError && error.code === "WorkerMismatch";
+        if (!(error instanceof WorkerStartError) && !otherVersion) throw error;
         mode = { mode: "page", warning: `${error.message}; the engine runs in this page instead` };
         console.warn("syncline:", mode.warning);
         await loadWasm?.();

@@ -152,14 +152,18 @@ export interface Status {
    */
   buffered: number;
   /**
-   * Where the engine runs, when the app asked for a worker
-   * (`createRepo({ worker: true })`): "worker", or "page" if the worker could
-   * not start (then `warning` says why). Absent in the default in-page mode.
+   * Where the engine runs: "worker" (one SharedWorker for the origin's tabs,
+   * the default where the browser has SharedWorker), or "page" (asked with
+   * `createRepo({ worker: false })`, no SharedWorker, or the worker could not
+   * start: then `warning` says why).
    */
-  mode?: "worker" | "page";
-  /** Why the engine runs in the page although the app asked for a worker. */
+  mode: "worker" | "page";
+  /** Why the engine runs in the page although a worker was wanted. */
   warning?: string;
 }
+
+/** The status an engine reports; the repo adds where it runs (`mode`, `warning`). */
+export type EngineStatus = Omit<Status, "mode" | "warning">;
 
 /**
  * Why one document does not (fully) sync: a subset of {@link SynclineErrorCode}.

@@ -23,13 +23,14 @@
 import type { CoreApi, CoreEvent } from "./core.js";
 import { SynclineError, toSynclineError } from "./errors.js";
 import { applyPatches, opsToPatches } from "./snapshot.js";
-import type { DocStatus, HistoryEntry, JsonValue, Op, Patch, Path, Status, TextMark } from "./types.js";
+import type { DocStatus, EngineStatus, HistoryEntry, JsonValue, Op, Patch, Path, TextMark } from "./types.js";
 import { PACKAGE_VERSION } from "./version.js";
 import {
   type CallRequest,
   type ChangeMessage,
   type FromWorker,
   type OpenedDoc,
+  type PageEventName,
   type ToWorker,
   WORKER_LOCK,
   serverKey,
@@ -98,6 +99,8 @@ export class WorkerCore implements CoreApi {
   /** Until the new worker answered everything re-sent: the handles keep what they show. */
   #resyncing = false;
   readonly #lockWatch = new AbortController();
+  /** Removes this tab's `online`, `offline` and `visibilitychange` listeners. */
+  readonly #pageEvents = new AbortController();
   readonly #calls = new Map<number, Call>();
   #nextCall = 1;
   readonly #docs = new Map<string, TabDoc>();
@@ -109,7 +112,7 @@ export class WorkerCore implements CoreApi {
   /** Every change not yet reported durable, by seq. */
   readonly #outbox = new Map<number, Sent>();
   #seq = 0;
-  #status: Status = { connection: "connecting", unsaved: 0, pending: 0, lastSyncedAt: null, buffered: 0 };
+  #status: EngineStatus = { connection: "connecting", unsaved: 0, pending: 0, lastSyncedAt: null, buffered: 0 };
   #flushWaiters: { upTo: number; resolve: () => void }[] = [];
   /** `[canUndo, canRedo]` per doc: as the worker last said, or as this tab's last change implies. */
   readonly #undoStates = new Map<string, [boolean, boolean]>();
@@ -132,7 +135,30 @@ export class WorkerCore implements CoreApi {
       core.#releaseTabLock?.(); // no worker to wait on it: the page engine takes over
       throw error;
     }
+    core.#forwardPageEvents();
     return core;
+  }
+
+  /**
+   * The worker has no window, so it hears neither the network come and go
+   * nor a tab become visible: each tab tells it, and its engine reconnects
+   * at once (or says offline at once) as it would in the page.
+   */
+  #forwardPageEvents(): void {
+    const page = globalThis as { addEventListener?: Window["addEventListener"]; document?: Document };
+    if (typeof page.addEventListener !== "function") return;
+    const signal = this.#pageEvents.signal;
+    const forward = (event: PageEventName) => this.#post({ t: "pageEvent", event });
+    page.addEventListener("online", () => forward("online"), { signal });
+    page.addEventListener("offline", () => forward("offline"), { signal });
+    const document = page.document;
+    document?.addEventListener(
+      "visibilitychange",
+      () => {
+        if (document.visibilityState === "visible") forward("visible");
+      },
+      { signal },
+    );
   }
 
   /** Takes the lock that tells the worker, once it is free, that this tab is gone (see `tabLock`). */
@@ -340,11 +366,13 @@ export class WorkerCore implements CoreApi {
       case "history": {
         let history = this.#histories.get(message.url);
         if (!history) this.#histories.set(message.url, (history = { entries: [], hashes: new Set() }));
+        const before = history.entries.length;
         for (const entry of message.entries) {
           if (history.hashes.has(entry.hash)) continue;
           history.hashes.add(entry.hash);
           history.entries.push(entry);
         }
+        if (history.entries.length > before) this.#init.onEvent({ type: "history", url: message.url });
         return;
       }
       case "undoState":
@@ -682,7 +710,7 @@ export class WorkerCore implements CoreApi {
     await new Promise<void>((resolve) => this.#flushWaiters.push({ upTo, resolve }));
   }
 
-  status(): Status {
+  status(): EngineStatus {
     let waiting = 0;
     for (const sent of this.#outbox.values()) if (!sent.confirmed) waiting++;
     return waiting === 0 ? this.#status : { ...this.#status, unsaved: this.#status.unsaved + waiting };
@@ -704,6 +732,7 @@ export class WorkerCore implements CoreApi {
     this.#closed = true;
     this.#releaseTabLock?.();
     this.#lockWatch.abort();
+    this.#pageEvents.abort();
     this.#port?.close();
     this.#port = null;
     for (const call of this.#calls.values()) call.reject(closedError());
@@ -718,7 +747,7 @@ function samePatches(a: readonly Patch[], b: readonly Patch[]): boolean {
 function unsupported(call: string, instead: string): SynclineError {
   return new SynclineError(
     "Unsupported",
-    `${call} is synchronous and the engine runs in a worker (createRepo({ worker: true })): use ${instead}`,
+    `${call} is synchronous and this repo's engine runs in a worker: use ${instead}, or createRepo({ worker: false }) to run the engine in the page`,
   );
 }
 

@@ -259,6 +259,9 @@ class RepoEngine {
       case "call":
         void this.#call(tab, message.id, message);
         break;
+      case "pageEvent":
+        if (message.event === "online" || message.event === "offline" || message.event === "visible") this.#core.pageEvent?.(message.event);
+        break;
       case "token": {
         const request = this.#tokenRequests.get(message.id);
         if (message.token !== undefined) {

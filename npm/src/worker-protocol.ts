@@ -15,7 +15,7 @@
  * and sends it again to a new worker after a handoff; `hash`, once known,
  * lets the new worker skip a change it already has.
  */
-import type { DocStatus, HistoryEntry, JsonValue, Op, Patch, Path, Status, TransportOptions } from "./types.js";
+import type { DocStatus, EngineStatus, HistoryEntry, JsonValue, Op, Patch, Path, TransportOptions } from "./types.js";
 
 /** Held by the worker for as long as it lives; a tab that obtains it knows the worker is gone. */
 export const WORKER_LOCK = "syncline-worker-alive";
@@ -103,19 +103,23 @@ export type ToWorker =
   | ({ t: "call"; id: number } & CallRequest)
   | ChangeMessage
   | { t: "token"; id: number; token?: string; error?: WireError }
+  /** The tab heard the network come or go, or became visible: a worker has no window to hear it. */
+  | { t: "pageEvent"; event: PageEventName }
   | { t: "bye" };
+
+export type PageEventName = "online" | "offline" | "visible";
 
 export type FromWorker =
   /** Sent as soon as the worker script runs, before the engine loads. */
   | { t: "alive"; version: string }
-  | { t: "welcome"; version: string; status: Status }
+  | { t: "welcome"; version: string; status: EngineStatus }
   | { t: "refused"; version: string; error: WireError }
   | { t: "reply"; id: number; value?: unknown; error?: WireError }
   | { t: "patches"; url: string; patches: Patch[]; heads: string[]; own?: { seq: number; hash: string | null; bytes?: Uint8Array } }
   /** The change `seq` failed in the engine; nothing of it was applied. */
   | { t: "rejected"; seq: number; url: string; error: WireError }
   | { t: "durable"; seqs: number[] }
-  | { t: "status"; status: Status; docs: Record<string, DocStatus> }
+  | { t: "status"; status: EngineStatus; docs: Record<string, DocStatus> }
   | { t: "caughtUp"; url: string }
   /** History entries of `url` this tab may not have yet (it drops those it has), oldest first. */
   | { t: "history"; url: string; entries: HistoryEntry[] }

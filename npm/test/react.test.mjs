@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { act, createElement } from "react";
 import TestRenderer from "react-test-renderer";
 import { Handle } from "../.test-build/doc-handle.js";
-import { RepoProvider, useDoc, usePresence, useSyncStatus, useUndo } from "../.test-build/react.js";
+import { RepoProvider, useDoc, useHistory, usePresence, useSyncStatus, useUndo } from "../.test-build/react.js";
 import { undoHost } from "./undo-host.mjs";
 
 globalThis.IS_REACT_ACT_ENVIRONMENT = true;
@@ -26,6 +26,8 @@ function fakeRepo(initial) {
     setPresence: () => {},
     docStatus: () => ({ unsaved: 0, pending: 0 }),
     heads: () => [],
+    entries: [],
+    history: () => host.entries.map((entry) => ({ ...entry })),
   };
   const handle = new Handle(host, url, initial);
   const counts = { doc: 0, presence: 0, status: 0, opens: 0, undoState: 0 };
@@ -79,7 +81,7 @@ function fakeRepo(initial) {
     handle.apply(patches);
     handle.notify();
   });
-  return { url, handle, repo, counts, remote };
+  return { url, handle, host, repo, counts, remote };
 }
 
 /** Renders `component` under a RepoProvider; records every render's props. */
@@ -200,6 +202,41 @@ test("useUndo: nothing to undo at first, re-renders only when canUndo/canRedo ch
   assert.equal(counts.undoState, 0, "unsubscribed on unmount");
   const after = renders.length;
   await act(() => void handle.change((d) => void (d.title = "c")));
+  assert.equal(renders.length, after, "no render after unmount");
+  assert.deepEqual(errors, []);
+});
+
+test("useHistory: the entries as they grow, including those that arrive after the value changed (worker mode), one array per change", async () => {
+  const { url, repo, host, handle } = fakeRepo({ title: "list" });
+  const entry = (n) => ({ hash: `h${n}`, actor: "a", seq: n, time: 0, message: `m${n}`, deps: [] });
+  const { renders, root } = await render(repo, () => useHistory(url));
+  assert.deepEqual(renders[0], [], "first render: not open yet");
+  const settled = renders.length;
+  assert.deepEqual(renders.at(-1), [], "open, no change yet");
+
+  // In the page the history grows with the change itself.
+  await act(() => {
+    host.entries.push(entry(1));
+    handle.change((d) => void (d.title = "a"));
+  });
+  assert.deepEqual(renders.at(-1).map((e) => e.hash), ["h1"]);
+  // In worker mode the entry arrives later, with no new value: "history" alone re-renders.
+  const before = renders.length;
+  await act(() => {
+    host.entries.push(entry(2));
+    handle.historyChanged();
+  });
+  assert.ok(renders.length > before, "re-rendered for the entry alone");
+  assert.deepEqual(renders.at(-1).map((e) => e.hash), ["h1", "h2"]);
+  assert.ok(Object.isFrozen(renders.at(-1)));
+  assert.ok(renders.length > settled);
+
+  await act(() => root.unmount());
+  const after = renders.length;
+  await act(() => {
+    host.entries.push(entry(3));
+    handle.historyChanged();
+  });
   assert.equal(renders.length, after, "no render after unmount");
   assert.deepEqual(errors, []);
 });

@@ -266,7 +266,7 @@ test("status events reach listeners; close rejects pending opens and ends change
   const repo = await openRepo(fake.Core, { key: KEY });
   await tick();
   // Node has no navigator.storage: persistence can't be granted there.
-  assert.deepEqual(repo.status, { connection: "open", unsaved: 0, pending: 0, lastSyncedAt: null, buffered: 0, persisted: false });
+  assert.deepEqual(repo.status, { connection: "open", unsaved: 0, pending: 0, lastSyncedAt: null, buffered: 0, persisted: false, mode: "page" });
   const statuses = [];
   const off = repo.on("status", (s) => statuses.push(s.connection));
   fake.emit({ type: "status", status: { connection: "offline", pending: 2, lastSyncedAt: 5 } });
@@ -284,6 +284,43 @@ test("status events reach listeners; close rejects pending opens and ends change
   assert.equal(repo.status.connection, "closed");
   assert.throws(() => doc.change((d) => { d.x = 1; }), (e) => e.code === "Closed");
   await assert.rejects(repo.flush(), (e) => e.code === "Closed");
+});
+
+test("the engine runs in a worker by default where SharedWorker exists, else silently in the page", async () => {
+  const warn = console.warn;
+  console.warn = () => {};
+  // Node has no SharedWorker: the default is the page, without a warning.
+  assert.equal(typeof globalThis.SharedWorker, "undefined");
+  const plain = await openRepo(fakeCoreClass().Core, { key: KEY });
+  assert.equal(plain.status.mode, "page");
+  assert.equal(plain.status.warning, undefined);
+  plain.close();
+  // Asked for explicitly where there is none: the page, and the warning says why.
+  const asked = await openRepo(fakeCoreClass().Core, { key: KEY, worker: true });
+  assert.equal(asked.status.mode, "page");
+  assert.match(asked.status.warning, /no SharedWorker.*runs in this page/);
+  asked.close();
+  // Where SharedWorker exists the default tries it: here one whose script fails to start.
+  let started = 0;
+  globalThis.SharedWorker = function () {
+    started += 1;
+    throw new Error("refused by a Content-Security-Policy");
+  };
+  try {
+    const tried = await openRepo(fakeCoreClass().Core, { key: KEY });
+    assert.equal(started, 1);
+    assert.equal(tried.status.mode, "page");
+    assert.match(tried.status.warning, /Content-Security-Policy.*runs in this page/);
+    tried.close();
+    // `worker: false` never tries.
+    const page = await openRepo(fakeCoreClass().Core, { key: KEY, worker: false });
+    assert.equal(started, 1);
+    assert.deepEqual([page.status.mode, page.status.warning], ["page", undefined]);
+    page.close();
+  } finally {
+    delete globalThis.SharedWorker;
+    console.warn = warn;
+  }
 });
 
 test("repo.status is the same frozen object until something changes", async () => {

@@ -3,6 +3,7 @@
 // that code; after a reload, everything that was durable is still there.
 // The panic comes from `crashForTesting`, which only the test-hooks build
 // of the package exports (served at /test-hooks/; see harness.mjs).
+// The engine runs in the page (`worker: false`): the panic is raised on the page's module instance.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { newPage, useSiteAndBrowser } from "./harness.mjs";
@@ -15,7 +16,7 @@ test("a panic in the wasm module reaches every repo as code Crashed; the data su
     await page.goto(`${env.site.url}/`);
     const seen = await page.evaluate(async () => {
       const { createRepo } = await import("/test-hooks/index.js");
-      const repos = [await createRepo({ name: "crash-a" }), await createRepo({ name: "crash-b" })];
+      const repos = [await createRepo({ name: "crash-a", worker: false }), await createRepo({ name: "crash-b", worker: false })];
       const errors = [];
       repos.forEach((repo, i) => repo.on("error", (e) => errors.push(`${i}:${e.code}`)));
       const doc = await repos[0].create({ kept: "before the crash" });
@@ -63,7 +64,7 @@ test("a panic in the wasm module reaches every repo as code Crashed; the data su
     await page.reload();
     const value = await page.evaluate(async () => {
       const { createRepo } = await import("/test-hooks/index.js");
-      const repo = await createRepo({ name: "crash-a" });
+      const repo = await createRepo({ name: "crash-a", worker: false });
       const doc = await repo.open(localStorage.getItem("url"));
       return doc.value;
     });

@@ -2,8 +2,10 @@
 // (`--serve demo-app/dist`): two windows on one address share the todo list
 // and the note (a CodeMirror editor: each shows the other's named cursor,
 // and Undo in one leaves the other's typing); "work offline" holds changes
-// back until it is switched off (observed in each page: its WebSockets are
-// closed and no frame is sent nor socket opened while it works offline).
+// back until it is switched off (observed at the relay, wherever the engine
+// runs — the demo uses the default, a SharedWorker: its connections drop to
+// zero, and no connection is opened nor frame received while it works
+// offline).
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
@@ -44,8 +46,13 @@ function readableNote(page) {
 }
 
 /** Waits until the page's note editor shows `want`. */
-function noteShows(page, want) {
-  return page.waitForFunction((want) => window.noteText() === want, want, { timeout: TIMEOUT.sync });
+async function noteShows(page, want) {
+  try {
+    await page.waitForFunction((want) => window.noteText() === want, want, { timeout: TIMEOUT.sync });
+  } catch (error) {
+    const shown = await page.evaluate(() => window.noteText()).catch(() => "(page gone)");
+    throw new Error(`the note shows ${JSON.stringify(shown)}, not ${JSON.stringify(want)}`, { cause: error });
+  }
 }
 
 /** The note's editable area (CodeMirror's content element). */
@@ -62,37 +69,15 @@ function itemTitle(page, title) {
   return page.getByTestId("item-title").filter({ hasText: title });
 }
 
-/**
- * Counts, inside the page and as it happens, the WebSockets it opens and the
- * frames it sends on them (`window.sockets`). Installed before the app loads.
- */
-function countSockets(page) {
-  return page.addInitScript(() => {
-    const Native = window.WebSocket;
-    const seen = { opened: 0, sent: 0, all: [] };
-    window.sockets = seen;
-    const send = Native.prototype.send;
-    Native.prototype.send = function (data) {
-      seen.sent += 1;
-      return send.call(this, data);
-    };
-    window.WebSocket = class extends Native {
-      constructor(...args) {
-        super(...args);
-        seen.opened += 1;
-        seen.all.push(this);
-      }
-    };
-  });
-}
-
-/** The page's socket counts, and how many of its sockets are not closed. */
-function sockets(page) {
-  return page.evaluate(() => ({
-    opened: window.sockets.opened,
-    sent: window.sockets.sent,
-    notClosed: window.sockets.all.filter((s) => s.readyState !== WebSocket.CLOSED).length,
-  }));
+/** The relay's connection and frame counts (`/metrics`). */
+async function relayTraffic() {
+  const text = await (await fetch(`${relay.httpUrl}/metrics`)).text();
+  const read = (name) => Number(text.split("\n").find((line) => line.startsWith(`${name} `))?.split(" ")[1]);
+  return {
+    connections: read("syncline_connections"),
+    opened: read("syncline_connections_total"),
+    framesIn: read("syncline_frames_in_total"),
+  };
 }
 
 test("an item added in one window appears in the other", { timeout: 120_000 }, async () => {
@@ -129,10 +114,14 @@ test("an item added in one window appears in the other", { timeout: 120_000 }, a
   }
   // History: the changes with their messages; viewing one shows the list just after it.
   await one.page.getByTestId("history").locator("summary").click();
+  // The newest entry shows once the engine has made it (in its worker, a round trip after the value).
+  await one.page.getByTestId("history-entry").first().filter({ hasText: "todo.toggled" }).waitFor({ timeout: TIMEOUT.sync });
   const messages = await one.page.getByTestId("history-entry").locator("button").allTextContents();
   assert.deepEqual(messages.slice(0, 3), ["todo.toggled", "todo.added", "todo.added"]);
   await one.page.getByTestId("history-entry").nth(2).locator("button").click();
   assert.equal(await one.page.getByTestId("history-view").textContent(), "Just after that change the list was: milk");
+  // Closed, so no window of this test is still connected (the last test counts the relay's connections).
+  await Promise.all([one.context.close(), two.context.close()]);
 });
 
 test("the note is a shared editor: typing shows in the other window with the typist's name on the cursor; Undo leaves the other's text", { timeout: 120_000 }, async () => {
@@ -181,16 +170,16 @@ test("the note is a shared editor: typing shows in the other window with the typ
   await noteEditor(two.page).waitFor({ timeout: TIMEOUT.sync });
   assert.equal(await two.page.getByTestId("my-name").inputValue(), "Bob");
   await noteShows(two.page, "Hello world");
+  // Closed, so no window of this test is still connected (the last test counts the relay's connections).
+  await Promise.all([one.context.close(), two.context.close()]);
 });
 
 test("the shared note merges two people typing; 'work offline' holds changes until switched off", { timeout: 120_000 }, async () => {
   const one = await newPage(browser, "demo-note-1");
-  await countSockets(one.page);
   await readableNote(one.page);
   await one.page.goto(`${relay.httpUrl}/`);
   await one.page.waitForFunction(() => location.hash.startsWith("#syncline:"), undefined, { timeout: TIMEOUT.start });
   const two = await newPage(browser, "demo-note-2");
-  await countSockets(two.page);
   await readableNote(two.page);
   await two.page.goto(one.page.url());
   const note = noteEditor;
@@ -200,19 +189,17 @@ test("the shared note merges two people typing; 'work offline' holds changes unt
   await one.page.keyboard.type("Hello");
   await noteShows(two.page, "Hello");
 
-  // Both go offline: each page's sockets close (bounded wait), and from
-  // then on none opens and no frame is sent until the switch is off.
+  // Both go offline: their connections close (bounded wait), and from
+  // then on none opens and no frame reaches the relay until the switch is off.
+  assert.equal((await relayTraffic()).connections, 2, "both windows were connected");
   for (const { page } of [one, two]) await page.getByTestId("work-offline").check();
-  await one.page.getByTestId("connection").filter({ hasText: "offline" }).waitFor({ timeout: TIMEOUT.sync });
-  const offline = [];
-  for (const { page } of [one, two]) {
-    assert.ok((await sockets(page)).opened >= 1, "the page was connected before");
-    await page.waitForFunction(() => window.sockets.all.every((s) => s.readyState === WebSocket.CLOSED), undefined, {
-      timeout: TIMEOUT.sync,
-      polling: 50,
-    });
-    offline.push(await sockets(page));
+  for (const { page } of [one, two]) await page.getByTestId("connection").filter({ hasText: "offline" }).waitFor({ timeout: TIMEOUT.sync });
+  const deadline = Date.now() + TIMEOUT.sync;
+  while ((await relayTraffic()).connections !== 0) {
+    assert.ok(Date.now() < deadline, "both connections closed at the relay");
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
+  const offline = await relayTraffic();
   // They type at either end of the same note, and one adds an item.
   await note(one.page).press("End");
   await one.page.keyboard.type(" world");
@@ -224,9 +211,7 @@ test("the shared note merges two people typing; 'work offline' holds changes unt
   for (const { page } of [one, two]) {
     await page.getByTestId("pending").filter({ hasText: "pending" }).waitFor({ timeout: TIMEOUT.sync });
   }
-  for (const [i, { page }] of [one, two].entries()) {
-    assert.deepEqual(await sockets(page), offline[i], `nothing leaves window ${i + 1} while it works offline`);
-  }
+  assert.deepEqual(await relayTraffic(), offline, "no connection and no frame while both work offline");
   assert.equal(await itemTitle(two.page, "tea").count(), 0);
 
   for (const { page } of [one, two]) await page.getByTestId("work-offline").uncheck();
@@ -238,4 +223,5 @@ test("the shared note merges two people typing; 'work offline' holds changes unt
   mkdirSync(artifacts, { recursive: true });
   await one.page.screenshot({ path: join(artifacts, "demo-window-1.png"), fullPage: true });
   await two.page.screenshot({ path: join(artifacts, "demo-window-2.png"), fullPage: true });
+  await Promise.all([one.context.close(), two.context.close()]);
 });

@@ -2,6 +2,7 @@
 // opened with that durability hint, as the browser itself reports it on
 // each transaction (`IDBTransaction.durability`). The page records every
 // read-write transaction its repos open before the repo is created.
+// The engine runs in the page (`worker: false`): the hooks are on the page's IndexedDB.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { newPage, useSiteAndBrowser } from "./harness.mjs";
@@ -23,7 +24,7 @@ test("durability: strict, relaxed and the default reach IndexedDB's write transa
     const seen = {};
     for (const durability of ["strict", "relaxed", undefined]) {
       const name = `durability-${durability ?? "unset"}`;
-      const repo = await createRepo({ name, durability });
+      const repo = await createRepo({ name, durability, worker: false });
       const doc = await repo.create({ n: 0 });
       doc.change((d) => {
         d.n = 1;

@@ -14,13 +14,18 @@ const waitSynced = (page) => waitForConnection(page, "synced", TIMEOUT.sync);
 const noteIs = (page, text, what) =>
   waitInPage(page, (text) => window.doc?.value?.note === text, text, TIMEOUT.sync, `${what}: note ${JSON.stringify(text)}`);
 
-/** Two browsers (separate storage) on one new doc whose note is `text`. */
+/**
+ * Two browsers (separate storage) on one new doc whose note is `text`, the
+ * engine in each page: these tests call the synchronous `cursor()` and
+ * `marks()` and cut the network with `context.setOffline`, which does not
+ * reach a SharedWorker's socket (worker mode is tested at the end).
+ */
 async function twoPages(text) {
   const a = await newPage(env.browser, "a");
   const b = await newPage(env.browser, "b");
   for (const { page } of [a, b]) {
     await page.goto(`${env.site.url}/`);
-    await createRepoIn(page, relays.relay.wsUrl);
+    await createRepoIn(page, relays.relay.wsUrl, { worker: false });
   }
   const url = await a.page.evaluate(async (text) => {
     const { Text } = await import("/dist/index.js");
@@ -92,7 +97,7 @@ test("changes within the capture window are one step; undoable:false opts out; a
     await a.page.goto(`${env.site.url}/`);
     const result = await a.page.evaluate(async () => {
       const { createRepo, splice, Text } = await import("/dist/index.js");
-      const repo = await createRepo({ name: "capture", undoCaptureMs: 60_000 });
+      const repo = await createRepo({ name: "capture", undoCaptureMs: 60_000, worker: false });
       const doc = await repo.create({ n: 0 });
       doc.change((d) => (d.note = new Text("")), { undoable: false });
       const typeAt = (text, options) => doc.change((d) => splice(d, "note", d.note.length, 0, text), options);

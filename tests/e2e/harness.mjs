@@ -1,7 +1,7 @@
 // Test harness: the real relay binary as a child process, a static server for
 // the test page and the built npm package, and headless Chromium.
 import { spawn } from "node:child_process";
-import { createReadStream, existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, extname, join, normalize, resolve, sep } from "node:path";
@@ -121,16 +121,26 @@ const MIME = {
 /**
  * Serves tests/e2e/site/ at `/`, npm/dist/ at `/dist/`, the test-hooks
  * build of the package at `/test-hooks/`, and npm/dist/ without its worker
- * script at `/no-worker/` (a deployment that lost the file), and
- * npm/node_modules/ at `/node_modules/`.
+ * script at `/no-worker/` (a deployment that lost the file), npm/dist/ at
+ * `/deploy/` with the version `setDeployedVersion` names (a deployment
+ * updated in place while an older tab is open), and npm/node_modules/ at
+ * `/node_modules/`.
  */
 export function startStaticServer() {
+  let deployedVersion;
   const server = createServer((req, res) => {
     const path = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname);
+    if (path === "/deploy/version.js" && deployedVersion !== undefined) {
+      const real = readFileSync(join(npmDist, "version.js"), "utf8");
+      const text = real.replace(/PACKAGE_VERSION = "[^"]*"/, `PACKAGE_VERSION = ${JSON.stringify(deployedVersion)}`);
+      res.writeHead(200, { "content-type": "text/javascript", "cache-control": "no-store" }).end(text);
+      return;
+    }
     const mounts = [
       ["/dist/", npmDist],
       ["/test-hooks/", testHooksDist],
       ["/no-worker/", npmDist],
+      ["/deploy/", npmDist],
       // The package's dev dependencies (CodeMirror) as ES modules, for editor.html's import map.
       ["/node_modules/", npmModules],
     ];
@@ -157,6 +167,8 @@ export function startStaticServer() {
       const { port } = server.address();
       resolveListen({
         url: `http://127.0.0.1:${port}`,
+        /** The version `/deploy/` serves from now on; `undefined`: the package's own. */
+        setDeployedVersion: (version) => (deployedVersion = version),
         close: () =>
           new Promise((done) => {
             server.closeAllConnections();

@@ -7,6 +7,7 @@
 // Page b logs, in order, every relay-socket message, every read-write
 // transaction its repo opens and every subscriber call; page a makes
 // changes one at a time through the real relay.
+// The engine runs in the page (`worker: false`): the hooks are on the page's IndexedDB.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { newPage, TIMEOUT, useRelay, useSiteAndBrowser } from "./harness.mjs";
@@ -21,7 +22,7 @@ test("a remote change reaches subscribers before its storage write starts", { ti
   const b = await newPage(env.browser, "b");
   try {
     await a.page.goto(`${env.site.url}/`);
-    await createRepoIn(a.page, relays.relay.wsUrl);
+    await createRepoIn(a.page, relays.relay.wsUrl, { worker: false });
     const url = await createDocIn(a.page, { items: [], n: 0 });
     await waitForConnection(a.page, "synced", TIMEOUT.sync);
 
@@ -43,7 +44,7 @@ test("a remote change reaches subscribers before its storage write starts", { ti
       window.WebSocket.prototype = Native.prototype;
       Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
     }, relays.relay.wsUrl);
-    await createRepoIn(b.page, relays.relay.wsUrl);
+    await createRepoIn(b.page, relays.relay.wsUrl, { worker: false });
     await openDocIn(b.page, url);
     await waitForConnection(b.page, "synced", TIMEOUT.sync);
     await b.page.evaluate(() => {

@@ -21,7 +21,10 @@ const waitSynced = (page) => waitForConnection(page, "synced", TIMEOUT.sync);
 async function peer(name, url, options = {}) {
   const opened = await newPage(env.browser, name);
   await opened.page.goto(`${env.site.url}/`);
-  await createRepoIn(opened.page, relays.relay.wsUrl);
+  // The engine in the page: "Offline at once" below cuts the page's network
+  // with `context.setOffline`, which does not reach a SharedWorker's socket
+  // (worker mode has its own tests below).
+  await createRepoIn(opened.page, relays.relay.wsUrl, { worker: false });
   const docUrl = await opened.page.evaluate(async (url) => {
     window.doc = url ? await window.repo.open(url) : await window.repo.create({ title: "messages" });
     window.heard = [];

@@ -2,13 +2,20 @@
 // doc handle live on `window` between calls.
 import { TIMEOUT } from "./harness.mjs";
 
-/** Loads the package and opens a repo named "e2e" connected to `relay`. */
-export function createRepoIn(page, relay) {
-  return page.evaluate(async (relay) => {
-    const { createRepo } = await import("/dist/index.js");
-    window.repo = await createRepo({ relay, name: "e2e" });
-    return window.repo.status;
-  }, relay);
+/**
+ * Loads the package and opens a repo named "e2e" connected to `relay`, in
+ * the default mode (the engine in the origin's SharedWorker) unless
+ * `options` say otherwise (`{ worker: false }`: the engine in the page).
+ */
+export function createRepoIn(page, relay, options = {}) {
+  return page.evaluate(
+    async ({ relay, options }) => {
+      const { createRepo } = await import("/dist/index.js");
+      window.repo = await createRepo({ relay, name: "e2e", ...options });
+      return window.repo.status;
+    },
+    { relay, options },
+  );
 }
 
 /** Creates a doc, keeps it as `window.doc`, returns its URL. */

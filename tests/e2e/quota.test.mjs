@@ -3,6 +3,7 @@
 // keeps what was durable, and writes the refused changes once space is back.
 // The origin's quota is shrunk through the DevTools protocol
 // (`Storage.overrideQuotaForOrigin`), so the real IndexedDB refuses.
+// The engine runs in the page (`worker: false`): the full disk is made by hooks on the page's IndexedDB.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { TIMEOUT, freshDir, newPage, removeDir, startRelay, useSiteAndBrowser } from "./harness.mjs";
@@ -22,7 +23,7 @@ test("a full disk gives QuotaExceeded, loses nothing durable, and the refused ch
     await page.goto(`${origin}/`);
     await page.evaluate(async () => {
       const { createRepo } = await import("/dist/index.js");
-      const repo = await createRepo({ name: "quota" });
+      const repo = await createRepo({ name: "quota", worker: false });
       window.repo = repo;
       window.errors = [];
       repo.on("error", (e) => window.errors.push(e.code));
@@ -55,7 +56,7 @@ test("a full disk gives QuotaExceeded, loses nothing durable, and the refused ch
     await other.goto(`${origin}/`);
     const durable = await other.evaluate(async () => {
       const { createRepo } = await import("/dist/index.js");
-      const repo = await createRepo({ name: "quota" });
+      const repo = await createRepo({ name: "quota", worker: false });
       const doc = await repo.open(localStorage.getItem("url"));
       const value = { kept: doc.value.kept, big: doc.value.big.length };
       repo.close();
@@ -76,7 +77,7 @@ test("a full disk gives QuotaExceeded, loses nothing durable, and the refused ch
     await page.reload();
     const reloaded = await page.evaluate(async () => {
       const { createRepo } = await import("/dist/index.js");
-      const repo = await createRepo({ name: "quota" });
+      const repo = await createRepo({ name: "quota", worker: false });
       const doc = await repo.open(localStorage.getItem("url"));
       return { kept: doc.value.kept, big: doc.value.big.length, after: doc.value.after };
     });
@@ -99,7 +100,7 @@ test("while IndexedDB refuses every write, unsaved changes stop at maxUnsavedByt
     await page.goto(`${origin}/`);
     await page.evaluate(async (relay) => {
       const { createRepo } = await import("/dist/index.js");
-      window.repo = await createRepo({ name: "backlog", relay, maxUnsavedBytes: 512 << 10 });
+      window.repo = await createRepo({ name: "backlog", worker: false, relay, maxUnsavedBytes: 512 << 10 });
       window.doc = await window.repo.create({});
       await window.repo.flush();
       localStorage.setItem("url", window.doc.url);
@@ -148,7 +149,7 @@ test("while IndexedDB refuses every write, unsaved changes stop at maxUnsavedByt
     await reader.page.evaluate(
       async ([relay, url]) => {
         const { createRepo } = await import("/dist/index.js");
-        const repo = await createRepo({ name: "backlog-reader", relay });
+        const repo = await createRepo({ name: "backlog-reader", worker: false, relay });
         window.doc = await repo.open(url);
       },
       [relay.wsUrl, url],
@@ -177,7 +178,7 @@ test("while IndexedDB refuses every write, unsaved changes stop at maxUnsavedByt
     await page.reload();
     const reloaded = await page.evaluate(async () => {
       const { createRepo } = await import("/dist/index.js");
-      const repo = await createRepo({ name: "backlog" });
+      const repo = await createRepo({ name: "backlog", worker: false });
       const doc = await repo.open(localStorage.getItem("url"));
       return Object.keys(doc.value).sort();
     });

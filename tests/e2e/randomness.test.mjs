@@ -2,6 +2,7 @@
 // writes need fresh nonces, so they fail with a typed `NoRandomness` error
 // and write nothing, instead of sealing with made-up bytes; once randomness
 // is back the same changes are written, and survive a reload.
+// The engine runs in the page (`worker: false`): the page's crypto is what the test takes away.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { newPage, useSiteAndBrowser } from "./harness.mjs";
@@ -13,7 +14,7 @@ test("no randomness: flush() rejects with NoRandomness, nothing is written, then
   await page.goto(`${env.site.url}/`);
   const failed = await page.evaluate(async () => {
     const { createRepo } = await import("/dist/index.js");
-    window.repo = await createRepo({ name: "randomness" });
+    window.repo = await createRepo({ name: "randomness", worker: false });
     window.doc = await window.repo.create({ items: [] });
     await window.repo.flush();
     window.url = window.doc.url;
@@ -43,7 +44,7 @@ test("no randomness: flush() rejects with NoRandomness, nothing is written, then
   await page.reload();
   const items = await page.evaluate(async (url) => {
     const { createRepo } = await import("/dist/index.js");
-    const repo = await createRepo({ name: "randomness" });
+    const repo = await createRepo({ name: "randomness", worker: false });
     const doc = await repo.open(url);
     return [...doc.value.items];
   }, failed.url);

@@ -1,6 +1,7 @@
 // Two tabs of one origin, with no relay at all: they share the encrypted
 // IndexedDB log, see each other's changes over BroadcastChannel, converge,
 // and only one of them at a time holds the compaction lock.
+// The engine runs in each page (`worker: false`): this is how tabs meet without a worker.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { TIMEOUT, useSiteAndBrowser } from "./harness.mjs";
@@ -14,7 +15,7 @@ async function openTab(context, name) {
   await page.goto(`${env.site.url}/`);
   await page.evaluate(async () => {
     const { createRepo } = await import("/dist/index.js");
-    window.repo = await createRepo({ name: "tabs" }); // no relay
+    window.repo = await createRepo({ name: "tabs", worker: false }); // no relay
     window.errors = [];
     window.repo.on("error", (e) => window.errors.push(`${e.code}: ${e.message}`));
   });
@@ -76,7 +77,7 @@ test("two tabs with no relay converge, and one tab at a time compacts", { timeou
     await b.reload();
     await b.evaluate(async (url) => {
       const { createRepo } = await import("/dist/index.js");
-      window.repo = await createRepo({ name: "tabs" });
+      window.repo = await createRepo({ name: "tabs", worker: false });
       window.doc = await window.repo.open(url);
     }, url);
     assert.deepEqual(await itemsIn(b), [...all, "later a"].sort());

@@ -1,6 +1,9 @@
 // Collaborative text and counters through the real engine and relay: two
 // browsers edit the same text and bump the same counter while offline, and
 // both edits survive the merge (a plain string or number would keep one).
+// Default mode (the engine in each browser's SharedWorker); "offline" is
+// `repo.setOnline(false)`, which reaches the engine wherever it runs
+// (Playwright's `context.setOffline` does not cut a SharedWorker's socket).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { newPage, TIMEOUT, useRelay, useSiteAndBrowser } from "./harness.mjs";
@@ -31,8 +34,8 @@ test("concurrent text splices and counter increments from two offline browsers a
     await openDocIn(b.page, url);
     await waitInPage(b.page, () => window.doc.value.note === "hello", undefined, TIMEOUT.sync, "the note at b");
 
-    await a.context.setOffline(true);
-    await b.context.setOffline(true);
+    await a.page.evaluate(() => window.repo.setOnline(false));
+    await b.page.evaluate(() => window.repo.setOnline(false));
     const edit = (page, at, text, by) =>
       page.evaluate(
         async ({ at, text, by }) => {
@@ -49,8 +52,8 @@ test("concurrent text splices and counter increments from two offline browsers a
     assert.deepEqual(await edit(a.page, "end", " world", 1), { items: [], note: "hello world", likes: 1 });
     assert.deepEqual(await edit(b.page, "start", "Oh, ", 2), { items: [], note: "Oh, hello", likes: 2 });
 
-    await a.context.setOffline(false);
-    await b.context.setOffline(false);
+    await a.page.evaluate(() => window.repo.setOnline(true));
+    await b.page.evaluate(() => window.repo.setOnline(true));
     for (const { page } of [a, b]) {
       await waitInPage(
         page,

@@ -238,34 +238,39 @@ test("heartbeat: a healthy connection stays open over several heartbeat periods"
   }
 });
 
-test("offline flips the status at once; online and a visible tab retry at once", { timeout: 90_000 }, async () => {
-  const dataDir = freshDir("syncline-relay-");
-  dirs.push(dataDir);
-  let own = await startRelay({ dataDir });
-  // Backoff so long that only a wake-up can explain a prompt reconnect.
-  const { context, page } = await openRepoPage("wake", {
-    relay: own.wsUrl,
-    backoffBaseMs: 120_000,
-    backoffCapMs: 120_000,
-  });
-  try {
-    await waitStatus(page, () => window.repo.status.connection === "open", 10_000, "open");
-    await context.setOffline(true);
-    await waitStatus(page, () => window.repo.status.connection === "offline", 2_000, "offline at once");
-    await context.setOffline(false);
-    await waitStatus(page, () => window.repo.status.connection === "open", 5_000, "open at once after `online`");
+// In worker mode the worker hears none of these events itself: the tab forwards them.
+for (const worker of [false, true]) {
+  test(`offline flips the status at once; online and a visible tab retry at once (${worker ? "worker" : "page"})`, { timeout: 90_000 }, async () => {
+    const dataDir = freshDir("syncline-relay-");
+    dirs.push(dataDir);
+    let own = await startRelay({ dataDir });
+    // Backoff so long that only a wake-up can explain a prompt reconnect.
+    const { context, page } = await openRepoPage(`wake-${worker}`, {
+      relay: own.wsUrl,
+      backoffBaseMs: 120_000,
+      backoffCapMs: 120_000,
+      worker,
+    });
+    assert.equal((await statusOf(page)).mode, worker ? "worker" : "page");
+    try {
+      await waitStatus(page, () => window.repo.status.connection === "open", 10_000, "open");
+      await context.setOffline(true);
+      await waitStatus(page, () => window.repo.status.connection === "offline", 2_000, "offline at once");
+      await context.setOffline(false);
+      await waitStatus(page, () => window.repo.status.connection === "open", 5_000, "open at once after `online`");
 
-    // The relay goes away; the failed attempt waits its (long) backoff.
-    await own.kill();
-    await waitStatus(page, () => window.repo.status.connection === "offline", 10_000, "offline after the relay died");
-    own = await startRelay({ dataDir, port: own.port });
-    await page.evaluate(() => document.dispatchEvent(new Event("visibilitychange")));
-    await waitStatus(page, () => window.repo.status.connection === "open", 5_000, "open at once after the tab became visible");
-  } finally {
-    await context.close();
-    await own.kill();
-  }
-});
+      // The relay goes away; the failed attempt waits its (long) backoff.
+      await own.kill();
+      await waitStatus(page, () => window.repo.status.connection === "offline", 10_000, "offline after the relay died");
+      own = await startRelay({ dataDir, port: own.port });
+      await page.evaluate(() => document.dispatchEvent(new Event("visibilitychange")));
+      await waitStatus(page, () => window.repo.status.connection === "open", 5_000, "open at once after the tab became visible");
+    } finally {
+      await context.close();
+      await own.kill();
+    }
+  });
+}
 
 test("a relay that stops reading: memory stays bounded, and every change arrives once it reads again", { timeout: 150_000 }, async () => {
   const proxy = await startProxy(relay.port);

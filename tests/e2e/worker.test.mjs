@@ -1,9 +1,10 @@
-// Worker mode (`createRepo({ worker: true })`): the engine of every tab of
-// an origin runs in one SharedWorker. Three tabs make one relay connection;
-// edits cross between them and to another browser context; the worker can
-// be killed while a tab types and nothing is lost; offline and back; a
-// worker script that can't load, or a CSP that refuses workers, falls back
-// to the page.
+// Worker mode, the default where the browser has SharedWorker: the engine
+// of every tab of an origin runs in one SharedWorker. Three tabs make one
+// relay connection; edits cross between them and to another browser context
+// (`worker: false`: the engine in its page); the worker can be killed while
+// a tab types and nothing is lost; offline and back; a worker script that
+// can't load, a CSP that refuses workers, or an older version still running
+// in the origin's worker makes the repo run in the page, and status says why.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { TIMEOUT, useRelay, useSiteAndBrowser } from "./harness.mjs";
@@ -12,7 +13,8 @@ import { killSharedWorkers, waitInPage } from "./pages.mjs";
 const env = useSiteAndBrowser();
 const relays = useRelay();
 
-async function openTab(context, name, { worker = true, pkg = "/dist/index.js", repoName = "w" } = {}) {
+/** A tab with a repo; `worker` undefined: the package's default. */
+async function openTab(context, name, { worker, pkg = "/dist/index.js", repoName = "w" } = {}) {
   const page = await context.newPage();
   page.on("pageerror", (error) => console.error(`[${name}] page error: ${error.message}`));
   page.on("console", (message) => {
@@ -274,7 +276,7 @@ test("a Content-Security-Policy that refuses workers: the repo runs in the page 
     await page.goto(`${env.site.url}/csp.html`);
     const seen = await page.evaluate(async (relay) => {
       const { createRepo } = await import("/dist/index.js");
-      const repo = await createRepo({ relay, name: "csp", worker: true });
+      const repo = await createRepo({ relay, name: "csp" });
       const doc = await repo.create({ items: ["works"] });
       doc.change((d) => void d.items.push("still"));
       await repo.flush();
@@ -302,6 +304,32 @@ test("a worker script that can't load: the repo runs in the page and status says
     });
     assert.deepEqual(value, { items: ["works"] });
   } finally {
+    await context.close();
+  }
+});
+
+test("a tab of a newer deployment while an older one runs the origin's worker: it runs in the page, says why, and both tabs sync", { timeout: 60_000 }, async () => {
+  const context = await env.browser.newContext();
+  try {
+    env.site.setDeployedVersion("0.0.9");
+    const old = await openTab(context, "old", { pkg: "/deploy/index.js", repoName: "deploy" });
+    assert.equal(await old.evaluate(() => window.repo.status.mode), "worker");
+    env.site.setDeployedVersion(undefined); // the files are updated in place; the old tab stays open
+    const fresh = await openTab(context, "new", { pkg: "/deploy/index.js", repoName: "deploy" });
+    const status = await fresh.evaluate(() => window.repo.status);
+    assert.equal(status.mode, "page");
+    assert.match(status.warning, /shared worker of its origin runs 0\.0\.9.*runs in this page instead/);
+    const url = await fresh.evaluate(async () => {
+      window.doc = await window.repo.create({ items: ["new"] });
+      return window.doc.url;
+    });
+    await openDoc(old, url);
+    await waitForItems(old, ["new"], "the new tab's doc in the old tab");
+    await push(old, "old");
+    await waitForItems(fresh, ["new", "old"], "the old tab's edit in the new tab");
+    for (const page of [old, fresh]) assert.deepEqual(await page.evaluate(() => window.errors), []);
+  } finally {
+    env.site.setDeployedVersion(undefined);
     await context.close();
   }
 });

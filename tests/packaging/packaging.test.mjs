@@ -160,15 +160,21 @@ async function undoShows(page) {
 }
 
 /**
- * The same check in worker mode (`?worker`: the app passes `worker: true`):
- * the bundle shipped the worker script, so the engine runs in a
- * SharedWorker (`<html data-mode="worker">`), not in the page.
+ * The app runs in the default mode: the bundle shipped the worker script,
+ * so the engine runs in a SharedWorker (`<html data-mode="worker">`), not
+ * in the page (whose fallback would say "page").
  */
-async function workerModeWorks(baseUrl, name) {
-  const { context, page, errors } = await open(`${baseUrl}/?worker`, `${name}-worker`);
+async function runsInTheWorker(page) {
+  await page.waitForFunction(() => document.documentElement.dataset.mode !== undefined, undefined, { timeout: 30_000 });
+  assert.equal(await page.evaluate(() => document.documentElement.dataset.mode), "worker", "the engine runs in the worker");
+}
+
+/** The same check with the engine in the page (`?page`: the app passes `worker: false`). */
+async function pageModeWorks(baseUrl, name) {
+  const { context, page, errors } = await open(`${baseUrl}/?page`, `${name}-page`);
   try {
     await incrementSurvivesReload(page);
-    assert.equal(await page.evaluate(() => document.documentElement.dataset.mode), "worker", "the engine runs in the worker");
+    assert.equal(await page.evaluate(() => document.documentElement.dataset.mode), "page", "the engine runs in the page");
     assert.deepEqual(errors, []);
   } finally {
     await context.close();
@@ -234,13 +240,14 @@ for (const app of apps) {
     try {
       const { context, page, errors } = await open(`${site.url}/`, app.name);
       await incrementSurvivesReload(page);
+      await runsInTheWorker(page);
       // Before the devtools' check: the undo check starts with nothing to undo, and leaves 42.
       if (app.undo) await undoShows(page);
       if (app.devtools) await devtoolsShowTheValue(page, "42");
       assert.deepEqual(errors, []);
       await context.close();
       if (app.tabs) await otherTabsChangeShows(site.url, app.name);
-      await workerModeWorks(site.url, app.name);
+      await pageModeWorks(site.url, app.name);
     } finally {
       await site.close();
     }
@@ -294,9 +301,10 @@ for (const name of ["vite-react", "vite-svelte"]) {
       await valueIs(page, "41");
       await page.click("#inc");
       await valueIs(page, "42");
+      await runsInTheWorker(page);
       assert.deepEqual(errors, []);
       await context.close();
-      await workerModeWorks(dev.url, `${name}-dev`);
+      await pageModeWorks(dev.url, `${name}-dev`);
     } catch (error) {
       throw new Error(`${error.message}\nvite's output:\n${dev.log()}`, { cause: error });
     } finally {
@@ -368,10 +376,11 @@ for (const bundler of ["turbopack", "webpack"]) {
       const consoleErrors = [];
       page.on("console", (message) => message.type() === "error" && consoleErrors.push(message.text()));
       await incrementSurvivesReload(page);
+      await runsInTheWorker(page);
       assert.deepEqual(errors, []);
       assert.deepEqual(consoleErrors, []);
       await context.close();
-      await workerModeWorks(server.url, `next-${bundler}`);
+      await pageModeWorks(server.url, `next-${bundler}`);
     } catch (error) {
       throw new Error(`${error.message}\nnext start's output:\n${server.log()}`, { cause: error });
     } finally {
@@ -386,7 +395,7 @@ test("the installed package works as native ESM in the browser, with no bundler"
     const { context, page, errors } = await open(`${site.url}/blank.html`, "native-esm");
     const result = await page.evaluate(async () => {
       const { createRepo } = await import("/syncline/dist/index.js");
-      const repo = await createRepo({ name: "native" });
+      const repo = await createRepo({ name: "native" }); // the default: the engine in dist/worker.js, found next to dist/index.js
       const doc = await repo.create({ items: [] });
       doc.change((d) => {
         d.items.push("milk");
@@ -399,16 +408,16 @@ test("the installed package works as native ESM in the browser, with no bundler"
       const panel = document.getElementById("syncline-devtools").shadowRoot;
       while (!panel.textContent.includes('"milk"')) await new Promise((resolve) => setTimeout(resolve, 50));
       devtools.unmount();
-      return { value: doc.value, again: reopened.value, unmounted: document.getElementById("syncline-devtools") === null };
+      return { mode: repo.status.mode, value: doc.value, again: reopened.value, unmounted: document.getElementById("syncline-devtools") === null };
     });
-    assert.deepEqual(result, { value: { items: ["milk"] }, again: { items: ["milk"] }, unmounted: true });
+    assert.deepEqual(result, { mode: "worker", value: { items: ["milk"] }, again: { items: ["milk"] }, unmounted: true });
     assert.deepEqual(errors, []);
     await context.close();
-    // Worker mode from the same files: dist/worker.js found next to dist/index.js.
-    const inWorker = await open(`${site.url}/blank.html`, "native-esm-worker");
-    const fromWorker = await inWorker.page.evaluate(async () => {
+    // The engine in the page from the same files.
+    const inPage = await open(`${site.url}/blank.html`, "native-esm-page");
+    const fromPage = await inPage.page.evaluate(async () => {
       const { createRepo } = await import("/syncline/dist/index.js");
-      const repo = await createRepo({ name: "native", worker: true });
+      const repo = await createRepo({ name: "native", worker: false });
       const doc = await repo.create({ items: [] });
       doc.change((d) => {
         d.items.push("milk");
@@ -416,9 +425,9 @@ test("the installed package works as native ESM in the browser, with no bundler"
       await repo.flush();
       return { mode: repo.status.mode, value: (await repo.open(doc.url)).value };
     });
-    assert.deepEqual(fromWorker, { mode: "worker", value: { items: ["milk"] } });
-    assert.deepEqual(inWorker.errors, []);
-    await inWorker.context.close();
+    assert.deepEqual(fromPage, { mode: "page", value: { items: ["milk"] } });
+    assert.deepEqual(inPage.errors, []);
+    await inPage.context.close();
   } finally {
     await site.close();
   }

@@ -377,9 +377,9 @@ impl Engine {
             .get_mut(&doc)
             .ok_or(EngineError::DocNotFound(doc))?;
         let current = state.doc.get_heads();
-        let mut wanted = heads.to_vec();
-        wanted.sort();
-        wanted.dedup();
+        // Heads given with some of their own ancestors (a tab's heads plus its
+        // later changes) are the same point: compare and record them as such.
+        let wanted = crate::history::frontier(&mut state.doc, heads);
         let mut now = current.clone();
         now.sort();
         if wanted.is_empty() || wanted == now {

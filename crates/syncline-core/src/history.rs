@@ -8,7 +8,9 @@
 //! heads (the hashes of the changes it had last); [`Engine::shown_heads`]
 //! are the heads of the value a host shows.
 
-use automerge::{AutoSerde, ChangeHash};
+use std::collections::HashSet;
+
+use automerge::{AutoCommit, AutoSerde, ChangeHash};
 use serde_json::Value as Json;
 use syncline_protocol::DocId;
 
@@ -125,4 +127,43 @@ impl Engine {
             .map_err(|_| unknown(heads.first().unwrap_or(&ChangeHash([0; 32]))))?;
         Ok(serde_json::to_value(AutoSerde::from(&view)).unwrap_or(Json::Null))
     }
+}
+
+/// `hashes` without those that another of them already covers (an ancestor
+/// of another): the heads a document has after exactly those changes.
+/// Hashes the document does not have are kept (the caller reports them).
+///
+/// The walk goes back from the hashes' deps and stops at any change whose
+/// `max_op` is below the smallest of theirs: op counters grow along
+/// causality, so nothing older can be one of them. A tab's heads plus its
+/// own later changes (worker mode) thus cost a few steps, not the history.
+pub(crate) fn frontier(doc: &mut AutoCommit, hashes: &[ChangeHash]) -> Vec<ChangeHash> {
+    let mut unique: Vec<ChangeHash> = hashes.to_vec();
+    unique.sort();
+    unique.dedup();
+    if unique.len() < 2 {
+        return unique;
+    }
+    let mut floor = u64::MAX;
+    let mut stack = Vec::new();
+    for hash in &unique {
+        if let Some(meta) = doc.get_change_meta_by_hash(hash) {
+            floor = floor.min(meta.max_op);
+            stack.extend(meta.deps);
+        }
+    }
+    let mut reached = HashSet::new();
+    while let Some(hash) = stack.pop() {
+        if !reached.insert(hash) {
+            continue;
+        }
+        match doc.get_change_meta_by_hash(&hash) {
+            // Its ancestors' counters are no larger: none of them is one of the hashes.
+            Some(meta) if meta.max_op < floor => {}
+            Some(meta) => stack.extend(meta.deps),
+            None => {}
+        }
+    }
+    unique.retain(|hash| !reached.contains(hash));
+    unique
 }

@@ -53,3 +53,48 @@ fn changes_at_older_heads_merge_and_reach_the_relay() {
     assert_eq!(err.code(), syncline_core::SynclineErrorCode::UnknownHeads);
     assert_eq!(items(&w, 0, &url), expected);
 }
+
+/// A tab in worker mode sends its confirmed heads plus its own changes made
+/// since (ancestors and descendants together). That is one point in
+/// history: typing "Hello" a key at a time, each change sent before the
+/// previous one is confirmed, is one undo step, as it is in the page.
+#[test]
+fn heads_given_with_their_own_ancestors_are_one_point_and_keep_one_undo_step() {
+    let mut w = World::new(1);
+    let url = w.replicas[0]
+        .engine
+        .create_doc(&json!({ "items": [] }), w.now)
+        .unwrap();
+    let engine = &mut w.replicas[0].engine;
+    let base = engine.heads(&url.doc).unwrap();
+    let undoable = || syncline_core::ChangeOptions {
+        undoable: true,
+        ..Default::default()
+    };
+    let mut sent = base.clone();
+    for item in ["H", "e", "l", "l", "o"] {
+        let hash = engine
+            .change_at(url.doc, &sent, &push(item), undoable(), w.now)
+            .unwrap()
+            .expect("a change");
+        // The confirmed heads stay `base`; the tab adds each change it made since.
+        sent.push(hash);
+    }
+    assert_eq!(
+        engine.value_json(&url.doc).unwrap()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    assert!(
+        engine.undo(url.doc, w.now).unwrap(),
+        "there was a step to undo"
+    );
+    assert_eq!(
+        engine.value_json(&url.doc).unwrap(),
+        json!({ "items": [] }),
+        "the five changes were one step"
+    );
+    assert!(!engine.can_undo(&url.doc), "nothing left to undo");
+}

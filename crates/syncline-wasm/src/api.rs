@@ -12,7 +12,7 @@ use crate::errors::{engine_error, js_error};
 use crate::fast_open;
 use crate::host::{self, Host, HostRef};
 use crate::patches::to_js_patches;
-use crate::platform::{now_ms, random_bytes};
+use crate::platform::{PageEvent, now_ms, random_bytes};
 use crate::storage::{Durability, Storage};
 use crate::transport::TransportOptions;
 
@@ -449,6 +449,27 @@ impl Core {
     pub fn set_online(&self, online: bool) -> Result<(), JsValue> {
         host::enter(&self.host)?;
         host::set_online(&self.host, online);
+        Ok(())
+    }
+
+    /// A page event the engine has no window to hear (it runs in a
+    /// worker): "online", "offline", or "visible" (a tab became visible).
+    /// Forwarded by the tabs; in a page the engine listens itself.
+    #[wasm_bindgen(js_name = pageEvent)]
+    pub fn page_event(&self, event: &str) -> Result<(), JsValue> {
+        let event = match event {
+            "online" => PageEvent::Online,
+            "offline" => PageEvent::Offline,
+            "visible" => PageEvent::Visible,
+            _ => {
+                return Err(js_error(
+                    SynclineErrorCode::BadOption,
+                    "a page event is \"online\", \"offline\" or \"visible\"",
+                ));
+            }
+        };
+        host::enter(&self.host)?;
+        host::page_event(&self.host, event);
         Ok(())
     }
 

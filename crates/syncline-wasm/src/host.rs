@@ -28,7 +28,7 @@ use crate::errors::{engine_error, js_error};
 use crate::events::{Event, emit};
 use crate::fast_open::FastOpen;
 use crate::link::{self, Link};
-use crate::platform::{Deadline, PageListeners, now_ms};
+use crate::platform::{Deadline, PageEvent, PageListeners, now_ms};
 use crate::storage::Storage;
 use crate::transport::{Token, TransportOptions};
 use crate::writer::{Writer, write_loop};
@@ -320,16 +320,19 @@ pub fn start(host: &HostRef) {
     let weak = Rc::downgrade(host);
     let listeners = PageListeners::install(move |event| {
         let Some(host) = weak.upgrade() else { return };
-        run_or_queue(&host, move |host| {
-            link::page_event(&mut host.borrow_mut(), event);
-            drain(host);
-        });
+        run_or_queue(&host, move |host| page_event(host, event));
     });
     {
         let mut h = host.borrow_mut();
         h.page = Some(listeners);
         h.link.dialer.start(now_ms());
     }
+    drain(host);
+}
+
+/// A page event heard by a tab rather than by this engine (worker mode).
+pub fn page_event(host: &HostRef, event: PageEvent) {
+    link::page_event(&mut host.borrow_mut(), event);
     drain(host);
 }
 

@@ -27,9 +27,9 @@ function App() {
   const [state, setState] = useState(null);
   useEffect(() => {
     (async () => {
-      // `?worker` in the page's URL: the engine in a SharedWorker; <html data-mode> says where it runs.
-      const repo = await createRepo({ name: "packaging", worker: new URLSearchParams(location.search).has("worker") });
-      document.documentElement.dataset.mode = repo.status.mode ?? "page";
+      // The default: the engine in a SharedWorker; `?page` in the page's URL: in the page. <html data-mode> says where it runs.
+      const repo = await createRepo({ name: "packaging", ...(new URLSearchParams(location.search).has("page") ? { worker: false } : {}) });
+      document.documentElement.dataset.mode = repo.status.mode;
       let url = localStorage.getItem("url");
       if (!url) {
         const doc = await repo.create({ count: 0 });

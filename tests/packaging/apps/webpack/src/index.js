@@ -7,9 +7,9 @@ const show = (id, text) => {
 };
 
 async function main() {
-  // `?worker` in the page's URL: the engine in a SharedWorker; <html data-mode> says where it runs.
-  const repo = await createRepo({ name: "packaging", worker: new URLSearchParams(location.search).has("worker") });
-  document.documentElement.dataset.mode = repo.status.mode ?? "page";
+  // The default: the engine in a SharedWorker; `?page` in the page's URL: in the page. <html data-mode> says where it runs.
+  const repo = await createRepo({ name: "packaging", ...(new URLSearchParams(location.search).has("page") ? { worker: false } : {}) });
+  document.documentElement.dataset.mode = repo.status.mode;
   const url = localStorage.getItem("url");
   let doc;
   if (url) {
