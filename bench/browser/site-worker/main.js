@@ -3,7 +3,7 @@
 // raw samples; the runner computes medians and ratios. Worker mode is
 // `createRepo({ worker: true })`: the engine runs in the origin's
 // SharedWorker (npm/src/worker.ts, bundled by vite.worker.config.mjs); page
-// mode is the default, the engine in this page. Every worker-mode repo is
+// mode (`worker: false`) runs the engine in this page. Every worker-mode repo is
 // checked to really run in the worker (`repo.status.mode === "worker"`).
 import { createRepo } from "syncline";
 import initSynclineGlue, { Core } from "syncline-glue";

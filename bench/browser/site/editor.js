@@ -61,7 +61,7 @@ function mount(extensions, doc) {
 async function setup({ system, role, relay, url, room, name }) {
   const user = { name, color: role === "a" ? "#c0392b" : "#2980b9" };
   if (system === "syncline") {
-    const repo = await createRepo({ relay, name: `cm-bench-${role}-${crypto.randomUUID()}` });
+    const repo = await createRepo({ relay, name: `cm-bench-${role}-${crypto.randomUUID()}`, worker: false });
     state.stop.push(() => repo.close());
     let doc;
     if (role === "a") {

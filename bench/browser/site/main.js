@@ -1,6 +1,8 @@
 // The benchmark page. Every scenario runs Syncline and its peer in this same
 // page (or two pages of one browser), interleaved where it can, and returns
-// raw samples; run.mjs computes medians and ratios.
+// raw samples; run.mjs computes medians and ratios. Syncline runs with the
+// engine in the page (`worker: false`), beside Automerge in the same page;
+// worker mode has its own bench (site-worker/, worker-bench.mjs).
 import { createRepo, splice, Text } from "syncline";
 import initSynclineGlue, { Core } from "syncline-glue";
 import initAes, * as aes from "aes-glue";
@@ -65,7 +67,7 @@ function rng(seed) {
 async function changePatch({ size = 10_000, changes = 1000, warmup = 50, seed = 42, peerChanges = 0 }) {
   await initWasm();
   const items = Array.from({ length: size }, (_, i) => ({ title: `item ${i}`, done: false }));
-  const repo = await createRepo({ name: `s4-${uniq()}`, key: randomKey() });
+  const repo = await createRepo({ name: `s4-${uniq()}`, key: randomKey(), worker: false });
   const sdoc = await repo.create({ items });
   let seen = 0;
   const stop = sdoc.subscribe(() => seen++);
@@ -155,7 +157,7 @@ async function changePatch({ size = 10_000, changes = 1000, warmup = 50, seed = 
  */
 async function durable({ changes = 2000, rounds = 5, op = "push" }) {
   await initWasm();
-  const srepo = await createRepo({ name: `s1-${uniq()}`, key: randomKey() });
+  const srepo = await createRepo({ name: `s1-${uniq()}`, key: randomKey(), worker: false });
   const arepo = new Repo({ storage: new IndexedDBStorageAdapter(`s1-am-${uniq()}`), network: [] });
   const edit = (d, i) => {
     if (op === "push") d.items.push({ id: i, done: false });
@@ -236,7 +238,7 @@ async function latencySetup({ role, relay, amRelay, sUrl, aUrl }) {
   watchSyncSocket(relay);
   await initWasm();
   const state = (window.lat = { samplesS: [], samplesA: [] });
-  state.srepo = await createRepo({ relay, name: `s5-${role}-${uniq()}`, key: randomKey() });
+  state.srepo = await createRepo({ relay, name: `s5-${role}-${uniq()}`, key: randomKey(), worker: false });
   state.arepo = new Repo({
     storage: new IndexedDBStorageAdapter(`s5-am-${role}-${uniq()}`),
     network: [new BrowserWebSocketClientAdapter(amRelay)],
@@ -362,7 +364,7 @@ async function coldOpenMeasure({ name, keyHex, url, bytesUrl, expectLength, orde
   const marker = Date.now();
   const runS = async () => {
     const t0 = now();
-    const repo = await createRepo({ name, key });
+    const repo = await createRepo({ name, key, worker: false });
     const t1 = now();
     const doc = await repo.open(url);
     const len = doc.value.text.length;
@@ -485,7 +487,7 @@ async function aesBench({ size, n, reps = 5 }) {
 async function divergeSetup({ role, relay, amRelay, base, sUrl, aUrl }) {
   await initWasm();
   const div = (window.div = { role, amRelay, expect: {}, reachedAt: {}, changes: {} });
-  div.srepo = await createRepo({ relay, name: `dv-${role}-${uniq()}`, key: randomKey() });
+  div.srepo = await createRepo({ relay, name: `dv-${role}-${uniq()}`, key: randomKey(), worker: false });
   div.adapter = new BrowserWebSocketClientAdapter(amRelay);
   div.arepo = new Repo({ storage: new IndexedDBStorageAdapter(`dv-am-${role}-${uniq()}`), network: [div.adapter] });
   if (role === "a") {
