@@ -9,7 +9,11 @@
 // round, then their medians over rounds.
 //
 //   npm run build:editor     # bundles site/editor.html (needs `cargo xtask build` first: npm/src/wasm)
-//   node cm-keystroke.mjs [--keys 300] [--warmup 20] [--gap 100] [--rounds 3] [--relay PATH]
+//   node cm-keystroke.mjs [--keys 300] [--warmup 20] [--gap 100] [--rounds 3] [--relay PATH] [--worker]
+//
+// Syncline runs with the engine in each page (`worker: false`); `--worker`
+// runs it in the pages' SharedWorker (the default mode), where the socket
+// legs are not observable from the page.
 //
 // Prints a markdown summary; raw samples go to .build/results/cm-keystroke-<time>.json.
 import { spawnSync } from "node:child_process";
@@ -30,6 +34,7 @@ const args = { keys: num("keys", 300), warmup: num("warmup", 20), gapMs: num("ga
 // --only syncline|yjs: one system alone (to see what the other's pages cost it on a small machine); the default is both at once.
 const systems = flags.only ? [flags.only] : ["syncline", "yjs"];
 if (!systems.every((x) => x === "syncline" || x === "yjs")) throw new Error("--only syncline|yjs");
+const worker = flags.worker !== undefined;
 const relayBin = resolve(flags.relay ?? join(repoRoot, "target", "release", "syncline-relay"));
 const yServer = join(here, "node_modules", "@y", "websocket-server", "src", "server.js");
 
@@ -57,8 +62,8 @@ async function round(browser, web, servers, index) {
   try {
     const room = `cm-bench-${Date.now()}-${index}`;
     if (systems.includes("syncline")) {
-      const { url } = await pages["syncline-a"].page.evaluate((x) => window.bench.setup(x), { system: "syncline", role: "a", relay: servers.syncline, name: "A" });
-      await pages["syncline-b"].page.evaluate((x) => window.bench.setup(x), { system: "syncline", role: "b", relay: servers.syncline, url, name: "B" });
+      const { url } = await pages["syncline-a"].page.evaluate((x) => window.bench.setup(x), { system: "syncline", role: "a", relay: servers.syncline, name: "A", worker });
+      await pages["syncline-b"].page.evaluate((x) => window.bench.setup(x), { system: "syncline", role: "b", relay: servers.syncline, url, name: "B", worker });
     }
     if (systems.includes("yjs")) {
       for (const role of ["a", "b"]) {
@@ -154,7 +159,7 @@ const legRow = (label, leg) =>
   `| legs, p50 / p99: ${label} | ${f(legs("syncline", leg, 50))} / ${f(legs("syncline", leg, 99))} ms | ${f(legs("yjs", leg, 50))} / ${f(legs("yjs", leg, 99))} ms | |`;
 const summary = [
   `CodeMirror keystroke in A → visible in B's editor: ${args.keys} keystrokes (+${args.warmup} warm-up) per system per round, ${args.gapMs} ms apart, ${systems.length === 2 ? "both systems typing at once" : `${systems[0]} alone`}; ${args.rounds} rounds; median over rounds (each round in brackets)`,
-  `| | Syncline (syncline/codemirror, syncline-relay) | Yjs 13.6 (y-codemirror.next 0.3.6, y-websocket 3.1 + @y/websocket-server 0.1.1) | ratio (ours ÷ theirs) |`,
+  `| | Syncline (syncline/codemirror, syncline-relay; engine in ${worker ? "the SharedWorker" : "the page"}) | Yjs 13.6 (y-codemirror.next 0.3.6, y-websocket 3.1 + @y/websocket-server 0.1.1) | ratio (ours ÷ theirs) |`,
   `| --- | --- | --- | --- |`,
   row("p50", 50),
   row("p99", 99),

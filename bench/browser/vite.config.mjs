@@ -18,6 +18,8 @@ export default defineConfig({
   base: "./",
   logLevel: "warn",
   plugins: [synclineGlue()],
+  // The package's SharedWorker script (worker mode: cm-keystroke.mjs --worker), with the same glue.
+  worker: { format: "es", plugins: () => [synclineGlue()] },
   resolve: {
     alias: [
       { find: /^syncline$/, replacement: join(npmSrc, "index.ts") },

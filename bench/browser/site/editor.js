@@ -58,10 +58,11 @@ function mount(extensions, doc) {
  * Sets up one side. Syncline: page A creates the document (an empty Text
  * at `note`) and returns its URL; B opens it. Yjs: both join `room`.
  */
-async function setup({ system, role, relay, url, room, name }) {
+async function setup({ system, role, relay, url, room, name, worker = false }) {
   const user = { name, color: role === "a" ? "#c0392b" : "#2980b9" };
   if (system === "syncline") {
-    const repo = await createRepo({ relay, name: `cm-bench-${role}-${crypto.randomUUID()}`, worker: false });
+    const repo = await createRepo({ relay, name: `cm-bench-${role}-${crypto.randomUUID()}`, worker });
+    if (repo.status.mode !== (worker ? "worker" : "page")) throw new Error(`asked for worker: ${worker}, runs in the ${repo.status.mode}: ${repo.status.warning}`);
     state.stop.push(() => repo.close());
     let doc;
     if (role === "a") {
