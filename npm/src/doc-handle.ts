@@ -55,7 +55,7 @@ export interface DocHandle<T extends object = JsonObject> {
   view(heads: readonly string[]): Immutable<T>;
   /**
    * `history()`, asynchronously: works in both modes. In worker mode
-   * (`createRepo({ worker: true })`) this asks the worker; `history()`
+   * (the default where the browser has SharedWorker) this asks the worker; `history()`
    * reads the copy the worker keeps in each tab, `[]` right after a fast
    * open until the worker has loaded the CRDT.
    */

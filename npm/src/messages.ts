@@ -20,7 +20,7 @@
  * (the sender's repo gets a "RateLimited" error event, and a dropped
  * request ends with "NoServer" at its timeout); with several servers of a
  * method online, each runs its handler and the first answer wins. In
- * worker mode (`createRepo({ worker: true })`) the tabs of one app are one
+ * worker mode (the default where the browser has SharedWorker) the tabs of one app are one
  * peer: a message reaches other peers, not the app's other tabs.
  */
 import type { CoreApi } from "./core.js";

@@ -133,14 +133,16 @@ const NO_HISTORY: readonly HistoryEntry[] = Object.freeze([]);
  */
 export function useHistory(url: string | null | undefined): readonly HistoryEntry[] {
   const handle = useHandle<object>(url);
-  // history() builds a new array per call: one per "history" event, kept for the snapshots in between.
-  const cache = useRef<{ handle: DocHandle<object>; entries: readonly HistoryEntry[] } | null>(null);
+  // history() builds a new array per call: read once per "history" event, and
+  // the previous array kept when nothing was added (the event also fires for
+  // a change whose entry is still on its way from the worker).
+  const cache = useRef<{ handle: DocHandle<object>; entries: readonly HistoryEntry[]; stale: boolean } | null>(null);
   const subscribe = useCallback(
     (onChange: () => void) => {
       if (!handle) return () => {};
-      cache.current = null; // what changed before this subscription is read afresh
+      if (cache.current) cache.current.stale = true; // what changed before this subscription is read afresh
       return handle.on("history", () => {
-        cache.current = null;
+        if (cache.current) cache.current.stale = true;
         onChange();
       });
     },
@@ -148,7 +150,11 @@ export function useHistory(url: string | null | undefined): readonly HistoryEntr
   );
   const snapshot = (): readonly HistoryEntry[] => {
     if (!handle) return NO_HISTORY;
-    if (cache.current?.handle !== handle) cache.current = { handle, entries: handle.history() };
+    const last = cache.current;
+    if (last?.handle === handle && !last.stale) return last.entries;
+    const entries = handle.history();
+    const same = last?.handle === handle && last.entries.length === entries.length && last.entries.at(-1)?.hash === entries.at(-1)?.hash;
+    cache.current = { handle, entries: same ? last.entries : entries, stale: false };
     return cache.current.entries;
   };
   return useSyncExternalStore(subscribe, snapshot, snapshot);

@@ -1,5 +1,5 @@
 /**
- * The tab side of worker mode (`createRepo({ worker: true })`): a `CoreApi`
+ * The tab side of worker mode (the default where the browser has SharedWorker): a `CoreApi`
  * whose engine runs in the origin's SharedWorker (`worker.ts`), reached over
  * one MessagePort (messages in `worker-protocol.ts`). No wasm, no Automerge
  * on this thread.
@@ -270,6 +270,8 @@ export class WorkerCore implements CoreApi {
 
   #resync(): void {
     this.#handingOff = false;
+    // A page event heard while no worker was there: what holds now.
+    if (globalThis.navigator?.onLine === false) this.#post({ t: "pageEvent", event: "offline" });
     const inFlight = [...this.#calls];
     for (const url of this.#docs.keys()) {
       void this.#call({ op: "open", url }).then(

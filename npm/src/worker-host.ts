@@ -93,14 +93,52 @@ export class WorkerHost {
   readonly #Core: CoreStatic;
   readonly #repos = new Map<string, Promise<RepoEngine>>();
   readonly #onCrash: () => void;
+  readonly #idle: { onIdle: () => void; idleMs: number } | undefined;
+  /** Tabs that said `hello` and have not left, welcomed or still opening. */
+  #tabs = 0;
+  /**
+   * When a tab last said `hello`. A port that connects and says nothing
+   * (a tab of another version refuses this worker at `alive`) does not keep
+   * it alive: else reloading such a tab would keep an old worker for ever.
+   */
+  #lastArrival = Date.now();
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  #ending = false;
 
   /**
    * `onCrash` runs after the wasm module trapped and every tab heard it:
    * the SharedWorker ends itself there, so the next tab gets a fresh module.
+   * `idle.onIdle` runs once no tab has used this host for `idle.idleMs`
+   * (none joined meanwhile), after every engine flushed
+   * and closed: the SharedWorker ends itself there. A worker whose tabs
+   * all left would otherwise live on with its relay connection for as long
+   * as any page that once started it (a tab that fell back to the page
+   * still owns it), and keep an older version in the way of newer tabs.
    */
-  constructor(Core: CoreStatic, onCrash: () => void = () => {}) {
+  constructor(Core: CoreStatic, onCrash: () => void = () => {}, idle?: { onIdle: () => void; idleMs: number }) {
     this.#Core = Core;
     this.#onCrash = onCrash;
+    this.#idle = idle;
+    this.#checkIdleLater();
+  }
+
+  /** Ends the engines and calls `onIdle` if nothing used this host for `idleMs`; else looks again later. */
+  #checkIdleLater(): void {
+    const idle = this.#idle;
+    if (!idle || this.#ending) return;
+    clearTimeout(this.#idleTimer);
+    if (this.#tabs > 0) return;
+    const wait = Math.max(0, this.#lastArrival + idle.idleMs - Date.now());
+    this.#idleTimer = setTimeout(() => {
+      if (this.#tabs > 0) return;
+      if (Date.now() - this.#lastArrival < idle.idleMs) {
+        this.#checkIdleLater();
+        return;
+      }
+      this.#ending = true;
+      const engines = [...this.#repos.values()].map((opening) => opening.then((engine) => engine.end(), () => {}));
+      void Promise.all(engines).then(idle.onIdle);
+    }, wait);
   }
 
   connect(port: PortLike): void {
@@ -125,6 +163,22 @@ export class WorkerHost {
   }
 
   async #hello(tab: Tab, hello: Extract<ToWorker, { t: "hello" }>): Promise<void> {
+    this.#lastArrival = Date.now();
+    if (this.#ending) {
+      // Past the idle check: this worker is ending; a new one will serve the tab.
+      tab.port.postMessage({ t: "refused", version: PACKAGE_VERSION, error: { code: "WorkerMismatch", message: "the syncline worker was ending; reload to use a new one" } });
+      return;
+    }
+    this.#tabs += 1;
+    try {
+      await this.#join(tab, hello);
+    } finally {
+      if (!tab.repo) this.#tabs -= 1; // refused: it never joined
+      this.#checkIdleLater();
+    }
+  }
+
+  async #join(tab: Tab, hello: Extract<ToWorker, { t: "hello" }>): Promise<void> {
     if (hello.version !== PACKAGE_VERSION) {
       tab.port.postMessage({
         t: "refused",
@@ -172,8 +226,11 @@ export class WorkerHost {
 
   /** `tab` said `bye`, or its lock came free: it has left its repo. */
   #gone(tab: Tab): void {
-    tab.repo?.leave(tab);
+    if (!tab.repo) return;
+    tab.repo.leave(tab);
     tab.repo = null;
+    this.#tabs -= 1;
+    this.#checkIdleLater();
   }
 }
 
@@ -242,7 +299,18 @@ class RepoEngine {
     tab.port.postMessage({ t: "welcome", version: PACKAGE_VERSION, status: this.#core.status() });
   }
 
-  leave(tab: Tab): void {
+  /** No tab uses this engine any more and the worker ends: what was applied is made durable first. */
+  async end(): Promise<void> {
+    try {
+      await this.#core.flush();
+    } catch {
+      // not durable: the tabs that made those changes kept them (they re-send them to the next engine)
+    }
+    this.#link.close();
+    this.#core.close();
+  }
+
+    leave(tab: Tab): void {
     this.#tabs.delete(tab);
     this.#messages.leave(tab);
     this.#presence.leave(tab);

@@ -1,6 +1,6 @@
 /**
  * The messages between a tab and the shared worker that runs the engine
- * (worker mode, `createRepo({ worker: true })`), over one MessagePort per
+ * (worker mode, the default of `createRepo()`), over one MessagePort per
  * tab and repo. Plain structured-clone data only: no functions, no class
  * instances (errors cross as `{ code, message }`).
  *

@@ -88,7 +88,9 @@ function fakeEngine() {
     clearPresence() {},
     setOnline() {},
     undoState: (url) => [state.changes.get(url)?.length ? 1 : 0, 0],
-    close() {},
+    close() {
+      state.closed = true;
+    },
   };
   return {
     state,
@@ -162,6 +164,40 @@ test("a tab of another version is refused with WorkerMismatch, both ways, before
   port1.close();
   // And a tab refuses a worker of another version.
   await assert.rejects(tab(host, { version: "9.9.9" }), (error) => error.code === "WorkerMismatch");
+});
+
+test("a worker whose tabs all left ends after idleMs, its writes made durable first; a tab that comes back in time keeps it", async () => {
+  const engine = fakeEngine();
+  let ended = 0;
+  const host = new WorkerHost(engine.Core, () => {}, { onIdle: () => ended++, idleMs: 80 });
+  const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  const a = await tab(host);
+  const doc = await a.repo.create({ items: [] });
+  await a.repo.flush();
+  a.repo.close(); // bye
+  await wait(40);
+  // A reload: the next tab arrives within idleMs and is served by the same engine.
+  const b = await tab(host);
+  assert.deepEqual((await b.repo.open(doc.url)).value, { items: [] });
+  await wait(150);
+  assert.equal(ended, 0, "not while a tab uses it");
+  engine.state.hold = true; // storage slow: the end waits for the flush
+  b.repo.open(doc.url).then((d) => d.change((v) => void v.items.push("last")));
+  await settle();
+  b.repo.close();
+  await wait(150);
+  assert.equal(ended, 0, "not before its writes are durable");
+  assert.equal(engine.state.closed, undefined);
+  engine.durable();
+  await settle();
+  await wait(10);
+  assert.equal(ended, 1, "ended once idle and durable");
+  assert.equal(engine.state.closed, true, "its engine closed first");
+  // A hello that arrives while it ends is refused, so the tab runs in its page.
+  const late = rawTab(host, PACKAGE_VERSION);
+  await settle();
+  assert.deepEqual(late.answers.map((m) => m.t), ["alive", "refused"]);
+  late.port.close();
 });
 
 test("a change is applied at once in the tab, and the worker's answer reconciles it", async () => {

@@ -328,8 +328,57 @@ test("a tab of a newer deployment while an older one runs the origin's worker: i
     await push(old, "old");
     await waitForItems(fresh, ["new", "old"], "the old tab's edit in the new tab");
     for (const page of [old, fresh]) assert.deepEqual(await page.evaluate(() => window.errors), []);
+
+    // The old tab closes. The new tab still owns the old worker (it started
+    // it), but with no tab of its own the old worker ends itself after its
+    // idle time (5 s), and the new tab, reloaded, gets a worker of its version.
+    await old.close();
+    const closedAt = Date.now();
+    let mode;
+    do {
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      await fresh.reload();
+      mode = await fresh.evaluate(async () => {
+        const { createRepo } = await import("/deploy/index.js");
+        const repo = await createRepo({ name: "deploy" });
+        const mode = repo.status.mode;
+        repo.close();
+        return mode;
+      });
+    } while (mode !== "worker" && Date.now() - closedAt < 20_000);
+    assert.equal(mode, "worker", "the old worker ended; the reloaded tab runs the engine in a new one");
   } finally {
     env.site.setDeployedVersion(undefined);
+    await context.close();
+  }
+});
+
+test("an older build's worker (another script URL) still running: a new tab runs in its page within seconds, and in a worker once the old tab closed", { timeout: 60_000 }, async () => {
+  const context = await env.browser.newContext();
+  try {
+    const old = await openTab(context, "old-build", { pkg: "/deploy/index.js", repoName: "builds" });
+    assert.equal(await old.evaluate(() => window.repo.status.mode), "worker");
+    // /dist/worker.js is another SharedWorker than /deploy/worker.js: it finds the engine lock held and refuses.
+    const started = Date.now();
+    const fresh = await openTab(context, "new-build", { repoName: "builds" });
+    const status = await fresh.evaluate(() => window.repo.status);
+    assert.equal(status.mode, "page");
+    assert.match(status.warning, /another syncline worker of this origin is running.*runs in this page instead/);
+    assert.ok(Date.now() - started < 10_000, `the fallback took ${Date.now() - started} ms`);
+    const url = await fresh.evaluate(async () => {
+      window.doc = await window.repo.create({ items: ["new"] });
+      return window.doc.url;
+    });
+    await openDoc(old, url);
+    await waitForItems(old, ["new"], "the new tab's doc in the old build's tab");
+    // The old build's tab closes: its worker has no owner left and ends; the next tab gets the new worker.
+    await old.close();
+    const later = await openTab(context, "new-build-2", { repoName: "builds" });
+    assert.equal(await later.evaluate(() => window.repo.status.mode), "worker");
+    await openDoc(later, url);
+    await waitForItems(later, ["new"], "the doc in the new worker");
+    for (const page of [fresh, later]) assert.deepEqual(await page.evaluate(() => window.errors), []);
+  } finally {
     await context.close();
   }
 });

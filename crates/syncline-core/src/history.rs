@@ -129,6 +129,9 @@ impl Engine {
     }
 }
 
+/// How many changes [`frontier`] looks at before it gives up reducing.
+const FRONTIER_STEPS: usize = 4_096;
+
 /// `hashes` without those that another of them already covers (an ancestor
 /// of another): the heads a document has after exactly those changes.
 /// Hashes the document does not have are kept (the caller reports them).
@@ -137,6 +140,10 @@ impl Engine {
 /// `max_op` is below the smallest of theirs: op counters grow along
 /// causality, so nothing older can be one of them. A tab's heads plus its
 /// own later changes (worker mode) thus cost a few steps, not the history.
+/// Past [`FRONTIER_STEPS`] (an old concurrent head among them, where the
+/// walk would cover everything since the fork) the hashes are returned as
+/// given, sorted: the same point in history, only not reduced, which costs
+/// nothing but the grouping of an undo step.
 pub(crate) fn frontier(doc: &mut AutoCommit, hashes: &[ChangeHash]) -> Vec<ChangeHash> {
     let mut unique: Vec<ChangeHash> = hashes.to_vec();
     unique.sort();
@@ -154,6 +161,9 @@ pub(crate) fn frontier(doc: &mut AutoCommit, hashes: &[ChangeHash]) -> Vec<Chang
     }
     let mut reached = HashSet::new();
     while let Some(hash) = stack.pop() {
+        if reached.len() >= FRONTIER_STEPS {
+            return unique;
+        }
         if !reached.insert(hash) {
             continue;
         }
