@@ -17,9 +17,10 @@
  *
  * `undoStore(doc)` is `{ canUndo, canRedo }` for undo/redo buttons:
  * `<button disabled={!$undo.canUndo} on:click={() => doc.undo()}>Undo</button>`.
+ * `historyStore(doc)` is `doc.history()`, a new array when it grew.
  */
 import type { DocHandle, UndoState } from "./doc-handle.js";
-import type { Peer } from "./types.js";
+import type { HistoryEntry, Peer } from "./types.js";
 import type { Repo } from "./repo.js";
 import type { Immutable, Status } from "./types.js";
 
@@ -53,6 +54,27 @@ export function undoStore(doc: DocHandle<object>): Readable<UndoState> {
     subscribe(run) {
       run(Object.freeze({ canUndo: doc.canUndo, canRedo: doc.canRedo }));
       return doc.on("undoState", run);
+    },
+  };
+}
+
+/**
+ * A document's history (`doc.history()`, oldest first) as a store: a new
+ * array when entries were added (`doc.on("history")`; in worker mode a
+ * round trip after the change shows in the value), none for an event that
+ * added nothing.
+ */
+export function historyStore(doc: DocHandle<object>): Readable<readonly HistoryEntry[]> {
+  return {
+    subscribe(run) {
+      let last = doc.history();
+      run(last);
+      return doc.on("history", () => {
+        const entries = doc.history();
+        if (entries.length === last.length && entries.at(-1)?.hash === last.at(-1)?.hash) return;
+        last = entries;
+        run(entries);
+      });
     },
   };
 }

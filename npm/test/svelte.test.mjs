@@ -2,7 +2,7 @@
 // and returns an unsubscribe function.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { docStore, statusStore, undoStore } from "../.test-build/svelte.js";
+import { docStore, historyStore, statusStore, undoStore } from "../.test-build/svelte.js";
 import { Handle } from "../.test-build/doc-handle.js";
 import { undoHost } from "./undo-host.mjs";
 
@@ -56,4 +56,26 @@ test("undoStore: the state at once, a new value when canUndo/canRedo change, uns
   stop();
   handle.redo();
   assert.equal(seen.length, 4, "nothing after unsubscribing");
+});
+
+test("historyStore: the entries at once, a new array when they grew (also without a new value, as in worker mode), unsubscribes", () => {
+  const entries = [];
+  const host = { ...undoHost(), history: () => entries.map((entry) => ({ ...entry })) };
+  const handle = new Handle(host, "syncline:doc1#key", { n: 0 });
+  const entry = (n) => ({ hash: `h${n}`, actor: "a", seq: n, time: 0, deps: [] });
+  const seen = [];
+  const stop = historyStore(handle).subscribe((list) => seen.push(list.map((e) => e.hash)));
+  assert.deepEqual(seen, [[]], "called at once");
+  entries.push(entry(1));
+  handle.change((d) => void (d.n = 1)); // in the page the entry comes with the change
+  assert.deepEqual(seen, [[], ["h1"]]);
+  handle.change((d) => void (d.n = 2)); // in worker mode it comes later: nothing added yet, no new value
+  assert.deepEqual(seen.length, 2);
+  entries.push(entry(2));
+  handle.historyChanged(); // the worker's entry arrived
+  assert.deepEqual(seen.at(-1), ["h1", "h2"]);
+  stop();
+  entries.push(entry(3));
+  handle.historyChanged();
+  assert.equal(seen.length, 3, "nothing after unsubscribing");
 });
