@@ -136,9 +136,27 @@ export class WorkerHost {
         return;
       }
       this.#ending = true;
-      const engines = [...this.#repos.values()].map((opening) => opening.then((engine) => engine.end(), () => {}));
-      void Promise.all(engines).then(idle.onIdle);
+      void this.#end(idle.onIdle);
     }, wait);
+  }
+
+  /**
+   * Makes every engine's writes durable, then closes them and calls
+   * `onIdle`. If a write fails (storage full), nothing is closed: the
+   * unsaved changes stay in memory, retried at the next idle check.
+   */
+  async #end(onIdle: () => void): Promise<void> {
+    const engines = (await Promise.all([...this.#repos.values()].map((opening) => opening.catch(() => null)))).filter((e) => e !== null);
+    try {
+      await Promise.all(engines.map((engine) => engine.flush()));
+    } catch {
+      this.#ending = false;
+      this.#lastArrival = Date.now();
+      this.#checkIdleLater();
+      return;
+    }
+    for (const engine of engines) engine.close();
+    onIdle();
   }
 
   connect(port: PortLike): void {
@@ -170,15 +188,17 @@ export class WorkerHost {
       return;
     }
     this.#tabs += 1;
+    let joined = false;
     try {
-      await this.#join(tab, hello);
+      joined = await this.#join(tab, hello);
     } finally {
-      if (!tab.repo) this.#tabs -= 1; // refused: it never joined
+      if (!joined) this.#tabs -= 1; // refused: it never joined
       this.#checkIdleLater();
     }
   }
 
-  async #join(tab: Tab, hello: Extract<ToWorker, { t: "hello" }>): Promise<void> {
+  /** Opens (or reuses) the tab's repo engine and welcomes the tab; `false` if it was refused. */
+  async #join(tab: Tab, hello: Extract<ToWorker, { t: "hello" }>): Promise<boolean> {
     if (hello.version !== PACKAGE_VERSION) {
       tab.port.postMessage({
         t: "refused",
@@ -188,7 +208,7 @@ export class WorkerHost {
           message: `this page runs syncline ${String(hello.version)}, its shared worker runs ${PACKAGE_VERSION}: close the other tabs of this app (or reload them) so they all run one version`,
         },
       });
-      return;
+      return false;
     }
     let opening = this.#repos.get(hello.name);
     if (!opening) {
@@ -204,7 +224,7 @@ export class WorkerHost {
       repo = await opening;
     } catch (error) {
       tab.port.postMessage({ t: "refused", version: PACKAGE_VERSION, error: toWire(error) });
-      return;
+      return false;
     }
     if (!sameBytes(repo.key, hello.key)) {
       tab.port.postMessage({
@@ -212,7 +232,7 @@ export class WorkerHost {
         version: PACKAGE_VERSION,
         error: { code: "WrongKey", message: "this repo is open in another tab with another storage key or passphrase" },
       });
-      return;
+      return false;
     }
     tab.tokenFunction = hello.tokenFunction;
     tab.repo = repo;
@@ -222,6 +242,7 @@ export class WorkerHost {
     if (hello.tabLock && typeof locks?.request === "function") {
       void locks.request(hello.tabLock, () => this.#gone(tab)).catch(() => {});
     }
+    return true;
   }
 
   /** `tab` said `bye`, or its lock came free: it has left its repo. */
@@ -299,18 +320,18 @@ class RepoEngine {
     tab.port.postMessage({ t: "welcome", version: PACKAGE_VERSION, status: this.#core.status() });
   }
 
-  /** No tab uses this engine any more and the worker ends: what was applied is made durable first. */
-  async end(): Promise<void> {
-    try {
-      await this.#core.flush();
-    } catch {
-      // not durable: the tabs that made those changes kept them (they re-send them to the next engine)
-    }
+  /** Makes what was applied durable (rejects if storage refuses). */
+  flush(): Promise<void> {
+    return this.#core.flush();
+  }
+
+  /** The worker ends: no more connection, no more tab channel. */
+  close(): void {
     this.#link.close();
     this.#core.close();
   }
 
-    leave(tab: Tab): void {
+  leave(tab: Tab): void {
     this.#tabs.delete(tab);
     this.#messages.leave(tab);
     this.#presence.leave(tab);

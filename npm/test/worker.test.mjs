@@ -71,6 +71,7 @@ function fakeEngine() {
     },
     /** Immediate, unless the test holds storage (`state.hold`): then until `durable()`. */
     flush() {
+      if (state.failFlush) return Promise.reject(Object.assign(new Error("the disk is full"), { code: "QuotaExceeded" }));
       if (!state.hold) return Promise.resolve();
       return new Promise((resolve) => state.flushes.push(resolve));
     },
@@ -198,6 +199,24 @@ test("a worker whose tabs all left ends after idleMs, its writes made durable fi
   await settle();
   assert.deepEqual(late.answers.map((m) => m.t), ["alive", "refused"]);
   late.port.close();
+});
+
+test("an idle worker whose writes fail does not end: its unsaved changes stay in memory until a flush succeeds", async () => {
+  const engine = fakeEngine();
+  let ended = 0;
+  const host = new WorkerHost(engine.Core, () => {}, { onIdle: () => ended++, idleMs: 50 });
+  const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  const a = await tab(host);
+  await a.repo.create({ items: [] });
+  engine.state.failFlush = true;
+  a.repo.close();
+  await wait(200);
+  assert.equal(ended, 0, "not while a write fails");
+  assert.equal(engine.state.closed, undefined, "its engine stays open");
+  engine.state.failFlush = false;
+  await wait(200);
+  assert.equal(ended, 1, "ended at a later idle check, once durable");
+  assert.equal(engine.state.closed, true);
 });
 
 test("a change is applied at once in the tab, and the worker's answer reconciles it", async () => {
