@@ -1,7 +1,7 @@
 /** Types of `syncline/svelte5` (see `svelte5.svelte.js`). */
 import type { ChangeOptions, DocHandle } from "./doc-handle.js";
 import type { Repo } from "./repo.js";
-import type { DocStatus, Draft, Immutable, JsonObject, Patch, Peer, Status } from "./types.js";
+import type { DocStatus, Draft, HistoryEntry, Immutable, JsonObject, Patch, Peer, Status } from "./types.js";
 
 /** A document handle as runes. */
 export interface DocState<T extends object = JsonObject> {
@@ -16,6 +16,8 @@ export interface DocState<T extends object = JsonObject> {
   readonly canUndo: boolean;
   /** Whether `redo()` has something to do. */
   readonly canRedo: boolean;
+  /** `handle.history()`, a new array when entries were added (`handle.on("history")`: in worker mode a round trip after the value). */
+  readonly history: readonly HistoryEntry[];
   /** `handle.change(fn, options)`. */
   change(fn: (draft: Draft<T>) => void, options?: ChangeOptions): readonly Patch[];
   /** `handle.undo()`: `false` if there was nothing to undo. */

@@ -27,6 +27,8 @@
  * contract of `syncline/svelte` (`$doc`), which Svelte 5 keeps too.
  */
 import { createSubscriber } from "svelte/reactivity";
+// Beside this file in the package's dist/.
+import { historyStore } from "./svelte.js";
 
 /**
  * A reader of `read()`, backed by `$state.raw`: `listen(set)` subscribes
@@ -49,7 +51,8 @@ function live(read, listen) {
 /**
  * A document handle as runes: `current` (its value), `status` (its unsaved
  * and pending changes, the relay's last refusal), `peers` (presence),
- * `canUndo`/`canRedo` (`handle.on("undoState")`), and `change(fn,
+ * `canUndo`/`canRedo` (`handle.on("undoState")`), `history` (a new array
+ * when entries were added: `handle.on("history")`), and `change(fn,
  * options)`, `undo()`, `redo()` (the handle's own).
  */
 export function docState(handle) {
@@ -75,6 +78,10 @@ export function docState(handle) {
       return handle.on("undoState", set);
     },
   );
+  const history = live(
+    () => handle.history(),
+    (set) => historyStore(handle).subscribe(set),
+  );
   return {
     handle,
     get current() {
@@ -91,6 +98,9 @@ export function docState(handle) {
     },
     get canRedo() {
       return undoState().canRedo;
+    },
+    get history() {
+      return history();
     },
     change: (fn, options) => handle.change(fn, options),
     undo: () => handle.undo(),

@@ -29,7 +29,8 @@ const apps = [
   { name: "vite-react", dist: "dist", devtools: true },
   // Svelte 5: the runes of syncline/svelte5 and the store contract; Svelte 4: the store contract.
   // Both show whether there is something to undo (`undo`).
-  { name: "vite-svelte", dist: "dist", tabs: true, devtools: true, undo: true },
+  // The Svelte 5 app also shows its history's length (`docState().history`).
+  { name: "vite-svelte", dist: "dist", tabs: true, devtools: true, undo: true, history: true },
   { name: "vite-svelte4", dist: "dist", tabs: true, undo: true },
   // webpack's defaults: src/index.js -> dist/main.js; the page is plain HTML.
   { name: "webpack", dist: "dist", page: "public/index.html" },
@@ -182,6 +183,18 @@ async function pageModeWorks(baseUrl, name) {
 }
 
 /**
+ * The history in the component (`docState(handle).history`): +1 adds one
+ * entry, shown once it is there (in worker mode a round trip after the value).
+ */
+async function historyGrows(page) {
+  const length = async () => Number(await page.locator("#history").textContent());
+  const before = await length();
+  assert.ok(before >= 2, `the created document's changes are in its history (${before})`);
+  await page.click("#inc");
+  await page.waitForFunction((want) => document.querySelector("#history")?.textContent === want, String(before + 1), { timeout: 30_000 });
+}
+
+/**
  * The devtools in the app (`{ devtools: true }` apps have a button that
  * imports `syncline/devtools` on click and mounts it): the panel opens
  * beside the framework's own DOM and shows the document's value, which is
@@ -244,6 +257,7 @@ for (const app of apps) {
       // Before the devtools' check: the undo check starts with nothing to undo, and leaves 42.
       if (app.undo) await undoShows(page);
       if (app.devtools) await devtoolsShowTheValue(page, "42");
+      if (app.history) await historyGrows(page);
       assert.deepEqual(errors, []);
       await context.close();
       if (app.tabs) await otherTabsChangeShows(site.url, app.name);
