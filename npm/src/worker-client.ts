@@ -69,6 +69,8 @@ function startWorker(): SharedWorker {
 interface Sent extends ChangeMessage {
   /** The current worker applied it (its patches arrived). */
   confirmed: boolean;
+  /** The number of the worker's status messages heard when it was confirmed: until the next one, that status does not count it. */
+  confirmedAtStatus?: number;
 }
 
 interface TabDoc {
@@ -114,6 +116,10 @@ export class WorkerCore implements CoreApi {
   #seq = 0;
   #status: EngineStatus = { connection: "connecting", unsaved: 0, pending: 0, lastSyncedAt: null, buffered: 0 };
   #flushWaiters: { upTo: number; resolve: () => void }[] = [];
+  /** The worker's status messages heard so far (see `#uncounted`). */
+  #statuses = 0;
+  /** Changes reported durable since the worker's last status, by seq → url: that status still counts none of them as pending. */
+  readonly #durableSinceStatus = new Map<number, string>();
   /** `[canUndo, canRedo]` per doc: as the worker last said, or as this tab's last change implies. */
   readonly #undoStates = new Map<string, [boolean, boolean]>();
   /** Requests sent and not answered, id → url: a handoff fails them (their answers would reach the old worker). */
@@ -350,11 +356,18 @@ export class WorkerCore implements CoreApi {
         return;
       }
       case "durable":
-        for (const seq of message.seqs) this.#outbox.delete(seq);
+        for (const seq of message.seqs) {
+          const sent = this.#outbox.get(seq);
+          if (sent) this.#durableSinceStatus.set(seq, sent.url);
+          this.#outbox.delete(seq);
+        }
         this.#settleFlushes();
         this.#statusChanged();
         return;
       case "status":
+        // Sent after everything the worker told before: it counts those changes itself.
+        this.#statuses += 1;
+        this.#durableSinceStatus.clear();
         this.#status = message.status;
         for (const [url, status] of Object.entries(message.docs)) {
           const doc = this.#docs.get(url);
@@ -432,6 +445,7 @@ export class WorkerCore implements CoreApi {
     const sent = own ? this.#outbox.get(own.seq) : undefined;
     if (sent && own) {
       sent.confirmed = true;
+      sent.confirmedAtStatus = this.#statuses;
       if (own.hash !== null) sent.hash = own.hash;
       if (own.bytes) sent.bytes = own.bytes;
     }
@@ -712,16 +726,34 @@ export class WorkerCore implements CoreApi {
     await new Promise<void>((resolve) => this.#flushWaiters.push({ upTo, resolve }));
   }
 
+  /**
+   * This tab's changes that the worker's last status does not count yet
+   * (`url` undefined: all docs): not durable (sent, or confirmed since that
+   * status), and durable since it (pending, not acknowledged). So a change
+   * is never missing from `unsaved` + `pending` between the worker's answers.
+   */
+  #uncounted(url?: string): { unsaved: number; pending: number } {
+    let unsaved = 0;
+    for (const sent of this.#outbox.values()) {
+      if (url !== undefined && sent.url !== url) continue;
+      if (!sent.confirmed || sent.confirmedAtStatus === this.#statuses) unsaved++;
+    }
+    let pending = 0;
+    for (const of of this.#durableSinceStatus.values()) if (url === undefined || of === url) pending++;
+    return { unsaved, pending };
+  }
+
   status(): EngineStatus {
-    let waiting = 0;
-    for (const sent of this.#outbox.values()) if (!sent.confirmed) waiting++;
-    return waiting === 0 ? this.#status : { ...this.#status, unsaved: this.#status.unsaved + waiting };
+    const { unsaved, pending } = this.#uncounted();
+    if (unsaved === 0 && pending === 0) return this.#status;
+    return { ...this.#status, unsaved: this.#status.unsaved + unsaved, pending: this.#status.pending + pending };
   }
 
   docStatus(url: string): DocStatus {
     const doc = this.#require(url);
-    const waiting = doc.pending.length;
-    return waiting === 0 ? doc.status : { ...doc.status, unsaved: doc.status.unsaved + waiting };
+    const { unsaved, pending } = this.#uncounted(url);
+    if (unsaved === 0 && pending === 0) return doc.status;
+    return { ...doc.status, unsaved: doc.status.unsaved + unsaved, pending: doc.status.pending + pending };
   }
 
   setOnline(online: boolean): void {

@@ -219,6 +219,31 @@ test("an idle worker whose writes fail does not end: its unsaved changes stay in
   assert.equal(engine.state.closed, true);
 });
 
+test("a change is never missing from unsaved + pending between the worker's answers", async () => {
+  const engine = fakeEngine();
+  const host = new WorkerHost(engine.Core);
+  const { repo } = await tab(host);
+  try {
+    const doc = await repo.create({ items: [] });
+    await repo.flush();
+    engine.state.hold = true; // the write waits
+    doc.change((d) => void d.items.push("x"));
+    const counted = () => repo.status.unsaved + repo.status.pending;
+    assert.equal(repo.status.unsaved, 1, "at once: not durable");
+    await settle(); // the worker applied it and answered; its status (the fake's: all zero) has not come since
+    assert.equal(repo.status.unsaved, 1, "confirmed, and no status of the worker counts it yet");
+    engine.durable();
+    await settle(); // reported durable: pending until the relay acknowledges it
+    assert.deepEqual([repo.status.unsaved, repo.status.pending], [0, 1]);
+    // The worker's next status counts it itself (here: acknowledged already).
+    engine.state.onEvent({ type: "status", status: { connection: "open", unsaved: 0, pending: 0, lastSyncedAt: 1, buffered: 0 } });
+    await settle();
+    assert.equal(counted(), 0, "the worker's status is the truth again");
+  } finally {
+    repo.close();
+  }
+});
+
 test("a change is applied at once in the tab, and the worker's answer reconciles it", async () => {
   const engine = fakeEngine();
   const host = new WorkerHost(engine.Core);
