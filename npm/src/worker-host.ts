@@ -30,7 +30,7 @@ import { PresenceRouter } from "./worker-presence.js";
 import { PACKAGE_VERSION } from "./version.js";
 import type { CallRequest, ChangeMessage, FromWorker, ToWorker, WireError } from "./worker-protocol.js";
 import { toWire } from "./worker-protocol.js";
-import type { DocStatus, HistoryEntry, Patch } from "./types.js";
+import type { DocStatus, EngineStatus, HistoryEntry, Patch } from "./types.js";
 
 /** What the worker needs of the glue's object beyond `RawCore`. */
 export type WorkerRawCore = RawCore & {
@@ -505,7 +505,11 @@ class RepoEngine {
     });
     this.#core.flush().then(
       () => {
-        for (const { tab, seqs } of covered) tab.port.postMessage({ t: "durable", seqs });
+        for (const { tab, seqs } of covered) {
+          tab.port.postMessage({ t: "durable", seqs });
+          // The status now, which counts those changes as pending: the tab stops counting them itself.
+          this.#tellStatus(tab, this.#core.status());
+        }
       },
       (error: unknown) => {
         // Not durable: the seqs wait for the next flush that succeeds.
@@ -519,6 +523,19 @@ class RepoEngine {
         this.#flushSoon();
       }
     });
+  }
+
+  /** The engine's status and the status of each doc `tab` shows. */
+  #tellStatus(tab: Tab, status: EngineStatus): void {
+    const docs: Record<string, DocStatus> = {};
+    for (const url of tab.docs) {
+      try {
+        docs[url] = this.#core.docStatus(url);
+      } catch {
+        // deleted meanwhile
+      }
+    }
+    tab.port.postMessage({ t: "status", status, docs });
   }
 
   async #call(tab: Tab, id: number, request: CallRequest): Promise<void> {
@@ -718,17 +735,7 @@ class RepoEngine {
         return;
       }
       case "status": {
-        for (const tab of this.#tabs) {
-          const docs: Record<string, DocStatus> = {};
-          for (const url of tab.docs) {
-            try {
-              docs[url] = this.#core.docStatus(url);
-            } catch {
-              // deleted meanwhile
-            }
-          }
-          tab.port.postMessage({ t: "status", status: event.status, docs });
-        }
+        for (const tab of this.#tabs) this.#tellStatus(tab, event.status);
         return;
       }
       case "broadcast":

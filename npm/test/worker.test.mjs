@@ -75,7 +75,7 @@ function fakeEngine() {
       if (!state.hold) return Promise.resolve();
       return new Promise((resolve) => state.flushes.push(resolve));
     },
-    status: () => ({ connection: "open", unsaved: 0, pending: 0, lastSyncedAt: null, buffered: 0 }),
+    status: () => state.status ?? { connection: "open", unsaved: 0, pending: 0, lastSyncedAt: null, buffered: 0 },
     docStatus: () => ({ unsaved: 0, pending: 0 }),
     setTabSync() {},
     setCompactionEnabled() {},
@@ -232,9 +232,11 @@ test("a change is never missing from unsaved + pending between the worker's answ
     assert.equal(repo.status.unsaved, 1, "at once: not durable");
     await settle(); // the worker applied it and answered; its status (the fake's: all zero) has not come since
     assert.equal(repo.status.unsaved, 1, "confirmed, and no status of the worker counts it yet");
+    // Durable: the engine counts it as pending now, and the worker says so with its durable report.
+    engine.state.status = { connection: "open", unsaved: 0, pending: 1, lastSyncedAt: null, buffered: 0 };
     engine.durable();
-    await settle(); // reported durable: pending until the relay acknowledges it
-    assert.deepEqual([repo.status.unsaved, repo.status.pending], [0, 1]);
+    await settle();
+    assert.deepEqual([repo.status.unsaved, repo.status.pending], [0, 1], "pending, counted once");
     // The worker's next status counts it itself (here: acknowledged already).
     engine.state.onEvent({ type: "status", status: { connection: "open", unsaved: 0, pending: 0, lastSyncedAt: 1, buffered: 0 } });
     await settle();
