@@ -24,7 +24,7 @@ const editorText = (page) => page.evaluate(() => window.view.state.doc.toString(
 
 test("two editors typing at once converge on identical text; remote carets show; undo removes only one's own typing", { timeout: 120_000 }, async () => {
   const a = await editorPage("Ada", "#c0392b");
-  await waitInPage(a.page, () => window.repo.status.pending === 0 && window.repo.status.connection === "open", undefined, TIMEOUT.sync, "a synced");
+  await waitInPage(a.page, () => window.repo.status.pending === 0 && window.repo.status.unsaved === 0 && window.repo.status.connection === "open", undefined, TIMEOUT.sync, "a synced");
   const b = await editorPage("Bob", "#2980b9", a.url);
   try {
     await a.page.locator(".cm-content").click();

@@ -63,7 +63,7 @@ function recordsOf(page, id) {
 }
 
 const waitSynced = (page) =>
-  waitInPage(page, () => window.repo.status.connection === "open" && window.repo.status.pending === 0, undefined, TIMEOUT.sync, "all changes acknowledged");
+  waitInPage(page, () => window.repo.status.connection === "open" && window.repo.status.pending === 0 && window.repo.status.unsaved === 0, undefined, TIMEOUT.sync, "all changes acknowledged");
 
 test("repo.delete removes the records from IndexedDB, the other tab forgets the doc, reopening fetches it from the relay", { timeout: 120_000 }, async () => {
   const context = await env.browser.newContext();

@@ -90,7 +90,8 @@ export function waitForConnection(page, predicateName, timeout) {
   const predicates = {
     open: () => window.repo.status.connection === "open",
     notOpen: () => window.repo.status.connection !== "open",
-    synced: () => window.repo.status.connection === "open" && window.repo.status.pending === 0,
+    // Nothing unsaved either: a change not yet durable (longer so in worker mode) is not acknowledged yet.
+    synced: () => window.repo.status.connection === "open" && window.repo.status.pending === 0 && window.repo.status.unsaved === 0,
   };
   return waitInPage(page, predicates[predicateName], undefined, timeout, `connection ${predicateName}`);
 }
