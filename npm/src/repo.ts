@@ -540,6 +540,9 @@ export class RepoImpl implements Repo, DocHost {
       resolve = res;
       reject = rej;
     });
+    // A refusal can reject it while the engine's openDoc is still awaited
+    // below (in worker mode, an answer away): not an unhandled rejection.
+    promise.catch(() => {});
     this.#opening.set(url, { promise, resolve, reject });
     try {
       // Resolves at once with local data; otherwise on caughtUp or a change.

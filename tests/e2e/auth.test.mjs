@@ -28,6 +28,9 @@ function mint(docId, rights, ttlSeconds) {
 async function pageWithTokens(name, relay, endpoint) {
   const { context, page } = await newPage(env.browser, name);
   const calls = [];
+  // Uncaught errors in the page (a refusal must reach the app as a rejection or an event, never unhandled).
+  const pageErrors = [];
+  page.on("pageerror", (error) => pageErrors.push(error.message));
   await page.exposeFunction("tokenEndpoint", (docId) => {
     calls.push(docId);
     return endpoint(docId);
@@ -39,7 +42,7 @@ async function pageWithTokens(name, relay, endpoint) {
     window.docs = {};
     window.errors = [];
   }, relay);
-  return { context, page, calls };
+  return { context, page, calls, pageErrors };
 }
 
 /** Opens `url` as `window.docs[name]`, recording its error events. */
@@ -160,6 +163,7 @@ test("one repo, three documents through a token function: two write, one read, r
     const afterRestart = counts();
     afterRestart.forEach((n, i) => assert.ok(n > beforeRestart[i], `document ${i + 1} asked again: ${beforeRestart} → ${afterRestart}`));
     assert.equal((await docStatus(b.page, "three")).pending, 1, "the read-only change is still kept");
+    for (const page of pages) assert.deepEqual(page.pageErrors, [], "no uncaught error in the page");
   } finally {
     for (const { context } of pages) await context.close();
     await relay.kill();
