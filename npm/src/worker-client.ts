@@ -31,6 +31,7 @@ import {
   type FromWorker,
   type OpenedDoc,
   type PageEventName,
+  type TabStatus,
   type ToWorker,
   WORKER_LOCK,
   serverKey,
@@ -116,10 +117,8 @@ export class WorkerCore implements CoreApi {
   #seq = 0;
   #status: EngineStatus = { connection: "connecting", unsaved: 0, pending: 0, lastSyncedAt: null, buffered: 0 };
   #flushWaiters: { upTo: number; resolve: () => void }[] = [];
-  /** The worker's status messages heard so far (see `#uncounted`). */
+  /** The worker's statuses heard so far (see `#uncounted`). */
   #statuses = 0;
-  /** Changes reported durable since the worker's last status, by seq → url: that status still counts none of them as pending. */
-  readonly #durableSinceStatus = new Map<number, string>();
   /** `[canUndo, canRedo]` per doc: as the worker last said, or as this tab's last change implies. */
   readonly #undoStates = new Map<string, [boolean, boolean]>();
   /** Requests sent and not answered, id → url: a handoff fails them (their answers would reach the old worker). */
@@ -356,23 +355,13 @@ export class WorkerCore implements CoreApi {
         return;
       }
       case "durable":
-        for (const seq of message.seqs) {
-          const sent = this.#outbox.get(seq);
-          if (sent) this.#durableSinceStatus.set(seq, sent.url);
-          this.#outbox.delete(seq);
-        }
+        for (const seq of message.seqs) this.#outbox.delete(seq);
+        this.#tookStatus(message);
         this.#settleFlushes();
         this.#statusChanged();
         return;
       case "status":
-        // Sent after everything the worker told before: it counts those changes itself.
-        this.#statuses += 1;
-        this.#durableSinceStatus.clear();
-        this.#status = message.status;
-        for (const [url, status] of Object.entries(message.docs)) {
-          const doc = this.#docs.get(url);
-          if (doc) doc.status = status;
-        }
+        this.#tookStatus(message);
         this.#statusChanged();
         return;
       case "caughtUp":
@@ -727,33 +716,44 @@ export class WorkerCore implements CoreApi {
   }
 
   /**
-   * This tab's changes that the worker's last status does not count yet
-   * (`url` undefined: all docs): not durable (sent, or confirmed since that
-   * status), and durable since it (pending, not acknowledged). So a change
-   * is never missing from `unsaved` + `pending` between the worker's answers.
+   * A status from the worker (alone, or with a durable report). It was
+   * made after everything the worker sent before, so it counts those
+   * changes itself.
    */
-  #uncounted(url?: string): { unsaved: number; pending: number } {
+  #tookStatus({ status, docs }: TabStatus): void {
+    this.#statuses += 1;
+    this.#status = status;
+    for (const [url, docStatus] of Object.entries(docs)) {
+      const doc = this.#docs.get(url);
+      if (doc) doc.status = docStatus;
+    }
+  }
+
+  /**
+   * This tab's changes not yet durable that the worker's last status does
+   * not count (`url` undefined: all docs): those it has not applied, and
+   * those it applied since that status. So a change is never missing from
+   * `unsaved` + `pending` between the worker's answers; once durable, the
+   * status that comes with the report counts it.
+   */
+  #uncounted(url?: string): number {
     let unsaved = 0;
     for (const sent of this.#outbox.values()) {
       if (url !== undefined && sent.url !== url) continue;
       if (!sent.confirmed || sent.confirmedAtStatus === this.#statuses) unsaved++;
     }
-    let pending = 0;
-    for (const of of this.#durableSinceStatus.values()) if (url === undefined || of === url) pending++;
-    return { unsaved, pending };
+    return unsaved;
   }
 
   status(): EngineStatus {
-    const { unsaved, pending } = this.#uncounted();
-    if (unsaved === 0 && pending === 0) return this.#status;
-    return { ...this.#status, unsaved: this.#status.unsaved + unsaved, pending: this.#status.pending + pending };
+    const unsaved = this.#uncounted();
+    return unsaved === 0 ? this.#status : { ...this.#status, unsaved: this.#status.unsaved + unsaved };
   }
 
   docStatus(url: string): DocStatus {
     const doc = this.#require(url);
-    const { unsaved, pending } = this.#uncounted(url);
-    if (unsaved === 0 && pending === 0) return doc.status;
-    return { ...doc.status, unsaved: doc.status.unsaved + unsaved, pending: doc.status.pending + pending };
+    const unsaved = this.#uncounted(url);
+    return unsaved === 0 ? doc.status : { ...doc.status, unsaved: doc.status.unsaved + unsaved };
   }
 
   setOnline(online: boolean): void {

@@ -28,7 +28,7 @@ import { TabLink } from "./tabs.js";
 import { MessageRouter } from "./worker-messages.js";
 import { PresenceRouter } from "./worker-presence.js";
 import { PACKAGE_VERSION } from "./version.js";
-import type { CallRequest, ChangeMessage, FromWorker, ToWorker, WireError } from "./worker-protocol.js";
+import type { CallRequest, ChangeMessage, FromWorker, TabStatus, ToWorker, WireError } from "./worker-protocol.js";
 import { toWire } from "./worker-protocol.js";
 import type { DocStatus, EngineStatus, HistoryEntry, Patch } from "./types.js";
 
@@ -505,11 +505,8 @@ class RepoEngine {
     });
     this.#core.flush().then(
       () => {
-        for (const { tab, seqs } of covered) {
-          tab.port.postMessage({ t: "durable", seqs });
-          // The status now, which counts those changes as pending: the tab stops counting them itself.
-          this.#tellStatus(tab, this.#core.status());
-        }
+        // With the status now, which counts them (as pending): the tab stops counting them itself.
+        for (const { tab, seqs } of covered) tab.port.postMessage({ t: "durable", seqs, ...this.#statusFor(tab, this.#core.status()) });
       },
       (error: unknown) => {
         // Not durable: the seqs wait for the next flush that succeeds.
@@ -525,8 +522,8 @@ class RepoEngine {
     });
   }
 
-  /** The engine's status and the status of each doc `tab` shows. */
-  #tellStatus(tab: Tab, status: EngineStatus): void {
+  /** `status`, and the status of each doc `tab` shows. */
+  #statusFor(tab: Tab, status: EngineStatus): TabStatus {
     const docs: Record<string, DocStatus> = {};
     for (const url of tab.docs) {
       try {
@@ -535,7 +532,7 @@ class RepoEngine {
         // deleted meanwhile
       }
     }
-    tab.port.postMessage({ t: "status", status, docs });
+    return { status, docs };
   }
 
   async #call(tab: Tab, id: number, request: CallRequest): Promise<void> {
@@ -735,7 +732,7 @@ class RepoEngine {
         return;
       }
       case "status": {
-        for (const tab of this.#tabs) this.#tellStatus(tab, event.status);
+        for (const tab of this.#tabs) tab.port.postMessage({ t: "status", ...this.#statusFor(tab, event.status) });
         return;
       }
       case "broadcast":

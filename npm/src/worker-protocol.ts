@@ -109,6 +109,12 @@ export type ToWorker =
 
 export type PageEventName = "online" | "offline" | "visible";
 
+/** The engine's status, and that of each document the tab shows. */
+export interface TabStatus {
+  status: EngineStatus;
+  docs: Record<string, DocStatus>;
+}
+
 export type FromWorker =
   /** Sent as soon as the worker script runs, before the engine loads. */
   | { t: "alive"; version: string }
@@ -118,8 +124,9 @@ export type FromWorker =
   | { t: "patches"; url: string; patches: Patch[]; heads: string[]; own?: { seq: number; hash: string | null; bytes?: Uint8Array } }
   /** The change `seq` failed in the engine; nothing of it was applied. */
   | { t: "rejected"; seq: number; url: string; error: WireError }
-  | { t: "durable"; seqs: number[] }
-  | { t: "status"; status: EngineStatus; docs: Record<string, DocStatus> }
+  /** The changes `seqs` of this tab are durable; the status after, which counts them (as pending). */
+  | ({ t: "durable"; seqs: number[] } & TabStatus)
+  | ({ t: "status" } & TabStatus)
   | { t: "caughtUp"; url: string }
   /** History entries of `url` this tab may not have yet (it drops those it has), oldest first. */
   | { t: "history"; url: string; entries: HistoryEntry[] }
